@@ -1,0 +1,30 @@
+//! Message contracts shared by every Loa service, and the one place where upstream input
+//! is validated and normalised.
+//!
+//! Services only talk over RabbitMQ; what they say to each other is defined here, so a
+//! change to a message is a change to this crate, reviewed once.
+//!
+//! # Layout
+//!
+//! - [`status`]: the national dossier status codes 1..10 with their Vietnamese labels.
+//! - [`phone`]: Vietnamese mobile numbers, normalised to `84` + 9 digits.
+//! - [`event`]: [`DossierEvent`] v1 (upstream → intake → tracker) and its validation.
+//! - [`notification`]: [`NotificationRequest`] (tracker → notifier) and its kinds.
+//! - [`envelope`]: the versioned, tagged envelope every AMQP body is wrapped in.
+//! - [`error`]: [`ValidationError`], which always names the offending field.
+//! - [`time`]: Vietnamese local time and `dd/MM/yyyy` formatting.
+
+pub mod envelope;
+pub mod error;
+pub mod event;
+pub mod notification;
+pub mod phone;
+pub mod status;
+pub mod time;
+
+pub use envelope::Envelope;
+pub use error::ValidationError;
+pub use event::{Agency, Channels, DossierEvent, Fee, Person, Procedure};
+pub use notification::{Lane, NotificationKind, NotificationRequest, Recipient};
+pub use phone::PhoneNumber;
+pub use status::DossierStatus;

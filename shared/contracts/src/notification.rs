@@ -1,0 +1,196 @@
+//! `NotificationRequest`: what the tracker asks the notifier to deliver.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+/// Which message a citizen gets. Each kind maps to one Zalo template per tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotificationKind {
+    /// Status 2: the electronic receipt, with dates and the lookup link.
+    Receipt,
+    /// Status 3: refused at intake, with the reason.
+    Refused,
+    /// Status 5: documents to supplement.
+    SupplementRequested,
+    /// Status 6: fees due.
+    PaymentRequested,
+    /// Status 7: withdrawal confirmed.
+    Withdrawn,
+    /// Status 8: processing stopped, with the reason.
+    Stopped,
+    /// Status 9 on or after the appointment date.
+    ResultReady,
+    /// Status 9 before the appointment date: "earlier than scheduled".
+    ResultReadyEarly,
+    /// Status 10: result handed over.
+    ResultReturned,
+}
+
+impl NotificationKind {
+    /// Every kind.
+    pub const ALL: [NotificationKind; 9] = [
+        Self::Receipt,
+        Self::Refused,
+        Self::SupplementRequested,
+        Self::PaymentRequested,
+        Self::Withdrawn,
+        Self::Stopped,
+        Self::ResultReady,
+        Self::ResultReadyEarly,
+        Self::ResultReturned,
+    ];
+
+    /// The snake_case name used in config, metrics and ids.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Receipt => "receipt",
+            Self::Refused => "refused",
+            Self::SupplementRequested => "supplement_requested",
+            Self::PaymentRequested => "payment_requested",
+            Self::Withdrawn => "withdrawn",
+            Self::Stopped => "stopped",
+            Self::ResultReady => "result_ready",
+            Self::ResultReadyEarly => "result_ready_early",
+            Self::ResultReturned => "result_returned",
+        }
+    }
+
+    /// Looks a kind up by name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
+    /// The template parameters a template for this kind must be sent with. The sandbox
+    /// registers its templates from this list, so sender and fake cannot drift apart.
+    pub fn required_params(self) -> &'static [&'static str] {
+        const BASE: &[&str] = &["customer_name", "dossier_code", "procedure_name", "status", "agency_name", "lookup_url"];
+        match self {
+            Self::Receipt => &[
+                "customer_name", "dossier_code", "procedure_name", "status", "agency_name", "lookup_url",
+                "received_date", "due_date",
+            ],
+            Self::Refused | Self::Stopped => &[
+                "customer_name", "dossier_code", "procedure_name", "status", "agency_name", "lookup_url", "reason",
+            ],
+            Self::SupplementRequested => &[
+                "customer_name", "dossier_code", "procedure_name", "status", "agency_name", "lookup_url", "documents",
+            ],
+            Self::PaymentRequested => &[
+                "customer_name", "dossier_code", "procedure_name", "status", "agency_name", "lookup_url", "amount",
+            ],
+            Self::ResultReadyEarly => &[
+                "customer_name", "dossier_code", "procedure_name", "status", "agency_name", "lookup_url", "due_date",
+            ],
+            Self::Withdrawn | Self::ResultReady | Self::ResultReturned => BASE,
+        }
+    }
+
+    /// The template id registered for this kind in the default (demo) tenant and the
+    /// sandbox's default registry. Real tenants configure their own approved ids.
+    pub fn default_template_id(self) -> &'static str {
+        match self {
+            Self::Receipt => "410001",
+            Self::Refused => "410003",
+            Self::SupplementRequested => "410005",
+            Self::PaymentRequested => "410006",
+            Self::Withdrawn => "410007",
+            Self::Stopped => "410008",
+            Self::ResultReady => "410009",
+            Self::ResultReadyEarly => "410019",
+            Self::ResultReturned => "410010",
+        }
+    }
+}
+
+impl std::fmt::Display for NotificationKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Transactional messages (case updates) and broadcasts travel in separate lanes so a
+/// million-recipient broadcast never delays a case update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Lane {
+    /// Case updates.
+    Transactional,
+    /// Policy announcements.
+    Broadcast,
+}
+
+/// Who gets a message: by Zalo user id when they follow the OA, else by phone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recipient {
+    /// Canonical `84…` number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    /// Zalo user id for the tenant's OA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zalo_user_id: Option<String>,
+}
+
+/// A message to deliver.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotificationRequest {
+    /// Deterministic id (see [`notification_id`]): the notifier's idempotency key and the
+    /// `tracking_id` sent to Zalo.
+    pub notification_id: String,
+    /// Tenant whose OA sends it.
+    pub tenant: String,
+    /// Which template.
+    pub kind: NotificationKind,
+    /// Who receives it.
+    pub recipient: Recipient,
+    /// Template parameters, all strings as Zalo wants them.
+    pub params: BTreeMap<String, String>,
+    /// Transactional or broadcast.
+    pub lane: Lane,
+    /// The dossier it is about, for the deliveries API (never sent in metrics labels).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dossier_code: Option<String>,
+    /// Do not send before this instant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<DateTime<Utc>>,
+    /// W3C `traceparent` of the originating event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_context: Option<String>,
+    /// When intake accepted the originating event (event-to-send latency).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_accepted_at: Option<DateTime<Utc>>,
+    /// When the tracker planned it.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Derives a notification id from the event that caused it and its kind, so replanning
+/// the same event always yields the same id: 32 hex characters (fits Zalo's
+/// 48-character `tracking_id`).
+pub fn notification_id(tenant: &str, event_id: &str, kind: NotificationKind) -> String {
+    let digest = Sha256::digest(format!("{tenant}\u{1f}{event_id}\u{1f}{}", kind.as_str()));
+    hex::encode(&digest[..16])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notification_ids_are_deterministic_and_distinct_per_kind() {
+        let a = notification_id("demo", "e1", NotificationKind::Receipt);
+        assert_eq!(a, notification_id("demo", "e1", NotificationKind::Receipt));
+        assert_ne!(a, notification_id("demo", "e1", NotificationKind::ResultReady));
+        assert_ne!(a, notification_id("other", "e1", NotificationKind::Receipt));
+        assert_eq!(a.len(), 32);
+    }
+
+    #[test]
+    fn every_kind_has_a_template_and_a_lookup_link() {
+        for k in NotificationKind::ALL {
+            assert!(k.required_params().contains(&"lookup_url"), "{k}");
+            assert_eq!(NotificationKind::from_name(k.as_str()), Some(k));
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! A batch consumer: collects up to `batch_size` deliveries (or whatever arrived within
+//! `batch_wait` of the first), hands them to the handler, then settles each one as the
+//! handler decided. Acks happen only after the handler returned, i.e. after its work is
+//! durable; dead letters are published (confirmed) to `loa.dead` with their reason
+//! before the original is acked.
+//!
+//! The loop owns its connection and rebuilds everything after any broker error, so a
+//! force-closed connection costs a redelivery, never a lost message.
+
+use super::{publisher::OutgoingMessage, timed, topology, BrokerStatus};
+use futures_util::StreamExt;
+use lapin::{
+    message::Delivery,
+    options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions, ConfirmSelectOptions},
+    types::{AMQPValue, FieldTable},
+    Channel,
+};
+use std::{future::Future, sync::Arc, time::Duration};
+use tokio_util::sync::CancellationToken;
+
+/// What to do with one delivery after the handler ran.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disposition {
+    /// Done (or a duplicate): remove it from the queue.
+    Ack,
+    /// Failed for a reason that may pass: give it back. Each return counts towards
+    /// the queue's delivery limit, after which the broker dead-letters it.
+    Retry,
+    /// Can never succeed: move it to the dead letters with this reason.
+    DeadLetter(String),
+}
+
+/// How a batch consumer reads its queue.
+#[derive(Debug, Clone)]
+pub struct BatchConsumerSettings {
+    /// Queue to consume.
+    pub queue: String,
+    /// Connection and consumer name (visible in the management UI).
+    pub name: String,
+    /// Unacked deliveries the broker may push ahead (≥ `batch_size`).
+    pub prefetch: u16,
+    /// Most deliveries handed to the handler at once.
+    pub batch_size: usize,
+    /// How long to wait for more deliveries after the first one of a batch.
+    pub batch_wait: Duration,
+}
+
+/// The handler gets the batch as a shared slice and returns one [`Disposition`] per
+/// delivery, in order.
+///
+/// Consumes until `cancel` fires, reconnecting after every failure. The in-flight
+/// batch is always finished and settled before returning.
+pub async fn run_batch_consumer<F, Fut>(
+    amqp_url: &str,
+    settings: BatchConsumerSettings,
+    status: BrokerStatus,
+    cancel: CancellationToken,
+    mut handler: F,
+) where
+    F: FnMut(Arc<[Delivery]>) -> Fut,
+    Fut: Future<Output = Vec<Disposition>>,
+{
+    let mut attempt = 0;
+    while !cancel.is_cancelled() {
+        match consume_once(amqp_url, &settings, &status, &cancel, &mut handler).await {
+            Ok(()) => attempt = 0,
+            Err(e) => {
+                status.set(false);
+                tracing::warn!(queue = %settings.queue, error.message = %e, "Consumer lost its broker connection; reconnecting.");
+                attempt += 1;
+            }
+        }
+        if cancel.is_cancelled() || !super::backoff(attempt, &cancel).await {
+            break;
+        }
+    }
+    status.set(false);
+    tracing::info!(queue = %settings.queue, "Consumer stopped.");
+}
+
+async fn consume_once<F, Fut>(
+    amqp_url: &str,
+    settings: &BatchConsumerSettings,
+    status: &BrokerStatus,
+    cancel: &CancellationToken,
+    handler: &mut F,
+) -> anyhow::Result<()>
+where
+    F: FnMut(Arc<[Delivery]>) -> Fut,
+    Fut: Future<Output = Vec<Disposition>>,
+{
+    let connection = super::connect(amqp_url, &settings.name).await?;
+    let channel = timed("channel.open", connection.create_channel()).await?;
+    topology::declare(&channel).await?;
+    let dead_channel = timed("channel.open", connection.create_channel()).await?;
+    timed("confirm.select", dead_channel.confirm_select(ConfirmSelectOptions { nowait: false })).await?;
+    timed(
+        "basic.qos",
+        channel.basic_qos(settings.prefetch, BasicQosOptions { global: false }),
+    )
+    .await?;
+    let mut consumer = timed(
+        "basic.consume",
+        channel.basic_consume(
+            settings.queue.as_str().into(),
+            settings.name.as_str().into(),
+            BasicConsumeOptions {
+                no_local: false,  // irrelevant for queues
+                no_ack: false,    // manual acks, after the work is durable
+                exclusive: false, // other replicas may consume too
+                nowait: false,    // wait for consume-ok
+            },
+            FieldTable::default(),
+        ),
+    )
+    .await?;
+    status.set(true);
+    tracing::info!(queue = %settings.queue, "Consuming.");
+
+    loop {
+        let first = tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            next = consumer.next() => next,
+        };
+        let first = match first {
+            Some(Ok(d)) => d,
+            Some(Err(e)) => return Err(e.into()),
+            None => anyhow::bail!("the broker cancelled the consumer"),
+        };
+        let mut batch = vec![first];
+        let deadline = tokio::time::Instant::now() + settings.batch_wait;
+        while batch.len() < settings.batch_size {
+            match tokio::time::timeout_at(deadline, consumer.next()).await {
+                Ok(Some(Ok(d))) => batch.push(d),
+                Ok(Some(Err(e))) => return Err(e.into()),
+                Ok(None) => break,
+                Err(_) => break,
+            }
+        }
+        let batch: Arc<[Delivery]> = batch.into();
+        let dispositions = handler(batch.clone()).await;
+        settle(&settings.queue, &dead_channel, &batch, dispositions).await?;
+    }
+}
+
+async fn settle(
+    queue: &str,
+    dead_channel: &Channel,
+    batch: &[Delivery],
+    dispositions: Vec<Disposition>,
+) -> anyhow::Result<()> {
+    assert_eq!(batch.len(), dispositions.len(), "a handler settles every delivery it was given");
+    if dispositions.iter().all(|d| *d == Disposition::Ack) {
+        let last = batch.last().expect("batches are never empty");
+        let acked = timed("basic.ack", last.ack(BasicAckOptions { multiple: true })).await?;
+        if !acked {
+            metrics::lost_acks(queue, batch.len());
+        }
+        return Ok(());
+    }
+    for (delivery, disposition) in batch.iter().zip(dispositions) {
+        let sent = match disposition {
+            Disposition::Ack => timed("basic.ack", delivery.ack(BasicAckOptions { multiple: false })).await?,
+            Disposition::Retry => {
+                timed("basic.reject", delivery.reject(BasicRejectOptions { requeue: true })).await?
+            }
+            Disposition::DeadLetter(reason) => {
+                dead_letter(queue, dead_channel, &delivery, &reason).await?;
+                timed("basic.ack", delivery.ack(BasicAckOptions { multiple: false })).await?
+            }
+        };
+        if !sent {
+            metrics::lost_acks(queue, 1);
+        }
+    }
+    Ok(())
+}
+
+/// Publishes a copy of `delivery` to `loa.dead` with the reason, and waits for the
+/// confirm. Only then may the original be acked.
+pub async fn dead_letter(
+    queue: &str,
+    channel: &Channel,
+    delivery: &Delivery,
+    reason: &str,
+) -> anyhow::Result<()> {
+    tracing::warn!(queue, reason, "Dead-lettering a message.");
+    let mut headers = delivery
+        .properties
+        .headers()
+        .clone()
+        .unwrap_or_default();
+    headers.insert(topology::H_REASON.into(), AMQPValue::LongString(reason.into()));
+    headers.insert(topology::H_SOURCE_QUEUE.into(), AMQPValue::LongString(queue.into()));
+    let properties = delivery
+        .properties
+        .clone()
+        .with_headers(headers)
+        .with_delivery_mode(2);
+    let confirm = timed(
+        "basic.publish",
+        channel.basic_publish(
+            topology::EX_DEAD.into(),
+            delivery.routing_key.clone(),
+            lapin::options::BasicPublishOptions {
+                mandatory: true, // the dead-letter queue must exist
+                immediate: false,
+            },
+            &delivery.data,
+            properties,
+        ),
+    )
+    .await?;
+    match timed("publisher confirm", confirm).await? {
+        lapin::Confirmation::Ack(None) => {
+            metrics::dead_lettered(queue);
+            Ok(())
+        }
+        other => anyhow::bail!("dead letter not confirmed: {other:?}"),
+    }
+}
+
+/// Reads a string header from a delivery.
+pub fn header(delivery: &Delivery, name: &str) -> Option<String> {
+    let headers = delivery.properties.headers().as_ref()?;
+    match headers.inner().get(name)? {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
+        _ => None,
+    }
+}
+
+/// Converts an outgoing message's headers for re-publication.
+pub fn outgoing_from_delivery(delivery: &Delivery, exchange: &str, routing_key: &str) -> OutgoingMessage {
+    OutgoingMessage {
+        exchange: exchange.to_owned(),
+        routing_key: routing_key.to_owned(),
+        body: delivery.data.clone(),
+        message_id: delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|m| m.as_str().to_owned())
+            .unwrap_or_default(),
+        headers: Vec::new(),
+    }
+}
+
+mod metrics {
+    use prometheus::{register_int_counter_vec, IntCounterVec};
+    use std::sync::LazyLock;
+
+    static LOST_ACKS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+        register_int_counter_vec!(
+            "loa_amqp_lost_acks_total",
+            "Acks the client could not send because the channel had died; the broker redelivers those messages.",
+            &["queue"]
+        )
+        .expect("metric registers once")
+    });
+    static DEAD_LETTERED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+        register_int_counter_vec!(
+            "loa_amqp_dead_lettered_total",
+            "Messages moved to loa.dead by a consumer, with their reason in a header.",
+            &["queue"]
+        )
+        .expect("metric registers once")
+    });
+
+    pub fn lost_acks(queue: &str, n: usize) {
+        LOST_ACKS.with_label_values(&[queue]).inc_by(n as u64);
+    }
+
+    pub fn dead_lettered(queue: &str) {
+        DEAD_LETTERED.with_label_values(&[queue]).inc();
+    }
+}

@@ -1,0 +1,80 @@
+//! Layered configuration: compiled-in defaults, then an optional TOML file
+//! (`--config` or `LOA_CONFIG`), then `LOA_*` environment variables, with `__` for
+//! nesting (`LOA_TRACKER__BATCH_SIZE=500`).
+
+use crate::telemetry::LogFormat;
+use serde::{de::DeserializeOwned, Deserialize};
+use std::path::{Path, PathBuf};
+
+/// Why settings could not be loaded; names the offending key where it can.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file or the environment did not fit the settings' shape.
+    #[error("invalid configuration: {0}")]
+    Invalid(#[from] ::config::ConfigError),
+    /// A value was readable but not acceptable.
+    #[error("invalid configuration value `{key}`: {why}")]
+    Value {
+        /// The dotted key.
+        key: String,
+        /// What is wrong with it.
+        why: String,
+    },
+}
+
+/// Loads `T` from defaults (its serde defaults), an optional TOML file and `LOA_*`
+/// environment variables.
+pub fn load<T: DeserializeOwned>(file: Option<&Path>) -> Result<T, ConfigError> {
+    let mut builder = ::config::Config::builder();
+    if let Some(file) = file {
+        builder = builder.add_source(::config::File::from(file).format(::config::FileFormat::Toml));
+    }
+    builder = builder.add_source(
+        ::config::Environment::with_prefix("LOA")
+            .prefix_separator("_")
+            .separator("__")
+            .try_parsing(false),
+    );
+    Ok(builder.build()?.try_deserialize()?)
+}
+
+/// Settings every service needs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct CommonSettings {
+    /// RabbitMQ URL, including the vhost (`LOA_AMQP_URL`).
+    pub amqp_url: String,
+    /// PostgreSQL URL (`LOA_DATABASE_URL`). Each service uses its own schema in it.
+    pub database_url: String,
+    /// Maximum Postgres connections per service.
+    pub database_pool_size: usize,
+    /// Public base URL of the tracker, used in lookup links and QR codes sent to
+    /// citizens (`LOA_PUBLIC_BASE_URL`).
+    pub public_base_url: String,
+    /// `pretty` for terminals, `json` for production (`LOA_LOG_FORMAT`).
+    pub log_format: LogFormat,
+    /// Path of the tenants file (`LOA_TENANTS_FILE`); without it the built-in `demo`
+    /// tenant, wired to the local sandbox, is used.
+    pub tenants_file: Option<PathBuf>,
+}
+
+impl Default for CommonSettings {
+    fn default() -> Self {
+        Self {
+            amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned(),
+            database_url: "postgres://postgres@127.0.0.1:5432/loa".to_owned(),
+            database_pool_size: 16,
+            public_base_url: "http://127.0.0.1:8081".to_owned(),
+            log_format: LogFormat::Pretty,
+            tenants_file: None,
+        }
+    }
+}
+
+/// Parses a `host:port` listen address, naming the key on failure.
+pub fn parse_bind(key: &str, value: &str) -> Result<std::net::SocketAddr, ConfigError> {
+    value.parse().map_err(|_| ConfigError::Value {
+        key: key.to_owned(),
+        why: format!("`{value}` is not a host:port address"),
+    })
+}

@@ -1,0 +1,28 @@
+//! Plumbing every Loa service shares: configuration, tenants, telemetry, RabbitMQ,
+//! PostgreSQL, HTTP and shutdown. Nothing here knows about dossiers.
+//!
+//! # Layout
+//!
+//! - [`config`]: layered settings (defaults, TOML file, `LOA_*` environment).
+//! - [`tenants`]: provinces / OAs, their Zalo apps, upstream sources and admin tokens.
+//! - [`secret`]: a string that never prints.
+//! - [`telemetry`]: `tracing` subscriber set-up (pretty or JSON).
+//! - [`amqp`]: connections, the topology, a confirming publisher and a batch consumer.
+//! - [`db`]: the Postgres pool and embedded migrations.
+//! - [`http`]: the JSON error body, health, readiness and metrics endpoints, serving.
+//! - [`shutdown`]: one cancellation token tripped by SIGTERM or Ctrl-C.
+//! - [`testing`]: a fresh database and vhost per test.
+
+pub mod amqp;
+pub mod config;
+pub mod db;
+pub mod http;
+pub mod secret;
+pub mod shutdown;
+pub mod telemetry;
+pub mod tenants;
+pub mod testing;
+
+pub use config::CommonSettings;
+pub use secret::Secret;
+pub use tenants::{TenantSettings, Tenants};

@@ -1,0 +1,122 @@
+//! Test support: every test gets its own PostgreSQL database and RabbitMQ vhost, so
+//! runs cannot disturb each other, and both are dropped afterwards.
+//!
+//! The server addresses come from `LOA_TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432`) and `LOA_TEST_AMQP_URL` (default
+//! `amqp://guest:guest@127.0.0.1:5672`); vhosts are made with `rabbitmqctl`.
+
+use anyhow::Context;
+use std::{
+    process::Command,
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A private database and vhost, removed on drop.
+pub struct TestEnv {
+    /// Name of both the database and the vhost.
+    pub name: String,
+    /// URL of the private database.
+    pub database_url: String,
+    /// URL of the private vhost.
+    pub amqp_url: String,
+    postgres_base: String,
+}
+
+impl TestEnv {
+    /// Creates a fresh database and vhost.
+    pub async fn new() -> anyhow::Result<Self> {
+        let postgres_base = std::env::var("LOA_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+        let amqp_base =
+            std::env::var("LOA_TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672".into());
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .subsec_nanos();
+        let name = format!(
+            "loa_test_{}_{}_{nanos}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let (client, conn) = tokio_postgres::connect(&format!("{postgres_base}/postgres"), tokio_postgres::NoTls)
+            .await
+            .context("PostgreSQL is not reachable for tests (LOA_TEST_POSTGRES_URL)")?;
+        tokio::spawn(conn);
+        client.batch_execute(&format!("CREATE DATABASE {name}")).await?;
+        rabbitmqctl(&["add_vhost", &name])?;
+        rabbitmqctl(&["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"])?;
+        Ok(Self {
+            database_url: format!("{postgres_base}/{name}"),
+            amqp_url: format!("{amqp_base}/{name}"),
+            name,
+            postgres_base,
+        })
+    }
+
+    /// Counts the messages ready in a queue of this vhost.
+    pub fn queue_depth(&self, queue: &str) -> anyhow::Result<u64> {
+        let out = Command::new("rabbitmqctl")
+            .args(["list_queues", "-q", "--no-table-headers", "-p", &self.name, "name", "messages"])
+            .output()
+            .context("rabbitmqctl is not installed")?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        Ok(text
+            .lines()
+            .filter_map(|l| {
+                let mut parts = l.split_whitespace();
+                (parts.next()? == queue).then(|| parts.next()?.parse().ok())?
+            })
+            .next()
+            .unwrap_or(0))
+    }
+
+    /// Force-closes every client connection of this vhost (fault injection).
+    pub fn close_all_connections(&self) -> anyhow::Result<()> {
+        rabbitmqctl(&["close_all_connections", "-p", &self.name, "test fault injection"])
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .args([
+                &format!("{}/postgres", self.postgres_base),
+                "-qc",
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            ])
+            .output();
+        let _ = rabbitmqctl(&["delete_vhost", &self.name]);
+    }
+}
+
+fn rabbitmqctl(args: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .context("rabbitmqctl is not installed")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "rabbitmqctl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, or fails after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: std::time::Duration, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return Ok(v);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            anyhow::bail!("condition not met within {timeout:?}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
