@@ -1,1 +1,27 @@
-//! placeholder
+//! Intake: the front door for upstream one-stop systems.
+//!
+//! It authenticates each source (a bearer token bound to one tenant), validates and
+//! normalises [`DossierEvent`]s, and publishes them to `loa.events` with publisher
+//! confirms before it answers: a `202` means RabbitMQ has the event. It is stateless
+//! and scales by replicas.
+//!
+//! # Layout
+//!
+//! - [`configuration`]: [`IntakeSettings`].
+//! - [`startup`]: [`Application`], wiring HTTP, the AMQP ingress consumer and shutdown.
+//! - [`routes`]: `POST /v1/events` and `POST /v1/events/batch`.
+//! - [`ingress`]: the AMQP path (`loa.ingress` → validated → `loa.events`).
+//! - [`publish`]: turning accepted events into confirmed messages.
+//! - [`metrics`]: Prometheus counters.
+//!
+//! [`DossierEvent`]: loa_contracts::DossierEvent
+
+pub mod configuration;
+pub mod ingress;
+pub mod metrics;
+pub mod publish;
+pub mod routes;
+pub mod startup;
+
+pub use configuration::IntakeSettings;
+pub use startup::Application;

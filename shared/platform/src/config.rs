@@ -6,6 +6,13 @@ use crate::telemetry::LogFormat;
 use serde::{de::DeserializeOwned, Deserialize};
 use std::path::{Path, PathBuf};
 
+impl CommonSettings {
+    /// Loads the tenants this deployment serves.
+    pub fn load_tenants(&self) -> Result<crate::Tenants, ConfigError> {
+        crate::Tenants::load(self.tenants_file.as_deref(), &self.sandbox_url)
+    }
+}
+
 /// Why settings could not be loaded; names the offending key where it can.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -56,6 +63,9 @@ pub struct CommonSettings {
     /// Path of the tenants file (`LOA_TENANTS_FILE`); without it the built-in `demo`
     /// tenant, wired to the local sandbox, is used.
     pub tenants_file: Option<PathBuf>,
+    /// Base URL of the Zalo sandbox the built-in `demo` tenant talks to
+    /// (`LOA_SANDBOX_URL`). Tenants from a tenants file carry their own Zalo URLs.
+    pub sandbox_url: String,
 }
 
 impl Default for CommonSettings {
@@ -67,6 +77,7 @@ impl Default for CommonSettings {
             public_base_url: "http://127.0.0.1:8081".to_owned(),
             log_format: LogFormat::Pretty,
             tenants_file: None,
+            sandbox_url: "http://127.0.0.1:8090".to_owned(),
         }
     }
 }

@@ -1,0 +1,34 @@
+//! Intake settings.
+
+use serde::Deserialize;
+
+/// Intake settings (`[intake]` in the config file, `LOA_INTAKE__*` in the environment).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct IntakeSettings {
+    /// HTTP listen address.
+    pub bind: String,
+    /// Most events in one `POST /v1/events/batch`.
+    pub max_batch: usize,
+    /// Largest accepted event, in bytes (also the body limit of `POST /v1/events`).
+    pub max_event_bytes: usize,
+    /// Whether to consume the AMQP ingress queue (`loa.ingress`).
+    pub ingress_enabled: bool,
+    /// Unacked ingress deliveries the broker may push ahead.
+    pub ingress_prefetch: u16,
+    /// Ingress messages validated and forwarded together.
+    pub ingress_batch: usize,
+}
+
+impl Default for IntakeSettings {
+    fn default() -> Self {
+        Self {
+            bind: "0.0.0.0:8080".into(),
+            max_batch: 500,
+            max_event_bytes: 64 * 1024,
+            ingress_enabled: true,
+            ingress_prefetch: 256,
+            ingress_batch: 128,
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! `POST /v1/events` and `POST /v1/events/batch`.
+
+use crate::{metrics, publish};
+use axum::{
+    extract::State,
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use loa_contracts::{DossierEvent, ValidationError};
+use loa_platform::{
+    amqp::Publisher,
+    http::{bearer_token, ApiError, JsonBody},
+    Tenants,
+};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// Shared by every request.
+#[derive(Clone)]
+pub struct AppState {
+    /// Tenants and their source credentials.
+    pub tenants: Tenants,
+    /// The confirming publisher.
+    pub publisher: Arc<Publisher>,
+    /// Most events per batch.
+    pub max_batch: usize,
+    /// Largest accepted event, in bytes.
+    pub max_event_bytes: usize,
+}
+
+/// The tenant a request's bearer token belongs to.
+fn authenticate<'a>(state: &'a AppState, headers: &HeaderMap) -> Result<&'a str, ApiError> {
+    let token = bearer_token(headers).ok_or_else(ApiError::unauthorized)?;
+    let (tenant, _source) = state
+        .tenants
+        .source_by_token(token)
+        .ok_or_else(ApiError::unauthorized)?;
+    Ok(tenant.id.as_str())
+}
+
+/// Validates one event and checks that the source may publish for its tenant.
+fn accept(value: &Value, tenant: &str, max_bytes: usize) -> Result<DossierEvent, ApiError> {
+    if serde_json::to_vec(value).map(|b| b.len()).unwrap_or(usize::MAX) > max_bytes {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("an event may be at most {max_bytes} bytes"),
+        )
+        .with_field("body"));
+    }
+    let event = DossierEvent::from_json(value)?;
+    if event.tenant != tenant {
+        return Err(ApiError::forbidden("this source may only publish events for its own tenant").with_field("tenant"));
+    }
+    Ok(event)
+}
+
+fn traceparent(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| publish::valid_traceparent(v))
+}
+
+fn unavailable(e: &loa_platform::amqp::PublishError) -> ApiError {
+    tracing::warn!(error.message = %e, "RabbitMQ did not confirm; asking the client to retry.");
+    ApiError::unavailable("the event could not be stored; retry later", 5)
+}
+
+/// `POST /v1/events`: one event. `202 {"event_id"}` once RabbitMQ confirmed it.
+pub async fn post_event(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Response, ApiError> {
+    let tenant = authenticate(&state, &headers).inspect_err(|_| metrics::events("http", "unauthorized", 1))?;
+    let event = accept(&body, tenant, state.max_event_bytes).inspect_err(|e| {
+        metrics::events("http", if e.status == StatusCode::FORBIDDEN { "forbidden" } else { "invalid" }, 1)
+    })?;
+    let event_id = event.event_id.clone();
+    publish::publish_events(&state.publisher, vec![event], traceparent(&headers))
+        .await
+        .map_err(|e| {
+            metrics::events("http", "unavailable", 1);
+            unavailable(&e)
+        })?;
+    metrics::events("http", "accepted", 1);
+    Ok((StatusCode::ACCEPTED, Json(json!({"event_id": event_id}))).into_response())
+}
+
+/// `POST /v1/events/batch`: up to `max_batch` events as `{"events": [...]}` (or a bare
+/// array). Valid events are published together; the answer lists a result per item in
+/// order. `202` when every item was accepted, `207` when some were refused.
+pub async fn post_batch(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Response, ApiError> {
+    let tenant = authenticate(&state, &headers).inspect_err(|_| metrics::events("http", "unauthorized", 1))?;
+    let items = match &body {
+        Value::Array(items) => items,
+        Value::Object(obj) => obj
+            .get("events")
+            .and_then(Value::as_array)
+            .ok_or_else(|| ApiError::from(ValidationError::new("events", "invalid_type", "`events` must be an array")))?,
+        _ => {
+            return Err(ValidationError::new("events", "invalid_type", "expected {\"events\": [...]}").into());
+        }
+    };
+    if items.is_empty() {
+        return Err(ValidationError::new("events", "empty_batch", "a batch needs at least one event").into());
+    }
+    if items.len() > state.max_batch {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "batch_too_large",
+            format!("a batch may hold at most {} events", state.max_batch),
+        )
+        .with_field("events"));
+    }
+
+    let mut accepted = Vec::with_capacity(items.len());
+    let mut results = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        match accept(item, tenant, state.max_event_bytes) {
+            Ok(event) => {
+                results.push(json!({"index": i, "status": 202, "event_id": event.event_id}));
+                accepted.push(event);
+            }
+            Err(mut e) => {
+                e.field = Some(match e.field.take() {
+                    Some(f) if !f.is_empty() => format!("events[{i}].{f}"),
+                    _ => format!("events[{i}]"),
+                });
+                let mut r = json!({"index": i, "status": e.status.as_u16()});
+                r["error"] = e.body()["error"].clone();
+                if let Some(id) = item.get("event_id").and_then(Value::as_str) {
+                    r["event_id"] = json!(id);
+                }
+                results.push(r);
+            }
+        }
+    }
+    let n_ok = accepted.len();
+    let n_bad = items.len() - n_ok;
+    metrics::events("http", "invalid", n_bad);
+    publish::publish_events(&state.publisher, accepted, traceparent(&headers))
+        .await
+        .map_err(|e| {
+            metrics::events("http", "unavailable", n_ok);
+            unavailable(&e)
+        })?;
+    metrics::events("http", "accepted", n_ok);
+    let status = if n_bad == 0 { StatusCode::ACCEPTED } else { StatusCode::MULTI_STATUS };
+    Ok((status, Json(json!({"accepted": n_ok, "rejected": n_bad, "results": results}))).into_response())
+}

@@ -1,0 +1,103 @@
+//! Wiring: the HTTP server, the AMQP ingress consumer and graceful shutdown.
+
+use crate::{ingress, routes, IntakeSettings};
+use axum::{extract::DefaultBodyLimit, routing::post, Router};
+use loa_platform::{
+    amqp::{run_batch_consumer, topology, BatchConsumerSettings, BrokerStatus, Publisher},
+    config::parse_bind,
+    http::{self, Readiness},
+    CommonSettings, Tenants,
+};
+use std::{sync::Arc, time::Duration};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// A built intake, ready to run.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    port: u16,
+    amqp_url: String,
+    settings: IntakeSettings,
+    tenants: Tenants,
+    publisher: Arc<Publisher>,
+    ingress_status: BrokerStatus,
+}
+
+impl Application {
+    /// Binds the listener and prepares the publisher (which connects on first use).
+    pub async fn build(common: &CommonSettings, settings: &IntakeSettings, tenants: Tenants) -> anyhow::Result<Self> {
+        let addr = parse_bind("intake.bind", &settings.bind)?;
+        let listener = TcpListener::bind(addr).await?;
+        let port = listener.local_addr()?.port();
+        let publisher = Arc::new(Publisher::new(&common.amqp_url, "loa-intake-publisher"));
+        if let Err(e) = publisher.ensure_connected().await {
+            tracing::warn!(error.message = %e, "RabbitMQ is not reachable yet; intake answers 503 until it is.");
+        }
+        let state = routes::AppState {
+            tenants: tenants.clone(),
+            publisher: publisher.clone(),
+            max_batch: settings.max_batch,
+            max_event_bytes: settings.max_event_bytes,
+        };
+        let ingress_status = BrokerStatus::default();
+        let ready_publisher = publisher.clone();
+        let readiness = Readiness::new().check("rabbitmq", move || {
+            let publisher = ready_publisher.clone();
+            async move { publisher.ensure_connected().await.map_err(|e| e.to_string()) }
+        });
+        let batch_limit = settings.max_event_bytes.saturating_mul(settings.max_batch).min(16 * 1024 * 1024);
+        let router = Router::new()
+            .route(
+                "/v1/events",
+                post(routes::post_event).layer(DefaultBodyLimit::max(settings.max_event_bytes)),
+            )
+            .route(
+                "/v1/events/batch",
+                post(routes::post_batch).layer(DefaultBodyLimit::max(batch_limit)),
+            )
+            .with_state(state)
+            .merge(http::ops_router(readiness))
+            .fallback(http::fallback);
+        Ok(Self {
+            listener,
+            router,
+            port,
+            amqp_url: common.amqp_url.clone(),
+            settings: settings.clone(),
+            tenants,
+            publisher,
+            ingress_status,
+        })
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves HTTP and consumes the ingress queue until `cancel` fires.
+    pub async fn run_until_stopped(self, cancel: CancellationToken) -> anyhow::Result<()> {
+        tracing::info!(port = self.port, "Intake listening.");
+        let server = http::serve(self.listener, self.router, cancel.clone());
+        let ingress = async {
+            if !self.settings.ingress_enabled {
+                return;
+            }
+            let consumer = BatchConsumerSettings {
+                queue: topology::Q_INGRESS.to_owned(),
+                name: "loa-intake-ingress".to_owned(),
+                prefetch: self.settings.ingress_prefetch,
+                batch_size: self.settings.ingress_batch,
+                batch_wait: Duration::from_millis(5),
+            };
+            let (tenants, publisher, max) = (self.tenants, self.publisher, self.settings.max_event_bytes);
+            run_batch_consumer(&self.amqp_url, consumer, self.ingress_status, cancel.clone(), |batch| {
+                ingress::handle_batch(batch, tenants.clone(), publisher.clone(), max)
+            })
+            .await;
+        };
+        let (served, ()) = tokio::join!(server, ingress);
+        served
+    }
+}

@@ -1,0 +1,178 @@
+//! `loa demo`: a small story a newcomer can watch. Dossiers are filed and move on; each
+//! event goes through intake's HTTP API like an upstream one-stop system's would, and
+//! what each citizen received at the Zalo sandbox is printed with its lookup link.
+
+use crate::{runner, settings::Settings};
+use anyhow::Context;
+use chrono::{Duration, SecondsFormat, Utc};
+use loa_contracts::{phone::mask_phone, time::vietnam};
+use serde_json::{json, Value};
+
+/// One step of the story.
+struct Step {
+    caption: &'static str,
+    event: Value,
+}
+
+fn story(run_id: &str) -> Vec<Step> {
+    let now = Utc::now().with_timezone(&vietnam());
+    let ts = |d: Duration| (now + d).to_rfc3339_opts(SecondsFormat::Secs, false);
+    let marriage = format!("000.00.06.H56-{}-0001", &run_id[..6]);
+    let birth = format!("000.00.06.H56-{}-0002", &run_id[..6]);
+    let land = format!("000.00.10.H56-{}-0003", &run_id[..6]);
+    let agency = json!({"code": "000.00.06.H56", "name": "UBND phường Đức Thắng"});
+    vec![
+        Step {
+            caption: "Anh Nguyễn Văn An files a marriage registration at the ward's one-stop desk",
+            event: json!({
+                "event_id": format!("demo-{run_id}-1"), "tenant": "demo", "dossier_code": marriage, "status": "received",
+                "occurred_at": ts(Duration::minutes(-30)), "received_at": ts(Duration::minutes(-30)), "due_at": ts(Duration::days(3)),
+                "procedure": {"code": "1.000894", "name": "Đăng ký kết hôn"}, "agency": agency,
+                "applicant": {"name": "Nguyễn Văn An", "phone": "0903 123 456"}, "channels": {"zalo": true, "broadcast": false}
+            }),
+        },
+        Step {
+            caption: "The ward finishes it three days early",
+            event: json!({
+                "event_id": format!("demo-{run_id}-2"), "tenant": "demo", "dossier_code": marriage, "status": 9,
+                "occurred_at": ts(Duration::zero()), "received_at": ts(Duration::minutes(-30)), "due_at": ts(Duration::days(3)),
+                "procedure": {"code": "1.000894", "name": "Đăng ký kết hôn"}, "agency": agency,
+                "applicant": {"name": "Nguyễn Văn An", "phone": "0903 123 456"}, "channels": {"zalo": true, "broadcast": false}
+            }),
+        },
+        Step {
+            caption: "Chị Lê Thị Hoa registers her son's birth on behalf of his father (she is notified, not him)",
+            event: json!({
+                "event_id": format!("demo-{run_id}-3"), "tenant": "demo", "dossier_code": birth, "status": "received",
+                "occurred_at": ts(Duration::zero()), "received_at": ts(Duration::zero()), "due_at": ts(Duration::days(1)),
+                "procedure": {"code": "1.001193", "name": "Đăng ký khai sinh"}, "agency": agency,
+                "applicant": {"name": "Phạm Minh Quân", "phone": "+84 912.000.111"},
+                "on_behalf_of": {"name": "Lê Thị Hoa", "phone": "0987-654-321"},
+                "channels": {"zalo": true, "broadcast": false}
+            }),
+        },
+        Step {
+            caption: "A land-use dossier needs one more document",
+            event: json!({
+                "event_id": format!("demo-{run_id}-4"), "tenant": "demo", "dossier_code": land, "status": "supplement_requested",
+                "occurred_at": ts(Duration::zero()), "received_at": ts(Duration::days(-5)), "due_at": ts(Duration::days(10)),
+                "procedure": {"code": "1.003003", "name": "Đăng ký biến động quyền sử dụng đất"},
+                "agency": {"code": "000.00.10.H56", "name": "Chi nhánh Văn phòng đăng ký đất đai"},
+                "applicant": {"name": "Trần Thị Bích", "phone": "0358 777 888"},
+                "required_documents": ["Bản sao hợp đồng chuyển nhượng có công chứng"],
+                "reason": "Thiếu hợp đồng chuyển nhượng",
+                "channels": {"zalo": true, "broadcast": false}
+            }),
+        },
+    ]
+}
+
+/// Starts every service in-process, tells the story, prints what citizens received.
+pub async fn run(settings: &Settings, exit: bool) -> anyhow::Result<()> {
+    let cancel = loa_platform::shutdown::on_signal();
+    let system = runner::start(runner::Target::All, settings, cancel.clone()).await?;
+    let intake = format!("http://127.0.0.1:{}", system.intake_port.context("intake is not running")?);
+    let sandbox = format!("http://127.0.0.1:{}", system.sandbox_port.context("the sandbox is not running")?);
+    let client = reqwest::Client::new();
+    wait_ready(&client, &intake).await?;
+
+    let run_id = format!("{:x}", Utc::now().timestamp_micros());
+    let steps = story(&run_id);
+    println!("\nLoa demo: {} dossier events, posted to intake as an upstream one-stop system would.\n", steps.len());
+    let mut tracking = Vec::new();
+    for step in &steps {
+        let resp = client
+            .post(format!("{intake}/v1/events"))
+            .bearer_auth("demo-token")
+            .json(&step.event)
+            .send()
+            .await?;
+        let status = resp.status();
+        println!("  • {} → intake answered {}", step.caption, status);
+        anyhow::ensure!(status.as_u16() == 202, "intake refused a demo event: {}", resp.text().await?);
+        tracking.push(step.event["dossier_code"].as_str().unwrap_or_default().to_owned());
+    }
+
+    println!("\nWhat citizens received on Zalo (as recorded by the Zalo sandbox):\n");
+    let messages = wait_for_messages(&client, &sandbox, &tracking, steps.len()).await?;
+    for m in &messages {
+        print_message(m);
+    }
+    println!(
+        "Open a lookup link above in a browser: it is the page the QR code on the paper receipt opens.\n\
+         Sandbox messages: {sandbox}/_sandbox/messages    Metrics: {intake}/metrics"
+    );
+    if exit {
+        return system.stop().await;
+    }
+    println!("\nServing on; press Ctrl-C to stop.");
+    system.wait().await
+}
+
+async fn wait_ready(client: &reqwest::Client, intake: &str) -> anyhow::Result<()> {
+    for _ in 0..100 {
+        if let Ok(r) = client.get(format!("{intake}/readyz")).send().await {
+            if r.status().is_success() {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("intake did not become ready: are RabbitMQ and PostgreSQL running?")
+}
+
+async fn wait_for_messages(
+    client: &reqwest::Client,
+    sandbox: &str,
+    dossier_codes: &[String],
+    expected: usize,
+) -> anyhow::Result<Vec<Value>> {
+    let mut mine = Vec::new();
+    for _ in 0..200 {
+        let all: Vec<Value> = client.get(format!("{sandbox}/_sandbox/messages")).send().await?.json().await?;
+        mine = all
+            .into_iter()
+            .filter(|m| {
+                let code = m["template_data"]["dossier_code"].as_str().unwrap_or_default();
+                dossier_codes.iter().any(|c| c == code)
+            })
+            .collect();
+        if mine.len() >= expected {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    anyhow::ensure!(!mine.is_empty(), "no message reached the sandbox; see the logs above");
+    Ok(mine)
+}
+
+fn print_message(m: &Value) {
+    let d = &m["template_data"];
+    let field = |k: &str| d[k].as_str().unwrap_or("").to_owned();
+    let phone = m["phone"].as_str().map(mask_phone).unwrap_or_default();
+    println!(
+        "  ✉ ZNS to {phone} (template {}, msg {})",
+        m["template_id"].as_str().unwrap_or("?"),
+        m["msg_id"].as_str().unwrap_or("?")
+    );
+    println!("    Kính gửi ông/bà {},", field("customer_name"));
+    println!(
+        "    Hồ sơ {} ({}) tại {}: {}.",
+        field("dossier_code"),
+        field("procedure_name"),
+        field("agency_name"),
+        field("status")
+    );
+    for (key, label) in [
+        ("received_date", "Ngày tiếp nhận"),
+        ("due_date", "Ngày hẹn trả"),
+        ("documents", "Giấy tờ cần bổ sung"),
+        ("amount", "Số tiền"),
+        ("reason", "Lý do"),
+    ] {
+        if let Some(v) = d[key].as_str() {
+            println!("    {label}: {v}");
+        }
+    }
+    println!("    Tra cứu: {}\n", field("lookup_url"));
+}

@@ -1,0 +1,14 @@
+//! The `loa` command: one binary that runs any Loa service, or all of them in one
+//! process (like Loki's monolithic mode), plus operational commands.
+//!
+//! # Layout
+//!
+//! - [`settings`]: the composite [`Settings`](settings::Settings) of every service.
+//! - [`cli`]: command-line parsing and dispatch.
+//! - [`runner`]: starting one or all services until a shutdown signal.
+//! - [`demo`]: realistic events pushed through intake, and what citizens received.
+
+pub mod cli;
+pub mod demo;
+pub mod runner;
+pub mod settings;

@@ -1,0 +1,11 @@
+//! End-to-end tests of the whole pipeline on real RabbitMQ, real PostgreSQL and the Zalo
+//! sandbox: intake → tracker → notifier → sandbox, in one process and as separate
+//! processes. Every test gets its own database and vhost.
+
+mod helpers;
+mod helpers_browser;
+
+mod ingress;
+mod pipeline;
+mod processes;
+mod schema;
