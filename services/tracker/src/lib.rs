@@ -1,1 +1,39 @@
-//! placeholder
+//! The tracker: Loa's dossier state machine.
+//!
+//! It consumes validated dossier events from `tracker.events` in batches (one Postgres
+//! transaction per batch), dedupes them by `(tenant, event_id)`, keeps each dossier's
+//! current state and full history while tolerating out-of-order and repeated events,
+//! derives early / on time / overdue, plans the Zalo notifications a change deserves,
+//! and hands them to the notifier through a transactional outbox relayed with
+//! publisher confirms. It also serves the public lookup page (the QR target on the
+//! paper receipt), the authorised dossier API and receipt QR codes.
+//!
+//! # Layout
+//!
+//! - [`configuration`]: the [`TrackerSettings`].
+//! - [`domain`]: pure rules: event ordering, timeliness, lookup tokens, name masking.
+//! - [`planning`]: [`plan`], which notification an event deserves and its parameters.
+//! - [`store`]: the `tracker` schema, its migrations and [`store::apply_batch`], the unit
+//!   of work that applies one consumed batch.
+//! - [`consumer`]: decoding deliveries, dead-lettering poison, settling after commit.
+//! - [`relay`]: the outbox relay (`FOR UPDATE SKIP LOCKED`, confirms, then mark).
+//! - [`routes`]: HTTP: `/v1/dossiers/{code}`, `/v1/dossiers/{code}/qr.svg`,
+//!   `/tra-cuu/{token}`, `/healthz`, `/readyz`, `/metrics`.
+//! - [`metrics`]: `loa_tracker_*` Prometheus metrics.
+//! - [`startup`]: the [`Application`] (build, then run until stopped).
+
+pub mod configuration;
+pub mod consumer;
+pub mod domain;
+pub mod metrics;
+pub mod planning;
+pub mod relay;
+pub mod routes;
+pub mod startup;
+pub mod store;
+
+pub use configuration::TrackerSettings;
+pub use domain::{lookup_token, Timeliness};
+pub use planning::{plan, PlanContext};
+pub use startup::Application;
+pub use store::{migrate, SCHEMA};

@@ -7,6 +7,9 @@ use crate::{DossierEvent, NotificationRequest};
 use serde::{Deserialize, Serialize};
 
 /// Every message Loa services exchange over RabbitMQ.
+// The variants differ in size, but an envelope lives only between decoding and
+// dispatch; boxing would cost an allocation per message for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
 pub enum Envelope {

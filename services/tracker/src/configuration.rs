@@ -1,0 +1,45 @@
+//! The tracker's settings (`[tracker]` in the TOML file, `LOA_TRACKER__*` in the
+//! environment).
+
+use loa_platform::Secret;
+use serde::Deserialize;
+
+/// The development lookup secret. Anyone who knows it can compute lookup links from
+/// dossier codes, so start-up warns loudly while it is in use.
+pub const DEFAULT_LOOKUP_SECRET: &str = "loa-dev-lookup-secret";
+
+/// How the tracker consumes, relays and serves.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct TrackerSettings {
+    /// HTTP listen address (dossier API, public lookup page, QR codes, health, metrics).
+    pub bind: String,
+    /// Most events applied in one Postgres transaction.
+    pub batch_size: usize,
+    /// How long a batch waits for more events after its first one, in milliseconds.
+    pub batch_wait_ms: u64,
+    /// Unacked events the broker may push ahead (at least `batch_size`).
+    pub prefetch: u16,
+    /// HMAC key of the lookup tokens in public links and QR codes. Changing it breaks
+    /// every link already printed, so set it once per deployment and keep it.
+    pub lookup_secret: Secret,
+    /// Whether this process relays the outbox to RabbitMQ. Only crash-safety tests turn
+    /// it off, to leave planned notifications in the outbox.
+    pub relay_enabled: bool,
+    /// Most outbox rows published (and confirmed) per relay transaction.
+    pub relay_batch: usize,
+}
+
+impl Default for TrackerSettings {
+    fn default() -> Self {
+        Self {
+            bind: "0.0.0.0:8081".to_owned(),
+            batch_size: 256,
+            batch_wait_ms: 5,
+            prefetch: 512,
+            lookup_secret: Secret::new(DEFAULT_LOOKUP_SECRET),
+            relay_enabled: true,
+            relay_batch: 500,
+        }
+    }
+}

@@ -1,0 +1,307 @@
+//! The dossier state machine's pure rules: which event is newer, whether a dossier is
+//! early, on time or overdue, the unguessable lookup token, and the masked name the
+//! public page may show. Nothing here touches the database or the broker, so every
+//! rule is unit-tested directly.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use hmac::{Hmac, Mac};
+use loa_contracts::{time::vietnam_day, DossierEvent, DossierStatus};
+use loa_platform::Secret;
+use serde::Serialize;
+use sha2::Sha256;
+
+/// Length of a lookup token in hex characters (96 bits: unguessable, short enough for a
+/// QR code that still scans from a crumpled paper receipt).
+pub const LOOKUP_TOKEN_LEN: usize = 24;
+
+/// The token in a dossier's public lookup link: the first 24 hex characters of
+/// HMAC-SHA256(secret, tenant \x1f dossier code). Dossier codes are sequential and
+/// printed on paper, so the link must not be derivable from the code; the token is
+/// stable, so a QR code printed on the receipt keeps working for the dossier's life.
+pub fn lookup_token(secret: &Secret, tenant: &str, dossier_code: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes())
+        .expect("HMAC-SHA256 accepts keys of any length");
+    mac.update(tenant.as_bytes());
+    mac.update(b"\x1f");
+    mac.update(dossier_code.as_bytes());
+    let digest = mac.finalize().into_bytes();
+    let mut token = hex::encode(digest);
+    token.truncate(LOOKUP_TOKEN_LEN);
+    token
+}
+
+/// Whether a string has the shape of a lookup token (checked before any query).
+pub fn is_lookup_token(candidate: &str) -> bool {
+    candidate.len() == LOOKUP_TOKEN_LEN
+        && candidate
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Where an event sits in its dossier's life, so out-of-order and duplicate deliveries
+/// cannot move a dossier backwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrderingKey {
+    /// Upstream's per-dossier sequence, when it sends one.
+    pub sequence: Option<i64>,
+    /// When the change happened.
+    pub occurred_at: DateTime<Utc>,
+    /// [`DossierStatus::stage`]: breaks ties between events of the same instant.
+    pub stage: u8,
+}
+
+impl OrderingKey {
+    /// The key of an event.
+    pub fn of(event: &DossierEvent) -> Self {
+        Self {
+            sequence: event.sequence,
+            occurred_at: event.occurred_at.with_timezone(&Utc),
+            stage: event.status.stage(),
+        }
+    }
+
+    /// Whether an event with this key should replace a state with key `current`:
+    /// by sequence when both carry one (and they differ), otherwise by occurrence time,
+    /// then by lifecycle stage. Equal keys are not newer, so a repeat never re-applies.
+    pub fn is_newer_than(&self, current: &OrderingKey) -> bool {
+        if let (Some(mine), Some(theirs)) = (self.sequence, current.sequence) {
+            if mine != theirs {
+                return mine > theirs;
+            }
+        }
+        (self.occurred_at, self.stage) > (current.occurred_at, current.stage)
+    }
+}
+
+/// How a dossier stands against its appointment date (ngày hẹn trả), decided per
+/// calendar day in Asia/Ho_Chi_Minh as the provinces report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Timeliness {
+    /// Finished before the appointment day (trước hạn).
+    Early,
+    /// Finished on the appointment day, or there was no appointment (đúng hạn).
+    OnTime,
+    /// Finished after the appointment day, or still open after it (quá hạn).
+    Overdue,
+    /// Still open and not yet past its appointment day.
+    InProgress,
+}
+
+impl Timeliness {
+    /// The Vietnamese wording shown to citizens.
+    pub fn label_vi(self) -> &'static str {
+        match self {
+            Self::Early => "Đã có kết quả trước hạn",
+            Self::OnTime => "Đúng hạn",
+            Self::Overdue => "Quá hạn",
+            Self::InProgress => "Đang trong hạn",
+        }
+    }
+}
+
+/// Derives timeliness from a dossier's state. `completed_at` is set once the result is
+/// ready (9) or returned (10). A dossier closed without a result (refused, withdrawn,
+/// stopped) has no timeliness: `None`.
+pub fn timeliness(
+    status: DossierStatus,
+    due_at: Option<DateTime<Utc>>,
+    completed_at: Option<DateTime<Utc>>,
+    today: NaiveDate,
+) -> Option<Timeliness> {
+    let due_day = due_at.as_ref().map(vietnam_day);
+    if let Some(done) = completed_at {
+        let done_day = vietnam_day(&done);
+        return Some(match due_day {
+            None => Timeliness::OnTime,
+            Some(due) if done_day < due => Timeliness::Early,
+            Some(due) if done_day == due => Timeliness::OnTime,
+            Some(_) => Timeliness::Overdue,
+        });
+    }
+    if status.is_terminal() {
+        return None;
+    }
+    Some(match due_day {
+        Some(due) if due < today => Timeliness::Overdue,
+        _ => Timeliness::InProgress,
+    })
+}
+
+/// Whether a status means the result exists (9 ready, 10 returned): only then is
+/// `completed_at` set.
+pub fn is_completion(status: DossierStatus) -> bool {
+    matches!(
+        status,
+        DossierStatus::ResultReady | DossierStatus::ResultReturned
+    )
+}
+
+/// Masks a Vietnamese full name for the public page: the family name stays, every
+/// other word becomes its initial (`Trần Thị Bích` → `Trần T. B.`). A single word
+/// becomes its initial.
+pub fn mask_name(full_name: &str) -> String {
+    let words: Vec<&str> = full_name.split_whitespace().collect();
+    let initial = |w: &str| {
+        w.chars()
+            .next()
+            .map(|c| format!("{}.", c.to_uppercase()))
+            .unwrap_or_default()
+    };
+    match words.as_slice() {
+        [] => String::new(),
+        [only] => initial(only),
+        [family, rest @ ..] => {
+            let mut out = (*family).to_owned();
+            for w in rest {
+                out.push(' ');
+                out.push_str(&initial(w));
+            }
+            out
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn key(sequence: Option<i64>, occurred_at: &str, status: DossierStatus) -> OrderingKey {
+        OrderingKey {
+            sequence,
+            occurred_at: at(occurred_at),
+            stage: status.stage(),
+        }
+    }
+
+    #[test]
+    fn lookup_tokens_are_stable_hex_and_differ_per_tenant_code_and_secret() {
+        let secret = Secret::new("s1");
+        let t = lookup_token(&secret, "demo", "H56-0001");
+        assert_eq!(t, lookup_token(&secret, "demo", "H56-0001"));
+        assert_eq!(t.len(), LOOKUP_TOKEN_LEN);
+        assert!(is_lookup_token(&t));
+        assert_ne!(t, lookup_token(&secret, "demo", "H56-0002"));
+        assert_ne!(t, lookup_token(&secret, "other", "H56-0001"));
+        assert_ne!(t, lookup_token(&Secret::new("s2"), "demo", "H56-0001"));
+        // The separator keeps ("ab", "c") and ("a", "bc") apart.
+        assert_ne!(
+            lookup_token(&secret, "ab", "c"),
+            lookup_token(&secret, "a", "bc")
+        );
+    }
+
+    #[test]
+    fn lookup_token_shape_check_refuses_anything_else() {
+        assert!(!is_lookup_token("short"));
+        assert!(!is_lookup_token("ABCDEFABCDEFABCDEFABCDEF"));
+        assert!(!is_lookup_token("../../etc/passwd/xxxxxxxx"));
+    }
+
+    #[test]
+    fn sequence_orders_events_when_both_have_one() {
+        let older = key(
+            Some(1),
+            "2026-11-28T10:00:00+07:00",
+            DossierStatus::ResultReady,
+        );
+        let newer = key(
+            Some(2),
+            "2026-11-28T09:00:00+07:00",
+            DossierStatus::Received,
+        );
+        assert!(newer.is_newer_than(&older));
+        assert!(!older.is_newer_than(&newer));
+    }
+
+    #[test]
+    fn occurrence_time_orders_events_without_sequence_then_stage_breaks_ties() {
+        let received = key(None, "2026-11-28T09:00:00+07:00", DossierStatus::Received);
+        let ready = key(
+            Some(7),
+            "2026-11-29T09:00:00+07:00",
+            DossierStatus::ResultReady,
+        );
+        assert!(ready.is_newer_than(&received));
+        assert!(!received.is_newer_than(&ready));
+        let processing = key(None, "2026-11-28T09:00:00+07:00", DossierStatus::Processing);
+        assert!(processing.is_newer_than(&received));
+        assert!(!received.is_newer_than(&processing));
+    }
+
+    #[test]
+    fn an_identical_key_is_not_newer() {
+        let k = key(
+            Some(3),
+            "2026-11-28T09:00:00+07:00",
+            DossierStatus::Processing,
+        );
+        assert!(!k.is_newer_than(&k));
+        let same_seq_later = key(
+            Some(3),
+            "2026-11-28T10:00:00+07:00",
+            DossierStatus::Processing,
+        );
+        assert!(
+            same_seq_later.is_newer_than(&k),
+            "equal sequences fall back to time"
+        );
+    }
+
+    #[test]
+    fn timeliness_compares_vietnamese_calendar_days() {
+        let today = NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
+        let due = Some(at("2026-12-03T17:00:00+07:00"));
+        let ready = DossierStatus::ResultReady;
+        // 23:30 UTC on the 2nd is 06:30 on the 3rd in Vietnam: the due day itself.
+        assert_eq!(
+            timeliness(ready, due, Some(at("2026-12-02T23:30:00Z")), today),
+            Some(Timeliness::OnTime)
+        );
+        assert_eq!(
+            timeliness(ready, due, Some(at("2026-12-02T16:00:00Z")), today),
+            Some(Timeliness::Early)
+        );
+        assert_eq!(
+            timeliness(ready, due, Some(at("2026-12-04T08:00:00+07:00")), today),
+            Some(Timeliness::Overdue)
+        );
+        assert_eq!(
+            timeliness(ready, None, Some(at("2026-12-04T08:00:00+07:00")), today),
+            Some(Timeliness::OnTime)
+        );
+    }
+
+    #[test]
+    fn open_dossiers_are_in_progress_until_their_due_day_has_passed() {
+        let due = Some(at("2026-12-03T17:00:00+07:00"));
+        let processing = DossierStatus::Processing;
+        let on_due_day = NaiveDate::from_ymd_opt(2026, 12, 3).unwrap();
+        let after = NaiveDate::from_ymd_opt(2026, 12, 4).unwrap();
+        assert_eq!(
+            timeliness(processing, due, None, on_due_day),
+            Some(Timeliness::InProgress)
+        );
+        assert_eq!(
+            timeliness(processing, due, None, after),
+            Some(Timeliness::Overdue)
+        );
+        assert_eq!(
+            timeliness(processing, None, None, after),
+            Some(Timeliness::InProgress)
+        );
+        assert_eq!(timeliness(DossierStatus::Stopped, due, None, after), None);
+    }
+
+    #[test]
+    fn names_are_masked_to_family_name_and_initials() {
+        assert_eq!(mask_name("Trần Thị Bích"), "Trần T. B.");
+        assert_eq!(mask_name("  Lê   văn  Cường "), "Lê V. C.");
+        assert_eq!(mask_name("Bích"), "B.");
+        assert_eq!(mask_name(""), "");
+    }
+}

@@ -1,0 +1,116 @@
+//! The tracker's Prometheus metrics, registered in the default registry and served on
+//! `/metrics`. Labels are bounded: tenants come from configuration (anything else is
+//! `unknown`), never a dossier code or a phone number.
+
+use prometheus::{
+    exponential_buckets, register_histogram, register_int_counter_vec, register_int_gauge,
+    Histogram, IntCounterVec, IntGauge,
+};
+use std::sync::LazyLock;
+
+/// Label for a tenant that is not configured (dead-lettered events).
+pub const UNKNOWN_TENANT: &str = "unknown";
+
+/// What happened to one consumed event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventOutcome {
+    /// It became (or updated) its dossier's current state.
+    Applied,
+    /// Its `event_id` was already recorded: no effect.
+    Duplicate,
+    /// Recorded in the history only: the dossier already had a newer state.
+    Stale,
+    /// Undecodable, of another type, or for an unknown tenant.
+    DeadLetter,
+}
+
+impl EventOutcome {
+    /// The `outcome` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Applied => "applied",
+            Self::Duplicate => "duplicate",
+            Self::Stale => "stale",
+            Self::DeadLetter => "dead_letter",
+        }
+    }
+}
+
+static EVENTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "loa_tracker_events_total",
+        "Dossier events consumed by the tracker, by tenant and outcome (applied, duplicate, stale, dead_letter).",
+        &["tenant", "outcome"]
+    )
+    .expect("metric registers once")
+});
+
+static BATCH_SIZE: LazyLock<Histogram> = LazyLock::new(|| {
+    register_histogram!(
+        "loa_tracker_batch_size",
+        "Deliveries per consumed batch (one Postgres transaction each).",
+        exponential_buckets(1.0, 2.0, 11).expect("static buckets are valid")
+    )
+    .expect("metric registers once")
+});
+
+static PLANNED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "loa_tracker_notifications_planned_total",
+        "Notifications written to the outbox, by tenant and kind.",
+        &["tenant", "kind"]
+    )
+    .expect("metric registers once")
+});
+
+static OUTBOX_PENDING: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "loa_tracker_outbox_pending",
+        "Outbox rows not yet published to RabbitMQ (sampled by the relay every second)."
+    )
+    .expect("metric registers once")
+});
+
+static RELAY_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
+    register_histogram!(
+        "loa_tracker_outbox_relay_seconds",
+        "Time to publish and confirm one relayed outbox batch and mark it published.",
+        exponential_buckets(0.001, 2.0, 14).expect("static buckets are valid")
+    )
+    .expect("metric registers once")
+});
+
+/// Registers every metric now, so `/metrics` shows them (at zero) before the first
+/// event, and dashboards and alerts see the series from the start.
+pub fn register() {
+    LazyLock::force(&EVENTS);
+    LazyLock::force(&BATCH_SIZE);
+    LazyLock::force(&PLANNED);
+    LazyLock::force(&OUTBOX_PENDING);
+    LazyLock::force(&RELAY_SECONDS);
+}
+
+/// Counts one event's outcome.
+pub fn event(tenant: &str, outcome: EventOutcome) {
+    EVENTS.with_label_values(&[tenant, outcome.as_str()]).inc();
+}
+
+/// Records a batch's size.
+pub fn batch(size: usize) {
+    BATCH_SIZE.observe(size as f64);
+}
+
+/// Counts one notification written to the outbox.
+pub fn planned(tenant: &str, kind: &str) {
+    PLANNED.with_label_values(&[tenant, kind]).inc();
+}
+
+/// Sets the unpublished outbox backlog.
+pub fn outbox_pending(rows: i64) {
+    OUTBOX_PENDING.set(rows);
+}
+
+/// Records one relay batch's duration.
+pub fn relay_seconds(seconds: f64) {
+    RELAY_SECONDS.observe(seconds);
+}

@@ -1,0 +1,433 @@
+//! Which notification a dossier change deserves, and its template parameters.
+//!
+//! [`plan`] is pure: the consumer calls it for every event that became the dossier's
+//! current state, inside the batch transaction, and writes what it returns to the
+//! outbox. Every parameter is non-empty (ZNS refuses empty parameters), dates are
+//! `dd/MM/yyyy` in Asia/Ho_Chi_Minh, and lengths respect ZNS limits.
+
+use chrono::{DateTime, Utc};
+use loa_contracts::{
+    notification::notification_id,
+    time::{format_date_vn, vietnam_day},
+    DossierEvent, DossierStatus, Lane, NotificationKind, NotificationRequest, Recipient,
+};
+use std::collections::BTreeMap;
+
+/// ZNS limit for the customer-name parameter.
+pub const MAX_CUSTOMER_NAME: usize = 30;
+/// Our limit for the procedure name (procedure names run long).
+pub const MAX_PROCEDURE_NAME: usize = 100;
+/// Our limit for free text (reason, documents), in line with ZNS's 200-character fields.
+pub const MAX_FREE_TEXT: usize = 200;
+/// Placeholder for a value that does not exist (no appointment date, no reason).
+pub const NONE_VI: &str = "Không có";
+/// Placeholder pointing to the lookup page when the detail is not in the event.
+pub const SEE_LOOKUP_VI: &str = "Xem chi tiết tại trang tra cứu";
+
+/// What planning needs besides the event: the dossier's effective dates (the event's
+/// own, or those the dossier already had when the event does not repeat them), the
+/// lookup link and the trace context.
+#[derive(Debug, Clone)]
+pub struct PlanContext<'a> {
+    /// When the desk received the dossier.
+    pub received_at: Option<DateTime<Utc>>,
+    /// The appointment date (ngày hẹn trả), if any.
+    pub due_at: Option<DateTime<Utc>>,
+    /// `{public_base_url}/tra-cuu/{lookup_token}`: no personal data in it.
+    pub lookup_url: &'a str,
+    /// The event's W3C `traceparent`, carried on to the notifier.
+    pub trace_context: Option<&'a str>,
+    /// The planning instant (`created_at`).
+    pub now: DateTime<Utc>,
+}
+
+/// The notification kind an event in `status` deserves, if any. Status 9 is "early"
+/// when it happened on a day before the appointment day.
+pub fn kind_for(event: &DossierEvent, due_at: Option<DateTime<Utc>>) -> Option<NotificationKind> {
+    Some(match event.status {
+        DossierStatus::Submitted | DossierStatus::Processing => return None,
+        DossierStatus::Received => NotificationKind::Receipt,
+        DossierStatus::Refused => NotificationKind::Refused,
+        DossierStatus::SupplementRequested => NotificationKind::SupplementRequested,
+        DossierStatus::PaymentRequested => NotificationKind::PaymentRequested,
+        DossierStatus::Withdrawn => NotificationKind::Withdrawn,
+        DossierStatus::Stopped => NotificationKind::Stopped,
+        DossierStatus::ResultReady => {
+            let occurred = vietnam_day(&event.occurred_at.with_timezone(&Utc));
+            match due_at {
+                Some(due) if occurred < vietnam_day(&due) => NotificationKind::ResultReadyEarly,
+                _ => NotificationKind::ResultReady,
+            }
+        }
+        DossierStatus::ResultReturned => NotificationKind::ResultReturned,
+    })
+}
+
+/// Plans the notifications for an event that became its dossier's current state.
+/// Nothing when the citizen did not opt into Zalo, or for statuses 1 and 4. The
+/// recipient is the authorised filer when there is one; the parameters are exactly the
+/// kind's [`NotificationKind::required_params`].
+pub fn plan(event: &DossierEvent, context: &PlanContext<'_>) -> Vec<NotificationRequest> {
+    if !event.channels.zalo {
+        return Vec::new();
+    }
+    let Some(kind) = kind_for(event, context.due_at) else {
+        return Vec::new();
+    };
+    let person = event.recipient();
+    let params = kind
+        .required_params()
+        .iter()
+        .map(|&name| (name.to_owned(), param(name, event, context)))
+        .collect::<BTreeMap<_, _>>();
+    vec![NotificationRequest {
+        notification_id: notification_id(&event.tenant, &event.event_id, kind),
+        tenant: event.tenant.clone(),
+        kind,
+        recipient: Recipient {
+            phone: Some(person.phone.as_str().to_owned()),
+            zalo_user_id: person.zalo_user_id.clone(),
+        },
+        params,
+        lane: Lane::Transactional,
+        dossier_code: Some(event.dossier_code.clone()),
+        not_before: None,
+        trace_context: context.trace_context.map(str::to_owned),
+        event_accepted_at: event.accepted_at,
+        created_at: context.now,
+    }]
+}
+
+/// One template parameter's value; never empty.
+fn param(name: &str, event: &DossierEvent, context: &PlanContext<'_>) -> String {
+    let value = match name {
+        "customer_name" => truncate(event.recipient().name.trim(), MAX_CUSTOMER_NAME, false),
+        "dossier_code" => event.dossier_code.clone(),
+        "procedure_name" => truncate(event.procedure.name.trim(), MAX_PROCEDURE_NAME, true),
+        "status" => event.status.label_vi().to_owned(),
+        "agency_name" => event.agency.name.trim().to_owned(),
+        "lookup_url" => context.lookup_url.to_owned(),
+        // A receipt is issued when the desk receives the dossier: without an explicit
+        // reception time, the event's own time is it.
+        "received_date" => format_date_vn(
+            &context
+                .received_at
+                .unwrap_or_else(|| event.occurred_at.with_timezone(&Utc)),
+        ),
+        "due_date" => context
+            .due_at
+            .map(|d| format_date_vn(&d))
+            .unwrap_or_else(|| NONE_VI.to_owned()),
+        "reason" => event
+            .reason
+            .as_deref()
+            .map(|r| truncate(r.trim(), MAX_FREE_TEXT, true))
+            .unwrap_or_default(),
+        "documents" => event
+            .required_documents
+            .as_ref()
+            .map(|docs| {
+                let joined = docs
+                    .iter()
+                    .map(|d| d.trim())
+                    .filter(|d| !d.is_empty())
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                truncate(&joined, MAX_FREE_TEXT, true)
+            })
+            .unwrap_or_default(),
+        "amount" => event
+            .fee
+            .as_ref()
+            .map(|f| format_vnd(f.amount_vnd))
+            .unwrap_or_default(),
+        _ => String::new(),
+    };
+    if !value.trim().is_empty() {
+        return value;
+    }
+    match name {
+        "documents" | "amount" => SEE_LOOKUP_VI.to_owned(),
+        _ => NONE_VI.to_owned(),
+    }
+}
+
+/// Formats đồng the Vietnamese way: `150.000 đồng`.
+pub fn format_vnd(amount: i64) -> String {
+    let digits = amount.unsigned_abs().to_string();
+    let mut grouped = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && i % 3 == digits.len() % 3 {
+            grouped.push('.');
+        }
+        grouped.push(c);
+    }
+    let sign = if amount < 0 { "-" } else { "" };
+    format!("{sign}{grouped} đồng")
+}
+
+/// Cuts `text` to at most `max` characters (not bytes: Vietnamese is multi-byte),
+/// ending with `…` when `ellipsis` is set and something was cut.
+pub fn truncate(text: &str, max: usize, ellipsis: bool) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let keep = if ellipsis { max.saturating_sub(1) } else { max };
+    let mut out: String = text.chars().take(keep).collect();
+    out.truncate(out.trim_end().len());
+    if ellipsis {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use loa_contracts::{Agency, Channels, Fee, Person, PhoneNumber, Procedure};
+
+    const URL: &str = "https://tracuu.example.vn/tra-cuu/0123456789abcdef01234567";
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn event(status: DossierStatus) -> DossierEvent {
+        DossierEvent {
+            event_id: "evt-1".into(),
+            tenant: "demo".into(),
+            dossier_code: "000.00.06.H56-261128-0001".into(),
+            status,
+            occurred_at: DateTime::parse_from_rfc3339("2026-11-28T09:30:00+07:00").unwrap(),
+            sequence: None,
+            procedure: Procedure {
+                code: "1.000894".into(),
+                name: "Đăng ký khai sinh".into(),
+            },
+            agency: Agency {
+                code: "000.00.06.H56".into(),
+                name: "UBND phường Đức Thắng".into(),
+            },
+            applicant: Person {
+                name: "Trần Thị Bích".into(),
+                phone: PhoneNumber::parse("0903123456").unwrap(),
+                zalo_user_id: Some("zu-owner".into()),
+            },
+            on_behalf_of: None,
+            received_at: Some(DateTime::parse_from_rfc3339("2026-11-28T09:30:00+07:00").unwrap()),
+            due_at: Some(DateTime::parse_from_rfc3339("2026-12-03T17:00:00+07:00").unwrap()),
+            reason: None,
+            required_documents: None,
+            fee: None,
+            channels: Channels {
+                zalo: true,
+                broadcast: false,
+            },
+            accepted_at: Some(at("2026-11-28T02:30:01Z")),
+        }
+    }
+
+    fn context(e: &DossierEvent) -> PlanContext<'static> {
+        PlanContext {
+            received_at: e.received_at.map(|d| d.with_timezone(&Utc)),
+            due_at: e.due_at.map(|d| d.with_timezone(&Utc)),
+            lookup_url: URL,
+            trace_context: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+            now: at("2026-11-28T02:30:02Z"),
+        }
+    }
+
+    fn plan_one(e: &DossierEvent) -> NotificationRequest {
+        let mut planned = plan(e, &context(e));
+        assert_eq!(planned.len(), 1, "{:?}", e.status);
+        planned.remove(0)
+    }
+
+    fn keys(n: &NotificationRequest) -> Vec<&str> {
+        n.params.keys().map(String::as_str).collect()
+    }
+
+    #[test]
+    fn a_receipt_carries_every_required_param_with_vietnamese_dates() {
+        let e = event(DossierStatus::Received);
+        let n = plan_one(&e);
+        assert_eq!(n.kind, NotificationKind::Receipt);
+        assert_eq!(
+            n.notification_id,
+            notification_id("demo", "evt-1", NotificationKind::Receipt)
+        );
+        let mut want: Vec<&str> = NotificationKind::Receipt.required_params().to_vec();
+        want.sort_unstable();
+        assert_eq!(keys(&n), want);
+        assert_eq!(n.params["customer_name"], "Trần Thị Bích");
+        assert_eq!(n.params["dossier_code"], "000.00.06.H56-261128-0001");
+        assert_eq!(n.params["procedure_name"], "Đăng ký khai sinh");
+        assert_eq!(n.params["status"], "Được tiếp nhận");
+        assert_eq!(n.params["agency_name"], "UBND phường Đức Thắng");
+        assert_eq!(n.params["lookup_url"], URL);
+        assert_eq!(n.params["received_date"], "28/11/2026");
+        assert_eq!(n.params["due_date"], "03/12/2026");
+        assert_eq!(n.recipient.phone.as_deref(), Some("84903123456"));
+        assert_eq!(n.recipient.zalo_user_id.as_deref(), Some("zu-owner"));
+        assert_eq!(n.lane, Lane::Transactional);
+        assert_eq!(n.event_accepted_at, e.accepted_at);
+        assert_eq!(n.trace_context.as_deref(), context(&e).trace_context);
+        assert_eq!(n.dossier_code.as_deref(), Some("000.00.06.H56-261128-0001"));
+    }
+
+    #[test]
+    fn params_are_exactly_the_required_ones_and_never_empty_for_every_kind() {
+        for status in DossierStatus::ALL {
+            let mut e = event(status);
+            e.due_at = None;
+            e.received_at = None;
+            for n in plan(&e, &context(&e)) {
+                let mut want: Vec<&str> = n.kind.required_params().to_vec();
+                want.sort_unstable();
+                assert_eq!(keys(&n), want, "{}", n.kind);
+                for (k, v) in &n.params {
+                    assert!(!v.trim().is_empty(), "{} {k} is empty", n.kind);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn statuses_submitted_and_processing_plan_nothing() {
+        for status in [DossierStatus::Submitted, DossierStatus::Processing] {
+            let e = event(status);
+            assert!(plan(&e, &context(&e)).is_empty(), "{status:?}");
+        }
+    }
+
+    #[test]
+    fn each_notifiable_status_maps_to_its_kind() {
+        let cases = [
+            (DossierStatus::Received, NotificationKind::Receipt),
+            (DossierStatus::Refused, NotificationKind::Refused),
+            (
+                DossierStatus::SupplementRequested,
+                NotificationKind::SupplementRequested,
+            ),
+            (
+                DossierStatus::PaymentRequested,
+                NotificationKind::PaymentRequested,
+            ),
+            (DossierStatus::Withdrawn, NotificationKind::Withdrawn),
+            (DossierStatus::Stopped, NotificationKind::Stopped),
+            (
+                DossierStatus::ResultReturned,
+                NotificationKind::ResultReturned,
+            ),
+        ];
+        for (status, kind) in cases {
+            assert_eq!(plan_one(&event(status)).kind, kind);
+        }
+    }
+
+    #[test]
+    fn a_result_ready_before_the_due_day_is_early() {
+        let mut e = event(DossierStatus::ResultReady);
+        e.occurred_at = DateTime::parse_from_rfc3339("2026-12-02T16:00:00+07:00").unwrap();
+        let n = plan_one(&e);
+        assert_eq!(n.kind, NotificationKind::ResultReadyEarly);
+        assert_eq!(n.params["due_date"], "03/12/2026");
+        assert_eq!(n.params["status"], "Đã xử lý xong");
+    }
+
+    #[test]
+    fn a_result_ready_on_the_due_day_or_without_one_is_not_early() {
+        let mut e = event(DossierStatus::ResultReady);
+        e.occurred_at = DateTime::parse_from_rfc3339("2026-12-03T07:00:00+07:00").unwrap();
+        assert_eq!(plan_one(&e).kind, NotificationKind::ResultReady);
+        e.due_at = None;
+        e.occurred_at = DateTime::parse_from_rfc3339("2026-11-29T07:00:00+07:00").unwrap();
+        assert_eq!(plan_one(&e).kind, NotificationKind::ResultReady);
+    }
+
+    #[test]
+    fn the_early_check_uses_the_dossiers_due_date_when_the_event_omits_it() {
+        let mut e = event(DossierStatus::ResultReady);
+        e.due_at = None;
+        e.occurred_at = DateTime::parse_from_rfc3339("2026-11-30T10:00:00+07:00").unwrap();
+        let mut ctx = context(&e);
+        ctx.due_at = Some(at("2026-12-03T17:00:00+07:00"));
+        assert_eq!(plan(&e, &ctx)[0].kind, NotificationKind::ResultReadyEarly);
+    }
+
+    #[test]
+    fn the_filer_receives_the_message_when_filing_on_behalf_of_the_owner() {
+        let mut e = event(DossierStatus::Received);
+        e.on_behalf_of = Some(Person {
+            name: "Lê Văn Cường".into(),
+            phone: PhoneNumber::parse("0912345678").unwrap(),
+            zalo_user_id: None,
+        });
+        let n = plan_one(&e);
+        assert_eq!(n.recipient.phone.as_deref(), Some("84912345678"));
+        assert_eq!(n.recipient.zalo_user_id, None);
+        assert_eq!(n.params["customer_name"], "Lê Văn Cường");
+    }
+
+    #[test]
+    fn nothing_is_planned_without_a_zalo_opt_in() {
+        let mut e = event(DossierStatus::Received);
+        e.channels.zalo = false;
+        e.channels.broadcast = true;
+        assert!(plan(&e, &context(&e)).is_empty());
+    }
+
+    #[test]
+    fn supplement_payment_and_refusal_carry_their_details() {
+        let mut e = event(DossierStatus::SupplementRequested);
+        e.required_documents = Some(vec!["Bản sao CCCD".into(), "Giấy chứng sinh".into()]);
+        assert_eq!(
+            plan_one(&e).params["documents"],
+            "Bản sao CCCD; Giấy chứng sinh"
+        );
+
+        let mut e = event(DossierStatus::PaymentRequested);
+        e.fee = Some(Fee {
+            amount_vnd: 150_000,
+            description: Some("Lệ phí".into()),
+        });
+        assert_eq!(plan_one(&e).params["amount"], "150.000 đồng");
+
+        let mut e = event(DossierStatus::Refused);
+        assert_eq!(plan_one(&e).params["reason"], NONE_VI);
+        e.reason = Some("Thiếu giấy tờ".into());
+        assert_eq!(plan_one(&e).params["reason"], "Thiếu giấy tờ");
+    }
+
+    #[test]
+    fn a_receipt_without_dates_uses_the_event_day_and_a_placeholder() {
+        let mut e = event(DossierStatus::Received);
+        e.received_at = None;
+        e.due_at = None;
+        let n = plan_one(&e);
+        assert_eq!(n.params["received_date"], "28/11/2026");
+        assert_eq!(n.params["due_date"], "Không có");
+    }
+
+    #[test]
+    fn long_names_are_cut_by_characters_not_bytes() {
+        let mut e = event(DossierStatus::Received);
+        e.applicant.name = "Nguyễn Thị Hồng Nhung Phương Thảo Ngọc Ánh".into();
+        e.procedure.name = "Cấp đổi giấy chứng nhận ".repeat(10);
+        let n = plan_one(&e);
+        assert!(n.params["customer_name"].chars().count() <= MAX_CUSTOMER_NAME);
+        assert!(n.params["customer_name"].starts_with("Nguyễn Thị Hồng"));
+        let procedure = &n.params["procedure_name"];
+        assert_eq!(procedure.chars().count(), MAX_PROCEDURE_NAME);
+        assert!(procedure.ends_with('…'));
+    }
+
+    #[test]
+    fn amounts_use_dots_between_thousands() {
+        assert_eq!(format_vnd(0), "0 đồng");
+        assert_eq!(format_vnd(999), "999 đồng");
+        assert_eq!(format_vnd(1_000), "1.000 đồng");
+        assert_eq!(format_vnd(150_000), "150.000 đồng");
+        assert_eq!(format_vnd(12_345_678), "12.345.678 đồng");
+    }
+}

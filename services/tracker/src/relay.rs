@@ -1,0 +1,191 @@
+//! The outbox relay: publishes planned notifications to `loa.notifications` with
+//! publisher confirms, in id order, and marks them published only after the confirm.
+//!
+//! Rows are claimed with `SELECT … FOR UPDATE SKIP LOCKED` inside a short transaction
+//! that stays open while the batch is published, so any number of tracker replicas can
+//! relay side by side, and a crash anywhere before the commit leaves the rows for the
+//! next attempt (a crash after the confirm but before the commit republishes them: the
+//! notifier dedupes by notification id, which is also the AMQP `message_id`).
+
+use crate::metrics;
+use anyhow::Context;
+use deadpool_postgres::Pool;
+use loa_platform::amqp::{topology, OutgoingMessage, Publisher};
+use std::{sync::Arc, time::Duration};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// How often the relay looks for rows nobody woke it for (left by a crashed process or
+/// another replica).
+pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// How long published rows are kept (their unique notification id guards against
+/// replanning) before they are pruned.
+pub const RETENTION_DAYS: i32 = 7;
+/// How often published rows older than [`RETENTION_DAYS`] are pruned.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(600);
+/// How long the final drain at shutdown may take.
+const FINAL_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The relay's dependencies.
+#[derive(Clone)]
+pub struct Relay {
+    /// The tracker's database.
+    pub pool: Pool,
+    /// A confirming publisher.
+    pub publisher: Arc<Publisher>,
+    /// Most rows per transaction.
+    pub batch: usize,
+    /// Woken by the consumer after each commit that planned notifications.
+    pub wake: Arc<Notify>,
+}
+
+/// Publishes up to `batch` unpublished outbox rows, in id order, and marks them
+/// published once RabbitMQ confirmed them all. Returns how many were relayed.
+#[tracing::instrument(skip_all)]
+pub async fn relay_once(pool: &Pool, publisher: &Publisher, batch: usize) -> anyhow::Result<usize> {
+    let mut client = pool
+        .get()
+        .await
+        .context("Failed to get a PostgreSQL connection")?;
+    let tx = client
+        .transaction()
+        .await
+        .context("Failed to begin the relay transaction")?;
+    let limit = i64::try_from(batch).unwrap_or(i64::MAX);
+    let rows = tx
+        .query(
+            "SELECT id, notification_id, routing_key, body, traceparent FROM tracker.outbox
+             WHERE published_at IS NULL
+             ORDER BY id
+             LIMIT $1
+             FOR UPDATE SKIP LOCKED",
+            &[&limit],
+        )
+        .await
+        .context("Failed to claim outbox rows")?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let started = std::time::Instant::now();
+    let mut ids = Vec::with_capacity(rows.len());
+    let mut messages = Vec::with_capacity(rows.len());
+    for row in &rows {
+        ids.push(row.get::<_, i64>("id"));
+        let body: serde_json::Value = row.get("body");
+        let traceparent: Option<String> = row.get("traceparent");
+        messages.push(OutgoingMessage {
+            exchange: topology::EX_NOTIFICATIONS.to_owned(),
+            routing_key: row.get("routing_key"),
+            body: serde_json::to_vec(&body).context("Failed to serialise an outbox body")?,
+            message_id: row.get("notification_id"),
+            headers: traceparent
+                .map(|t| vec![(topology::H_TRACEPARENT.to_owned(), t)])
+                .unwrap_or_default(),
+        });
+    }
+    publisher
+        .publish_all(&messages)
+        .await
+        .context("RabbitMQ did not confirm the outbox batch")?;
+    tx.execute(
+        "UPDATE tracker.outbox SET published_at = now() WHERE id = ANY($1)",
+        &[&ids],
+    )
+    .await
+    .context("Failed to mark outbox rows published")?;
+    tx.commit()
+        .await
+        .context("Failed to commit the relay transaction")?;
+    metrics::relay_seconds(started.elapsed().as_secs_f64());
+    tracing::debug!(rows = ids.len(), "Relayed outbox rows.");
+    Ok(ids.len())
+}
+
+/// Relays until the outbox has no unclaimed rows left.
+pub async fn drain(relay: &Relay) -> anyhow::Result<usize> {
+    let mut total = 0;
+    loop {
+        let n = relay_once(&relay.pool, &relay.publisher, relay.batch).await?;
+        total += n;
+        if n < relay.batch.max(1) {
+            return Ok(total);
+        }
+    }
+}
+
+/// Counts unpublished rows (for the `loa_tracker_outbox_pending` gauge).
+pub async fn pending(pool: &Pool) -> anyhow::Result<i64> {
+    let client = pool
+        .get()
+        .await
+        .context("Failed to get a PostgreSQL connection")?;
+    let row = client
+        .query_one(
+            "SELECT count(*) FROM tracker.outbox WHERE published_at IS NULL",
+            &[],
+        )
+        .await
+        .context("Failed to count pending outbox rows")?;
+    Ok(row.get(0))
+}
+
+async fn prune(pool: &Pool) -> anyhow::Result<u64> {
+    let client = pool
+        .get()
+        .await
+        .context("Failed to get a PostgreSQL connection")?;
+    client
+        .execute(
+            "DELETE FROM tracker.outbox WHERE published_at < now() - make_interval(days => $1)",
+            &[&RETENTION_DAYS],
+        )
+        .await
+        .context("Failed to prune the outbox")
+}
+
+/// Runs the relay until `stop` fires: drains when woken and every
+/// [`POLL_INTERVAL`], backs off after failures, and drains once more (bounded) before
+/// returning, so notifications of the last consumed batch leave with this process.
+pub async fn run_relay(relay: Relay, stop: CancellationToken) {
+    let mut attempt = 0u32;
+    let mut last_prune: Option<tokio::time::Instant> = None;
+    tracing::info!("Outbox relay started.");
+    loop {
+        match drain(&relay).await {
+            Ok(_) => attempt = 0,
+            Err(e) => {
+                attempt += 1;
+                tracing::warn!(attempt, error.cause_chain = ?e, error.message = %e, "Outbox relay failed; retrying.");
+                if !loa_platform::amqp::backoff(attempt, &stop).await {
+                    break;
+                }
+                continue;
+            }
+        }
+        match pending(&relay.pool).await {
+            Ok(n) => metrics::outbox_pending(n),
+            Err(e) => tracing::debug!(error.message = %e, "Could not sample the outbox backlog."),
+        }
+        if last_prune.is_none_or(|at| at.elapsed() >= PRUNE_INTERVAL) {
+            last_prune = Some(tokio::time::Instant::now());
+            match prune(&relay.pool).await {
+                Ok(0) => {}
+                Ok(rows) => tracing::info!(rows, "Pruned published outbox rows."),
+                Err(e) => tracing::warn!(error.message = %e, "Failed to prune the outbox."),
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = relay.wake.notified() => {}
+            _ = tokio::time::sleep(POLL_INTERVAL) => {}
+        }
+    }
+    match tokio::time::timeout(FINAL_DRAIN_TIMEOUT, drain(&relay)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error.message = %e, "Final outbox drain failed; rows stay for the next start.")
+        }
+        Err(_) => tracing::warn!("Final outbox drain timed out; rows stay for the next start."),
+    }
+    tracing::info!("Outbox relay stopped.");
+}

@@ -1,0 +1,291 @@
+//! `GET /tra-cuu/{token}`: the public, mobile-first lookup page the QR code on the
+//! paper receipt and every Zalo message link to.
+//!
+//! It is public, so it shows only what the citizen needs to follow the dossier: code,
+//! procedure, agency, status, dates and the timeline. No phone number, no full name
+//! (at most the masked owner name, `Trần T. B.`), nothing else from the event. The
+//! token is unguessable; an unknown token gets a Vietnamese 404 page. Everything is
+//! HTML-escaped, and the page loads nothing from elsewhere (inline CSS, strict CSP).
+
+use super::AppState;
+use crate::{
+    domain::{is_lookup_token, timeliness, Timeliness},
+    store::{self, DossierState, HistoryEntry},
+};
+use axum::{
+    extract::{Path, State},
+    http::{header, HeaderName, StatusCode},
+    response::{Html, IntoResponse, Response},
+};
+use chrono::Utc;
+use loa_contracts::time::{format_date_vn, format_datetime_vn, vietnam_day};
+use std::fmt::Write;
+
+/// Headers of every lookup response: not cached, not indexed, the token not leaked
+/// through `Referer`, and nothing loaded from elsewhere.
+const PAGE_HEADERS: [(HeaderName, &str); 5] = [
+    (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+    (header::CACHE_CONTROL, "no-store"),
+    (header::REFERRER_POLICY, "no-referrer"),
+    (HeaderName::from_static("x-robots-tag"), "noindex, nofollow"),
+    (
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    ),
+];
+
+/// `GET /tra-cuu/{token}`.
+pub async fn lookup_page(State(state): State<AppState>, Path(token): Path<String>) -> Response {
+    if !is_lookup_token(&token) {
+        return page(StatusCode::NOT_FOUND, render_not_found());
+    }
+    let found = match store::dossier_by_token(&state.pool, &token).await {
+        Ok(found) => found,
+        Err(e) => return failure(&e),
+    };
+    let Some(dossier) = found else {
+        return page(StatusCode::NOT_FOUND, render_not_found());
+    };
+    let history = match store::history(&state.pool, &dossier.tenant, &dossier.dossier_code).await {
+        Ok(history) => history,
+        Err(e) => return failure(&e),
+    };
+    let office = state
+        .tenants
+        .get(&dossier.tenant)
+        .map(|t| t.name.clone())
+        .unwrap_or_default();
+    page(StatusCode::OK, render_page(&office, &dossier, &history))
+}
+
+fn failure(e: &anyhow::Error) -> Response {
+    tracing::error!(error.cause_chain = ?e, error.message = %e, "Lookup page failed.");
+    page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        layout(
+            "Tạm thời không tra cứu được",
+            "<h1>Tạm thời không tra cứu được</h1>\
+             <p class=\"muted\">Hệ thống đang bận. Ông/bà vui lòng thử lại sau ít phút.</p>",
+        ),
+    )
+}
+
+fn page(status: StatusCode, html: String) -> Response {
+    (status, PAGE_HEADERS, Html(html)).into_response()
+}
+
+/// Escapes text for HTML content and attribute values.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+const STYLE: &str = "\
+*{box-sizing:border-box}\
+body{margin:0;font-family:system-ui,-apple-system,'Segoe UI',Roboto,Arial,sans-serif;background:#f3f5f8;color:#1c2430;line-height:1.5}\
+main{max-width:560px;margin:0 auto;padding:16px}\
+.office{color:#5a6675;font-size:.9rem;margin:0 0 4px}\
+h1{font-size:1.4rem;margin:0 0 12px}\
+.card{background:#fff;border-radius:12px;padding:16px;margin-bottom:12px;box-shadow:0 1px 3px rgba(0,0,0,.08)}\
+.status{font-size:1.15rem;font-weight:600;color:#0b5cad;margin:0}\
+.badge{display:inline-block;margin-top:8px;padding:4px 10px;border-radius:999px;font-size:.9rem;font-weight:600}\
+.early{background:#e3f6e8;color:#17692f}.on_time{background:#e8f0fb;color:#0b5cad}\
+.overdue{background:#fdecea;color:#a3231a}.in_progress{background:#fff6e0;color:#7a5200}\
+dl{margin:0;display:grid;grid-template-columns:auto 1fr;gap:6px 12px}\
+dt{color:#5a6675}dd{margin:0;font-weight:500;word-break:break-word}\
+h2{font-size:1.05rem;margin:0 0 8px}\
+ol{list-style:none;margin:0;padding:0}\
+li{position:relative;padding:0 0 12px 20px;border-left:2px solid #d4dbe4;margin-left:6px}\
+li:last-child{border-left-color:transparent}\
+li::before{content:'';position:absolute;left:-7px;top:4px;width:12px;height:12px;border-radius:50%;background:#0b5cad}\
+.when{display:block;color:#5a6675;font-size:.85rem}\
+.muted{color:#5a6675;font-size:.85rem}";
+
+fn layout(title: &str, body: &str) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"vi\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <meta name=\"robots\" content=\"noindex, nofollow\">\n\
+         <title>{}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n<main>\n{body}\n</main>\n</body>\n</html>\n",
+        escape(title)
+    )
+}
+
+/// The page for a dossier. `office` is the tenant's display name.
+pub fn render_page(office: &str, dossier: &DossierState, history: &[HistoryEntry]) -> String {
+    let today = vietnam_day(&Utc::now());
+    let mut body = String::new();
+    if !office.is_empty() {
+        let _ = write!(body, "<p class=\"office\">{}</p>", escape(office));
+    }
+    body.push_str("<h1>Tra cứu hồ sơ</h1>");
+
+    body.push_str("<section class=\"card\"><p class=\"muted\">Trạng thái hiện tại</p>");
+    let _ = write!(
+        body,
+        "<p class=\"status\">{}</p>",
+        escape(dossier.status.label_vi())
+    );
+    if let Some(t) = timeliness(dossier.status, dossier.due_at, dossier.completed_at, today) {
+        let class = match t {
+            Timeliness::Early => "early",
+            Timeliness::OnTime => "on_time",
+            Timeliness::Overdue => "overdue",
+            Timeliness::InProgress => "in_progress",
+        };
+        let _ = write!(
+            body,
+            "<span class=\"badge {class}\">{}</span>",
+            escape(t.label_vi())
+        );
+    }
+    body.push_str("</section>");
+
+    body.push_str("<section class=\"card\"><dl>");
+    let mut row = |label: &str, value: &str| {
+        let _ = write!(body, "<dt>{}</dt><dd>{}</dd>", escape(label), escape(value));
+    };
+    row("Mã hồ sơ", &dossier.dossier_code);
+    row("Thủ tục", &dossier.procedure_name);
+    row("Cơ quan giải quyết", &dossier.agency_name);
+    if !dossier.applicant_masked.is_empty() {
+        row("Chủ hồ sơ", &dossier.applicant_masked);
+    }
+    row(
+        "Ngày tiếp nhận",
+        &dossier
+            .received_at
+            .map(|d| format_date_vn(&d))
+            .unwrap_or_else(|| "Chưa tiếp nhận".to_owned()),
+    );
+    row(
+        "Ngày hẹn trả",
+        &dossier
+            .due_at
+            .map(|d| format_date_vn(&d))
+            .unwrap_or_else(|| "Không có".to_owned()),
+    );
+    if let Some(done) = dossier.completed_at {
+        row("Ngày có kết quả", &format_date_vn(&done));
+    }
+    body.push_str("</dl></section>");
+
+    body.push_str("<section class=\"card\"><h2>Quá trình xử lý</h2><ol>");
+    for entry in history {
+        let _ = write!(
+            body,
+            "<li>{}<span class=\"when\">{}</span></li>",
+            escape(entry.status.label_vi()),
+            escape(&format_datetime_vn(&entry.occurred_at))
+        );
+    }
+    body.push_str("</ol></section>");
+    let _ = write!(
+        body,
+        "<p class=\"muted\">Cập nhật lúc {}. Thông tin chỉ dùng để theo dõi tiến độ; \
+         ông/bà vui lòng mang theo phiếu tiếp nhận khi đến nhận kết quả.</p>",
+        escape(&format_datetime_vn(&dossier.updated_at))
+    );
+    layout(&format!("Tra cứu hồ sơ {}", dossier.dossier_code), &body)
+}
+
+/// The page for an unknown token.
+pub fn render_not_found() -> String {
+    layout(
+        "Không tìm thấy hồ sơ",
+        "<h1>Không tìm thấy hồ sơ</h1>\
+         <section class=\"card\"><p>Đường dẫn tra cứu không đúng hoặc hồ sơ chưa được cập nhật.</p>\
+         <p class=\"muted\">Ông/bà vui lòng quét lại mã QR trên phiếu tiếp nhận hồ sơ, \
+         hoặc liên hệ bộ phận một cửa nơi đã nộp hồ sơ.</p></section>",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::OrderingKey;
+    use chrono::DateTime;
+    use loa_contracts::DossierStatus;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn dossier() -> DossierState {
+        DossierState {
+            tenant: "demo".into(),
+            dossier_code: "H56-<0001>".into(),
+            status: DossierStatus::ResultReady,
+            procedure_code: "1.000894".into(),
+            procedure_name: "Đăng ký khai sinh".into(),
+            agency_code: "H56".into(),
+            agency_name: "UBND phường Đức Thắng".into(),
+            applicant_masked: "Trần T. B.".into(),
+            received_at: Some(at("2026-11-28T09:30:00+07:00")),
+            due_at: Some(at("2026-12-03T17:00:00+07:00")),
+            completed_at: Some(at("2026-12-01T10:00:00+07:00")),
+            lookup_token: "0123456789abcdef01234567".into(),
+            last_event_id: "e2".into(),
+            ordering: OrderingKey {
+                sequence: None,
+                occurred_at: at("2026-12-01T10:00:00+07:00"),
+                stage: 3,
+            },
+            updated_at: at("2026-12-01T10:00:01+07:00"),
+        }
+    }
+
+    #[test]
+    fn the_page_is_vietnamese_escaped_and_says_early() {
+        let history = [
+            HistoryEntry {
+                event_id: "e1".into(),
+                status: DossierStatus::Received,
+                occurred_at: at("2026-11-28T09:30:00+07:00"),
+                sequence: None,
+            },
+            HistoryEntry {
+                event_id: "e2".into(),
+                status: DossierStatus::ResultReady,
+                occurred_at: at("2026-12-01T10:00:00+07:00"),
+                sequence: None,
+            },
+        ];
+        let html = render_page("Trung tâm <Phục vụ>", &dossier(), &history);
+        assert!(html.contains("<title>Tra cứu hồ sơ H56-&lt;0001&gt;</title>"));
+        assert!(html.contains("<meta name=\"viewport\""));
+        assert!(html.contains("Trung tâm &lt;Phục vụ&gt;"));
+        assert!(html.contains("Đăng ký khai sinh"));
+        assert!(html.contains("Đã xử lý xong"));
+        assert!(html.contains("Đã có kết quả trước hạn"));
+        assert!(html.contains("<dt>Ngày tiếp nhận</dt><dd>28/11/2026</dd>"));
+        assert!(html.contains("<dt>Ngày hẹn trả</dt><dd>03/12/2026</dd>"));
+        assert!(html.contains("Được tiếp nhận<span class=\"when\">09:30 28/11/2026</span>"));
+        assert!(!html.contains("http"), "no external assets or links");
+    }
+
+    #[test]
+    fn the_not_found_page_is_vietnamese() {
+        let html = render_not_found();
+        assert!(html.contains("Không tìm thấy hồ sơ"));
+        assert!(html.contains("lang=\"vi\""));
+    }
+
+    #[test]
+    fn escaping_covers_markup_and_quotes() {
+        assert_eq!(
+            escape("<a href=\"x\">'&'</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
+    }
+}

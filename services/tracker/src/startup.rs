@@ -1,0 +1,182 @@
+//! Building and running the tracker: the pool and migrations, the HTTP listener, the
+//! batch consumer and the outbox relay.
+
+use crate::{
+    configuration::{TrackerSettings, DEFAULT_LOOKUP_SECRET},
+    consumer::EventHandler,
+    relay::{run_relay, Relay},
+    routes::{router, AppState},
+    store,
+};
+use anyhow::Context;
+use deadpool_postgres::Pool;
+use loa_platform::{
+    amqp::{run_batch_consumer, topology, BatchConsumerSettings, BrokerStatus, Publisher},
+    config::parse_bind,
+    http::{serve, Readiness},
+    CommonSettings, Tenants,
+};
+use std::{sync::Arc, time::Duration};
+use tokio::{net::TcpListener, sync::Notify};
+use tokio_util::sync::CancellationToken;
+
+/// A built tracker: connected pool, migrated schema, bound listener. Nothing runs
+/// until [`Application::run_until_stopped`].
+pub struct Application {
+    listener: TcpListener,
+    port: u16,
+    pool: Pool,
+    amqp_url: String,
+    public_base_url: String,
+    settings: TrackerSettings,
+    tenants: Tenants,
+}
+
+impl Application {
+    /// Connects the pool (creating the database if missing), runs the `tracker`
+    /// migrations and binds the listener (port 0 picks a free port).
+    pub async fn build(
+        common: &CommonSettings,
+        settings: &TrackerSettings,
+        tenants: Tenants,
+    ) -> anyhow::Result<Self> {
+        let addr = parse_bind("tracker.bind", &settings.bind)?;
+        if settings.lookup_secret.matches(DEFAULT_LOOKUP_SECRET) {
+            tracing::warn!(
+                "The tracker uses the development lookup secret; anyone can compute lookup links. \
+                 Set LOA_TRACKER__LOOKUP_SECRET in production."
+            );
+        }
+        anyhow::ensure!(
+            settings.batch_size > 0,
+            "tracker.batch_size must be at least 1"
+        );
+        anyhow::ensure!(
+            settings.relay_batch > 0,
+            "tracker.relay_batch must be at least 1"
+        );
+        crate::metrics::register();
+        loa_platform::db::ensure_database(&common.database_url).await?;
+        let pool = loa_platform::db::pool(&common.database_url, common.database_pool_size)?;
+        store::migrate(&pool)
+            .await
+            .context("Failed to migrate the tracker schema")?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("Failed to bind the tracker to {addr}"))?;
+        let port = listener.local_addr()?.port();
+        Ok(Self {
+            listener,
+            port,
+            pool,
+            amqp_url: common.amqp_url.clone(),
+            public_base_url: common.public_base_url.trim_end_matches('/').to_owned(),
+            settings: settings.clone(),
+            tenants,
+        })
+    }
+
+    /// The bound HTTP port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The tracker's pool (tests inspect the tables through it).
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Serves HTTP, consumes `tracker.events` and relays the outbox until `cancel`
+    /// fires. On cancellation the server drains its requests, the consumer finishes
+    /// and settles its in-flight batch, and only then does the relay drain (bounded)
+    /// what that batch planned and stop.
+    pub async fn run_until_stopped(self, cancel: CancellationToken) -> anyhow::Result<()> {
+        // Our own child token: a failing server stops this tracker's loops without
+        // cancelling the caller's token (other services may share it).
+        let cancel = cancel.child_token();
+        let Self {
+            listener,
+            port,
+            pool,
+            amqp_url,
+            public_base_url,
+            settings,
+            tenants,
+        } = self;
+        let consumer_status = BrokerStatus::default();
+        let readiness = Readiness::new()
+            .postgres(pool.clone())
+            .broker(consumer_status.clone());
+        let state = AppState {
+            pool: pool.clone(),
+            tenants: tenants.clone(),
+            public_base_url: public_base_url.clone().into(),
+        };
+        let relay_wake = Arc::new(Notify::new());
+        let handler = Arc::new(EventHandler::new(
+            pool.clone(),
+            tenants,
+            settings.lookup_secret.clone(),
+            public_base_url,
+            relay_wake.clone(),
+            cancel.clone(),
+        ));
+        let relay_stop = CancellationToken::new();
+        tracing::info!(port, relay = settings.relay_enabled, "Tracker started.");
+
+        let server = {
+            let cancel = cancel.clone();
+            async move {
+                let served = serve(listener, router(state, readiness), cancel.clone()).await;
+                if let Err(e) = &served {
+                    tracing::error!(error.cause_chain = ?e, error.message = %e, "The tracker's HTTP server failed; stopping.");
+                    cancel.cancel();
+                }
+                served
+            }
+        };
+        let consumer = {
+            let relay_stop = relay_stop.clone();
+            let consumer_settings = BatchConsumerSettings {
+                queue: topology::Q_TRACKER_EVENTS.to_owned(),
+                name: "loa-tracker".to_owned(),
+                prefetch: settings
+                    .prefetch
+                    .max(u16::try_from(settings.batch_size).unwrap_or(u16::MAX)),
+                batch_size: settings.batch_size,
+                batch_wait: Duration::from_millis(settings.batch_wait_ms),
+            };
+            let amqp_url = amqp_url.clone();
+            let cancel = cancel.clone();
+            async move {
+                run_batch_consumer(
+                    &amqp_url,
+                    consumer_settings,
+                    consumer_status,
+                    cancel,
+                    |batch| {
+                        let handler = handler.clone();
+                        async move { handler.handle(&batch).await }
+                    },
+                )
+                .await;
+                // The last batch is settled: now the relay may drain and stop.
+                relay_stop.cancel();
+            }
+        };
+        let relay = async move {
+            if settings.relay_enabled {
+                let relay = Relay {
+                    pool,
+                    publisher: Arc::new(Publisher::new(amqp_url, "loa-tracker-relay")),
+                    batch: settings.relay_batch,
+                    wake: relay_wake,
+                };
+                run_relay(relay, relay_stop).await;
+            }
+        };
+        let (served, (), ()) = tokio::join!(server, consumer, relay);
+        tracing::info!("Tracker stopped.");
+        served
+    }
+}

@@ -1,0 +1,613 @@
+//! The tracker's tables (schema `tracker`) and the one unit of work that changes them:
+//! [`apply_batch`], which applies a whole consumed batch in one transaction.
+//!
+//! - `tracker.dossier_events`: every event ever received, unique by
+//!   `(tenant, event_id)`; the insert is the idempotency check.
+//! - `tracker.dossiers`: each dossier's current state and the ordering key of the
+//!   event that set it, so older events never move it backwards.
+//! - `tracker.outbox`: planned notifications, written in the same transaction as the
+//!   state change and relayed to RabbitMQ afterwards (see [`crate::relay`]).
+
+use crate::{
+    domain::{is_completion, lookup_token, mask_name, OrderingKey},
+    metrics::EventOutcome,
+    planning::{plan, PlanContext},
+};
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use loa_contracts::{DossierEvent, DossierStatus, Envelope, NotificationRequest};
+use loa_platform::{db::Migration, Secret};
+use std::collections::{HashMap, HashSet};
+use tokio_postgres::Row;
+
+/// The Postgres schema the tracker owns.
+pub const SCHEMA: &str = "tracker";
+
+/// Advisory-lock namespace (first key) for per-dossier locks, so they cannot collide
+/// with other users of advisory locks.
+const DOSSIER_LOCK_SPACE: i32 = 7301;
+
+/// Routing-key prefix of case updates on `loa.notifications`.
+pub const TRANSACTIONAL_LANE: &str = "transactional";
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "dossiers, history and outbox",
+    sql: r#"
+CREATE TABLE tracker.dossier_events (
+    tenant        text        NOT NULL,
+    event_id      text        NOT NULL,
+    dossier_code  text        NOT NULL,
+    status        smallint    NOT NULL,
+    occurred_at   timestamptz NOT NULL,
+    sequence      bigint,
+    event         jsonb       NOT NULL,
+    traceparent   text,
+    recorded_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant, event_id)
+);
+CREATE INDEX dossier_events_by_dossier ON tracker.dossier_events (tenant, dossier_code, occurred_at);
+
+CREATE TABLE tracker.dossiers (
+    tenant            text        NOT NULL,
+    dossier_code      text        NOT NULL,
+    status            smallint    NOT NULL,
+    procedure_code    text        NOT NULL,
+    procedure_name    text        NOT NULL,
+    agency_code       text        NOT NULL,
+    agency_name       text        NOT NULL,
+    applicant_masked  text        NOT NULL,
+    received_at       timestamptz,
+    due_at            timestamptz,
+    completed_at      timestamptz,
+    lookup_token      text        NOT NULL UNIQUE,
+    last_event_id     text        NOT NULL,
+    last_sequence     bigint,
+    last_occurred_at  timestamptz NOT NULL,
+    last_stage        smallint    NOT NULL,
+    created_at        timestamptz NOT NULL DEFAULT now(),
+    updated_at        timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant, dossier_code)
+);
+
+CREATE TABLE tracker.outbox (
+    id               bigserial   PRIMARY KEY,
+    notification_id  text        NOT NULL UNIQUE,
+    tenant           text        NOT NULL,
+    kind             text        NOT NULL,
+    routing_key      text        NOT NULL,
+    body             jsonb       NOT NULL,
+    traceparent      text,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    published_at     timestamptz
+);
+CREATE INDEX outbox_unpublished ON tracker.outbox (id) WHERE published_at IS NULL;
+CREATE INDEX outbox_published_at ON tracker.outbox (published_at) WHERE published_at IS NOT NULL;
+"#,
+}];
+
+/// Creates or upgrades the `tracker` schema. Idempotent; safe with replicas starting
+/// together (migrations run under an advisory lock).
+pub async fn migrate(pool: &Pool) -> anyhow::Result<()> {
+    loa_platform::db::migrate(pool, SCHEMA, MIGRATIONS).await
+}
+
+/// A decoded event and the trace context it arrived with.
+#[derive(Debug, Clone)]
+pub struct IncomingEvent {
+    /// The event, for a configured tenant.
+    pub event: DossierEvent,
+    /// The delivery's `traceparent` header, carried on to the notification.
+    pub traceparent: Option<String>,
+}
+
+/// What applying a batch needs besides its events.
+#[derive(Debug, Clone)]
+pub struct ApplyContext<'a> {
+    /// Key of the lookup tokens.
+    pub lookup_secret: &'a Secret,
+    /// Base of lookup links (`LOA_PUBLIC_BASE_URL`).
+    pub public_base_url: &'a str,
+    /// The processing instant.
+    pub now: DateTime<Utc>,
+}
+
+/// What a committed batch did.
+#[derive(Debug, Clone, Default)]
+pub struct BatchOutcome {
+    /// One outcome per input event, in order.
+    pub outcomes: Vec<EventOutcome>,
+    /// The notifications newly written to the outbox (a replanned one that was already
+    /// there is not repeated).
+    pub planned: Vec<NotificationRequest>,
+}
+
+/// A dossier's current state, as stored in `tracker.dossiers`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DossierState {
+    /// Tenant id.
+    pub tenant: String,
+    /// The code printed on the receipt.
+    pub dossier_code: String,
+    /// Current status.
+    pub status: DossierStatus,
+    /// Procedure code (mã TTHC).
+    pub procedure_code: String,
+    /// Procedure name.
+    pub procedure_name: String,
+    /// Agency code.
+    pub agency_code: String,
+    /// Agency name.
+    pub agency_name: String,
+    /// The owner's masked name (`Trần T. B.`), the only form the public page shows.
+    pub applicant_masked: String,
+    /// When the desk received the dossier.
+    pub received_at: Option<DateTime<Utc>>,
+    /// The appointment date.
+    pub due_at: Option<DateTime<Utc>>,
+    /// When the result became ready (9), or was returned (10) without a 9 seen first.
+    pub completed_at: Option<DateTime<Utc>>,
+    /// The token of the public lookup link.
+    pub lookup_token: String,
+    /// The event that set this state.
+    pub last_event_id: String,
+    /// That event's ordering key.
+    pub ordering: OrderingKey,
+    /// When the state last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One entry of a dossier's history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryEntry {
+    /// The event's id.
+    pub event_id: String,
+    /// The status it reported.
+    pub status: DossierStatus,
+    /// When it happened.
+    pub occurred_at: DateTime<Utc>,
+    /// Upstream's sequence, if any.
+    pub sequence: Option<i64>,
+}
+
+/// The state a dossier takes when `event` becomes current: the event's data, with
+/// dates it does not repeat kept from `previous`.
+pub fn next_state(
+    previous: Option<&DossierState>,
+    event: &DossierEvent,
+    lookup_token: String,
+    now: DateTime<Utc>,
+) -> DossierState {
+    let occurred_at = event.occurred_at.with_timezone(&Utc);
+    let received_at = event
+        .received_at
+        .map(|d| d.with_timezone(&Utc))
+        .or_else(|| previous.and_then(|p| p.received_at))
+        .or_else(|| (event.status == DossierStatus::Received).then_some(occurred_at));
+    let due_at = event
+        .due_at
+        .map(|d| d.with_timezone(&Utc))
+        .or_else(|| previous.and_then(|p| p.due_at));
+    let completed_at = if is_completion(event.status) {
+        previous
+            .filter(|p| is_completion(p.status))
+            .and_then(|p| p.completed_at)
+            .or(Some(occurred_at))
+    } else {
+        None
+    };
+    DossierState {
+        tenant: event.tenant.clone(),
+        dossier_code: event.dossier_code.clone(),
+        status: event.status,
+        procedure_code: event.procedure.code.clone(),
+        procedure_name: event.procedure.name.clone(),
+        agency_code: event.agency.code.clone(),
+        agency_name: event.agency.name.clone(),
+        applicant_masked: mask_name(&event.applicant.name),
+        received_at,
+        due_at,
+        completed_at,
+        lookup_token,
+        last_event_id: event.event_id.clone(),
+        ordering: OrderingKey::of(event),
+        updated_at: now,
+    }
+}
+
+/// The public lookup link of a dossier.
+pub fn lookup_url(public_base_url: &str, token: &str) -> String {
+    format!("{}/tra-cuu/{token}", public_base_url.trim_end_matches('/'))
+}
+
+type DossierKey = (String, String);
+
+/// Applies a batch of events in ONE transaction: records each new event in the
+/// history (a repeated `event_id` is a duplicate with no other effect), makes it its
+/// dossier's current state when it is newer than the stored one (events of one dossier
+/// are taken in batch order), and writes the notifications planned for the events that
+/// became current to the outbox. Either all of it commits or nothing does.
+#[tracing::instrument(skip_all, fields(events = events.len()))]
+pub async fn apply_batch(
+    pool: &Pool,
+    context: &ApplyContext<'_>,
+    events: &[IncomingEvent],
+) -> anyhow::Result<BatchOutcome> {
+    if events.is_empty() {
+        return Ok(BatchOutcome::default());
+    }
+    let mut client = pool
+        .get()
+        .await
+        .context("Failed to get a PostgreSQL connection")?;
+    let tx = client
+        .transaction()
+        .await
+        .context("Failed to begin the batch transaction")?;
+
+    // Serialise replicas working on the same dossiers; locks are taken in one order,
+    // so two batches cannot deadlock.
+    let (lock_tenants, lock_codes): (Vec<&str>, Vec<&str>) = events
+        .iter()
+        .map(|e| (e.event.tenant.as_str(), e.event.dossier_code.as_str()))
+        .unzip();
+    tx.query_one(
+        "SELECT count(pg_advisory_xact_lock($1, k)) FROM (
+             SELECT DISTINCT hashtext(t || chr(31) || c) AS k
+             FROM unnest($2::text[], $3::text[]) AS u(t, c)
+             ORDER BY 1
+         ) AS ordered",
+        &[&DOSSIER_LOCK_SPACE, &lock_tenants, &lock_codes],
+    )
+    .await
+    .context("Failed to lock the batch's dossiers")?;
+
+    // A repeat inside the batch is a duplicate of its first occurrence.
+    let mut outcomes = vec![EventOutcome::Duplicate; events.len()];
+    let mut seen = HashSet::new();
+    let firsts: Vec<usize> = (0..events.len())
+        .filter(|&i| {
+            seen.insert((
+                events[i].event.tenant.as_str(),
+                events[i].event.event_id.as_str(),
+            ))
+        })
+        .collect();
+    let inserted = insert_history(&tx, events, &firsts).await?;
+    let fresh: Vec<usize> = firsts
+        .into_iter()
+        .filter(|&i| {
+            inserted.contains(&(
+                events[i].event.tenant.clone(),
+                events[i].event.event_id.clone(),
+            ))
+        })
+        .collect();
+
+    let mut states = load_states(&tx, events, &fresh).await?;
+    let mut changed: Vec<DossierKey> = Vec::new();
+    let mut planned = Vec::new();
+    for &i in &fresh {
+        let IncomingEvent { event, traceparent } = &events[i];
+        let key = (event.tenant.clone(), event.dossier_code.clone());
+        let previous = states.get(&key);
+        if previous.is_some_and(|p| !OrderingKey::of(event).is_newer_than(&p.ordering)) {
+            outcomes[i] = EventOutcome::Stale;
+            continue;
+        }
+        let token = previous.map(|p| p.lookup_token.clone()).unwrap_or_else(|| {
+            lookup_token(context.lookup_secret, &event.tenant, &event.dossier_code)
+        });
+        let state = next_state(previous, event, token, context.now);
+        let url = lookup_url(context.public_base_url, &state.lookup_token);
+        planned.extend(plan(
+            event,
+            &PlanContext {
+                received_at: state.received_at,
+                due_at: state.due_at,
+                lookup_url: &url,
+                trace_context: traceparent.as_deref(),
+                now: context.now,
+            },
+        ));
+        outcomes[i] = EventOutcome::Applied;
+        if !changed.contains(&key) {
+            changed.push(key.clone());
+        }
+        states.insert(key, state);
+    }
+
+    let changed: Vec<&DossierState> = changed.iter().filter_map(|k| states.get(k)).collect();
+    upsert_states(&tx, &changed).await?;
+    let written = insert_outbox(&tx, &planned).await?;
+    tx.commit().await.context("Failed to commit the batch")?;
+
+    let planned = planned
+        .into_iter()
+        .filter(|n| written.contains(&n.notification_id))
+        .collect();
+    Ok(BatchOutcome { outcomes, planned })
+}
+
+async fn insert_history(
+    tx: &tokio_postgres::Transaction<'_>,
+    events: &[IncomingEvent],
+    indexes: &[usize],
+) -> anyhow::Result<HashSet<(String, String)>> {
+    let mut tenants = Vec::with_capacity(indexes.len());
+    let mut ids = Vec::with_capacity(indexes.len());
+    let mut codes = Vec::with_capacity(indexes.len());
+    let mut statuses = Vec::with_capacity(indexes.len());
+    let mut occurred = Vec::with_capacity(indexes.len());
+    let mut sequences = Vec::with_capacity(indexes.len());
+    let mut bodies = Vec::with_capacity(indexes.len());
+    let mut traces = Vec::with_capacity(indexes.len());
+    for &i in indexes {
+        let IncomingEvent { event, traceparent } = &events[i];
+        tenants.push(event.tenant.as_str());
+        ids.push(event.event_id.as_str());
+        codes.push(event.dossier_code.as_str());
+        statuses.push(i16::from(event.status.code()));
+        occurred.push(event.occurred_at.with_timezone(&Utc));
+        sequences.push(event.sequence);
+        bodies.push(serde_json::to_value(event).context("Failed to serialise an event")?);
+        traces.push(traceparent.as_deref());
+    }
+    let rows = tx
+        .query(
+            "INSERT INTO tracker.dossier_events
+                 (tenant, event_id, dossier_code, status, occurred_at, sequence, event, traceparent)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int2[], $5::timestamptz[],
+                                  $6::int8[], $7::jsonb[], $8::text[])
+             ON CONFLICT (tenant, event_id) DO NOTHING
+             RETURNING tenant, event_id",
+            &[
+                &tenants, &ids, &codes, &statuses, &occurred, &sequences, &bodies, &traces,
+            ],
+        )
+        .await
+        .context("Failed to record events in tracker.dossier_events")?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+const STATE_COLUMNS: &str = "tenant, dossier_code, status, procedure_code, procedure_name, agency_code, \
+     agency_name, applicant_masked, received_at, due_at, completed_at, lookup_token, last_event_id, \
+     last_sequence, last_occurred_at, last_stage, updated_at";
+
+async fn load_states(
+    tx: &tokio_postgres::Transaction<'_>,
+    events: &[IncomingEvent],
+    indexes: &[usize],
+) -> anyhow::Result<HashMap<DossierKey, DossierState>> {
+    if indexes.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let (tenants, codes): (Vec<&str>, Vec<&str>) = indexes
+        .iter()
+        .map(|&i| {
+            (
+                events[i].event.tenant.as_str(),
+                events[i].event.dossier_code.as_str(),
+            )
+        })
+        .unzip();
+    let rows = tx
+        .query(
+            &format!(
+                "SELECT {STATE_COLUMNS} FROM tracker.dossiers
+                 WHERE (tenant, dossier_code) IN (SELECT * FROM unnest($1::text[], $2::text[]))"
+            ),
+            &[&tenants, &codes],
+        )
+        .await
+        .context("Failed to load dossier states")?;
+    rows.iter()
+        .map(|r| {
+            let state = state_from_row(r)?;
+            Ok(((state.tenant.clone(), state.dossier_code.clone()), state))
+        })
+        .collect()
+}
+
+fn state_from_row(row: &Row) -> anyhow::Result<DossierState> {
+    let status: i16 = row.get("status");
+    let stage: i16 = row.get("last_stage");
+    Ok(DossierState {
+        tenant: row.get("tenant"),
+        dossier_code: row.get("dossier_code"),
+        status: status_from_db(status)?,
+        procedure_code: row.get("procedure_code"),
+        procedure_name: row.get("procedure_name"),
+        agency_code: row.get("agency_code"),
+        agency_name: row.get("agency_name"),
+        applicant_masked: row.get("applicant_masked"),
+        received_at: row.get("received_at"),
+        due_at: row.get("due_at"),
+        completed_at: row.get("completed_at"),
+        lookup_token: row.get("lookup_token"),
+        last_event_id: row.get("last_event_id"),
+        ordering: OrderingKey {
+            sequence: row.get("last_sequence"),
+            occurred_at: row.get("last_occurred_at"),
+            stage: u8::try_from(stage).context("stored stage out of range")?,
+        },
+        updated_at: row.get("updated_at"),
+    })
+}
+
+fn status_from_db(code: i16) -> anyhow::Result<DossierStatus> {
+    DossierStatus::from_code(i64::from(code))
+        .with_context(|| format!("stored status {code} is not a national code"))
+}
+
+async fn upsert_states(
+    tx: &tokio_postgres::Transaction<'_>,
+    states: &[&DossierState],
+) -> anyhow::Result<()> {
+    if states.is_empty() {
+        return Ok(());
+    }
+    let col = |f: fn(&DossierState) -> &str| states.iter().map(|s| f(s)).collect::<Vec<&str>>();
+    let tenants = col(|s| &s.tenant);
+    let codes = col(|s| &s.dossier_code);
+    let procedure_codes = col(|s| &s.procedure_code);
+    let procedure_names = col(|s| &s.procedure_name);
+    let agency_codes = col(|s| &s.agency_code);
+    let agency_names = col(|s| &s.agency_name);
+    let masked = col(|s| &s.applicant_masked);
+    let tokens = col(|s| &s.lookup_token);
+    let last_ids = col(|s| &s.last_event_id);
+    let statuses: Vec<i16> = states.iter().map(|s| i16::from(s.status.code())).collect();
+    let received: Vec<Option<DateTime<Utc>>> = states.iter().map(|s| s.received_at).collect();
+    let due: Vec<Option<DateTime<Utc>>> = states.iter().map(|s| s.due_at).collect();
+    let completed: Vec<Option<DateTime<Utc>>> = states.iter().map(|s| s.completed_at).collect();
+    let sequences: Vec<Option<i64>> = states.iter().map(|s| s.ordering.sequence).collect();
+    let occurred: Vec<DateTime<Utc>> = states.iter().map(|s| s.ordering.occurred_at).collect();
+    let stages: Vec<i16> = states.iter().map(|s| i16::from(s.ordering.stage)).collect();
+    let updated: Vec<DateTime<Utc>> = states.iter().map(|s| s.updated_at).collect();
+    tx.execute(
+        &format!(
+            "INSERT INTO tracker.dossiers ({STATE_COLUMNS})
+             SELECT * FROM unnest($1::text[], $2::text[], $3::int2[], $4::text[], $5::text[], $6::text[],
+                                  $7::text[], $8::text[], $9::timestamptz[], $10::timestamptz[],
+                                  $11::timestamptz[], $12::text[], $13::text[], $14::int8[],
+                                  $15::timestamptz[], $16::int2[], $17::timestamptz[])
+             ON CONFLICT (tenant, dossier_code) DO UPDATE SET
+                 status = excluded.status,
+                 procedure_code = excluded.procedure_code,
+                 procedure_name = excluded.procedure_name,
+                 agency_code = excluded.agency_code,
+                 agency_name = excluded.agency_name,
+                 applicant_masked = excluded.applicant_masked,
+                 received_at = excluded.received_at,
+                 due_at = excluded.due_at,
+                 completed_at = excluded.completed_at,
+                 last_event_id = excluded.last_event_id,
+                 last_sequence = excluded.last_sequence,
+                 last_occurred_at = excluded.last_occurred_at,
+                 last_stage = excluded.last_stage,
+                 updated_at = excluded.updated_at"
+        ),
+        &[
+            &tenants,
+            &codes,
+            &statuses,
+            &procedure_codes,
+            &procedure_names,
+            &agency_codes,
+            &agency_names,
+            &masked,
+            &received,
+            &due,
+            &completed,
+            &tokens,
+            &last_ids,
+            &sequences,
+            &occurred,
+            &stages,
+            &updated,
+        ],
+    )
+    .await
+    .context("Failed to store dossier states")?;
+    Ok(())
+}
+
+/// The routing key of a notification on `loa.notifications`.
+pub fn notification_routing_key(n: &NotificationRequest) -> String {
+    format!("{TRANSACTIONAL_LANE}.{}.{}", n.tenant, n.kind.as_str())
+}
+
+async fn insert_outbox(
+    tx: &tokio_postgres::Transaction<'_>,
+    planned: &[NotificationRequest],
+) -> anyhow::Result<HashSet<String>> {
+    if planned.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let ids: Vec<&str> = planned.iter().map(|n| n.notification_id.as_str()).collect();
+    let tenants: Vec<&str> = planned.iter().map(|n| n.tenant.as_str()).collect();
+    let kinds: Vec<&str> = planned.iter().map(|n| n.kind.as_str()).collect();
+    let keys: Vec<String> = planned.iter().map(notification_routing_key).collect();
+    let bodies = planned
+        .iter()
+        .map(|n| serde_json::to_value(Envelope::NotificationRequestV1(n.clone())))
+        .collect::<Result<Vec<_>, _>>()
+        .context("Failed to serialise a notification request")?;
+    let traces: Vec<Option<&str>> = planned.iter().map(|n| n.trace_context.as_deref()).collect();
+    let rows = tx
+        .query(
+            "INSERT INTO tracker.outbox (notification_id, tenant, kind, routing_key, body, traceparent)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::text[])
+             ON CONFLICT (notification_id) DO NOTHING
+             RETURNING notification_id",
+            &[&ids, &tenants, &kinds, &keys, &bodies, &traces],
+        )
+        .await
+        .context("Failed to write the outbox")?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// A tenant's dossier by its code.
+pub async fn dossier_by_code(
+    pool: &Pool,
+    tenant: &str,
+    code: &str,
+) -> anyhow::Result<Option<DossierState>> {
+    let client = pool
+        .get()
+        .await
+        .context("Failed to get a PostgreSQL connection")?;
+    let row = client
+        .query_opt(
+            &format!("SELECT {STATE_COLUMNS} FROM tracker.dossiers WHERE tenant = $1 AND dossier_code = $2"),
+            &[&tenant, &code],
+        )
+        .await
+        .context("Failed to read a dossier")?;
+    row.as_ref().map(state_from_row).transpose()
+}
+
+/// A dossier by its lookup token (any tenant: the token is unguessable).
+pub async fn dossier_by_token(pool: &Pool, token: &str) -> anyhow::Result<Option<DossierState>> {
+    let client = pool
+        .get()
+        .await
+        .context("Failed to get a PostgreSQL connection")?;
+    let row = client
+        .query_opt(
+            &format!("SELECT {STATE_COLUMNS} FROM tracker.dossiers WHERE lookup_token = $1"),
+            &[&token],
+        )
+        .await
+        .context("Failed to read a dossier")?;
+    row.as_ref().map(state_from_row).transpose()
+}
+
+/// A dossier's full history, in order of occurrence.
+pub async fn history(pool: &Pool, tenant: &str, code: &str) -> anyhow::Result<Vec<HistoryEntry>> {
+    let client = pool
+        .get()
+        .await
+        .context("Failed to get a PostgreSQL connection")?;
+    let rows = client
+        .query(
+            "SELECT event_id, status, occurred_at, sequence FROM tracker.dossier_events
+             WHERE tenant = $1 AND dossier_code = $2
+             ORDER BY occurred_at, sequence NULLS LAST, status, recorded_at",
+            &[&tenant, &code],
+        )
+        .await
+        .context("Failed to read a dossier's history")?;
+    rows.iter()
+        .map(|r| {
+            Ok(HistoryEntry {
+                event_id: r.get(0),
+                status: status_from_db(r.get(1))?,
+                occurred_at: r.get(2),
+                sequence: r.get(3),
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,346 @@
+//! Consuming events: state, history, dedupe, ordering and what gets planned.
+
+use crate::helpers::*;
+use loa_contracts::{notification::notification_id, NotificationKind};
+use loa_platform::{amqp::topology, testing::TestEnv};
+use loa_tracker::lookup_token;
+use serde_json::json;
+
+#[tokio::test]
+async fn an_event_becomes_the_dossiers_state_and_plans_a_receipt_with_the_right_params() {
+    // Arrange
+    let env = TestEnv::new().await.unwrap();
+    let broker = Broker::connect(&env).await;
+    let app = TestApp::spawn(&env, settings(true)).await;
+    let code = dossier_code("0001");
+
+    // Act
+    broker
+        .publish(&event("evt-1", &code, 2, "2026-11-28T09:30:00+07:00"))
+        .await;
+    app.wait_applied(&["evt-1"]).await;
+    app.wait_relayed().await;
+
+    // Assert
+    assert_eq!(app.status_of(&code).await, Some(2));
+    let observed = broker.notifications().await;
+    assert_eq!(observed.len(), 1, "{observed:?}");
+    let n = &observed[0];
+    let token = lookup_token(&loa_platform::Secret::new(SECRET), "demo", &code);
+    assert_eq!(n.request.kind, NotificationKind::Receipt);
+    assert_eq!(
+        n.request.notification_id,
+        notification_id("demo", "evt-1", NotificationKind::Receipt)
+    );
+    assert_eq!(n.message_id, n.request.notification_id);
+    assert_eq!(n.request.recipient.phone.as_deref(), Some("84903123456"));
+    assert_eq!(
+        n.request.recipient.zalo_user_id.as_deref(),
+        Some("3512873524511234567")
+    );
+    let p = &n.request.params;
+    assert_eq!(p["customer_name"], "Trần Thị Bích");
+    assert_eq!(p["dossier_code"], code);
+    assert_eq!(p["procedure_name"], "Đăng ký kết hôn");
+    assert_eq!(p["status"], "Được tiếp nhận");
+    assert_eq!(p["agency_name"], "UBND phường Đức Thắng");
+    assert_eq!(p["lookup_url"], format!("{BASE_URL}/tra-cuu/{token}"));
+    assert_eq!(p["received_date"], "28/11/2026");
+    assert_eq!(p["due_date"], "03/12/2026");
+    assert_eq!(p.len(), NotificationKind::Receipt.required_params().len());
+    assert!(n.request.event_accepted_at.is_some());
+    assert_eq!(n.request.trace_context.as_deref(), Some(TRACEPARENT));
+    assert_eq!(n.traceparent.as_deref(), Some(TRACEPARENT));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_same_event_twice_plans_one_notification() {
+    // Arrange
+    let env = TestEnv::new().await.unwrap();
+    let broker = Broker::connect(&env).await;
+    let app = TestApp::spawn(&env, settings(true)).await;
+    let code = dossier_code("0002");
+    let receipt = event("evt-dup", &code, 2, "2026-11-28T09:30:00+07:00");
+
+    // Act: once, then again in a later batch and twice within one batch, then a
+    // sentinel that is consumed after the repeats.
+    broker.publish(&receipt).await;
+    app.wait_applied(&["evt-dup"]).await;
+    broker.publish(&receipt).await;
+    broker.publish(&receipt).await;
+    let sentinel = event_with(
+        "evt-sentinel",
+        &dossier_code("0099"),
+        2,
+        "2026-11-28T10:00:00+07:00",
+        |v| {
+            v["channels"]["zalo"] = json!(false);
+        },
+    );
+    broker.publish(&sentinel).await;
+    app.wait_applied(&["evt-sentinel"]).await;
+    app.wait_relayed().await;
+
+    // Assert
+    let observed = broker.notifications().await;
+    assert_eq!(observed.len(), 1, "{observed:?}");
+    assert_eq!(
+        app.count("SELECT count(*) FROM tracker.dossier_events")
+            .await,
+        2
+    );
+    assert_eq!(app.count("SELECT count(*) FROM tracker.outbox").await, 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn out_of_order_events_end_in_the_newest_state_and_a_stale_event_plans_nothing() {
+    // Arrange
+    let env = TestEnv::new().await.unwrap();
+    let broker = Broker::connect(&env).await;
+    let app = TestApp::spawn(&env, settings(true)).await;
+    let code = dossier_code("0003");
+    let ready = event_with("evt-9", &code, 9, "2026-12-03T10:00:00+07:00", |v| {
+        v["sequence"] = json!(3)
+    });
+    let received = event_with("evt-2", &code, 2, "2026-11-28T09:30:00+07:00", |v| {
+        v["sequence"] = json!(1)
+    });
+    let processing = event_with("evt-4", &code, 4, "2026-11-29T08:00:00+07:00", |v| {
+        v["sequence"] = json!(2)
+    });
+
+    // Act: the newest arrives first.
+    broker.publish(&ready).await;
+    app.wait_applied(&["evt-9"]).await;
+    broker.publish(&received).await;
+    broker.publish(&processing).await;
+    app.wait_applied(&["evt-2", "evt-4"]).await;
+    app.wait_relayed().await;
+
+    // Assert
+    assert_eq!(app.status_of(&code).await, Some(9));
+    let observed = broker.notifications().await;
+    let kinds: Vec<_> = observed.iter().map(|o| o.request.kind).collect();
+    assert_eq!(
+        kinds,
+        vec![NotificationKind::ResultReady],
+        "the stale receipt plans nothing"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM tracker.dossier_events")
+            .await,
+        3,
+        "full history kept"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn several_events_of_one_dossier_in_one_batch_apply_in_order() {
+    // Arrange
+    let env = TestEnv::new().await.unwrap();
+    let broker = Broker::connect(&env).await;
+    let code = dossier_code("0004");
+
+    // Act: published before the tracker starts, so they arrive as one batch.
+    broker
+        .publish(&event("evt-a", &code, 2, "2026-11-28T09:30:00+07:00"))
+        .await;
+    broker
+        .publish(&event("evt-b", &code, 4, "2026-11-29T09:30:00+07:00"))
+        .await;
+    broker
+        .publish(&event_with(
+            "evt-c",
+            &code,
+            5,
+            "2026-11-30T09:30:00+07:00",
+            |v| {
+                v["required_documents"] =
+                    json!(["Bản sao CCCD", "Giấy xác nhận tình trạng hôn nhân"]);
+            },
+        ))
+        .await;
+    let app = TestApp::spawn(&env, settings(true)).await;
+    app.wait_applied(&["evt-a", "evt-b", "evt-c"]).await;
+    app.wait_relayed().await;
+
+    // Assert
+    assert_eq!(app.status_of(&code).await, Some(5));
+    let observed = broker.notifications().await;
+    let kinds: Vec<_> = observed.iter().map(|o| o.request.kind).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            NotificationKind::Receipt,
+            NotificationKind::SupplementRequested
+        ]
+    );
+    assert_eq!(
+        observed[1].request.params["documents"],
+        "Bản sao CCCD; Giấy xác nhận tình trạng hôn nhân"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_result_ready_before_the_due_day_plans_result_ready_early() {
+    // Arrange
+    let env = TestEnv::new().await.unwrap();
+    let broker = Broker::connect(&env).await;
+    let app = TestApp::spawn(&env, settings(true)).await;
+    let code = dossier_code("0005");
+
+    // Act: the result event does not repeat the appointment date.
+    broker
+        .publish(&event("evt-r", &code, 2, "2026-11-28T09:30:00+07:00"))
+        .await;
+    app.wait_applied(&["evt-r"]).await;
+    broker
+        .publish(&event_with(
+            "evt-e",
+            &code,
+            9,
+            "2026-12-01T15:00:00+07:00",
+            |v| {
+                v.as_object_mut().unwrap().remove("due_at");
+            },
+        ))
+        .await;
+    app.wait_applied(&["evt-e"]).await;
+    app.wait_relayed().await;
+
+    // Assert
+    let observed = broker.notifications().await;
+    let early = observed
+        .iter()
+        .find(|o| o.request.kind == NotificationKind::ResultReadyEarly)
+        .unwrap_or_else(|| panic!("no early notification in {observed:?}"));
+    assert_eq!(early.request.params["due_date"], "03/12/2026");
+    assert_eq!(early.request.params["status"], "Đã xử lý xong");
+    let client = app.pool.get().await.unwrap();
+    let completed: Option<chrono::DateTime<chrono::Utc>> = client
+        .query_one(
+            "SELECT completed_at FROM tracker.dossiers WHERE dossier_code = $1",
+            &[&code],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(completed.is_some());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_dossier_filed_on_behalf_of_the_owner_notifies_the_filer() {
+    // Arrange
+    let env = TestEnv::new().await.unwrap();
+    let broker = Broker::connect(&env).await;
+    let app = TestApp::spawn(&env, settings(true)).await;
+    let code = dossier_code("0006");
+
+    // Act
+    broker
+        .publish(&event_with(
+            "evt-f",
+            &code,
+            2,
+            "2026-11-28T09:30:00+07:00",
+            |v| {
+                v["on_behalf_of"] = json!({"name": "Lê Văn Cường", "phone": "+84 912 345 678"});
+            },
+        ))
+        .await;
+    app.wait_applied(&["evt-f"]).await;
+    app.wait_relayed().await;
+
+    // Assert
+    let observed = broker.notifications().await;
+    assert_eq!(observed.len(), 1);
+    let n = &observed[0].request;
+    assert_eq!(n.recipient.phone.as_deref(), Some("84912345678"));
+    assert_eq!(n.recipient.zalo_user_id, None);
+    assert_eq!(n.params["customer_name"], "Lê Văn Cường");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_citizen_without_a_zalo_opt_in_gets_nothing_planned() {
+    // Arrange
+    let env = TestEnv::new().await.unwrap();
+    let broker = Broker::connect(&env).await;
+    let app = TestApp::spawn(&env, settings(true)).await;
+    let code = dossier_code("0007");
+
+    // Act
+    broker
+        .publish(&event_with(
+            "evt-n",
+            &code,
+            2,
+            "2026-11-28T09:30:00+07:00",
+            |v| {
+                v["channels"] = json!({"zalo": false, "broadcast": true});
+            },
+        ))
+        .await;
+    app.wait_applied(&["evt-n"]).await;
+
+    // Assert: the state changed in the same transaction that would have planned.
+    assert_eq!(app.status_of(&code).await, Some(2));
+    assert_eq!(app.count("SELECT count(*) FROM tracker.outbox").await, 0);
+    assert!(broker.notifications().await.is_empty());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_poison_message_ends_in_the_dead_letters_with_its_reason() {
+    // Arrange
+    let env = TestEnv::new().await.unwrap();
+    let broker = Broker::connect(&env).await;
+    let app = TestApp::spawn(&env, settings(true)).await;
+    let unknown_tenant = event_with(
+        "evt-x",
+        &dossier_code("0008"),
+        2,
+        "2026-11-28T09:30:00+07:00",
+        |v| {
+            v["tenant"] = json!("nowhere");
+        },
+    );
+
+    // Act
+    broker
+        .publish_raw("dossier.demo.2", b"{not json".to_vec(), "poison-1")
+        .await;
+    broker.publish(&unknown_tenant).await;
+
+    // Assert
+    let mut dead = broker.dead_letters().await;
+    if dead.len() < 2 {
+        dead.extend(broker.dead_letters().await);
+    }
+    let reasons: Vec<String> = dead
+        .iter()
+        .map(|d| header(d, topology::H_REASON).expect("x-loa-reason header"))
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r.starts_with("undecodable body")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("unknown tenant")),
+        "{reasons:?}"
+    );
+    assert!(dead.iter().all(
+        |d| header(d, topology::H_SOURCE_QUEUE).as_deref() == Some(topology::Q_TRACKER_EVENTS)
+    ));
+    assert_eq!(
+        app.count("SELECT count(*) FROM tracker.dossier_events")
+            .await,
+        0
+    );
+    app.stop().await;
+}

@@ -1,0 +1,8 @@
+//! Integration tests of the tracker against real PostgreSQL and RabbitMQ, each test
+//! with its own database and vhost.
+
+mod consuming;
+mod helpers;
+mod http;
+mod outbox;
+mod store;

@@ -1,0 +1,166 @@
+//! The unit of work, called directly: one transaction per batch, each event classified.
+
+use crate::helpers::*;
+use chrono::Utc;
+use loa_contracts::NotificationKind;
+use loa_platform::{testing::TestEnv, Secret};
+use loa_tracker::{
+    metrics::EventOutcome,
+    store::{apply_batch, ApplyContext, IncomingEvent},
+};
+use serde_json::json;
+
+fn incoming(events: &[loa_contracts::DossierEvent]) -> Vec<IncomingEvent> {
+    events
+        .iter()
+        .map(|e| IncomingEvent {
+            event: e.clone(),
+            traceparent: Some(TRACEPARENT.into()),
+        })
+        .collect()
+}
+
+async fn migrated_pool(env: &TestEnv) -> deadpool_postgres::Pool {
+    let pool = loa_platform::db::pool(&env.database_url, 4).unwrap();
+    loa_tracker::migrate(&pool).await.unwrap();
+    loa_tracker::migrate(&pool).await.unwrap(); // idempotent
+    pool
+}
+
+#[tokio::test]
+async fn a_batch_applies_one_dossiers_events_in_order_and_classifies_each() {
+    // Arrange
+    let env = TestEnv::new().await.unwrap();
+    let pool = migrated_pool(&env).await;
+    let secret = Secret::new(SECRET);
+    let context = ApplyContext {
+        lookup_secret: &secret,
+        public_base_url: BASE_URL,
+        now: Utc::now(),
+    };
+    let code = dossier_code("0301");
+    let batch = incoming(&[
+        event("b-2", &code, 2, "2026-11-28T09:30:00+07:00"),
+        event("b-4", &code, 4, "2026-11-29T09:30:00+07:00"),
+        event("b-2", &code, 2, "2026-11-28T09:30:00+07:00"),
+        event("b-1", &code, 1, "2026-11-27T20:00:00+07:00"),
+        event_with("b-9", &code, 9, "2026-12-01T10:00:00+07:00", |v| {
+            v.as_object_mut().unwrap().remove("due_at");
+        }),
+    ]);
+
+    // Act
+    let first = apply_batch(&pool, &context, &batch).await.unwrap();
+    let again = apply_batch(&pool, &context, &batch).await.unwrap();
+
+    // Assert
+    use EventOutcome::*;
+    assert_eq!(
+        first.outcomes,
+        vec![Applied, Applied, Duplicate, Stale, Applied]
+    );
+    let kinds: Vec<_> = first.planned.iter().map(|n| n.kind).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            NotificationKind::Receipt,
+            NotificationKind::ResultReadyEarly
+        ]
+    );
+    assert_eq!(again.outcomes, vec![Duplicate; 5]);
+    assert!(again.planned.is_empty());
+    let client = pool.get().await.unwrap();
+    let row = client
+        .query_one(
+            "SELECT status, last_event_id, due_at IS NOT NULL, completed_at IS NOT NULL, received_at IS NOT NULL
+             FROM tracker.dossiers WHERE dossier_code = $1",
+            &[&code],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i16>(0), 9);
+    assert_eq!(row.get::<_, String>(1), "b-9");
+    assert!(
+        row.get::<_, bool>(2),
+        "the due date is kept when an event omits it"
+    );
+    assert!(row.get::<_, bool>(3));
+    assert!(row.get::<_, bool>(4));
+    let history: i64 = client
+        .query_one("SELECT count(*) FROM tracker.dossier_events", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(history, 4);
+}
+
+#[tokio::test]
+async fn concurrent_batches_touching_the_same_dossiers_neither_deadlock_nor_regress() {
+    // Arrange: two replicas get events of the same two dossiers in opposite orders.
+    let env = TestEnv::new().await.unwrap();
+    let pool = migrated_pool(&env).await;
+    let secret = Secret::new(SECRET);
+    let context = ApplyContext {
+        lookup_secret: &secret,
+        public_base_url: BASE_URL,
+        now: Utc::now(),
+    };
+    let (a, b) = (dossier_code("0302"), dossier_code("0303"));
+    let no_zalo = |v: &mut serde_json::Value| v["channels"]["zalo"] = json!(false);
+    for round in 0..20 {
+        let one = incoming(&[
+            event_with(
+                &format!("a2-{round}"),
+                &a,
+                2,
+                "2026-11-28T09:30:00+07:00",
+                no_zalo,
+            ),
+            event_with(
+                &format!("b9-{round}"),
+                &b,
+                9,
+                "2026-12-01T09:30:00+07:00",
+                no_zalo,
+            ),
+        ]);
+        let two = incoming(&[
+            event_with(
+                &format!("b2-{round}"),
+                &b,
+                2,
+                "2026-11-28T09:30:00+07:00",
+                no_zalo,
+            ),
+            event_with(
+                &format!("a9-{round}"),
+                &a,
+                9,
+                "2026-12-01T09:30:00+07:00",
+                no_zalo,
+            ),
+        ]);
+
+        // Act
+        let (r1, r2) = tokio::join!(
+            apply_batch(&pool, &context, &one),
+            apply_batch(&pool, &context, &two)
+        );
+
+        // Assert
+        r1.unwrap();
+        r2.unwrap();
+    }
+    let client = pool.get().await.unwrap();
+    let statuses: Vec<i16> = client
+        .query(
+            "SELECT status FROM tracker.dossiers ORDER BY dossier_code",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(statuses, vec![9, 9]);
+}
