@@ -1,0 +1,91 @@
+//! The notifier's Prometheus metrics (the Zalo request metrics live next to the client
+//! in [`crate::zalo`]). Labels are bounded: tenant ids, channels, kinds, outcomes and
+//! classes; never a phone number, a dossier code or a notification id.
+
+use crate::zalo::ErrorClass;
+use chrono::{DateTime, Utc};
+use prometheus::{
+    register_gauge_vec, register_histogram_vec, register_int_counter_vec, GaugeVec, HistogramVec,
+    IntCounterVec,
+};
+use std::sync::LazyLock;
+
+static DELIVERIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "loa_notifier_deliveries_total",
+        "Notification requests handled, by tenant, channel (zns, oa_template, none), kind and outcome \
+         (sent, duplicate, failed, invalid, retry_<error class>).",
+        &["tenant", "channel", "kind", "outcome"]
+    )
+    .expect("metric registers once")
+});
+static EVENT_TO_SEND: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "loa_notifier_event_to_send_seconds",
+        "Time from intake accepting the dossier event to Zalo accepting the message, by kind.",
+        &["kind"],
+        vec![
+            0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0, 21600.0,
+            86400.0
+        ]
+    )
+    .expect("metric registers once")
+});
+static AMBIGUOUS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "loa_notifier_ambiguous_sends_total",
+        "Sends that may or may not have reached Zalo, by tenant and cause: timeout (no answer \
+         in time) or interrupted (a sender stopped mid-send and the request was claimed again). \
+         Each may end in a duplicate message.",
+        &["tenant", "cause"]
+    )
+    .expect("metric registers once")
+});
+static TOKEN_EXPIRY: LazyLock<GaugeVec> = LazyLock::new(|| {
+    register_gauge_vec!(
+        "loa_notifier_token_expiry_seconds",
+        "Seconds until the tenant's cached Zalo access token expires (updated every minute).",
+        &["tenant"]
+    )
+    .expect("metric registers once")
+});
+static TOKEN_REFRESH_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "loa_notifier_token_refresh_failures_total",
+        "Failed Zalo token refreshes by tenant and error class; needs_operator means the refresh \
+         token is refused and an OA admin must re-authorise the app.",
+        &["tenant", "class"]
+    )
+    .expect("metric registers once")
+});
+
+/// Counts one handled request.
+pub fn delivery(tenant: &str, channel: &str, kind: &str, outcome: &str) {
+    DELIVERIES
+        .with_label_values(&[tenant, channel, kind, outcome])
+        .inc();
+}
+
+/// Counts a send whose fate is unknown (`timeout` or `interrupted`).
+pub fn ambiguous_send(tenant: &str, cause: &str) {
+    AMBIGUOUS.with_label_values(&[tenant, cause]).inc();
+}
+
+/// Observes the event-to-send latency of a message Zalo just accepted.
+pub fn event_to_send(kind: &str, event_accepted_at: DateTime<Utc>) {
+    let seconds = (Utc::now() - event_accepted_at).num_milliseconds().max(0) as f64 / 1000.0;
+    EVENT_TO_SEND.with_label_values(&[kind]).observe(seconds);
+}
+
+/// Sets the seconds left on a tenant's access token.
+pub fn token_expiry(tenant: &str, expires_at: DateTime<Utc>) {
+    let seconds = (expires_at - Utc::now()).num_seconds() as f64;
+    TOKEN_EXPIRY.with_label_values(&[tenant]).set(seconds);
+}
+
+/// Counts a failed refresh.
+pub fn token_refresh_failed(tenant: &str, class: ErrorClass) {
+    TOKEN_REFRESH_FAILURES
+        .with_label_values(&[tenant, class.as_str()])
+        .inc();
+}

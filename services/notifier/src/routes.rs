@@ -1,0 +1,82 @@
+//! The notifier's HTTP API (besides `/healthz`, `/readyz`, `/metrics`).
+//!
+//! - `GET /v1/deliveries?dossier_code=…`: a dossier's deliveries, for the tenant
+//!   whose admin bearer token is presented (401 otherwise); another tenant's
+//!   deliveries are invisible, not forbidden, so codes cannot be probed.
+
+use crate::deliveries::{self, DeliveryView};
+use axum::{
+    extract::{rejection::QueryRejection, Query, State},
+    http::{HeaderMap, StatusCode},
+    routing::get,
+    Json, Router,
+};
+use deadpool_postgres::Pool;
+use loa_platform::{
+    http::{bearer_token, ApiError},
+    Tenants,
+};
+use serde::{Deserialize, Serialize};
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// The notifier's database.
+    pub pool: Pool,
+    /// Tenants, for admin tokens.
+    pub tenants: Tenants,
+}
+
+/// The API routes (without the ops routes).
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/deliveries", get(list_deliveries))
+        .with_state(state)
+}
+
+#[derive(Deserialize)]
+struct DeliveriesQuery {
+    dossier_code: Option<String>,
+}
+
+#[derive(Serialize)]
+struct DeliveriesPage {
+    dossier_code: String,
+    deliveries: Vec<DeliveryView>,
+}
+
+async fn list_deliveries(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<DeliveriesQuery>, QueryRejection>,
+) -> Result<Json<DeliveriesPage>, ApiError> {
+    let tenant = bearer_token(&headers)
+        .and_then(|token| state.tenants.tenant_by_admin_token(token))
+        .ok_or_else(ApiError::unauthorized)?;
+    let dossier_code = query
+        .ok()
+        .and_then(|Query(q)| q.dossier_code)
+        .map(|c| c.trim().to_owned())
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "missing_field",
+                "`dossier_code` is required",
+            )
+            .with_field("dossier_code")
+        })?;
+    if dossier_code.chars().count() > 50 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+            "a dossier code has at most 50 characters",
+        )
+        .with_field("dossier_code"));
+    }
+    let deliveries = deliveries::list_for_dossier(&state.pool, &tenant.id, &dossier_code).await?;
+    Ok(Json(DeliveriesPage {
+        dossier_code,
+        deliveries,
+    }))
+}

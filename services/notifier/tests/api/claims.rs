@@ -1,0 +1,128 @@
+use loa_notifier::deliveries::{self, Claim, NewDelivery, Outcome, Status};
+use loa_platform::testing::TestEnv;
+use std::time::Duration;
+
+fn row(id: &str) -> NewDelivery {
+    NewDelivery {
+        notification_id: id.into(),
+        tenant: "demo".into(),
+        kind: "receipt".into(),
+        lane: "transactional".into(),
+        dossier_code: Some("HS-0301".into()),
+        channel: "zns".into(),
+        event_accepted_at: None,
+    }
+}
+
+fn outcome(id: &str, status: Status) -> Outcome {
+    Outcome {
+        notification_id: id.into(),
+        status,
+        channel: "zns".into(),
+        zalo_msg_id: (status == Status::Sent).then(|| "msg".into()),
+        error_code: (status != Status::Sent).then_some(-100),
+        error: (status != Status::Sent).then(|| "zalo error -100: m".into()),
+    }
+}
+
+#[tokio::test]
+async fn a_claim_is_exclusive_until_recorded_and_a_sent_delivery_is_never_claimed_again() {
+    // Arrange
+    let env = TestEnv::new().await.unwrap();
+    let pool = loa_platform::db::pool(&env.database_url, 2).unwrap();
+    loa_notifier::migrate(&pool).await.unwrap();
+    loa_notifier::migrate(&pool).await.unwrap(); // idempotent
+    let lease = Duration::from_secs(60);
+    let (a, b) = (row("a"), row("b"));
+
+    // Act / Assert: first claim, then a competing one while the lease lives.
+    let first = deliveries::claim(&pool, &[a.clone(), b.clone()], lease)
+        .await
+        .unwrap();
+    assert_eq!(
+        first,
+        vec![
+            Claim::Claimed {
+                attempts: 1,
+                resumed: false
+            },
+            Claim::Claimed {
+                attempts: 1,
+                resumed: false
+            }
+        ]
+    );
+    assert!(deliveries::any_in_flight(&pool, &["a".into()])
+        .await
+        .unwrap());
+    assert_eq!(
+        deliveries::claim(&pool, std::slice::from_ref(&a), lease)
+            .await
+            .unwrap(),
+        vec![Claim::InFlight]
+    );
+
+    // A transient failure releases the claim; the next attempt is not "resumed".
+    deliveries::record(
+        &pool,
+        &[outcome("a", Status::Pending), outcome("b", Status::Sent)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        deliveries::claim(&pool, &[a.clone(), b.clone()], lease)
+            .await
+            .unwrap(),
+        vec![
+            Claim::Claimed {
+                attempts: 2,
+                resumed: false
+            },
+            Claim::AlreadySent
+        ]
+    );
+
+    // A sender that stopped mid-send leaves a lease behind: once it runs out, the next
+    // claim is flagged as resumed (Zalo may have accepted the message).
+    deliveries::record(&pool, &[outcome("a", Status::Pending)])
+        .await
+        .unwrap();
+    deliveries::claim(&pool, std::slice::from_ref(&a), Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(
+        deliveries::claim(&pool, std::slice::from_ref(&a), lease)
+            .await
+            .unwrap(),
+        vec![Claim::Claimed {
+            attempts: 4,
+            resumed: true
+        }]
+    );
+
+    // A permanent failure may be claimed again (a replayed dead letter).
+    deliveries::record(&pool, &[outcome("a", Status::Failed)])
+        .await
+        .unwrap();
+    assert!(matches!(
+        deliveries::claim(&pool, std::slice::from_ref(&a), lease)
+            .await
+            .unwrap()[0],
+        Claim::Claimed { attempts: 5, .. }
+    ));
+
+    // Recording `sent` sticks: a late result cannot overwrite it.
+    deliveries::record(&pool, &[outcome("b", Status::Failed)])
+        .await
+        .unwrap();
+    let views = deliveries::list_for_dossier(&pool, "demo", "HS-0301")
+        .await
+        .unwrap();
+    let b_view = views.iter().find(|v| v.notification_id == "b").unwrap();
+    assert_eq!(b_view.status, "sent");
+    assert_eq!(b_view.zalo_msg_id.as_deref(), Some("msg"));
+    assert!(deliveries::list_for_dossier(&pool, "other", "HS-0301")
+        .await
+        .unwrap()
+        .is_empty());
+}
