@@ -59,10 +59,9 @@ async fn invalid_or_unauthenticated_ingress_messages_are_dead_lettered_with_thei
 
     let conn = Connection::connect(&sys.env.amqp_url, ConnectionProperties::default()).await.unwrap();
     let ch = conn.create_channel().await.unwrap();
-    let mut reasons = Vec::new();
+    let reasons = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     loa_platform::testing::eventually(Duration::from_secs(15), || {
-        let ch = ch.clone();
-        let reasons = &mut reasons;
+        let (ch, reasons) = (ch.clone(), reasons.clone());
         async move {
             while let Some(m) = ch
                 .basic_get(topology::Q_DEAD.into(), BasicGetOptions { no_ack: true })
@@ -71,14 +70,15 @@ async fn invalid_or_unauthenticated_ingress_messages_are_dead_lettered_with_thei
             {
                 let headers = m.delivery.properties.headers().clone().unwrap_or_default();
                 if let Some(AMQPValue::LongString(r)) = headers.inner().get(topology::H_REASON) {
-                    reasons.push(r.to_string());
+                    reasons.lock().unwrap().push(r.to_string());
                 }
             }
-            (reasons.len() >= 3).then_some(())
+            (reasons.lock().unwrap().len() >= 3).then_some(())
         }
     })
     .await
     .expect("three dead letters");
+    let mut reasons = reasons.lock().unwrap().clone();
     reasons.sort();
     assert!(reasons.iter().any(|r| r.contains("status")), "{reasons:?}");
     assert!(reasons.iter().any(|r| r.starts_with("unauthorized")), "{reasons:?}");

@@ -1,0 +1,107 @@
+use crate::helpers::{spawn_app, PHONE};
+use chrono::Utc;
+use futures_util::future::join_all;
+use serde_json::json;
+
+#[tokio::test]
+async fn sends_beyond_the_configured_rate_answer_minus_32_and_the_peak_is_reported() {
+    // Arrange
+    let app = spawn_app().await;
+    let token = app.access_token().await;
+    app.control_ok(
+        "limits",
+        json!({"api": "zns", "rate_per_second": 5, "burst": 5}),
+    )
+    .await;
+    let body = app.zns_body(PHONE, "burst");
+
+    // Act: 30 requests at once.
+    let started = std::time::Instant::now();
+    let answers = join_all((0..30).map(|_| app.send_zns(&token, &body))).await;
+    let refilled = (started.elapsed().as_secs_f64() * 5.0).ceil() as usize;
+
+    // Assert
+    let accepted = answers.iter().filter(|a| a["error"] == 0).count();
+    let limited = answers.iter().filter(|a| a["error"] == -32).count();
+    assert_eq!(accepted + limited, 30);
+    assert!(
+        (5..=5 + refilled).contains(&accepted),
+        "accepted {accepted}, refill {refilled}"
+    );
+    let stats = app.stats().await;
+    assert_eq!(stats["refused"]["-32"], limited as u64);
+    assert_eq!(stats["accepted"], accepted as u64);
+    assert!(
+        stats["peak_rate_per_second"].as_u64().unwrap() >= 30,
+        "{stats}"
+    );
+    let limited_answer = app.post_zalo("/message/template", &token, &body).await;
+    assert_eq!(limited_answer.headers()["x-ratelimit-limit"], "5");
+}
+
+#[tokio::test]
+async fn the_daily_quota_counts_down_and_then_answers_minus_144() {
+    let app = spawn_app().await;
+    let token = app.access_token().await;
+    app.control_ok("limits", json!({"daily_quota": 3})).await;
+    let body = app.zns_body(PHONE, "quota");
+
+    let mut remaining = Vec::new();
+    for _ in 0..3 {
+        let answer = app.send_zns(&token, &body).await;
+        assert_eq!(answer["data"]["quota"]["dailyQuota"], "3");
+        remaining.push(
+            answer["data"]["quota"]["remainingQuota"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let over = app.send_zns(&token, &body).await;
+
+    assert_eq!(remaining, ["2", "1", "0"]);
+    assert_eq!(over["error"], -144);
+    // The next Vietnamese day brings a fresh quota.
+    app.control_ok("clock", json!({"offset_secs": 86_400}))
+        .await;
+    assert_eq!(app.send_zns(&token, &body).await["error"], 0);
+}
+
+#[tokio::test]
+async fn the_night_ban_answers_minus_133_at_night_on_the_injected_clock() {
+    // Arrange: today's 23:30 and 10:00 in Vietnam, both within the token's 25 h life.
+    let app = spawn_app().await;
+    let token = app.access_token().await;
+    app.control_ok("limits", json!({"api": "zns", "night_ban": true}))
+        .await;
+    let today = loa_contracts::time::vietnam_day(&Utc::now());
+    let body = app.zns_body(PHONE, "night");
+
+    // Act
+    app.control_ok("clock", json!({"now": format!("{today}T23:30:00+07:00")}))
+        .await;
+    let at_night = app.send_zns(&token, &body).await;
+    app.control_ok("clock", json!({"now": format!("{today}T10:00:00+07:00")}))
+        .await;
+    let by_day = app.send_zns(&token, &body).await;
+
+    // Assert
+    assert_eq!(at_night["error"], -133, "{at_night}");
+    assert_eq!(by_day["error"], 0, "{by_day}");
+}
+
+#[tokio::test]
+async fn bad_limit_input_is_refused_naming_the_field() {
+    let app = spawn_app().await;
+    for (body, field) in [
+        (json!({"rate_per_second": "fast"}), "rate_per_second"),
+        (json!({"api": "oauth"}), "api"),
+        (json!({"night_bam": true}), "night_bam"),
+        (json!({"burst": 0}), "burst"),
+    ] {
+        let response = app.control("limits", body).await;
+        assert_eq!(response.status(), 422);
+        let error: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(error["error"]["field"], field, "{error}");
+    }
+}

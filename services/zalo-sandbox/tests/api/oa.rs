@@ -1,0 +1,117 @@
+use crate::helpers::spawn_app;
+use loa_contracts::NotificationKind;
+use serde_json::{json, Value};
+
+#[tokio::test]
+async fn a_consultation_message_to_a_follower_is_accepted_and_recorded() {
+    // Arrange
+    let app = spawn_app().await;
+    let token = app.access_token().await;
+    app.follow("5001", None).await;
+
+    // Act
+    let answer = app
+        .send_cs(&token, "5001", "Hồ sơ của bạn đã được tiếp nhận.")
+        .await;
+
+    // Assert
+    assert_eq!(answer["error"], 0, "{answer}");
+    assert_eq!(answer["data"]["user_id"], "5001");
+    assert_eq!(answer["data"]["message_id"].as_str().unwrap().len(), 20);
+    let recorded = app.messages("?user_id=5001").await;
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(recorded[0]["channel"], "oa_cs");
+    assert_eq!(recorded[0]["text"], "Hồ sơ của bạn đã được tiếp nhận.");
+    assert_eq!(recorded[0]["msg_id"], answer["data"]["message_id"]);
+}
+
+#[tokio::test]
+async fn oa_messages_to_a_non_follower_answer_minus_213_and_bad_tokens_minus_216() {
+    let app = spawn_app().await;
+    let token = app.access_token().await;
+    app.follow("5002", None).await;
+    app.client
+        .post(format!("{}/_sandbox/users/5002/unfollow", app.base))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(app.send_cs(&token, "5002", "hi").await["error"], -213);
+    assert_eq!(app.send_cs(&token, "never", "hi").await["error"], -213);
+    assert_eq!(app.send_cs("garbage", "5002", "hi").await["error"], -216);
+}
+
+#[tokio::test]
+async fn consultation_text_over_2000_characters_is_refused() {
+    let app = spawn_app().await;
+    let token = app.access_token().await;
+    app.follow("5003", None).await;
+
+    let answer = app.send_cs(&token, "5003", &"a".repeat(2001)).await;
+
+    assert_eq!(answer["error"], -210);
+    assert_eq!(
+        app.send_cs(&token, "5003", &"a".repeat(2000)).await["error"],
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_zbs_template_by_user_id_accepts_flat_and_nested_recipients_with_template_checks() {
+    let app = spawn_app().await;
+    let token = app.access_token().await;
+    app.follow("5004", None).await;
+    let template_id = app.template_id(NotificationKind::Withdrawn);
+    let data: serde_json::Map<String, Value> = NotificationKind::Withdrawn
+        .required_params()
+        .iter()
+        .map(|p| ((*p).to_owned(), Value::from("x")))
+        .collect();
+
+    let flat = json!({"user_id": "5004", "template_id": template_id, "template_data": data, "tracking_id": "zbs-1"});
+    let nested = json!({"recipient": {"user_id": "5004"}, "template_id": template_id, "template_data": data});
+    let unknown = json!({"user_id": "5004", "template_id": "1", "template_data": data});
+    let missing = json!({"user_id": "5004", "template_id": template_id, "template_data": {"customer_name": "A"}});
+    let send = |body: Value| {
+        let app = &app;
+        let token = token.clone();
+        async move {
+            app.post_zalo("/v3.0/oa/message/template", &token, &body)
+                .await
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+
+    assert_eq!(send(flat).await["error"], 0);
+    assert_eq!(send(nested).await["error"], 0);
+    assert_eq!(send(unknown).await["error"], -109);
+    assert_eq!(send(missing).await["error"], -1122);
+    let recorded = app.messages("?tracking_id=zbs-1").await;
+    assert_eq!(recorded[0]["channel"], "oa_template");
+    assert_eq!(recorded[0]["user_id"], "5004");
+}
+
+#[tokio::test]
+async fn user_detail_shows_the_phone_a_follower_shared() {
+    let app = spawn_app().await;
+    let token = app.access_token().await;
+    app.follow("5005", Some(json!({"phone": "0903123456"})))
+        .await;
+
+    let detail: Value = app
+        .client
+        .get(format!("{}/v3.0/oa/user/detail", app.base))
+        .query(&[("data", r#"{"user_id":"5005"}"#)])
+        .header("access_token", &token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+
+    assert_eq!(detail["data"]["user_is_follower"], true);
+    assert_eq!(detail["data"]["shared_info"]["phone"], "84903123456");
+}

@@ -1,0 +1,168 @@
+use crate::helpers::{
+    signature_is_valid, spawn_app, spawn_app_with, test_settings, WebhookReceiver, PHONE,
+};
+use loa_zalo_sandbox::SandboxSettings;
+use serde_json::json;
+
+#[tokio::test]
+async fn zns_receipts_arrive_at_the_receiver_with_a_valid_signature() {
+    // Arrange
+    let receiver = WebhookReceiver::spawn(0).await;
+    let app = spawn_app_with(SandboxSettings {
+        webhook_url: Some(receiver.url.clone()),
+        ..test_settings()
+    })
+    .await;
+    let token = app.access_token().await;
+
+    // Act
+    let answer = app
+        .send_zns(&token, &app.zns_body(PHONE, "receipt-1"))
+        .await;
+
+    // Assert
+    let receipt = receiver
+        .wait_for("user_received_message", |b| {
+            b["message"]["tracking_id"] == "receipt-1"
+        })
+        .await;
+    let oa_secret = app.tenant.zalo.oa_secret_key.expose();
+    assert!(
+        signature_is_valid(&receipt, app.app_id(), oa_secret),
+        "{:?}",
+        receipt.headers
+    );
+    assert!(!signature_is_valid(
+        &receipt,
+        app.app_id(),
+        "another-secret"
+    ));
+    let body = receipt.json();
+    assert_eq!(body["app_id"], app.app_id());
+    assert_eq!(body["oa_id"], app.tenant.zalo.oa_id);
+    assert_eq!(body["sender"]["id"], app.tenant.zalo.oa_id);
+    assert_eq!(body["recipient"]["id"], PHONE);
+    assert_eq!(body["message"]["msg_id"], answer["data"]["msg_id"]);
+    assert!(body["message"]["delivery_time"]
+        .as_str()
+        .unwrap()
+        .parse::<i64>()
+        .is_ok());
+    assert!(body["timestamp"].is_string());
+    loa_platform::testing::eventually(std::time::Duration::from_secs(5), || async {
+        (app.stats().await["webhooks_sent"] == 1).then_some(())
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn follow_emits_a_signed_follow_webhook_to_a_url_set_at_run_time() {
+    // Arrange: the receiver is only known after the sandbox started.
+    let app = spawn_app().await;
+    let receiver = WebhookReceiver::spawn(0).await;
+    app.control_ok("webhook", json!({"url": receiver.url}))
+        .await;
+
+    // Act
+    app.follow("7001", Some(json!({"phone": "84903123456"})))
+        .await;
+
+    // Assert
+    let follow = receiver.wait_for("follow", |_| true).await;
+    assert!(signature_is_valid(
+        &follow,
+        app.app_id(),
+        app.tenant.zalo.oa_secret_key.expose()
+    ));
+    let body = follow.json();
+    assert_eq!(body["follower"]["id"], "7001");
+    assert_eq!(body["oa_id"], app.tenant.zalo.oa_id);
+    assert_eq!(body["source"], "oa_profile");
+    assert!(body.get("sender").is_none());
+}
+
+#[tokio::test]
+async fn oa_receipts_seen_events_and_user_texts_are_emitted() {
+    let receiver = WebhookReceiver::spawn(0).await;
+    let app = spawn_app_with(SandboxSettings {
+        webhook_url: Some(receiver.url.clone()),
+        seen_rate: 1.0,
+        ..test_settings()
+    })
+    .await;
+    let token = app.access_token().await;
+    app.follow("7002", None).await;
+
+    let sent = app.send_cs(&token, "7002", "Xin chào").await;
+    app.control_ok("users/7002/text", json!({"text": "tra cuu ABC"}))
+        .await;
+
+    let msg_id = sent["data"]["message_id"].clone();
+    let receipt = receiver
+        .wait_for("user_received_message", |b| {
+            b["message"]["msg_id"] == msg_id
+        })
+        .await;
+    assert_eq!(receipt.json()["recipient"]["id"], "7002");
+    let seen = receiver.wait_for("user_seen_message", |_| true).await;
+    assert_eq!(seen.json()["message"]["msg_ids"], json!([msg_id]));
+    let text = receiver.wait_for("user_send_text", |_| true).await;
+    let body = text.json();
+    assert_eq!(body["sender"]["id"], "7002");
+    assert_eq!(body["recipient"]["id"], app.tenant.zalo.oa_id);
+    assert_eq!(body["message"]["text"], "tra cuu ABC");
+    assert_eq!(body["message"]["msg_id"].as_str().unwrap().len(), 20);
+    assert!(signature_is_valid(
+        &text,
+        app.app_id(),
+        app.tenant.zalo.oa_secret_key.expose()
+    ));
+}
+
+#[tokio::test]
+async fn a_failed_webhook_post_is_retried() {
+    let receiver = WebhookReceiver::spawn(1).await;
+    let app = spawn_app_with(SandboxSettings {
+        webhook_url: Some(receiver.url.clone()),
+        ..test_settings()
+    })
+    .await;
+
+    app.follow("7003", None).await;
+
+    let follow = receiver.wait_for("follow", |_| true).await;
+    assert_eq!(follow.headers["num_retry"], "1");
+    let stats = loa_platform::testing::eventually(std::time::Duration::from_secs(5), || async {
+        let stats = app.stats().await;
+        (stats["webhooks_sent"] == 1).then_some(stats)
+    })
+    .await
+    .unwrap();
+    assert_eq!(stats["webhooks_failed"], 0);
+}
+
+#[tokio::test]
+async fn simulated_user_endpoints_refuse_bad_input_naming_the_field() {
+    let app = spawn_app().await;
+
+    let bad_phone = app.control("users/1/follow", json!({"phone": "12"})).await;
+    let no_text = app.control("users/1/text", json!({"text": ""})).await;
+    let unknown_app = app
+        .client
+        .post(format!("{}/_sandbox/users/1/follow?app_id=nope", app.base))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(bad_phone.status(), 422);
+    assert_eq!(
+        bad_phone.json::<serde_json::Value>().await.unwrap()["error"]["field"],
+        "phone"
+    );
+    assert_eq!(
+        no_text.json::<serde_json::Value>().await.unwrap()["error"]["field"],
+        "text"
+    );
+    assert_eq!(unknown_app.status(), 404);
+}
