@@ -1,6 +1,6 @@
 //! Command-line parsing and dispatch. Each command is a thin call into a module.
 
-use crate::{demo, runner, settings::Settings};
+use crate::{bench, demo, runner, settings::Settings};
 use clap::{Parser, Subcommand};
 use std::{ffi::OsString, path::PathBuf};
 
@@ -34,13 +34,29 @@ pub enum Command {
         #[arg(long)]
         exit: bool,
     },
+    /// Benchmarks: the broker baseline, the pipeline end to end, latency at fixed
+    /// loads, and a held Zalo rate limit. Each writes reports under `bench/results/`.
+    Bench {
+        /// Output options.
+        #[command(flatten)]
+        output: bench::OutputArgs,
+        /// Which benchmark.
+        #[command(subcommand)]
+        command: bench::BenchCommand,
+    },
 }
 
 /// Parses `args` and runs the command.
 pub async fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<()> {
     let cli = Cli::parse_from(args);
     let settings = Settings::load(cli.config.as_deref())?;
-    loa_platform::telemetry::init(settings.common.log_format, "info,lapin=warn", std::io::stderr);
+    // A benchmark's services log only what goes wrong, so its tables stay readable.
+    let filter = if matches!(cli.command, Command::Bench { .. }) {
+        "warn,lapin=error"
+    } else {
+        "info,lapin=warn"
+    };
+    loa_platform::telemetry::init(settings.common.log_format, filter, std::io::stderr);
     match cli.command {
         Command::Run { target } => {
             let cancel = loa_platform::shutdown::on_signal();
@@ -48,5 +64,8 @@ pub async fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<()>
         }
         Command::Migrate => runner::migrate(&settings).await,
         Command::Demo { exit } => demo::run(&settings, exit).await,
+        Command::Bench { output, command } => {
+            bench::run(command, &output, &settings, cli.config.as_deref()).await
+        }
     }
 }

@@ -71,14 +71,23 @@ fn story(run_id: &str) -> Vec<Step> {
 pub async fn run(settings: &Settings, exit: bool) -> anyhow::Result<()> {
     let cancel = loa_platform::shutdown::on_signal();
     let system = runner::start(runner::Target::All, settings, cancel.clone()).await?;
-    let intake = format!("http://127.0.0.1:{}", system.intake_port.context("intake is not running")?);
-    let sandbox = format!("http://127.0.0.1:{}", system.sandbox_port.context("the sandbox is not running")?);
+    let intake = format!(
+        "http://127.0.0.1:{}",
+        system.intake_port.context("intake is not running")?
+    );
+    let sandbox = format!(
+        "http://127.0.0.1:{}",
+        system.sandbox_port.context("the sandbox is not running")?
+    );
     let client = reqwest::Client::new();
     wait_ready(&client, &intake).await?;
 
     let run_id = format!("{:x}", Utc::now().timestamp_micros());
     let steps = story(&run_id);
-    println!("\nLoa demo: {} dossier events, posted to intake as an upstream one-stop system would.\n", steps.len());
+    println!(
+        "\nLoa demo: {} dossier events, posted to intake as an upstream one-stop system would.\n",
+        steps.len()
+    );
     let mut tracking = Vec::new();
     for step in &steps {
         let resp = client
@@ -89,8 +98,17 @@ pub async fn run(settings: &Settings, exit: bool) -> anyhow::Result<()> {
             .await?;
         let status = resp.status();
         println!("  • {} → intake answered {}", step.caption, status);
-        anyhow::ensure!(status.as_u16() == 202, "intake refused a demo event: {}", resp.text().await?);
-        tracking.push(step.event["dossier_code"].as_str().unwrap_or_default().to_owned());
+        anyhow::ensure!(
+            status.as_u16() == 202,
+            "intake refused a demo event: {}",
+            resp.text().await?
+        );
+        tracking.push(
+            step.event["dossier_code"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
     }
 
     println!("\nWhat citizens received on Zalo (as recorded by the Zalo sandbox):\n");
@@ -129,11 +147,18 @@ async fn wait_for_messages(
 ) -> anyhow::Result<Vec<Value>> {
     let mut mine = Vec::new();
     for _ in 0..200 {
-        let all: Vec<Value> = client.get(format!("{sandbox}/_sandbox/messages")).send().await?.json().await?;
+        let all: Vec<Value> = client
+            .get(format!("{sandbox}/_sandbox/messages"))
+            .send()
+            .await?
+            .json()
+            .await?;
         mine = all
             .into_iter()
             .filter(|m| {
-                let code = m["template_data"]["dossier_code"].as_str().unwrap_or_default();
+                let code = m["template_data"]["dossier_code"]
+                    .as_str()
+                    .unwrap_or_default();
                 dossier_codes.iter().any(|c| c == code)
             })
             .collect();
@@ -142,7 +167,10 @@ async fn wait_for_messages(
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    anyhow::ensure!(!mine.is_empty(), "no message reached the sandbox; see the logs above");
+    anyhow::ensure!(
+        !mine.is_empty(),
+        "no message reached the sandbox; see the logs above"
+    );
     Ok(mine)
 }
 

@@ -7,7 +7,9 @@
 //! - [`cli`]: command-line parsing and dispatch.
 //! - [`runner`]: starting one or all services until a shutdown signal.
 //! - [`demo`]: realistic events pushed through intake, and what citizens received.
+//! - [`bench`]: `loa bench`, the benchmark harness.
 
+pub mod bench;
 pub mod cli;
 pub mod demo;
 pub mod runner;

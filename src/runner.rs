@@ -61,7 +61,11 @@ impl RunningSystem {
 /// Builds and starts `target`. Services with a Postgres schema run their migrations
 /// at start-up. When the built-in demo tenant is used and the sandbox runs in this
 /// process, the tenant is pointed at the sandbox's actual port.
-pub async fn start(target: Target, settings: &Settings, cancel: CancellationToken) -> anyhow::Result<RunningSystem> {
+pub async fn start(
+    target: Target,
+    settings: &Settings,
+    cancel: CancellationToken,
+) -> anyhow::Result<RunningSystem> {
     let runs = |t: Target| target == Target::All || target == t;
     let mut tasks = JoinSet::new();
     let mut tenants = settings.tenants.clone();
@@ -81,7 +85,8 @@ pub async fn start(target: Target, settings: &Settings, cancel: CancellationToke
         let mut sandbox_settings = settings.services.sandbox.clone();
         if target == Target::All && sandbox_settings.webhook_url.is_none() {
             let notifier_port = port_of(&settings.services.notifier.bind);
-            sandbox_settings.webhook_url = notifier_port.map(|p| format!("http://127.0.0.1:{p}/zalo/webhook"));
+            sandbox_settings.webhook_url =
+                notifier_port.map(|p| format!("http://127.0.0.1:{p}/zalo/webhook"));
         }
         let app = loa_zalo_sandbox::Application::build(&sandbox_settings, tenants.clone())
             .await
@@ -95,25 +100,37 @@ pub async fn start(target: Target, settings: &Settings, cancel: CancellationToke
         tasks.spawn(async move { ("zalo-sandbox", app.run_until_stopped(c).await) });
     }
     if runs(Target::Tracker) {
-        let app = loa_tracker::Application::build(&settings.common, &settings.services.tracker, tenants.clone())
-            .await
-            .context("Failed to start the tracker")?;
+        let app = loa_tracker::Application::build(
+            &settings.common,
+            &settings.services.tracker,
+            tenants.clone(),
+        )
+        .await
+        .context("Failed to start the tracker")?;
         system.tracker_port = Some(app.port());
         let c = cancel.clone();
         tasks.spawn(async move { ("tracker", app.run_until_stopped(c).await) });
     }
     if runs(Target::Notifier) {
-        let app = loa_notifier::Application::build(&settings.common, &settings.services.notifier, tenants.clone())
-            .await
-            .context("Failed to start the notifier")?;
+        let app = loa_notifier::Application::build(
+            &settings.common,
+            &settings.services.notifier,
+            tenants.clone(),
+        )
+        .await
+        .context("Failed to start the notifier")?;
         system.notifier_port = Some(app.port());
         let c = cancel.clone();
         tasks.spawn(async move { ("notifier", app.run_until_stopped(c).await) });
     }
     if runs(Target::Intake) {
-        let app = loa_intake::Application::build(&settings.common, &settings.services.intake, tenants.clone())
-            .await
-            .context("Failed to start intake")?;
+        let app = loa_intake::Application::build(
+            &settings.common,
+            &settings.services.intake,
+            tenants.clone(),
+        )
+        .await
+        .context("Failed to start intake")?;
         system.intake_port = Some(app.port());
         let c = cancel.clone();
         tasks.spawn(async move { ("intake", app.run_until_stopped(c).await) });

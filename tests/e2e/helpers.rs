@@ -56,15 +56,22 @@ pub fn test_settings(env: &TestEnv) -> Settings {
 impl TestSystem {
     /// Starts every service in this process.
     pub async fn start() -> Self {
-        let env = TestEnv::new().await.expect("PostgreSQL and RabbitMQ are reachable");
+        let env = TestEnv::new()
+            .await
+            .expect("PostgreSQL and RabbitMQ are reachable");
         let settings = test_settings(&env);
         Self::start_with(env, settings).await
     }
 
     /// Starts every service with custom settings.
     pub async fn start_with(env: TestEnv, settings: Settings) -> Self {
+        if std::env::var_os("TEST_LOG").is_some() {
+            loa_platform::telemetry::init(Default::default(), "info,lapin=warn", std::io::stderr);
+        }
         let cancel = tokio_util::sync::CancellationToken::new();
-        let system = runner::start(Target::All, &settings, cancel).await.expect("the system starts");
+        let system = runner::start(Target::All, &settings, cancel)
+            .await
+            .expect("the system starts");
         let url = |p: Option<u16>| format!("http://127.0.0.1:{}", p.expect("service running"));
         let this = Self {
             intake: url(system.intake_port),

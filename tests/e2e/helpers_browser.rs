@@ -1,9 +1,10 @@
 //! A real browser: Debian's headless Chromium.
 
-use std::process::Command;
+use tokio::process::Command;
 
-/// Loads `url` in headless Chromium and returns the rendered DOM.
-pub fn dump_dom(url: &str) -> String {
+/// Loads `url` in headless Chromium and returns the rendered DOM. Async, so the
+/// servers of the test keep running while the browser loads the page.
+pub async fn dump_dom(url: &str) -> String {
     let profile = std::env::temp_dir().join(format!("loa-chromium-{}", std::process::id()));
     let out = Command::new(chromium())
         .args([
@@ -19,10 +20,18 @@ pub fn dump_dom(url: &str) -> String {
             "--dump-dom",
             url,
         ])
-        .output()
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), out)
+        .await
+        .expect("chromium finished within a minute")
         .expect("chromium is installed (scripts/ensure-tools)");
     let _ = std::fs::remove_dir_all(&profile);
-    assert!(out.status.success(), "chromium failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 

@@ -4,12 +4,15 @@ use crate::helpers::{receipt_event, status_event, TestSystem};
 use serde_json::{json, Value};
 
 #[tokio::test]
-async fn an_event_posted_to_intake_yields_exactly_one_zns_message_with_the_right_template_and_data() {
+async fn an_event_posted_to_intake_yields_exactly_one_zns_message_with_the_right_template_and_data()
+{
     // Arrange
     let sys = TestSystem::start().await;
 
     // Act
-    let resp = sys.post_event("demo-token", &receipt_event("e2e-1", "H56-0001")).await;
+    let resp = sys
+        .post_event("demo-token", &receipt_event("e2e-1", "H56-0001"))
+        .await;
 
     // Assert
     assert_eq!(resp.status(), 202);
@@ -20,7 +23,10 @@ async fn an_event_posted_to_intake_yields_exactly_one_zns_message_with_the_right
     let m = &messages[0];
     assert_eq!(m["channel"], "zns");
     assert_eq!(m["phone"], "84903123456");
-    assert_eq!(m["template_id"], "410001", "the demo tenant's receipt template");
+    assert_eq!(
+        m["template_id"], "410001",
+        "the demo tenant's receipt template"
+    );
     let data = &m["template_data"];
     assert_eq!(data["dossier_code"], "H56-0001");
     assert_eq!(data["procedure_name"], "Đăng ký khai sinh");
@@ -29,10 +35,17 @@ async fn an_event_posted_to_intake_yields_exactly_one_zns_message_with_the_right
     assert_eq!(data["due_date"], "03/12/2026");
     let link = data["lookup_url"].as_str().unwrap();
     assert!(link.contains("/tra-cuu/"), "{link}");
-    assert!(!link.contains("H56-0001") && !link.contains("903123456"), "no personal data in links: {link}");
+    assert!(
+        !link.contains("H56-0001") && !link.contains("903123456"),
+        "no personal data in links: {link}"
+    );
     assert_eq!(
         m["tracking_id"].as_str().unwrap(),
-        loa_contracts::notification::notification_id("demo", "e2e-1", loa_contracts::NotificationKind::Receipt)
+        loa_contracts::notification::notification_id(
+            "demo",
+            "e2e-1",
+            loa_contracts::NotificationKind::Receipt
+        )
     );
     sys.stop().await;
 }
@@ -48,7 +61,11 @@ async fn the_same_event_posted_twice_still_yields_one_message() {
     let messages = sys.settle_messages(1).await;
     assert_eq!(messages.len(), 1, "{messages:#?}");
     let dossier: Value = sys.dossier("H56-0002").await.json().await.unwrap();
-    assert_eq!(dossier["history"].as_array().unwrap().len(), 1, "{dossier:#}");
+    assert_eq!(
+        dossier["history"].as_array().unwrap().len(),
+        1,
+        "{dossier:#}"
+    );
     sys.stop().await;
 }
 
@@ -58,7 +75,12 @@ async fn events_for_one_dossier_arriving_out_of_order_end_in_the_right_current_s
     let code = "H56-0003";
     // The result is ready (9) at 10:00 on 01/12, before the 03/12 appointment; the
     // receipt (2) and processing (4) events arrive after it.
-    let ready = status_event("ooo-3", code, json!("result_ready"), "2026-12-01T10:00:00+07:00");
+    let ready = status_event(
+        "ooo-3",
+        code,
+        json!("result_ready"),
+        "2026-12-01T10:00:00+07:00",
+    );
     let processing = status_event("ooo-2", code, json!(4), "2026-11-29T08:00:00+07:00");
     let received = status_event("ooo-1", code, json!(2), "2026-11-28T09:30:00+07:00");
 
@@ -67,16 +89,24 @@ async fn events_for_one_dossier_arriving_out_of_order_end_in_the_right_current_s
     }
 
     let messages = sys.settle_messages(1).await;
-    let dossier: Value = loa_platform::testing::eventually(std::time::Duration::from_secs(10), || async {
-        let d: Value = sys.dossier(code).await.json().await.ok()?;
-        (d["history"].as_array()?.len() == 3).then_some(d)
-    })
-    .await
-    .unwrap();
+    let dossier: Value =
+        loa_platform::testing::eventually(std::time::Duration::from_secs(10), || async {
+            let d: Value = sys.dossier(code).await.json().await.ok()?;
+            (d["history"].as_array()?.len() == 3).then_some(d)
+        })
+        .await
+        .unwrap();
     assert_eq!(dossier["status"]["code"], 9, "{dossier:#}");
     assert_eq!(dossier["timeliness"], "early", "{dossier:#}");
-    assert_eq!(messages.len(), 1, "stale events notify nobody: {messages:#?}");
-    assert_eq!(messages[0]["template_id"], "410019", "the 'earlier than scheduled' template");
+    assert_eq!(
+        messages.len(),
+        1,
+        "stale events notify nobody: {messages:#?}"
+    );
+    assert_eq!(
+        messages[0]["template_id"], "410019",
+        "the 'earlier than scheduled' template"
+    );
     sys.stop().await;
 }
 
@@ -99,7 +129,9 @@ async fn an_invalid_event_gets_a_4xx_naming_the_field_and_publishes_nothing() {
         assert_eq!(resp.status(), 422);
         let body: Value = resp.json().await.unwrap();
         assert_eq!(body["error"]["field"], field, "{body:#}");
-        assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert!(body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
     }
 
     let raw = |body: &'static str, content_type: &'static str| {
@@ -112,7 +144,10 @@ async fn an_invalid_event_gets_a_4xx_naming_the_field_and_publishes_nothing() {
     };
     let resp = raw("{not json", "application/json").await.unwrap();
     assert_eq!(resp.status(), 400);
-    assert_eq!(resp.json::<Value>().await.unwrap()["error"]["code"], "invalid_json");
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["error"]["code"],
+        "invalid_json"
+    );
     let resp = raw("{}", "text/plain").await.unwrap();
     assert_eq!(resp.status(), 415);
     let huge = format!("{{\"event_id\": \"{}\"}}", "x".repeat(70 * 1024));
@@ -129,7 +164,11 @@ async fn an_invalid_event_gets_a_4xx_naming_the_field_and_publishes_nothing() {
 
     tokio::time::sleep(std::time::Duration::from_millis(700)).await;
     assert!(sys.sandbox_messages().await.is_empty());
-    assert_eq!(sys.dossier("H56-0004").await.status(), 404, "nothing half-written");
+    assert_eq!(
+        sys.dossier("H56-0004").await.status(),
+        404,
+        "nothing half-written"
+    );
     sys.stop().await;
 }
 
@@ -190,11 +229,16 @@ async fn a_batch_reports_a_result_per_item_and_publishes_only_the_valid_ones() {
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["accepted"], 2);
     assert_eq!(body["results"][1]["status"], 422);
-    assert_eq!(body["results"][1]["error"]["field"], "events[1].applicant.phone");
+    assert_eq!(
+        body["results"][1]["error"]["field"],
+        "events[1].applicant.phone"
+    );
     let messages = sys.settle_messages(2).await;
     assert_eq!(messages.len(), 2);
 
-    let too_many: Vec<Value> = (0..501).map(|i| receipt_event(&format!("b{i}"), "H56-9")).collect();
+    let too_many: Vec<Value> = (0..501)
+        .map(|i| receipt_event(&format!("b{i}"), "H56-9"))
+        .collect();
     let resp = sys
         .client
         .post(format!("{}/v1/events/batch", sys.intake))
@@ -210,19 +254,30 @@ async fn a_batch_reports_a_result_per_item_and_publishes_only_the_valid_ones() {
 #[tokio::test]
 async fn the_lookup_link_opens_a_vietnamese_page_in_a_real_browser_without_personal_data() {
     let sys = TestSystem::start().await;
-    assert_eq!(sys.post_event("demo-token", &receipt_event("page-1", "H56-0009")).await.status(), 202);
+    assert_eq!(
+        sys.post_event("demo-token", &receipt_event("page-1", "H56-0009"))
+            .await
+            .status(),
+        202
+    );
     let messages = sys.settle_messages(1).await;
     let link = messages[0]["template_data"]["lookup_url"].as_str().unwrap();
     let path = &link[link.find("/tra-cuu/").unwrap()..];
     let url = format!("{}{path}", sys.tracker);
 
-    let dom = crate::helpers_browser::dump_dom(&url);
+    let dom = crate::helpers_browser::dump_dom(&url).await;
 
     assert!(dom.contains("Tra cứu hồ sơ"), "{dom}");
     assert!(dom.contains("H56-0009"));
     assert!(dom.contains("Được tiếp nhận"));
     assert!(dom.contains("03/12/2026"), "due date in dd/MM/yyyy");
-    assert!(!dom.contains("903123456") && !dom.contains("903.123.456"), "no phone on a public page");
-    assert!(!dom.contains("Trần Thị Bích"), "no full name on a public page");
+    assert!(
+        !dom.contains("903123456") && !dom.contains("903.123.456"),
+        "no phone on a public page"
+    );
+    assert!(
+        !dom.contains("Trần Thị Bích"),
+        "no full name on a public page"
+    );
     sys.stop().await;
 }

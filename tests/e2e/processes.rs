@@ -15,7 +15,11 @@ impl Drop for Service {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn spawn(target: &str, env: &TestEnv, ports: &[(&str, u16)], sandbox_port: u16) -> Service {
@@ -23,12 +27,22 @@ fn spawn(target: &str, env: &TestEnv, ports: &[(&str, u16)], sandbox_port: u16) 
     cmd.args(["run", target])
         .env("LOA_AMQP_URL", &env.amqp_url)
         .env("LOA_DATABASE_URL", &env.database_url)
-        .env("LOA_SANDBOX_URL", format!("http://127.0.0.1:{sandbox_port}"))
+        .env(
+            "LOA_SANDBOX_URL",
+            format!("http://127.0.0.1:{sandbox_port}"),
+        )
         .env("LOA_LOG_FORMAT", "json")
         .stdout(Stdio::null())
-        .stderr(if std::env::var_os("TEST_LOG").is_some() { Stdio::inherit() } else { Stdio::null() });
+        .stderr(if std::env::var_os("TEST_LOG").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        });
     for (service, port) in ports {
-        cmd.env(format!("LOA_{}__BIND", service.to_uppercase()), format!("127.0.0.1:{port}"));
+        cmd.env(
+            format!("LOA_{}__BIND", service.to_uppercase()),
+            format!("127.0.0.1:{port}"),
+        );
     }
     Service(cmd.spawn().expect("the loa binary runs"))
 }
@@ -38,14 +52,28 @@ async fn the_services_run_as_separate_processes_and_carry_an_event_to_zalo() {
     // Arrange
     let env = TestEnv::new().await.unwrap();
     let (intake, tracker, notifier, sandbox) = (free_port(), free_port(), free_port(), free_port());
-    let ports = [("intake", intake), ("tracker", tracker), ("notifier", notifier), ("sandbox", sandbox)];
+    let ports = [
+        ("intake", intake),
+        ("tracker", tracker),
+        ("notifier", notifier),
+        ("sandbox", sandbox),
+    ];
     let _services: Vec<Service> = ["zalo-sandbox", "tracker", "notifier", "intake"]
         .into_iter()
         .map(|t| spawn(t, &env, &ports, sandbox))
         .collect();
     let client = reqwest::Client::new();
     let base = |p: u16| format!("http://127.0.0.1:{p}");
-    wait_ready(&client, &[&base(sandbox), &base(tracker), &base(notifier), &base(intake)]).await;
+    wait_ready(
+        &client,
+        &[
+            &base(sandbox),
+            &base(tracker),
+            &base(notifier),
+            &base(intake),
+        ],
+    )
+    .await;
 
     // Act
     let resp = client
@@ -78,9 +106,16 @@ async fn loa_demo_tells_its_story_and_exits() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(stdout.matches("✉ ZNS to").count(), 4, "{stdout}");
     assert!(stdout.contains("Đã xử lý xong"), "{stdout}");
     assert!(stdout.contains("/tra-cuu/"), "{stdout}");
-    assert!(!stdout.contains("0903123456") && !stdout.contains("84903123456"), "phones are masked: {stdout}");
+    assert!(
+        !stdout.contains("0903123456") && !stdout.contains("84903123456"),
+        "phones are masked: {stdout}"
+    );
 }

@@ -2,7 +2,8 @@
 
 #[test]
 fn the_committed_dossier_event_schema_is_current() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/schema/dossier-event.v1.json");
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/schema/dossier-event.v1.json");
     let generated = loa_contracts::event::json_schema();
     if std::env::var_os("LOA_UPDATE_SCHEMA").is_some() {
         std::fs::write(&path, &generated).unwrap();

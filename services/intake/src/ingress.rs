@@ -16,19 +16,29 @@ use std::sync::Arc;
 pub const H_TOKEN: &str = "x-loa-token";
 
 /// Validates one ingress message: the reason is what the dead letter will carry.
-pub fn validate(delivery: &Delivery, tenants: &Tenants, max_bytes: usize) -> Result<DossierEvent, String> {
-    let token = header(delivery, H_TOKEN).ok_or_else(|| format!("unauthorized: missing {H_TOKEN} header"))?;
+pub fn validate(
+    delivery: &Delivery,
+    tenants: &Tenants,
+    max_bytes: usize,
+) -> Result<DossierEvent, String> {
+    let token = header(delivery, H_TOKEN)
+        .ok_or_else(|| format!("unauthorized: missing {H_TOKEN} header"))?;
     let (tenant, _) = tenants
         .source_by_token(&token)
         .ok_or_else(|| "unauthorized: unknown source token".to_owned())?;
     if delivery.data.len() > max_bytes {
-        return Err(format!("payload_too_large: an event may be at most {max_bytes} bytes"));
+        return Err(format!(
+            "payload_too_large: an event may be at most {max_bytes} bytes"
+        ));
     }
     let value: serde_json::Value =
         serde_json::from_slice(&delivery.data).map_err(|e| format!("invalid_json: {e}"))?;
-    let event = DossierEvent::from_json(&value).map_err(|e| format!("{}: {}: {}", e.code, e.field, e.message))?;
+    let event = DossierEvent::from_json(&value)
+        .map_err(|e| format!("{}: {}: {}", e.code, e.field, e.message))?;
     if event.tenant != tenant.id {
-        return Err("forbidden: tenant: this source may only publish events for its own tenant".to_owned());
+        return Err(
+            "forbidden: tenant: this source may only publish events for its own tenant".to_owned(),
+        );
     }
     Ok(event)
 }

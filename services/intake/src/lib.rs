@@ -7,7 +7,7 @@
 //!
 //! # Layout
 //!
-//! - [`configuration`]: [`IntakeSettings`].
+//! - [`configuration`] holds [`IntakeSettings`].
 //! - [`startup`]: [`Application`], wiring HTTP, the AMQP ingress consumer and shutdown.
 //! - [`routes`]: `POST /v1/events` and `POST /v1/events/batch`.
 //! - [`ingress`]: the AMQP path (`loa.ingress` → validated → `loa.events`).

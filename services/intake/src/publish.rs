@@ -16,7 +16,9 @@ pub async fn publish_events(
         .into_iter()
         .map(|mut event| {
             event.accepted_at = Some(now);
-            let trace = traceparent.map(str::to_owned).unwrap_or_else(new_traceparent);
+            let trace = traceparent
+                .map(str::to_owned)
+                .unwrap_or_else(new_traceparent);
             OutgoingMessage {
                 exchange: topology::EX_EVENTS.to_owned(),
                 routing_key: event.routing_key(),
@@ -40,7 +42,9 @@ pub fn valid_traceparent(value: &str) -> bool {
         && parts[1].len() == 32
         && parts[2].len() == 16
         && parts[3].len() == 2
-        && parts.iter().all(|p| p.bytes().all(|b| b.is_ascii_hexdigit()))
+        && parts
+            .iter()
+            .all(|p| p.bytes().all(|b| b.is_ascii_hexdigit()))
         && parts[1] != "00000000000000000000000000000000"
 }
 
@@ -60,6 +64,8 @@ mod tests {
     fn generated_trace_contexts_are_valid_and_garbage_is_not() {
         assert!(valid_traceparent(&new_traceparent()));
         assert!(!valid_traceparent("00-xyz-1-01"));
-        assert!(!valid_traceparent("00-00000000000000000000000000000000-0000000000000001-01"));
+        assert!(!valid_traceparent(
+            "00-00000000000000000000000000000000-0000000000000001-01"
+        ));
     }
 }

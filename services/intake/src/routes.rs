@@ -41,7 +41,11 @@ fn authenticate<'a>(state: &'a AppState, headers: &HeaderMap) -> Result<&'a str,
 
 /// Validates one event and checks that the source may publish for its tenant.
 fn accept(value: &Value, tenant: &str, max_bytes: usize) -> Result<DossierEvent, ApiError> {
-    if serde_json::to_vec(value).map(|b| b.len()).unwrap_or(usize::MAX) > max_bytes {
+    if serde_json::to_vec(value)
+        .map(|b| b.len())
+        .unwrap_or(usize::MAX)
+        > max_bytes
+    {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
@@ -51,7 +55,10 @@ fn accept(value: &Value, tenant: &str, max_bytes: usize) -> Result<DossierEvent,
     }
     let event = DossierEvent::from_json(value)?;
     if event.tenant != tenant {
-        return Err(ApiError::forbidden("this source may only publish events for its own tenant").with_field("tenant"));
+        return Err(
+            ApiError::forbidden("this source may only publish events for its own tenant")
+                .with_field("tenant"),
+        );
     }
     Ok(event)
 }
@@ -74,9 +81,18 @@ pub async fn post_event(
     headers: HeaderMap,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Response, ApiError> {
-    let tenant = authenticate(&state, &headers).inspect_err(|_| metrics::events("http", "unauthorized", 1))?;
+    let tenant = authenticate(&state, &headers)
+        .inspect_err(|_| metrics::events("http", "unauthorized", 1))?;
     let event = accept(&body, tenant, state.max_event_bytes).inspect_err(|e| {
-        metrics::events("http", if e.status == StatusCode::FORBIDDEN { "forbidden" } else { "invalid" }, 1)
+        metrics::events(
+            "http",
+            if e.status == StatusCode::FORBIDDEN {
+                "forbidden"
+            } else {
+                "invalid"
+            },
+            1,
+        )
     })?;
     let event_id = event.event_id.clone();
     publish::publish_events(&state.publisher, vec![event], traceparent(&headers))
@@ -97,19 +113,33 @@ pub async fn post_batch(
     headers: HeaderMap,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Response, ApiError> {
-    let tenant = authenticate(&state, &headers).inspect_err(|_| metrics::events("http", "unauthorized", 1))?;
+    let tenant = authenticate(&state, &headers)
+        .inspect_err(|_| metrics::events("http", "unauthorized", 1))?;
     let items = match &body {
         Value::Array(items) => items,
-        Value::Object(obj) => obj
-            .get("events")
-            .and_then(Value::as_array)
-            .ok_or_else(|| ApiError::from(ValidationError::new("events", "invalid_type", "`events` must be an array")))?,
+        Value::Object(obj) => obj.get("events").and_then(Value::as_array).ok_or_else(|| {
+            ApiError::from(ValidationError::new(
+                "events",
+                "invalid_type",
+                "`events` must be an array",
+            ))
+        })?,
         _ => {
-            return Err(ValidationError::new("events", "invalid_type", "expected {\"events\": [...]}").into());
+            return Err(ValidationError::new(
+                "events",
+                "invalid_type",
+                "expected {\"events\": [...]}",
+            )
+            .into());
         }
     };
     if items.is_empty() {
-        return Err(ValidationError::new("events", "empty_batch", "a batch needs at least one event").into());
+        return Err(ValidationError::new(
+            "events",
+            "empty_batch",
+            "a batch needs at least one event",
+        )
+        .into());
     }
     if items.len() > state.max_batch {
         return Err(ApiError::new(
@@ -152,6 +182,14 @@ pub async fn post_batch(
             unavailable(&e)
         })?;
     metrics::events("http", "accepted", n_ok);
-    let status = if n_bad == 0 { StatusCode::ACCEPTED } else { StatusCode::MULTI_STATUS };
-    Ok((status, Json(json!({"accepted": n_ok, "rejected": n_bad, "results": results}))).into_response())
+    let status = if n_bad == 0 {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::MULTI_STATUS
+    };
+    Ok((
+        status,
+        Json(json!({"accepted": n_ok, "rejected": n_bad, "results": results})),
+    )
+        .into_response())
 }

@@ -26,7 +26,11 @@ pub struct Application {
 
 impl Application {
     /// Binds the listener and prepares the publisher (which connects on first use).
-    pub async fn build(common: &CommonSettings, settings: &IntakeSettings, tenants: Tenants) -> anyhow::Result<Self> {
+    pub async fn build(
+        common: &CommonSettings,
+        settings: &IntakeSettings,
+        tenants: Tenants,
+    ) -> anyhow::Result<Self> {
         let addr = parse_bind("intake.bind", &settings.bind)?;
         let listener = TcpListener::bind(addr).await?;
         let port = listener.local_addr()?.port();
@@ -44,9 +48,17 @@ impl Application {
         let ready_publisher = publisher.clone();
         let readiness = Readiness::new().check("rabbitmq", move || {
             let publisher = ready_publisher.clone();
-            async move { publisher.ensure_connected().await.map_err(|e| e.to_string()) }
+            async move {
+                publisher
+                    .ensure_connected()
+                    .await
+                    .map_err(|e| e.to_string())
+            }
         });
-        let batch_limit = settings.max_event_bytes.saturating_mul(settings.max_batch).min(16 * 1024 * 1024);
+        let batch_limit = settings
+            .max_event_bytes
+            .saturating_mul(settings.max_batch)
+            .min(16 * 1024 * 1024);
         let router = Router::new()
             .route(
                 "/v1/events",
@@ -91,10 +103,15 @@ impl Application {
                 batch_size: self.settings.ingress_batch,
                 batch_wait: Duration::from_millis(5),
             };
-            let (tenants, publisher, max) = (self.tenants, self.publisher, self.settings.max_event_bytes);
-            run_batch_consumer(&self.amqp_url, consumer, self.ingress_status, cancel.clone(), |batch| {
-                ingress::handle_batch(batch, tenants.clone(), publisher.clone(), max)
-            })
+            let (tenants, publisher, max) =
+                (self.tenants, self.publisher, self.settings.max_event_bytes);
+            run_batch_consumer(
+                &self.amqp_url,
+                consumer,
+                self.ingress_status,
+                cancel.clone(),
+                |batch| ingress::handle_batch(batch, tenants.clone(), publisher.clone(), max),
+            )
             .await;
         };
         let (served, ()) = tokio::join!(server, ingress);

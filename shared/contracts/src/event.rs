@@ -64,7 +64,8 @@ pub struct DossierEvent {
     /// Fees due (status 6).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fee: Option<Fee>,
-    /// The citizen's opt-ins.
+    /// The citizen's opt-ins; absent means no opt-in (nothing is sent).
+    #[serde(default)]
     pub channels: Channels,
     /// Set by intake when it accepted the event (never by upstream); measures
     /// event-to-send latency.
@@ -128,9 +129,9 @@ pub struct Channels {
 impl DossierEvent {
     /// Parses and validates upstream JSON. Every refusal names its field.
     pub fn from_json(value: &Value) -> Result<Self, ValidationError> {
-        let obj = value
-            .as_object()
-            .ok_or_else(|| ValidationError::new("", "invalid_body", "the event must be a JSON object"))?;
+        let obj = value.as_object().ok_or_else(|| {
+            ValidationError::new("", "invalid_body", "the event must be a JSON object")
+        })?;
         let r = Reader { obj, prefix: "" };
         let event_id = r.text("event_id", MAX_EVENT_ID)?;
         let tenant = r.text("tenant", 40)?;
@@ -171,7 +172,11 @@ impl DossierEvent {
                 .opt_i64("amount_vnd")?
                 .ok_or_else(|| ValidationError::missing(r.path("amount_vnd")))?;
             if amount_vnd < 0 {
-                return Err(ValidationError::new(r.path("amount_vnd"), "invalid_amount", "must not be negative"));
+                return Err(ValidationError::new(
+                    r.path("amount_vnd"),
+                    "invalid_amount",
+                    "must not be negative",
+                ));
             }
             Ok(Fee {
                 amount_vnd,
@@ -243,18 +248,27 @@ impl<'a> Reader<'a> {
     }
 
     fn opt_text(&self, key: &str, max: usize) -> Result<Option<String>, ValidationError> {
-        let Some(v) = self.get(key) else { return Ok(None) };
+        let Some(v) = self.get(key) else {
+            return Ok(None);
+        };
         let s = v.as_str().ok_or_else(|| {
             ValidationError::new(self.path(key), "invalid_type", "must be a string")
         })?;
-        check_text(s, max).map_err(|why| ValidationError::new(self.path(key), "invalid_text", why))?;
+        check_text(s, max)
+            .map_err(|why| ValidationError::new(self.path(key), "invalid_text", why))?;
         Ok(Some(s.trim().to_owned()))
     }
 
     fn opt_text_list(&self, key: &str) -> Result<Option<Vec<String>>, ValidationError> {
-        let Some(v) = self.get(key) else { return Ok(None) };
+        let Some(v) = self.get(key) else {
+            return Ok(None);
+        };
         let items = v.as_array().ok_or_else(|| {
-            ValidationError::new(self.path(key), "invalid_type", "must be an array of strings")
+            ValidationError::new(
+                self.path(key),
+                "invalid_type",
+                "must be an array of strings",
+            )
         })?;
         if items.len() > MAX_DOCUMENTS {
             return Err(ValidationError::new(
@@ -268,10 +282,11 @@ impl<'a> Reader<'a> {
             .enumerate()
             .map(|(i, item)| {
                 let field = format!("{}[{i}]", self.path(key));
-                let s = item
-                    .as_str()
-                    .ok_or_else(|| ValidationError::new(field.clone(), "invalid_type", "must be a string"))?;
-                check_text(s, MAX_NAME).map_err(|why| ValidationError::new(field, "invalid_text", why))?;
+                let s = item.as_str().ok_or_else(|| {
+                    ValidationError::new(field.clone(), "invalid_type", "must be a string")
+                })?;
+                check_text(s, MAX_NAME)
+                    .map_err(|why| ValidationError::new(field, "invalid_text", why))?;
                 Ok(s.trim().to_owned())
             })
             .collect::<Result<Vec<_>, _>>()
@@ -279,21 +294,27 @@ impl<'a> Reader<'a> {
     }
 
     fn opt_i64(&self, key: &str) -> Result<Option<i64>, ValidationError> {
-        let Some(v) = self.get(key) else { return Ok(None) };
-        v.as_i64()
-            .map(Some)
-            .ok_or_else(|| ValidationError::new(self.path(key), "invalid_type", "must be an integer"))
+        let Some(v) = self.get(key) else {
+            return Ok(None);
+        };
+        v.as_i64().map(Some).ok_or_else(|| {
+            ValidationError::new(self.path(key), "invalid_type", "must be an integer")
+        })
     }
 
     fn opt_bool(&self, key: &str) -> Result<Option<bool>, ValidationError> {
-        let Some(v) = self.get(key) else { return Ok(None) };
-        v.as_bool()
-            .map(Some)
-            .ok_or_else(|| ValidationError::new(self.path(key), "invalid_type", "must be true or false"))
+        let Some(v) = self.get(key) else {
+            return Ok(None);
+        };
+        v.as_bool().map(Some).ok_or_else(|| {
+            ValidationError::new(self.path(key), "invalid_type", "must be true or false")
+        })
     }
 
     fn status(&self, key: &str) -> Result<DossierStatus, ValidationError> {
-        let v = self.get(key).ok_or_else(|| ValidationError::missing(self.path(key)))?;
+        let v = self
+            .get(key)
+            .ok_or_else(|| ValidationError::missing(self.path(key)))?;
         let found = match v {
             Value::Number(n) => n.as_i64().and_then(DossierStatus::from_code),
             Value::String(s) => DossierStatus::from_name(s),
@@ -314,9 +335,15 @@ impl<'a> Reader<'a> {
     }
 
     fn opt_timestamp(&self, key: &str) -> Result<Option<DateTime<FixedOffset>>, ValidationError> {
-        let Some(v) = self.get(key) else { return Ok(None) };
+        let Some(v) = self.get(key) else {
+            return Ok(None);
+        };
         let s = v.as_str().ok_or_else(|| {
-            ValidationError::new(self.path(key), "invalid_type", "must be an RFC 3339 timestamp string")
+            ValidationError::new(
+                self.path(key),
+                "invalid_type",
+                "must be an RFC 3339 timestamp string",
+            )
         })?;
         DateTime::parse_from_rfc3339(s).map(Some).map_err(|_| {
             ValidationError::new(
@@ -341,11 +368,13 @@ impl<'a> Reader<'a> {
         key: &str,
         read: impl FnOnce(&Reader<'_>) -> Result<T, ValidationError>,
     ) -> Result<Option<T>, ValidationError> {
-        let Some(v) = self.get(key) else { return Ok(None) };
+        let Some(v) = self.get(key) else {
+            return Ok(None);
+        };
         let path = self.path(key);
-        let obj = v
-            .as_object()
-            .ok_or_else(|| ValidationError::new(path.clone(), "invalid_type", "must be an object"))?;
+        let obj = v.as_object().ok_or_else(|| {
+            ValidationError::new(path.clone(), "invalid_type", "must be an object")
+        })?;
         read(&Reader { obj, prefix: &path }).map(Some)
     }
 
@@ -427,7 +456,11 @@ pub(crate) mod tests {
         let e = DossierEvent::from_json(&sample()).unwrap();
         assert_eq!(e.status, DossierStatus::Received);
         assert_eq!(e.applicant.phone.as_str(), "84903123456");
-        assert_eq!(e.occurred_at.offset().local_minus_utc(), 7 * 3600, "zone kept");
+        assert_eq!(
+            e.occurred_at.offset().local_minus_utc(),
+            7 * 3600,
+            "zone kept"
+        );
         assert_eq!(e.routing_key(), "dossier.demo.2");
         let back: DossierEvent = serde_json::from_value(serde_json::to_value(&e).unwrap()).unwrap();
         assert_eq!(back, e);
@@ -435,17 +468,47 @@ pub(crate) mod tests {
 
     #[test]
     fn each_refusal_names_the_offending_field() {
-        assert_eq!(refusal(|v| v["applicant"]["phone"] = json!("12345")).field, "applicant.phone");
+        assert_eq!(
+            refusal(|v| v["applicant"]["phone"] = json!("12345")).field,
+            "applicant.phone"
+        );
         assert_eq!(refusal(|v| v["status"] = json!(11)).field, "status");
-        assert_eq!(refusal(|v| v["occurred_at"] = json!("yesterday")).field, "occurred_at");
-        assert_eq!(refusal(|v| v["dossier_code"] = json!("x".repeat(51))).field, "dossier_code");
-        assert_eq!(refusal(|v| v["dossier_code"] = json!("  ")).field, "dossier_code");
-        assert_eq!(refusal(|v| { v.as_object_mut().unwrap().remove("event_id"); }).field, "event_id");
+        assert_eq!(
+            refusal(|v| v["occurred_at"] = json!("yesterday")).field,
+            "occurred_at"
+        );
+        assert_eq!(
+            refusal(|v| v["dossier_code"] = json!("x".repeat(51))).field,
+            "dossier_code"
+        );
+        assert_eq!(
+            refusal(|v| v["dossier_code"] = json!("  ")).field,
+            "dossier_code"
+        );
+        assert_eq!(
+            refusal(|v| {
+                v.as_object_mut().unwrap().remove("event_id");
+            })
+            .field,
+            "event_id"
+        );
         assert_eq!(refusal(|v| v["procedure"] = json!("x")).field, "procedure");
-        assert_eq!(refusal(|v| v["agency"]["name"] = json!(3)).field, "agency.name");
-        assert_eq!(refusal(|v| v["required_documents"] = json!(["ok", 1])).field, "required_documents[1]");
-        assert_eq!(refusal(|v| v["fee"] = json!({"amount_vnd": -1})).field, "fee.amount_vnd");
-        assert_eq!(refusal(|v| v["tenant"] = json!("Demo Tenant")).field, "tenant");
+        assert_eq!(
+            refusal(|v| v["agency"]["name"] = json!(3)).field,
+            "agency.name"
+        );
+        assert_eq!(
+            refusal(|v| v["required_documents"] = json!(["ok", 1])).field,
+            "required_documents[1]"
+        );
+        assert_eq!(
+            refusal(|v| v["fee"] = json!({"amount_vnd": -1})).field,
+            "fee.amount_vnd"
+        );
+        assert_eq!(
+            refusal(|v| v["tenant"] = json!("Demo Tenant")).field,
+            "tenant"
+        );
     }
 
     #[test]

@@ -66,23 +66,60 @@ impl NotificationKind {
     /// The template parameters a template for this kind must be sent with. The sandbox
     /// registers its templates from this list, so sender and fake cannot drift apart.
     pub fn required_params(self) -> &'static [&'static str] {
-        const BASE: &[&str] = &["customer_name", "dossier_code", "procedure_name", "status", "agency_name", "lookup_url"];
+        const BASE: &[&str] = &[
+            "customer_name",
+            "dossier_code",
+            "procedure_name",
+            "status",
+            "agency_name",
+            "lookup_url",
+        ];
         match self {
             Self::Receipt => &[
-                "customer_name", "dossier_code", "procedure_name", "status", "agency_name", "lookup_url",
-                "received_date", "due_date",
+                "customer_name",
+                "dossier_code",
+                "procedure_name",
+                "status",
+                "agency_name",
+                "lookup_url",
+                "received_date",
+                "due_date",
             ],
             Self::Refused | Self::Stopped => &[
-                "customer_name", "dossier_code", "procedure_name", "status", "agency_name", "lookup_url", "reason",
+                "customer_name",
+                "dossier_code",
+                "procedure_name",
+                "status",
+                "agency_name",
+                "lookup_url",
+                "reason",
             ],
             Self::SupplementRequested => &[
-                "customer_name", "dossier_code", "procedure_name", "status", "agency_name", "lookup_url", "documents",
+                "customer_name",
+                "dossier_code",
+                "procedure_name",
+                "status",
+                "agency_name",
+                "lookup_url",
+                "documents",
             ],
             Self::PaymentRequested => &[
-                "customer_name", "dossier_code", "procedure_name", "status", "agency_name", "lookup_url", "amount",
+                "customer_name",
+                "dossier_code",
+                "procedure_name",
+                "status",
+                "agency_name",
+                "lookup_url",
+                "amount",
             ],
             Self::ResultReadyEarly => &[
-                "customer_name", "dossier_code", "procedure_name", "status", "agency_name", "lookup_url", "due_date",
+                "customer_name",
+                "dossier_code",
+                "procedure_name",
+                "status",
+                "agency_name",
+                "lookup_url",
+                "due_date",
             ],
             Self::Withdrawn | Self::ResultReady | Self::ResultReturned => BASE,
         }
@@ -181,7 +218,10 @@ mod tests {
     fn notification_ids_are_deterministic_and_distinct_per_kind() {
         let a = notification_id("demo", "e1", NotificationKind::Receipt);
         assert_eq!(a, notification_id("demo", "e1", NotificationKind::Receipt));
-        assert_ne!(a, notification_id("demo", "e1", NotificationKind::ResultReady));
+        assert_ne!(
+            a,
+            notification_id("demo", "e1", NotificationKind::ResultReady)
+        );
         assert_ne!(a, notification_id("other", "e1", NotificationKind::Receipt));
         assert_eq!(a.len(), 32);
     }

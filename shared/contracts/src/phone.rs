@@ -20,7 +20,9 @@ impl PhoneNumber {
                 '0'..='9' => digits.push(c),
                 '+' if i == 0 => {}
                 ' ' | '.' | '-' | '(' | ')' => {}
-                _ => return Err("a phone number may only contain digits, spaces, dots, dashes and a leading +"),
+                _ => return Err(
+                    "a phone number may only contain digits, spaces, dots, dashes and a leading +",
+                ),
             }
         }
         let national = if let Some(rest) = digits.strip_prefix("84") {
@@ -108,13 +110,26 @@ mod tests {
             "090 312 3456",
             "(+84) 903-123-456",
         ] {
-            assert_eq!(PhoneNumber::parse(raw).unwrap().as_str(), "84903123456", "{raw}");
+            assert_eq!(
+                PhoneNumber::parse(raw).unwrap().as_str(),
+                "84903123456",
+                "{raw}"
+            );
         }
     }
 
     #[test]
     fn landlines_short_numbers_and_letters_are_rejected() {
-        for raw in ["", "0243123456", "090312345", "09031234567", "abc", "+1 415 555 0100", "0903a23456", "1903123456"] {
+        for raw in [
+            "",
+            "0243123456",
+            "090312345",
+            "09031234567",
+            "abc",
+            "+1 415 555 0100",
+            "0903a23456",
+            "1903123456",
+        ] {
             assert!(PhoneNumber::parse(raw).is_err(), "{raw}");
         }
     }

@@ -147,8 +147,7 @@ impl schemars::JsonSchema for DossierStatus {
     }
 
     fn json_schema(_: &mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema {
-        let names: Vec<serde_json::Value> =
-            Self::ALL.iter().map(|s| s.name().into()).collect();
+        let names: Vec<serde_json::Value> = Self::ALL.iter().map(|s| s.name().into()).collect();
         let labels: Vec<String> = Self::ALL
             .iter()
             .map(|s| format!("{} = {} ({})", s.code(), s.name(), s.label_vi()))
@@ -185,7 +184,10 @@ mod tests {
     #[test]
     fn unknown_codes_and_names_are_rejected() {
         for json in ["0", "11", "\"done\"", "null"] {
-            assert!(serde_json::from_str::<DossierStatus>(json).is_err(), "{json}");
+            assert!(
+                serde_json::from_str::<DossierStatus>(json).is_err(),
+                "{json}"
+            );
         }
     }
 

@@ -21,7 +21,9 @@ pub struct Migration {
 
 /// Builds a pool for `url` with at most `size` connections. Connects lazily.
 pub fn pool(url: &str, size: usize) -> anyhow::Result<Pool> {
-    let config: tokio_postgres::Config = url.parse().context("LOA_DATABASE_URL is not a valid PostgreSQL URL")?;
+    let config: tokio_postgres::Config = url
+        .parse()
+        .context("LOA_DATABASE_URL is not a valid PostgreSQL URL")?;
     let manager = Manager::from_config(
         config,
         NoTls,
@@ -50,14 +52,19 @@ pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
     }
     let mut admin = config.clone();
     admin.dbname("postgres");
-    let client = connect(&admin).await.context("Failed to connect to PostgreSQL")?;
+    let client = connect(&admin)
+        .await
+        .context("Failed to connect to PostgreSQL")?;
     let exists = client
         .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
         .await?
         .is_some();
     if !exists {
         let quoted = name.replace('"', "\"\"");
-        if let Err(e) = client.batch_execute(&format!("CREATE DATABASE \"{quoted}\"")).await {
+        if let Err(e) = client
+            .batch_execute(&format!("CREATE DATABASE \"{quoted}\""))
+            .await
+        {
             // Another replica may have created it meanwhile.
             if e.code() != Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) {
                 return Err(e).context("Failed to create the database");
@@ -78,10 +85,16 @@ async fn connect(config: &tokio_postgres::Config) -> anyhow::Result<tokio_postgr
 
 /// Applies the migrations of `schema` that are not applied yet.
 pub async fn migrate(pool: &Pool, schema: &str, migrations: &[Migration]) -> anyhow::Result<()> {
-    let mut client = pool.get().await.context("Failed to get a PostgreSQL connection")?;
+    let mut client = pool
+        .get()
+        .await
+        .context("Failed to get a PostgreSQL connection")?;
     let tx = client.transaction().await?;
-    tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&format!("loa-migrate-{schema}")])
-        .await?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext($1))",
+        &[&format!("loa-migrate-{schema}")],
+    )
+    .await?;
     tx.batch_execute(&format!(
         "CREATE SCHEMA IF NOT EXISTS {schema};
          CREATE TABLE IF NOT EXISTS {schema}.schema_migrations (
@@ -93,7 +106,10 @@ pub async fn migrate(pool: &Pool, schema: &str, migrations: &[Migration]) -> any
     .await
     .with_context(|| format!("Failed to prepare schema {schema}"))?;
     let applied: Vec<i32> = tx
-        .query(&format!("SELECT version FROM {schema}.schema_migrations"), &[])
+        .query(
+            &format!("SELECT version FROM {schema}.schema_migrations"),
+            &[],
+        )
         .await?
         .iter()
         .map(|r| r.get(0))
@@ -110,7 +126,12 @@ pub async fn migrate(pool: &Pool, schema: &str, migrations: &[Migration]) -> any
             &[&m.version, &m.name],
         )
         .await?;
-        tracing::info!(schema, version = m.version, name = m.name, "Applied migration.");
+        tracing::info!(
+            schema,
+            version = m.version,
+            name = m.name,
+            "Applied migration."
+        );
     }
     tx.commit().await?;
     Ok(())

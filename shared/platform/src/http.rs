@@ -80,7 +80,11 @@ impl ApiError {
     /// 500: logs the cause, answers nothing about it.
     pub fn internal(cause: &anyhow::Error) -> Self {
         tracing::error!(error.cause_chain = ?cause, error.message = %cause, "Request failed.");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error",
+        )
     }
 
     /// The JSON body (also used for per-item batch results).
@@ -146,7 +150,11 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
         StatusCode::UNPROCESSABLE_ENTITY => ("invalid_body", "body"),
         _ => ("invalid_json", "body"),
     };
-    let status = if status.is_client_error() { status } else { StatusCode::BAD_REQUEST };
+    let status = if status.is_client_error() {
+        status
+    } else {
+        StatusCode::BAD_REQUEST
+    };
     ApiError::new(status, code, rejection.body_text()).with_field(field)
 }
 
@@ -197,7 +205,13 @@ impl Readiness {
     pub fn broker(self, status: crate::amqp::BrokerStatus) -> Self {
         self.check("rabbitmq", move || {
             let up = status.is_connected();
-            async move { if up { Ok(()) } else { Err("not connected".to_owned()) } }
+            async move {
+                if up {
+                    Ok(())
+                } else {
+                    Err("not connected".to_owned())
+                }
+            }
         })
     }
 
@@ -238,7 +252,11 @@ pub fn ops_router(readiness: Readiness) -> Router {
                 let readiness = readiness.clone();
                 async move {
                     let (ok, report) = readiness.run().await;
-                    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+                    let status = if ok {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    };
                     (status, Json(json!({"ready": ok, "checks": report})))
                 }
             }),
@@ -251,7 +269,10 @@ async fn metrics() -> Response {
     let mut out = String::new();
     match prometheus::TextEncoder::new().encode_utf8(&families, &mut out) {
         Ok(()) => (
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
             out,
         )
             .into_response(),

@@ -124,7 +124,9 @@ impl Tenants {
                 }
             }
         }
-        Ok(Self { list: Arc::new(list) })
+        Ok(Self {
+            list: Arc::new(list),
+        })
     }
 
     /// Loads the tenants file, or the demo tenant when there is none.
@@ -188,7 +190,9 @@ impl Tenants {
                 t
             })
             .collect();
-        Self { list: Arc::new(list) }
+        Self {
+            list: Arc::new(list),
+        }
     }
 }
 
@@ -250,9 +254,22 @@ mod tests {
         "#;
         let file: TenantsFile = toml::from_str(text).unwrap();
         let tenants = Tenants::new(file.tenants).unwrap();
-        assert_eq!(tenants.source_by_token("dn-source").unwrap().0.id, "dong-nai");
+        assert_eq!(
+            tenants.source_by_token("dn-source").unwrap().0.id,
+            "dong-nai"
+        );
         assert!(tenants.source_by_token("dn-admin").is_none());
-        assert_eq!(tenants.tenant_by_admin_token("dn-admin").unwrap().id, "dong-nai");
-        assert_eq!(tenants.get("dong-nai").unwrap().zalo.template_for(NotificationKind::Receipt), Some("1234"));
+        assert_eq!(
+            tenants.tenant_by_admin_token("dn-admin").unwrap().id,
+            "dong-nai"
+        );
+        assert_eq!(
+            tenants
+                .get("dong-nai")
+                .unwrap()
+                .zalo
+                .template_for(NotificationKind::Receipt),
+            Some("1234")
+        );
     }
 }

@@ -29,8 +29,8 @@ impl TestEnv {
     pub async fn new() -> anyhow::Result<Self> {
         let postgres_base = std::env::var("LOA_TEST_POSTGRES_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
-        let amqp_base =
-            std::env::var("LOA_TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672".into());
+        let amqp_base = std::env::var("LOA_TEST_AMQP_URL")
+            .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672".into());
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)?
             .subsec_nanos();
@@ -39,11 +39,14 @@ impl TestEnv {
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
         );
-        let (client, conn) = tokio_postgres::connect(&format!("{postgres_base}/postgres"), tokio_postgres::NoTls)
-            .await
-            .context("PostgreSQL is not reachable for tests (LOA_TEST_POSTGRES_URL)")?;
+        let (client, conn) =
+            tokio_postgres::connect(&format!("{postgres_base}/postgres"), tokio_postgres::NoTls)
+                .await
+                .context("PostgreSQL is not reachable for tests (LOA_TEST_POSTGRES_URL)")?;
         tokio::spawn(conn);
-        client.batch_execute(&format!("CREATE DATABASE {name}")).await?;
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await?;
         rabbitmqctl(&["add_vhost", &name])?;
         rabbitmqctl(&["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"])?;
         Ok(Self {
@@ -57,7 +60,15 @@ impl TestEnv {
     /// Counts the messages ready in a queue of this vhost.
     pub fn queue_depth(&self, queue: &str) -> anyhow::Result<u64> {
         let out = Command::new("rabbitmqctl")
-            .args(["list_queues", "-q", "--no-table-headers", "-p", &self.name, "name", "messages"])
+            .args([
+                "list_queues",
+                "-q",
+                "--no-table-headers",
+                "-p",
+                &self.name,
+                "name",
+                "messages",
+            ])
             .output()
             .context("rabbitmqctl is not installed")?;
         let text = String::from_utf8_lossy(&out.stdout);
@@ -73,7 +84,12 @@ impl TestEnv {
 
     /// Force-closes every client connection of this vhost (fault injection).
     pub fn close_all_connections(&self) -> anyhow::Result<()> {
-        rabbitmqctl(&["close_all_connections", "-p", &self.name, "test fault injection"])
+        rabbitmqctl(&[
+            "close_all_connections",
+            "-p",
+            &self.name,
+            "test fault injection",
+        ])
     }
 }
 

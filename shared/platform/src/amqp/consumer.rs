@@ -11,7 +11,10 @@ use super::{publisher::OutgoingMessage, timed, topology, BrokerStatus};
 use futures_util::StreamExt;
 use lapin::{
     message::Delivery,
-    options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions, ConfirmSelectOptions},
+    options::{
+        BasicAckOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions,
+        ConfirmSelectOptions,
+    },
     types::{AMQPValue, FieldTable},
     Channel,
 };
@@ -93,7 +96,11 @@ where
     let channel = timed("channel.open", connection.create_channel()).await?;
     topology::declare(&channel).await?;
     let dead_channel = timed("channel.open", connection.create_channel()).await?;
-    timed("confirm.select", dead_channel.confirm_select(ConfirmSelectOptions { nowait: false })).await?;
+    timed(
+        "confirm.select",
+        dead_channel.confirm_select(ConfirmSelectOptions { nowait: false }),
+    )
+    .await?;
     timed(
         "basic.qos",
         channel.basic_qos(settings.prefetch, BasicQosOptions { global: false }),
@@ -149,7 +156,11 @@ async fn settle(
     batch: &[Delivery],
     dispositions: Vec<Disposition>,
 ) -> anyhow::Result<()> {
-    assert_eq!(batch.len(), dispositions.len(), "a handler settles every delivery it was given");
+    assert_eq!(
+        batch.len(),
+        dispositions.len(),
+        "a handler settles every delivery it was given"
+    );
     if dispositions.iter().all(|d| *d == Disposition::Ack) {
         let last = batch.last().expect("batches are never empty");
         let acked = timed("basic.ack", last.ack(BasicAckOptions { multiple: true })).await?;
@@ -160,13 +171,27 @@ async fn settle(
     }
     for (delivery, disposition) in batch.iter().zip(dispositions) {
         let sent = match disposition {
-            Disposition::Ack => timed("basic.ack", delivery.ack(BasicAckOptions { multiple: false })).await?,
+            Disposition::Ack => {
+                timed(
+                    "basic.ack",
+                    delivery.ack(BasicAckOptions { multiple: false }),
+                )
+                .await?
+            }
             Disposition::Retry => {
-                timed("basic.reject", delivery.reject(BasicRejectOptions { requeue: true })).await?
+                timed(
+                    "basic.reject",
+                    delivery.reject(BasicRejectOptions { requeue: true }),
+                )
+                .await?
             }
             Disposition::DeadLetter(reason) => {
-                dead_letter(queue, dead_channel, &delivery, &reason).await?;
-                timed("basic.ack", delivery.ack(BasicAckOptions { multiple: false })).await?
+                dead_letter(queue, dead_channel, delivery, &reason).await?;
+                timed(
+                    "basic.ack",
+                    delivery.ack(BasicAckOptions { multiple: false }),
+                )
+                .await?
             }
         };
         if !sent {
@@ -185,13 +210,15 @@ pub async fn dead_letter(
     reason: &str,
 ) -> anyhow::Result<()> {
     tracing::warn!(queue, reason, "Dead-lettering a message.");
-    let mut headers = delivery
-        .properties
-        .headers()
-        .clone()
-        .unwrap_or_default();
-    headers.insert(topology::H_REASON.into(), AMQPValue::LongString(reason.into()));
-    headers.insert(topology::H_SOURCE_QUEUE.into(), AMQPValue::LongString(queue.into()));
+    let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+    headers.insert(
+        topology::H_REASON.into(),
+        AMQPValue::LongString(reason.into()),
+    );
+    headers.insert(
+        topology::H_SOURCE_QUEUE.into(),
+        AMQPValue::LongString(queue.into()),
+    );
     let properties = delivery
         .properties
         .clone()
@@ -231,7 +258,11 @@ pub fn header(delivery: &Delivery, name: &str) -> Option<String> {
 }
 
 /// Converts an outgoing message's headers for re-publication.
-pub fn outgoing_from_delivery(delivery: &Delivery, exchange: &str, routing_key: &str) -> OutgoingMessage {
+pub fn outgoing_from_delivery(
+    delivery: &Delivery,
+    exchange: &str,
+    routing_key: &str,
+) -> OutgoingMessage {
     OutgoingMessage {
         exchange: exchange.to_owned(),
         routing_key: routing_key.to_owned(),

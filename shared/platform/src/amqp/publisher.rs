@@ -9,9 +9,8 @@
 use super::{timed, topology, BrokerStatus, BROKER_TIMEOUT};
 use lapin::{
     options::{BasicPublishOptions, ConfirmSelectOptions},
-    Confirmation,
     types::{AMQPValue, FieldTable},
-    BasicProperties, Channel, Connection,
+    BasicProperties, Channel, Confirmation, Connection,
 };
 use tokio::sync::Mutex;
 
@@ -99,7 +98,11 @@ impl Publisher {
         let connection = super::connect(&self.url, &self.name).await?;
         let channel = timed("channel.open", connection.create_channel()).await?;
         topology::declare(&channel).await?;
-        timed("confirm.select", channel.confirm_select(ConfirmSelectOptions { nowait: false })).await?;
+        timed(
+            "confirm.select",
+            channel.confirm_select(ConfirmSelectOptions { nowait: false }),
+        )
+        .await?;
         Ok(Link {
             _connection: connection,
             channel,
@@ -133,7 +136,9 @@ impl Publisher {
             }
             Err(_) => {
                 self.forget().await;
-                Err(PublishError::Unavailable("timed out waiting for publisher confirms".into()))
+                Err(PublishError::Unavailable(
+                    "timed out waiting for publisher confirms".into(),
+                ))
             }
         }
     }
@@ -159,7 +164,10 @@ async fn publish_on(channel: &Channel, messages: &[OutgoingMessage]) -> Result<(
     }
     let mut refused = None;
     for confirm in confirms {
-        match confirm.await.map_err(|e| PublishError::Unavailable(e.to_string()))? {
+        match confirm
+            .await
+            .map_err(|e| PublishError::Unavailable(e.to_string()))?
+        {
             Confirmation::Ack(None) => {}
             Confirmation::Ack(Some(_)) => refused = Some("unroutable (returned by the broker)"),
             Confirmation::Nack(_) => refused = Some("negatively acknowledged by the broker"),

@@ -47,8 +47,20 @@ pub async fn declare(channel: &Channel) -> anyhow::Result<()> {
     bind(channel, Q_DEAD, EX_DEAD, "#").await?;
     declare_work_queue(channel, Q_INGRESS, EX_INGRESS, &["#"]).await?;
     declare_work_queue(channel, Q_TRACKER_EVENTS, EX_EVENTS, &["dossier.#"]).await?;
-    declare_work_queue(channel, Q_NOTIFIER_TRANSACTIONAL, EX_NOTIFICATIONS, &["transactional.#"]).await?;
-    declare_work_queue(channel, Q_NOTIFIER_BROADCAST, EX_NOTIFICATIONS, &["broadcast.#"]).await?;
+    declare_work_queue(
+        channel,
+        Q_NOTIFIER_TRANSACTIONAL,
+        EX_NOTIFICATIONS,
+        &["transactional.#"],
+    )
+    .await?;
+    declare_work_queue(
+        channel,
+        Q_NOTIFIER_BROADCAST,
+        EX_NOTIFICATIONS,
+        &["broadcast.#"],
+    )
+    .await?;
     Ok(())
 }
 
@@ -63,7 +75,12 @@ pub async fn declare_exchange(channel: &Channel, name: &str) -> anyhow::Result<(
     };
     super::timed(
         "exchange.declare",
-        channel.exchange_declare(name.into(), ExchangeKind::Topic, options, FieldTable::default()),
+        channel.exchange_declare(
+            name.into(),
+            ExchangeKind::Topic,
+            options,
+            FieldTable::default(),
+        ),
     )
     .await
 }
@@ -86,15 +103,30 @@ pub async fn declare_work_queue(
 /// Declares a durable quorum queue, optionally dead-lettering to `dlx`.
 pub async fn declare_queue(channel: &Channel, name: &str, dlx: Option<&str>) -> anyhow::Result<()> {
     let mut args = FieldTable::default();
-    args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
     if let Some(dlx) = dlx {
         // Explicit: RabbitMQ 3.10 has no default delivery limit.
-        args.insert("x-delivery-limit".into(), AMQPValue::LongInt(DELIVERY_LIMIT));
-        args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString(dlx.into()));
+        args.insert(
+            "x-delivery-limit".into(),
+            AMQPValue::LongInt(DELIVERY_LIMIT),
+        );
+        args.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString(dlx.into()),
+        );
         // The dead letter is confirmed by its target before the source drops it.
-        args.insert("x-dead-letter-strategy".into(), AMQPValue::LongString("at-least-once".into()));
+        args.insert(
+            "x-dead-letter-strategy".into(),
+            AMQPValue::LongString("at-least-once".into()),
+        );
         // Required by at-least-once dead-lettering.
-        args.insert("x-overflow".into(), AMQPValue::LongString("reject-publish".into()));
+        args.insert(
+            "x-overflow".into(),
+            AMQPValue::LongString("reject-publish".into()),
+        );
     }
     let options = QueueDeclareOptions {
         passive: false,     // create it when missing
@@ -103,7 +135,11 @@ pub async fn declare_queue(channel: &Channel, name: &str, dlx: Option<&str>) -> 
         auto_delete: false, // outlives its consumers
         nowait: false,      // wait for the broker's answer
     };
-    super::timed("queue.declare", channel.queue_declare(name.into(), options, args)).await?;
+    super::timed(
+        "queue.declare",
+        channel.queue_declare(name.into(), options, args),
+    )
+    .await?;
     Ok(())
 }
 

@@ -1,0 +1,482 @@
+//! The system under test: a private database and vhost, `n` tenants on the Zalo
+//! sandbox, and the four services either in this process (`runner::start(All)`) or as
+//! separate `loa run <target>` child processes (`--split`), on free loopback ports.
+//! Everything is stopped and removed when the run ends, also on an error or Ctrl-C
+//! (children are killed on drop, the database and vhost are dropped by [`TestEnv`]).
+
+use super::procstat::Measured;
+use crate::{
+    runner::{self, RunningSystem, Target},
+    settings::Settings,
+};
+use anyhow::Context;
+use loa_platform::{
+    tenants::{demo_tenant, TenantSettings},
+    testing::TestEnv,
+    CommonSettings, Secret, Tenants,
+};
+use std::{
+    fmt::Write as _,
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
+use tokio_util::sync::CancellationToken;
+
+/// How long the services may take to become ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a graceful stop may take before processes are killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A Zalo rate limit given to every tenant (`zalo.rate_per_second` / `burst`).
+#[derive(Debug, Clone, Copy)]
+pub struct ZaloRate {
+    /// Sustained sends per second per app.
+    pub per_second: f64,
+    /// Bucket size.
+    pub burst: u32,
+}
+
+impl ZaloRate {
+    /// Effectively no limit: for the pipeline and latency runs.
+    pub const LIFTED: ZaloRate = ZaloRate {
+        per_second: 1_000_000.0,
+        burst: 1_000_000,
+    };
+}
+
+/// One benchmark tenant: its id and the source token intake accepts for it.
+#[derive(Debug, Clone)]
+pub struct BenchTenant {
+    /// Tenant id (`bench-01`).
+    pub id: String,
+    /// Its upstream source's bearer token.
+    pub token: String,
+}
+
+/// `n` tenants cloned from the demo tenant, each with its own source token, admin
+/// token, Zalo app and OA, all pointing at `sandbox_url`.
+pub fn bench_tenants(n: usize, sandbox_url: &str, rate: ZaloRate) -> Vec<TenantSettings> {
+    (1..=n.max(1))
+        .map(|i| {
+            let mut t = demo_tenant(sandbox_url);
+            t.id = format!("bench-{i:02}");
+            t.name = format!("Tỉnh thử nghiệm {i:02}");
+            t.sources[0].id = format!("bench-{i:02}-one-stop");
+            t.sources[0].token = Secret::new(format!("bench-token-{i:02}"));
+            t.admin_tokens = vec![Secret::new(format!("bench-admin-{i:02}"))];
+            t.zalo.app_id = (1_000_000_000_000_000_100u64 + i as u64).to_string();
+            t.zalo.oa_id = (2_000_000_000_000_000_100u64 + i as u64).to_string();
+            t.zalo.refresh_token = Secret::new(format!("bench-refresh-token-{i:02}"));
+            t.zalo.rate_per_second = rate.per_second;
+            t.zalo.burst = rate.burst;
+            t
+        })
+        .collect()
+}
+
+fn toml_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04X}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The tenants file (`LOA_TENANTS_FILE`) the child processes load.
+pub fn tenants_toml(tenants: &[TenantSettings]) -> String {
+    let mut out = String::new();
+    for t in tenants {
+        let q = |s: &str| toml_string(s);
+        let _ = writeln!(out, "[[tenants]]\nid = {}\nname = {}", q(&t.id), q(&t.name));
+        let admins: Vec<String> = t.admin_tokens.iter().map(|a| q(a.expose())).collect();
+        let _ = writeln!(out, "admin_tokens = [{}]", admins.join(", "));
+        let sources: Vec<String> = t
+            .sources
+            .iter()
+            .map(|s| format!("{{ id = {}, token = {} }}", q(&s.id), q(s.token.expose())))
+            .collect();
+        let _ = writeln!(out, "sources = [{}]", sources.join(", "));
+        let z = &t.zalo;
+        let _ = writeln!(out, "[tenants.zalo]");
+        for (key, value) in [
+            ("app_id", z.app_id.as_str()),
+            ("app_secret", z.app_secret.expose()),
+            ("oa_id", z.oa_id.as_str()),
+            ("oa_secret_key", z.oa_secret_key.expose()),
+            ("refresh_token", z.refresh_token.expose()),
+            ("openapi_url", z.openapi_url.as_str()),
+            ("business_url", z.business_url.as_str()),
+            ("oauth_url", z.oauth_url.as_str()),
+        ] {
+            let _ = writeln!(out, "{key} = {}", q(value));
+        }
+        let _ = writeln!(out, "rate_per_second = {:?}", z.rate_per_second);
+        let _ = writeln!(out, "burst = {}", z.burst);
+        let _ = writeln!(out, "transactional_reserve = {:?}", z.transactional_reserve);
+        let templates: Vec<String> = z
+            .templates
+            .iter()
+            .map(|(k, v)| format!("{k} = {}", q(v)))
+            .collect();
+        let _ = writeln!(out, "templates = {{ {} }}\n", templates.join(", "));
+    }
+    out
+}
+
+/// How the services run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// All four in this process (measured as `all`, which includes the load generator).
+    InProcess,
+    /// Each as its own `loa run <target>` child process.
+    Split,
+}
+
+impl Mode {
+    /// `in-process` or `split`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InProcess => "in-process",
+            Self::Split => "split",
+        }
+    }
+}
+
+/// A `loa run <target>` child, killed if dropped before being stopped.
+struct ChildService {
+    name: &'static str,
+    child: tokio::process::Child,
+    log: PathBuf,
+}
+
+enum Running {
+    InProcess(Option<RunningSystem>),
+    Split(Vec<ChildService>),
+}
+
+/// A running system and what the harness needs to drive and measure it. Dropping it
+/// kills the services and removes the database, the vhost and the temporary files.
+pub struct SystemUnderTest {
+    running: Running,
+    /// Intake's base URL.
+    pub intake: String,
+    /// The sandbox's base URL.
+    pub sandbox: String,
+    /// The processes to measure.
+    pub processes: Vec<Measured>,
+    /// How the services run.
+    pub mode: Mode,
+    /// The tenants, with their source tokens.
+    pub tenants: Vec<BenchTenant>,
+    /// Base URLs of every service, for `/readyz`.
+    ready: Vec<String>,
+    /// The private database and vhost; declared after `running` so the services stop
+    /// before their database is dropped.
+    pub env: TestEnv,
+    temp_dir: PathBuf,
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    let listener =
+        std::net::TcpListener::bind("127.0.0.1:0").context("Failed to find a free port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Starts the system: a fresh database and vhost, `tenants` tenants with Zalo rate
+/// `rate`, the services in this process or split, and waits until all are ready.
+pub async fn start(
+    base: &Settings,
+    config_file: Option<&Path>,
+    tenants: usize,
+    rate: ZaloRate,
+    mode: Mode,
+) -> anyhow::Result<SystemUnderTest> {
+    let env = TestEnv::new()
+        .await
+        .context("Failed to create the benchmark's database and vhost (are PostgreSQL and RabbitMQ running?)")?;
+    let temp_dir = std::env::temp_dir().join(format!("loa-bench-{}", env.name));
+    std::fs::create_dir_all(&temp_dir)
+        .with_context(|| format!("Failed to create {}", temp_dir.display()))?;
+    let mut system = SystemUnderTest {
+        running: Running::Split(Vec::new()),
+        intake: String::new(),
+        sandbox: String::new(),
+        processes: Vec::new(),
+        mode,
+        tenants: Vec::new(),
+        ready: Vec::new(),
+        env,
+        temp_dir,
+    };
+    match mode {
+        Mode::InProcess => system.start_in_process(base, tenants, rate).await?,
+        Mode::Split => system.start_split(config_file, tenants, rate).await?,
+    }
+    system.wait_ready().await?;
+    Ok(system)
+}
+
+impl SystemUnderTest {
+    async fn start_in_process(
+        &mut self,
+        base: &Settings,
+        n: usize,
+        rate: ZaloRate,
+    ) -> anyhow::Result<()> {
+        let list = bench_tenants(n, "http://127.0.0.1:1", rate);
+        self.tenants = describe(&list);
+        let mut services = base.services.clone();
+        services.intake.bind = "127.0.0.1:0".into();
+        services.tracker.bind = "127.0.0.1:0".into();
+        services.notifier.bind = "127.0.0.1:0".into();
+        services.sandbox.bind = "127.0.0.1:0".into();
+        // Receipt webhooks need the notifier's endpoint; with or without them the send
+        // path is the same, and the split mode has none either.
+        services.sandbox.webhook_url = None;
+        services.tracker.lookup_secret = Secret::new(self.lookup_secret());
+        let settings = Settings {
+            common: CommonSettings {
+                amqp_url: self.env.amqp_url.clone(),
+                database_url: self.env.database_url.clone(),
+                // Without a tenants file the runner points the tenants at the sandbox.
+                tenants_file: None,
+                ..base.common.clone()
+            },
+            services,
+            tenants: Tenants::new(list).context("Benchmark tenants are invalid")?,
+        };
+        let system = runner::start(Target::All, &settings, CancellationToken::new()).await?;
+        let port = |p: Option<u16>, what: &str| p.with_context(|| format!("{what} did not start"));
+        self.intake = format!("http://127.0.0.1:{}", port(system.intake_port, "intake")?);
+        self.sandbox = format!(
+            "http://127.0.0.1:{}",
+            port(system.sandbox_port, "the sandbox")?
+        );
+        self.processes = vec![Measured {
+            name: "all".into(),
+            pid: std::process::id(),
+        }];
+        self.ready = [
+            system.intake_port,
+            system.tracker_port,
+            system.notifier_port,
+            system.sandbox_port,
+        ]
+        .into_iter()
+        .flatten()
+        .map(|p| format!("http://127.0.0.1:{p}"))
+        .collect();
+        self.running = Running::InProcess(Some(system));
+        Ok(())
+    }
+
+    async fn start_split(
+        &mut self,
+        config_file: Option<&Path>,
+        n: usize,
+        rate: ZaloRate,
+    ) -> anyhow::Result<()> {
+        let exe = std::env::current_exe().context("Failed to find the loa binary")?;
+        let ports = [
+            ("intake", free_port()?),
+            ("tracker", free_port()?),
+            ("notifier", free_port()?),
+            ("sandbox", free_port()?),
+        ];
+        let sandbox_port = ports[3].1;
+        let sandbox_url = format!("http://127.0.0.1:{sandbox_port}");
+        let list = bench_tenants(n, &sandbox_url, rate);
+        self.tenants = describe(&list);
+        let tenants_file = self.temp_dir.join("tenants.toml");
+        std::fs::write(&tenants_file, tenants_toml(&list))
+            .with_context(|| format!("Failed to write {}", tenants_file.display()))?;
+        let mut children = Vec::new();
+        for target in ["zalo-sandbox", "tracker", "notifier", "intake"] {
+            let log = self.temp_dir.join(format!("{target}.log"));
+            let log_file = std::fs::File::create(&log)
+                .with_context(|| format!("Failed to create {}", log.display()))?;
+            let mut cmd = tokio::process::Command::new(&exe);
+            cmd.args(["run", target])
+                .env("LOA_AMQP_URL", &self.env.amqp_url)
+                .env("LOA_DATABASE_URL", &self.env.database_url)
+                .env("LOA_TENANTS_FILE", &tenants_file)
+                .env("LOA_SANDBOX_URL", &sandbox_url)
+                .env("LOA_LOG_FORMAT", "json")
+                .env("LOA_TRACKER__LOOKUP_SECRET", self.lookup_secret())
+                .env_remove("LOA_SANDBOX__WEBHOOK_URL")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log_file)
+                .kill_on_drop(true);
+            if let Some(file) = config_file {
+                cmd.env("LOA_CONFIG", file);
+            }
+            for (service, port) in ports {
+                cmd.env(
+                    format!("LOA_{}__BIND", service.to_uppercase()),
+                    format!("127.0.0.1:{port}"),
+                );
+            }
+            let child = cmd
+                .spawn()
+                .with_context(|| format!("Failed to start `loa run {target}`"))?;
+            let pid = child.id().context("a just-spawned child has a pid")?;
+            self.processes.push(Measured {
+                name: target.to_owned(),
+                pid,
+            });
+            children.push(ChildService {
+                name: target,
+                child,
+                log,
+            });
+        }
+        self.intake = format!("http://127.0.0.1:{}", ports[0].1);
+        self.sandbox = sandbox_url;
+        self.ready = ports
+            .iter()
+            .map(|(_, p)| format!("http://127.0.0.1:{p}"))
+            .collect();
+        self.running = Running::Split(children);
+        Ok(())
+    }
+
+    /// A throw-away lookup secret (the default one makes the tracker warn).
+    fn lookup_secret(&self) -> String {
+        format!("loa-bench-{}", self.env.name)
+    }
+
+    async fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()?;
+        let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
+        for base in self.ready.clone() {
+            loop {
+                let ok = client
+                    .get(format!("{base}/readyz"))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success());
+                if ok {
+                    break;
+                }
+                if let Some(dead) = self.exited_child() {
+                    anyhow::bail!(
+                        "`loa run {dead}` exited during start-up:\n{}",
+                        self.log_tails()
+                    );
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    anyhow::bail!(
+                        "{base} did not become ready within {READY_TIMEOUT:?}:\n{}",
+                        self.log_tails()
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// The first child process that has exited, if any.
+    pub fn exited_child(&mut self) -> Option<&'static str> {
+        match &mut self.running {
+            Running::InProcess(_) => None,
+            Running::Split(children) => children
+                .iter_mut()
+                .find_map(|c| (!matches!(c.child.try_wait(), Ok(None))).then_some(c.name)),
+        }
+    }
+
+    /// The last lines of every child's log, for a failure message.
+    pub fn log_tails(&self) -> String {
+        let Running::Split(children) = &self.running else {
+            return String::new();
+        };
+        let mut out = String::new();
+        for c in children {
+            let text = std::fs::read_to_string(&c.log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(8)..];
+            let _ = writeln!(out, "--- {} ({}):", c.name, c.log.display());
+            for l in tail {
+                let _ = writeln!(out, "{l}");
+            }
+        }
+        out
+    }
+
+    /// Stops the services gracefully (SIGTERM for children), killing what does not
+    /// stop within a bound, then drops the database and vhost.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        match &mut self.running {
+            Running::InProcess(system) => {
+                if let Some(system) = system.take() {
+                    match tokio::time::timeout(STOP_TIMEOUT, system.stop()).await {
+                        Ok(result) => result?,
+                        Err(_) => {
+                            tracing::warn!("The services did not stop in time; abandoning them.")
+                        }
+                    }
+                }
+            }
+            Running::Split(children) => {
+                for c in children.iter() {
+                    if let Some(pid) = c.child.id() {
+                        // The children are ours: stop each by its own pid.
+                        let _ = tokio::process::Command::new("kill")
+                            .args(["-TERM", &pid.to_string()])
+                            .status()
+                            .await;
+                    }
+                }
+                for c in children.iter_mut() {
+                    if tokio::time::timeout(STOP_TIMEOUT, c.child.wait())
+                        .await
+                        .is_err()
+                    {
+                        tracing::warn!(
+                            service = c.name,
+                            "A service did not stop in time; killing it."
+                        );
+                        let _ = c.child.kill().await;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for SystemUnderTest {
+    fn drop(&mut self) {
+        // Children are killed by `kill_on_drop`; in-process services are aborted with
+        // their runtime tasks. Then the temporary files go; `env` drops the database.
+        if let Running::Split(children) = &mut self.running {
+            for c in children.iter_mut() {
+                let _ = c.child.start_kill();
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.temp_dir);
+    }
+}
+
+fn describe(list: &[TenantSettings]) -> Vec<BenchTenant> {
+    list.iter()
+        .map(|t| BenchTenant {
+            id: t.id.clone(),
+            token: t.sources[0].token.expose().to_owned(),
+        })
+        .collect()
+}
