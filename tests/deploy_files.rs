@@ -4,7 +4,10 @@
 #[test]
 fn compose_and_kubernetes_files_are_consistent_with_the_loa_commands() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/check-deploy");
-    let out = std::process::Command::new("python3").arg(script).output().expect("python3 runs");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .output()
+        .expect("python3 runs");
     assert!(
         out.status.success(),
         "{}{}",
