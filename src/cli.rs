@@ -1,6 +1,6 @@
 //! Command-line parsing and dispatch. Each command is a thin call into a module.
 
-use crate::{bench, demo, runner, settings::Settings};
+use crate::{bench, dead_letters, demo, runner, settings::Settings};
 use clap::{Parser, Subcommand};
 use std::{ffi::OsString, path::PathBuf};
 
@@ -34,6 +34,13 @@ pub enum Command {
         #[arg(long)]
         exit: bool,
     },
+    /// List and replay dead letters, straight against the database and the broker
+    /// (`LOA_DATABASE_URL`, `LOA_AMQP_URL`).
+    DeadLetters {
+        /// What to do with them.
+        #[command(subcommand)]
+        command: dead_letters::DeadLettersCommand,
+    },
     /// Benchmarks: the broker baseline, the pipeline end to end, latency at fixed
     /// loads, and a held Zalo rate limit. Each writes reports under `bench/results/`.
     Bench {
@@ -51,7 +58,11 @@ pub async fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<()>
     let cli = Cli::parse_from(args);
     let settings = Settings::load(cli.config.as_deref())?;
     // A benchmark's services log only what goes wrong, so its tables stay readable.
-    let filter = if matches!(cli.command, Command::Bench { .. }) {
+    // So do the operator's dead-letter commands, whose output is stdout.
+    let filter = if matches!(
+        cli.command,
+        Command::Bench { .. } | Command::DeadLetters { .. }
+    ) {
         "warn,lapin=error"
     } else {
         "info,lapin=warn"
@@ -64,6 +75,7 @@ pub async fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<()>
         }
         Command::Migrate => runner::migrate(&settings).await,
         Command::Demo { exit } => demo::run(&settings, exit).await,
+        Command::DeadLetters { command } => dead_letters::run(command, &settings).await,
         Command::Bench { output, command } => {
             bench::run(command, &output, &settings, cli.config.as_deref()).await
         }

@@ -8,9 +8,11 @@
 //! - [`runner`]: starting one or all services until a shutdown signal.
 //! - [`demo`]: realistic events pushed through intake, and what citizens received.
 //! - [`bench`]: `loa bench`, the benchmark harness.
+//! - [`dead_letters`]: `loa dead-letters list|replay`.
 
 pub mod bench;
 pub mod cli;
+pub mod dead_letters;
 pub mod demo;
 pub mod runner;
 pub mod settings;

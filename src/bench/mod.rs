@@ -64,8 +64,11 @@ pub struct Goal {
     pub goal: String,
     /// `>=` or `<=` or `==`.
     pub comparison: &'static str,
-    /// The target.
+    /// The target (the lower bound of a range).
     pub target: f64,
+    /// The upper bound, for a range.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upper: Option<f64>,
     /// What this run measured.
     pub measured: f64,
     /// Whether the target was met.
@@ -79,6 +82,7 @@ impl Goal {
             goal: goal.to_owned(),
             comparison: ">=",
             target,
+            upper: None,
             measured,
             met: measured >= target,
         }
@@ -90,6 +94,7 @@ impl Goal {
             goal: goal.to_owned(),
             comparison: "<=",
             target,
+            upper: None,
             measured,
             met: measured <= target,
         }
@@ -101,8 +106,21 @@ impl Goal {
             goal: goal.to_owned(),
             comparison: "<",
             target,
+            upper: None,
             measured,
             met: measured < target,
+        }
+    }
+
+    /// `low <= measured <= high`.
+    pub fn between(goal: &str, low: f64, high: f64, measured: f64) -> Self {
+        Self {
+            goal: goal.to_owned(),
+            comparison: "in",
+            target: low,
+            upper: Some(high),
+            measured,
+            met: (low..=high).contains(&measured),
         }
     }
 
@@ -113,6 +131,9 @@ impl Goal {
         }
         if self.target == 0.0 {
             return format!("missed ({} instead of 0)", report::num(self.measured, 0));
+        }
+        if let Some(upper) = self.upper.filter(|u| self.measured > *u) {
+            return format!("over by {:.0} %", (self.measured / upper - 1.0) * 100.0);
         }
         let pct = (self.measured / self.target - 1.0) * 100.0;
         format!("missed by {:.0} %", pct.abs())
@@ -128,9 +149,17 @@ pub fn goals_table(goals: &[Goal]) -> Table {
         } else {
             1
         };
+        let target = match g.upper {
+            Some(upper) => format!(
+                "{} – {}",
+                report::num(g.target, digits),
+                report::num(upper, digits)
+            ),
+            None => format!("{} {}", g.comparison, report::num(g.target, digits)),
+        };
         t.push(vec![
             g.goal.clone(),
-            format!("{} {}", g.comparison, report::num(g.target, digits)),
+            target,
             report::num(g.measured, digits),
             g.gap(),
         ]);

@@ -2,7 +2,7 @@
 
 use crate::helpers::{receipt_event, TestSystem};
 use lapin::{
-    options::{BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions},
+    options::{BasicPublishOptions, ConfirmSelectOptions},
     types::{AMQPValue, FieldTable},
     BasicProperties, Connection, ConnectionProperties,
 };
@@ -83,31 +83,24 @@ async fn invalid_or_unauthenticated_ingress_messages_are_dead_lettered_with_thei
     .await;
     publish_ingress(&sys.env.amqp_url, Some("demo-token"), b"not json").await;
 
-    let conn = Connection::connect(&sys.env.amqp_url, ConnectionProperties::default())
+    // The notifier stores every dead letter (it consumes `loa.dead-letters`).
+    let (db, conn) = tokio_postgres::connect(&sys.env.database_url, tokio_postgres::NoTls)
         .await
         .unwrap();
-    let ch = conn.create_channel().await.unwrap();
-    let reasons = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    loa_platform::testing::eventually(Duration::from_secs(15), || {
-        let (ch, reasons) = (ch.clone(), reasons.clone());
-        async move {
-            while let Some(m) = ch
-                .basic_get(topology::Q_DEAD.into(), BasicGetOptions { no_ack: true })
+    tokio::spawn(conn);
+    let reasons: Vec<String> =
+        loa_platform::testing::eventually(Duration::from_secs(15), || async {
+            let rows = db
+                .query(
+                    "SELECT reason FROM notifier.dead_letters WHERE source_queue = $1",
+                    &[&topology::Q_INGRESS],
+                )
                 .await
-                .ok()?
-            {
-                let headers = m.delivery.properties.headers().clone().unwrap_or_default();
-                if let Some(AMQPValue::LongString(r)) = headers.inner().get(topology::H_REASON) {
-                    reasons.lock().unwrap().push(r.to_string());
-                }
-            }
-            (reasons.lock().unwrap().len() >= 3).then_some(())
-        }
-    })
-    .await
-    .expect("three dead letters");
-    let mut reasons = reasons.lock().unwrap().clone();
-    reasons.sort();
+                .ok()?;
+            (rows.len() >= 3).then(|| rows.iter().map(|r| r.get(0)).collect())
+        })
+        .await
+        .expect("three dead letters");
     assert!(reasons.iter().any(|r| r.contains("status")), "{reasons:?}");
     assert!(
         reasons.iter().any(|r| r.starts_with("unauthorized")),

@@ -5,6 +5,8 @@
 mod helpers;
 mod helpers_browser;
 
+mod dead_letters_cli;
+mod faults;
 mod ingress;
 mod pipeline;
 mod processes;

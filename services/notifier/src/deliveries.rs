@@ -2,14 +2,23 @@
 //! and its record of what happened. Written in batches: one statement claims a whole
 //! batch before sending, one statement records the whole batch's results.
 //!
-//! A row is `sending` from the claim until the result is recorded, with a lease
-//! (`lease_until`) while a sender is at it; `sent` is final; `failed` means the last
-//! attempt failed permanently (a replayed dead letter may claim it again). A transient
-//! failure leaves `sending` with the lease cleared, so the redelivery can claim it.
+//! Statuses:
+//! - `sending`: claimed, with a lease (`lease_until`) while a sender is at it; a
+//!   `sending` row without a lease was given back to the queue (a database hiccup);
+//! - `sent` (Zalo accepted it), then `delivered` and `seen` (receipts, written by the
+//!   webhook handler): final, never claimed again;
+//! - `failed`: the last attempt failed for good and was dead-lettered (a replayed dead
+//!   letter may claim it again);
+//! - `retrying`: waiting in a delay queue, or republished by the scheduler;
+//! - parked, with the request stored in `request` and the AMQP message acked:
+//!   `deferred` until `not_before` (night ban, quota day, `not_before`; NULL: due now),
+//!   `held` while its tenant is paused, `ambiguous` until `recheck_at` (a send that
+//!   timed out after Zalo may have accepted it). A copy of a parked request that
+//!   arrives meanwhile is acked without sending; the scheduler republishes the row.
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use deadpool_postgres::Pool;
+use deadpool_postgres::{GenericClient, Pool};
 use serde::Serialize;
 use std::{collections::HashMap, time::Duration};
 
@@ -43,8 +52,11 @@ pub enum Claim {
         /// A previous attempt ended without a recorded result.
         resumed: bool,
     },
-    /// Already sent: ack without sending.
+    /// Already sent (or delivered, or seen): ack without sending.
     AlreadySent,
+    /// Parked (deferred, held or ambiguous) with its request stored: ack without
+    /// sending; the scheduler republishes it when it is due.
+    Parked,
     /// Another sender holds a live lease on it right now.
     InFlight,
 }
@@ -95,7 +107,7 @@ pub async fn claim(
                  ON CONFLICT (notification_id) DO UPDATE
                     SET status = 'sending', attempts = d.attempts + 1, channel = EXCLUDED.channel,
                         lease_until = EXCLUDED.lease_until, updated_at = now()
-                  WHERE d.status <> 'sent'
+                  WHERE d.status NOT IN ('sent', 'delivered', 'seen', 'deferred', 'held', 'ambiguous')
                     AND NOT (d.status = 'sending' AND d.lease_until IS NOT NULL AND d.lease_until > now())
                  RETURNING d.notification_id, d.attempts
              )
@@ -118,11 +130,22 @@ pub async fn claim(
                 attempts: *attempts,
                 resumed: *interrupted,
             },
-            Some((Some(prior), None, _)) if prior == "sent" => Claim::AlreadySent,
+            Some((Some(prior), None, _)) if is_final(prior) => Claim::AlreadySent,
+            Some((Some(prior), None, _)) if is_parked(prior) => Claim::Parked,
             // Leased by another sender, or inserted by one after our snapshot.
             _ => Claim::InFlight,
         })
         .collect())
+}
+
+/// Whether a status is final: the message reached Zalo.
+pub fn is_final(status: &str) -> bool {
+    matches!(status, "sent" | "delivered" | "seen")
+}
+
+/// Whether a status parks the request in the table (its AMQP message is gone).
+pub fn is_parked(status: &str) -> bool {
+    matches!(status, "deferred" | "held" | "ambiguous")
 }
 
 /// Whether any of `ids` is still leased by a sender (`sending` with a live lease).
@@ -149,8 +172,37 @@ pub enum Status {
     Sent,
     /// It failed permanently (and is dead-lettered).
     Failed,
-    /// It failed for now and goes back to the queue.
+    /// It failed for now and goes back to the queue as it is (`sending`, no lease).
     Pending,
+    /// It waits in a delay queue (`retrying`).
+    Retrying,
+    /// Parked until a wall-clock time (`None`: due now).
+    Deferred {
+        /// When it is due.
+        until: Option<DateTime<Utc>>,
+    },
+    /// Parked while its tenant is paused.
+    Held,
+    /// Parked until a receipt proves it was delivered, or until `recheck_at`.
+    Ambiguous {
+        /// When to resend it if no receipt came.
+        recheck_at: DateTime<Utc>,
+    },
+}
+
+impl Status {
+    /// The stored status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sent => "sent",
+            Self::Failed => "failed",
+            Self::Pending => "sending",
+            Self::Retrying => "retrying",
+            Self::Deferred { .. } => "deferred",
+            Self::Held => "held",
+            Self::Ambiguous { .. } => "ambiguous",
+        }
+    }
 }
 
 /// The result of one attempt, to record.
@@ -170,46 +222,105 @@ pub struct Outcome {
     pub error: Option<String>,
 }
 
+/// An outcome with what the engine stores beside it.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// The outcome.
+    pub outcome: Outcome,
+    /// The request envelope (JSON), kept while the row is parked.
+    pub request: Option<serde_json::Value>,
+    /// Whether Zalo was called for it this time; the claim counted an attempt that is
+    /// taken back when nothing was sent (a `not_before`, a paused tenant, the quota).
+    pub attempted: bool,
+}
+
 /// Records a batch of outcomes in one statement and releases their leases.
 pub async fn record(pool: &Pool, outcomes: &[Outcome]) -> anyhow::Result<()> {
-    if outcomes.is_empty() {
-        return Ok(());
-    }
-    let ids: Vec<&str> = outcomes
+    let records: Vec<Record> = outcomes
         .iter()
-        .map(|o| o.notification_id.as_str())
-        .collect();
-    let statuses: Vec<&str> = outcomes
-        .iter()
-        .map(|o| match o.status {
-            Status::Sent => "sent",
-            Status::Failed => "failed",
-            Status::Pending => "sending",
+        .map(|o| Record {
+            outcome: o.clone(),
+            request: None,
+            attempted: true,
         })
         .collect();
-    let channels: Vec<&str> = outcomes.iter().map(|o| o.channel.as_str()).collect();
-    let msg_ids: Vec<Option<&str>> = outcomes.iter().map(|o| o.zalo_msg_id.as_deref()).collect();
-    let codes: Vec<Option<i32>> = outcomes.iter().map(|o| o.error_code).collect();
-    let errors: Vec<Option<&str>> = outcomes.iter().map(|o| o.error.as_deref()).collect();
     let client = pool
         .get()
         .await
         .context("Failed to get a PostgreSQL connection")?;
+    record_batch(&client, &records).await
+}
+
+/// Records a batch of results (with parked requests) in one statement and releases
+/// their leases, on a pooled connection or inside the caller's transaction. A final row (sent, delivered, seen) keeps its status: a receipt may
+/// have overtaken the sender's own record.
+pub async fn record_batch<C: GenericClient>(client: &C, records: &[Record]) -> anyhow::Result<()> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = records
+        .iter()
+        .map(|r| r.outcome.notification_id.as_str())
+        .collect();
+    let statuses: Vec<&str> = records.iter().map(|r| r.outcome.status.as_str()).collect();
+    let channels: Vec<&str> = records.iter().map(|r| r.outcome.channel.as_str()).collect();
+    let msg_ids: Vec<Option<&str>> = records
+        .iter()
+        .map(|r| r.outcome.zalo_msg_id.as_deref())
+        .collect();
+    let codes: Vec<Option<i32>> = records.iter().map(|r| r.outcome.error_code).collect();
+    let errors: Vec<Option<&str>> = records.iter().map(|r| r.outcome.error.as_deref()).collect();
+    let not_before: Vec<Option<DateTime<Utc>>> = records
+        .iter()
+        .map(|r| match r.outcome.status {
+            Status::Deferred { until } => until,
+            _ => None,
+        })
+        .collect();
+    let recheck_at: Vec<Option<DateTime<Utc>>> = records
+        .iter()
+        .map(|r| match r.outcome.status {
+            Status::Ambiguous { recheck_at } => Some(recheck_at),
+            _ => None,
+        })
+        .collect();
+    let requests: Vec<Option<&serde_json::Value>> =
+        records.iter().map(|r| r.request.as_ref()).collect();
+    let attempted: Vec<bool> = records.iter().map(|r| r.attempted).collect();
     client
         .execute(
             "UPDATE notifier.deliveries d
-                SET status = u.status,
+                SET status = CASE WHEN d.status IN ('sent', 'delivered', 'seen') THEN d.status
+                                  ELSE u.status END,
                     channel = u.channel,
-                    zalo_msg_id = COALESCE(u.zalo_msg_id, d.zalo_msg_id),
+                    zalo_msg_id = COALESCE(d.zalo_msg_id, u.zalo_msg_id),
                     last_error_code = CASE WHEN u.status = 'sent' THEN d.last_error_code ELSE u.error_code END,
                     last_error = CASE WHEN u.status = 'sent' THEN d.last_error ELSE u.error END,
-                    sent_at = CASE WHEN u.status = 'sent' THEN now() ELSE d.sent_at END,
+                    sent_at = CASE WHEN u.status = 'sent' THEN COALESCE(d.sent_at, now()) ELSE d.sent_at END,
+                    not_before = u.not_before,
+                    recheck_at = u.recheck_at,
+                    request = CASE WHEN u.status IN ('deferred', 'held', 'ambiguous') THEN u.request END,
+                    attempts = CASE WHEN u.attempted THEN d.attempts ELSE GREATEST(d.attempts - 1, 0) END,
                     lease_until = NULL,
                     updated_at = now()
-               FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int4[], $6::text[])
-                    AS u(notification_id, status, channel, zalo_msg_id, error_code, error)
-              WHERE d.notification_id = u.notification_id AND d.status <> 'sent'",
-            &[&ids, &statuses, &channels, &msg_ids, &codes, &errors],
+               FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int4[], $6::text[],
+                           $7::timestamptz[], $8::timestamptz[], $9::jsonb[], $10::bool[])
+                    AS u(notification_id, status, channel, zalo_msg_id, error_code, error,
+                         not_before, recheck_at, request, attempted)
+              WHERE d.notification_id = u.notification_id
+                AND (d.status NOT IN ('sent', 'delivered', 'seen') OR u.status = 'sent')",
+            &[
+                &ids,
+                &statuses,
+                &channels,
+                &msg_ids,
+                &codes,
+                &errors,
+                &not_before,
+                &recheck_at,
+                &requests,
+                &attempted,
+            ],
         )
         .await
         .context("Failed to record deliveries")?;
@@ -225,7 +336,8 @@ pub struct DeliveryView {
     pub kind: String,
     /// Channel used or tried.
     pub channel: String,
-    /// `sending`, `sent` or `failed`.
+    /// `sending`, `sent`, `delivered`, `seen`, `failed`, `retrying`, `deferred`,
+    /// `held` or `ambiguous`.
     pub status: String,
     /// Zalo's message id, once sent.
     pub zalo_msg_id: Option<String>,
@@ -239,6 +351,12 @@ pub struct DeliveryView {
     pub created_at: DateTime<Utc>,
     /// Accepted by Zalo.
     pub sent_at: Option<DateTime<Utc>>,
+    /// A `deferred` delivery's due time (absent when due now or not deferred).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<DateTime<Utc>>,
+    /// When an `ambiguous` delivery is resent unless its receipt comes first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recheck_at: Option<DateTime<Utc>>,
 }
 
 /// A tenant's deliveries for one dossier, oldest first.
@@ -254,7 +372,7 @@ pub async fn list_for_dossier(
     let rows = client
         .query(
             "SELECT notification_id, kind, channel, status, zalo_msg_id, attempts, last_error_code, last_error,
-                    created_at, sent_at
+                    created_at, sent_at, not_before, recheck_at
                FROM notifier.deliveries
               WHERE tenant = $1 AND dossier_code = $2
               ORDER BY created_at, notification_id
@@ -276,6 +394,8 @@ pub async fn list_for_dossier(
             last_error: r.get(7),
             created_at: r.get(8),
             sent_at: r.get(9),
+            not_before: r.get(10),
+            recheck_at: r.get(11),
         })
         .collect())
 }

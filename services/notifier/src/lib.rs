@@ -3,11 +3,12 @@
 //!
 //! It consumes `notifier.transactional` (case updates) and `notifier.broadcast`
 //! (policy announcements) in batches, claims each request in `notifier.deliveries`
-//! (so a redelivered request that was sent is acked, not resent), sends it as a ZNS
-//! template by phone (or the OA template by Zalo user id when there is no phone) with
-//! the tenant's template for its kind and an access token from the tenant's rotating
-//! refresh token, records the batch's results in one statement and only then acks,
-//! requeues or dead-letters.
+//! (so a redelivered request that was sent is acked, not resent), passes the tenant's
+//! gate (pause, ZNS quota, a shared rate limit), sends it as the OA template to a
+//! follower or a ZNS template by phone with the tenant's template for its kind and an
+//! access token from the tenant's rotating refresh token, records the batch's results
+//! in one statement and only then acks, retries through a delay queue, parks it in the
+//! table (deferred, held, ambiguous) or dead-letters it.
 //!
 //! # Layout
 //!
@@ -15,9 +16,23 @@
 //!   classifies every Zalo answer.
 //! - [`tokens`]: OAuth tokens per tenant, row-locked refreshes, stored before use.
 //! - [`deliveries`]: the `notifier.deliveries` table, written in batches.
-//! - [`sender`]: the unit of work (a batch in, one disposition per message out) and
-//!   [`sender::decide`], the retry policy.
+//! - [`sender`]: the unit of work (a batch in, one disposition per message out).
+//! - [`retry`]: [`retry::decide`], the one retry policy for every error class, and the
+//!   delay queues retries wait in.
+//! - [`channel`]: OA template for followers, ZNS by phone, fallback between them.
+//! - [`ratelimit`]: the per-tenant GCRA in PostgreSQL, exact across replicas, and the
+//!   gate (pause, quota, slots) in front of every batch.
+//! - [`quota`]: the ZNS daily quota and the transactional reserve.
+//! - [`pause`]: pausing a tenant that needs an operator; `POST /v1/pause/resume`.
+//! - [`scheduler`]: republishes parked (deferred, resumed, ambiguous) requests.
+//! - [`clock`]: the wall clock of deferrals, movable in tests.
 //! - [`routes`]: `GET /v1/deliveries`.
+//! - [`webhook`]: `POST /zalo/webhook`, signature-checked, fresh, deduplicated.
+//! - [`receipts`]: receipts move deliveries to `delivered` / `seen`; every transition
+//!   goes to `delivery_events` through [`receipts::record_transitions`].
+//! - [`subscribers`]: who follows each OA (for the OA channel) and chat lookups.
+//! - [`dead_letters`]: stores every service's dead letters from `loa.dead-letters`;
+//!   `GET /v1/dead-letters`, `POST /v1/dead-letters/replay` (and `loa dead-letters`).
 //! - [`metrics`]: the notifier's Prometheus metrics.
 //!
 //! # Tables (schema `notifier`)
@@ -25,14 +40,39 @@
 //! - `oauth_tokens (tenant PK, access_token, access_expires_at, refresh_token,
 //!   refreshed_at, created_at, updated_at)`.
 //! - `deliveries (notification_id PK, tenant, kind, lane, dossier_code, channel,
-//!   status sending|sent|failed, zalo_msg_id, attempts, last_error_code, last_error,
-//!   lease_until, event_accepted_at, created_at, sent_at, updated_at)`.
+//!   status sending|sent|delivered|seen|failed|retrying|deferred|held|ambiguous,
+//!   zalo_msg_id, attempts, last_error_code, last_error, lease_until, not_before,
+//!   recheck_at, request (parked body), event_accepted_at, created_at, sent_at,
+//!   updated_at)`.
+//! - `rate_limits (tenant PK, tat)`: the GCRA per tenant; `zns_quota ((tenant, day)
+//!   PK, daily_quota, remaining, exhausted)`; `tenant_pauses (tenant PK, paused,
+//!   error_code, reason, paused_at, resumed_at)`; function `take_send_slots`.
+//! - `webhook_events ((tenant, event_name, dedup_key) PK, msg_id, occurred_at,
+//!   received_at, body, outcome, attempts, next_attempt_at)`: every webhook, once.
+//! - `delivery_events (id, notification_id, tenant, status, at, detail)`: history.
+//! - `subscribers ((tenant, zalo_user_id) PK, phone, following, updated_at)`.
+//! - `citizen_messages (id, tenant, zalo_user_id, kind, dossier_code, msg_id,
+//!   received_at, forwarded_at)`: "tra cứu" chat lookups for the tracker.
+//! - `dead_letters (id PK, content_hash UNIQUE, tenant, source_queue, exchange,
+//!   routing_key, reason, headers jsonb, body bytea, message_id, dead_at, deaths,
+//!   replayed_at, replay_count, created_at)`: every dead letter, once, replayable.
 
+pub mod channel;
+pub mod clock;
+pub mod dead_letters;
 pub mod deliveries;
 pub mod metrics;
+pub mod pause;
+pub mod quota;
+pub mod ratelimit;
+pub mod receipts;
+pub mod retry;
 pub mod routes;
+pub mod scheduler;
 pub mod sender;
+pub mod subscribers;
 pub mod tokens;
+pub mod webhook;
 pub mod zalo;
 
 use anyhow::Context;
@@ -57,6 +97,21 @@ const MIGRATIONS: &[Migration] = &[
         version: 1,
         name: "oauth tokens and deliveries",
         sql: include_str!("migrations/0001_tokens_and_deliveries.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "webhooks, receipts and subscribers",
+        sql: include_str!("migrations/0002_webhooks_receipts_subscribers.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "delivery engine",
+        sql: include_str!("migrations/0003_delivery_engine.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "dead letters",
+        sql: include_str!("migrations/0004_dead_letters.sql"),
     },
 ];
 
@@ -84,6 +139,35 @@ pub struct NotifierSettings {
     /// Refresh an access token this many seconds before it expires (Zalo's last
     /// 25 h; the default refreshes 5 h early).
     pub token_refresh_margin_secs: u64,
+    /// Delays of the retry tiers, in ms: after attempt n fails for a passing reason
+    /// the request waits the n-th (the last repeats), ±20 % jitter, in a delay queue.
+    /// A list in the config file, comma-separated in `LOA_NOTIFIER__RETRY_DELAYS_MS`.
+    #[serde(deserialize_with = "retry::deserialize_delays")]
+    pub retry_delays_ms: Vec<u64>,
+    /// Attempts before a request that keeps failing for a passing reason (or keeps
+    /// timing out) is dead-lettered with its last error.
+    pub max_attempts: u32,
+    /// How long a send that timed out after Zalo may have accepted it waits for its
+    /// delivery receipt before it is resent, in seconds.
+    pub ambiguous_recheck_secs: u64,
+    /// How often each replica looks for parked requests that are due, in ms.
+    pub scheduler_interval_ms: u64,
+    /// Most parked requests republished per scheduler statement.
+    pub scheduler_batch: usize,
+    /// Share (0..0.9) of each tenant's `burst` never used: a cushion so network jitter
+    /// does not make a request reach Zalo's bucket a little early and meet -32.
+    pub rate_limit_headroom: f64,
+    /// Send slots are handed out at most this far ahead, in ms, so a broadcast batch
+    /// cannot book a tenant's next minute ahead of case updates.
+    pub rate_limit_horizon_ms: u64,
+    /// How long a -32 from Zalo pushes the tenant's next send back, in ms.
+    pub rate_limit_penalty_ms: u64,
+    /// Oldest Zalo webhook accepted, by its body's `timestamp`, in seconds; older ones
+    /// are refused as replays (Zalo's own redeliveries after an outage of ours come
+    /// up to 1 h late: raise this to take them).
+    pub webhook_max_age_secs: u64,
+    /// How far ahead of our clock a webhook's `timestamp` may be, in seconds.
+    pub webhook_max_ahead_secs: u64,
 }
 
 impl Default for NotifierSettings {
@@ -96,6 +180,16 @@ impl Default for NotifierSettings {
             max_in_flight: 64,
             http_timeout_ms: 10_000,
             token_refresh_margin_secs: 18_000,
+            retry_delays_ms: vec![5_000, 30_000, 120_000, 600_000, 3_600_000],
+            max_attempts: 8,
+            ambiguous_recheck_secs: 600,
+            scheduler_interval_ms: 1_000,
+            scheduler_batch: 500,
+            rate_limit_headroom: 0.1,
+            rate_limit_horizon_ms: 2_000,
+            rate_limit_penalty_ms: 1_000,
+            webhook_max_age_secs: 900,
+            webhook_max_ahead_secs: 300,
         }
     }
 }
@@ -119,6 +213,8 @@ pub struct Application {
     settings: NotifierSettings,
     tokens: Arc<TokenManager>,
     sender: Sender,
+    clock: clock::Clock,
+    scheduler: scheduler::Scheduler,
 }
 
 impl Application {
@@ -143,13 +239,54 @@ impl Application {
             Duration::from_secs(settings.token_refresh_margin_secs),
         ));
         tokens.seed().await?;
-        let sender = Sender::new(
-            pool.clone(),
+        let clock = clock::Clock::real();
+        let publisher = Arc::new(loa_platform::amqp::Publisher::new(
+            common.amqp_url.clone(),
+            "loa-notifier-engine",
+        ));
+        let mut delays: Vec<Duration> = settings
+            .retry_delays_ms
+            .iter()
+            .map(|ms| Duration::from_millis((*ms).max(1)))
+            .collect();
+        if delays.is_empty() {
+            delays.push(Duration::from_secs(5));
+        }
+        let sender = Sender::new(sender::SenderParts {
+            pool: pool.clone(),
             zalo,
-            tokens.clone(),
+            tokens: tokens.clone(),
+            tenants: tenants.clone(),
+            clock: clock.clone(),
+            limiter: ratelimit::RateLimiter::new(
+                pool.clone(),
+                clock.clone(),
+                ratelimit::LimiterSettings {
+                    burst_headroom: settings.rate_limit_headroom,
+                    horizon: Duration::from_millis(settings.rate_limit_horizon_ms.max(1)),
+                    penalty: Duration::from_millis(settings.rate_limit_penalty_ms),
+                },
+            ),
+            delays: Arc::new(retry::DelayQueues::new(
+                publisher.clone(),
+                &common.amqp_url,
+                &delays,
+            )),
+            retry: retry::RetrySettings {
+                delays,
+                max_attempts: settings.max_attempts.max(1),
+                ambiguous_recheck: Duration::from_secs(settings.ambiguous_recheck_secs),
+            },
+            max_in_flight: settings.max_in_flight,
+            lease: settings.lease(),
+        });
+        let scheduler = scheduler::Scheduler::new(
+            pool.clone(),
+            publisher,
+            clock.clone(),
             tenants.clone(),
-            settings.max_in_flight,
-            settings.lease(),
+            Duration::from_millis(settings.scheduler_interval_ms.max(10)),
+            settings.scheduler_batch,
         );
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -164,6 +301,8 @@ impl Application {
             settings: settings.clone(),
             tokens,
             sender,
+            clock,
+            scheduler,
         })
     }
 
@@ -177,11 +316,20 @@ impl Application {
         self.sender.clone()
     }
 
+    /// The clock every wall-clock decision reads (night ban, quota day, due parked
+    /// requests); tests move it instead of waiting for the morning.
+    pub fn clock(&self) -> clock::Clock {
+        self.clock.clone()
+    }
+
     /// Runs the HTTP server, both lane consumers and the token refresher until
     /// `cancel` fires; each consumer finishes and settles its in-flight batch first.
     pub async fn run_until_stopped(self, cancel: CancellationToken) -> anyhow::Result<()> {
         let transactional_status = BrokerStatus::default();
         let broadcast_status = BrokerStatus::default();
+        let dead_letters =
+            dead_letters::DeadLetters::new(self.pool.clone(), self.tenants.clone(), &self.amqp_url);
+        let dead_letter_status = BrokerStatus::default();
         let readiness = {
             let (t, b) = (transactional_status.clone(), broadcast_status.clone());
             Readiness::new()
@@ -196,11 +344,30 @@ impl Application {
                         }
                     }
                 })
+                .check("dead_letters", {
+                    let d = dead_letter_status.clone();
+                    move || {
+                        let up = d.is_connected();
+                        async move {
+                            if up {
+                                Ok(())
+                            } else {
+                                Err("the dead-letter consumer is not connected".to_owned())
+                            }
+                        }
+                    }
+                })
         };
         let router = routes::router(routes::AppState {
             pool: self.pool.clone(),
             tenants: self.tenants.clone(),
         })
+        .merge(dead_letters.router())
+        .merge(webhook::router(webhook::WebhookState {
+            pool: self.pool.clone(),
+            tenants: self.tenants.clone(),
+            freshness: webhook::Freshness::from_settings(&self.settings),
+        }))
         .merge(ops_router(readiness))
         .fallback(fallback);
 
@@ -229,13 +396,25 @@ impl Application {
         };
         let transactional = consumer(topology::Q_NOTIFIER_TRANSACTIONAL, transactional_status);
         let broadcast = consumer(topology::Q_NOTIFIER_BROADCAST, broadcast_status);
-        let refresher = self.tokens.run_refresher(cancel.clone());
+        // The token refresher and the scheduler of parked requests run side by side;
+        // the retry delay queues are declared once, up front.
+        let refresher = async {
+            tokio::join!(
+                self.tokens.run_refresher(cancel.clone()),
+                self.scheduler.run(cancel.clone()),
+                self.sender.declare_delay_queues(cancel.clone())
+            );
+        };
+        let receipts = receipts::run_reconciler(self.pool.clone(), cancel.clone());
+        let dead_letter_consumer = dead_letters.run_consumer(dead_letter_status, cancel.clone());
         tracing::info!(port = self.port, "Notifier listening.");
-        let (served, (), (), ()) = tokio::join!(
+        let (served, (), (), (), (), ()) = tokio::join!(
             serve(self.listener, router, cancel.clone()),
             transactional,
             broadcast,
-            refresher
+            refresher,
+            dead_letter_consumer,
+            receipts
         );
         served
     }

@@ -14,7 +14,7 @@ static DELIVERIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "loa_notifier_deliveries_total",
         "Notification requests handled, by tenant, channel (zns, oa_template, none), kind and outcome \
-         (sent, duplicate, failed, invalid, retry_<error class>).",
+         (sent, duplicate, duplicate_parked, failed, invalid, retry_<error class or deferral: transient, defer_night, defer_quota, quota_reserve, not_before, ambiguous, held>).",
         &["tenant", "channel", "kind", "outcome"]
     )
     .expect("metric registers once")
@@ -88,4 +88,50 @@ pub fn token_refresh_failed(tenant: &str, class: ErrorClass) {
     TOKEN_REFRESH_FAILURES
         .with_label_values(&[tenant, class.as_str()])
         .inc();
+}
+
+static RETRIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "loa_notifier_retries_total",
+        "Requests the delivery engine will try again later, by tenant and reason: an error \
+         class sent to a delay queue (transient, refresh_token), a wall-clock deferral \
+         (defer_night, defer_quota, quota_reserve, not_before), ambiguous (parked until a \
+         receipt or its recheck) or held (tenant paused).",
+        &["tenant", "reason"]
+    )
+    .expect("metric registers once")
+});
+static QUOTA_REMAINING: LazyLock<prometheus::IntGaugeVec> = LazyLock::new(|| {
+    prometheus::register_int_gauge_vec!(
+        "loa_notifier_quota_remaining",
+        "The tenant's ZNS daily quota left today, as Zalo last reported it (minus sends in flight).",
+        &["tenant"]
+    )
+    .expect("metric registers once")
+});
+static TENANT_PAUSED: LazyLock<prometheus::IntGaugeVec> = LazyLock::new(|| {
+    prometheus::register_int_gauge_vec!(
+        "loa_notifier_tenant_paused",
+        "1 while the tenant's sending is paused because Zalo needs an operator (balance, \
+         permissions, refused refresh token); resumed with POST /v1/pause/resume.",
+        &["tenant"]
+    )
+    .expect("metric registers once")
+});
+
+/// Counts a request put off for later (`reason`: a bounded class or deferral name).
+pub fn retry(tenant: &str, reason: &str) {
+    RETRIES.with_label_values(&[tenant, reason]).inc();
+}
+
+/// Sets the tenant's remaining ZNS quota.
+pub fn quota_remaining(tenant: &str, remaining: i64) {
+    QUOTA_REMAINING.with_label_values(&[tenant]).set(remaining);
+}
+
+/// Sets whether the tenant's sending is paused.
+pub fn tenant_paused(tenant: &str, paused: bool) {
+    TENANT_PAUSED
+        .with_label_values(&[tenant])
+        .set(i64::from(paused));
 }

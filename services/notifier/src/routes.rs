@@ -2,9 +2,15 @@
 //!
 //! - `GET /v1/deliveries?dossier_code=…`: a dossier's deliveries, for the tenant
 //!   whose admin bearer token is presented (401 otherwise); another tenant's
-//!   deliveries are invisible, not forbidden, so codes cannot be probed.
+//!   deliveries are invisible, not forbidden, so codes cannot be probed. Each
+//!   delivery comes with `delivered_at`, `seen_at` and its `history` (one entry per
+//!   status transition, from `notifier.delivery_events`).
+//! - `POST /zalo/webhook` lives in [`crate::webhook`].
 
-use crate::deliveries::{self, DeliveryView};
+use crate::{
+    deliveries::{self, DeliveryView},
+    receipts::{self, ReceiptView},
+};
 use axum::{
     extract::{rejection::QueryRejection, Query, State},
     http::{HeaderMap, StatusCode},
@@ -29,9 +35,15 @@ pub struct AppState {
 
 /// The API routes (without the ops routes).
 pub fn router(state: AppState) -> Router {
+    // `GET /v1/pause` and `POST /v1/pause/resume` live in [`crate::pause`].
+    let pause = crate::pause::router(crate::pause::PauseState {
+        pool: state.pool.clone(),
+        tenants: state.tenants.clone(),
+    });
     Router::new()
         .route("/v1/deliveries", get(list_deliveries))
         .with_state(state)
+        .merge(pause)
 }
 
 #[derive(Deserialize)]
@@ -42,7 +54,16 @@ struct DeliveriesQuery {
 #[derive(Serialize)]
 struct DeliveriesPage {
     dossier_code: String,
-    deliveries: Vec<DeliveryView>,
+    deliveries: Vec<DeliveryWithHistory>,
+}
+
+/// A delivery with its receipt times (`delivered_at`, `seen_at`) and its history.
+#[derive(Serialize)]
+struct DeliveryWithHistory {
+    #[serde(flatten)]
+    delivery: DeliveryView,
+    #[serde(flatten)]
+    receipts: ReceiptView,
 }
 
 async fn list_deliveries(
@@ -75,6 +96,18 @@ async fn list_deliveries(
         .with_field("dossier_code"));
     }
     let deliveries = deliveries::list_for_dossier(&state.pool, &tenant.id, &dossier_code).await?;
+    let ids: Vec<String> = deliveries
+        .iter()
+        .map(|d| d.notification_id.clone())
+        .collect();
+    let mut views = receipts::views_for(&state.pool, &tenant.id, &ids).await?;
+    let deliveries = deliveries
+        .into_iter()
+        .map(|delivery| DeliveryWithHistory {
+            receipts: views.remove(&delivery.notification_id).unwrap_or_default(),
+            delivery,
+        })
+        .collect();
     Ok(Json(DeliveriesPage {
         dossier_code,
         deliveries,

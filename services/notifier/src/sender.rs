@@ -2,220 +2,219 @@
 //! records and one [`Disposition`] per AMQP delivery.
 //!
 //! For each batch:
-//! 1. decode every body (undecodable → dead letter) and fold duplicates of the same
-//!    notification id onto one request (the copies are acked: the first carries it);
+//! 1. decode every body (undecodable → dead letter at once) with its `x-loa-attempt`,
+//!    and fold duplicates of the same notification id onto one request;
 //! 2. claim all of them in `notifier.deliveries` with one statement: an id already
-//!    `sent` is acked without sending, so a redelivered request is never sent twice;
-//!    one leased by another sender right now is waited for;
-//! 3. send the claimed ones concurrently (at most `max_in_flight` Zalo calls), each
-//!    as one [`attempt`](Sender::attempt) that refreshes a refused token once and
-//!    retries once;
-//! 4. turn each [`SendOutcome`] into a [`Decision`] with [`decide`], the one policy
-//!    function the retry engine (delay queues, deferrals, parking) will replace;
-//! 5. record the whole batch's results with one statement, and only then let the
-//!    consumer ack, retry or dead-letter.
+//!    sent (or delivered, or seen) is acked without sending, and so is one parked in
+//!    the table (deferred, held, ambiguous: the scheduler owns it); one leased by
+//!    another sender right now is waited for;
+//! 3. check what can be decided without Zalo: unknown tenant or template, no
+//!    recipient (fail), `not_before` ahead (defer); plan each request's channels
+//!    ([`crate::channel`], one subscribers look-up for the batch);
+//! 4. send in rounds: per tenant, one call of the gate ([`crate::ratelimit`]) reads the
+//!    pause and the quota and reserves paced send slots; the granted requests are sent
+//!    concurrently (at most `max_in_flight` Zalo calls), each leaving at its slot; a
+//!    refused token is refreshed and the request resent, a recipient error moves the
+//!    request to its other channel, and both go round again (through the gate: every
+//!    Zalo call has a slot);
+//! 5. turn every outcome into a decision with [`crate::retry::decide`], the one policy
+//!    function; pause the tenant on an operator error, slow it down on `-32`, store
+//!    what the answers said about the ZNS quota;
+//! 6. record the whole batch's results with one statement (parked requests with their
+//!    body), publish the retries to their delay queues with confirms, and only then
+//!    let the consumer ack or dead-letter.
 //!
 //! If the results cannot be recorded the batch goes back to the queue: a failed send
 //! is never lost (a sent one may be resent after its lease: counted in
 //! `loa_notifier_ambiguous_sends_total`).
 
-use crate::{
-    deliveries::{self, Claim, NewDelivery, Outcome, Status},
-    metrics,
-    tokens::{TokenError, TokenManager},
-    zalo::{Accepted, ErrorClass, OaTemplateMessage, ZaloClient, ZaloFailure, ZnsMessage},
+pub use crate::{
+    channel::Channel,
+    retry::{Decision, SendOutcome},
 };
+
+use crate::{
+    channel::{self, Route},
+    clock::Clock,
+    deliveries::{self, Claim, NewDelivery, Outcome, Record, Status},
+    metrics, pause, quota,
+    ratelimit::{RateLimiter, Want},
+    receipts::{self, Transition},
+    retry::{self, Context, DelayQueues, DelayedRetry, RetrySettings},
+    tokens::{TokenError, TokenManager},
+    zalo::{Accepted, ErrorClass, OaTemplateMessage, ZaloClient, ZnsMessage},
+};
+use anyhow::Context as _;
 use deadpool_postgres::Pool;
 use futures_util::StreamExt;
 use lapin::message::Delivery;
-use loa_contracts::{phone::mask_phone, Envelope, NotificationRequest};
-use loa_platform::{amqp::Disposition, Tenants};
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use loa_contracts::{phone::mask_phone, Envelope, Lane, NotificationRequest};
+use loa_platform::{
+    amqp::{consumer::header, topology, Disposition},
+    Secret, TenantSettings, Tenants,
+};
+use serde_json::json;
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
+use tokio::time::Instant;
 
-/// Which Zalo channel carried (or was to carry) a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Channel {
-    /// ZNS template by phone number.
-    Zns,
-    /// ZBS template by Zalo user id (followers).
-    OaTemplate,
-    /// No channel could be chosen (no recipient, no template).
-    None,
-}
-
-impl Channel {
-    /// Stable name, stored and used as a metrics label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Zns => "zns",
-            Self::OaTemplate => "oa_template",
-            Self::None => "none",
-        }
-    }
-
-    /// The channel a request will be tried on: ZNS by phone when there is a phone,
-    /// else the OA template by user id.
-    pub fn for_request(request: &NotificationRequest) -> Self {
-        if request.recipient.phone.is_some() {
-            Self::Zns
-        } else if request.recipient.zalo_user_id.is_some() {
-            Self::OaTemplate
-        } else {
-            Self::None
-        }
-    }
-}
-
-/// What one attempt at a request came to.
+/// One decoded request with what its AMQP message said about it.
 #[derive(Debug, Clone)]
-pub enum SendOutcome {
-    /// Zalo accepted it.
-    Sent(Accepted),
-    /// The request can never be sent as it is (unknown tenant, no template for the
-    /// kind, no recipient). Nothing was sent.
-    Unsendable(String),
-    /// Zalo (or the token refresh before it) refused or did not answer.
-    Failed(ZaloFailure),
-    /// No access token could be had, for a reason that is not Zalo's answer.
-    NoToken {
-        /// What the missing token means for the message.
-        class: ErrorClass,
-        /// Why.
-        reason: String,
-    },
+pub struct Incoming {
+    /// The request.
+    pub request: NotificationRequest,
+    /// Its attempt number (`x-loa-attempt`, 1 when absent).
+    pub attempt: u32,
+    /// The routing key it came with (retries keep it).
+    pub routing_key: Option<String>,
 }
 
-/// What to do about an outcome: record it and settle the AMQP delivery.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
-    /// Record `sent`, ack.
-    Sent,
-    /// Record `failed`, dead-letter with this reason.
-    Fail {
-        /// `zalo error -108: Phone number invalid`, `no template …`.
-        reason: String,
-    },
-    /// Record the error, give the request back to the queue; its delivery limit
-    /// dead-letters it eventually.
-    Retry {
-        /// Error class (a metrics label).
-        class: ErrorClass,
-        /// Why.
-        reason: String,
-    },
-}
-
-/// The retry policy, in one place. Today: permanent errors fail and dead-letter,
-/// everything else goes back to the queue. The delivery engine replaces the `Retry`
-/// arm with delay-queue tiers, wall-clock deferrals (night, quota), parking ambiguous
-/// sends until a receipt, and pausing a tenant that needs an operator.
-pub fn decide(outcome: &SendOutcome) -> Decision {
-    match outcome {
-        SendOutcome::Sent(_) => Decision::Sent,
-        SendOutcome::Unsendable(reason) => Decision::Fail {
-            reason: reason.clone(),
-        },
-        SendOutcome::Failed(failure) if failure.class.is_permanent() => Decision::Fail {
-            reason: failure.reason(),
-        },
-        SendOutcome::Failed(failure) => Decision::Retry {
-            class: failure.class,
-            reason: failure.reason(),
-        },
-        SendOutcome::NoToken { class, reason } => Decision::Retry {
-            class: *class,
-            reason: reason.clone(),
-        },
+impl Incoming {
+    /// A first attempt at `request`.
+    pub fn new(request: NotificationRequest) -> Self {
+        Self {
+            request,
+            attempt: 1,
+            routing_key: None,
+        }
     }
+
+    /// Reads a delivery: the body, its attempt header and routing key.
+    pub fn from_delivery(delivery: &Delivery) -> Result<Self, String> {
+        let request = match Envelope::from_bytes(&delivery.data) {
+            Ok(Envelope::NotificationRequestV1(r)) => r,
+            Ok(other) => {
+                return Err(format!(
+                    "not a notification request: {}",
+                    envelope_type(&other)
+                ))
+            }
+            Err(e) => return Err(format!("undecodable notification request: {e}")),
+        };
+        let attempt = header(delivery, topology::H_ATTEMPT)
+            .and_then(|a| a.trim().parse::<u32>().ok())
+            .unwrap_or(1)
+            .max(1);
+        Ok(Self {
+            request,
+            attempt,
+            routing_key: Some(delivery.routing_key.as_str().to_owned()).filter(|k| !k.is_empty()),
+        })
+    }
+}
+
+/// What a [`Sender`] is made of.
+pub struct SenderParts {
+    /// The notifier's database.
+    pub pool: Pool,
+    /// The Zalo client.
+    pub zalo: ZaloClient,
+    /// Access tokens.
+    pub tokens: Arc<TokenManager>,
+    /// Tenants (Zalo apps, templates, limits).
+    pub tenants: Tenants,
+    /// The wall clock of deferrals.
+    pub clock: Clock,
+    /// The shared rate limit, pause and quota gate.
+    pub limiter: RateLimiter,
+    /// Where retries wait.
+    pub delays: Arc<DelayQueues>,
+    /// The retry policy's knobs.
+    pub retry: RetrySettings,
+    /// Most concurrent Zalo calls per batch.
+    pub max_in_flight: usize,
+    /// How long a claim is reserved for a batch, before waiting for rate slots.
+    pub lease: Duration,
 }
 
 /// Sends notification requests. Cheap to clone (`Arc` inside).
 #[derive(Clone)]
 pub struct Sender {
-    inner: Arc<Inner>,
+    inner: Arc<SenderParts>,
 }
 
-struct Inner {
-    pool: Pool,
-    zalo: ZaloClient,
-    tokens: Arc<TokenManager>,
-    tenants: Tenants,
-    max_in_flight: usize,
-    lease: Duration,
+/// A request being sent: where it stands within this batch.
+#[derive(Clone)]
+struct Work<'a> {
+    /// Index among the batch's distinct requests.
+    at: usize,
+    incoming: &'a Incoming,
+    tenant: &'a TenantSettings,
+    template_id: &'a str,
+    route: Route,
+    channel: Channel,
+    refreshed: bool,
+    attempted: bool,
+}
+
+/// How a request's attempt ended.
+struct Settled {
+    outcome: SendOutcome,
+    decision: Decision,
+    channel: Channel,
+    attempted: bool,
 }
 
 impl Sender {
-    /// `lease`: how long a claimed request is reserved for this sender (longer than
-    /// a batch can take).
-    pub fn new(
-        pool: Pool,
-        zalo: ZaloClient,
-        tokens: Arc<TokenManager>,
-        tenants: Tenants,
-        max_in_flight: usize,
-        lease: Duration,
-    ) -> Self {
+    /// Assembles a sender.
+    pub fn new(parts: SenderParts) -> Self {
+        let mut parts = parts;
+        parts.max_in_flight = parts.max_in_flight.max(1);
         Self {
-            inner: Arc::new(Inner {
-                pool,
-                zalo,
-                tokens,
-                tenants,
-                max_in_flight: max_in_flight.max(1),
-                lease,
-            }),
+            inner: Arc::new(parts),
+        }
+    }
+
+    /// Declares the retry delay queues, trying again until it works or `cancel` fires,
+    /// so the first retry does not wait for their declaration.
+    pub async fn declare_delay_queues(&self, cancel: tokio_util::sync::CancellationToken) {
+        let mut attempt = 0;
+        while let Err(e) = self.inner.delays.declare().await {
+            tracing::warn!(error.message = %e, "Failed to declare the retry delay queues; trying again.");
+            attempt += 1;
+            if !loa_platform::amqp::backoff(attempt, &cancel).await {
+                return;
+            }
         }
     }
 
     /// The batch consumer's handler: decodes the bodies and processes them.
     pub async fn handle_deliveries(&self, batch: &[Delivery]) -> Vec<Disposition> {
-        let requests = batch
-            .iter()
-            .map(|d| match Envelope::from_bytes(&d.data) {
-                Ok(Envelope::NotificationRequestV1(r)) => Ok(r),
-                Ok(other) => Err(format!(
-                    "not a notification request: {}",
-                    envelope_type(&other)
-                )),
-                Err(e) => Err(format!("undecodable notification request: {e}")),
-            })
-            .collect();
-        self.process(requests).await
+        let items = batch.iter().map(Incoming::from_delivery).collect();
+        self.process(items).await
     }
 
     /// Processes a batch of decoded requests (or decoding errors) and returns one
-    /// disposition per item, in order. Every delivery record is durable before this
-    /// returns.
-    pub async fn process(
-        &self,
-        requests: Vec<Result<NotificationRequest, String>>,
-    ) -> Vec<Disposition> {
-        let mut dispositions: Vec<Option<Disposition>> = vec![None; requests.len()];
-        // Index of the first copy of each notification id.
-        let mut primaries: Vec<(usize, &NotificationRequest)> = Vec::new();
+    /// disposition per item, in order. Every delivery record is durable, and every
+    /// retry confirmed by the broker, before this returns.
+    pub async fn process(&self, items: Vec<Result<Incoming, String>>) -> Vec<Disposition> {
+        let mut dispositions: Vec<Option<Disposition>> = vec![None; items.len()];
+        let mut primaries: Vec<(usize, &Incoming)> = Vec::new();
         let mut seen: HashMap<&str, usize> = HashMap::new();
-        for (i, r) in requests.iter().enumerate() {
-            match r {
+        for (i, item) in items.iter().enumerate() {
+            match item {
                 Err(reason) => {
                     tracing::warn!(reason, "Refusing an undecodable notification request.");
                     metrics::delivery("unknown", Channel::None.as_str(), "unknown", "invalid");
                     dispositions[i] = Some(Disposition::DeadLetter(reason.clone()));
                 }
-                Ok(request) => {
+                Ok(incoming) => {
+                    let request = &incoming.request;
                     if seen.insert(request.notification_id.as_str(), i).is_some() {
                         // Another copy in this batch carries it.
                         self.count(request, Channel::for_request(request), "duplicate");
                         dispositions[i] = Some(Disposition::Ack);
                     } else {
-                        primaries.push((i, request));
+                        primaries.push((i, incoming));
                     }
                 }
             }
         }
-
-        let primary_requests: Vec<&NotificationRequest> =
-            primaries.iter().map(|(_, r)| *r).collect();
-        let settled = self.process_distinct(&primary_requests).await;
+        let distinct: Vec<&Incoming> = primaries.iter().map(|(_, r)| *r).collect();
+        let settled = self.process_distinct(&distinct).await;
         for ((i, _), disposition) in primaries.iter().zip(settled) {
             dispositions[*i] = Some(disposition);
         }
@@ -225,20 +224,22 @@ impl Sender {
             .collect()
     }
 
-    /// Claims, sends and records requests with distinct ids.
-    async fn process_distinct(&self, requests: &[&NotificationRequest]) -> Vec<Disposition> {
-        if requests.is_empty() {
+    /// Claims, sends, records and settles requests with distinct ids.
+    async fn process_distinct(&self, items: &[&Incoming]) -> Vec<Disposition> {
+        if items.is_empty() {
             return Vec::new();
         }
+        let requests: Vec<&NotificationRequest> = items.iter().map(|i| &i.request).collect();
         let rows: Vec<NewDelivery> = requests.iter().map(|r| new_delivery(r)).collect();
-        let mut claims = match with_db_retries("claim deliveries", || {
-            deliveries::claim(&self.inner.pool, &rows, self.inner.lease)
-        })
-        .await
-        {
-            Ok(claims) => claims,
-            Err(_) => return vec![Disposition::Retry; requests.len()],
-        };
+        let lease = self.lease_for(&requests);
+        let pool = &self.inner.pool;
+        let mut claims =
+            match with_db_retries("claim deliveries", || deliveries::claim(pool, &rows, lease))
+                .await
+            {
+                Ok(claims) => claims,
+                Err(_) => return vec![Disposition::Retry; items.len()],
+            };
 
         // Another sender is on some of them (a redelivery overtook its first
         // delivery): wait for it to finish or for its lease to run out, then claim
@@ -251,210 +252,677 @@ impl Sender {
                 .iter()
                 .map(|&i| rows[i].notification_id.clone())
                 .collect();
-            self.wait_for_leases(&ids).await;
+            self.wait_for_leases(&ids, lease).await;
             let again: Vec<NewDelivery> = waiting.iter().map(|&i| rows[i].clone()).collect();
-            if let Ok(reclaimed) =
-                deliveries::claim(&self.inner.pool, &again, self.inner.lease).await
-            {
+            if let Ok(reclaimed) = deliveries::claim(pool, &again, lease).await {
                 for (&i, claim) in waiting.iter().zip(reclaimed) {
                     claims[i] = claim;
                 }
             }
         }
+        for (i, claim) in claims.iter().enumerate() {
+            if let Claim::Claimed {
+                resumed: true,
+                attempts,
+            } = claim
+            {
+                metrics::ambiguous_send(self.tenant_label(requests[i]), "interrupted");
+                tracing::warn!(
+                    notification_id = %requests[i].notification_id,
+                    attempts,
+                    "Resending a request whose previous attempt ended without a result; Zalo may have accepted it."
+                );
+            }
+        }
 
-        // Send what we claimed, concurrently, bounded.
         let claimed: Vec<usize> = (0..claims.len())
             .filter(|&i| matches!(claims[i], Claim::Claimed { .. }))
             .collect();
-        let mut outcomes: Vec<(usize, SendOutcome)> = futures_util::stream::iter(claimed.iter().copied())
-            .map(|i| {
-                let request = requests[i];
-                let claim = claims[i];
-                async move {
-                    if let Claim::Claimed { resumed: true, attempts } = claim {
-                        metrics::ambiguous_send(self.tenant_label(request), "interrupted");
-                        tracing::warn!(
-                            notification_id = %request.notification_id,
-                            attempts,
-                            "Resending a request whose previous attempt ended without a result; Zalo may have accepted it."
-                        );
-                    }
-                    (i, self.attempt(request).await)
-                }
-            })
-            .buffer_unordered(self.inner.max_in_flight)
-            .collect()
-            .await;
-        outcomes.sort_by_key(|(i, _)| *i);
+        let mut settled: HashMap<usize, Settled> = HashMap::new();
+        self.send_all(items, &claimed, &mut settled).await;
 
         // Record the batch's results in one statement before settling anything.
-        let decided: Vec<(usize, Decision)> = outcomes
+        let records: Vec<Record> = claimed
             .iter()
-            .map(|(i, outcome)| (*i, decide(outcome)))
+            .filter_map(|i| settled.get(i).map(|s| record_of(requests[*i], s)))
             .collect();
-        let records: Vec<Outcome> = decided
+        let transitions: Vec<Transition> = claimed
             .iter()
-            .zip(&outcomes)
-            .map(|((i, decision), (_, outcome))| record_of(requests[*i], outcome, decision))
+            .filter_map(|i| settled.get(i).map(|s| transition_of(requests[*i], s)))
             .collect();
         let recorded = with_db_retries("record deliveries", || {
-            deliveries::record(&self.inner.pool, &records)
+            record_with_history(pool, &records, &transitions)
         })
         .await
         .is_ok();
 
-        let mut dispositions = vec![Disposition::Retry; requests.len()];
+        // Retries wait in their delay queue before the originals are acked.
+        let mut retries: Vec<(usize, DelayedRetry<'_>)> = Vec::new();
+        if recorded {
+            for &i in &claimed {
+                if let Some(Settled {
+                    decision:
+                        Decision::Retry {
+                            delay,
+                            next_attempt,
+                            ..
+                        },
+                    ..
+                }) = settled.get(&i)
+                {
+                    retries.push((
+                        i,
+                        DelayedRetry {
+                            request: requests[i],
+                            routing_key: items[i]
+                                .routing_key
+                                .clone()
+                                .unwrap_or_else(|| retry::routing_key(requests[i])),
+                            attempt: *next_attempt,
+                            delay: *delay,
+                        },
+                    ));
+                }
+            }
+        }
+        let delayed: Vec<DelayedRetry<'_>> = retries.iter().map(|(_, r)| r.clone()).collect();
+        let retries_published = match self.inner.delays.publish(&delayed).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(error.message = %e, count = delayed.len(), "Failed to publish retries to their delay queue; returning them to the work queue.");
+                false
+            }
+        };
+
+        let mut dispositions = vec![Disposition::Retry; items.len()];
         for (i, claim) in claims.iter().enumerate() {
+            let request = requests[i];
             match claim {
                 Claim::AlreadySent => {
-                    self.count(requests[i], Channel::for_request(requests[i]), "duplicate");
+                    self.count(request, Channel::for_request(request), "duplicate");
+                    dispositions[i] = Disposition::Ack;
+                }
+                Claim::Parked => {
+                    self.count(request, Channel::for_request(request), "duplicate_parked");
                     dispositions[i] = Disposition::Ack;
                 }
                 Claim::InFlight => {
-                    self.count(
-                        requests[i],
-                        Channel::for_request(requests[i]),
-                        "retry_in_flight",
-                    );
+                    self.count(request, Channel::for_request(request), "retry_in_flight");
                 }
-                Claim::Claimed { .. } => {}
+                Claim::Claimed { .. } => {
+                    let Some(s) = settled.get(&i) else { continue };
+                    dispositions[i] = self.settle(request, s, recorded, retries_published);
+                }
             }
-        }
-        for ((i, decision), (_, outcome)) in decided.into_iter().zip(&outcomes) {
-            let request = requests[i];
-            let channel = Channel::for_request(request);
-            if !recorded {
-                // Unrecorded: give it back. A sent one may be resent after its lease.
-                self.count(request, channel, "retry_unrecorded");
-                continue;
-            }
-            dispositions[i] = match decision {
-                Decision::Sent => {
-                    self.count(request, channel, "sent");
-                    Disposition::Ack
-                }
-                Decision::Fail { reason } => {
-                    let unsendable = matches!(outcome, SendOutcome::Unsendable(_));
-                    self.count(
-                        request,
-                        channel,
-                        if unsendable { "invalid" } else { "failed" },
-                    );
-                    tracing::warn!(
-                        notification_id = %request.notification_id,
-                        tenant = %request.tenant,
-                        kind = %request.kind,
-                        reason = %reason,
-                        "Delivery failed permanently; dead-lettering it."
-                    );
-                    Disposition::DeadLetter(reason)
-                }
-                Decision::Retry { class, reason } => {
-                    if class == ErrorClass::Ambiguous {
-                        metrics::ambiguous_send(self.tenant_label(request), "timeout");
-                    }
-                    self.count(request, channel, &format!("retry_{class}"));
-                    tracing::info!(
-                        notification_id = %request.notification_id,
-                        tenant = %request.tenant,
-                        error.class = %class,
-                        reason = %reason,
-                        "Delivery failed for now; returning it to the queue."
-                    );
-                    Disposition::Retry
-                }
-            };
         }
         dispositions
     }
 
-    /// One attempt at one request: picks the channel and template, gets a token,
-    /// sends, and on a refused token refreshes once and sends once more.
-    #[tracing::instrument(skip_all, fields(notification_id = %request.notification_id, tenant = %request.tenant, kind = %request.kind))]
-    pub async fn attempt(&self, request: &NotificationRequest) -> SendOutcome {
-        let Some(tenant) = self.inner.tenants.get(&request.tenant) else {
-            return SendOutcome::Unsendable(format!("unknown tenant `{}`", request.tenant));
-        };
-        let Some(template_id) = tenant.zalo.template_for(request.kind) else {
-            return SendOutcome::Unsendable(format!(
-                "no Zalo template configured for kind `{}` in tenant `{}`",
-                request.kind, tenant.id
-            ));
-        };
-        let channel = Channel::for_request(request);
-        if channel == Channel::None {
-            return SendOutcome::Unsendable(
-                "the request has neither a phone number nor a Zalo user id".to_owned(),
-            );
+    /// Counts, logs and turns one settled request into its disposition.
+    fn settle(
+        &self,
+        request: &NotificationRequest,
+        s: &Settled,
+        recorded: bool,
+        retries_published: bool,
+    ) -> Disposition {
+        let tenant = self.tenant_label(request);
+        if !recorded {
+            // Unrecorded: give it back. A sent one may be resent after its lease.
+            self.count(request, s.channel, "retry_unrecorded");
+            return Disposition::Retry;
         }
-
-        let token = match self.inner.tokens.access_token(&tenant.id).await {
-            Ok(t) => t,
-            Err(e) => return no_token(e),
-        };
-        let send = |token: loa_platform::Secret| async move {
-            let app = &tenant.zalo;
-            match channel {
-                Channel::Zns => {
-                    let phone = request.recipient.phone.as_deref().unwrap_or_default();
-                    tracing::debug!(phone = %mask_phone(phone), template_id, "Sending a ZNS message.");
-                    let message = ZnsMessage {
-                        phone,
-                        template_id,
-                        template_data: &request.params,
-                        tracking_id: &request.notification_id,
-                    };
-                    self.inner
-                        .zalo
-                        .send_zns(app, token.expose(), &message)
-                        .await
-                }
-                _ => {
-                    let message = OaTemplateMessage {
-                        user_id: request
-                            .recipient
-                            .zalo_user_id
-                            .as_deref()
-                            .unwrap_or_default(),
-                        template_id,
-                        template_data: &request.params,
-                        tracking_id: &request.notification_id,
-                    };
-                    self.inner
-                        .zalo
-                        .send_oa_template(app, token.expose(), &message)
-                        .await
-                }
+        match &s.decision {
+            Decision::Sent => {
+                self.count(request, s.channel, "sent");
+                Disposition::Ack
             }
-        };
-
-        let sent = |accepted: Accepted| {
-            if let Some(at) = request.event_accepted_at {
-                metrics::event_to_send(request.kind.as_str(), at);
+            Decision::Fail { reason, .. } => {
+                let unsendable = matches!(s.outcome, SendOutcome::Unsendable(_));
+                self.count(
+                    request,
+                    s.channel,
+                    if unsendable { "invalid" } else { "failed" },
+                );
+                tracing::warn!(
+                    notification_id = %request.notification_id,
+                    tenant = %request.tenant,
+                    kind = %request.kind,
+                    reason = %reason,
+                    "Delivery failed permanently; dead-lettering it."
+                );
+                Disposition::DeadLetter(reason.clone())
             }
-            SendOutcome::Sent(accepted)
-        };
-        match send(token.clone()).await {
-            Ok(accepted) => sent(accepted),
-            Err(failure) if failure.class == ErrorClass::RefreshToken => {
-                tracing::info!(code = ?failure.code, "Zalo refused the access token; refreshing it and retrying once.");
-                let fresh = match self.inner.tokens.replace_rejected(&tenant.id, &token).await {
-                    Ok(t) => t,
-                    Err(e) => return no_token(e),
-                };
-                match send(fresh).await {
-                    Ok(accepted) => sent(accepted),
-                    Err(failure) => SendOutcome::Failed(failure),
+            Decision::Retry {
+                label,
+                reason,
+                delay,
+                next_attempt,
+                ..
+            } => {
+                self.count(request, s.channel, &format!("retry_{label}"));
+                metrics::retry(tenant, label);
+                tracing::info!(
+                    notification_id = %request.notification_id,
+                    tenant = %request.tenant,
+                    error.class = label,
+                    reason = %reason,
+                    next_attempt,
+                    delay_ms = delay.as_millis() as u64,
+                    "Delivery failed for now; retrying it after a delay."
+                );
+                if retries_published {
+                    Disposition::Ack
+                } else {
+                    Disposition::Retry
                 }
             }
-            Err(failure) => SendOutcome::Failed(failure),
+            Decision::Defer {
+                label,
+                reason,
+                until,
+                ..
+            } => {
+                self.count(request, s.channel, &format!("retry_{label}"));
+                metrics::retry(tenant, label);
+                tracing::info!(
+                    notification_id = %request.notification_id,
+                    tenant = %request.tenant,
+                    reason = %reason,
+                    until = %until,
+                    "Delivery deferred."
+                );
+                Disposition::Ack
+            }
+            Decision::Park { reason, recheck_at } => {
+                self.count(request, s.channel, "retry_ambiguous");
+                metrics::retry(tenant, "ambiguous");
+                metrics::ambiguous_send(tenant, "timeout");
+                tracing::warn!(
+                    notification_id = %request.notification_id,
+                    tenant = %request.tenant,
+                    reason = %reason,
+                    recheck_at = %recheck_at,
+                    "Zalo may have accepted this message; waiting for its receipt before resending."
+                );
+                Disposition::Ack
+            }
+            Decision::Hold { reason, .. } => {
+                self.count(request, s.channel, "retry_held");
+                metrics::retry(tenant, "held");
+                tracing::info!(
+                    notification_id = %request.notification_id,
+                    tenant = %request.tenant,
+                    reason = %reason,
+                    "Delivery held until the tenant is resumed."
+                );
+                Disposition::Ack
+            }
+            // Never final (they go round again); give it back to be safe.
+            Decision::Refresh | Decision::Fallback => Disposition::Retry,
         }
     }
 
+    /// Steps 3 to 5: decides every claimed request (`claimed` indexes `items`).
+    async fn send_all<'a>(
+        &'a self,
+        items: &[&'a Incoming],
+        claimed: &[usize],
+        settled: &mut HashMap<usize, Settled>,
+    ) {
+        let now = self.inner.clock.now();
+        let mut plans: Vec<(usize, &'a Incoming, &'a TenantSettings, &'a str)> = Vec::new();
+        for &i in claimed {
+            let incoming = items[i];
+            let request = &incoming.request;
+            let unsendable = |reason: String| {
+                let channel = Channel::for_request(request);
+                self.settled_early(
+                    SendOutcome::Unsendable(reason),
+                    channel,
+                    false,
+                    incoming,
+                    now,
+                )
+            };
+            let Some(tenant) = self.inner.tenants.get(&request.tenant) else {
+                settled.insert(
+                    i,
+                    unsendable(format!("unknown tenant `{}`", request.tenant)),
+                );
+                continue;
+            };
+            let Some(template_id) = tenant.zalo.template_for(request.kind) else {
+                settled.insert(
+                    i,
+                    unsendable(format!(
+                        "no Zalo template configured for kind `{}` in tenant `{}`",
+                        request.kind, tenant.id
+                    )),
+                );
+                continue;
+            };
+            if let Some(until) = request.not_before.filter(|nb| *nb > now) {
+                let s = self.settled_early(
+                    SendOutcome::NotYet(until),
+                    Channel::for_request(request),
+                    false,
+                    incoming,
+                    now,
+                );
+                settled.insert(i, s);
+                continue;
+            }
+            plans.push((i, incoming, tenant, template_id));
+        }
+
+        // Followers get the OA template: one look-up for the batch.
+        let wanted: Vec<(&str, &str)> = plans
+            .iter()
+            .filter(|(_, inc, ..)| inc.request.recipient.zalo_user_id.is_none())
+            .filter_map(|(_, inc, ..)| {
+                inc.request
+                    .recipient
+                    .phone
+                    .as_deref()
+                    .map(|p| (inc.request.tenant.as_str(), p))
+            })
+            .collect();
+        let followers = match channel::followers_by_phone(&self.inner.pool, &wanted).await {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(error.message = %e, "Failed to look up followers; sending by phone.");
+                HashMap::new()
+            }
+        };
+
+        let mut pending: Vec<Work<'a>> = Vec::new();
+        for (i, incoming, tenant, template_id) in plans {
+            let request = &incoming.request;
+            let follower = request.recipient.phone.as_ref().and_then(|p| {
+                followers
+                    .get(&(request.tenant.clone(), p.clone()))
+                    .map(String::as_str)
+            });
+            let route = Route::plan(request, follower);
+            let channel = route.first();
+            if channel == Channel::None {
+                let s = self.settled_early(
+                    SendOutcome::Unsendable(
+                        "the request has neither a phone number nor a Zalo user id".to_owned(),
+                    ),
+                    channel,
+                    false,
+                    incoming,
+                    now,
+                );
+                settled.insert(i, s);
+                continue;
+            }
+            pending.push(Work {
+                at: i,
+                incoming,
+                tenant,
+                template_id,
+                route,
+                channel,
+                refreshed: false,
+                attempted: false,
+            });
+        }
+
+        let mut quotas: HashMap<String, quota::Observation> = HashMap::new();
+        let mut paused: HashSet<String> = HashSet::new();
+        while !pending.is_empty() {
+            let (sends, later, wait) = self.gate(pending, settled, &mut paused).await;
+            if sends.is_empty() {
+                pending = later;
+                if !pending.is_empty() {
+                    tokio::time::sleep(wait.max(Duration::from_millis(5))).await;
+                }
+                continue;
+            }
+            let max_in_flight = self.inner.max_in_flight;
+            let (works, leave_at): (Vec<Work<'a>>, Vec<Instant>) = sends.into_iter().unzip();
+            let results: Vec<(usize, SendOutcome, Option<Secret>)> =
+                futures_util::stream::iter(0..works.len())
+                    .map(|k| {
+                        let (work, at) = (&works[k], leave_at[k]);
+                        async move {
+                            tokio::time::sleep_until(at).await;
+                            let (outcome, token) = self.send_once(work).await;
+                            (k, outcome, token)
+                        }
+                    })
+                    .buffer_unordered(max_in_flight)
+                    .collect()
+                    .await;
+
+            let mut works: Vec<Option<Work<'a>>> = works.into_iter().map(Some).collect();
+            let mut next = later;
+            let mut slow_down: HashSet<&str> = HashSet::new();
+            for (k, mut outcome, token) in results {
+                let Some(mut work) = works[k].take() else {
+                    continue;
+                };
+                work.attempted = true;
+                let tenant = work.tenant.id.as_str();
+                let observed = quotas.entry(tenant.to_owned()).or_default();
+                if work.channel == Channel::Zns {
+                    match &outcome {
+                        SendOutcome::Sent(a) => observed.accepted(a.daily_quota, a.remaining_quota),
+                        SendOutcome::Failed(f) if f.class == ErrorClass::Ambiguous => {}
+                        // The gate reserved quota for a message Zalo did not take.
+                        _ => observed.refund += 1,
+                    }
+                }
+                let mut decision =
+                    decide_for(&self.inner.retry, &outcome, &work, self.inner.clock.now());
+                if decision == Decision::Refresh {
+                    tracing::info!(
+                        tenant,
+                        "Zalo refused the access token; refreshing it and resending once."
+                    );
+                    let refreshed = match token {
+                        Some(rejected) => {
+                            self.inner.tokens.replace_rejected(tenant, &rejected).await
+                        }
+                        None => self.inner.tokens.access_token(tenant).await,
+                    };
+                    match refreshed {
+                        Ok(_) => {
+                            work.refreshed = true;
+                            next.push(work);
+                            continue;
+                        }
+                        Err(e) => {
+                            outcome = no_token(e);
+                            decision = decide_for(
+                                &self.inner.retry,
+                                &outcome,
+                                &work,
+                                self.inner.clock.now(),
+                            );
+                        }
+                    }
+                }
+                match &decision {
+                    Decision::Fallback => {
+                        if let Some(other) = work.route.after(work.channel) {
+                            tracing::info!(
+                                notification_id = %work.incoming.request.notification_id,
+                                from = work.channel.as_str(),
+                                to = other.as_str(),
+                                "The recipient cannot get it on this channel; trying the other one."
+                            );
+                            work.channel = other;
+                            work.refreshed = false;
+                            next.push(work);
+                            continue;
+                        }
+                    }
+                    Decision::Retry {
+                        slow_down: true, ..
+                    } => {
+                        slow_down.insert(tenant);
+                    }
+                    Decision::Defer {
+                        exhausts_quota: true,
+                        ..
+                    } => observed.exhausted = true,
+                    Decision::Hold {
+                        pause: Some((code, reason)),
+                        ..
+                    } if paused.insert(tenant.to_owned()) => {
+                        if let Err(e) = pause::pause(&self.inner.pool, tenant, *code, reason).await
+                        {
+                            tracing::error!(tenant, error.message = %e, "Failed to store the tenant's pause.");
+                        }
+                    }
+                    _ => {}
+                }
+                settled.insert(
+                    work.at,
+                    Settled {
+                        outcome,
+                        decision,
+                        channel: work.channel,
+                        attempted: work.attempted,
+                    },
+                );
+            }
+            for tenant in slow_down {
+                tracing::warn!(
+                    tenant,
+                    "Zalo rate-limited the tenant (-32); slowing every replica down."
+                );
+                if let Err(e) = self.inner.limiter.penalize(tenant).await {
+                    tracing::warn!(tenant, error.message = %e, "Failed to push back the rate limit.");
+                }
+            }
+            pending = next;
+        }
+
+        let day = loa_contracts::time::vietnam_day(&self.inner.clock.now());
+        for (tenant, seen) in &quotas {
+            if let Err(e) = quota::observe(&self.inner.pool, tenant, day, seen).await {
+                tracing::warn!(tenant, error.message = %e, "Failed to store the ZNS quota.");
+            }
+        }
+    }
+
+    /// One round of the gate: per tenant, reads the pause and quota and reserves
+    /// slots. Returns the sends with the instant each may leave, the requests to try
+    /// in a later round, and how long to wait when nothing could be sent now.
+    #[allow(clippy::type_complexity)]
+    async fn gate<'a>(
+        &'a self,
+        pending: Vec<Work<'a>>,
+        settled: &mut HashMap<usize, Settled>,
+        paused: &mut HashSet<String>,
+    ) -> (Vec<(Work<'a>, Instant)>, Vec<Work<'a>>, Duration) {
+        let mut by_tenant: HashMap<&str, (Vec<Work<'a>>, Vec<Work<'a>>)> = HashMap::new();
+        for work in pending {
+            let entry = by_tenant.entry(work.tenant.id.as_str()).or_default();
+            if work.channel == Channel::Zns {
+                entry.0.push(work);
+            } else {
+                entry.1.push(work);
+            }
+        }
+        let mut sends = Vec::new();
+        let mut later = Vec::new();
+        let mut wait = Duration::from_secs(1);
+        let now = self.inner.clock.now();
+        for (tenant_id, (zns, other)) in by_tenant {
+            let Some(first) = zns.first().or(other.first()) else {
+                continue;
+            };
+            let tenant = first.tenant;
+            let want = Want {
+                zns: u32::try_from(zns.len()).unwrap_or(u32::MAX),
+                other: u32::try_from(other.len()).unwrap_or(u32::MAX),
+                broadcast: first.incoming.request.lane == Lane::Broadcast,
+            };
+            let limiter = &self.inner.limiter;
+            let grant = match with_db_retries("take send slots", || {
+                limiter.take(tenant_id, &tenant.zalo, want)
+            })
+            .await
+            {
+                Ok(g) => g,
+                Err(e) => {
+                    for work in zns.into_iter().chain(other) {
+                        let s = self.settled_early(
+                            SendOutcome::NoToken {
+                                class: ErrorClass::Transient,
+                                reason: format!("the send gate is unavailable: {e:#}"),
+                            },
+                            work.channel,
+                            work.attempted,
+                            work.incoming,
+                            now,
+                        );
+                        settled.insert(work.at, s);
+                    }
+                    continue;
+                }
+            };
+            let read_at = Instant::now();
+            if let Some(remaining) = grant.remaining {
+                metrics::quota_remaining(tenant_id, remaining);
+            }
+            if let Some(reason) = grant.paused {
+                paused.insert(tenant_id.to_owned());
+                for work in zns.into_iter().chain(other) {
+                    let s = self.settled_early(
+                        SendOutcome::Paused(reason.clone()),
+                        work.channel,
+                        work.attempted,
+                        work.incoming,
+                        now,
+                    );
+                    settled.insert(work.at, s);
+                }
+                continue;
+            }
+            let mut slot = 0u32;
+            let allowed = grant.zns_allowed as usize;
+            let granted = grant.zns_granted as usize;
+            for (k, work) in zns.into_iter().enumerate() {
+                if k >= allowed {
+                    let s = self.settled_early(
+                        SendOutcome::QuotaWithheld,
+                        work.channel,
+                        work.attempted,
+                        work.incoming,
+                        now,
+                    );
+                    settled.insert(work.at, s);
+                } else if k < granted {
+                    sends.push((work, read_at + grant.slot(slot)));
+                    slot += 1;
+                } else {
+                    later.push(work);
+                }
+            }
+            for (k, work) in other.into_iter().enumerate() {
+                if k < grant.other_granted as usize {
+                    sends.push((work, read_at + grant.slot(slot)));
+                    slot += 1;
+                } else {
+                    later.push(work);
+                }
+            }
+            if slot == 0 {
+                wait = wait.min(grant.retry_after);
+            }
+        }
+        (sends, later, wait)
+    }
+
+    /// Settles a request whose outcome is known before (or instead of) a Zalo call:
+    /// the policy decides, as for every other outcome.
+    fn settled_early(
+        &self,
+        outcome: SendOutcome,
+        channel: Channel,
+        attempted: bool,
+        incoming: &Incoming,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Settled {
+        let ctx = Context {
+            attempt: incoming.attempt,
+            refreshed: false,
+            can_fall_back: false,
+            now,
+        };
+        let decision = retry::decide(&outcome, &ctx, &self.inner.retry);
+        Settled {
+            outcome,
+            decision,
+            channel,
+            attempted,
+        }
+    }
+
+    /// One Zalo call for a request on its current channel. Returns the outcome and
+    /// the access token it used (to replace it if Zalo refused it).
+    #[tracing::instrument(skip_all, fields(notification_id = %work.incoming.request.notification_id, tenant = %work.tenant.id, channel = work.channel.as_str()))]
+    async fn send_once(&self, work: &Work<'_>) -> (SendOutcome, Option<Secret>) {
+        let request = &work.incoming.request;
+        let app = &work.tenant.zalo;
+        let token = match self.inner.tokens.access_token(&work.tenant.id).await {
+            Ok(t) => t,
+            Err(e) => return (no_token(e), None),
+        };
+        let result = match work.channel {
+            Channel::Zns => {
+                let phone = work.route.phone.as_deref().unwrap_or_default();
+                tracing::debug!(phone = %mask_phone(phone), template_id = work.template_id, "Sending a ZNS message.");
+                let message = ZnsMessage {
+                    phone,
+                    template_id: work.template_id,
+                    template_data: &request.params,
+                    tracking_id: &request.notification_id,
+                };
+                self.inner
+                    .zalo
+                    .send_zns(app, token.expose(), &message)
+                    .await
+            }
+            Channel::OaTemplate => {
+                let message = OaTemplateMessage {
+                    user_id: work.route.user_id.as_deref().unwrap_or_default(),
+                    template_id: work.template_id,
+                    template_data: &request.params,
+                    tracking_id: &request.notification_id,
+                };
+                self.inner
+                    .zalo
+                    .send_oa_template(app, token.expose(), &message)
+                    .await
+            }
+            Channel::None => {
+                return (
+                    SendOutcome::Unsendable("no channel for this recipient".to_owned()),
+                    None,
+                )
+            }
+        };
+        match result {
+            Ok(accepted) => {
+                if let Some(at) = request.event_accepted_at {
+                    metrics::event_to_send(request.kind.as_str(), at);
+                }
+                (SendOutcome::Sent(accepted), Some(token))
+            }
+            Err(failure) => (SendOutcome::Failed(failure), Some(token)),
+        }
+    }
+
+    /// How long a batch's claims are reserved: the sends themselves plus the longest
+    /// its tenants' rate limits may make it wait.
+    fn lease_for(&self, requests: &[&NotificationRequest]) -> Duration {
+        let mut per_tenant: HashMap<&str, usize> = HashMap::new();
+        for r in requests {
+            *per_tenant.entry(r.tenant.as_str()).or_default() += 1;
+        }
+        let longest = per_tenant
+            .iter()
+            .filter_map(|(t, n)| {
+                let app = &self.inner.tenants.get(t)?.zalo;
+                Some(self.inner.limiter.longest_wait(app, *n))
+            })
+            .max()
+            .unwrap_or_default();
+        self.inner.lease + longest
+    }
+
     /// Polls until none of `ids` is leased by another sender, at most one lease long.
-    async fn wait_for_leases(&self, ids: &[String]) {
-        let deadline = tokio::time::Instant::now() + self.inner.lease + Duration::from_secs(1);
-        while tokio::time::Instant::now() < deadline {
+    async fn wait_for_leases(&self, ids: &[String], lease: Duration) {
+        let deadline = Instant::now() + lease + Duration::from_secs(1);
+        while Instant::now() < deadline {
             match deliveries::any_in_flight(&self.inner.pool, ids).await {
                 Ok(false) => return,
                 Ok(true) => {}
@@ -483,19 +951,30 @@ impl Sender {
     }
 }
 
+fn decide_for(
+    settings: &RetrySettings,
+    outcome: &SendOutcome,
+    work: &Work<'_>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Decision {
+    let ctx = Context {
+        attempt: work.incoming.attempt,
+        refreshed: work.refreshed,
+        can_fall_back: work.route.after(work.channel).is_some(),
+        now,
+    };
+    retry::decide(outcome, &ctx, settings)
+}
+
 fn no_token(e: TokenError) -> SendOutcome {
     match e {
-        TokenError::Refused(failure) => {
-            let class = TokenError::Refused(failure.clone()).class();
-            SendOutcome::NoToken {
-                class,
-                reason: format!("no access token: {}", failure.reason()),
-            }
-        }
         TokenError::UnknownTenant(t) => SendOutcome::Unsendable(format!("unknown tenant `{t}`")),
-        e @ TokenError::Unexpected(_) => SendOutcome::NoToken {
+        e => SendOutcome::NoToken {
             class: e.class(),
-            reason: format!("no access token: {e:#}"),
+            reason: match &e {
+                TokenError::Refused(failure) => format!("no access token: {}", failure.reason()),
+                other => format!("no access token: {other:#}"),
+            },
         },
     }
 }
@@ -506,8 +985,8 @@ fn new_delivery(request: &NotificationRequest) -> NewDelivery {
         tenant: request.tenant.clone(),
         kind: request.kind.as_str().to_owned(),
         lane: match request.lane {
-            loa_contracts::Lane::Transactional => "transactional",
-            loa_contracts::Lane::Broadcast => "broadcast",
+            Lane::Transactional => "transactional",
+            Lane::Broadcast => "broadcast",
         }
         .to_owned(),
         dossier_code: request.dossier_code.clone(),
@@ -516,32 +995,141 @@ fn new_delivery(request: &NotificationRequest) -> NewDelivery {
     }
 }
 
-fn record_of(request: &NotificationRequest, outcome: &SendOutcome, decision: &Decision) -> Outcome {
-    let (status, zalo_msg_id, error_code, error) = match (decision, outcome) {
-        (Decision::Sent, SendOutcome::Sent(accepted)) => {
-            (Status::Sent, Some(accepted.msg_id.clone()), None, None)
-        }
-        (Decision::Sent, _) => (Status::Sent, None, None, None),
-        (Decision::Fail { reason }, o) => (Status::Failed, None, code_of(o), Some(reason.clone())),
-        (Decision::Retry { reason, .. }, o) => {
-            (Status::Pending, None, code_of(o), Some(reason.clone()))
-        }
+fn record_of(request: &NotificationRequest, s: &Settled) -> Record {
+    let code = match &s.outcome {
+        SendOutcome::Failed(f) => f.code.and_then(|c| i32::try_from(c).ok()),
+        _ => None,
     };
-    Outcome {
-        notification_id: request.notification_id.clone(),
-        status,
-        channel: Channel::for_request(request).as_str().to_owned(),
-        zalo_msg_id,
-        error_code,
-        error,
+    let parked = |status: Status, reason: &str| {
+        (
+            status,
+            None,
+            code,
+            Some(reason.to_owned()),
+            serde_json::to_value(Envelope::NotificationRequestV1(request.clone())).ok(),
+        )
+    };
+    let (status, zalo_msg_id, error_code, error, body) = match &s.decision {
+        Decision::Sent => {
+            let msg_id = match &s.outcome {
+                SendOutcome::Sent(Accepted { msg_id, .. }) => Some(msg_id.clone()),
+                _ => None,
+            };
+            (Status::Sent, msg_id, None, None, None)
+        }
+        Decision::Fail { reason, .. } => (Status::Failed, None, code, Some(reason.clone()), None),
+        Decision::Retry { reason, .. } => {
+            (Status::Retrying, None, code, Some(reason.clone()), None)
+        }
+        Decision::Defer { reason, until, .. } => parked(
+            Status::Deferred {
+                until: Some(*until),
+            },
+            reason,
+        ),
+        Decision::Park { reason, recheck_at } => parked(
+            Status::Ambiguous {
+                recheck_at: *recheck_at,
+            },
+            reason,
+        ),
+        Decision::Hold { reason, .. } => parked(Status::Held, reason),
+        Decision::Refresh | Decision::Fallback => (Status::Pending, None, code, None, None),
+    };
+    Record {
+        outcome: Outcome {
+            notification_id: request.notification_id.clone(),
+            status,
+            channel: s.channel.as_str().to_owned(),
+            zalo_msg_id,
+            error_code,
+            error,
+        },
+        request: body,
+        attempted: s.attempted,
     }
 }
 
-fn code_of(outcome: &SendOutcome) -> Option<i32> {
-    match outcome {
-        SendOutcome::Failed(f) => f.code.and_then(|c| i32::try_from(c).ok()),
+/// The history row of a settled request (`notifier.delivery_events`).
+fn transition_of(request: &NotificationRequest, s: &Settled) -> Transition {
+    let code = match &s.outcome {
+        SendOutcome::Failed(f) => f.code,
         _ => None,
-    }
+    };
+    let (status, detail) = match &s.decision {
+        Decision::Sent => {
+            let msg_id = match &s.outcome {
+                SendOutcome::Sent(a) => Some(a.msg_id.clone()),
+                _ => None,
+            };
+            (
+                "sent",
+                json!({"channel": s.channel.as_str(), "msg_id": msg_id}),
+            )
+        }
+        Decision::Fail { label, reason } => (
+            "failed",
+            json!({"channel": s.channel.as_str(), "class": label, "code": code, "reason": reason}),
+        ),
+        Decision::Retry {
+            label,
+            reason,
+            next_attempt,
+            ..
+        } => (
+            "retrying",
+            json!({"channel": s.channel.as_str(), "class": label, "code": code, "reason": reason,
+                   "next_attempt": next_attempt}),
+        ),
+        Decision::Defer {
+            label,
+            reason,
+            until,
+            ..
+        } => (
+            "deferred",
+            json!({"channel": s.channel.as_str(), "class": label, "code": code, "reason": reason,
+                   "until": until}),
+        ),
+        Decision::Park { reason, recheck_at } => (
+            "ambiguous",
+            json!({"channel": s.channel.as_str(), "reason": reason, "recheck_at": recheck_at}),
+        ),
+        Decision::Hold { reason, .. } => (
+            "held",
+            json!({"channel": s.channel.as_str(), "code": code, "reason": reason}),
+        ),
+        Decision::Refresh | Decision::Fallback => ("sending", json!({})),
+    };
+    Transition::new(
+        &request.notification_id,
+        &request.tenant,
+        status,
+        chrono::Utc::now(),
+    )
+    .with_detail(detail)
+}
+
+/// Records a batch's results and their history in one transaction.
+async fn record_with_history(
+    pool: &Pool,
+    records: &[Record],
+    transitions: &[Transition],
+) -> anyhow::Result<()> {
+    let mut client = pool
+        .get()
+        .await
+        .context("Failed to get a PostgreSQL connection")?;
+    let tx = client
+        .transaction()
+        .await
+        .context("Failed to begin a transaction")?;
+    deliveries::record_batch(&tx, records).await?;
+    receipts::record_transitions(&tx, transitions).await?;
+    tx.commit()
+        .await
+        .context("Failed to commit the batch's deliveries")?;
+    Ok(())
 }
 
 fn envelope_type(envelope: &Envelope) -> &'static str {
@@ -566,7 +1154,7 @@ where
         match step().await {
             Ok(v) => return Ok(v),
             Err(e) if attempt >= DELAYS_MS.len() => {
-                tracing::error!(step = what, error.cause_chain = ?e, error.message = %e, "Database step failed; returning the batch to the queue.");
+                tracing::error!(step = what, error.cause_chain = ?e, error.message = %e, "Database step failed; giving up on it.");
                 return Err(e);
             }
             Err(e) => {
@@ -581,58 +1169,66 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::zalo::Api;
 
-    fn failure(code: i64) -> ZaloFailure {
-        crate::zalo::parse_envelope(
-            Api::Zns,
-            200,
-            format!(r#"{{"error":{code},"message":"m"}}"#).as_bytes(),
-        )
-        .unwrap_err()
+    /// Compiles only if a batch's future can move between threads (the consumer is
+    /// spawned on tokio's multi-threaded runtime).
+    #[allow(dead_code)]
+    fn a_batch_can_be_processed_on_any_thread(
+        sender: &Sender,
+        items: Vec<Result<Incoming, String>>,
+    ) {
+        fn is_send<T: Send>(_: &T) {}
+        is_send(&sender.process(items));
     }
 
     #[test]
-    fn success_is_recorded_as_sent() {
-        let accepted = Accepted {
-            msg_id: "x".into(),
-            daily_quota: None,
-            remaining_quota: None,
+    fn the_attempt_header_and_routing_key_are_read_from_the_delivery() {
+        let request = loa_contracts::NotificationRequest {
+            notification_id: "n1".into(),
+            tenant: "demo".into(),
+            kind: loa_contracts::NotificationKind::Receipt,
+            recipient: loa_contracts::Recipient {
+                phone: Some("84903123456".into()),
+                zalo_user_id: None,
+            },
+            params: Default::default(),
+            lane: Lane::Transactional,
+            dossier_code: None,
+            not_before: None,
+            trace_context: None,
+            event_accepted_at: None,
+            created_at: chrono::Utc::now(),
         };
-        assert_eq!(decide(&SendOutcome::Sent(accepted)), Decision::Sent);
-    }
-
-    #[test]
-    fn permanent_errors_fail_with_the_code_and_message() {
-        assert_eq!(
-            decide(&SendOutcome::Failed(failure(-108))),
-            Decision::Fail {
-                reason: "zalo error -108: m".into()
-            }
+        let mut headers = lapin::types::FieldTable::default();
+        headers.insert(
+            topology::H_ATTEMPT.into(),
+            lapin::types::AMQPValue::LongString("3".into()),
         );
-        assert!(matches!(
-            decide(&SendOutcome::Failed(failure(-109))),
-            Decision::Fail { .. }
-        ));
-        assert!(matches!(
-            decide(&SendOutcome::Unsendable("no template".into())),
-            Decision::Fail { .. }
-        ));
-    }
+        let mut delivery = Delivery::mock(
+            1,
+            "loa.notifications".into(),
+            "transactional.demo.receipt".into(),
+            false,
+            Envelope::NotificationRequestV1(request.clone()).to_bytes(),
+        );
+        delivery.properties = lapin::BasicProperties::default().with_headers(headers);
+        let incoming = Incoming::from_delivery(&delivery).unwrap();
+        assert_eq!(incoming.attempt, 3);
+        assert_eq!(
+            incoming.routing_key.as_deref(),
+            Some("transactional.demo.receipt")
+        );
+        assert_eq!(incoming.request, request);
 
-    #[test]
-    fn everything_else_goes_back_to_the_queue_with_its_class() {
-        for (code, class) in [
-            (-100, ErrorClass::Transient),
-            (-124, ErrorClass::RefreshToken),
-            (-133, ErrorClass::DeferNight),
-            (-144, ErrorClass::DeferQuota),
-            (-115, ErrorClass::NeedsOperator),
-        ] {
-            match decide(&SendOutcome::Failed(failure(code))) {
-                Decision::Retry { class: c, .. } => assert_eq!(c, class, "{code}"),
-                other => panic!("{code}: {other:?}"),
-            }
-        }
+        let poison = Delivery::mock(
+            2,
+            "loa.notifications".into(),
+            "transactional.demo.receipt".into(),
+            false,
+            b"{\"type\":\"nonsense\"}".to_vec(),
+        );
+        assert!(Incoming::from_delivery(&poison)
+            .unwrap_err()
+            .starts_with("undecodable notification request"));
     }
 }

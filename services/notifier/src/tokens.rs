@@ -17,6 +17,11 @@
 //! Access tokens are cached in memory and refreshed `margin` ahead of expiry (by a
 //! background loop, so an idle tenant's refresh token keeps rotating too) and on demand
 //! after Zalo refused one. Tokens never reach a log line: they are [`Secret`]s.
+//!
+//! Every failed refresh counts in `loa_notifier_token_refresh_failures_total{class}`;
+//! one that needs an operator (the refresh token is refused: an OA admin must
+//! re-authorise the app) also pauses the tenant's sending ([`crate::pause`]) until
+//! `POST /v1/pause/resume`, so its messages are held, not failed.
 
 use crate::{
     metrics,
@@ -249,6 +254,20 @@ impl TokenManager {
                     }
                     Err(e) => {
                         tracing::error!(tenant = %id, error.class = %e.class(), error.message = %e, "No valid Zalo access token for the tenant.");
+                        if e.class() == ErrorClass::NeedsOperator {
+                            // Only a human can re-authorise the OA: stop sending for
+                            // it (and alert) instead of failing its messages.
+                            let code = match &e {
+                                TokenError::Refused(f) => f.code,
+                                _ => None,
+                            };
+                            let reason = format!("token refresh failed: {e}");
+                            if let Err(pe) =
+                                crate::pause::pause(&self.pool, id, code, &reason).await
+                            {
+                                tracing::error!(tenant = %id, error.message = %pe, "Failed to store the tenant's pause.");
+                            }
+                        }
                     }
                 }
             }

@@ -17,6 +17,10 @@ pub struct TrackerSettings {
     /// Most events applied in one Postgres transaction.
     pub batch_size: usize,
     /// How long a batch waits for more events after its first one, in milliseconds.
+    /// 0 (the default) takes what has already arrived and goes: under load the
+    /// deliveries that arrive while a batch is applied make the next batch big, and at
+    /// low load no event waits (`loa bench latency` measured a p99 at 1,000 events/s
+    /// about a third lower than with 5 ms, at the same saturated throughput).
     pub batch_wait_ms: u64,
     /// Unacked events the broker may push ahead (at least `batch_size`).
     pub prefetch: u16,
@@ -35,7 +39,7 @@ impl Default for TrackerSettings {
         Self {
             bind: "0.0.0.0:8081".to_owned(),
             batch_size: 256,
-            batch_wait_ms: 5,
+            batch_wait_ms: 0,
             prefetch: 512,
             lookup_secret: Secret::new(DEFAULT_LOOKUP_SECRET),
             relay_enabled: true,

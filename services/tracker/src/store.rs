@@ -19,7 +19,7 @@ use deadpool_postgres::Pool;
 use loa_contracts::{DossierEvent, DossierStatus, Envelope, NotificationRequest};
 use loa_platform::{db::Migration, Secret};
 use std::collections::{HashMap, HashSet};
-use tokio_postgres::Row;
+use tokio_postgres::{types::Json, Row};
 
 /// The Postgres schema the tracker owns.
 pub const SCHEMA: &str = "tracker";
@@ -252,16 +252,19 @@ pub async fn apply_batch(
         .iter()
         .map(|e| (e.event.tenant.as_str(), e.event.dossier_code.as_str()))
         .unzip();
-    tx.query_one(
-        "SELECT count(pg_advisory_xact_lock($1, k)) FROM (
-             SELECT DISTINCT hashtext(t || chr(31) || c) AS k
-             FROM unnest($2::text[], $3::text[]) AS u(t, c)
-             ORDER BY 1
-         ) AS ordered",
-        &[&DOSSIER_LOCK_SPACE, &lock_tenants, &lock_codes],
-    )
-    .await
-    .context("Failed to lock the batch's dossiers")?;
+    let lock = tx
+        .prepare_cached(
+            "SELECT count(pg_advisory_xact_lock($1, k)) FROM (
+                 SELECT DISTINCT hashtext(t || chr(31) || c) AS k
+                 FROM unnest($2::text[], $3::text[]) AS u(t, c)
+                 ORDER BY 1
+             ) AS ordered",
+        )
+        .await
+        .context("Failed to prepare the dossier lock")?;
+    tx.query_one(&lock, &[&DOSSIER_LOCK_SPACE, &lock_tenants, &lock_codes])
+        .await
+        .context("Failed to lock the batch's dossiers")?;
 
     // A repeat inside the batch is a duplicate of its first occurrence.
     let mut outcomes = vec![EventOutcome::Duplicate; events.len()];
@@ -331,7 +334,7 @@ pub async fn apply_batch(
 }
 
 async fn insert_history(
-    tx: &tokio_postgres::Transaction<'_>,
+    tx: &deadpool_postgres::Transaction<'_>,
     events: &[IncomingEvent],
     indexes: &[usize],
 ) -> anyhow::Result<HashSet<(String, String)>> {
@@ -351,17 +354,23 @@ async fn insert_history(
         statuses.push(i16::from(event.status.code()));
         occurred.push(event.occurred_at.with_timezone(&Utc));
         sequences.push(event.sequence);
-        bodies.push(serde_json::to_value(event).context("Failed to serialise an event")?);
+        bodies.push(Json(event));
         traces.push(traceparent.as_deref());
     }
-    let rows = tx
-        .query(
+    let insert = tx
+        .prepare_cached(
             "INSERT INTO tracker.dossier_events
                  (tenant, event_id, dossier_code, status, occurred_at, sequence, event, traceparent)
              SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int2[], $5::timestamptz[],
                                   $6::int8[], $7::jsonb[], $8::text[])
              ON CONFLICT (tenant, event_id) DO NOTHING
              RETURNING tenant, event_id",
+        )
+        .await
+        .context("Failed to prepare the history insert")?;
+    let rows = tx
+        .query(
+            &insert,
             &[
                 &tenants, &ids, &codes, &statuses, &occurred, &sequences, &bodies, &traces,
             ],
@@ -376,7 +385,7 @@ const STATE_COLUMNS: &str = "tenant, dossier_code, status, procedure_code, proce
      last_sequence, last_occurred_at, last_stage, updated_at";
 
 async fn load_states(
-    tx: &tokio_postgres::Transaction<'_>,
+    tx: &deadpool_postgres::Transaction<'_>,
     events: &[IncomingEvent],
     indexes: &[usize],
 ) -> anyhow::Result<HashMap<DossierKey, DossierState>> {
@@ -392,14 +401,15 @@ async fn load_states(
             )
         })
         .unzip();
+    let select = tx
+        .prepare_cached(&format!(
+            "SELECT {STATE_COLUMNS} FROM tracker.dossiers
+             WHERE (tenant, dossier_code) IN (SELECT * FROM unnest($1::text[], $2::text[]))"
+        ))
+        .await
+        .context("Failed to prepare the state query")?;
     let rows = tx
-        .query(
-            &format!(
-                "SELECT {STATE_COLUMNS} FROM tracker.dossiers
-                 WHERE (tenant, dossier_code) IN (SELECT * FROM unnest($1::text[], $2::text[]))"
-            ),
-            &[&tenants, &codes],
-        )
+        .query(&select, &[&tenants, &codes])
         .await
         .context("Failed to load dossier states")?;
     rows.iter()
@@ -442,7 +452,7 @@ fn status_from_db(code: i16) -> anyhow::Result<DossierStatus> {
 }
 
 async fn upsert_states(
-    tx: &tokio_postgres::Transaction<'_>,
+    tx: &deadpool_postgres::Transaction<'_>,
     states: &[&DossierState],
 ) -> anyhow::Result<()> {
     if states.is_empty() {
@@ -466,8 +476,8 @@ async fn upsert_states(
     let occurred: Vec<DateTime<Utc>> = states.iter().map(|s| s.ordering.occurred_at).collect();
     let stages: Vec<i16> = states.iter().map(|s| i16::from(s.ordering.stage)).collect();
     let updated: Vec<DateTime<Utc>> = states.iter().map(|s| s.updated_at).collect();
-    tx.execute(
-        &format!(
+    let upsert = tx
+        .prepare_cached(&format!(
             "INSERT INTO tracker.dossiers ({STATE_COLUMNS})
              SELECT * FROM unnest($1::text[], $2::text[], $3::int2[], $4::text[], $5::text[], $6::text[],
                                   $7::text[], $8::text[], $9::timestamptz[], $10::timestamptz[],
@@ -488,7 +498,11 @@ async fn upsert_states(
                  last_occurred_at = excluded.last_occurred_at,
                  last_stage = excluded.last_stage,
                  updated_at = excluded.updated_at"
-        ),
+        ))
+        .await
+        .context("Failed to prepare the state upsert")?;
+    tx.execute(
+        &upsert,
         &[
             &tenants,
             &codes,
@@ -520,7 +534,7 @@ pub fn notification_routing_key(n: &NotificationRequest) -> String {
 }
 
 async fn insert_outbox(
-    tx: &tokio_postgres::Transaction<'_>,
+    tx: &deadpool_postgres::Transaction<'_>,
     planned: &[NotificationRequest],
 ) -> anyhow::Result<HashSet<String>> {
     if planned.is_empty() {
@@ -530,20 +544,22 @@ async fn insert_outbox(
     let tenants: Vec<&str> = planned.iter().map(|n| n.tenant.as_str()).collect();
     let kinds: Vec<&str> = planned.iter().map(|n| n.kind.as_str()).collect();
     let keys: Vec<String> = planned.iter().map(notification_routing_key).collect();
-    let bodies = planned
+    let bodies: Vec<Json<Envelope>> = planned
         .iter()
-        .map(|n| serde_json::to_value(Envelope::NotificationRequestV1(n.clone())))
-        .collect::<Result<Vec<_>, _>>()
-        .context("Failed to serialise a notification request")?;
+        .map(|n| Json(Envelope::NotificationRequestV1(n.clone())))
+        .collect();
     let traces: Vec<Option<&str>> = planned.iter().map(|n| n.trace_context.as_deref()).collect();
-    let rows = tx
-        .query(
+    let insert = tx
+        .prepare_cached(
             "INSERT INTO tracker.outbox (notification_id, tenant, kind, routing_key, body, traceparent)
              SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::text[])
              ON CONFLICT (notification_id) DO NOTHING
              RETURNING notification_id",
-            &[&ids, &tenants, &kinds, &keys, &bodies, &traces],
         )
+        .await
+        .context("Failed to prepare the outbox insert")?;
+    let rows = tx
+        .query(&insert, &[&ids, &tenants, &kinds, &keys, &bodies, &traces])
         .await
         .context("Failed to write the outbox")?;
     Ok(rows.iter().map(|r| r.get(0)).collect())

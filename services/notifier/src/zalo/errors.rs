@@ -3,8 +3,9 @@
 //! Zalo answers HTTP 200 with a negative `error` code for almost every failure, and the
 //! same code can mean "try again in a second", "try again tomorrow", "this citizen can
 //! never get it" or "a human must top up the account". Every caller decides from the
-//! [`ErrorClass`] computed here, never from raw codes, so the policy lives in one place
-//! (`zalo-platform.md` §4.3) and is tested per class below.
+//! [`ErrorClass`] computed here, never from raw codes, so the classification lives in
+//! one place (`zalo-platform.md` §4.3) and is tested per class below; what the engine
+//! does about each class is decided in one place too, [`crate::retry::decide`].
 
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
 use loa_contracts::time::vietnam;
@@ -224,6 +225,12 @@ pub fn defer_until(code: i64, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         ErrorClass::DeferQuota => at_local(local.date_naive().succ_opt()?, 0, 5),
         _ => None,
     }
+}
+
+/// 00:05 of the next quota day in Vietnam: when a spent daily ZNS quota (or a
+/// broadcast held back by the transactional reserve) may send again.
+pub fn next_quota_day(now: DateTime<Utc>) -> DateTime<Utc> {
+    defer_until(-144, now).unwrap_or(now + chrono::Duration::days(1))
 }
 
 #[cfg(test)]

@@ -1,12 +1,11 @@
 //! A notifier on a private database and vhost, talking to an in-process Zalo sandbox.
 
-use lapin::options::BasicGetOptions;
 use loa_contracts::{
     notification::notification_id, Envelope, Lane, NotificationKind, NotificationRequest, Recipient,
 };
 use loa_notifier::{Application, NotifierSettings};
 use loa_platform::{
-    amqp::{consumer::header, topology, OutgoingMessage, Publisher},
+    amqp::{topology, OutgoingMessage, Publisher},
     tenants::{demo_tenant, TenantSettings},
     testing::{eventually, TestEnv},
     CommonSettings, Secret, Tenants,
@@ -31,6 +30,8 @@ pub struct TestApp {
     pub pool: deadpool_postgres::Pool,
     pub publisher: Publisher,
     pub http: reqwest::Client,
+    /// The notifier's wall clock (night ban, quota day, parked requests).
+    pub clock: loa_notifier::clock::Clock,
     cancel: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -57,6 +58,27 @@ pub async fn spawn_app() -> TestApp {
 /// Starts the sandbox and the notifier; `edit` may change or add tenants (their Zalo
 /// URLs are pointed at the sandbox afterwards).
 pub async fn spawn_app_with(edit: impl FnOnce(&mut Vec<TenantSettings>)) -> TestApp {
+    spawn_app_configured(edit, |_| {}).await
+}
+
+/// The notifier's settings in tests: short time-outs, retry delay tiers of 200 to
+/// 800 ms, parked requests looked at every 100 ms.
+pub fn test_settings() -> NotifierSettings {
+    NotifierSettings {
+        bind: "127.0.0.1:0".into(),
+        http_timeout_ms: 3_000,
+        retry_delays_ms: vec![200, 400, 800],
+        scheduler_interval_ms: 100,
+        ..NotifierSettings::default()
+    }
+}
+
+/// Like [`spawn_app_with`]; `configure` may change the notifier's settings (they start
+/// from [`test_settings`]).
+pub async fn spawn_app_configured(
+    edit: impl FnOnce(&mut Vec<TenantSettings>),
+    configure: impl FnOnce(&mut NotifierSettings),
+) -> TestApp {
     let _ = std::env::var("TEST_LOG").map(|_| {
         loa_platform::telemetry::init(
             loa_platform::telemetry::LogFormat::Pretty,
@@ -99,14 +121,12 @@ pub async fn spawn_app_with(edit: impl FnOnce(&mut Vec<TenantSettings>)) -> Test
         database_pool_size: 8,
         ..CommonSettings::default()
     };
-    let settings = NotifierSettings {
-        bind: "127.0.0.1:0".into(),
-        http_timeout_ms: 3_000,
-        ..NotifierSettings::default()
-    };
+    let mut settings = test_settings();
+    configure(&mut settings);
     let app = Application::build(&common, &settings, tenants.clone())
         .await
         .expect("notifier builds");
+    let clock = app.clock();
     let address = format!("http://127.0.0.1:{}", app.port());
     let pool = loa_platform::db::pool(&env.database_url, 2).expect("pool");
     let stop = cancel.clone();
@@ -124,12 +144,46 @@ pub async fn spawn_app_with(edit: impl FnOnce(&mut Vec<TenantSettings>)) -> Test
         http: reqwest::Client::new(),
         cancel,
         tasks,
+        clock,
     };
     test_app.wait_until_ready().await;
     test_app
 }
 
 impl TestApp {
+    /// Starts another notifier on the same database, vhost and sandbox (a second
+    /// replica), with the test settings changed by `configure`, and waits until it is
+    /// ready. Returns its clock.
+    pub async fn spawn_replica(
+        &mut self,
+        configure: impl FnOnce(&mut NotifierSettings),
+    ) -> loa_notifier::clock::Clock {
+        let common = CommonSettings {
+            amqp_url: self.env.amqp_url.clone(),
+            database_url: self.env.database_url.clone(),
+            database_pool_size: 8,
+            ..CommonSettings::default()
+        };
+        let mut settings = test_settings();
+        configure(&mut settings);
+        let app = Application::build(&common, &settings, self.tenants.clone())
+            .await
+            .expect("replica builds");
+        let clock = app.clock();
+        let ready = format!("http://127.0.0.1:{}/readyz", app.port());
+        let stop = self.cancel.clone();
+        self.tasks.push(tokio::spawn(async move {
+            app.run_until_stopped(stop).await.expect("replica runs");
+        }));
+        eventually(PATIENCE, || async {
+            let r = self.http.get(&ready).send().await.ok()?;
+            r.status().is_success().then_some(())
+        })
+        .await
+        .expect("the replica becomes ready");
+        clock
+    }
+
     async fn wait_until_ready(&self) {
         eventually(PATIENCE, || async {
             let r = self
@@ -310,24 +364,24 @@ impl TestApp {
         .expect("the queue drains");
     }
 
-    /// Takes every dead letter: (reason header, body).
+    /// Takes (deletes and returns) every dead letter the notifier has stored from
+    /// `loa.dead-letters` so far, oldest first: (reason, body).
     pub async fn take_dead_letters(&self) -> Vec<(Option<String>, Vec<u8>)> {
-        let conn = loa_platform::amqp::connect(&self.env.amqp_url, "dead-letter-reader")
+        let client = self.pool.get().await.expect("db");
+        let mut rows: Vec<(i64, Option<String>, Vec<u8>)> = client
+            .query(
+                "DELETE FROM notifier.dead_letters RETURNING id, reason, body",
+                &[],
+            )
             .await
-            .expect("broker");
-        let channel = conn.create_channel().await.expect("channel");
-        let mut out = Vec::new();
-        while let Some(message) = channel
-            .basic_get(topology::Q_DEAD.into(), BasicGetOptions { no_ack: true })
-            .await
-            .expect("basic.get")
-        {
-            out.push((
-                header(&message.delivery, topology::H_REASON),
-                message.delivery.data.clone(),
-            ));
-        }
-        out
+            .expect("dead letters")
+            .iter()
+            .map(|r| (r.get(0), Some(r.get(1)), r.get(2)))
+            .collect();
+        rows.sort_by_key(|r| r.0);
+        rows.into_iter()
+            .map(|(_, reason, body)| (reason, body))
+            .collect()
     }
 
     /// Waits for at least one dead letter and returns them all.

@@ -2,8 +2,12 @@
 //! vhost per test) and the Zalo sandbox in process.
 
 mod claims;
+mod dead_letters;
 mod deliveries_api;
 mod delivery;
+mod engine;
 mod helpers;
 mod ops;
+mod rate_limit;
 mod tokens;
+mod webhooks;

@@ -122,6 +122,7 @@ where
     )
     .await?;
     status.set(true);
+    metrics::init(&settings.queue);
     tracing::info!(queue = %settings.queue, "Consuming.");
 
     loop {
@@ -297,6 +298,13 @@ mod metrics {
         )
         .expect("metric registers once")
     });
+
+    /// Creates the queue's series at zero, so `increase()` in an alert sees the first
+    /// lost ack or dead letter too (a series that appears at 1 has no increase).
+    pub fn init(queue: &str) {
+        LOST_ACKS.with_label_values(&[queue]);
+        DEAD_LETTERED.with_label_values(&[queue]);
+    }
 
     pub fn lost_acks(queue: &str, n: usize) {
         LOST_ACKS.with_label_values(&[queue]).inc_by(n as u64);

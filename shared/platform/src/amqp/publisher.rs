@@ -122,6 +122,26 @@ impl Publisher {
     /// Publishes every message pipelined and returns once all are confirmed. Any
     /// failure fails the batch (some may still have been stored: consumers dedupe).
     pub async fn publish_all(&self, messages: &[OutgoingMessage]) -> Result<(), PublishError> {
+        let items: Vec<(&OutgoingMessage, Option<std::time::Duration>)> =
+            messages.iter().map(|m| (m, None)).collect();
+        self.publish_items(&items).await
+    }
+
+    /// Like [`Self::publish_all`], each message with its own `expiration` (per-message
+    /// TTL): a jittered wait in a delay queue.
+    pub async fn publish_all_expiring(
+        &self,
+        messages: &[(OutgoingMessage, std::time::Duration)],
+    ) -> Result<(), PublishError> {
+        let items: Vec<(&OutgoingMessage, Option<std::time::Duration>)> =
+            messages.iter().map(|(m, ttl)| (m, Some(*ttl))).collect();
+        self.publish_items(&items).await
+    }
+
+    async fn publish_items(
+        &self,
+        messages: &[(&OutgoingMessage, Option<std::time::Duration>)],
+    ) -> Result<(), PublishError> {
         if messages.is_empty() {
             return Ok(());
         }
@@ -144,9 +164,12 @@ impl Publisher {
     }
 }
 
-async fn publish_on(channel: &Channel, messages: &[OutgoingMessage]) -> Result<(), PublishError> {
+async fn publish_on(
+    channel: &Channel,
+    messages: &[(&OutgoingMessage, Option<std::time::Duration>)],
+) -> Result<(), PublishError> {
     let mut confirms = Vec::with_capacity(messages.len());
-    for m in messages {
+    for &(m, expiration) in messages {
         let confirm = channel
             .basic_publish(
                 m.exchange.as_str().into(),
@@ -156,7 +179,10 @@ async fn publish_on(channel: &Channel, messages: &[OutgoingMessage]) -> Result<(
                     immediate: false, // not supported by RabbitMQ
                 },
                 &m.body,
-                properties(m),
+                match expiration {
+                    Some(ttl) => properties(m).with_expiration(ttl.as_millis().to_string().into()),
+                    None => properties(m),
+                },
             )
             .await
             .map_err(|e| PublishError::Unavailable(e.to_string()))?;

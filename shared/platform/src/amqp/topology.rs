@@ -38,6 +38,100 @@ pub const H_TRACEPARENT: &str = "traceparent";
 /// Deliveries of one message before the broker dead-letters it as poison.
 pub const DELIVERY_LIMIT: i32 = 10;
 
+/// Delay queues (retries without a broker plugin): a headers exchange that routes a
+/// message to the delay queue named in its [`H_DELAY_QUEUE`] header, keeping the
+/// message's routing key, so that when it expires there it is dead-lettered back to
+/// its work exchange with the routing key it was first published with.
+pub const EX_DELAY: &str = "loa.delay";
+/// Header naming the delay queue a message is published to through [`EX_DELAY`].
+pub const H_DELAY_QUEUE: &str = "x-loa-delay-queue";
+/// Header counting a message's attempts (1 when absent): the retry engine's own count,
+/// independent of the broker's delivery count.
+pub const H_ATTEMPT: &str = "x-loa-attempt";
+
+/// The name of the delay queue of `prefix` that holds messages for `ttl` at most:
+/// `notifier.delay.6000ms`. The TTL is in the name because queue arguments cannot
+/// change: another TTL is another queue.
+pub fn delay_queue_name(prefix: &str, ttl: std::time::Duration) -> String {
+    format!("{prefix}.delay.{}ms", ttl.as_millis())
+}
+
+/// Declares [`EX_DELAY`] and a quorum delay queue on it: messages wait up to `ttl`
+/// (less when their own `expiration` is shorter, for jitter), then are dead-lettered,
+/// at least once, to `back_to` with their routing key. No consumer ever reads it.
+/// Idempotent.
+pub async fn declare_delay_queue(
+    channel: &Channel,
+    name: &str,
+    ttl: std::time::Duration,
+    back_to: &str,
+) -> anyhow::Result<()> {
+    let options = ExchangeDeclareOptions {
+        passive: false,     // create it when missing
+        durable: true,      // survives a broker restart
+        auto_delete: false, // stays when no queue is bound
+        internal: false,    // clients publish to it
+        nowait: false,      // wait for the broker's answer
+    };
+    super::timed(
+        "exchange.declare",
+        channel.exchange_declare(
+            EX_DELAY.into(),
+            ExchangeKind::Headers,
+            options,
+            FieldTable::default(),
+        ),
+    )
+    .await?;
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
+    let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+    args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(ttl_ms));
+    args.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString(back_to.into()),
+    );
+    // An expired message is confirmed by the work queue before the delay queue drops it.
+    args.insert(
+        "x-dead-letter-strategy".into(),
+        AMQPValue::LongString("at-least-once".into()),
+    );
+    // Required by at-least-once dead-lettering.
+    args.insert(
+        "x-overflow".into(),
+        AMQPValue::LongString("reject-publish".into()),
+    );
+    let options = QueueDeclareOptions {
+        passive: false,     // create it when missing
+        durable: true,      // quorum queues are always durable
+        exclusive: false,   // shared by every replica
+        auto_delete: false, // it has no consumers, by design
+        nowait: false,      // wait for the broker's answer
+    };
+    super::timed(
+        "queue.declare",
+        channel.queue_declare(name.into(), options, args),
+    )
+    .await?;
+    let mut binding = FieldTable::default();
+    binding.insert("x-match".into(), AMQPValue::LongString("all".into()));
+    binding.insert(H_DELAY_QUEUE.into(), AMQPValue::LongString(name.into()));
+    super::timed(
+        "queue.bind",
+        channel.queue_bind(
+            name.into(),
+            EX_DELAY.into(),
+            "".into(),
+            QueueBindOptions { nowait: false },
+            binding,
+        ),
+    )
+    .await
+}
+
 /// Declares the whole topology. Idempotent.
 pub async fn declare(channel: &Channel) -> anyhow::Result<()> {
     for ex in [EX_INGRESS, EX_EVENTS, EX_NOTIFICATIONS, EX_DEAD] {

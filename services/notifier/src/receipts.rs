@@ -1,0 +1,477 @@
+//! Delivery receipts and every delivery's history.
+//!
+//! Zalo reports what became of a message it accepted: `user_received_message` (the
+//! phone got it; ZNS receipts carry our `tracking_id` and the `delivery_time`) and
+//! `user_seen_message` (the citizen opened it). [`apply`] moves the delivery on,
+//! `sent` → `delivered` → `seen`, never backwards: a receipt that arrives after the
+//! seen event only fills `delivered_at`. Each transition is one row of
+//! `notifier.delivery_events`, written with [`record_transitions`], which the sender
+//! also calls for `sent` and `failed`.
+//!
+//! A receipt can overtake the sender: Zalo answers the send, emits the receipt, and
+//! the receipt reaches us before the sender has recorded the batch (so no row has the
+//! `zalo_msg_id` yet, or the row is still leased by the sender). Such a receipt is kept
+//! `pending` in `notifier.webhook_events`, and [`run_reconciler`] applies it as soon
+//! as the delivery is recorded (giving up after [`RECEIPT_WAIT`]).
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{GenericClient, Pool};
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::{
+    collections::{HashMap, HashSet},
+    time::Duration,
+};
+use tokio_util::sync::CancellationToken;
+
+/// How long a receipt waits for its delivery to be recorded before it is given up as
+/// `unmatched` (a message sent by someone else through the same OA, or lost records).
+pub const RECEIPT_WAIT: Duration = Duration::from_secs(3600);
+
+/// How often the reconciler looks for pending receipts.
+const RECONCILE_EVERY: Duration = Duration::from_millis(500);
+
+/// How often old webhook events are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
+/// Most pending receipts retried in one transaction.
+const RECONCILE_BATCH: i64 = 200;
+
+/// One status transition of a delivery, for its history.
+#[derive(Debug, Clone)]
+pub struct Transition {
+    /// The delivery (its notification id).
+    pub notification_id: String,
+    /// Its tenant.
+    pub tenant: String,
+    /// The status it moved to: `sent`, `delivered`, `seen`, `failed`, `deferred`,
+    /// `held`, `ambiguous`, `retrying`.
+    pub status: String,
+    /// When it happened (Zalo's time for receipts).
+    pub at: DateTime<Utc>,
+    /// Anything worth keeping: channel, `msg_id`, error code and reason (never a phone
+    /// number or a token).
+    pub detail: Value,
+}
+
+impl Transition {
+    /// A transition with an empty detail.
+    pub fn new(
+        notification_id: impl Into<String>,
+        tenant: impl Into<String>,
+        status: impl Into<String>,
+        at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            notification_id: notification_id.into(),
+            tenant: tenant.into(),
+            status: status.into(),
+            at,
+            detail: json!({}),
+        }
+    }
+
+    /// Adds detail.
+    pub fn with_detail(mut self, detail: Value) -> Self {
+        self.detail = detail;
+        self
+    }
+}
+
+/// Appends transitions to `notifier.delivery_events` in one statement, on a pooled
+/// connection or inside the caller's transaction (pass the transaction to make the
+/// history atomic with the status change). `sent`, `delivered` and `seen` are kept
+/// once per delivery: a repeated one is skipped. Returns the rows written.
+pub async fn record_transitions<C: GenericClient>(
+    client: &C,
+    transitions: &[Transition],
+) -> anyhow::Result<u64> {
+    if transitions.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<&str> = transitions
+        .iter()
+        .map(|t| t.notification_id.as_str())
+        .collect();
+    let tenants: Vec<&str> = transitions.iter().map(|t| t.tenant.as_str()).collect();
+    let statuses: Vec<&str> = transitions.iter().map(|t| t.status.as_str()).collect();
+    let ats: Vec<DateTime<Utc>> = transitions.iter().map(|t| t.at).collect();
+    let details: Vec<String> = transitions.iter().map(|t| t.detail.to_string()).collect();
+    client
+        .execute(
+            "INSERT INTO notifier.delivery_events (notification_id, tenant, status, at, detail)
+             SELECT notification_id, tenant, status, at, detail::jsonb
+               FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[])
+                    AS t(notification_id, tenant, status, at, detail)
+             ON CONFLICT DO NOTHING",
+            &[&ids, &tenants, &statuses, &ats, &details],
+        )
+        .await
+        .context("Failed to record delivery transitions")
+}
+
+/// A delivery receipt, as parsed from a verified webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Receipt {
+    /// `user_received_message`.
+    Received {
+        /// Zalo's message id.
+        msg_id: String,
+        /// Our notification id (ZNS receipts).
+        tracking_id: Option<String>,
+        /// `delivery_time` (ZNS), else the event's timestamp.
+        at: DateTime<Utc>,
+    },
+    /// `user_seen_message`.
+    Seen {
+        /// Zalo's message ids.
+        msg_ids: Vec<String>,
+        /// The event's timestamp.
+        at: DateTime<Utc>,
+    },
+}
+
+/// What applying a receipt came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// Every message it names is matched (moved on, or already further along).
+    Done,
+    /// Some message is not recorded yet (or a sender is still at it): try again later.
+    Waiting,
+}
+
+/// A delivery row as a receipt sees it.
+struct Target {
+    notification_id: String,
+    status: String,
+    sent_at: Option<DateTime<Utc>>,
+    leased: bool,
+}
+
+/// Applies a receipt to the tenant's deliveries (inside the caller's transaction,
+/// which also holds the webhook's dedup row). Idempotent: applying it again changes
+/// nothing, so a pending receipt can be retried freely.
+pub async fn apply<C: GenericClient>(
+    client: &C,
+    tenant: &str,
+    receipt: &Receipt,
+) -> anyhow::Result<Applied> {
+    match receipt {
+        Receipt::Received {
+            msg_id,
+            tracking_id,
+            at,
+        } => apply_received(client, tenant, msg_id, tracking_id.as_deref(), *at).await,
+        Receipt::Seen { msg_ids, at } => apply_seen(client, tenant, msg_ids, *at).await,
+    }
+}
+
+fn target_of(row: &tokio_postgres::Row) -> Target {
+    Target {
+        notification_id: row.get(0),
+        status: row.get(1),
+        sent_at: row.get(2),
+        leased: row.get(3),
+    }
+}
+
+async fn apply_received<C: GenericClient>(
+    client: &C,
+    tenant: &str,
+    msg_id: &str,
+    tracking_id: Option<&str>,
+    at: DateTime<Utc>,
+) -> anyhow::Result<Applied> {
+    // By our tracking id when Zalo echoes it (ZNS), else by Zalo's message id.
+    let row = client
+        .query_opt(
+            "SELECT notification_id, status, sent_at, coalesce(lease_until > now(), false)
+               FROM notifier.deliveries
+              WHERE tenant = $1 AND (notification_id = $2 OR zalo_msg_id = $3)
+              ORDER BY (notification_id = $2) IS TRUE DESC
+              LIMIT 1
+              FOR UPDATE",
+            &[&tenant, &tracking_id, &msg_id],
+        )
+        .await
+        .context("Failed to find the delivery of a receipt")?;
+    let Some(target) = row.as_ref().map(target_of) else {
+        return Ok(Applied::Waiting);
+    };
+    if target.status == "sending" && target.leased {
+        // The sender has not recorded its answer yet; do not race its write.
+        return Ok(Applied::Waiting);
+    }
+    let moves = !matches!(target.status.as_str(), "delivered" | "seen");
+    client
+        .execute(
+            "UPDATE notifier.deliveries
+                SET status = CASE WHEN status IN ('delivered', 'seen') THEN status ELSE 'delivered' END,
+                    delivered_at = coalesce(delivered_at, $2),
+                    zalo_msg_id = coalesce(zalo_msg_id, $3),
+                    updated_at = now()
+              WHERE notification_id = $1",
+            &[&target.notification_id, &at, &msg_id],
+        )
+        .await
+        .context("Failed to record a delivery receipt")?;
+    if moves {
+        let transitions = [
+            sent_if_missing(&target, tenant, at, msg_id),
+            Transition::new(&target.notification_id, tenant, "delivered", at)
+                .with_detail(json!({"msg_id": msg_id, "event": "user_received_message"})),
+        ];
+        record_transitions(client, &transitions).await?;
+    }
+    Ok(Applied::Done)
+}
+
+async fn apply_seen<C: GenericClient>(
+    client: &C,
+    tenant: &str,
+    msg_ids: &[String],
+    at: DateTime<Utc>,
+) -> anyhow::Result<Applied> {
+    let rows = client
+        .query(
+            "SELECT notification_id, status, sent_at, coalesce(lease_until > now(), false), zalo_msg_id
+               FROM notifier.deliveries
+              WHERE tenant = $1 AND zalo_msg_id = ANY($2)
+              ORDER BY notification_id
+              FOR UPDATE",
+            &[&tenant, &msg_ids],
+        )
+        .await
+        .context("Failed to find the deliveries of a seen event")?;
+    let matched: HashSet<String> = rows.iter().map(|r| r.get(4)).collect();
+    let mut applied = if msg_ids.iter().all(|m| matched.contains(m)) {
+        Applied::Done
+    } else {
+        Applied::Waiting
+    };
+    let mut moved: Vec<String> = Vec::new();
+    let mut transitions = Vec::new();
+    for row in &rows {
+        let target = target_of(row);
+        let msg_id: String = row.get(4);
+        if target.status == "sending" && target.leased {
+            applied = Applied::Waiting;
+            continue;
+        }
+        if target.status != "seen" {
+            transitions.push(sent_if_missing(&target, tenant, at, &msg_id));
+            transitions.push(
+                Transition::new(&target.notification_id, tenant, "seen", at)
+                    .with_detail(json!({"msg_id": msg_id, "event": "user_seen_message"})),
+            );
+        }
+        moved.push(target.notification_id);
+    }
+    if moved.is_empty() {
+        return Ok(applied);
+    }
+    client
+        .execute(
+            "UPDATE notifier.deliveries
+                SET status = 'seen', seen_at = coalesce(seen_at, $2), updated_at = now()
+              WHERE notification_id = ANY($1)",
+            &[&moved, &at],
+        )
+        .await
+        .context("Failed to record a seen event")?;
+    record_transitions(client, &transitions).await?;
+    Ok(applied)
+}
+
+/// The `sent` row of a delivery that moves on before its sender wrote one (it is
+/// skipped if there is one): at `sent_at`, or the receipt's time when the send was
+/// never recorded as such (an ambiguous send the receipt proves).
+fn sent_if_missing(
+    target: &Target,
+    tenant: &str,
+    receipt_at: DateTime<Utc>,
+    msg_id: &str,
+) -> Transition {
+    Transition::new(
+        &target.notification_id,
+        tenant,
+        "sent",
+        target.sent_at.unwrap_or(receipt_at),
+    )
+    .with_detail(json!({"msg_id": msg_id, "recorded_by": "receipt"}))
+}
+
+/// One row of a delivery's history, as the deliveries API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryEntry {
+    /// The status the delivery moved to.
+    pub status: String,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// What else is known (channel, `msg_id`, error).
+    pub detail: Value,
+}
+
+/// Receipt times and history of one delivery.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReceiptView {
+    /// When the phone received it (Zalo's `delivery_time`).
+    pub delivered_at: Option<DateTime<Utc>>,
+    /// When the citizen opened it.
+    pub seen_at: Option<DateTime<Utc>>,
+    /// Transitions in the order they were recorded (Zalo's receipt times and ours
+    /// come from different clocks, so `at` alone may not be monotonic).
+    pub history: Vec<HistoryEntry>,
+}
+
+/// Receipt times and histories of a tenant's deliveries, by notification id.
+pub async fn views_for(
+    pool: &Pool,
+    tenant: &str,
+    notification_ids: &[String],
+) -> anyhow::Result<HashMap<String, ReceiptView>> {
+    if notification_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let client = pool
+        .get()
+        .await
+        .context("Failed to get a PostgreSQL connection")?;
+    let mut views: HashMap<String, ReceiptView> = client
+        .query(
+            "SELECT notification_id, delivered_at, seen_at FROM notifier.deliveries
+              WHERE tenant = $1 AND notification_id = ANY($2)",
+            &[&tenant, &notification_ids],
+        )
+        .await
+        .context("Failed to read delivery receipts")?
+        .iter()
+        .map(|r| {
+            (
+                r.get(0),
+                ReceiptView {
+                    delivered_at: r.get(1),
+                    seen_at: r.get(2),
+                    history: Vec::new(),
+                },
+            )
+        })
+        .collect();
+    let rows = client
+        .query(
+            "SELECT notification_id, status, at, detail FROM notifier.delivery_events
+              WHERE tenant = $1 AND notification_id = ANY($2)
+              ORDER BY notification_id, id",
+            &[&tenant, &notification_ids],
+        )
+        .await
+        .context("Failed to read delivery histories")?;
+    for r in &rows {
+        let id: String = r.get(0);
+        views.entry(id).or_default().history.push(HistoryEntry {
+            status: r.get(1),
+            at: r.get(2),
+            detail: r.get(3),
+        });
+    }
+    Ok(views)
+}
+
+/// Retries pending receipts until `cancel` fires (every replica may run it: rows are
+/// taken with `SKIP LOCKED`), and every few minutes prunes webhook events past
+/// their retention ([`crate::webhook::prune_events`]).
+pub async fn run_reconciler(pool: Pool, cancel: CancellationToken) {
+    let mut failures = 0u32;
+    let mut last_prune: Option<tokio::time::Instant> = None;
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(RECONCILE_EVERY) => {}
+        }
+        if last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+            last_prune = Some(tokio::time::Instant::now());
+            if let Err(e) = crate::webhook::prune_events(&pool).await {
+                tracing::warn!(error.cause_chain = ?e, error.message = %e, "Failed to prune old webhook events.");
+            }
+        }
+        match reconcile_pending(&pool).await {
+            Ok(_) => failures = 0,
+            Err(e) => {
+                failures += 1;
+                // A database outage must not flood the log: 1st, 2nd, 4th, 8th… failure.
+                if failures.is_power_of_two() {
+                    tracing::warn!(failures, error.cause_chain = ?e, error.message = %e, "Failed to retry pending delivery receipts.");
+                }
+            }
+        }
+    }
+}
+
+/// One round of the reconciler: applies the pending receipts that are due, in one
+/// transaction. Returns how many it settled (applied or given up).
+pub async fn reconcile_pending(pool: &Pool) -> anyhow::Result<usize> {
+    let mut client = pool
+        .get()
+        .await
+        .context("Failed to get a PostgreSQL connection")?;
+    let tx = client
+        .transaction()
+        .await
+        .context("Failed to begin a transaction")?;
+    let rows = tx
+        .query(
+            "SELECT tenant, event_name, dedup_key, body, attempts,
+                    received_at < now() - make_interval(secs => $2)
+               FROM notifier.webhook_events
+              WHERE outcome = 'pending' AND next_attempt_at <= now()
+              ORDER BY next_attempt_at
+              LIMIT $1
+              FOR UPDATE SKIP LOCKED",
+            &[&RECONCILE_BATCH, &RECEIPT_WAIT.as_secs_f64()],
+        )
+        .await
+        .context("Failed to read pending receipts")?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let mut settled = 0;
+    for row in &rows {
+        let (tenant, event_name, dedup_key): (String, String, String) =
+            (row.get(0), row.get(1), row.get(2));
+        let body: Value = row.get(3);
+        let attempts: i32 = row.get(4);
+        let expired: bool = row.get(5);
+        let applied = match crate::webhook::receipt_of(&body) {
+            Some(receipt) => apply(&tx, &tenant, &receipt).await?,
+            // Cannot happen for rows this module wrote; settle it rather than loop.
+            None => Applied::Done,
+        };
+        let outcome = match applied {
+            Applied::Done => "applied",
+            Applied::Waiting if expired => {
+                tracing::info!(%tenant, event = %event_name, "Giving up on a delivery receipt that matches no delivery of ours.");
+                "unmatched"
+            }
+            Applied::Waiting => "pending",
+        };
+        if outcome != "pending" {
+            settled += 1;
+        }
+        // Back off 1, 2, 4 … 60 s between tries.
+        let backoff = f64::from(1u32 << attempts.clamp(0, 6)).min(60.0);
+        tx.execute(
+            "UPDATE notifier.webhook_events
+                SET outcome = $4, attempts = attempts + 1,
+                    next_attempt_at = CASE WHEN $4 = 'pending' THEN now() + make_interval(secs => $5) END
+              WHERE tenant = $1 AND event_name = $2 AND dedup_key = $3",
+            &[&tenant, &event_name, &dedup_key, &outcome, &backoff],
+        )
+        .await
+        .context("Failed to update a pending receipt")?;
+    }
+    tx.commit()
+        .await
+        .context("Failed to commit pending receipts")?;
+    Ok(settled)
+}

@@ -1,0 +1,192 @@
+//! Republishes parked requests when they are due: `deferred` rows whose `not_before`
+//! has come (night ban over, next quota day, `not_before`, a resumed tenant's held
+//! requests) and `ambiguous` rows whose `recheck_at` has come without a receipt (a
+//! receipt would have moved them to `delivered` or `seen`, so those are never resent).
+//!
+//! Every replica runs it. Each round takes at most `batch` due rows with
+//! `FOR UPDATE SKIP LOCKED` (replicas share the work, never the rows), publishes their
+//! stored requests to `loa.notifications` with publisher confirms, marks them
+//! `retrying` and commits. A crash between the confirm and the commit republishes them
+//! once more; the claim in front of every send makes that harmless. Due times are read
+//! from the notifier's [`Clock`], so a test can jump to 06:05 instead of waiting.
+
+use crate::{clock::Clock, pause, retry};
+use anyhow::Context;
+use deadpool_postgres::Pool;
+use loa_platform::{
+    amqp::{topology, OutgoingMessage, Publisher},
+    Tenants,
+};
+use serde_json::Value;
+use std::{sync::Arc, time::Duration};
+use tokio_util::sync::CancellationToken;
+
+/// The scheduler. Cheap to clone.
+#[derive(Clone)]
+pub struct Scheduler {
+    pool: Pool,
+    publisher: Arc<Publisher>,
+    clock: Clock,
+    tenants: Tenants,
+    interval: Duration,
+    batch: i64,
+}
+
+impl Scheduler {
+    /// Polls every `interval` and republishes at most `batch` rows per statement.
+    pub fn new(
+        pool: Pool,
+        publisher: Arc<Publisher>,
+        clock: Clock,
+        tenants: Tenants,
+        interval: Duration,
+        batch: usize,
+    ) -> Self {
+        Self {
+            pool,
+            publisher,
+            clock,
+            tenants,
+            interval,
+            batch: i64::try_from(batch.max(1)).unwrap_or(1000),
+        }
+    }
+
+    /// Runs until `cancel` fires: republishes due rows (all of them, a batch at a
+    /// time) and refreshes the pause gauge, then sleeps one interval.
+    pub async fn run(&self, cancel: CancellationToken) {
+        loop {
+            loop {
+                if cancel.is_cancelled() {
+                    return;
+                }
+                match self.republish_due().await {
+                    Ok(n) if n as i64 >= self.batch => continue,
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::warn!(error.cause_chain = ?e, error.message = %e, "Failed to republish due deliveries; trying again.");
+                        break;
+                    }
+                }
+            }
+            if let Err(e) = pause::refresh_gauge(&self.pool, &self.tenants).await {
+                tracing::warn!(error.message = %e, "Failed to read tenant pauses.");
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(self.interval) => {}
+            }
+        }
+    }
+
+    /// One round: republishes up to `batch` due rows and returns how many.
+    pub async fn republish_due(&self) -> anyhow::Result<usize> {
+        let now = self.clock.now();
+        let mut client = self
+            .pool
+            .get()
+            .await
+            .context("Failed to get a PostgreSQL connection")?;
+        let tx = client
+            .transaction()
+            .await
+            .context("Failed to begin a transaction")?;
+        // Two statements, one per partial index; each row locked, none waited for.
+        let mut rows = tx
+            .query(
+                "SELECT notification_id, tenant, status, attempts, request
+                   FROM notifier.deliveries
+                  WHERE status = 'deferred' AND (not_before IS NULL OR not_before <= $1)
+                    AND request IS NOT NULL
+                  ORDER BY not_before NULLS FIRST
+                  LIMIT $2
+                  FOR UPDATE SKIP LOCKED",
+                &[&now, &self.batch],
+            )
+            .await
+            .context("Failed to select due deferred deliveries")?;
+        rows.extend(
+            tx.query(
+                "SELECT notification_id, tenant, status, attempts, request
+                   FROM notifier.deliveries
+                  WHERE status = 'ambiguous' AND recheck_at <= $1 AND request IS NOT NULL
+                  ORDER BY recheck_at
+                  LIMIT $2
+                  FOR UPDATE SKIP LOCKED",
+                &[&now, &self.batch],
+            )
+            .await
+            .context("Failed to select due ambiguous deliveries")?,
+        );
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut ids = Vec::with_capacity(rows.len());
+        let mut broken = Vec::new();
+        let mut messages = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let id: String = row.get(0);
+            let tenant: String = row.get(1);
+            let status: String = row.get(2);
+            let attempts: i32 = row.get(3);
+            let body: Value = row.get(4);
+            let request = match serde_json::from_value::<loa_contracts::Envelope>(body.clone()) {
+                Ok(loa_contracts::Envelope::NotificationRequestV1(r)) => r,
+                _ => {
+                    tracing::error!(notification_id = %id, "A parked request cannot be read back; marking it failed.");
+                    broken.push(id);
+                    continue;
+                }
+            };
+            let mut headers = Vec::new();
+            if status == "ambiguous" {
+                // No receipt in time: resend, counting the attempts so far, so a send
+                // that never gets an answer ends as a dead letter, not a loop.
+                tracing::warn!(notification_id = %id, tenant = %tenant, attempts, "No receipt for an ambiguous send; resending it.");
+                headers.push((
+                    topology::H_ATTEMPT.to_owned(),
+                    (attempts.max(0) + 1).to_string(),
+                ));
+            }
+            if let Some(trace) = &request.trace_context {
+                headers.push((topology::H_TRACEPARENT.to_owned(), trace.clone()));
+            }
+            messages.push(OutgoingMessage {
+                exchange: topology::EX_NOTIFICATIONS.to_owned(),
+                routing_key: retry::routing_key(&request),
+                body: serde_json::to_vec(&body).context("Failed to encode a parked request")?,
+                message_id: id.clone(),
+                headers,
+            });
+            ids.push(id);
+        }
+        self.publisher
+            .publish_all(&messages)
+            .await
+            .context("Failed to republish due deliveries")?;
+        tx.execute(
+            "UPDATE notifier.deliveries
+                SET status = 'retrying', not_before = NULL, recheck_at = NULL, updated_at = now()
+              WHERE notification_id = ANY($1)",
+            &[&ids],
+        )
+        .await
+        .context("Failed to mark republished deliveries")?;
+        if !broken.is_empty() {
+            tx.execute(
+                "UPDATE notifier.deliveries
+                    SET status = 'failed', last_error = 'parked request cannot be read back',
+                        request = NULL, updated_at = now()
+                  WHERE notification_id = ANY($1)",
+                &[&broken],
+            )
+            .await
+            .context("Failed to mark unreadable deliveries")?;
+        }
+        tx.commit()
+            .await
+            .context("Failed to commit republished deliveries")?;
+        tracing::info!(count = ids.len(), "Republished due deliveries.");
+        Ok(rows.len())
+    }
+}

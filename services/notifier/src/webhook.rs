@@ -1,0 +1,890 @@
+//! `POST /zalo/webhook`: the events Zalo pushes to each tenant's app (delivery
+//! receipts, follows, chat), verified, deduplicated and recorded.
+//!
+//! For every request, in this order:
+//! 1. the body must be a JSON object; its `app_id` names the tenant (an unknown app is
+//!    refused with 403);
+//! 2. `X-ZEvent-Signature` must be `mac=` + the lowercase hex of the plain SHA-256 of
+//!    `app_id + raw body + timestamp + OA secret key`, where `timestamp` is the body's
+//!    `timestamp` string (compared in constant time; 401 otherwise);
+//! 3. the body's `timestamp` must be recent (not older than
+//!    `webhook_max_age_secs`, not further ahead than `webhook_max_ahead_secs`; 401);
+//! 4. one transaction inserts the event into `notifier.webhook_events`, keyed by
+//!    (tenant, event name, `message.msg_id` or the body's SHA-256): a redelivered
+//!    webhook finds its key taken and has no second effect, but is answered 200;
+//! 5. in the same transaction the event takes effect: receipts move deliveries on
+//!    ([`crate::receipts`]), follow / unfollow / shared phones update the subscribers
+//!    and chat lookups are kept ([`crate::subscribers`]).
+//!
+//! Zalo wants an answer within 2 s; the handler only writes a few rows and never
+//! calls Zalo, and gives up with a 503 after [`ANSWER_WITHIN`].
+
+use crate::{
+    receipts::{self, Applied, Receipt},
+    subscribers, NotifierSettings,
+};
+use anyhow::Context;
+use axum::{
+    body::Bytes,
+    extract::State,
+    http::{HeaderMap, StatusCode},
+    routing::post,
+    Json, Router,
+};
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use loa_contracts::{phone::mask_phone, PhoneNumber};
+use loa_platform::{http::ApiError, tenants::TenantSettings, Tenants};
+use prometheus::{register_int_counter_vec, IntCounterVec};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::{sync::LazyLock, time::Duration};
+use subtle::ConstantTimeEq;
+
+/// The header carrying Zalo's signature.
+pub const SIGNATURE_HEADER: &str = "X-ZEvent-Signature";
+
+/// The longest the handler may take before answering 503 (Zalo's limit is 2 s).
+pub const ANSWER_WITHIN: Duration = Duration::from_millis(1_500);
+
+/// Event names with their own label value; every other name counts as `other`.
+const KNOWN_EVENTS: [&str; 7] = [
+    "user_received_message",
+    "user_seen_message",
+    "follow",
+    "unfollow",
+    "user_submit_info",
+    "user_send_text",
+    "oa_send_text",
+];
+
+static WEBHOOKS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "loa_notifier_webhooks_total",
+        "Zalo webhooks received, by tenant, event and outcome (accepted, duplicate, \
+         bad_signature, stale, unknown_app, invalid, error).",
+        &["tenant", "event", "outcome"]
+    )
+    .expect("metric registers once")
+});
+
+/// How recent a webhook's `timestamp` must be.
+#[derive(Debug, Clone, Copy)]
+pub struct Freshness {
+    /// Oldest accepted age.
+    pub max_age: Duration,
+    /// Furthest accepted distance into the future (clock skew).
+    pub max_ahead: Duration,
+}
+
+impl Freshness {
+    /// From the notifier's settings.
+    pub fn from_settings(settings: &NotifierSettings) -> Self {
+        Self {
+            max_age: Duration::from_secs(settings.webhook_max_age_secs),
+            max_ahead: Duration::from_secs(settings.webhook_max_ahead_secs),
+        }
+    }
+}
+
+/// What the webhook handler needs.
+#[derive(Clone)]
+pub struct WebhookState {
+    /// The notifier's database.
+    pub pool: Pool,
+    /// Tenants, for app ids and OA secret keys.
+    pub tenants: Tenants,
+    /// How recent a webhook must be.
+    pub freshness: Freshness,
+}
+
+/// `POST /zalo/webhook`.
+pub fn router(state: WebhookState) -> Router {
+    Router::new()
+        .route("/zalo/webhook", post(receive))
+        .with_state(state)
+}
+
+/// The lowercase hex SHA-256 Zalo signs a webhook with (without the `mac=` prefix).
+pub fn expected_signature(
+    app_id: &str,
+    raw_body: &[u8],
+    timestamp: &str,
+    oa_secret_key: &str,
+) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(app_id.as_bytes());
+    hasher.update(raw_body);
+    hasher.update(timestamp.as_bytes());
+    hasher.update(oa_secret_key.as_bytes());
+    hex::encode(hasher.finalize())
+}
+
+/// Whether an `X-ZEvent-Signature` value (`mac=<hex>`, or the bare hex, any case)
+/// signs this body; compared in constant time.
+pub fn signature_matches(
+    header: &str,
+    app_id: &str,
+    raw_body: &[u8],
+    timestamp: &str,
+    oa_secret_key: &str,
+) -> bool {
+    let value = header.trim();
+    let hex = match value.split_once('=') {
+        Some((scheme, hex)) if scheme.trim().eq_ignore_ascii_case("mac") => hex.trim(),
+        Some(_) => return false,
+        None => value,
+    };
+    let expected = expected_signature(app_id, raw_body, timestamp, oa_secret_key);
+    expected
+        .as_bytes()
+        .ct_eq(hex.to_ascii_lowercase().as_bytes())
+        .into()
+}
+
+/// A webhook whose signature and freshness are checked, parsed for its effect.
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    /// `event_name`.
+    pub event_name: String,
+    /// The body's `timestamp`.
+    pub occurred_at: DateTime<Utc>,
+    /// `message.msg_id`, or the hex SHA-256 of the raw body.
+    pub dedup_key: String,
+    /// `message.msg_id`, when there is one.
+    pub msg_id: Option<String>,
+    /// What it means for us.
+    pub event: Event,
+    /// The body as stored: phone numbers masked, shared personal info dropped.
+    pub stored_body: Value,
+}
+
+/// The events the notifier acts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// `user_received_message` or `user_seen_message`.
+    Receipt(Receipt),
+    /// `follow` (true) or `unfollow` (false).
+    Follow {
+        /// `follower.id`: the user's id for this OA.
+        user_id: String,
+        /// Follows now.
+        following: bool,
+    },
+    /// `user_submit_info`: the user shared their details with the OA.
+    SubmitInfo {
+        /// `sender.id`.
+        user_id: String,
+        /// `info.phone`, when it is a valid Vietnamese mobile number.
+        phone: Option<PhoneNumber>,
+    },
+    /// `user_send_text`: a citizen wrote to the OA.
+    Text {
+        /// `sender.id`.
+        user_id: String,
+        /// `message.msg_id`.
+        msg_id: String,
+        /// `message.text`.
+        text: String,
+    },
+    /// Anything else (echoes of our own messages, reactions, …): kept, not acted on.
+    Other,
+}
+
+/// Why a webhook was refused: the answer and the metric labels.
+#[derive(Debug)]
+pub struct Refusal {
+    /// Tenant label (`unknown` before the app is known).
+    pub tenant: String,
+    /// Event label.
+    pub event: &'static str,
+    /// Outcome label: `bad_signature`, `stale`, `unknown_app` or `invalid`.
+    pub outcome: &'static str,
+    /// The HTTP answer (boxed: a refusal is the rare path).
+    pub error: Box<ApiError>,
+}
+
+/// Checks a webhook (steps 1–3 of the module docs) without touching the database.
+pub fn authenticate<'t>(
+    tenants: &'t Tenants,
+    headers: &HeaderMap,
+    raw_body: &[u8],
+    now: DateTime<Utc>,
+    freshness: Freshness,
+) -> Result<(&'t TenantSettings, Webhook), Refusal> {
+    let refuse = |tenant: &str, event: &'static str, outcome, error| Refusal {
+        tenant: tenant.to_owned(),
+        event,
+        outcome,
+        error: Box::new(error),
+    };
+    let invalid = |field: &str, message: String| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_field", message).with_field(field)
+    };
+    let body: Value = serde_json::from_slice(raw_body).map_err(|e| {
+        refuse(
+            "unknown",
+            "unknown",
+            "invalid",
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                format!("the body is not JSON: {e}"),
+            )
+            .with_field("body"),
+        )
+    })?;
+    if !body.is_object() {
+        return Err(refuse(
+            "unknown",
+            "unknown",
+            "invalid",
+            invalid("body", "the body must be a JSON object".into()),
+        ));
+    }
+    let event_label = event_label(body.get("event_name").and_then(Value::as_str));
+
+    // 1. The tenant, by app id (or OA id for the few events without one).
+    let tenant = match text_at(&body, &["app_id"]) {
+        Some(app_id) => tenants.by_app_id(&app_id),
+        None => match text_at(&body, &["oa_id"]).or_else(|| text_at(&body, &["oaId"])) {
+            Some(oa_id) => tenants.all().iter().find(|t| t.zalo.oa_id == oa_id),
+            None => {
+                return Err(refuse(
+                    "unknown",
+                    event_label,
+                    "invalid",
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "missing_field",
+                        "`app_id` is required",
+                    )
+                    .with_field("app_id"),
+                ))
+            }
+        },
+    };
+    let Some(tenant) = tenant else {
+        return Err(refuse(
+            "unknown",
+            event_label,
+            "unknown_app",
+            ApiError::forbidden("no tenant is configured for this Zalo app").with_field("app_id"),
+        ));
+    };
+    let id = tenant.id.as_str();
+
+    // 2. The signature.
+    let Some(signature) = headers
+        .get(SIGNATURE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.trim().is_empty())
+    else {
+        return Err(refuse(
+            id,
+            event_label,
+            "bad_signature",
+            bad_signature("the `X-ZEvent-Signature` header is required"),
+        ));
+    };
+    let Some(timestamp) = text_at(&body, &["timestamp"]) else {
+        return Err(refuse(
+            id,
+            event_label,
+            "invalid",
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "missing_field",
+                "`timestamp` is required",
+            )
+            .with_field("timestamp"),
+        ));
+    };
+    if !signature_matches(
+        signature,
+        &tenant.zalo.app_id,
+        raw_body,
+        &timestamp,
+        tenant.zalo.oa_secret_key.expose(),
+    ) {
+        return Err(refuse(
+            id,
+            event_label,
+            "bad_signature",
+            bad_signature("`X-ZEvent-Signature` does not sign this body"),
+        ));
+    }
+
+    // 3. Freshness.
+    let Some(occurred_at) = millis(&timestamp) else {
+        return Err(refuse(
+            id,
+            event_label,
+            "invalid",
+            invalid("timestamp", "`timestamp` must be epoch milliseconds".into()),
+        ));
+    };
+    let age = now.signed_duration_since(occurred_at);
+    let too_old = age.to_std().is_ok_and(|a| a > freshness.max_age);
+    let too_new = (-age).to_std().is_ok_and(|a| a > freshness.max_ahead);
+    if too_old || too_new {
+        return Err(refuse(
+            id,
+            event_label,
+            "stale",
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "stale_timestamp",
+                if too_old {
+                    "`timestamp` is too old; replayed webhooks are refused"
+                } else {
+                    "`timestamp` is too far in the future"
+                },
+            )
+            .with_field("timestamp"),
+        ));
+    }
+
+    // The event itself (signed, so a malformed one is Zalo's or a bug: 400).
+    let webhook = parse(&body, raw_body, occurred_at)
+        .map_err(|error| refuse(id, event_label, "invalid", error))?;
+    Ok((tenant, webhook))
+}
+
+fn bad_signature(message: &str) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "bad_signature", message).with_field(SIGNATURE_HEADER)
+}
+
+/// Parses the event of a signed body.
+fn parse(body: &Value, raw_body: &[u8], occurred_at: DateTime<Utc>) -> Result<Webhook, ApiError> {
+    let event_name = required(body, &["event_name"])?;
+    let msg_id = text_at(body, &["message", "msg_id"]);
+    let event = match event_name.as_str() {
+        "user_received_message" | "user_seen_message" => {
+            Event::Receipt(receipt_fields(body, &event_name, occurred_at)?)
+        }
+        "follow" | "unfollow" => Event::Follow {
+            user_id: required(body, &["follower", "id"])?,
+            following: event_name == "follow",
+        },
+        "user_submit_info" => Event::SubmitInfo {
+            user_id: required(body, &["sender", "id"])?,
+            phone: text_at(body, &["info", "phone"]).and_then(|p| PhoneNumber::parse(&p).ok()),
+        },
+        "user_send_text" => Event::Text {
+            user_id: required(body, &["sender", "id"])?,
+            msg_id: required(body, &["message", "msg_id"])?,
+            text: text_at(body, &["message", "text"]).unwrap_or_default(),
+        },
+        _ => Event::Other,
+    };
+    let dedup_key = msg_id
+        .clone()
+        .unwrap_or_else(|| hex::encode(Sha256::digest(raw_body)));
+    Ok(Webhook {
+        event_name,
+        occurred_at,
+        dedup_key,
+        msg_id,
+        event,
+        stored_body: redacted(body),
+    })
+}
+
+/// The receipt in a `user_received_message` / `user_seen_message` body (also a
+/// stored one, for the reconciler); `None` for other events or malformed bodies.
+pub fn receipt_of(body: &Value) -> Option<Receipt> {
+    let event_name = text_at(body, &["event_name"])?;
+    let occurred_at = millis(&text_at(body, &["timestamp"])?)?;
+    receipt_fields(body, &event_name, occurred_at).ok()
+}
+
+fn receipt_fields(
+    body: &Value,
+    event_name: &str,
+    occurred_at: DateTime<Utc>,
+) -> Result<Receipt, ApiError> {
+    if event_name == "user_seen_message" {
+        let field = "message.msg_ids";
+        let invalid = || {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_field",
+                "`message.msg_ids` must be a non-empty list of message ids",
+            )
+            .with_field(field)
+        };
+        let list = body
+            .pointer("/message/msg_ids")
+            .and_then(Value::as_array)
+            .ok_or_else(invalid)?;
+        let mut msg_ids: Vec<String> = list
+            .iter()
+            .map(|v| v.as_str().map(str::to_owned).ok_or_else(invalid))
+            .collect::<Result<_, _>>()?;
+        msg_ids.sort();
+        msg_ids.dedup();
+        if msg_ids.is_empty() || msg_ids.len() > 1_000 {
+            return Err(invalid());
+        }
+        return Ok(Receipt::Seen {
+            msg_ids,
+            at: occurred_at,
+        });
+    }
+    let msg_id = required(body, &["message", "msg_id"])?;
+    let tracking_id = text_at(body, &["message", "tracking_id"]).filter(|t| !t.is_empty());
+    let at = match text_at(body, &["message", "delivery_time"]) {
+        None => occurred_at,
+        Some(t) => millis(&t).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_field",
+                "`message.delivery_time` must be epoch milliseconds",
+            )
+            .with_field("message.delivery_time")
+        })?,
+    };
+    Ok(Receipt::Received {
+        msg_id,
+        tracking_id,
+        at,
+    })
+}
+
+/// A string (or number) field at `path`.
+fn text_at(body: &Value, path: &[&str]) -> Option<String> {
+    let mut v = body;
+    for key in path {
+        v = v.get(key)?;
+    }
+    match v {
+        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn required(body: &Value, path: &[&str]) -> Result<String, ApiError> {
+    text_at(body, path).ok_or_else(|| {
+        let field = path.join(".");
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "missing_field",
+            format!("`{field}` is required"),
+        )
+        .with_field(field)
+    })
+}
+
+fn millis(text: &str) -> Option<DateTime<Utc>> {
+    text.parse::<i64>()
+        .ok()
+        .and_then(DateTime::from_timestamp_millis)
+}
+
+fn event_label(name: Option<&str>) -> &'static str {
+    match name {
+        None => "unknown",
+        Some(name) => KNOWN_EVENTS
+            .iter()
+            .find(|known| **known == name)
+            .copied()
+            .unwrap_or("other"),
+    }
+}
+
+/// The body as kept in `notifier.webhook_events`: a ZNS receipt's recipient (a phone
+/// number) masked, and what a user shared (`info`) dropped.
+fn redacted(body: &Value) -> Value {
+    let mut body = body.clone();
+    if let Some(id) = body.pointer_mut("/recipient/id") {
+        if let Some(phone) = id.as_str().filter(|p| PhoneNumber::parse(p).is_ok()) {
+            *id = Value::String(mask_phone(phone));
+        }
+    }
+    if let Some(info) = body.get_mut("info") {
+        *info = json!("redacted");
+    }
+    body
+}
+
+/// How long settled webhook events are kept. Deduplication needs them only as long
+/// as a webhook can pass the freshness check; the rest is for investigations.
+pub const EVENT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Deletes settled webhook events older than [`EVENT_RETENTION`], a few thousand
+/// rows per statement so no transaction grows large. Returns the rows deleted.
+pub async fn prune_events(pool: &Pool) -> anyhow::Result<u64> {
+    let client = pool
+        .get()
+        .await
+        .context("Failed to get a PostgreSQL connection")?;
+    let mut deleted = 0;
+    loop {
+        let n = client
+            .execute(
+                "DELETE FROM notifier.webhook_events
+                  WHERE ctid = ANY(ARRAY(
+                        SELECT ctid FROM notifier.webhook_events
+                         WHERE received_at < now() - make_interval(secs => $1)
+                           AND outcome <> 'pending'
+                         LIMIT 5000))",
+                &[&EVENT_RETENTION.as_secs_f64()],
+            )
+            .await
+            .context("Failed to prune webhook events")?;
+        deleted += n;
+        if n < 5000 {
+            return Ok(deleted);
+        }
+    }
+}
+
+/// Whether a stored webhook was new or a redelivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// First time: recorded and applied.
+    Accepted,
+    /// Seen before: nothing done.
+    Duplicate,
+}
+
+/// Records a verified webhook and applies it, in one transaction.
+pub async fn store(pool: &Pool, tenant: &str, webhook: &Webhook) -> anyhow::Result<Stored> {
+    let mut client = pool
+        .get()
+        .await
+        .context("Failed to get a PostgreSQL connection")?;
+    let tx = client
+        .transaction()
+        .await
+        .context("Failed to begin a transaction")?;
+    let inserted = tx
+        .execute(
+            "INSERT INTO notifier.webhook_events
+                    (tenant, event_name, dedup_key, msg_id, occurred_at, body, outcome)
+             VALUES ($1, $2, $3, $4, $5, $6, 'received')
+             ON CONFLICT DO NOTHING",
+            &[
+                &tenant,
+                &webhook.event_name,
+                &webhook.dedup_key,
+                &webhook.msg_id,
+                &webhook.occurred_at,
+                &webhook.stored_body,
+            ],
+        )
+        .await
+        .context("Failed to record a webhook")?;
+    if inserted == 0 {
+        return Ok(Stored::Duplicate);
+    }
+    let outcome = match &webhook.event {
+        Event::Receipt(receipt) => match receipts::apply(&tx, tenant, receipt).await? {
+            Applied::Done => "applied",
+            Applied::Waiting => "pending",
+        },
+        Event::Follow { user_id, following } => {
+            subscribers::set_following(&tx, tenant, user_id, *following, webhook.occurred_at)
+                .await?;
+            "applied"
+        }
+        Event::SubmitInfo {
+            user_id,
+            phone: Some(phone),
+        } => {
+            subscribers::set_phone(&tx, tenant, user_id, phone, webhook.occurred_at).await?;
+            "applied"
+        }
+        Event::Text {
+            user_id,
+            msg_id,
+            text,
+        } => match subscribers::parse_lookup(text) {
+            Some(code) => {
+                subscribers::record_lookup(
+                    &tx,
+                    tenant,
+                    user_id,
+                    msg_id,
+                    &code,
+                    webhook.occurred_at,
+                )
+                .await?;
+                "applied"
+            }
+            None => "ignored",
+        },
+        Event::SubmitInfo { phone: None, .. } | Event::Other => "ignored",
+    };
+    tx.execute(
+        "UPDATE notifier.webhook_events
+            SET outcome = $4,
+                next_attempt_at = CASE WHEN $4 = 'pending' THEN now() + interval '500 milliseconds' END
+          WHERE tenant = $1 AND event_name = $2 AND dedup_key = $3",
+        &[&tenant, &webhook.event_name, &webhook.dedup_key, &outcome],
+    )
+    .await
+    .context("Failed to record a webhook's outcome")?;
+    tx.commit().await.context("Failed to commit a webhook")?;
+    Ok(Stored::Accepted)
+}
+
+async fn receive(
+    State(state): State<WebhookState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let (tenant, webhook) =
+        match authenticate(&state.tenants, &headers, &body, Utc::now(), state.freshness) {
+            Ok(ok) => ok,
+            Err(refusal) => {
+                count(&refusal.tenant, refusal.event, refusal.outcome);
+                tracing::warn!(
+                    tenant = %refusal.tenant,
+                    event = refusal.event,
+                    outcome = refusal.outcome,
+                    reason = %refusal.error.message,
+                    "Refused a Zalo webhook."
+                );
+                return Err(*refusal.error);
+            }
+        };
+    let label = event_label(Some(&webhook.event_name));
+    let stored = tokio::time::timeout(ANSWER_WITHIN, store(&state.pool, &tenant.id, &webhook))
+        .await
+        .unwrap_or_else(|_| {
+            Err(anyhow::anyhow!(
+                "recording the webhook took longer than {ANSWER_WITHIN:?}"
+            ))
+        });
+    match stored {
+        Ok(Stored::Accepted) => {
+            count(&tenant.id, label, "accepted");
+            tracing::debug!(tenant = %tenant.id, event = %webhook.event_name, "Accepted a Zalo webhook.");
+            Ok(Json(json!({"received": true})))
+        }
+        Ok(Stored::Duplicate) => {
+            count(&tenant.id, label, "duplicate");
+            tracing::debug!(tenant = %tenant.id, event = %webhook.event_name, "Ignored a redelivered Zalo webhook.");
+            Ok(Json(json!({"received": true, "duplicate": true})))
+        }
+        Err(e) => {
+            count(&tenant.id, label, "error");
+            tracing::error!(tenant = %tenant.id, event = %webhook.event_name, error.cause_chain = ?e, error.message = %e, "Failed to record a Zalo webhook.");
+            Err(ApiError::unavailable(
+                "the webhook could not be recorded",
+                1,
+            ))
+        }
+    }
+}
+
+fn count(tenant: &str, event: &str, outcome: &str) {
+    WEBHOOKS.with_label_values(&[tenant, event, outcome]).inc();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use loa_platform::tenants::demo_tenant;
+
+    const APP: &str = "1000000000000000001";
+    const SECRET: &str = "demo-oa-secret-key";
+
+    fn tenants() -> Tenants {
+        Tenants::new(vec![demo_tenant("http://127.0.0.1:1")]).unwrap()
+    }
+
+    fn freshness() -> Freshness {
+        Freshness {
+            max_age: Duration::from_secs(900),
+            max_ahead: Duration::from_secs(300),
+        }
+    }
+
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(1_700_000_000_000).unwrap()
+    }
+
+    fn signed(body: &Value) -> (Vec<u8>, HeaderMap) {
+        let raw = serde_json::to_vec(body).unwrap();
+        let ts = body["timestamp"].as_str().unwrap();
+        let mut headers = HeaderMap::new();
+        let mac = format!("mac={}", expected_signature(APP, &raw, ts, SECRET));
+        headers.insert(SIGNATURE_HEADER, mac.parse().unwrap());
+        (raw, headers)
+    }
+
+    fn receipt(ts: i64) -> Value {
+        json!({
+            "app_id": APP, "event_name": "user_received_message",
+            "sender": {"id": "2000000000000000001"}, "recipient": {"id": "84903123456"},
+            "message": {"msg_id": "m1", "tracking_id": "n1", "delivery_time": ts.to_string()},
+            "timestamp": ts.to_string(),
+        })
+    }
+
+    #[test]
+    fn the_signature_is_plain_sha256_of_app_id_body_timestamp_and_oa_secret_key() {
+        // printf '%s' '123{"a":1}1700000000000secret' | sha256sum
+        let vector = "9250931b5910c27c398934788bf72f7c92b5414cabd937e946c76dd2c50f5fc4";
+        assert_eq!(
+            expected_signature("123", br#"{"a":1}"#, "1700000000000", "secret"),
+            vector
+        );
+        let body = br#"{"a":1}"#;
+        for header in [
+            format!("mac={vector}"),
+            format!("MAC = {}", vector.to_uppercase()),
+            vector.to_owned(),
+        ] {
+            assert!(
+                signature_matches(&header, "123", body, "1700000000000", "secret"),
+                "{header}"
+            );
+        }
+        for header in [
+            format!("sha256={vector}"),
+            format!("mac={}", &vector[..63]),
+            "mac=".to_owned(),
+        ] {
+            assert!(
+                !signature_matches(&header, "123", body, "1700000000000", "secret"),
+                "{header}"
+            );
+        }
+        assert!(!signature_matches(
+            &format!("mac={vector}"),
+            "123",
+            br#"{"a":2}"#,
+            "1700000000000",
+            "secret"
+        ));
+    }
+
+    #[test]
+    fn a_signed_fresh_receipt_is_accepted_with_our_tracking_id_and_delivery_time() {
+        let body = receipt(1_700_000_000_000 - 5_000);
+        let (raw, headers) = signed(&body);
+        let tenants = tenants();
+        let (tenant, webhook) = authenticate(&tenants, &headers, &raw, now(), freshness()).unwrap();
+        assert_eq!(tenant.id, "demo");
+        assert_eq!(webhook.dedup_key, "m1");
+        assert_eq!(
+            webhook.event,
+            Event::Receipt(Receipt::Received {
+                msg_id: "m1".into(),
+                tracking_id: Some("n1".into()),
+                at: DateTime::from_timestamp_millis(1_700_000_000_000 - 5_000).unwrap(),
+            })
+        );
+        assert_eq!(webhook.stored_body["recipient"]["id"], "8490*****56");
+        assert_eq!(
+            receipt_of(&webhook.stored_body),
+            match webhook.event {
+                Event::Receipt(r) => Some(r),
+                _ => None,
+            }
+        );
+    }
+
+    #[test]
+    fn stale_and_future_timestamps_are_refused_naming_the_field() {
+        for ts in [
+            1_700_000_000_000 - 16 * 60_000,
+            1_700_000_000_000 + 6 * 60_000,
+        ] {
+            let (raw, headers) = signed(&receipt(ts));
+            let refusal = authenticate(&tenants(), &headers, &raw, now(), freshness()).unwrap_err();
+            assert_eq!(refusal.outcome, "stale");
+            assert_eq!(refusal.error.status, StatusCode::UNAUTHORIZED);
+            assert_eq!(refusal.error.field.as_deref(), Some("timestamp"));
+        }
+    }
+
+    #[test]
+    fn forged_unsigned_and_unknown_app_webhooks_are_refused() {
+        let body = receipt(1_700_000_000_000);
+        let (raw, headers) = signed(&body);
+        let mut tampered = raw.clone();
+        let at = tampered.iter().position(|b| *b == b'm').unwrap();
+        tampered[at] = b'M';
+        let refusal =
+            authenticate(&tenants(), &headers, &tampered, now(), freshness()).unwrap_err();
+        assert_eq!(refusal.outcome, "bad_signature");
+        assert_eq!(refusal.error.status, StatusCode::UNAUTHORIZED);
+
+        let refusal =
+            authenticate(&tenants(), &HeaderMap::new(), &raw, now(), freshness()).unwrap_err();
+        assert_eq!(refusal.outcome, "bad_signature");
+
+        let mut other = body.clone();
+        other["app_id"] = json!("999");
+        let (raw, headers) = signed(&other);
+        let refusal = authenticate(&tenants(), &headers, &raw, now(), freshness()).unwrap_err();
+        assert_eq!(refusal.outcome, "unknown_app");
+        assert_eq!(refusal.error.status, StatusCode::FORBIDDEN);
+    }
+
+    #[test]
+    fn malformed_bodies_are_refused_naming_the_field() {
+        let refusal = authenticate(
+            &tenants(),
+            &HeaderMap::new(),
+            b"{not json",
+            now(),
+            freshness(),
+        )
+        .unwrap_err();
+        assert_eq!(refusal.error.status, StatusCode::BAD_REQUEST);
+        assert_eq!(refusal.error.field.as_deref(), Some("body"));
+
+        let mut body = receipt(1_700_000_000_000);
+        body["message"] = json!({"tracking_id": "n1"});
+        let (raw, headers) = signed(&body);
+        let refusal = authenticate(&tenants(), &headers, &raw, now(), freshness()).unwrap_err();
+        assert_eq!(refusal.outcome, "invalid");
+        assert_eq!(refusal.error.field.as_deref(), Some("message.msg_id"));
+
+        let seen = json!({"app_id": APP, "event_name": "user_seen_message",
+            "message": {"msg_ids": "m1"}, "timestamp": "1700000000000"});
+        let (raw, headers) = signed(&seen);
+        let refusal = authenticate(&tenants(), &headers, &raw, now(), freshness()).unwrap_err();
+        assert_eq!(refusal.error.field.as_deref(), Some("message.msg_ids"));
+    }
+
+    #[test]
+    fn events_without_a_msg_id_are_deduplicated_by_their_body() {
+        let follow = json!({"app_id": APP, "oa_id": "2000000000000000001", "event_name": "follow",
+            "follower": {"id": "u1"}, "timestamp": "1700000000000"});
+        let (raw, headers) = signed(&follow);
+        let (_, webhook) = authenticate(&tenants(), &headers, &raw, now(), freshness()).unwrap();
+        assert_eq!(webhook.dedup_key, hex::encode(Sha256::digest(&raw)));
+        assert_eq!(
+            webhook.event,
+            Event::Follow {
+                user_id: "u1".into(),
+                following: true
+            }
+        );
+    }
+
+    #[test]
+    fn shared_phones_are_normalised_and_not_stored_in_the_event() {
+        let info = json!({"app_id": APP, "event_name": "user_submit_info",
+            "sender": {"id": "u1"}, "info": {"name": "Anh", "phone": "0903 123 456"},
+            "timestamp": "1700000000000"});
+        let (raw, headers) = signed(&info);
+        let (_, webhook) = authenticate(&tenants(), &headers, &raw, now(), freshness()).unwrap();
+        assert_eq!(
+            webhook.event,
+            Event::SubmitInfo {
+                user_id: "u1".into(),
+                phone: Some(PhoneNumber::parse("84903123456").unwrap())
+            }
+        );
+        assert_eq!(webhook.stored_body["info"], "redacted");
+    }
+}

@@ -1,0 +1,621 @@
+//! `POST /zalo/webhook`: signatures, freshness, deduplication, receipts moving
+//! deliveries on, subscribers and chat lookups.
+
+use crate::helpers::{receipt_request, spawn_app, TestApp, PATIENCE, PHONE};
+use loa_platform::testing::eventually;
+use serde_json::{json, Value};
+
+const DEMO_APP: &str = "1000000000000000001";
+const DEMO_OA: &str = "2000000000000000001";
+const OTHER_APP: &str = "1000000000000000002";
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// The demo tenant's OA secret key, as the notifier is configured.
+fn oa_secret(app: &TestApp, tenant: &str) -> String {
+    app.tenants
+        .get(tenant)
+        .expect("tenant")
+        .zalo
+        .oa_secret_key
+        .expose()
+        .to_owned()
+}
+
+/// Signs `body` as Zalo does for `app_id` with `secret`.
+fn signature(app_id: &str, raw: &[u8], body: &Value, secret: &str) -> String {
+    loa_zalo_sandbox::webhook_signature(
+        app_id,
+        raw,
+        body["timestamp"].as_str().expect("timestamp"),
+        secret,
+    )
+}
+
+/// Posts raw bytes with an optional signature header.
+async fn post_raw(app: &TestApp, raw: Vec<u8>, signature: Option<String>) -> reqwest::Response {
+    let mut request = app
+        .http
+        .post(format!("{}/zalo/webhook", app.address))
+        .header("content-type", "application/json")
+        .body(raw);
+    if let Some(signature) = signature {
+        request = request.header("X-ZEvent-Signature", signature);
+    }
+    request.send().await.expect("notifier answers")
+}
+
+/// Posts `body` signed for the demo tenant, as the sandbox would.
+async fn post_signed(app: &TestApp, body: &Value) -> reqwest::Response {
+    let raw = serde_json::to_vec(body).unwrap();
+    let app_id = body["app_id"].as_str().unwrap_or(DEMO_APP);
+    let tenant = if app_id == OTHER_APP { "other" } else { "demo" };
+    let sig = signature(app_id, &raw, body, &oa_secret(app, tenant));
+    post_raw(app, raw, Some(sig)).await
+}
+
+fn zns_received(msg_id: &str, tracking_id: &str, at_ms: i64) -> Value {
+    json!({
+        "app_id": DEMO_APP, "oa_id": DEMO_OA,
+        "sender": {"id": DEMO_OA}, "recipient": {"id": PHONE},
+        "event_name": "user_received_message",
+        "message": {"msg_id": msg_id, "tracking_id": tracking_id, "delivery_time": at_ms.to_string()},
+        "timestamp": at_ms.to_string(),
+    })
+}
+
+fn oa_received(msg_id: &str, at_ms: i64) -> Value {
+    json!({
+        "app_id": DEMO_APP, "oa_id": DEMO_OA,
+        "sender": {"id": DEMO_OA}, "recipient": {"id": "7000000000000000001"},
+        "event_name": "user_received_message",
+        "message": {"msg_id": msg_id},
+        "timestamp": at_ms.to_string(),
+    })
+}
+
+fn seen(msg_id: &str, at_ms: i64) -> Value {
+    json!({
+        "app_id": DEMO_APP, "oa_id": DEMO_OA,
+        "sender": {"id": DEMO_OA}, "recipient": {"id": PHONE},
+        "event_name": "user_seen_message",
+        "message": {"msg_ids": [msg_id]},
+        "timestamp": at_ms.to_string(),
+    })
+}
+
+/// Points the sandbox's webhooks at this notifier.
+async fn point_sandbox_at_notifier(app: &TestApp) {
+    let r = app
+        .http
+        .post(format!("{}/_sandbox/webhook", app.sandbox_url))
+        .json(&json!({"url": format!("{}/zalo/webhook", app.address)}))
+        .send()
+        .await
+        .expect("sandbox answers");
+    assert!(r.status().is_success());
+}
+
+/// Sends a receipt notification for `dossier_code` and waits until it is sent;
+/// returns (notification id, Zalo msg id).
+async fn send_one(app: &TestApp, dossier_code: &str) -> (String, String) {
+    let request = receipt_request(dossier_code);
+    app.publish(&request).await;
+    let (.., msg_id) = app
+        .delivery_with_status(&request.notification_id, "sent")
+        .await;
+    (
+        request.notification_id,
+        msg_id.expect("a sent delivery has a msg id"),
+    )
+}
+
+/// The only delivery of a dossier, as the deliveries API shows it.
+async fn delivery_view(app: &TestApp, dossier_code: &str) -> Value {
+    let r = app
+        .get_deliveries(&format!("?dossier_code={dossier_code}"), Some("demo-admin"))
+        .await;
+    assert_eq!(r.status(), 200);
+    let mut body: Value = r.json().await.unwrap();
+    body["deliveries"][0].take()
+}
+
+/// Waits until the deliveries API shows the dossier's delivery with `status`.
+async fn view_with_status(app: &TestApp, dossier_code: &str, status: &str) -> Value {
+    match eventually(PATIENCE, || async {
+        let d = delivery_view(app, dossier_code).await;
+        (d["status"] == status).then_some(d)
+    })
+    .await
+    {
+        Ok(d) => d,
+        Err(_) => panic!(
+            "the delivery of {dossier_code} never became {status}: {}",
+            delivery_view(app, dossier_code).await
+        ),
+    }
+}
+
+fn history_statuses(view: &Value) -> Vec<String> {
+    view["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .map(|h| h["status"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn count(app: &TestApp, sql: &str) -> i64 {
+    let client = app.pool.get().await.unwrap();
+    client.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+async fn error_field(response: reqwest::Response) -> Value {
+    let body: Value = response.json().await.unwrap();
+    body["error"]["field"].clone()
+}
+
+#[tokio::test]
+async fn a_signed_receipt_moves_a_sent_delivery_to_delivered_then_seen() {
+    // Arrange: the sandbox sends its receipts to the notifier.
+    let app = spawn_app().await;
+    point_sandbox_at_notifier(&app).await;
+
+    // Act: the sandbox accepts the message and emits its signed ZNS receipt.
+    let (_, msg_id) = send_one(&app, "HS-0401").await;
+    let delivered = view_with_status(&app, "HS-0401", "delivered").await;
+    let response = post_signed(&app, &seen(&msg_id, now_ms())).await;
+
+    // Assert
+    assert_eq!(response.status(), 200);
+    assert!(delivered["delivered_at"].is_string());
+    assert_eq!(history_statuses(&delivered), ["sent", "delivered"]);
+    let view = view_with_status(&app, "HS-0401", "seen").await;
+    assert!(view["seen_at"].is_string());
+    assert_eq!(view["delivered_at"], delivered["delivered_at"]);
+    assert_eq!(history_statuses(&view), ["sent", "delivered", "seen"]);
+    assert_eq!(view["history"][1]["detail"]["msg_id"], msg_id.as_str());
+}
+
+#[tokio::test]
+async fn a_receipt_sets_delivered_at_to_zalos_delivery_time() {
+    // Arrange
+    let app = spawn_app().await;
+    let (id, msg_id) = send_one(&app, "HS-0402").await;
+    let delivery_time = now_ms() - 60_000;
+
+    // Act
+    let response = post_signed(&app, &zns_received(&msg_id, &id, delivery_time)).await;
+
+    // Assert
+    assert_eq!(response.status(), 200);
+    let view = delivery_view(&app, "HS-0402").await;
+    assert_eq!(view["status"], "delivered");
+    let at = chrono::DateTime::parse_from_rfc3339(view["delivered_at"].as_str().unwrap()).unwrap();
+    assert_eq!(at.timestamp_millis(), delivery_time);
+}
+
+#[tokio::test]
+async fn a_forged_or_missing_signature_is_refused_with_401_and_has_no_effect() {
+    // Arrange
+    let app = spawn_app().await;
+    let (id, msg_id) = send_one(&app, "HS-0403").await;
+    let body = zns_received(&msg_id, &id, now_ms());
+    let raw = serde_json::to_vec(&body).unwrap();
+
+    // Act
+    let forged = post_raw(
+        &app,
+        raw.clone(),
+        Some(signature(DEMO_APP, &raw, &body, "not-the-oa-secret-key")),
+    )
+    .await;
+    let unsigned = post_raw(&app, raw.clone(), None).await;
+    let mut tampered_body = body.clone();
+    tampered_body["message"]["msg_id"] = json!("someone-elses-msg");
+    let tampered = post_raw(
+        &app,
+        serde_json::to_vec(&tampered_body).unwrap(),
+        Some(signature(DEMO_APP, &raw, &body, &oa_secret(&app, "demo"))),
+    )
+    .await;
+
+    // Assert
+    for response in [forged, unsigned, tampered] {
+        assert_eq!(response.status(), 401);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "bad_signature");
+        assert_eq!(body["error"]["field"], "X-ZEvent-Signature");
+    }
+    assert_eq!(app.delivery(&id).await.unwrap().0, "sent");
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM notifier.webhook_events").await,
+        0
+    );
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics
+        .lines()
+        .any(|l| l.starts_with("loa_notifier_webhooks_total")
+            && l.contains(r#"outcome="bad_signature""#)
+            && l.contains(r#"tenant="demo""#)
+            && l.contains(r#"event="user_received_message""#)));
+}
+
+#[tokio::test]
+async fn a_stale_or_future_timestamp_is_refused_with_401_naming_the_field() {
+    // Arrange
+    let app = spawn_app().await;
+    let (id, msg_id) = send_one(&app, "HS-0404").await;
+
+    // Act
+    let stale = post_signed(&app, &zns_received(&msg_id, &id, now_ms() - 20 * 60_000)).await;
+    let future = post_signed(&app, &zns_received(&msg_id, &id, now_ms() + 10 * 60_000)).await;
+
+    // Assert
+    for response in [stale, future] {
+        assert_eq!(response.status(), 401);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "stale_timestamp");
+        assert_eq!(body["error"]["field"], "timestamp");
+    }
+    assert_eq!(app.delivery(&id).await.unwrap().0, "sent");
+}
+
+#[tokio::test]
+async fn a_webhook_from_an_unknown_app_is_refused() {
+    // Arrange
+    let app = spawn_app().await;
+    let mut body = oa_received("m-unknown-app", now_ms());
+    body["app_id"] = json!("1999999999999999999");
+    let raw = serde_json::to_vec(&body).unwrap();
+    let sig = signature("1999999999999999999", &raw, &body, "whatever");
+
+    // Act
+    let response = post_raw(&app, raw, Some(sig)).await;
+
+    // Assert
+    assert_eq!(response.status(), 403);
+    assert_eq!(error_field(response).await, "app_id");
+}
+
+#[tokio::test]
+async fn a_replayed_webhook_has_one_effect_and_is_still_answered_200() {
+    // Arrange
+    let app = spawn_app().await;
+    let (id, msg_id) = send_one(&app, "HS-0405").await;
+    let body = zns_received(&msg_id, &id, now_ms());
+
+    // Act
+    let first = post_signed(&app, &body).await;
+    let replay = post_signed(&app, &body).await;
+
+    // Assert
+    assert_eq!(first.status(), 200);
+    assert_eq!(replay.status(), 200);
+    let replay: Value = replay.json().await.unwrap();
+    assert_eq!(replay["duplicate"], true);
+    let view = delivery_view(&app, "HS-0405").await;
+    assert_eq!(history_statuses(&view), ["sent", "delivered"]);
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM notifier.webhook_events").await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_late_receipt_never_moves_a_seen_delivery_back() {
+    // Arrange: the seen event overtakes the receipt.
+    let app = spawn_app().await;
+    let (id, msg_id) = send_one(&app, "HS-0406").await;
+    let t = now_ms();
+    assert_eq!(post_signed(&app, &seen(&msg_id, t)).await.status(), 200);
+
+    // Act
+    let late = post_signed(&app, &zns_received(&msg_id, &id, t - 1_000)).await;
+
+    // Assert: still seen; the receipt only fills delivered_at.
+    assert_eq!(late.status(), 200);
+    let view = delivery_view(&app, "HS-0406").await;
+    assert_eq!(view["status"], "seen");
+    assert!(view["delivered_at"].is_string() && view["seen_at"].is_string());
+    assert_eq!(history_statuses(&view), ["sent", "seen"]);
+}
+
+#[tokio::test]
+async fn a_receipt_that_overtakes_the_senders_record_is_applied_once_the_delivery_is_recorded() {
+    // Arrange: one delivery still leased by its sender, one whose msg id is not yet
+    // recorded (an OA receipt names only the msg id).
+    let app = spawn_app().await;
+    let (leased, leased_msg) = send_one(&app, "HS-0407").await;
+    let (unrecorded, _) = send_one(&app, "HS-0408").await;
+    let client = app.pool.get().await.unwrap();
+    client
+        .execute(
+            "UPDATE notifier.deliveries SET status = 'sending', lease_until = now() + interval '1 hour'
+              WHERE notification_id = $1",
+            &[&leased],
+        )
+        .await
+        .unwrap();
+
+    // Act
+    let r1 = post_signed(&app, &zns_received(&leased_msg, &leased, now_ms())).await;
+    let r2 = post_signed(&app, &oa_received("m-not-recorded-yet", now_ms())).await;
+
+    // Assert: both wait, untouched, until the sender records.
+    assert_eq!(r1.status(), 200);
+    assert_eq!(r2.status(), 200);
+    assert_eq!(app.delivery(&leased).await.unwrap().0, "sending");
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM notifier.webhook_events WHERE outcome = 'pending'"
+        )
+        .await,
+        2
+    );
+    client
+        .execute(
+            "UPDATE notifier.deliveries SET status = 'sent', lease_until = NULL WHERE notification_id = $1",
+            &[&leased],
+        )
+        .await
+        .unwrap();
+    client
+        .execute(
+            "UPDATE notifier.deliveries SET zalo_msg_id = 'm-not-recorded-yet' WHERE notification_id = $1",
+            &[&unrecorded],
+        )
+        .await
+        .unwrap();
+    app.delivery_with_status(&leased, "delivered").await;
+    app.delivery_with_status(&unrecorded, "delivered").await;
+    eventually(PATIENCE, || async {
+        (count(
+            &app,
+            "SELECT count(*) FROM notifier.webhook_events WHERE outcome = 'applied'",
+        )
+        .await
+            == 2)
+            .then_some(())
+    })
+    .await
+    .expect("both receipts are applied");
+}
+
+#[tokio::test]
+async fn a_receipt_signed_for_another_tenant_does_not_touch_this_tenants_deliveries() {
+    // Arrange
+    let app = spawn_app().await;
+    let (id, msg_id) = send_one(&app, "HS-0409").await;
+    let mut body = zns_received(&msg_id, &id, now_ms());
+    body["app_id"] = json!(OTHER_APP);
+
+    // Act
+    let response = post_signed(&app, &body).await;
+
+    // Assert: accepted for `other`, but matches none of its deliveries.
+    assert_eq!(response.status(), 200);
+    assert_eq!(app.delivery(&id).await.unwrap().0, "sent");
+}
+
+#[tokio::test]
+async fn follow_then_unfollow_updates_the_subscribers() {
+    // Arrange
+    let app = spawn_app().await;
+    point_sandbox_at_notifier(&app).await;
+    let subscriber = || async {
+        let client = app.pool.get().await.ok()?;
+        let row = client
+            .query_opt(
+                "SELECT following, phone FROM notifier.subscribers
+                  WHERE tenant = 'demo' AND zalo_user_id = 'u-7001'",
+                &[],
+            )
+            .await
+            .ok()??;
+        Some((row.get::<_, bool>(0), row.get::<_, Option<String>>(1)))
+    };
+
+    // Act + Assert: follow (the webhook carries no phone).
+    let r = app
+        .http
+        .post(format!("{}/_sandbox/users/u-7001/follow", app.sandbox_url))
+        .json(&json!({"phone": "0903123456"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let followed = eventually(PATIENCE, || async {
+        subscriber().await.filter(|(following, _)| *following)
+    })
+    .await
+    .expect("the follow is recorded");
+    assert_eq!(followed.1, None);
+
+    // Act + Assert: unfollow.
+    let r = app
+        .http
+        .post(format!(
+            "{}/_sandbox/users/u-7001/unfollow",
+            app.sandbox_url
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    eventually(PATIENCE, || async {
+        subscriber().await.filter(|(following, _)| !*following)
+    })
+    .await
+    .expect("the unfollow is recorded");
+}
+
+#[tokio::test]
+async fn an_older_follow_event_arriving_late_does_not_undo_an_unfollow() {
+    // Arrange
+    let app = spawn_app().await;
+    let t = now_ms();
+    let event = |name: &str, at: i64| {
+        json!({"app_id": DEMO_APP, "oa_id": DEMO_OA, "event_name": name,
+               "follower": {"id": "u-7003"}, "user_id_by_app": "u-7003",
+               "source": "oa_profile", "timestamp": at.to_string()})
+    };
+
+    // Act
+    assert_eq!(post_signed(&app, &event("unfollow", t)).await.status(), 200);
+    assert_eq!(
+        post_signed(&app, &event("follow", t - 5_000))
+            .await
+            .status(),
+        200
+    );
+
+    // Assert
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM notifier.subscribers WHERE zalo_user_id = 'u-7003' AND NOT following"
+        )
+        .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_shared_phone_is_stored_normalised() {
+    // Arrange
+    let app = spawn_app().await;
+    let body = json!({"app_id": DEMO_APP, "oa_id": DEMO_OA, "event_name": "user_submit_info",
+        "sender": {"id": "u-7004"}, "recipient": {"id": DEMO_OA},
+        "info": {"name": "Nguyễn Thị Hoàng Anh", "phone": "0903 123 456"},
+        "timestamp": now_ms().to_string()});
+
+    // Act
+    let response = post_signed(&app, &body).await;
+
+    // Assert: the phone is on the subscriber, not in the stored event.
+    assert_eq!(response.status(), 200);
+    let client = app.pool.get().await.unwrap();
+    let row = client
+        .query_one(
+            "SELECT phone FROM notifier.subscribers WHERE tenant = 'demo' AND zalo_user_id = 'u-7004'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, Option<String>>(0).as_deref(), Some(PHONE));
+    let stored: Value = client
+        .query_one("SELECT body FROM notifier.webhook_events", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!stored.to_string().contains("123 456"));
+}
+
+#[tokio::test]
+async fn a_tra_cuu_chat_message_is_kept_as_a_lookup() {
+    // Arrange
+    let app = spawn_app().await;
+    point_sandbox_at_notifier(&app).await;
+
+    // Act
+    for text in ["Tra cứu HS-0410", "xin chào"] {
+        let r = app
+            .http
+            .post(format!("{}/_sandbox/users/u-7002/text", app.sandbox_url))
+            .json(&json!({ "text": text }))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+
+    // Assert: both are stored, one is a lookup.
+    eventually(PATIENCE, || async {
+        (count(
+            &app,
+            "SELECT count(*) FROM notifier.webhook_events WHERE event_name = 'user_send_text'",
+        )
+        .await
+            == 2)
+            .then_some(())
+    })
+    .await
+    .expect("both messages are recorded");
+    let client = app.pool.get().await.unwrap();
+    let rows = client
+        .query(
+            "SELECT zalo_user_id, dossier_code, kind FROM notifier.citizen_messages",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].get::<_, String>(0), "u-7002");
+    assert_eq!(rows[0].get::<_, String>(1), "HS-0410");
+    assert_eq!(rows[0].get::<_, String>(2), "lookup");
+}
+
+#[tokio::test]
+async fn invalid_json_and_missing_fields_are_refused_with_400_naming_the_field() {
+    // Arrange
+    let app = spawn_app().await;
+    let mut no_msg_id = oa_received("x", now_ms());
+    no_msg_id["message"] = json!({});
+
+    // Act
+    let not_json = post_raw(&app, b"{\"app_id\": ".to_vec(), Some("mac=00".into())).await;
+    let missing = post_signed(&app, &no_msg_id).await;
+
+    // Assert
+    assert_eq!(not_json.status(), 400);
+    assert_eq!(error_field(not_json).await, "body");
+    assert_eq!(missing.status(), 400);
+    assert_eq!(error_field(missing).await, "message.msg_id");
+}
+
+#[tokio::test]
+async fn webhook_events_past_their_retention_are_pruned_but_pending_ones_are_kept() {
+    // Arrange
+    let app = spawn_app().await;
+    let client = app.pool.get().await.unwrap();
+    client
+        .batch_execute(
+            "INSERT INTO notifier.webhook_events
+                    (tenant, event_name, dedup_key, occurred_at, received_at, body, outcome)
+             VALUES ('demo', 'follow', 'old', now(), now() - interval '8 days', '{}', 'applied'),
+                    ('demo', 'follow', 'new', now(), now() - interval '1 day', '{}', 'applied'),
+                    ('demo', 'user_seen_message', 'old-pending', now(), now() - interval '8 days',
+                     '{}', 'pending')",
+        )
+        .await
+        .unwrap();
+
+    // Act
+    let deleted = loa_notifier::webhook::prune_events(&app.pool)
+        .await
+        .unwrap();
+
+    // Assert
+    assert_eq!(deleted, 1);
+    let rows = client
+        .query(
+            "SELECT dedup_key FROM notifier.webhook_events ORDER BY dedup_key",
+            &[],
+        )
+        .await
+        .unwrap();
+    let keys: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(keys, ["new", "old-pending"]);
+}
