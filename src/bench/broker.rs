@@ -36,6 +36,8 @@ pub struct BrokerReport {
     pub rabbitmq_cpu_seconds_per_1000: Option<f64>,
     /// This client's CPU seconds per 1,000 messages (publisher and consumer).
     pub client_cpu_seconds_per_1000: Option<f64>,
+    /// Every run's rate; the report is the median run.
+    pub runs_messages_per_second: Vec<f64>,
 }
 
 impl BrokerReport {
@@ -44,7 +46,19 @@ impl BrokerReport {
         Table::new(&["broker baseline", "value"])
             .row(&["messages", &self.messages.to_string()])
             .row(&["message size (bytes)", &self.message_bytes.to_string()])
-            .row(&["messages/s", &format!("{:.0}", self.messages_per_second)])
+            .row(&[
+                "messages/s (median run)",
+                &format!("{:.0}", self.messages_per_second),
+            ])
+            .row(&[
+                "every run (messages/s)",
+                &self
+                    .runs_messages_per_second
+                    .iter()
+                    .map(|r| format!("{r:.0}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ])
             .row(&[
                 "RabbitMQ CPU s / 1,000 messages",
                 &super::report::opt_num(self.rabbitmq_cpu_seconds_per_1000, 3),
@@ -56,17 +70,29 @@ impl BrokerReport {
     }
 }
 
-/// Measures the baseline in a private vhost of its own (created and removed here), so
-/// nothing else runs on it.
-pub async fn measure(messages: usize, body: &[u8]) -> anyhow::Result<BrokerReport> {
+/// Measures the baseline `runs` times in a private vhost of its own (created and
+/// removed here), so nothing else runs on it, and reports the median run: one short run
+/// on a shared host can be off by a third.
+pub async fn measure(messages: usize, body: &[u8], runs: usize) -> anyhow::Result<BrokerReport> {
     let env = loa_platform::testing::TestEnv::new()
         .await
         .context("Failed to create the baseline's vhost (are PostgreSQL and RabbitMQ running?)")?;
     // Bounded: a lost message must not hang the benchmark.
     let limit = Duration::from_secs(60 + (messages / 1_000) as u64);
-    tokio::time::timeout(limit, run(&env.amqp_url, messages, body))
-        .await
-        .map_err(|_| anyhow::anyhow!("the broker baseline did not finish within {limit:?}"))?
+    let mut reports = Vec::new();
+    for _ in 0..runs.max(1) {
+        let report = tokio::time::timeout(limit, run(&env.amqp_url, messages, body))
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!("the broker baseline did not finish within {limit:?}")
+            })??;
+        reports.push(report);
+    }
+    let rates: Vec<f64> = reports.iter().map(|r| r.messages_per_second).collect();
+    reports.sort_by(|a, b| a.messages_per_second.total_cmp(&b.messages_per_second));
+    let mut median = reports.swap_remove(reports.len() / 2);
+    median.runs_messages_per_second = rates;
+    Ok(median)
 }
 
 /// Publishes `messages` bodies of `body` to a fresh quorum queue while one consumer
@@ -167,6 +193,7 @@ pub async fn run(amqp_url: &str, messages: usize, body: &[u8]) -> anyhow::Result
         messages_per_second: messages as f64 / seconds,
         rabbitmq_cpu_seconds_per_1000: used.rabbitmq.map(per_1000),
         client_cpu_seconds_per_1000: used.harness.map(per_1000),
+        runs_messages_per_second: Vec::new(),
     })
 }
 
@@ -176,6 +203,9 @@ pub struct BrokerArgs {
     /// Messages published and consumed.
     #[arg(long, default_value_t = 50_000)]
     pub messages: usize,
+    /// Runs; the median one is reported.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
 }
 
 /// `loa bench broker`: the baseline alone, with the machine it ran on.
@@ -187,7 +217,7 @@ pub async fn run_command(args: &BrokerArgs) -> anyhow::Result<super::Outcome> {
         token: String::new(),
     };
     let body = super::load::event_message_bytes(&[probe])?;
-    let report = measure(args.messages.max(1), &body).await?;
+    let report = measure(args.messages.max(1), &body, args.runs).await?;
     let json = serde_json::json!({
         "subcommand": "broker",
         "started_at": started_at,
@@ -195,6 +225,7 @@ pub async fn run_command(args: &BrokerArgs) -> anyhow::Result<super::Outcome> {
         "messages": report.messages,
         "message_bytes": report.message_bytes,
         "messages_per_second": report.messages_per_second,
+        "runs_messages_per_second": report.runs_messages_per_second,
         "rabbitmq_cpu_seconds_per_1000": report.rabbitmq_cpu_seconds_per_1000,
         "client_cpu_seconds_per_1000": report.client_cpu_seconds_per_1000,
         "method": "one connection publishing persistent, mandatory messages with a window of 512 pipelined \

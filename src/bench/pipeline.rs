@@ -42,9 +42,12 @@ pub struct PipelineArgs {
     /// Events per `POST /v1/events/batch` (at most 500).
     #[arg(long, default_value_t = 100)]
     pub batch: usize,
-    /// Messages of the same-run broker baseline.
+    /// Messages of the same-run broker baseline (per run).
     #[arg(long, default_value_t = 50_000)]
     pub baseline_messages: usize,
+    /// Baseline runs; the median one is the ratio's denominator.
+    #[arg(long, default_value_t = 3)]
+    pub baseline_runs: usize,
     /// Give up waiting for deliveries after this many seconds (default: 120 + 1 s per
     /// 100 events).
     #[arg(long)]
@@ -128,7 +131,8 @@ pub async fn run(
     };
 
     eprintln!(
-        "Measuring the broker baseline ({} messages)…",
+        "Measuring the broker baseline ({} × {} messages)…",
+        args.baseline_runs.max(1),
         args.baseline_messages
     );
     let probe = system::bench_tenants(1, "http://127.0.0.1:1", ZaloRate::LIFTED);
@@ -136,7 +140,8 @@ pub async fn run(
         id: probe[0].id.clone(),
         token: String::new(),
     }])?;
-    let baseline = broker::measure(args.baseline_messages.max(1), &body).await?;
+    let baseline =
+        broker::measure(args.baseline_messages.max(1), &body, args.baseline_runs).await?;
 
     eprintln!("Starting the services ({})…", mode.as_str());
     let sut = system::start(base, config_file, args.tenants, ZaloRate::LIFTED, mode).await?;
@@ -211,7 +216,8 @@ pub async fn run(
     if mode == Mode::InProcess {
         notes.push(
             "In-process mode: `all` is this one process, which runs the four services and the load generator \
-             (HTTP posters, pre-serialised bodies); use --split for per-service figures."
+             (HTTP posters, pre-serialised bodies); use --split for per-service figures and the per-service \
+             memory goal."
                 .to_owned(),
         );
     }
@@ -238,8 +244,10 @@ pub async fn run(
         Goal::at_least("pipeline events/s", 5_000.0, events_per_second),
         Goal::at_least("ratio to the broker baseline", 0.25, ratio),
     ];
+    // The memory goal is per service: `all` (four services and the load generator in
+    // one process) is not held to it; the sandbox stands in for Zalo.
     for (name, mb) in &peak_rss_mb {
-        if name != "zalo-sandbox" {
+        if name != "zalo-sandbox" && name != "all" {
             goals.push(Goal::at_most(
                 &format!("peak RSS of {name} (MiB)"),
                 100.0,
@@ -305,15 +313,28 @@ pub fn infrastructure(
     } else {
         None
     };
-    [
+    // What the machine spent on anything else: a shared host's noise, made visible.
+    let ours: f64 = cpu.services.iter().map(|(_, s)| s).sum::<f64>()
+        + cpu.postgres.unwrap_or(0.0)
+        + cpu.rabbitmq.unwrap_or(0.0)
+        + harness.unwrap_or(0.0);
+    let others = cpu.machine.map(|m| (m - ours).max(0.0));
+    let mut out: BTreeMap<String, f64> = [
         ("postgres (this database)", cpu.postgres),
         ("rabbitmq (whole node)", cpu.rabbitmq),
         ("load generator (loa bench)", harness),
+        ("other processes on the host", others),
         ("machine (everything)", cpu.machine),
     ]
     .into_iter()
     .filter_map(|(k, v)| Some((k.to_owned(), per_1000(v?))))
-    .collect()
+    .collect();
+    if mode == Mode::Split {
+        for (service, s) in &cpu.postgres_by_service {
+            out.insert(format!("postgres for {service}"), per_1000(*s));
+        }
+    }
+    out
 }
 
 /// Posts one small batch per tenant and waits for its messages, so connections,
@@ -405,7 +426,7 @@ fn tables(r: &PipelineReport) -> Vec<(String, Table)> {
             &num(r.accepted_per_second, 0),
         ])
         .row(&[
-            "broker baseline msg/s (same run)",
+            "broker baseline msg/s (same run, median)",
             &num(r.baseline_messages_per_second, 0),
         ])
         .row(&["ratio to baseline", &format!("{:.1} %", r.ratio * 100.0)])

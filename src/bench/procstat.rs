@@ -90,6 +90,64 @@ fn postgres_backends(database: &str) -> Vec<u32> {
         .collect()
 }
 
+/// The client port a PostgreSQL backend serves (its title reads `… 127.0.0.1(PORT) …`).
+fn backend_client_port(pid: u32) -> Option<u16> {
+    let title = cmdline(pid)?;
+    let open = title.find("127.0.0.1(")? + "127.0.0.1(".len();
+    let close = title[open..].find(')')? + open;
+    title[open..close].parse().ok()
+}
+
+/// Local TCP ports of a process's sockets (from `/proc/<pid>/fd` and `/proc/net/tcp`).
+fn local_ports(pid: u32) -> std::collections::HashSet<u16> {
+    let inodes: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| {
+            dir.filter_map(|e| {
+                let target = std::fs::read_link(e.ok()?.path()).ok()?;
+                let t = target.to_string_lossy();
+                Some(t.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+            })
+            .collect()
+        })
+        .unwrap_or_default();
+    let mut ports = std::collections::HashSet::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(inode)) = (f.get(1), f.get(9)) else {
+                continue;
+            };
+            if inodes.contains(*inode) {
+                if let Some(port) = local
+                    .rsplit(':')
+                    .next()
+                    .and_then(|h| u16::from_str_radix(h, 16).ok())
+                {
+                    ports.insert(port);
+                }
+            }
+        }
+    }
+    ports
+}
+
+/// Which measured process each of `database`'s backends serves, by the client port.
+fn backend_owners(processes: &[Measured], database: &str) -> HashMap<u32, String> {
+    let owners: Vec<(String, std::collections::HashSet<u16>)> = processes
+        .iter()
+        .map(|p| (p.name.clone(), local_ports(p.pid)))
+        .collect();
+    postgres_backends(database)
+        .into_iter()
+        .filter_map(|b| {
+            let port = backend_client_port(b)?;
+            let (name, _) = owners.iter().find(|(_, ports)| ports.contains(&port))?;
+            Some((b, name.clone()))
+        })
+        .collect()
+}
+
 /// The RabbitMQ node (`beam.smp` running `rabbit`).
 fn rabbitmq_nodes() -> Vec<u32> {
     all_pids()
@@ -208,6 +266,7 @@ pub struct CpuSnapshot {
     rabbitmq: HashMap<u32, f64>,
     harness: Option<f64>,
     machine: Option<f64>,
+    owners: HashMap<u32, String>,
 }
 
 /// CPU used during a window, per service and by the infrastructure.
@@ -221,6 +280,9 @@ pub struct CpuUsage {
     pub rabbitmq: Option<f64>,
     /// This process: the load generator (and, in-process, the services too).
     pub harness: Option<f64>,
+    /// The PostgreSQL CPU above, split by the service each backend serves (split
+    /// mode; backends whose client could not be found are left out).
+    pub postgres_by_service: Vec<(String, f64)>,
     /// The whole machine (every process, including other users of a shared host).
     pub machine: Option<f64>,
 }
@@ -234,6 +296,7 @@ pub fn snapshot(processes: &[Measured], database: &str) -> CpuSnapshot {
         rabbitmq: cpu_of(rabbitmq_nodes()),
         harness: cpu_seconds(std::process::id()),
         machine: machine_busy_seconds(),
+        owners: backend_owners(processes, database),
     }
 }
 
@@ -260,9 +323,25 @@ impl CpuSnapshot {
                 ))
             })
             .collect();
+        let backends_now = cpu_of(postgres_backends(database));
+        let mut owners = backend_owners(processes, database);
+        owners.extend(self.owners.iter().map(|(k, v)| (*k, v.clone())));
+        let mut by_service: Vec<(String, f64)> = Vec::new();
+        for (pid, now) in &backends_now {
+            let Some(owner) = owners.get(pid) else {
+                continue;
+            };
+            let used = now - self.postgres.get(pid).copied().unwrap_or(0.0);
+            match by_service.iter_mut().find(|(n, _)| n == owner) {
+                Some((_, s)) => *s += used,
+                None => by_service.push((owner.clone(), used)),
+            }
+        }
+        by_service.sort_by(|a, b| a.0.cmp(&b.0));
         CpuUsage {
             services,
-            postgres: delta(&self.postgres, cpu_of(postgres_backends(database))),
+            postgres_by_service: by_service,
+            postgres: delta(&self.postgres, backends_now),
             rabbitmq: delta(&self.rabbitmq, cpu_of(rabbitmq_nodes())),
             harness: cpu_seconds(std::process::id())
                 .zip(self.harness)

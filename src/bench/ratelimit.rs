@@ -213,7 +213,7 @@ pub async fn run(
         ])
         .row(&["-32 answers", &refused_rate_limit.to_string()])
         .row(&[
-            "sandbox peak sends in one second",
+            "sandbox peak requests in one second",
             &report
                 .sandbox_peak_rate_per_second
                 .map_or("-".into(), |p| num(p, 0)),

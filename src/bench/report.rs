@@ -164,7 +164,12 @@ mod tests {
         let text = t.to_string();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[2], "events/s   5000", "{text}");
-        assert!(lines.iter().all(|l| l.chars().count() == lines[0].chars().count()), "{text}");
+        assert!(
+            lines
+                .iter()
+                .all(|l| l.chars().count() == lines[0].chars().count()),
+            "{text}"
+        );
         let md = t.markdown();
         assert!(md.starts_with("| what | value |\n| --- | ---: |\n"), "{md}");
         assert!(md.contains("a\\|b"), "{md}");

@@ -175,7 +175,9 @@ pub async fn run_relay(relay: Relay, stop: CancellationToken) {
             last_sample = Some(tokio::time::Instant::now());
             match pending(&relay.pool).await {
                 Ok(n) => metrics::outbox_pending(n),
-                Err(e) => tracing::debug!(error.message = %e, "Could not sample the outbox backlog."),
+                Err(e) => {
+                    tracing::debug!(error.message = %e, "Could not sample the outbox backlog.")
+                }
             }
         }
         if last_prune.is_none_or(|at| at.elapsed() >= PRUNE_INTERVAL) {

@@ -262,9 +262,6 @@ pub async fn apply_batch(
         )
         .await
         .context("Failed to prepare the dossier lock")?;
-    tx.query_one(&lock, &[&DOSSIER_LOCK_SPACE, &lock_tenants, &lock_codes])
-        .await
-        .context("Failed to lock the batch's dossiers")?;
 
     // A repeat inside the batch is a duplicate of its first occurrence.
     let mut outcomes = vec![EventOutcome::Duplicate; events.len()];
@@ -277,7 +274,20 @@ pub async fn apply_batch(
             ))
         })
         .collect();
-    let inserted = insert_history(&tx, events, &firsts).await?;
+    // Lock, record and read in one round trip: the three statements are pipelined on
+    // the connection and PostgreSQL runs them in order, so the states are read only
+    // once the locks are held. States are read for every first occurrence (a superset
+    // of the fresh events, whose dossiers are all that is used).
+    let locked = async {
+        tx.query_one(&lock, &[&DOSSIER_LOCK_SPACE, &lock_tenants, &lock_codes])
+            .await
+            .context("Failed to lock the batch's dossiers")
+    };
+    let (_, inserted, mut states) = tokio::try_join!(
+        locked,
+        insert_history(&tx, events, &firsts),
+        load_states(&tx, events, &firsts),
+    )?;
     let fresh: Vec<usize> = firsts
         .into_iter()
         .filter(|&i| {
@@ -288,8 +298,8 @@ pub async fn apply_batch(
         })
         .collect();
 
-    let mut states = load_states(&tx, events, &fresh).await?;
     let mut changed: Vec<DossierKey> = Vec::new();
+    let mut changed_keys: HashSet<DossierKey> = HashSet::new();
     let mut planned = Vec::new();
     for &i in &fresh {
         let IncomingEvent { event, traceparent } = &events[i];
@@ -315,15 +325,16 @@ pub async fn apply_batch(
             },
         ));
         outcomes[i] = EventOutcome::Applied;
-        if !changed.contains(&key) {
+        if changed_keys.insert(key.clone()) {
             changed.push(key.clone());
         }
         states.insert(key, state);
     }
 
     let changed: Vec<&DossierState> = changed.iter().filter_map(|k| states.get(k)).collect();
-    upsert_states(&tx, &changed).await?;
-    let written = insert_outbox(&tx, &planned).await?;
+    // Independent tables: both statements go out in one round trip.
+    let ((), written) =
+        tokio::try_join!(upsert_states(&tx, &changed), insert_outbox(&tx, &planned))?;
     tx.commit().await.context("Failed to commit the batch")?;
 
     let planned = planned
