@@ -66,56 +66,12 @@ pub async fn declare_delay_queue(
     ttl: std::time::Duration,
     back_to: &str,
 ) -> anyhow::Result<()> {
-    let options = ExchangeDeclareOptions {
-        passive: false,     // create it when missing
-        durable: true,      // survives a broker restart
-        auto_delete: false, // stays when no queue is bound
-        internal: false,    // clients publish to it
-        nowait: false,      // wait for the broker's answer
-    };
-    super::timed(
-        "exchange.declare",
-        channel.exchange_declare(
-            EX_DELAY.into(),
-            ExchangeKind::Headers,
-            options,
-            FieldTable::default(),
-        ),
-    )
-    .await?;
-    let mut args = FieldTable::default();
-    args.insert(
-        "x-queue-type".into(),
-        AMQPValue::LongString("quorum".into()),
-    );
+    declare_exchange_of_kind(channel, EX_DELAY, ExchangeKind::Headers).await?;
+    // An expired message is confirmed by the work queue before the delay queue drops it.
+    let mut args = quorum_args(Some(back_to));
     let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
     args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(ttl_ms));
-    args.insert(
-        "x-dead-letter-exchange".into(),
-        AMQPValue::LongString(back_to.into()),
-    );
-    // An expired message is confirmed by the work queue before the delay queue drops it.
-    args.insert(
-        "x-dead-letter-strategy".into(),
-        AMQPValue::LongString("at-least-once".into()),
-    );
-    // Required by at-least-once dead-lettering.
-    args.insert(
-        "x-overflow".into(),
-        AMQPValue::LongString("reject-publish".into()),
-    );
-    let options = QueueDeclareOptions {
-        passive: false,     // create it when missing
-        durable: true,      // quorum queues are always durable
-        exclusive: false,   // shared by every replica
-        auto_delete: false, // it has no consumers, by design
-        nowait: false,      // wait for the broker's answer
-    };
-    super::timed(
-        "queue.declare",
-        channel.queue_declare(name.into(), options, args),
-    )
-    .await?;
+    declare_quorum_queue(channel, name, args).await?;
     let mut binding = FieldTable::default();
     binding.insert("x-match".into(), AMQPValue::LongString("all".into()));
     binding.insert(H_DELAY_QUEUE.into(), AMQPValue::LongString(name.into()));
@@ -160,6 +116,14 @@ pub async fn declare(channel: &Channel) -> anyhow::Result<()> {
 
 /// Declares a durable topic exchange.
 pub async fn declare_exchange(channel: &Channel, name: &str) -> anyhow::Result<()> {
+    declare_exchange_of_kind(channel, name, ExchangeKind::Topic).await
+}
+
+async fn declare_exchange_of_kind(
+    channel: &Channel,
+    name: &str,
+    kind: ExchangeKind,
+) -> anyhow::Result<()> {
     let options = ExchangeDeclareOptions {
         passive: false,     // create it when missing
         durable: true,      // survives a broker restart
@@ -169,12 +133,7 @@ pub async fn declare_exchange(channel: &Channel, name: &str) -> anyhow::Result<(
     };
     super::timed(
         "exchange.declare",
-        channel.exchange_declare(
-            name.into(),
-            ExchangeKind::Topic,
-            options,
-            FieldTable::default(),
-        ),
+        channel.exchange_declare(name.into(), kind, options, FieldTable::default()),
     )
     .await
 }
@@ -196,22 +155,30 @@ pub async fn declare_work_queue(
 
 /// Declares a durable quorum queue, optionally dead-lettering to `dlx`.
 pub async fn declare_queue(channel: &Channel, name: &str, dlx: Option<&str>) -> anyhow::Result<()> {
+    let mut args = quorum_args(dlx);
+    if dlx.is_some() {
+        // Explicit: RabbitMQ 3.10 has no default delivery limit.
+        args.insert(
+            "x-delivery-limit".into(),
+            AMQPValue::LongInt(DELIVERY_LIMIT),
+        );
+    }
+    declare_quorum_queue(channel, name, args).await
+}
+
+/// Arguments of a quorum queue that, with `dlx`, dead-letters at least once to it (the
+/// target confirms the dead letter before the source drops it).
+fn quorum_args(dlx: Option<&str>) -> FieldTable {
     let mut args = FieldTable::default();
     args.insert(
         "x-queue-type".into(),
         AMQPValue::LongString("quorum".into()),
     );
     if let Some(dlx) = dlx {
-        // Explicit: RabbitMQ 3.10 has no default delivery limit.
-        args.insert(
-            "x-delivery-limit".into(),
-            AMQPValue::LongInt(DELIVERY_LIMIT),
-        );
         args.insert(
             "x-dead-letter-exchange".into(),
             AMQPValue::LongString(dlx.into()),
         );
-        // The dead letter is confirmed by its target before the source drops it.
         args.insert(
             "x-dead-letter-strategy".into(),
             AMQPValue::LongString("at-least-once".into()),
@@ -222,11 +189,19 @@ pub async fn declare_queue(channel: &Channel, name: &str, dlx: Option<&str>) -> 
             AMQPValue::LongString("reject-publish".into()),
         );
     }
+    args
+}
+
+async fn declare_quorum_queue(
+    channel: &Channel,
+    name: &str,
+    args: FieldTable,
+) -> anyhow::Result<()> {
     let options = QueueDeclareOptions {
         passive: false,     // create it when missing
         durable: true,      // quorum queues are always durable
         exclusive: false,   // shared by every replica
-        auto_delete: false, // outlives its consumers
+        auto_delete: false, // outlives its consumers (delay queues have none, by design)
         nowait: false,      // wait for the broker's answer
     };
     super::timed(
