@@ -176,7 +176,7 @@ impl Default for NotifierSettings {
             bind: "0.0.0.0:8082".to_owned(),
             prefetch: 256,
             batch_size: 128,
-            batch_wait_ms: 5,
+            batch_wait_ms: 0,
             max_in_flight: 64,
             http_timeout_ms: 10_000,
             token_refresh_margin_secs: 18_000,
