@@ -281,3 +281,42 @@ async fn the_lookup_link_opens_a_vietnamese_page_in_a_real_browser_without_perso
     );
     sys.stop().await;
 }
+
+#[tokio::test]
+async fn intake_answers_503_with_retry_after_when_rabbitmq_cannot_confirm() {
+    // Arrange: an intake whose broker does not answer.
+    let common = loa_platform::CommonSettings {
+        amqp_url: "amqp://guest:guest@127.0.0.1:1/%2f".into(),
+        ..Default::default()
+    };
+    let settings = loa_intake::IntakeSettings {
+        bind: "127.0.0.1:0".into(),
+        ingress_enabled: false,
+        ..Default::default()
+    };
+    let app = loa_intake::Application::build(&common, &settings, crate::helpers::test_tenants())
+        .await
+        .unwrap();
+    let url = format!("http://127.0.0.1:{}", app.port());
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(app.run_until_stopped(cancel.clone()));
+
+    // Act
+    let resp = reqwest::Client::new()
+        .post(format!("{url}/v1/events"))
+        .bearer_auth("demo-token")
+        .json(&receipt_event("no-broker-1", "H56-0301"))
+        .send()
+        .await
+        .unwrap();
+
+    // Assert
+    assert_eq!(resp.status(), 503);
+    assert!(resp.headers().get("retry-after").is_some());
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unavailable");
+    let ready = reqwest::get(format!("{url}/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 503, "not ready without a broker");
+    cancel.cancel();
+    server.await.unwrap().unwrap();
+}

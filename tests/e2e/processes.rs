@@ -119,3 +119,39 @@ async fn loa_demo_tells_its_story_and_exits() {
         "phones are masked: {stdout}"
     );
 }
+
+#[tokio::test]
+async fn loa_migrate_creates_every_services_schema_and_is_idempotent() {
+    let env = TestEnv::new().await.unwrap();
+    for _ in 0..2 {
+        let out = Command::new(env!("CARGO_BIN_EXE_loa"))
+            .arg("migrate")
+            .env("LOA_AMQP_URL", &env.amqp_url)
+            .env("LOA_DATABASE_URL", &env.database_url)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let (client, conn) = tokio_postgres::connect(&env.database_url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let schemas: Vec<String> = client
+        .query(
+            "SELECT schema_name::text FROM information_schema.schemata ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        schemas.contains(&"tracker".to_owned()) && schemas.contains(&"notifier".to_owned()),
+        "{schemas:?}"
+    );
+}
