@@ -15,10 +15,12 @@ impl PhoneNumber {
     /// start with 3, 5, 7, 8 or 9 (mobile ranges since the 2018 renumbering).
     pub fn parse(raw: &str) -> Result<Self, &'static str> {
         let mut digits = String::with_capacity(raw.len());
-        for (i, c) in raw.trim().chars().enumerate() {
+        let mut plus_seen = false;
+        for c in raw.trim().chars() {
             match c {
                 '0'..='9' => digits.push(c),
-                '+' if i == 0 => {}
+                // A country-code plus, before any digit: "+84…" or "(+84) …".
+                '+' if digits.is_empty() && !plus_seen => plus_seen = true,
                 ' ' | '.' | '-' | '(' | ')' => {}
                 _ => return Err(
                     "a phone number may only contain digits, spaces, dots, dashes and a leading +",
