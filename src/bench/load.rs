@@ -266,17 +266,28 @@ impl Client {
                 json!({"api": "zns", "rate_per_second": null, "burst": null, "daily_quota": null, "night_ban": false})
             }
         };
+        self.control("limits", &body).await
+    }
+
+    /// `POST /_sandbox/faults`: every ZNS call answers `ms` later.
+    pub async fn add_zns_latency(&self, ms: u64) -> anyhow::Result<()> {
+        self.control("faults", &json!({"api": "zns", "latency_ms": ms}))
+            .await
+    }
+
+    /// `POST /_sandbox/<what>` with `body`; fails unless the sandbox took it.
+    async fn control(&self, what: &str, body: &Value) -> anyhow::Result<()> {
         let resp = self
             .http
-            .post(format!("{}/_sandbox/limits", self.sandbox))
-            .json(&body)
+            .post(format!("{}/_sandbox/{what}", self.sandbox))
+            .json(body)
             .send()
             .await
             .context("the sandbox did not answer")?;
         let status = resp.status();
         anyhow::ensure!(
             status.is_success(),
-            "the sandbox refused the limits: {}",
+            "the sandbox refused the {what}: {}",
             resp.text().await.unwrap_or_default()
         );
         Ok(())

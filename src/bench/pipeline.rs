@@ -55,6 +55,11 @@ pub struct PipelineArgs {
     /// Run each service as its own `loa run <target>` process.
     #[arg(long)]
     pub split: bool,
+    /// Latency the sandbox adds to every ZNS call, in ms (a sandbox fault), to see
+    /// the pipeline against Zalo's real round trip (tens to hundreds of ms) rather
+    /// than a loopback answer.
+    #[arg(long, default_value_t = 0)]
+    pub zalo_latency_ms: u64,
 }
 
 /// The pipeline run's result (the JSON report).
@@ -72,6 +77,8 @@ pub struct PipelineReport {
     pub events: usize,
     /// Tenants.
     pub tenants: usize,
+    /// Latency the sandbox added to every ZNS call (`--zalo-latency-ms`).
+    pub zalo_latency_ms: u64,
     /// Concurrent posters.
     pub posters: usize,
     /// Events per HTTP batch.
@@ -147,6 +154,9 @@ pub async fn run(
     let sut = system::start(base, config_file, args.tenants, ZaloRate::LIFTED, mode).await?;
     let client = Client::new(&sut.intake, &sut.sandbox)?;
     warm_up(&client, &sut.tenants).await?;
+    if args.zalo_latency_ms > 0 {
+        client.add_zns_latency(args.zalo_latency_ms).await?;
+    }
 
     let run_id = format!("{:x}", Utc::now().timestamp_millis() % 0xff_ffff);
     let batches = Arc::new(load::batches(
@@ -263,6 +273,7 @@ pub async fn run(
         machine,
         events: args.events,
         tenants: args.tenants,
+        zalo_latency_ms: args.zalo_latency_ms,
         posters: args.posters,
         batch_size: args.batch.clamp(1, 500),
         delivered,
@@ -415,6 +426,7 @@ pub fn trace(
 fn tables(r: &PipelineReport) -> Vec<(String, Table)> {
     let summary = Table::new(&["pipeline", "value"])
         .row(&["mode", r.mode])
+        .row(&["Zalo latency added (ms)", &r.zalo_latency_ms.to_string()])
         .row(&["events (tenants)", &format!("{} ({})", r.events, r.tenants)])
         .row(&[
             "delivered (duplicates)",

@@ -2,85 +2,30 @@
 //! mid-run. Every citizen still gets each message; none twice, except sends the
 //! notifier itself counted as ambiguous.
 
-use crate::helpers::{receipt_event, sandbox_messages, wait_ready, TestSystem};
+use crate::{
+    helpers::{receipt_event, sandbox_messages, wait_ready, TestSystem},
+    helpers_process::{self, base, Ports, Process},
+};
 use loa_platform::testing::{eventually, TestEnv};
 use serde_json::{json, Value};
 use std::{
     collections::{BTreeMap, BTreeSet},
-    process::{Child, Command, Stdio},
+    process::Command,
     time::Duration,
 };
 
-/// A `loa run <target>` child process, killed on drop.
-struct Process(Child);
+/// The notifier is tuned so a killed process's leases run out in seconds (lease =
+/// HTTP time-out × 3 × (batch / in-flight + 1) = 12 s) and a parked ambiguous send is
+/// rechecked after 5 s.
+const NOTIFIER_TUNING: &[(&str, &str)] = &[
+    ("LOA_NOTIFIER__HTTP_TIMEOUT_MS", "2000"),
+    ("LOA_NOTIFIER__BATCH_SIZE", "32"),
+    ("LOA_NOTIFIER__MAX_IN_FLIGHT", "32"),
+    ("LOA_NOTIFIER__AMBIGUOUS_RECHECK_SECS", "5"),
+];
 
-impl Process {
-    /// SIGKILL: no graceful shutdown, no in-flight batch finished, nothing acked.
-    fn kill_hard(&mut self) {
-        self.0.kill().expect("the process can be killed");
-        self.0.wait().expect("the killed process is reaped");
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Ports {
-    intake: u16,
-    tracker: u16,
-    notifier: u16,
-    sandbox: u16,
-}
-
-fn base(port: u16) -> String {
-    format!("http://127.0.0.1:{port}")
-}
-
-/// Spawns `loa run <target>` on the test's database and vhost, every service on
-/// 127.0.0.1. The notifier is tuned so a killed process's leases run out in seconds
-/// (lease = HTTP time-out × 3 × (batch / in-flight + 1) = 12 s) and a parked
-/// ambiguous send is rechecked after 5 s.
 fn spawn(target: &str, env: &TestEnv, ports: &Ports) -> Process {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_loa"));
-    cmd.args(["run", target])
-        .env("LOA_AMQP_URL", &env.amqp_url)
-        .env("LOA_DATABASE_URL", &env.database_url)
-        .env("LOA_SANDBOX_URL", base(ports.sandbox))
-        .env("LOA_LOG_FORMAT", "json")
-        .env("LOA_INTAKE__BIND", format!("127.0.0.1:{}", ports.intake))
-        .env("LOA_TRACKER__BIND", format!("127.0.0.1:{}", ports.tracker))
-        .env(
-            "LOA_NOTIFIER__BIND",
-            format!("127.0.0.1:{}", ports.notifier),
-        )
-        .env("LOA_SANDBOX__BIND", format!("127.0.0.1:{}", ports.sandbox))
-        .env(
-            "LOA_SANDBOX__WEBHOOK_URL",
-            format!("{}/zalo/webhook", base(ports.notifier)),
-        )
-        .env("LOA_NOTIFIER__HTTP_TIMEOUT_MS", "2000")
-        .env("LOA_NOTIFIER__BATCH_SIZE", "32")
-        .env("LOA_NOTIFIER__MAX_IN_FLIGHT", "32")
-        .env("LOA_NOTIFIER__AMBIGUOUS_RECHECK_SECS", "5")
-        .stdout(Stdio::null())
-        .stderr(if std::env::var_os("TEST_LOG").is_some() {
-            Stdio::inherit()
-        } else {
-            Stdio::null()
-        });
-    Process(cmd.spawn().expect("the loa binary runs"))
+    helpers_process::spawn(target, env, ports, NOTIFIER_TUNING)
 }
 
 /// `n` receipt events for distinct dossiers, in intake batches of at most 100,
@@ -154,12 +99,7 @@ async fn the_notifier_killed_mid_batch_and_restarted_delivers_every_message_and_
     // kill lands while sends are in flight.
     const EVENTS: usize = 300;
     let env = TestEnv::new().await.unwrap();
-    let ports = Ports {
-        intake: free_port(),
-        tracker: free_port(),
-        notifier: free_port(),
-        sandbox: free_port(),
-    };
+    let ports = Ports::free();
     let _sandbox = spawn("zalo-sandbox", &env, &ports);
     let _tracker = spawn("tracker", &env, &ports);
     let mut notifier = spawn("notifier", &env, &ports);

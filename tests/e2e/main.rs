@@ -4,6 +4,7 @@
 
 mod helpers;
 mod helpers_browser;
+mod helpers_process;
 
 mod dead_letters_cli;
 mod faults;

@@ -1,69 +1,24 @@
 //! The services as separate processes (`loa run intake`, …), as production runs them.
 
-use crate::helpers::{receipt_event, settle_messages, wait_ready};
+use crate::{
+    helpers::{receipt_event, settle_messages, wait_ready},
+    helpers_process::{base, spawn, Ports, Process},
+};
 use loa_platform::testing::TestEnv;
-use std::process::{Child, Command, Stdio};
-
-/// A `loa` child process, killed on drop.
-struct Service(Child);
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn spawn(target: &str, env: &TestEnv, ports: &[(&str, u16)], sandbox_port: u16) -> Service {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_loa"));
-    cmd.args(["run", target])
-        .env("LOA_AMQP_URL", &env.amqp_url)
-        .env("LOA_DATABASE_URL", &env.database_url)
-        .env(
-            "LOA_SANDBOX_URL",
-            format!("http://127.0.0.1:{sandbox_port}"),
-        )
-        .env("LOA_LOG_FORMAT", "json")
-        .stdout(Stdio::null())
-        .stderr(if std::env::var_os("TEST_LOG").is_some() {
-            Stdio::inherit()
-        } else {
-            Stdio::null()
-        });
-    for (service, port) in ports {
-        cmd.env(
-            format!("LOA_{}__BIND", service.to_uppercase()),
-            format!("127.0.0.1:{port}"),
-        );
-    }
-    Service(cmd.spawn().expect("the loa binary runs"))
-}
+use std::process::Command;
 
 #[tokio::test]
 async fn the_services_run_as_separate_processes_and_carry_an_event_to_zalo() {
     // Arrange
     let env = TestEnv::new().await.unwrap();
-    let (intake, tracker, notifier, sandbox) = (free_port(), free_port(), free_port(), free_port());
-    let ports = [
-        ("intake", intake),
-        ("tracker", tracker),
-        ("notifier", notifier),
-        ("sandbox", sandbox),
-    ];
-    let _services: Vec<Service> = ["zalo-sandbox", "tracker", "notifier", "intake"]
+    let ports = Ports::free();
+    let _services: Vec<Process> = ["zalo-sandbox", "tracker", "notifier", "intake"]
         .into_iter()
-        .map(|t| spawn(t, &env, &ports, sandbox))
+        .map(|t| spawn(t, &env, &ports, &[]))
         .collect();
     let client = reqwest::Client::new();
-    let base = |p: u16| format!("http://127.0.0.1:{p}");
+    let (intake, tracker, notifier, sandbox) =
+        (ports.intake, ports.tracker, ports.notifier, ports.sandbox);
     wait_ready(
         &client,
         &[

@@ -102,6 +102,7 @@ impl Application {
                 prefetch: self.settings.ingress_prefetch,
                 batch_size: self.settings.ingress_batch,
                 batch_wait: Duration::from_millis(5),
+                max_batches_in_flight: 1,
             };
             let (tenants, publisher, max) =
                 (self.tenants, self.publisher, self.settings.max_event_bytes);

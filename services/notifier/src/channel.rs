@@ -109,24 +109,27 @@ pub async fn followers_by_phone(
         .get()
         .await
         .context("Failed to get a PostgreSQL connection")?;
-    let rows = match client
-        .query(
+    let statement = match client
+        .prepare_cached(
             "SELECT DISTINCT ON (s.tenant, s.phone) s.tenant, s.phone, s.zalo_user_id
                FROM notifier.subscribers s
                JOIN UNNEST($1::text[], $2::text[]) AS i(tenant, phone)
                  ON s.tenant = i.tenant AND s.phone = i.phone
               WHERE s.following
               ORDER BY s.tenant, s.phone, s.updated_at DESC",
-            &[&tenants, &phones],
         )
         .await
     {
-        Ok(rows) => rows,
+        Ok(statement) => statement,
         Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => {
             return Ok(HashMap::new())
         }
         Err(e) => return Err(e).context("Failed to look up followers"),
     };
+    let rows = client
+        .query(&statement, &[&tenants, &phones])
+        .await
+        .context("Failed to look up followers")?;
     Ok(rows
         .iter()
         .map(|r| ((r.get(0), r.get(1)), r.get(2)))

@@ -818,6 +818,7 @@ impl DeadLetters {
             prefetch: 256,
             batch_size: 128,
             batch_wait: Duration::from_millis(20),
+            max_batches_in_flight: 1,
         };
         let (pool, tenants) = (self.pool.clone(), self.tenants.clone());
         let consumer = run_batch_consumer(

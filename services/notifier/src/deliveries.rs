@@ -16,11 +16,13 @@
 //!   timed out after Zalo may have accepted it). A copy of a parked request that
 //!   arrives meanwhile is acked without sending; the scheduler republishes the row.
 
+use crate::receipts::{self, Transition};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{GenericClient, Pool};
 use serde::Serialize;
 use std::{collections::HashMap, time::Duration};
+use tokio_postgres::types::ToSql;
 
 /// What a row must say when a request is claimed.
 #[derive(Debug, Clone)]
@@ -85,8 +87,8 @@ pub async fn claim(
         .context("Failed to get a PostgreSQL connection")?;
     // `prior` and `claimed` see the same snapshot: `prior` is the state before this
     // statement; `claimed` lists the rows this statement took.
-    let result = client
-        .query(
+    let statement = client
+        .prepare_cached(
             "WITH input AS (
                  SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
                                       $7::timestamptz[])
@@ -115,7 +117,22 @@ pub async fn claim(
                FROM input i
                LEFT JOIN prior p USING (notification_id)
                LEFT JOIN claimed c USING (notification_id)",
-            &[&ids, &tenants, &kinds, &lanes, &dossiers, &channels, &accepted, &lease_secs],
+        )
+        .await
+        .context("Failed to prepare the claim")?;
+    let result = client
+        .query(
+            &statement,
+            &[
+                &ids,
+                &tenants,
+                &kinds,
+                &lanes,
+                &dossiers,
+                &channels,
+                &accepted,
+                &lease_secs,
+            ],
         )
         .await
         .context("Failed to claim deliveries")?;
@@ -252,10 +269,23 @@ pub async fn record(pool: &Pool, outcomes: &[Outcome]) -> anyhow::Result<()> {
 }
 
 /// Records a batch of results (with parked requests) in one statement and releases
-/// their leases, on a pooled connection or inside the caller's transaction. A final row (sent, delivered, seen) keeps its status: a receipt may
-/// have overtaken the sender's own record.
+/// their leases, on a pooled connection or inside the caller's transaction. A final
+/// row (sent, delivered, seen) keeps its status: a receipt may have overtaken the
+/// sender's own record.
 pub async fn record_batch<C: GenericClient>(client: &C, records: &[Record]) -> anyhow::Result<()> {
+    record_batch_with_history(client, records, &[]).await
+}
+
+/// [`record_batch`] and the batch's history rows ([`receipts::record_transitions`])
+/// in one statement: atomic without a transaction, and one round trip for the
+/// sender's hot path.
+pub async fn record_batch_with_history<C: GenericClient>(
+    client: &C,
+    records: &[Record],
+    transitions: &[Transition],
+) -> anyhow::Result<()> {
     if records.is_empty() {
+        receipts::record_transitions(client, transitions).await?;
         return Ok(());
     }
     let ids: Vec<&str> = records
@@ -287,44 +317,67 @@ pub async fn record_batch<C: GenericClient>(client: &C, records: &[Record]) -> a
     let requests: Vec<Option<&serde_json::Value>> =
         records.iter().map(|r| r.request.as_ref()).collect();
     let attempted: Vec<bool> = records.iter().map(|r| r.attempted).collect();
+    let history = receipts::TransitionColumns::of(transitions);
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![
+        &ids,
+        &statuses,
+        &channels,
+        &msg_ids,
+        &codes,
+        &errors,
+        &not_before,
+        &recheck_at,
+        &requests,
+        &attempted,
+    ];
+    params.extend(history.params());
+    let statement = client
+        .prepare_cached(record_sql())
+        .await
+        .context("Failed to prepare the deliveries record")?;
     client
-        .execute(
-            "UPDATE notifier.deliveries d
-                SET status = CASE WHEN d.status IN ('sent', 'delivered', 'seen') THEN d.status
-                                  ELSE u.status END,
-                    channel = u.channel,
-                    zalo_msg_id = COALESCE(d.zalo_msg_id, u.zalo_msg_id),
-                    last_error_code = CASE WHEN u.status = 'sent' THEN d.last_error_code ELSE u.error_code END,
-                    last_error = CASE WHEN u.status = 'sent' THEN d.last_error ELSE u.error END,
-                    sent_at = CASE WHEN u.status = 'sent' THEN COALESCE(d.sent_at, now()) ELSE d.sent_at END,
-                    not_before = u.not_before,
-                    recheck_at = u.recheck_at,
-                    request = CASE WHEN u.status IN ('deferred', 'held', 'ambiguous') THEN u.request END,
-                    attempts = CASE WHEN u.attempted THEN d.attempts ELSE GREATEST(d.attempts - 1, 0) END,
-                    lease_until = NULL,
-                    updated_at = now()
-               FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int4[], $6::text[],
-                           $7::timestamptz[], $8::timestamptz[], $9::jsonb[], $10::bool[])
-                    AS u(notification_id, status, channel, zalo_msg_id, error_code, error,
-                         not_before, recheck_at, request, attempted)
-              WHERE d.notification_id = u.notification_id
-                AND (d.status NOT IN ('sent', 'delivered', 'seen') OR u.status = 'sent')",
-            &[
-                &ids,
-                &statuses,
-                &channels,
-                &msg_ids,
-                &codes,
-                &errors,
-                &not_before,
-                &recheck_at,
-                &requests,
-                &attempted,
-            ],
-        )
+        .execute(&statement, &params)
         .await
         .context("Failed to record deliveries")?;
     Ok(())
+}
+
+/// The record statement: the deliveries update ($1..$10) and the history insert
+/// ($11..$15), both data-modifying parts of one statement.
+fn record_sql() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        format!(
+            "WITH recorded AS (
+                 UPDATE notifier.deliveries d
+                    SET status = CASE WHEN d.status IN ('sent', 'delivered', 'seen') THEN d.status
+                                      ELSE u.status END,
+                        channel = u.channel,
+                        zalo_msg_id = COALESCE(d.zalo_msg_id, u.zalo_msg_id),
+                        last_error_code = CASE WHEN u.status = 'sent' THEN d.last_error_code ELSE u.error_code END,
+                        last_error = CASE WHEN u.status = 'sent' THEN d.last_error ELSE u.error END,
+                        sent_at = CASE WHEN u.status = 'sent' THEN COALESCE(d.sent_at, now()) ELSE d.sent_at END,
+                        not_before = u.not_before,
+                        recheck_at = u.recheck_at,
+                        request = CASE WHEN u.status IN ('deferred', 'held', 'ambiguous') THEN u.request END,
+                        attempts = CASE WHEN u.attempted THEN d.attempts ELSE GREATEST(d.attempts - 1, 0) END,
+                        lease_until = NULL,
+                        updated_at = now()
+                   FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int4[], $6::text[],
+                               $7::timestamptz[], $8::timestamptz[], $9::jsonb[], $10::bool[])
+                        AS u(notification_id, status, channel, zalo_msg_id, error_code, error,
+                             not_before, recheck_at, request, attempted)
+                  WHERE d.notification_id = u.notification_id
+                    AND (d.status NOT IN ('sent', 'delivered', 'seen') OR u.status = 'sent')
+                 RETURNING 1
+             ), history AS (
+                 {}
+                 RETURNING 1
+             )
+             SELECT (SELECT count(*) FROM recorded), (SELECT count(*) FROM history)",
+            receipts::insert_transitions_sql(11)
+        )
+    })
 }
 
 /// One delivery as the deliveries API shows it.

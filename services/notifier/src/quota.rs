@@ -58,43 +58,78 @@ pub async fn observe(
     day: NaiveDate,
     seen: &Observation,
 ) -> anyhow::Result<()> {
+    observe_many(pool, day, &[(tenant, seen)]).await
+}
+
+/// Stores what a batch learnt about each of its tenants in one statement (rows
+/// locked in tenant order, as the gate locks them) and updates
+/// `loa_notifier_quota_remaining`. Tenants must be distinct.
+pub async fn observe_many(
+    pool: &Pool,
+    day: NaiveDate,
+    seen: &[(&str, &Observation)],
+) -> anyhow::Result<()> {
+    let mut seen: Vec<&(&str, &Observation)> = seen.iter().filter(|(_, o)| !o.is_empty()).collect();
     if seen.is_empty() {
         return Ok(());
     }
+    seen.sort_by_key(|(tenant, _)| *tenant);
     let clamp = |v: i64| i32::try_from(v.max(0)).unwrap_or(i32::MAX);
-    let daily = seen.daily_quota.map(clamp);
-    let remaining = if seen.exhausted {
-        Some(0)
-    } else {
-        seen.remaining.map(clamp)
-    };
-    let exhausted = seen.exhausted || remaining == Some(0);
-    let refund = clamp(seen.refund);
+    let tenants: Vec<&str> = seen.iter().map(|(t, _)| *t).collect();
+    let daily: Vec<Option<i32>> = seen.iter().map(|(_, o)| o.daily_quota.map(clamp)).collect();
+    let remaining: Vec<Option<i32>> = seen
+        .iter()
+        .map(|(_, o)| {
+            if o.exhausted {
+                Some(0)
+            } else {
+                o.remaining.map(clamp)
+            }
+        })
+        .collect();
+    let exhausted: Vec<bool> = seen
+        .iter()
+        .zip(&remaining)
+        .map(|((_, o), r)| o.exhausted || *r == Some(0))
+        .collect();
+    let refund: Vec<i32> = seen.iter().map(|(_, o)| clamp(o.refund)).collect();
     let client = pool
         .get()
         .await
         .context("Failed to get a PostgreSQL connection")?;
-    let row = client
-        .query_one(
-            "INSERT INTO notifier.zns_quota AS q (tenant, day, daily_quota, remaining, exhausted)
-             VALUES ($1, $2, $3, $4, $5)
+    let statement = client
+        .prepare_cached(
+            "WITH o AS (
+                 SELECT * FROM UNNEST($1::text[], $3::int4[], $4::int4[], $5::bool[], $6::int4[])
+                     AS o(tenant, daily_quota, remaining, exhausted, refund)
+             )
+             INSERT INTO notifier.zns_quota AS q (tenant, day, daily_quota, remaining, exhausted)
+             SELECT tenant, $2, daily_quota, remaining, exhausted FROM o
              ON CONFLICT (tenant, day) DO UPDATE
                 SET daily_quota = COALESCE(EXCLUDED.daily_quota, q.daily_quota),
                     remaining = CASE
                         WHEN EXCLUDED.exhausted THEN 0
                         WHEN q.remaining IS NULL THEN EXCLUDED.remaining
-                        WHEN EXCLUDED.remaining IS NULL THEN q.remaining + $6
-                        ELSE LEAST(q.remaining + $6, EXCLUDED.remaining)
+                        WHEN EXCLUDED.remaining IS NULL THEN q.remaining + (SELECT o.refund FROM o WHERE o.tenant = q.tenant)
+                        ELSE LEAST(q.remaining + (SELECT o.refund FROM o WHERE o.tenant = q.tenant), EXCLUDED.remaining)
                     END,
                     exhausted = q.exhausted OR EXCLUDED.exhausted,
                     updated_at = now()
-             RETURNING remaining",
-            &[&tenant, &day, &daily, &remaining, &exhausted, &refund],
+             RETURNING tenant, remaining",
+        )
+        .await
+        .context("Failed to prepare the quota update")?;
+    let rows = client
+        .query(
+            &statement,
+            &[&tenants, &day, &daily, &remaining, &exhausted, &refund],
         )
         .await
         .context("Failed to store the ZNS quota")?;
-    if let Some(left) = row.get::<_, Option<i32>>(0) {
-        metrics::quota_remaining(tenant, i64::from(left));
+    for row in rows {
+        if let Some(left) = row.get::<_, Option<i32>>(1) {
+            metrics::quota_remaining(row.get::<_, &str>(0), i64::from(left));
+        }
     }
     Ok(())
 }

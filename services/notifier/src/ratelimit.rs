@@ -122,49 +122,103 @@ impl RateLimiter {
         app: &ZaloAppSettings,
         want: Want,
     ) -> anyhow::Result<Grant> {
-        let (interval_ms, tolerance_ms) = self.gcra(app).unwrap_or((0.0, 0.0));
+        let mut grants = self.take_many(&[(tenant, app, want)]).await?;
+        grants
+            .pop()
+            .context("take_send_slots returned no row for the tenant")
+    }
+
+    /// The gate of a whole batch: every tenant's pause, quota and slots in one
+    /// statement, one grant per entry, in order. The rows are locked in tenant order
+    /// (whatever the order of `wants`), so two replicas gating overlapping sets of
+    /// tenants cannot deadlock. Tenants must be distinct.
+    pub async fn take_many(
+        &self,
+        wants: &[(&str, &ZaloAppSettings, Want)],
+    ) -> anyhow::Result<Vec<Grant>> {
+        if wants.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut order: Vec<usize> = (0..wants.len()).collect();
+        order.sort_by_key(|&i| wants[i].0);
         let day: NaiveDate = loa_contracts::time::vietnam_day(&self.clock.now());
-        let want_zns = i32::try_from(want.zns).unwrap_or(i32::MAX);
-        let want_other = i32::try_from(want.other).unwrap_or(i32::MAX);
         let horizon_ms = self.settings.horizon.as_secs_f64() * 1000.0;
-        let reserve = app.transactional_reserve.clamp(0.0, 1.0);
+        let count = |v: u32| i32::try_from(v).unwrap_or(i32::MAX);
+        let mut tenants = Vec::with_capacity(wants.len());
+        let (mut zns, mut other, mut broadcast) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut intervals, mut tolerances, mut reserves) = (Vec::new(), Vec::new(), Vec::new());
+        for &i in &order {
+            let (tenant, app, want) = wants[i];
+            let (interval_ms, tolerance_ms) = self.gcra(app).unwrap_or((0.0, 0.0));
+            tenants.push(tenant);
+            zns.push(count(want.zns));
+            other.push(count(want.other));
+            broadcast.push(want.broadcast);
+            intervals.push(interval_ms);
+            tolerances.push(tolerance_ms);
+            reserves.push(app.transactional_reserve.clamp(0.0, 1.0));
+        }
         let client = self
             .pool
             .get()
             .await
             .context("Failed to get a PostgreSQL connection")?;
-        let row = client
-            .query_one(
-                "SELECT paused, pause_reason, zns_allowed, zns_granted, other_granted,
-                        first_slot_ms, retry_after_ms, remaining, daily_quota
-                   FROM notifier.take_send_slots($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        let statement = client
+            .prepare_cached(
+                "SELECT s.paused, s.pause_reason, s.zns_allowed, s.zns_granted, s.other_granted,
+                        s.first_slot_ms, s.retry_after_ms, s.remaining
+                   FROM UNNEST($1::text[], $2::int4[], $3::int4[], $4::bool[], $5::float8[],
+                               $6::float8[], $7::float8[]) WITH ORDINALITY
+                        AS w(tenant, want_zns, want_other, broadcast, interval_ms, tolerance_ms,
+                             reserve, ord)
+                  CROSS JOIN LATERAL notifier.take_send_slots(
+                        w.tenant, $8, w.want_zns, w.want_other, w.broadcast, w.interval_ms,
+                        w.tolerance_ms, $9, w.reserve) AS s
+                  ORDER BY w.ord",
+            )
+            .await
+            .context("Failed to prepare the send gate")?;
+        let rows = client
+            .query(
+                &statement,
                 &[
-                    &tenant,
+                    &tenants,
+                    &zns,
+                    &other,
+                    &broadcast,
+                    &intervals,
+                    &tolerances,
+                    &reserves,
                     &day,
-                    &want_zns,
-                    &want_other,
-                    &want.broadcast,
-                    &interval_ms,
-                    &tolerance_ms,
                     &horizon_ms,
-                    &reserve,
                 ],
             )
             .await
             .context("Failed to take send slots")?;
-        let paused: bool = row.get(0);
+        anyhow::ensure!(
+            rows.len() == wants.len(),
+            "take_send_slots returned {} rows for {} tenants",
+            rows.len(),
+            wants.len()
+        );
         let ms = |v: f64| Duration::from_secs_f64((v.max(0.0)) / 1000.0);
         let count = |v: i32| u32::try_from(v).unwrap_or(0);
-        Ok(Grant {
-            paused: paused.then(|| row.get::<_, Option<String>>(1).unwrap_or_default()),
-            zns_allowed: count(row.get(2)),
-            zns_granted: count(row.get(3)),
-            other_granted: count(row.get(4)),
-            first_slot: ms(row.get(5)),
-            interval: ms(interval_ms),
-            retry_after: ms(row.get(6)),
-            remaining: row.get::<_, Option<i32>>(7).map(i64::from),
-        })
+        let mut grants: Vec<Option<Grant>> = vec![None; wants.len()];
+        for (&i, row) in order.iter().zip(&rows) {
+            let paused: bool = row.get(0);
+            let (interval_ms, _) = self.gcra(wants[i].1).unwrap_or((0.0, 0.0));
+            grants[i] = Some(Grant {
+                paused: paused.then(|| row.get::<_, Option<String>>(1).unwrap_or_default()),
+                zns_allowed: count(row.get(2)),
+                zns_granted: count(row.get(3)),
+                other_granted: count(row.get(4)),
+                first_slot: ms(row.get(5)),
+                interval: ms(interval_ms),
+                retry_after: ms(row.get(6)),
+                remaining: row.get::<_, Option<i32>>(7).map(i64::from),
+            });
+        }
+        Ok(grants.into_iter().flatten().collect())
     }
 
     /// Zalo answered `-32` for this tenant: push its next slot back for every replica.

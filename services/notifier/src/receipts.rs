@@ -90,25 +90,68 @@ pub async fn record_transitions<C: GenericClient>(
     if transitions.is_empty() {
         return Ok(0);
     }
-    let ids: Vec<&str> = transitions
-        .iter()
-        .map(|t| t.notification_id.as_str())
-        .collect();
-    let tenants: Vec<&str> = transitions.iter().map(|t| t.tenant.as_str()).collect();
-    let statuses: Vec<&str> = transitions.iter().map(|t| t.status.as_str()).collect();
-    let ats: Vec<DateTime<Utc>> = transitions.iter().map(|t| t.at).collect();
-    let details: Vec<String> = transitions.iter().map(|t| t.detail.to_string()).collect();
+    let columns = TransitionColumns::of(transitions);
+    let statement = client
+        .prepare_cached(&insert_transitions_sql(1))
+        .await
+        .context("Failed to prepare the delivery history insert")?;
     client
-        .execute(
-            "INSERT INTO notifier.delivery_events (notification_id, tenant, status, at, detail)
-             SELECT notification_id, tenant, status, at, detail::jsonb
-               FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[])
-                    AS t(notification_id, tenant, status, at, detail)
-             ON CONFLICT DO NOTHING",
-            &[&ids, &tenants, &statuses, &ats, &details],
-        )
+        .execute(&statement, &columns.params())
         .await
         .context("Failed to record delivery transitions")
+}
+
+/// Transitions as the column arrays [`insert_transitions_sql`] binds.
+pub(crate) struct TransitionColumns<'a> {
+    ids: Vec<&'a str>,
+    tenants: Vec<&'a str>,
+    statuses: Vec<&'a str>,
+    ats: Vec<DateTime<Utc>>,
+    details: Vec<String>,
+}
+
+impl<'a> TransitionColumns<'a> {
+    pub(crate) fn of(transitions: &'a [Transition]) -> Self {
+        Self {
+            ids: transitions
+                .iter()
+                .map(|t| t.notification_id.as_str())
+                .collect(),
+            tenants: transitions.iter().map(|t| t.tenant.as_str()).collect(),
+            statuses: transitions.iter().map(|t| t.status.as_str()).collect(),
+            ats: transitions.iter().map(|t| t.at).collect(),
+            details: transitions.iter().map(|t| t.detail.to_string()).collect(),
+        }
+    }
+
+    /// The five parameters, in the order of [`insert_transitions_sql`].
+    pub(crate) fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 5] {
+        [
+            &self.ids,
+            &self.tenants,
+            &self.statuses,
+            &self.ats,
+            &self.details,
+        ]
+    }
+}
+
+/// The history insert, its five array parameters numbered from `first`, so that it
+/// can stand alone or be a part of a larger statement.
+pub(crate) fn insert_transitions_sql(first: usize) -> String {
+    let p = |k: usize| first + k;
+    format!(
+        "INSERT INTO notifier.delivery_events (notification_id, tenant, status, at, detail)
+         SELECT notification_id, tenant, status, at, detail::jsonb
+           FROM UNNEST(${}::text[], ${}::text[], ${}::text[], ${}::timestamptz[], ${}::text[])
+                AS t(notification_id, tenant, status, at, detail)
+         ON CONFLICT DO NOTHING",
+        p(0),
+        p(1),
+        p(2),
+        p(3),
+        p(4)
+    )
 }
 
 /// A delivery receipt, as parsed from a verified webhook.

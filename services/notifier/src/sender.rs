@@ -39,7 +39,7 @@ use crate::{
     deliveries::{self, Claim, NewDelivery, Outcome, Record, Status},
     metrics, pause, quota,
     ratelimit::{RateLimiter, Want},
-    receipts::{self, Transition},
+    receipts::Transition,
     retry::{self, Context, DelayQueues, DelayedRetry, RetrySettings},
     tokens::{TokenError, TokenManager},
     zalo::{Accepted, ErrorClass, OaTemplateMessage, ZaloClient, ZnsMessage},
@@ -51,6 +51,7 @@ use lapin::message::Delivery;
 use loa_contracts::{phone::mask_phone, Envelope, Lane, NotificationRequest};
 use loa_platform::{
     amqp::{consumer::header, topology, Disposition},
+    tenants::ZaloAppSettings,
     Secret, TenantSettings, Tenants,
 };
 use serde_json::json;
@@ -704,10 +705,10 @@ impl Sender {
         }
 
         let day = loa_contracts::time::vietnam_day(&self.inner.clock.now());
-        for (tenant, seen) in &quotas {
-            if let Err(e) = quota::observe(&self.inner.pool, tenant, day, seen).await {
-                tracing::warn!(tenant, error.message = %e, "Failed to store the ZNS quota.");
-            }
+        let seen: Vec<(&str, &quota::Observation)> =
+            quotas.iter().map(|(t, o)| (t.as_str(), o)).collect();
+        if let Err(e) = quota::observe_many(&self.inner.pool, day, &seen).await {
+            tracing::warn!(error.message = %e, "Failed to store the ZNS quota.");
         }
     }
 
@@ -734,24 +735,31 @@ impl Sender {
         let mut later = Vec::new();
         let mut wait = Duration::from_secs(1);
         let now = self.inner.clock.now();
-        for (tenant_id, (zns, other)) in by_tenant {
-            let Some(first) = zns.first().or(other.first()) else {
-                continue;
-            };
-            let tenant = first.tenant;
-            let want = Want {
-                zns: u32::try_from(zns.len()).unwrap_or(u32::MAX),
-                other: u32::try_from(other.len()).unwrap_or(u32::MAX),
-                broadcast: first.incoming.request.lane == Lane::Broadcast,
-            };
-            let limiter = &self.inner.limiter;
-            let grant = match with_db_retries("take send slots", || {
-                limiter.take(tenant_id, &tenant.zalo, want)
+        let groups: Vec<(&str, &'a TenantSettings, Vec<Work<'a>>, Vec<Work<'a>>)> = by_tenant
+            .into_iter()
+            .filter_map(|(tenant_id, (zns, other))| {
+                let tenant = zns.first().or(other.first())?.tenant;
+                Some((tenant_id, tenant, zns, other))
             })
-            .await
-            {
-                Ok(g) => g,
-                Err(e) => {
+            .collect();
+        // One gate call for every tenant of the round.
+        let wants: Vec<(&str, &ZaloAppSettings, Want)> = groups
+            .iter()
+            .map(|(tenant_id, tenant, zns, other)| {
+                let first = zns.first().or(other.first()).expect("groups are not empty");
+                let want = Want {
+                    zns: u32::try_from(zns.len()).unwrap_or(u32::MAX),
+                    other: u32::try_from(other.len()).unwrap_or(u32::MAX),
+                    broadcast: first.incoming.request.lane == Lane::Broadcast,
+                };
+                (*tenant_id, &tenant.zalo, want)
+            })
+            .collect();
+        let limiter = &self.inner.limiter;
+        let grants = match with_db_retries("take send slots", || limiter.take_many(&wants)).await {
+            Ok(grants) => grants,
+            Err(e) => {
+                for (_, _, zns, other) in groups {
                     for work in zns.into_iter().chain(other) {
                         let s = self.settled_early(
                             SendOutcome::NoToken {
@@ -765,10 +773,12 @@ impl Sender {
                         );
                         settled.insert(work.at, s);
                     }
-                    continue;
                 }
-            };
-            let read_at = Instant::now();
+                return (sends, later, wait);
+            }
+        };
+        let read_at = Instant::now();
+        for ((tenant_id, _, zns, other), grant) in groups.into_iter().zip(grants) {
             if let Some(remaining) = grant.remaining {
                 metrics::quota_remaining(tenant_id, remaining);
             }
@@ -848,7 +858,7 @@ impl Sender {
 
     /// One Zalo call for a request on its current channel. Returns the outcome and
     /// the access token it used (to replace it if Zalo refused it).
-    #[tracing::instrument(skip_all, fields(notification_id = %work.incoming.request.notification_id, tenant = %work.tenant.id, channel = work.channel.as_str()))]
+    #[tracing::instrument(level = "debug", skip_all, fields(notification_id = %work.incoming.request.notification_id, tenant = %work.tenant.id, channel = work.channel.as_str()))]
     async fn send_once(&self, work: &Work<'_>) -> (SendOutcome, Option<Secret>) {
         let request = &work.incoming.request;
         let app = &work.tenant.zalo;
@@ -1110,26 +1120,17 @@ fn transition_of(request: &NotificationRequest, s: &Settled) -> Transition {
     .with_detail(detail)
 }
 
-/// Records a batch's results and their history in one transaction.
+/// Records a batch's results and their history in one statement.
 async fn record_with_history(
     pool: &Pool,
     records: &[Record],
     transitions: &[Transition],
 ) -> anyhow::Result<()> {
-    let mut client = pool
+    let client = pool
         .get()
         .await
         .context("Failed to get a PostgreSQL connection")?;
-    let tx = client
-        .transaction()
-        .await
-        .context("Failed to begin a transaction")?;
-    deliveries::record_batch(&tx, records).await?;
-    receipts::record_transitions(&tx, transitions).await?;
-    tx.commit()
-        .await
-        .context("Failed to commit the batch's deliveries")?;
-    Ok(())
+    deliveries::record_batch_with_history(&client, records, transitions).await
 }
 
 fn envelope_type(envelope: &Envelope) -> &'static str {

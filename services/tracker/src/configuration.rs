@@ -24,6 +24,11 @@ pub struct TrackerSettings {
     pub batch_wait_ms: u64,
     /// Unacked events the broker may push ahead (at least `batch_size`).
     pub prefetch: u16,
+    /// Batches applied at once, each in its own transaction (1: one after the other).
+    /// More overlap one batch's round trips with the next one's; events of one
+    /// dossier stay in order through its row lock, and out-of-order arrivals are
+    /// handled as from several replicas.
+    pub batches_in_flight: usize,
     /// HMAC key of the lookup tokens in public links and QR codes. Changing it breaks
     /// every link already printed, so set it once per deployment and keep it.
     pub lookup_secret: Secret,
@@ -41,6 +46,7 @@ impl Default for TrackerSettings {
             batch_size: 256,
             batch_wait_ms: 0,
             prefetch: 512,
+            batches_in_flight: 1,
             lookup_secret: Secret::new(DEFAULT_LOOKUP_SECRET),
             relay_enabled: true,
             relay_batch: 500,

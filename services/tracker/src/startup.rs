@@ -140,11 +140,17 @@ impl Application {
             let consumer_settings = BatchConsumerSettings {
                 queue: topology::Q_TRACKER_EVENTS.to_owned(),
                 name: "loa-tracker".to_owned(),
-                prefetch: settings
-                    .prefetch
-                    .max(u16::try_from(settings.batch_size).unwrap_or(u16::MAX)),
+                prefetch: settings.prefetch.max(
+                    u16::try_from(
+                        settings
+                            .batch_size
+                            .saturating_mul(settings.batches_in_flight.max(1)),
+                    )
+                    .unwrap_or(u16::MAX),
+                ),
                 batch_size: settings.batch_size,
                 batch_wait: Duration::from_millis(settings.batch_wait_ms),
+                max_batches_in_flight: settings.batches_in_flight.max(1),
             };
             let amqp_url = amqp_url.clone();
             let cancel = cancel.clone();

@@ -66,62 +66,27 @@ impl NotificationKind {
     /// The template parameters a template for this kind must be sent with. The sandbox
     /// registers its templates from this list, so sender and fake cannot drift apart.
     pub fn required_params(self) -> &'static [&'static str] {
-        const BASE: &[&str] = &[
-            "customer_name",
-            "dossier_code",
-            "procedure_name",
-            "status",
-            "agency_name",
-            "lookup_url",
-        ];
+        // Every kind's template gets the base six; some kinds add their own.
+        macro_rules! base_and {
+            ($($extra:literal),*) => {
+                &[
+                    "customer_name",
+                    "dossier_code",
+                    "procedure_name",
+                    "status",
+                    "agency_name",
+                    "lookup_url",
+                    $($extra),*
+                ]
+            };
+        }
         match self {
-            Self::Receipt => &[
-                "customer_name",
-                "dossier_code",
-                "procedure_name",
-                "status",
-                "agency_name",
-                "lookup_url",
-                "received_date",
-                "due_date",
-            ],
-            Self::Refused | Self::Stopped => &[
-                "customer_name",
-                "dossier_code",
-                "procedure_name",
-                "status",
-                "agency_name",
-                "lookup_url",
-                "reason",
-            ],
-            Self::SupplementRequested => &[
-                "customer_name",
-                "dossier_code",
-                "procedure_name",
-                "status",
-                "agency_name",
-                "lookup_url",
-                "documents",
-            ],
-            Self::PaymentRequested => &[
-                "customer_name",
-                "dossier_code",
-                "procedure_name",
-                "status",
-                "agency_name",
-                "lookup_url",
-                "amount",
-            ],
-            Self::ResultReadyEarly => &[
-                "customer_name",
-                "dossier_code",
-                "procedure_name",
-                "status",
-                "agency_name",
-                "lookup_url",
-                "due_date",
-            ],
-            Self::Withdrawn | Self::ResultReady | Self::ResultReturned => BASE,
+            Self::Receipt => base_and!("received_date", "due_date"),
+            Self::Refused | Self::Stopped => base_and!("reason"),
+            Self::SupplementRequested => base_and!("documents"),
+            Self::PaymentRequested => base_and!("amount"),
+            Self::ResultReadyEarly => base_and!("due_date"),
+            Self::Withdrawn | Self::ResultReady | Self::ResultReturned => base_and!(),
         }
     }
 
@@ -232,5 +197,22 @@ mod tests {
             assert!(k.required_params().contains(&"lookup_url"), "{k}");
             assert_eq!(NotificationKind::from_name(k.as_str()), Some(k));
         }
+    }
+
+    #[test]
+    fn kinds_add_their_own_parameters_to_the_base_six() {
+        assert_eq!(NotificationKind::ResultReady.required_params().len(), 6);
+        assert_eq!(
+            &NotificationKind::Receipt.required_params()[6..],
+            ["received_date", "due_date"]
+        );
+        assert_eq!(
+            &NotificationKind::Refused.required_params()[6..],
+            ["reason"]
+        );
+        assert_eq!(
+            &NotificationKind::PaymentRequested.required_params()[6..],
+            ["amount"]
+        );
     }
 }

@@ -8,6 +8,9 @@ use anyhow::Context;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 
+/// Server options of every pooled connection (see [`pool`]).
+const CUSTOM_PLANS: &str = "-c plan_cache_mode=force_custom_plan -c random_page_cost=1.1";
+
 /// One migration: a version (applied in ascending order), a name and its SQL.
 #[derive(Debug, Clone, Copy)]
 pub struct Migration {
@@ -20,10 +23,22 @@ pub struct Migration {
 }
 
 /// Builds a pool for `url` with at most `size` connections. Connects lazily.
+///
+/// Every connection plans each execution of a prepared statement afresh
+/// (`plan_cache_mode = force_custom_plan`): the hot paths prepare their statements
+/// once per connection, and a generic plan cached while a table was still small (a
+/// fresh deployment, the first seconds of a burst) keeps scanning the whole table as
+/// it grows, until autovacuum's next `ANALYZE`, which may be a minute away. Planning
+/// these short statements costs far less than one such scan; parsing is still saved.
 pub fn pool(url: &str, size: usize) -> anyhow::Result<Pool> {
-    let config: tokio_postgres::Config = url
+    let mut config: tokio_postgres::Config = url
         .parse()
         .context("LOA_DATABASE_URL is not a valid PostgreSQL URL")?;
+    let options = match config.get_options() {
+        Some(given) if !given.trim().is_empty() => format!("{given} {CUSTOM_PLANS}"),
+        _ => CUSTOM_PLANS.to_owned(),
+    };
+    config.options(&options);
     let manager = Manager::from_config(
         config,
         NoTls,

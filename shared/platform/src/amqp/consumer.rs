@@ -4,11 +4,16 @@
 //! durable; dead letters are published (confirmed) to `loa.dead` with their reason
 //! before the original is acked.
 //!
+//! With `max_batches_in_flight` above one, the next batch is taken and handled while
+//! earlier ones are still at work (their round trips overlap); settlement stays in
+//! order. Handlers must then tolerate concurrent batches, as they already must for
+//! replicas.
+//!
 //! The loop owns its connection and rebuilds everything after any broker error, so a
 //! force-closed connection costs a redelivery, never a lost message.
 
 use super::{publisher::OutgoingMessage, timed, topology, BrokerStatus};
-use futures_util::StreamExt;
+use futures_util::{stream::FuturesOrdered, StreamExt};
 use lapin::{
     message::Delivery,
     options::{
@@ -46,6 +51,10 @@ pub struct BatchConsumerSettings {
     pub batch_size: usize,
     /// How long to wait for more deliveries after the first one of a batch.
     pub batch_wait: Duration,
+    /// Batches handled at once (1: one after the other). More overlap one batch's
+    /// database and network round trips with the next one's; batches are still
+    /// settled in the order they were taken.
+    pub max_batches_in_flight: usize,
 }
 
 /// The handler gets the batch as a shared slice and returns one [`Disposition`] per
@@ -125,30 +134,73 @@ where
     metrics::init(&settings.queue);
     tracing::info!(queue = %settings.queue, "Consuming.");
 
-    loop {
-        let first = tokio::select! {
-            _ = cancel.cancelled() => return Ok(()),
-            next = consumer.next() => next,
-        };
-        let first = match first {
-            Some(Ok(d)) => d,
-            Some(Err(e)) => return Err(e.into()),
-            None => anyhow::bail!("the broker cancelled the consumer"),
-        };
-        let mut batch = vec![first];
-        let deadline = tokio::time::Instant::now() + settings.batch_wait;
-        while batch.len() < settings.batch_size {
-            match tokio::time::timeout_at(deadline, consumer.next()).await {
-                Ok(Some(Ok(d))) => batch.push(d),
-                Ok(Some(Err(e))) => return Err(e.into()),
-                Ok(None) => break,
-                Err(_) => break,
+    // Batches are handled up to `max_batches_in_flight` at a time and settled in the
+    // order they were taken, so an ack with `multiple` never covers a delivery whose
+    // batch is still being handled.
+    let in_flight_limit = settings.max_batches_in_flight.max(1);
+    let mut in_flight = FuturesOrdered::new();
+    let outcome = loop {
+        let can_take = in_flight.len() < in_flight_limit;
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break Ok(()),
+            Some(done) = in_flight.next(), if !in_flight.is_empty() => {
+                let (batch, dispositions): Handled = done;
+                if let Err(e) = settle(&settings.queue, &dead_channel, &batch, dispositions).await {
+                    break Err(e);
+                }
+            }
+            next = consumer.next(), if can_take => {
+                let first = match next {
+                    Some(Ok(d)) => d,
+                    Some(Err(e)) => break Err(e.into()),
+                    None => break Err(anyhow::anyhow!("the broker cancelled the consumer")),
+                };
+                let mut batch = vec![first];
+                let deadline = tokio::time::Instant::now() + settings.batch_wait;
+                let mut failed = None;
+                while batch.len() < settings.batch_size {
+                    match tokio::time::timeout_at(deadline, consumer.next()).await {
+                        Ok(Some(Ok(d))) => batch.push(d),
+                        Ok(Some(Err(e))) => {
+                            failed = Some(e);
+                            break;
+                        }
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+                let batch: Arc<[Delivery]> = batch.into();
+                let work = handler(batch.clone());
+                in_flight.push_back(handled(batch, work));
+                if let Some(e) = failed {
+                    break Err(e.into());
+                }
             }
         }
-        let batch: Arc<[Delivery]> = batch.into();
-        let dispositions = handler(batch.clone()).await;
-        settle(&settings.queue, &dead_channel, &batch, dispositions).await?;
+    };
+    // Whatever happened, the batches already taken finish their work, so nothing is
+    // left half done; they are settled while the channel still works (otherwise the
+    // broker redelivers them, and the handlers' idempotency absorbs the copies).
+    let mut outcome = outcome;
+    while let Some(done) = in_flight.next().await {
+        let (batch, dispositions): Handled = done;
+        if outcome.is_ok() {
+            if let Err(e) = settle(&settings.queue, &dead_channel, &batch, dispositions).await {
+                outcome = Err(e);
+            }
+        }
     }
+    outcome
+}
+
+/// A batch and what its handler decided for each delivery.
+type Handled = (Arc<[Delivery]>, Vec<Disposition>);
+
+async fn handled<Fut>(batch: Arc<[Delivery]>, work: Fut) -> Handled
+where
+    Fut: Future<Output = Vec<Disposition>>,
+{
+    (batch, work.await)
 }
 
 async fn settle(

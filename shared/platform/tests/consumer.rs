@@ -1,0 +1,180 @@
+//! The batch consumer against a real RabbitMQ (a private vhost per test).
+
+use loa_platform::{
+    amqp::{
+        self, run_batch_consumer, topology, BatchConsumerSettings, BrokerStatus, Disposition,
+        OutgoingMessage, Publisher,
+    },
+    testing::{eventually, TestEnv},
+};
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+use tokio_util::sync::CancellationToken;
+
+const MESSAGES: usize = 300;
+
+async fn publish_events(env: &TestEnv, n: usize) {
+    let connection = amqp::connect(&env.amqp_url, "test-topology").await.unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    topology::declare(&channel).await.unwrap();
+    let publisher = Publisher::new(env.amqp_url.clone(), "test-publisher");
+    let messages: Vec<OutgoingMessage> = (0..n)
+        .map(|i| OutgoingMessage {
+            exchange: topology::EX_EVENTS.to_owned(),
+            routing_key: "dossier.test.1".to_owned(),
+            body: format!("{{\"n\":{i}}}").into_bytes(),
+            message_id: format!("m-{i}"),
+            headers: Vec::new(),
+        })
+        .collect();
+    publisher.publish_all(&messages).await.unwrap();
+}
+
+/// Consumes the tracker's queue in batches of `batch_size`, `in_flight` at a time.
+fn settings(batch_size: usize, in_flight: usize) -> BatchConsumerSettings {
+    BatchConsumerSettings {
+        queue: topology::Q_TRACKER_EVENTS.to_owned(),
+        name: "test-consumer".to_owned(),
+        prefetch: u16::try_from(batch_size * in_flight * 2).unwrap(),
+        batch_size,
+        batch_wait: Duration::ZERO,
+        max_batches_in_flight: in_flight,
+    }
+}
+
+/// Ready plus unacked messages (`rabbitmqctl` blocks: off the async workers).
+fn ready_and_unacked(env: &TestEnv, queue: &str) -> u64 {
+    tokio::task::block_in_place(|| env.queue_depth(queue)).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_in_flight_overlap_and_are_settled_in_order_so_every_message_is_acked_once() {
+    let env = TestEnv::new().await.unwrap();
+    publish_events(&env, MESSAGES).await;
+
+    let seen: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+    let (running, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let batches = Arc::new(AtomicUsize::new(0));
+    let cancel = CancellationToken::new();
+    let settings = settings(10, 3);
+    let consumer = tokio::spawn({
+        let (seen, running, most, batches) =
+            (seen.clone(), running.clone(), most.clone(), batches.clone());
+        let (url, cancel) = (env.amqp_url.clone(), cancel.clone());
+        async move {
+            run_batch_consumer(
+                &url,
+                settings,
+                BrokerStatus::default(),
+                cancel,
+                move |batch| {
+                    let (seen, running, most) = (seen.clone(), running.clone(), most.clone());
+                    let nth = batches.fetch_add(1, Ordering::SeqCst);
+                    async move {
+                        let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(now, Ordering::SeqCst);
+                        // Every third batch is slow: later batches finish first and must
+                        // still wait for it before they are acked (with `multiple`).
+                        let pause = if nth % 3 == 0 { 60 } else { 5 };
+                        tokio::time::sleep(Duration::from_millis(pause)).await;
+                        {
+                            let mut seen = seen.lock().unwrap();
+                            for d in batch.iter() {
+                                let id = d.properties.message_id().as_ref().unwrap().to_string();
+                                *seen.entry(id).or_default() += 1;
+                            }
+                        }
+                        running.fetch_sub(1, Ordering::SeqCst);
+                        vec![Disposition::Ack; batch.len()]
+                    }
+                },
+            )
+            .await
+        }
+    });
+
+    eventually(Duration::from_secs(30), || {
+        let seen = seen.clone();
+        async move { (seen.lock().unwrap().len() == MESSAGES).then_some(()) }
+    })
+    .await
+    .expect("every message reaches the handler");
+    // Let the last settlements go out, then stop: anything left unacked would return
+    // to the queue (and an ack out of order would have closed the channel, causing
+    // redeliveries).
+    eventually(Duration::from_secs(10), || async {
+        (ready_and_unacked(&env, topology::Q_TRACKER_EVENTS) == 0).then_some(())
+    })
+    .await
+    .expect("every message is acked");
+    cancel.cancel();
+    consumer.await.unwrap();
+
+    assert_eq!(ready_and_unacked(&env, topology::Q_TRACKER_EVENTS), 0);
+    let seen = seen.lock().unwrap();
+    assert!(
+        seen.values().all(|&n| n == 1),
+        "no message was redelivered: {:?}",
+        seen.iter()
+            .filter(|(_, &n)| n > 1)
+            .take(5)
+            .collect::<Vec<_>>()
+    );
+    let most = most.load(Ordering::SeqCst);
+    assert!(
+        (2..=3).contains(&most),
+        "batches overlapped, at most three at once (saw {most})"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_batch_in_flight_never_overlaps() {
+    let env = TestEnv::new().await.unwrap();
+    publish_events(&env, 50).await;
+
+    let handled = Arc::new(AtomicUsize::new(0));
+    let (running, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let cancel = CancellationToken::new();
+    let settings = settings(5, 1);
+    let consumer = tokio::spawn({
+        let (handled, running, most) = (handled.clone(), running.clone(), most.clone());
+        let (url, cancel) = (env.amqp_url.clone(), cancel.clone());
+        async move {
+            run_batch_consumer(
+                &url,
+                settings,
+                BrokerStatus::default(),
+                cancel,
+                move |batch| {
+                    let (handled, running, most) = (handled.clone(), running.clone(), most.clone());
+                    async move {
+                        most.fetch_max(
+                            running.fetch_add(1, Ordering::SeqCst) + 1,
+                            Ordering::SeqCst,
+                        );
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                        handled.fetch_add(batch.len(), Ordering::SeqCst);
+                        running.fetch_sub(1, Ordering::SeqCst);
+                        vec![Disposition::Ack; batch.len()]
+                    }
+                },
+            )
+            .await
+        }
+    });
+    eventually(Duration::from_secs(30), || async {
+        (handled.load(Ordering::SeqCst) >= 50).then_some(())
+    })
+    .await
+    .unwrap();
+    cancel.cancel();
+    consumer.await.unwrap();
+    assert_eq!(most.load(Ordering::SeqCst), 1);
+    assert_eq!(ready_and_unacked(&env, topology::Q_TRACKER_EVENTS), 0);
+}
