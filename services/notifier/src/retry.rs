@@ -355,6 +355,11 @@ impl DelayQueues {
         }
     }
 
+    /// The confirming publisher the retries go out with.
+    pub fn publisher(&self) -> &Publisher {
+        &self.publisher
+    }
+
     /// Declares `loa.delay` and every tier's queue (idempotent).
     pub async fn declare(&self) -> anyhow::Result<()> {
         let mut declared = self.declared.lock().await;

@@ -50,7 +50,7 @@ use futures_util::StreamExt;
 use lapin::message::Delivery;
 use loa_contracts::{phone::mask_phone, Envelope, Lane, NotificationRequest};
 use loa_platform::{
-    amqp::{consumer::header, topology, Disposition},
+    amqp::{consumer::header, topology, Disposition, OutgoingMessage},
     tenants::ZaloAppSettings,
     Secret, TenantSettings, Tenants,
 };
@@ -85,7 +85,15 @@ impl Incoming {
 
     /// Reads a delivery: the body, its attempt header and routing key.
     pub fn from_delivery(delivery: &Delivery) -> Result<Self, String> {
-        let request = match Envelope::from_bytes(&delivery.data) {
+        Self::from_envelope(Envelope::from_bytes(&delivery.data), delivery)
+    }
+
+    /// A decoded body with its delivery's attempt header and routing key.
+    fn from_envelope(
+        envelope: Result<Envelope, serde_json::Error>,
+        delivery: &Delivery,
+    ) -> Result<Self, String> {
+        let request = match envelope {
             Ok(Envelope::NotificationRequestV1(r)) => r,
             Ok(other) => {
                 return Err(format!(
@@ -104,6 +112,31 @@ impl Incoming {
             attempt,
             routing_key: Some(delivery.routing_key.as_str().to_owned()).filter(|k| !k.is_empty()),
         })
+    }
+}
+
+/// What one delivery carries: a request (or why it cannot be read), or a batch of
+/// requests packed by the tracker's relay.
+// Lives only between decoding and processing; boxing would cost an allocation per
+// message for nothing.
+#[allow(clippy::large_enum_variant)]
+enum Unpacked {
+    /// One request, or why the body is not one.
+    One(Result<Incoming, String>),
+    /// The requests of a `notification_batch.v1`, each a first attempt with no routing
+    /// key of its own (a retry takes its request's).
+    Batch(Vec<Incoming>),
+}
+
+impl Unpacked {
+    /// Reads a delivery.
+    fn from_delivery(delivery: &Delivery) -> Self {
+        match Envelope::from_bytes(&delivery.data) {
+            Ok(Envelope::NotificationBatchV1(batch)) => {
+                Self::Batch(batch.requests.into_iter().map(Incoming::new).collect())
+            }
+            other => Self::One(Incoming::from_envelope(other, delivery)),
+        }
     }
 }
 
@@ -182,10 +215,88 @@ impl Sender {
         }
     }
 
-    /// The batch consumer's handler: decodes the bodies and processes them.
+    /// The batch consumer's handler: decodes the bodies (unpacking batches of
+    /// requests) and processes every request; one disposition per delivery.
+    ///
+    /// A packed delivery is acked once each of its requests is settled: sent, parked,
+    /// in a delay queue, or dead-lettered on its own (published to `loa.dead` with its
+    /// reason, confirmed, before the ack). If any of its requests must go back to the
+    /// queue, the whole delivery does; its settled requests are then recognised by
+    /// their claims and not sent again.
     pub async fn handle_deliveries(&self, batch: &[Delivery]) -> Vec<Disposition> {
-        let items = batch.iter().map(Incoming::from_delivery).collect();
-        self.process(items).await
+        let mut items = Vec::with_capacity(batch.len());
+        let mut owners = Vec::with_capacity(batch.len());
+        let mut packed = vec![false; batch.len()];
+        for (d, delivery) in batch.iter().enumerate() {
+            match Unpacked::from_delivery(delivery) {
+                Unpacked::One(item) => {
+                    items.push(item);
+                    owners.push(d);
+                }
+                Unpacked::Batch(requests) => {
+                    packed[d] = true;
+                    for request in requests {
+                        items.push(Ok(request));
+                        owners.push(d);
+                    }
+                }
+            }
+        }
+        if !packed.contains(&true) {
+            return self.process(items).await;
+        }
+        let requests: Vec<Option<NotificationRequest>> = items
+            .iter()
+            .zip(&owners)
+            .map(|(item, &d)| {
+                packed[d]
+                    .then(|| item.as_ref().ok().map(|i| i.request.clone()))
+                    .flatten()
+            })
+            .collect();
+        let decided = self.process(items).await;
+
+        let mut dispositions: Vec<Disposition> = batch
+            .iter()
+            .enumerate()
+            .map(|(d, _)| {
+                if packed[d] {
+                    Disposition::Ack
+                } else {
+                    Disposition::Retry
+                }
+            })
+            .collect();
+        let mut letters: Vec<(usize, OutgoingMessage)> = Vec::new();
+        for (i, disposition) in decided.into_iter().enumerate() {
+            let d = owners[i];
+            if !packed[d] {
+                dispositions[d] = disposition;
+                continue;
+            }
+            match disposition {
+                Disposition::Ack => {}
+                Disposition::Retry => dispositions[d] = Disposition::Retry,
+                Disposition::DeadLetter(reason) => {
+                    if let Some(request) = &requests[i] {
+                        letters.push((d, dead_letter_of(request, &reason)));
+                    }
+                }
+            }
+        }
+        // Dead letters of requests whose delivery goes back to the queue anyway are
+        // decided again when it returns.
+        letters.retain(|(d, _)| dispositions[*d] == Disposition::Ack);
+        if !letters.is_empty() {
+            let messages: Vec<OutgoingMessage> = letters.iter().map(|(_, m)| m.clone()).collect();
+            if let Err(e) = self.inner.delays.publisher().publish_all(&messages).await {
+                tracing::error!(error.message = %e, count = messages.len(), "Failed to dead-letter requests of a packed delivery; returning it to the queue.");
+                for (d, _) in &letters {
+                    dispositions[*d] = Disposition::Retry;
+                }
+            }
+        }
+        dispositions
     }
 
     /// Processes a batch of decoded requests (or decoding errors) and returns one
@@ -1133,10 +1244,34 @@ async fn record_with_history(
     deliveries::record_batch_with_history(&client, records, transitions).await
 }
 
+/// One request of a packed delivery as a dead letter of its own, as the consumer
+/// would have dead-lettered it had it come alone.
+fn dead_letter_of(request: &NotificationRequest, reason: &str) -> OutgoingMessage {
+    let queue = match request.lane {
+        Lane::Transactional => topology::Q_NOTIFIER_TRANSACTIONAL,
+        Lane::Broadcast => topology::Q_NOTIFIER_BROADCAST,
+    };
+    let mut headers = vec![
+        (topology::H_REASON.to_owned(), reason.to_owned()),
+        (topology::H_SOURCE_QUEUE.to_owned(), queue.to_owned()),
+    ];
+    if let Some(trace) = &request.trace_context {
+        headers.push((topology::H_TRACEPARENT.to_owned(), trace.clone()));
+    }
+    OutgoingMessage {
+        exchange: topology::EX_DEAD.to_owned(),
+        routing_key: retry::routing_key(request),
+        body: Envelope::NotificationRequestV1(request.clone()).to_bytes(),
+        message_id: request.notification_id.clone(),
+        headers,
+    }
+}
+
 fn envelope_type(envelope: &Envelope) -> &'static str {
     match envelope {
         Envelope::DossierEventV1(_) => "dossier_event.v1",
         Envelope::NotificationRequestV1(_) => "notification_request.v1",
+        Envelope::NotificationBatchV1(_) => "notification_batch.v1",
     }
 }
 

@@ -37,6 +37,10 @@ pub struct TrackerSettings {
     pub relay_enabled: bool,
     /// Most outbox rows published (and confirmed) per relay transaction.
     pub relay_batch: usize,
+    /// Most notifications of one tenant and lane packed into one AMQP message
+    /// (`notification_batch.v1`); 1 sends each on its own. Packing takes the
+    /// per-message cost of the broker's busiest hop off each notification.
+    pub relay_pack: usize,
 }
 
 impl Default for TrackerSettings {
@@ -50,6 +54,7 @@ impl Default for TrackerSettings {
             lookup_secret: Secret::new(DEFAULT_LOOKUP_SECRET),
             relay_enabled: true,
             relay_batch: 500,
+            relay_pack: 64,
         }
     }
 }

@@ -167,9 +167,9 @@ pub fn decode_body(body: &[u8], tenants: &Tenants) -> Result<loa_contracts::Doss
         .map_err(|e| Poison::new(format!("undecodable body: {e}"), UNKNOWN_TENANT))?;
     let event = match envelope {
         Envelope::DossierEventV1(event) => event,
-        Envelope::NotificationRequestV1(_) => {
+        Envelope::NotificationRequestV1(_) | Envelope::NotificationBatchV1(_) => {
             return Err(Poison::new(
-                "unexpected message type notification_request.v1 on the events queue",
+                "unexpected message type (a notification) on the events queue",
                 UNKNOWN_TENANT,
             ))
         }

@@ -10,6 +10,7 @@
 use crate::metrics;
 use anyhow::Context;
 use deadpool_postgres::Pool;
+use loa_contracts::NotificationBatch;
 use loa_platform::amqp::{topology, OutgoingMessage, Publisher};
 use std::{sync::Arc, time::Duration};
 use tokio::sync::Notify;
@@ -35,6 +36,8 @@ pub struct Relay {
     pub publisher: Arc<Publisher>,
     /// Most rows per transaction.
     pub batch: usize,
+    /// Most notifications packed into one message (1: one message each).
+    pub pack: usize,
     /// Woken by the consumer after each commit that planned notifications.
     pub wake: Arc<Notify>,
 }
@@ -47,7 +50,12 @@ pub struct Relay {
 /// happens after the confirm, and any failure before it rolls the mark back. Bodies
 /// are read as text and published as they are, without a JSON round trip.
 #[tracing::instrument(skip_all)]
-pub async fn relay_once(pool: &Pool, publisher: &Publisher, batch: usize) -> anyhow::Result<usize> {
+pub async fn relay_once(
+    pool: &Pool,
+    publisher: &Publisher,
+    batch: usize,
+    pack: usize,
+) -> anyhow::Result<usize> {
     let mut client = pool
         .get()
         .await
@@ -66,7 +74,7 @@ pub async fn relay_once(pool: &Pool, publisher: &Publisher, batch: usize) -> any
                    LIMIT $1
                    FOR UPDATE SKIP LOCKED) AS claimed
              WHERE o.id = claimed.id
-             RETURNING o.id, o.notification_id, o.routing_key, o.body::text, o.traceparent",
+             RETURNING o.id, o.notification_id, o.routing_key, o.body::text, o.traceparent, o.tenant",
         )
         .await
         .context("Failed to prepare the outbox claim")?;
@@ -80,22 +88,18 @@ pub async fn relay_once(pool: &Pool, publisher: &Publisher, batch: usize) -> any
     // RETURNING does not keep the sub-select's order.
     rows.sort_unstable_by_key(|r| r.get::<_, i64>(0));
     let started = std::time::Instant::now();
-    let messages: Vec<OutgoingMessage> = rows
+    let relayed = rows.len();
+    let outbox: Vec<OutboxRow> = rows
         .into_iter()
-        .map(|row| {
-            let body: String = row.get(3);
-            let traceparent: Option<String> = row.get(4);
-            OutgoingMessage {
-                exchange: topology::EX_NOTIFICATIONS.to_owned(),
-                routing_key: row.get(2),
-                body: body.into_bytes(),
-                message_id: row.get(1),
-                headers: traceparent
-                    .map(|t| vec![(topology::H_TRACEPARENT.to_owned(), t)])
-                    .unwrap_or_default(),
-            }
+        .map(|row| OutboxRow {
+            notification_id: row.get(1),
+            routing_key: row.get(2),
+            body: row.get(3),
+            traceparent: row.get(4),
+            tenant: row.get(5),
         })
         .collect();
+    let messages = pack_messages(outbox, pack);
     publisher
         .publish_all(&messages)
         .await
@@ -104,15 +108,78 @@ pub async fn relay_once(pool: &Pool, publisher: &Publisher, batch: usize) -> any
         .await
         .context("Failed to commit the relay transaction")?;
     metrics::relay_seconds(started.elapsed().as_secs_f64());
-    tracing::debug!(rows = messages.len(), "Relayed outbox rows.");
-    Ok(messages.len())
+    tracing::debug!(
+        rows = relayed,
+        messages = messages.len(),
+        "Relayed outbox rows."
+    );
+    Ok(relayed)
+}
+
+/// One claimed outbox row.
+struct OutboxRow {
+    notification_id: String,
+    routing_key: String,
+    body: String,
+    traceparent: Option<String>,
+    tenant: String,
+}
+
+/// Turns rows (in id order) into messages: the rows of one tenant and lane travel
+/// together, up to `pack` per `notification_batch.v1` message (routing key
+/// `<lane>.<tenant>.batch`); a row alone, or with `pack` ≤ 1, travels as it was
+/// stored. Messages leave in the order of their first row.
+fn pack_messages(rows: Vec<OutboxRow>, pack: usize) -> Vec<OutgoingMessage> {
+    let pack = pack.max(1);
+    let mut groups: Vec<((String, String), Vec<OutboxRow>)> = Vec::new();
+    for row in rows {
+        let lane = row
+            .routing_key
+            .split('.')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let key = (lane, row.tenant.clone());
+        match groups.iter_mut().find(|(k, g)| *k == key && g.len() < pack) {
+            Some((_, group)) => group.push(row),
+            None => groups.push((key, vec![row])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|((lane, tenant), mut group)| {
+            if group.len() == 1 {
+                let row = group.pop().expect("one row");
+                return OutgoingMessage {
+                    exchange: topology::EX_NOTIFICATIONS.to_owned(),
+                    routing_key: row.routing_key,
+                    body: row.body.into_bytes(),
+                    message_id: row.notification_id,
+                    headers: row
+                        .traceparent
+                        .map(|t| vec![(topology::H_TRACEPARENT.to_owned(), t)])
+                        .unwrap_or_default(),
+                };
+            }
+            OutgoingMessage {
+                exchange: topology::EX_NOTIFICATIONS.to_owned(),
+                routing_key: format!("{lane}.{tenant}.batch"),
+                body: NotificationBatch::body_from_envelopes(
+                    &tenant,
+                    group.iter().map(|r| r.body.as_str()),
+                ),
+                message_id: format!("batch:{}+{}", group[0].notification_id, group.len()),
+                headers: Vec::new(),
+            }
+        })
+        .collect()
 }
 
 /// Relays until the outbox has no unclaimed rows left.
 pub async fn drain(relay: &Relay) -> anyhow::Result<usize> {
     let mut total = 0;
     loop {
-        let n = relay_once(&relay.pool, &relay.publisher, relay.batch).await?;
+        let n = relay_once(&relay.pool, &relay.publisher, relay.batch, relay.pack).await?;
         total += n;
         if n < relay.batch.max(1) {
             return Ok(total);
@@ -202,4 +269,66 @@ pub async fn run_relay(relay: Relay, stop: CancellationToken) {
         Err(_) => tracing::warn!("Final outbox drain timed out; rows stay for the next start."),
     }
     tracing::info!("Outbox relay stopped.");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: &str, tenant: &str, lane: &str) -> OutboxRow {
+        OutboxRow {
+            notification_id: id.to_owned(),
+            routing_key: format!("{lane}.{tenant}.receipt"),
+            body: format!(r#"{{"type":"notification_request.v1","notification_id":"{id}"}}"#),
+            traceparent: Some(format!("trace-{id}")),
+            tenant: tenant.to_owned(),
+        }
+    }
+
+    #[test]
+    fn rows_of_one_tenant_and_lane_travel_together_up_to_the_pack_size_in_first_row_order() {
+        let rows = vec![
+            row("a1", "an-giang", "transactional"),
+            row("d1", "dong-nai", "transactional"),
+            row("a2", "an-giang", "transactional"),
+            row("a3", "an-giang", "broadcast"),
+            row("a4", "an-giang", "transactional"),
+        ];
+        let messages = pack_messages(rows, 2);
+        let keys: Vec<(&str, &str)> = messages
+            .iter()
+            .map(|m| (m.routing_key.as_str(), m.message_id.as_str()))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("transactional.an-giang.batch", "batch:a1+2"),
+                ("transactional.dong-nai.receipt", "d1"),
+                ("broadcast.an-giang.receipt", "a3"),
+                ("transactional.an-giang.receipt", "a4"),
+            ]
+        );
+        let batch: serde_json::Value = serde_json::from_slice(&messages[0].body).unwrap();
+        assert_eq!(batch["type"], "notification_batch.v1");
+        assert_eq!(batch["tenant"], "an-giang");
+        assert_eq!(batch["requests"][1]["notification_id"], "a2");
+        // A row alone keeps its stored body and its trace header.
+        assert_eq!(
+            messages[1].headers,
+            [(topology::H_TRACEPARENT.to_owned(), "trace-d1".to_owned())]
+        );
+    }
+
+    #[test]
+    fn a_pack_size_of_one_sends_every_row_on_its_own() {
+        let rows = vec![
+            row("a1", "an-giang", "transactional"),
+            row("a2", "an-giang", "transactional"),
+        ];
+        let ids: Vec<String> = pack_messages(rows, 1)
+            .into_iter()
+            .map(|m| m.message_id)
+            .collect();
+        assert_eq!(ids, ["a1", "a2"]);
+    }
 }

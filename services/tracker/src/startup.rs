@@ -176,6 +176,7 @@ impl Application {
                     pool,
                     publisher: Arc::new(Publisher::new(amqp_url, "loa-tracker-relay")),
                     batch: settings.relay_batch,
+                    pack: settings.relay_pack,
                     wake: relay_wake,
                 };
                 run_relay(relay, relay_stop).await;

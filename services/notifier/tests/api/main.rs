@@ -8,6 +8,7 @@ mod delivery;
 mod engine;
 mod helpers;
 mod ops;
+mod packed;
 mod rate_limit;
 mod tokens;
 mod webhooks;

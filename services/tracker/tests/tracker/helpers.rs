@@ -226,21 +226,42 @@ impl Broker {
         out
     }
 
-    /// Takes every notification currently in `notifier.transactional`.
+    /// Takes every notification currently in `notifier.transactional`, one per
+    /// request: a packed message (`notification_batch.v1`) counts for each of its
+    /// requests, with the request's id and trace context as its own.
     pub async fn notifications(&self) -> Vec<Observed> {
+        let mut observed = Vec::new();
+        for d in self.take_all(topology::Q_NOTIFIER_TRANSACTIONAL).await {
+            match Envelope::from_bytes(&d.data).unwrap() {
+                Envelope::NotificationRequestV1(request) => observed.push(Observed {
+                    request,
+                    message_id: d.properties.message_id().as_ref().unwrap().to_string(),
+                    traceparent: loa_platform::amqp::consumer::header(&d, topology::H_TRACEPARENT),
+                }),
+                Envelope::NotificationBatchV1(batch) => {
+                    observed.extend(batch.requests.into_iter().map(|request| Observed {
+                        message_id: request.notification_id.clone(),
+                        traceparent: request.trace_context.clone(),
+                        request,
+                    }))
+                }
+                other => panic!("unexpected message {other:?}"),
+            }
+        }
+        observed
+    }
+
+    /// Takes every message currently in `notifier.transactional`: (routing key,
+    /// decoded body).
+    pub async fn notification_messages(&self) -> Vec<(String, Envelope)> {
         self.take_all(topology::Q_NOTIFIER_TRANSACTIONAL)
             .await
             .into_iter()
             .map(|d| {
-                let request = match Envelope::from_bytes(&d.data).unwrap() {
-                    Envelope::NotificationRequestV1(n) => n,
-                    other => panic!("unexpected message {other:?}"),
-                };
-                Observed {
-                    request,
-                    message_id: d.properties.message_id().as_ref().unwrap().to_string(),
-                    traceparent: loa_platform::amqp::consumer::header(&d, topology::H_TRACEPARENT),
-                }
+                (
+                    d.routing_key.as_str().to_owned(),
+                    Envelope::from_bytes(&d.data).unwrap(),
+                )
             })
             .collect()
     }

@@ -1,7 +1,7 @@
 //! The transactional outbox survives a crash between commit and publish.
 
 use crate::helpers::*;
-use loa_contracts::{notification::notification_id, NotificationKind};
+use loa_contracts::{notification::notification_id, Envelope, NotificationKind};
 use loa_platform::testing::TestEnv;
 
 #[tokio::test]
@@ -47,4 +47,50 @@ async fn a_notification_planned_before_a_crash_is_published_exactly_once_by_the_
     // Stopping drains the relay once more; nothing is published twice.
     second.stop().await;
     assert!(broker.notifications().await.is_empty());
+}
+
+#[tokio::test]
+async fn notifications_relayed_together_for_one_tenant_travel_as_one_message_each_with_its_id() {
+    // Arrange: three receipts planned while no relay runs.
+    let env = TestEnv::new().await.unwrap();
+    let broker = Broker::connect(&env).await;
+    let first = TestApp::spawn(&env, settings(false)).await;
+    let ids = ["evt-pack-1", "evt-pack-2", "evt-pack-3"];
+    for (i, id) in ids.iter().enumerate() {
+        broker
+            .publish(&event(
+                id,
+                &dossier_code(&format!("02{i:02}")),
+                2,
+                "2026-11-28T09:30:00+07:00",
+            ))
+            .await;
+    }
+    first.wait_applied(&ids).await;
+    first.stop().await;
+
+    // Act: one relay round picks all three up.
+    let second = TestApp::spawn(&env, settings(true)).await;
+    second.wait_relayed().await;
+
+    // Assert
+    let messages = broker.notification_messages().await;
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    let (routing_key, body) = &messages[0];
+    assert_eq!(routing_key, "transactional.demo.batch");
+    let Envelope::NotificationBatchV1(batch) = body else {
+        panic!("a packed message, not {body:?}");
+    };
+    assert_eq!(batch.tenant, "demo");
+    let got: Vec<&str> = batch
+        .requests
+        .iter()
+        .map(|r| r.notification_id.as_str())
+        .collect();
+    let want: Vec<String> = ids
+        .iter()
+        .map(|id| notification_id("demo", id, NotificationKind::Receipt))
+        .collect();
+    assert_eq!(got, want, "in the order they were planned");
+    second.stop().await;
 }
