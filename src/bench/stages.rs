@@ -4,11 +4,10 @@
 //!
 //! 1. intake's 202 → the tracker's batch transaction (`tracker.dossier_events.recorded_at`):
 //!    the first broker hop and the tracker's batching;
-//! 2. → the relay's transaction (`tracker.outbox.published_at`): the tracker's
-//!    transaction and the relay's pick-up;
-//! 3. → the notifier's claim (`notifier.deliveries.created_at`): the relay's confirmed
-//!    publish, the second hop and the notifier's batching;
-//! 4. → the sandbox's `received_at`: the claim and the Zalo call.
+//! 2. → the notifier's claim (`notifier.deliveries.created_at`): the tracker's commit,
+//!    the relay's pick-up and confirmed publish, the second hop and the notifier's
+//!    batching (relayed outbox rows are deleted, so the relay leaves no timestamp);
+//! 3. → the sandbox's `received_at`: the claim and the Zalo call.
 //!
 //! In a saturated run the stage where time piles up is the bottleneck. This reads the
 //! services' own tables, so it is best-effort: when a schema changes the report says
@@ -39,10 +38,9 @@ pub struct Traced {
     pub received_at: DateTime<Utc>,
 }
 
-const STAGES: [&str; 4] = [
+const STAGES: [&str; 3] = [
     "202 → tracker transaction (hop 1 + batching)",
-    "tracker transaction → relay (commit + relay pick-up)",
-    "relay → notifier claim (publish + hop 2 + batching)",
+    "tracker transaction → notifier claim (commit, relay, hop 2 + batching)",
     "notifier claim → Zalo accepted (claim + HTTP call)",
 ];
 
@@ -51,7 +49,7 @@ fn epoch(t: DateTime<Utc>) -> f64 {
 }
 
 /// Reads the services' timestamps for `events` (keyed by tracking id) from the run's
-/// database and returns the four stages.
+/// database and returns the three stages.
 pub async fn breakdown(
     database_url: &str,
     events: &HashMap<String, Traced>,
@@ -71,17 +69,6 @@ pub async fn breakdown(
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
-    let relayed: HashMap<String, f64> = client
-        .query(
-            "SELECT notification_id, extract(epoch FROM published_at)::float8 FROM tracker.outbox
-             WHERE published_at IS NOT NULL",
-            &[],
-        )
-        .await
-        .context("Failed to read tracker.outbox")?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
     let claimed: HashMap<String, f64> = client
         .query("SELECT notification_id, extract(epoch FROM created_at)::float8 FROM notifier.deliveries", &[])
         .await
@@ -89,16 +76,12 @@ pub async fn breakdown(
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
-    let mut samples: [Vec<f64>; 4] = Default::default();
+    let mut samples: [Vec<f64>; 3] = Default::default();
     for (tracking_id, e) in events {
-        let (Some(t1), Some(t2), Some(t3)) = (
-            recorded.get(&e.event_id),
-            relayed.get(tracking_id),
-            claimed.get(tracking_id),
-        ) else {
+        let (Some(t1), Some(t2)) = (recorded.get(&e.event_id), claimed.get(tracking_id)) else {
             continue;
         };
-        let points = [epoch(e.accepted_at), *t1, *t2, *t3, epoch(e.received_at)];
+        let points = [epoch(e.accepted_at), *t1, *t2, epoch(e.received_at)];
         for (i, s) in samples.iter_mut().enumerate() {
             s.push((points[i + 1] - points[i]) * 1000.0);
         }

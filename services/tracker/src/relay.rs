@@ -1,5 +1,5 @@
 //! The outbox relay: publishes planned notifications to `loa.notifications` with
-//! publisher confirms, in id order, and marks them published only after the confirm.
+//! publisher confirms, in id order, and deletes them only after the confirm.
 //!
 //! Rows are claimed with `SELECT … FOR UPDATE SKIP LOCKED` inside a short transaction
 //! that stays open while the batch is published, so any number of tracker replicas can
@@ -19,11 +19,6 @@ use tokio_util::sync::CancellationToken;
 /// How often the relay looks for rows nobody woke it for (left by a crashed process or
 /// another replica).
 pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
-/// How long published rows are kept (their unique notification id guards against
-/// replanning) before they are pruned.
-pub const RETENTION_DAYS: i32 = 7;
-/// How often published rows older than [`RETENTION_DAYS`] are pruned.
-const PRUNE_INTERVAL: Duration = Duration::from_secs(600);
 /// How long the final drain at shutdown may take.
 const FINAL_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -42,13 +37,16 @@ pub struct Relay {
     pub wake: Arc<Notify>,
 }
 
-/// Publishes up to `batch` unpublished outbox rows, in id order, and marks them
-/// published once RabbitMQ confirmed them all. Returns how many were relayed.
+/// Publishes up to `batch` outbox rows, in id order, and deletes them once RabbitMQ
+/// confirmed them all. Returns how many were relayed.
 ///
-/// One statement claims and marks the rows (`UPDATE … RETURNING` over a `FOR UPDATE
-/// SKIP LOCKED` sub-select); the mark only becomes visible with the commit, which
-/// happens after the confirm, and any failure before it rolls the mark back. Bodies
-/// are read as text and published as they are, without a JSON round trip.
+/// One statement claims and deletes the rows (`DELETE … RETURNING` over a `FOR UPDATE
+/// SKIP LOCKED` sub-select); the delete only takes effect with the commit, which
+/// happens after the confirm, and any failure before it rolls it back. A relayed row
+/// is not kept: the event's id already keeps it from being planned again (a
+/// redelivered event is a duplicate in `tracker.dossier_events`), and a delete writes
+/// no new row version and no index entries, unlike marking it. Bodies are read as
+/// text and published as they are, without a JSON round trip.
 #[tracing::instrument(skip_all)]
 pub async fn relay_once(
     pool: &Pool,
@@ -67,12 +65,11 @@ pub async fn relay_once(
     let limit = i64::try_from(batch).unwrap_or(i64::MAX);
     let claim = tx
         .prepare_cached(
-            "UPDATE tracker.outbox AS o SET published_at = now()
-             FROM (SELECT id FROM tracker.outbox
-                   WHERE published_at IS NULL
-                   ORDER BY id
-                   LIMIT $1
-                   FOR UPDATE SKIP LOCKED) AS claimed
+            "DELETE FROM tracker.outbox AS o
+             USING (SELECT id FROM tracker.outbox
+                    ORDER BY id
+                    LIMIT $1
+                    FOR UPDATE SKIP LOCKED) AS claimed
              WHERE o.id = claimed.id
              RETURNING o.id, o.notification_id, o.routing_key, o.body::text, o.traceparent, o.tenant",
         )
@@ -187,34 +184,17 @@ pub async fn drain(relay: &Relay) -> anyhow::Result<usize> {
     }
 }
 
-/// Counts unpublished rows (for the `loa_tracker_outbox_pending` gauge).
+/// Counts the rows waiting to be relayed (for the `loa_tracker_outbox_pending` gauge).
 pub async fn pending(pool: &Pool) -> anyhow::Result<i64> {
     let client = pool
         .get()
         .await
         .context("Failed to get a PostgreSQL connection")?;
     let row = client
-        .query_one(
-            "SELECT count(*) FROM tracker.outbox WHERE published_at IS NULL",
-            &[],
-        )
+        .query_one("SELECT count(*) FROM tracker.outbox", &[])
         .await
         .context("Failed to count pending outbox rows")?;
     Ok(row.get(0))
-}
-
-async fn prune(pool: &Pool) -> anyhow::Result<u64> {
-    let client = pool
-        .get()
-        .await
-        .context("Failed to get a PostgreSQL connection")?;
-    client
-        .execute(
-            "DELETE FROM tracker.outbox WHERE published_at < now() - make_interval(days => $1)",
-            &[&RETENTION_DAYS],
-        )
-        .await
-        .context("Failed to prune the outbox")
 }
 
 /// Runs the relay until `stop` fires: drains when woken and every
@@ -222,7 +202,6 @@ async fn prune(pool: &Pool) -> anyhow::Result<u64> {
 /// returning, so notifications of the last consumed batch leave with this process.
 pub async fn run_relay(relay: Relay, stop: CancellationToken) {
     let mut attempt = 0u32;
-    let mut last_prune: Option<tokio::time::Instant> = None;
     let mut last_sample: Option<tokio::time::Instant> = None;
     tracing::info!("Outbox relay started.");
     loop {
@@ -245,14 +224,6 @@ pub async fn run_relay(relay: Relay, stop: CancellationToken) {
                 Err(e) => {
                     tracing::debug!(error.message = %e, "Could not sample the outbox backlog.")
                 }
-            }
-        }
-        if last_prune.is_none_or(|at| at.elapsed() >= PRUNE_INTERVAL) {
-            last_prune = Some(tokio::time::Instant::now());
-            match prune(&relay.pool).await {
-                Ok(0) => {}
-                Ok(rows) => tracing::info!(rows, "Pruned published outbox rows."),
-                Err(e) => tracing::warn!(error.message = %e, "Failed to prune the outbox."),
             }
         }
         tokio::select! {

@@ -6,7 +6,8 @@
 //! - `tracker.dossiers`: each dossier's current state and the ordering key of the
 //!   event that set it, so older events never move it backwards.
 //! - `tracker.outbox`: planned notifications, written in the same transaction as the
-//!   state change and relayed to RabbitMQ afterwards (see [`crate::relay`]).
+//!   state change, relayed to RabbitMQ afterwards and deleted once confirmed (see
+//!   [`crate::relay`]).
 
 use crate::{
     domain::{is_completion, lookup_token, mask_name, OrderingKey},
@@ -31,10 +32,11 @@ const DOSSIER_LOCK_SPACE: i32 = 7301;
 /// Routing-key prefix of case updates on `loa.notifications`.
 pub const TRANSACTIONAL_LANE: &str = "transactional";
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "dossiers, history and outbox",
-    sql: r#"
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "dossiers, history and outbox",
+        sql: r#"
 CREATE TABLE tracker.dossier_events (
     tenant        text        NOT NULL,
     event_id      text        NOT NULL,
@@ -85,7 +87,23 @@ CREATE TABLE tracker.outbox (
 CREATE INDEX outbox_unpublished ON tracker.outbox (id) WHERE published_at IS NULL;
 CREATE INDEX outbox_published_at ON tracker.outbox (published_at) WHERE published_at IS NOT NULL;
 "#,
-}];
+    },
+    Migration {
+        version: 2,
+        name: "relayed outbox rows are deleted, not marked",
+        sql: r#"
+DELETE FROM tracker.outbox WHERE published_at IS NOT NULL;
+DROP INDEX tracker.outbox_unpublished;
+DROP INDEX tracker.outbox_published_at;
+ALTER TABLE tracker.outbox DROP COLUMN published_at;
+"#,
+    },
+];
+
+/// The tracker's migrations, in order (an upgrade test applies a prefix of them).
+pub fn migrations() -> &'static [Migration] {
+    MIGRATIONS
+}
 
 /// Creates or upgrades the `tracker` schema. Idempotent; safe with replicas starting
 /// together (migrations run under an advisory lock).

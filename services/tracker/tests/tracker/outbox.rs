@@ -15,12 +15,7 @@ async fn a_notification_planned_before_a_crash_is_published_exactly_once_by_the_
         .publish(&event("evt-crash", &code, 2, "2026-11-28T09:30:00+07:00"))
         .await;
     first.wait_applied(&["evt-crash"]).await;
-    assert_eq!(
-        first
-            .count("SELECT count(*) FROM tracker.outbox WHERE published_at IS NULL")
-            .await,
-        1
-    );
+    assert_eq!(first.count("SELECT count(*) FROM tracker.outbox").await, 1);
     first.stop().await;
     assert!(
         broker.notifications().await.is_empty(),
@@ -39,10 +34,9 @@ async fn a_notification_planned_before_a_crash_is_published_exactly_once_by_the_
         notification_id("demo", "evt-crash", NotificationKind::Receipt)
     );
     assert_eq!(
-        second
-            .count("SELECT count(*) FROM tracker.outbox WHERE published_at IS NOT NULL")
-            .await,
-        1
+        second.count("SELECT count(*) FROM tracker.outbox").await,
+        0,
+        "a relayed row leaves the outbox"
     );
     // Stopping drains the relay once more; nothing is published twice.
     second.stop().await;
@@ -93,4 +87,37 @@ async fn notifications_relayed_together_for_one_tenant_travel_as_one_message_eac
         .collect();
     assert_eq!(got, want, "in the order they were planned");
     second.stop().await;
+}
+
+#[tokio::test]
+async fn upgrading_to_deleted_relayed_rows_drops_the_published_ones_and_keeps_the_waiting_ones() {
+    // Arrange: the first schema, with one published and one waiting row.
+    let env = TestEnv::new().await.unwrap();
+    let pool = loa_platform::db::pool(&env.database_url, 2).unwrap();
+    let all = loa_tracker::store::migrations();
+    loa_platform::db::migrate(&pool, loa_tracker::SCHEMA, &all[..1])
+        .await
+        .unwrap();
+    let client = pool.get().await.unwrap();
+    client
+        .batch_execute(
+            "INSERT INTO tracker.outbox (notification_id, tenant, kind, routing_key, body, published_at)
+             VALUES ('sent-1', 'demo', 'receipt', 'transactional.demo.receipt', '{}', now()),
+                    ('waiting-1', 'demo', 'receipt', 'transactional.demo.receipt', '{}', NULL)",
+        )
+        .await
+        .unwrap();
+
+    // Act
+    loa_tracker::migrate(&pool).await.unwrap();
+
+    // Assert
+    let left: Vec<String> = client
+        .query("SELECT notification_id FROM tracker.outbox", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(left, ["waiting-1"]);
 }
