@@ -15,12 +15,12 @@ use std::{
 };
 
 /// The notifier is tuned so a killed process's leases run out in seconds (lease =
-/// HTTP time-out × 3 × (batch / in-flight + 1) = 12 s) and a parked ambiguous send is
-/// rechecked after 5 s.
+/// HTTP time-out × 3 × (requests / in-flight + 1) = 12 s for a batch of 8 messages
+/// of at most 16 requests) and a parked ambiguous send is rechecked after 5 s.
 const NOTIFIER_TUNING: &[(&str, &str)] = &[
     ("LOA_NOTIFIER__HTTP_TIMEOUT_MS", "2000"),
-    ("LOA_NOTIFIER__BATCH_SIZE", "32"),
-    ("LOA_NOTIFIER__MAX_IN_FLIGHT", "32"),
+    ("LOA_NOTIFIER__BATCH_SIZE", "8"),
+    ("LOA_NOTIFIER__MAX_IN_FLIGHT", "128"),
     ("LOA_NOTIFIER__AMBIGUOUS_RECHECK_SECS", "5"),
 ];
 

@@ -128,7 +128,8 @@ pub struct NotifierSettings {
     pub bind: String,
     /// Unacked deliveries RabbitMQ may push ahead per lane (≥ `batch_size`).
     pub prefetch: u16,
-    /// Most requests handled (claimed, sent, recorded) as one batch.
+    /// Most messages handled (claimed, sent, recorded) as one batch; a message packed
+    /// by the tracker's relay holds up to its `relay_pack` requests.
     pub batch_size: usize,
     /// How long to wait for more requests after the first of a batch, in ms.
     pub batch_wait_ms: u64,
@@ -181,8 +182,8 @@ impl Default for NotifierSettings {
     fn default() -> Self {
         Self {
             bind: "0.0.0.0:8082".to_owned(),
-            prefetch: 256,
-            batch_size: 128,
+            prefetch: 128,
+            batch_size: 32,
             batch_wait_ms: 0,
             batches_in_flight: 4,
             max_in_flight: 128,
@@ -203,11 +204,11 @@ impl Default for NotifierSettings {
 }
 
 impl NotifierSettings {
-    /// How long a claimed request stays reserved for its sender: long enough for a
-    /// whole batch of sends, each possibly a send, a token refresh and a resend.
-    fn lease(&self) -> Duration {
-        let rounds = self.batch_size.div_ceil(self.max_in_flight.max(1)) as u32 + 1;
-        Duration::from_millis(self.http_timeout_ms) * 3 * rounds
+    /// How long a claimed request stays reserved for its sender per round of
+    /// `max_in_flight` sends: each possibly a send, a token refresh and a resend. A
+    /// batch's lease is this times its rounds, plus one (see the sender).
+    fn lease_per_round(&self) -> Duration {
+        Duration::from_millis(self.http_timeout_ms) * 3
     }
 }
 
@@ -286,7 +287,7 @@ impl Application {
                 ambiguous_recheck: Duration::from_secs(settings.ambiguous_recheck_secs),
             },
             max_in_flight: settings.max_in_flight,
-            lease: settings.lease(),
+            lease_per_round: settings.lease_per_round(),
         });
         let scheduler = scheduler::Scheduler::new(
             pool.clone(),

@@ -160,8 +160,9 @@ pub struct SenderParts {
     pub retry: RetrySettings,
     /// Most concurrent Zalo calls per batch.
     pub max_in_flight: usize,
-    /// How long a claim is reserved for a batch, before waiting for rate slots.
-    pub lease: Duration,
+    /// How long a claim is reserved per round of `max_in_flight` sends (each possibly
+    /// a send, a token refresh and a resend), before waiting for rate slots.
+    pub lease_per_round: Duration,
 }
 
 /// Sends notification requests. Cheap to clone (`Arc` inside).
@@ -1037,7 +1038,9 @@ impl Sender {
             })
             .max()
             .unwrap_or_default();
-        self.inner.lease + longest
+        // A packed message holds many requests: count requests, not messages.
+        let rounds = requests.len().div_ceil(self.inner.max_in_flight.max(1)) + 1;
+        self.inner.lease_per_round * u32::try_from(rounds).unwrap_or(u32::MAX) + longest
     }
 
     /// Polls until none of `ids` is leased by another sender, at most one lease long.
