@@ -185,8 +185,21 @@ pub struct Machine {
     pub load_average_at_start: String,
     /// `release` or `debug`: debug builds are several times slower.
     pub build_profile: &'static str,
-    /// The command line that produced the report.
+    /// The command line that produced the report, after the `LOA_*` settings it ran
+    /// with (they change what is measured).
     pub command: String,
+}
+
+/// The `LOA_*` settings in the environment as `NAME=value`, sorted, leaving out any
+/// that may hold a secret (tokens, keys, passwords, URLs with credentials).
+fn overrides() -> Vec<String> {
+    const SECRET: [&str; 5] = ["TOKEN", "SECRET", "PASSWORD", "KEY", "URL"];
+    let mut vars: Vec<String> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("LOA_") && !SECRET.iter().any(|s| k.contains(s)))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    vars.sort();
+    vars
 }
 
 impl Machine {
@@ -229,7 +242,9 @@ impl Machine {
             } else {
                 "release"
             },
-            command: std::iter::once(program)
+            command: overrides()
+                .into_iter()
+                .chain(std::iter::once(program))
                 .chain(std::env::args().skip(1))
                 .collect::<Vec<_>>()
                 .join(" "),
