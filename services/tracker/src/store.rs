@@ -98,6 +98,14 @@ DROP INDEX tracker.outbox_published_at;
 ALTER TABLE tracker.outbox DROP COLUMN published_at;
 "#,
     },
+    Migration {
+        version: 3,
+        name: "event and outbox bodies stored as json text",
+        sql: r#"
+ALTER TABLE tracker.dossier_events ALTER COLUMN event TYPE json USING event::json;
+ALTER TABLE tracker.outbox ALTER COLUMN body TYPE json USING body::json;
+"#,
+    },
 ];
 
 /// The tracker's migrations, in order (an upgrade test applies a prefix of them).
@@ -391,7 +399,7 @@ async fn insert_history(
             "INSERT INTO tracker.dossier_events
                  (tenant, event_id, dossier_code, status, occurred_at, sequence, event, traceparent)
              SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int2[], $5::timestamptz[],
-                                  $6::int8[], $7::jsonb[], $8::text[])
+                                  $6::int8[], $7::json[], $8::text[])
              ON CONFLICT (tenant, event_id) DO NOTHING
              RETURNING tenant, event_id",
         )
@@ -581,7 +589,7 @@ async fn insert_outbox(
     let insert = tx
         .prepare_cached(
             "INSERT INTO tracker.outbox (notification_id, tenant, kind, routing_key, body, traceparent)
-             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::text[])
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::json[], $6::text[])
              ON CONFLICT (notification_id) DO NOTHING
              RETURNING notification_id",
         )
