@@ -11,7 +11,7 @@
 //!   tenant is deferred to the next quota day without calling Zalo.
 //!
 //! The gate lowers `remaining` by every ZNS send it lets through, so replicas cannot
-//! overshoot the reserve between two answers; [`observe`] then takes Zalo's figure
+//! overshoot the reserve between two answers; [`observe_many`] then takes Zalo's figure
 //! (the lower of both: an answer may predate sends still in flight) and gives back the
 //! reservations that did not reach Zalo. A new day starts without a row: nothing is
 //! known, everything may go, and the first answer fills it in.
@@ -49,16 +49,6 @@ impl Observation {
     pub fn is_empty(&self) -> bool {
         *self == Self::default()
     }
-}
-
-/// Stores what a batch learnt and updates `loa_notifier_quota_remaining`.
-pub async fn observe(
-    pool: &Pool,
-    tenant: &str,
-    day: NaiveDate,
-    seen: &Observation,
-) -> anyhow::Result<()> {
-    observe_many(pool, day, &[(tenant, seen)]).await
 }
 
 /// Stores what a batch learnt about each of its tenants in one statement (rows

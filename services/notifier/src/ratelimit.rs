@@ -115,19 +115,6 @@ impl RateLimiter {
         Some((interval, (usable - 1.0) * interval))
     }
 
-    /// Reads the tenant's pause and quota and reserves slots: one round trip.
-    pub async fn take(
-        &self,
-        tenant: &str,
-        app: &ZaloAppSettings,
-        want: Want,
-    ) -> anyhow::Result<Grant> {
-        let mut grants = self.take_many(&[(tenant, app, want)]).await?;
-        grants
-            .pop()
-            .context("take_send_slots returned no row for the tenant")
-    }
-
     /// The gate of a whole batch: every tenant's pause, quota and slots in one
     /// statement, one grant per entry, in order. The rows are locked in tenant order
     /// (whatever the order of `wants`), so two replicas gating overlapping sets of

@@ -243,25 +243,17 @@ impl Sender {
                 }
             }
         }
+        let decided = self.process(&items).await;
         if !packed.contains(&true) {
-            return self.process(items).await;
+            return decided;
         }
-        let requests: Vec<Option<NotificationRequest>> = items
-            .iter()
-            .zip(&owners)
-            .map(|(item, &d)| {
-                packed[d]
-                    .then(|| item.as_ref().ok().map(|i| i.request.clone()))
-                    .flatten()
-            })
-            .collect();
-        let decided = self.process(items).await;
 
-        let mut dispositions: Vec<Disposition> = batch
+        // A single delivery's is set below; a pack starts acked and loses that on the
+        // first request that goes back to the queue.
+        let mut dispositions: Vec<Disposition> = packed
             .iter()
-            .enumerate()
-            .map(|(d, _)| {
-                if packed[d] {
+            .map(|&p| {
+                if p {
                     Disposition::Ack
                 } else {
                     Disposition::Retry
@@ -279,8 +271,8 @@ impl Sender {
                 Disposition::Ack => {}
                 Disposition::Retry => dispositions[d] = Disposition::Retry,
                 Disposition::DeadLetter(reason) => {
-                    if let Some(request) = &requests[i] {
-                        letters.push((d, dead_letter_of(request, &reason)));
+                    if let Ok(incoming) = &items[i] {
+                        letters.push((d, dead_letter_of(&incoming.request, &reason)));
                     }
                 }
             }
@@ -303,7 +295,7 @@ impl Sender {
     /// Processes a batch of decoded requests (or decoding errors) and returns one
     /// disposition per item, in order. Every delivery record is durable, and every
     /// retry confirmed by the broker, before this returns.
-    pub async fn process(&self, items: Vec<Result<Incoming, String>>) -> Vec<Disposition> {
+    pub async fn process(&self, items: &[Result<Incoming, String>]) -> Vec<Disposition> {
         let mut dispositions: Vec<Option<Disposition>> = vec![None; items.len()];
         let mut primaries: Vec<(usize, &Incoming)> = Vec::new();
         let mut seen: HashMap<&str, usize> = HashMap::new();
@@ -858,11 +850,14 @@ impl Sender {
         let wants: Vec<(&str, &ZaloAppSettings, Want)> = groups
             .iter()
             .map(|(tenant_id, tenant, zns, other)| {
-                let first = zns.first().or(other.first()).expect("groups are not empty");
                 let want = Want {
                     zns: u32::try_from(zns.len()).unwrap_or(u32::MAX),
                     other: u32::try_from(other.len()).unwrap_or(u32::MAX),
-                    broadcast: first.incoming.request.lane == Lane::Broadcast,
+                    broadcast: zns
+                        .iter()
+                        .chain(other)
+                        .next()
+                        .is_some_and(|w| w.incoming.request.lane == Lane::Broadcast),
                 };
                 (*tenant_id, &tenant.zalo, want)
             })
@@ -871,19 +866,14 @@ impl Sender {
         let grants = match with_db_retries("take send slots", || limiter.take_many(&wants)).await {
             Ok(grants) => grants,
             Err(e) => {
+                let reason = format!("the send gate is unavailable: {e:#}");
                 for (_, _, zns, other) in groups {
                     for work in zns.into_iter().chain(other) {
-                        let s = self.settled_early(
-                            SendOutcome::NoToken {
-                                class: ErrorClass::Transient,
-                                reason: format!("the send gate is unavailable: {e:#}"),
-                            },
-                            work.channel,
-                            work.attempted,
-                            work.incoming,
-                            now,
-                        );
-                        settled.insert(work.at, s);
+                        let outcome = SendOutcome::NoToken {
+                            class: ErrorClass::Transient,
+                            reason: reason.clone(),
+                        };
+                        self.settle_unsent(work, outcome, now, settled);
                     }
                 }
                 return (sends, later, wait);
@@ -897,14 +887,7 @@ impl Sender {
             if let Some(reason) = grant.paused {
                 paused.insert(tenant_id.to_owned());
                 for work in zns.into_iter().chain(other) {
-                    let s = self.settled_early(
-                        SendOutcome::Paused(reason.clone()),
-                        work.channel,
-                        work.attempted,
-                        work.incoming,
-                        now,
-                    );
-                    settled.insert(work.at, s);
+                    self.settle_unsent(work, SendOutcome::Paused(reason.clone()), now, settled);
                 }
                 continue;
             }
@@ -913,14 +896,7 @@ impl Sender {
             let granted = grant.zns_granted as usize;
             for (k, work) in zns.into_iter().enumerate() {
                 if k >= allowed {
-                    let s = self.settled_early(
-                        SendOutcome::QuotaWithheld,
-                        work.channel,
-                        work.attempted,
-                        work.incoming,
-                        now,
-                    );
-                    settled.insert(work.at, s);
+                    self.settle_unsent(work, SendOutcome::QuotaWithheld, now, settled);
                 } else if k < granted {
                     sends.push((work, read_at + grant.slot(slot)));
                     slot += 1;
@@ -941,6 +917,18 @@ impl Sender {
             }
         }
         (sends, later, wait)
+    }
+
+    /// Settles a request the gate let through no slot for (see [`Self::settled_early`]).
+    fn settle_unsent(
+        &self,
+        work: Work<'_>,
+        outcome: SendOutcome,
+        now: chrono::DateTime<chrono::Utc>,
+        settled: &mut HashMap<usize, Settled>,
+    ) {
+        let s = self.settled_early(outcome, work.channel, work.attempted, work.incoming, now);
+        settled.insert(work.at, s);
     }
 
     /// Settles a request whose outcome is known before (or instead of) a Zalo call:
@@ -1317,7 +1305,7 @@ mod tests {
         items: Vec<Result<Incoming, String>>,
     ) {
         fn is_send<T: Send>(_: &T) {}
-        is_send(&sender.process(items));
+        is_send(&sender.process(&items));
     }
 
     #[test]
