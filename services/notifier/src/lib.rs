@@ -29,7 +29,8 @@
 //! - [`routes`]: `GET /v1/deliveries`.
 //! - [`webhook`]: `POST /zalo/webhook`, signature-checked, fresh, deduplicated.
 //! - [`receipts`]: receipts move deliveries to `delivered` / `seen`; every transition
-//!   goes to `delivery_events` through [`receipts::record_transitions`].
+//!   but a recorded send (whose entry is the delivery row's `sent_at`) goes to
+//!   `delivery_events` through [`receipts::record_transitions`].
 //! - [`subscribers`]: who follows each OA (for the OA channel) and chat lookups.
 //! - [`dead_letters`]: stores every service's dead letters from `loa.dead-letters`;
 //!   `GET /v1/dead-letters`, `POST /v1/dead-letters/replay` (and `loa dead-letters`).

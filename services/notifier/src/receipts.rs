@@ -6,7 +6,8 @@
 //! `sent` → `delivered` → `seen`, never backwards: a receipt that arrives after the
 //! seen event only fills `delivered_at`. Each transition is one row of
 //! `notifier.delivery_events`, written with [`record_transitions`], which the sender
-//! also calls for `sent` and `failed`.
+//! also calls for failures, retries and parks; a send the sender recorded has no row,
+//! its entry is the delivery's `sent_at` ([`views_for`]).
 //!
 //! A receipt can overtake the sender: Zalo answers the send, emits the receipt, and
 //! the receipt reaches us before the sender has recorded the batch (so no row has the
@@ -260,11 +261,13 @@ async fn apply_received<C: GenericClient>(
         .await
         .context("Failed to record a delivery receipt")?;
     if moves {
-        let transitions = [
-            sent_if_missing(&target, tenant, at, msg_id),
+        let mut transitions: Vec<Transition> = sent_if_unrecorded(&target, tenant, at, msg_id)
+            .into_iter()
+            .collect();
+        transitions.push(
             Transition::new(&target.notification_id, tenant, "delivered", at)
                 .with_detail(json!({"msg_id": msg_id, "event": "user_received_message"})),
-        ];
+        );
         record_transitions(client, &transitions).await?;
     }
     Ok(Applied::Done)
@@ -303,7 +306,7 @@ async fn apply_seen<C: GenericClient>(
             continue;
         }
         if target.status != "seen" {
-            transitions.push(sent_if_missing(&target, tenant, at, &msg_id));
+            transitions.extend(sent_if_unrecorded(&target, tenant, at, &msg_id));
             transitions.push(
                 Transition::new(&target.notification_id, tenant, "seen", at)
                     .with_detail(json!({"msg_id": msg_id, "event": "user_seen_message"})),
@@ -327,22 +330,19 @@ async fn apply_seen<C: GenericClient>(
     Ok(applied)
 }
 
-/// The `sent` row of a delivery that moves on before its sender wrote one (it is
-/// skipped if there is one): at `sent_at`, or the receipt's time when the send was
-/// never recorded as such (an ambiguous send the receipt proves).
-fn sent_if_missing(
+/// The `sent` row of a delivery whose send was never recorded as such (an ambiguous
+/// send the receipt proves), at the receipt's time. A recorded send needs none: its
+/// `sent_at` is its history entry (see [`views_for`]).
+fn sent_if_unrecorded(
     target: &Target,
     tenant: &str,
     receipt_at: DateTime<Utc>,
     msg_id: &str,
-) -> Transition {
-    Transition::new(
-        &target.notification_id,
-        tenant,
-        "sent",
-        target.sent_at.unwrap_or(receipt_at),
-    )
-    .with_detail(json!({"msg_id": msg_id, "recorded_by": "receipt"}))
+) -> Option<Transition> {
+    target.sent_at.is_none().then(|| {
+        Transition::new(&target.notification_id, tenant, "sent", receipt_at)
+            .with_detail(json!({"msg_id": msg_id, "recorded_by": "receipt"}))
+    })
 }
 
 /// One row of a delivery's history, as the deliveries API shows it.
@@ -369,6 +369,11 @@ pub struct ReceiptView {
 }
 
 /// Receipt times and histories of a tenant's deliveries, by notification id.
+///
+/// The sender does not write a history row for a send: the delivery row's `sent_at`,
+/// `channel` and `zalo_msg_id` are the `sent` entry, placed before the receipts that
+/// follow it. A `sent` row in the table (a send a receipt proved, or one recorded
+/// before this was so) stands for itself.
 pub async fn views_for(
     pool: &Pool,
     tenant: &str,
@@ -381,14 +386,16 @@ pub async fn views_for(
         .get()
         .await
         .context("Failed to get a PostgreSQL connection")?;
-    let mut views: HashMap<String, ReceiptView> = client
+    let deliveries = client
         .query(
-            "SELECT notification_id, delivered_at, seen_at FROM notifier.deliveries
+            "SELECT notification_id, delivered_at, seen_at, sent_at, channel, zalo_msg_id
+               FROM notifier.deliveries
               WHERE tenant = $1 AND notification_id = ANY($2)",
             &[&tenant, &notification_ids],
         )
         .await
-        .context("Failed to read delivery receipts")?
+        .context("Failed to read delivery receipts")?;
+    let mut views: HashMap<String, ReceiptView> = deliveries
         .iter()
         .map(|r| {
             (
@@ -418,7 +425,36 @@ pub async fn views_for(
             detail: r.get(3),
         });
     }
+    for r in &deliveries {
+        let sent_at: Option<DateTime<Utc>> = r.get(3);
+        if let (Some(at), Some(view)) = (sent_at, views.get_mut(r.get::<_, &str>(0))) {
+            let channel: &str = r.get(4);
+            let msg_id: Option<&str> = r.get(5);
+            insert_sent(
+                &mut view.history,
+                HistoryEntry {
+                    status: "sent".to_owned(),
+                    at,
+                    detail: json!({"channel": channel, "msg_id": msg_id}),
+                },
+            );
+        }
+    }
     Ok(views)
+}
+
+/// Puts a recorded send into a history that has no `sent` row: after what came before
+/// it (failed tries, deferrals), before the receipts that follow it. Nothing follows a
+/// send but receipts.
+fn insert_sent(history: &mut Vec<HistoryEntry>, sent: HistoryEntry) {
+    if history.iter().any(|h| h.status == "sent") {
+        return;
+    }
+    let at = history
+        .iter()
+        .position(|h| matches!(h.status.as_str(), "delivered" | "seen"))
+        .unwrap_or(history.len());
+    history.insert(at, sent);
 }
 
 /// Retries pending receipts until `cancel` fires (every replica may run it: rows are

@@ -83,19 +83,20 @@ async fn row(
     (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5))
 }
 
-/// The statuses of a delivery's history, oldest first.
-async fn history(app: &TestApp, id: &str) -> Vec<String> {
-    let client = app.pool.get().await.unwrap();
-    client
-        .query(
-            "SELECT status FROM notifier.delivery_events WHERE notification_id = $1 ORDER BY id",
-            &[&id],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
+/// The statuses of a delivery's history, oldest first, as the deliveries API shows it
+/// (history rows and the recorded send).
+async fn history(app: &TestApp, request: &NotificationRequest) -> Vec<String> {
+    let views = loa_notifier::receipts::views_for(
+        &app.pool,
+        &request.tenant,
+        std::slice::from_ref(&request.notification_id),
+    )
+    .await
+    .unwrap();
+    views
+        .get(&request.notification_id)
+        .map(|v| v.history.iter().map(|h| h.status.clone()).collect())
+        .unwrap_or_default()
 }
 
 /// The statuses of deliveries (`none` before their row exists).
@@ -145,7 +146,7 @@ async fn transient_errors_wait_in_the_delay_queues_and_the_message_is_sent_once_
     );
     assert_eq!(app.messages_for(&request.notification_id).await.len(), 1);
     assert_eq!(
-        history(&app, &request.notification_id).await,
+        history(&app, &request).await,
         ["retrying", "retrying", "sent"]
     );
     // The tiers are quorum queues that nobody consumes.
@@ -330,10 +331,7 @@ async fn a_night_ban_defers_the_message_to_0605_vietnam_time_without_spinning() 
     app.delivery_with_status(&request.notification_id, "sent")
         .await;
     assert_eq!(app.messages_for(&request.notification_id).await.len(), 1);
-    assert_eq!(
-        history(&app, &request.notification_id).await,
-        ["deferred", "sent"]
-    );
+    assert_eq!(history(&app, &request).await, ["deferred", "sent"]);
 }
 
 #[tokio::test]
@@ -612,10 +610,7 @@ async fn an_ambiguous_send_without_a_receipt_is_resent_after_its_recheck() {
     let messages = app.messages_for(&request.notification_id).await;
     assert_eq!(messages.len(), 2);
     assert_eq!(messages[0]["hung"], true);
-    assert_eq!(
-        history(&app, &request.notification_id).await,
-        ["ambiguous", "sent"]
-    );
+    assert_eq!(history(&app, &request).await, ["ambiguous", "sent"]);
 }
 
 #[tokio::test]
@@ -653,4 +648,9 @@ async fn an_ambiguous_send_whose_receipt_arrives_is_not_sent_again() {
     .unwrap();
     assert_eq!(row(&app, &request.notification_id).await.0, "delivered");
     assert_eq!(app.messages_for(&request.notification_id).await.len(), 1);
+    // The send the receipt proved is in the history, between the park and the receipt.
+    assert_eq!(
+        history(&app, &request).await,
+        ["ambiguous", "sent", "delivered"]
+    );
 }

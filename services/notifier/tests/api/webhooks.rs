@@ -180,6 +180,32 @@ async fn a_signed_receipt_moves_a_sent_delivery_to_delivered_then_seen() {
 }
 
 #[tokio::test]
+async fn a_recorded_send_shows_in_the_history_without_a_history_row_of_its_own() {
+    // Arrange
+    let app = spawn_app().await;
+
+    // Act
+    let (id, msg_id) = send_one(&app, "HS-0420").await;
+
+    // Assert: the delivery row is the entry (one row fewer per message on the hot path).
+    let view = delivery_view(&app, "HS-0420").await;
+    assert_eq!(history_statuses(&view), ["sent"]);
+    assert_eq!(view["history"][0]["detail"]["msg_id"], msg_id.as_str());
+    assert_eq!(view["history"][0]["detail"]["channel"], "zns");
+    assert_eq!(view["history"][0]["at"], view["sent_at"]);
+    assert_eq!(
+        count(
+            &app,
+            &format!(
+                "SELECT count(*) FROM notifier.delivery_events WHERE notification_id = '{id}'"
+            )
+        )
+        .await,
+        0
+    );
+}
+
+#[tokio::test]
 async fn a_receipt_sets_delivered_at_to_zalos_delivery_time() {
     // Arrange
     let app = spawn_app().await;
