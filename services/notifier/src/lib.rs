@@ -114,6 +114,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "dead letters",
         sql: include_str!("migrations/0004_dead_letters.sql"),
     },
+    Migration {
+        version: 5,
+        name: "identifiers compare byte by byte",
+        sql: include_str!("migrations/0005_identifiers_collate_c.sql"),
+    },
 ];
 
 /// Applies the notifier's migrations. Idempotent; safe with replicas starting at once.

@@ -106,6 +106,25 @@ ALTER TABLE tracker.dossier_events ALTER COLUMN event TYPE json USING event::jso
 ALTER TABLE tracker.outbox ALTER COLUMN body TYPE json USING body::json;
 "#,
     },
+    Migration {
+        version: 4,
+        name: "identifiers compare byte by byte",
+        // Under a libc locale (C.UTF-8, vi_VN.UTF-8) every text comparison in an index
+        // calls strcoll(); tenants, event ids, dossier codes, lookup tokens and
+        // notification ids are ASCII and only matched or ordered as such. Changing the
+        // collation rebuilds the indexes, not the tables.
+        sql: r#"
+ALTER TABLE tracker.dossier_events
+    ALTER COLUMN tenant       TYPE text COLLATE "C",
+    ALTER COLUMN event_id     TYPE text COLLATE "C",
+    ALTER COLUMN dossier_code TYPE text COLLATE "C";
+ALTER TABLE tracker.dossiers
+    ALTER COLUMN tenant       TYPE text COLLATE "C",
+    ALTER COLUMN dossier_code TYPE text COLLATE "C",
+    ALTER COLUMN lookup_token TYPE text COLLATE "C";
+ALTER TABLE tracker.outbox ALTER COLUMN notification_id TYPE text COLLATE "C";
+"#,
+    },
 ];
 
 /// The tracker's migrations, in order (an upgrade test applies a prefix of them).
