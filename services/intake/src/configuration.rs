@@ -18,6 +18,10 @@ pub struct IntakeSettings {
     pub ingress_prefetch: u16,
     /// Ingress messages validated and forwarded together.
     pub ingress_batch: usize,
+    /// Most events of one tenant and status packed into one message on `loa.events`
+    /// (`dossier_event_batch.v1`); 1 publishes each event alone. The broker's work is
+    /// per message, so packing is most of the first hop's cost saved.
+    pub pack_events: usize,
 }
 
 impl Default for IntakeSettings {
@@ -29,6 +33,7 @@ impl Default for IntakeSettings {
             ingress_enabled: true,
             ingress_prefetch: 256,
             ingress_batch: 128,
+            pack_events: 32,
         }
     }
 }

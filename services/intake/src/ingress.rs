@@ -49,6 +49,7 @@ pub async fn handle_batch(
     tenants: Tenants,
     publisher: Arc<Publisher>,
     max_bytes: usize,
+    pack: usize,
 ) -> Vec<Disposition> {
     let mut dispositions = Vec::with_capacity(batch.len());
     let mut valid = Vec::new();
@@ -66,7 +67,7 @@ pub async fn handle_batch(
     let n_valid = valid.len();
     metrics::events("amqp", "invalid", batch.len() - n_valid);
     if n_valid > 0 {
-        if let Err(e) = publish::publish_events(&publisher, valid, None).await {
+        if let Err(e) = publish::publish_events(&publisher, valid, None, pack).await {
             tracing::warn!(error.message = %e, "Could not forward ingress events; they will be redelivered.");
             metrics::events("amqp", "unavailable", n_valid);
             for d in dispositions.iter_mut() {

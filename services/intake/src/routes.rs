@@ -27,6 +27,8 @@ pub struct AppState {
     pub max_batch: usize,
     /// Largest accepted event, in bytes.
     pub max_event_bytes: usize,
+    /// Most events per message on `loa.events` ([`crate::publish`]).
+    pub pack_events: usize,
 }
 
 /// The tenant a request's bearer token belongs to.
@@ -110,7 +112,7 @@ pub async fn post_event(
         )
     })?;
     let event_id = event.event_id.clone();
-    publish::publish_events(&state.publisher, vec![event], traceparent(&headers))
+    publish::publish_events(&state.publisher, vec![event], traceparent(&headers), 1)
         .await
         .map_err(|e| {
             metrics::events("http", "unavailable", 1);
@@ -190,12 +192,17 @@ pub async fn post_batch(
     let n_ok = accepted.len();
     let n_bad = items.len() - n_ok;
     metrics::events("http", "invalid", n_bad);
-    publish::publish_events(&state.publisher, accepted, traceparent(&headers))
-        .await
-        .map_err(|e| {
-            metrics::events("http", "unavailable", n_ok);
-            unavailable(&e)
-        })?;
+    publish::publish_events(
+        &state.publisher,
+        accepted,
+        traceparent(&headers),
+        state.pack_events,
+    )
+    .await
+    .map_err(|e| {
+        metrics::events("http", "unavailable", n_ok);
+        unavailable(&e)
+    })?;
     metrics::events("http", "accepted", n_ok);
     let status = if n_bad == 0 {
         StatusCode::ACCEPTED

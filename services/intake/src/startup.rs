@@ -43,6 +43,7 @@ impl Application {
             publisher: publisher.clone(),
             max_batch: settings.max_batch,
             max_event_bytes: settings.max_event_bytes,
+            pack_events: settings.pack_events,
         };
         let ingress_status = BrokerStatus::default();
         let ready_publisher = publisher.clone();
@@ -104,14 +105,18 @@ impl Application {
                 batch_wait: Duration::from_millis(5),
                 max_batches_in_flight: 1,
             };
-            let (tenants, publisher, max) =
-                (self.tenants, self.publisher, self.settings.max_event_bytes);
+            let (tenants, publisher, max, pack) = (
+                self.tenants,
+                self.publisher,
+                self.settings.max_event_bytes,
+                self.settings.pack_events,
+            );
             run_batch_consumer(
                 &self.amqp_url,
                 consumer,
                 self.ingress_status,
                 cancel.clone(),
-                |batch| ingress::handle_batch(batch, tenants.clone(), publisher.clone(), max),
+                |batch| ingress::handle_batch(batch, tenants.clone(), publisher.clone(), max, pack),
             )
             .await;
         };

@@ -1257,6 +1257,7 @@ fn dead_letter_of(request: &NotificationRequest, reason: &str) -> OutgoingMessag
 fn envelope_type(envelope: &Envelope) -> &'static str {
     match envelope {
         Envelope::DossierEventV1(_) => "dossier_event.v1",
+        Envelope::DossierEventBatchV1(_) => "dossier_event_batch.v1",
         Envelope::NotificationRequestV1(_) => "notification_request.v1",
         Envelope::NotificationBatchV1(_) => "notification_batch.v1",
     }

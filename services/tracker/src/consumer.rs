@@ -1,7 +1,10 @@
-//! Consumes `tracker.events` in batches: decodes each delivery, applies the batch in one
-//! transaction ([`crate::store::apply_batch`]), and settles every delivery only after
-//! the commit. Poison deliveries are dead-lettered with their reason; a failed
-//! transaction gives the whole batch back after a back-off.
+//! Consumes `tracker.events` in batches: decodes each delivery (one event, or the
+//! events of a `dossier_event_batch.v1`), applies the batch's events in one transaction
+//! ([`crate::store::apply_batch`]), and settles every delivery only after the commit.
+//! Poison deliveries are dead-lettered with their reason; a poison event inside a
+//! batch message is dead-lettered alone, as the `dossier_event.v1` it would have been
+//! on its own, before its message is acked. A failed transaction gives the whole batch
+//! back after a back-off.
 
 use crate::{
     metrics::{self, EventOutcome, UNKNOWN_TENANT},
@@ -9,9 +12,9 @@ use crate::{
 };
 use deadpool_postgres::Pool;
 use lapin::message::Delivery;
-use loa_contracts::{event::MAX_DOSSIER_CODE, Envelope};
+use loa_contracts::{event::MAX_DOSSIER_CODE, DossierEvent, Envelope, PackedEvent};
 use loa_platform::{
-    amqp::{consumer::header, topology, Disposition},
+    amqp::{consumer::header, topology, Disposition, OutgoingMessage, Publisher},
     Secret, Tenants,
 };
 use std::{
@@ -39,6 +42,9 @@ pub struct EventHandler {
     pub relay_wake: Arc<Notify>,
     /// Cuts a failure back-off short at shutdown.
     pub cancel: CancellationToken,
+    /// Publishes the dead letters of poison events inside batch messages (connects on
+    /// first use).
+    pub dead_letters: Arc<Publisher>,
     /// Consecutive failed transactions, for the back-off.
     failures: AtomicU32,
 }
@@ -52,6 +58,7 @@ impl EventHandler {
         public_base_url: String,
         relay_wake: Arc<Notify>,
         cancel: CancellationToken,
+        dead_letters: Arc<Publisher>,
     ) -> Self {
         Self {
             pool,
@@ -60,6 +67,7 @@ impl EventHandler {
             public_base_url,
             relay_wake,
             cancel,
+            dead_letters,
             failures: AtomicU32::new(0),
         }
     }
@@ -67,23 +75,40 @@ impl EventHandler {
     /// Handles one batch and returns one disposition per delivery, in order. Acks only
     /// after the batch's transaction committed.
     pub async fn handle(&self, batch: &[Delivery]) -> Vec<Disposition> {
-        metrics::batch(batch.len());
         let mut dispositions = vec![Disposition::Ack; batch.len()];
         let mut events = Vec::with_capacity(batch.len());
+        // Deliveries with events to apply, and the dead letters of packed poison events
+        // (with their delivery), published once the batch is applied.
         let mut positions = Vec::with_capacity(batch.len());
+        let mut loose: Vec<(usize, OutgoingMessage)> = Vec::new();
         for (i, delivery) in batch.iter().enumerate() {
             match decode(delivery, &self.tenants) {
-                Ok(event) => {
+                Decoded::One(Ok(event)) => {
                     events.push(event);
                     positions.push(i);
                 }
-                Err(Poison { reason, tenant }) => {
+                Decoded::One(Err(Poison { reason, tenant })) => {
                     metrics::event(&tenant, EventOutcome::DeadLetter);
                     dispositions[i] = Disposition::DeadLetter(reason);
                 }
+                Decoded::Pack(items) => {
+                    positions.push(i);
+                    for item in items {
+                        match item {
+                            Ok(event) => events.push(event),
+                            Err(bad) => {
+                                let PoisonEvent { packed, poison } = *bad;
+                                metrics::event(&poison.tenant, EventOutcome::DeadLetter);
+                                loose.push((i, dead_letter_of(packed, &poison.reason)));
+                            }
+                        }
+                    }
+                }
             }
         }
+        metrics::batch(events.len());
         if events.is_empty() {
+            self.publish_loose(&loose, &mut dispositions).await;
             return dispositions;
         }
         let context = ApplyContext {
@@ -129,9 +154,56 @@ impl EventHandler {
                 for &i in &positions {
                     dispositions[i] = Disposition::Retry;
                 }
+                return dispositions;
             }
         }
+        self.publish_loose(&loose, &mut dispositions).await;
         dispositions
+    }
+
+    /// Dead-letters poison events of batch messages (confirmed) before their messages
+    /// are acked; if the broker does not confirm, those messages come back (their good
+    /// events are already applied, and dedupe on the next delivery).
+    async fn publish_loose(
+        &self,
+        loose: &[(usize, OutgoingMessage)],
+        dispositions: &mut [Disposition],
+    ) {
+        if loose.is_empty() {
+            return;
+        }
+        let messages: Vec<OutgoingMessage> = loose.iter().map(|(_, m)| m.clone()).collect();
+        if let Err(e) = self.dead_letters.publish_all(&messages).await {
+            tracing::warn!(
+                events = messages.len(),
+                error.message = %e,
+                "Failed to dead-letter poison events of a batch message; returning it to the queue."
+            );
+            for (i, _) in loose {
+                dispositions[*i] = Disposition::Retry;
+            }
+        }
+    }
+}
+
+/// A packed poison event as the dead letter it would have been on its own.
+fn dead_letter_of(packed: PackedEvent, reason: &str) -> OutgoingMessage {
+    let mut headers = vec![
+        (topology::H_REASON.to_owned(), reason.to_owned()),
+        (
+            topology::H_SOURCE_QUEUE.to_owned(),
+            topology::Q_TRACKER_EVENTS.to_owned(),
+        ),
+    ];
+    if let Some(trace) = packed.traceparent {
+        headers.push((topology::H_TRACEPARENT.to_owned(), trace));
+    }
+    OutgoingMessage {
+        exchange: topology::EX_DEAD.to_owned(),
+        routing_key: packed.event.routing_key(),
+        message_id: packed.event.event_id.clone(),
+        headers,
+        body: Envelope::DossierEventV1(packed.event).to_bytes(),
     }
 }
 
@@ -153,34 +225,115 @@ impl Poison {
     }
 }
 
-/// Decodes a delivery into an event for a configured tenant, or says why it is poison.
-pub fn decode(delivery: &Delivery, tenants: &Tenants) -> Result<IncomingEvent, Poison> {
-    decode_body(&delivery.data, tenants).map(|event| IncomingEvent {
-        event,
-        traceparent: header(delivery, topology::H_TRACEPARENT),
-    })
+/// What a delivery carries.
+// Lives only between decoding and dispatch; boxing the one event would cost an
+// allocation per message for nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Decoded {
+    /// A `dossier_event.v1` for a configured tenant, or why the delivery is poison
+    /// (whole: undecodable, not an event, a batch for an unknown tenant).
+    One(Result<IncomingEvent, Poison>),
+    /// The events of a `dossier_event_batch.v1`, each checked on its own: a poison
+    /// one comes back whole, to be dead-lettered alone.
+    Pack(Vec<Result<IncomingEvent, Box<PoisonEvent>>>),
+}
+
+/// An event of a batch message that can never be applied, kept whole for its dead
+/// letter (rare, hence boxed).
+#[derive(Debug)]
+pub struct PoisonEvent {
+    /// The event as it was packed.
+    pub packed: PackedEvent,
+    /// Why.
+    pub poison: Poison,
+}
+
+/// Decodes a delivery into events for a configured tenant, or says why it is poison.
+pub fn decode(delivery: &Delivery, tenants: &Tenants) -> Decoded {
+    match decode_body(&delivery.data, tenants) {
+        Ok(Body::One(event)) => Decoded::One(Ok(IncomingEvent {
+            event,
+            traceparent: header(delivery, topology::H_TRACEPARENT),
+        })),
+        Ok(Body::Pack(items)) => Decoded::Pack(
+            items
+                .into_iter()
+                .map(|item| {
+                    item.map(|p| IncomingEvent {
+                        event: p.event,
+                        traceparent: p.traceparent,
+                    })
+                })
+                .collect(),
+        ),
+        Err(poison) => Decoded::One(Err(poison)),
+    }
+}
+
+/// A decoded body (see [`decode_body`]).
+#[allow(clippy::large_enum_variant)] // As [`Decoded`].
+#[derive(Debug)]
+pub enum Body {
+    /// One checked event.
+    One(DossierEvent),
+    /// A batch's events, each checked.
+    Pack(Vec<Result<PackedEvent, Box<PoisonEvent>>>),
 }
 
 /// Decodes a body (see [`decode`]).
-pub fn decode_body(body: &[u8], tenants: &Tenants) -> Result<loa_contracts::DossierEvent, Poison> {
+pub fn decode_body(body: &[u8], tenants: &Tenants) -> Result<Body, Poison> {
     let envelope = Envelope::from_bytes(body)
         .map_err(|e| Poison::new(format!("undecodable body: {e}"), UNKNOWN_TENANT))?;
-    let event = match envelope {
-        Envelope::DossierEventV1(event) => event,
-        Envelope::NotificationRequestV1(_) | Envelope::NotificationBatchV1(_) => {
-            return Err(Poison::new(
-                "unexpected message type (a notification) on the events queue",
-                UNKNOWN_TENANT,
+    match envelope {
+        Envelope::DossierEventV1(event) => check(event, tenants).map(Body::One),
+        Envelope::DossierEventBatchV1(batch) => {
+            if tenants.get(&batch.tenant).is_none() {
+                return Err(unknown_tenant(&batch.tenant));
+            }
+            Ok(Body::Pack(
+                batch
+                    .events
+                    .into_iter()
+                    .map(|p| {
+                        let checked = if p.event.tenant != batch.tenant {
+                            Err(Poison::new(
+                                "an event of another tenant inside a batch message",
+                                &batch.tenant,
+                            ))
+                        } else {
+                            check_fields(&p.event)
+                        };
+                        match checked {
+                            Ok(()) => Ok(p),
+                            Err(poison) => Err(Box::new(PoisonEvent { packed: p, poison })),
+                        }
+                    })
+                    .collect(),
             ))
         }
-    };
-    if tenants.get(&event.tenant).is_none() {
-        let shown: String = event.tenant.chars().take(40).collect();
-        return Err(Poison::new(
-            format!("unknown tenant {shown:?}"),
+        Envelope::NotificationRequestV1(_) | Envelope::NotificationBatchV1(_) => Err(Poison::new(
+            "unexpected message type (a notification) on the events queue",
             UNKNOWN_TENANT,
-        ));
+        )),
     }
+}
+
+fn unknown_tenant(tenant: &str) -> Poison {
+    let shown: String = tenant.chars().take(40).collect();
+    Poison::new(format!("unknown tenant {shown:?}"), UNKNOWN_TENANT)
+}
+
+/// An event for a configured tenant with the fields the store relies on.
+fn check(event: DossierEvent, tenants: &Tenants) -> Result<DossierEvent, Poison> {
+    if tenants.get(&event.tenant).is_none() {
+        return Err(unknown_tenant(&event.tenant));
+    }
+    check_fields(&event)?;
+    Ok(event)
+}
+
+fn check_fields(event: &DossierEvent) -> Result<(), Poison> {
     let code_len = event.dossier_code.chars().count();
     if code_len == 0 || code_len > MAX_DOSSIER_CODE {
         return Err(Poison::new(
@@ -191,14 +344,14 @@ pub fn decode_body(body: &[u8], tenants: &Tenants) -> Result<loa_contracts::Doss
     if event.event_id.trim().is_empty() {
         return Err(Poison::new("event_id is empty", &event.tenant));
     }
-    Ok(event)
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use loa_platform::tenants::demo_tenant;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn tenants() -> Tenants {
         Tenants::new(vec![demo_tenant("http://127.0.0.1:1")]).unwrap()
@@ -220,10 +373,104 @@ mod tests {
         .unwrap()
     }
 
+    fn pack(tenant: &str, events: &[Value]) -> Vec<u8> {
+        let events: Vec<Value> = events
+            .iter()
+            .map(|e| {
+                let mut e = e.clone();
+                e.as_object_mut().unwrap().remove("type");
+                json!({"event": e})
+            })
+            .collect();
+        serde_json::to_vec(
+            &json!({"type": "dossier_event_batch.v1", "tenant": tenant, "events": events}),
+        )
+        .unwrap()
+    }
+
+    fn event_value(tenant: &str, id: &str) -> Value {
+        let mut v: Value = serde_json::from_slice(&body(tenant)).unwrap();
+        v["event_id"] = json!(id);
+        v
+    }
+
     #[test]
     fn a_dossier_event_for_a_known_tenant_decodes() {
-        let event = decode_body(&body("demo"), &tenants()).unwrap();
+        let Body::One(event) = decode_body(&body("demo"), &tenants()).unwrap() else {
+            panic!("one event")
+        };
         assert_eq!(event.dossier_code, "H56-0001");
+    }
+
+    #[test]
+    fn a_batch_message_decodes_to_its_events_each_checked_alone() {
+        let mut foreign = event_value("elsewhere", "e3");
+        foreign["tenant"] = json!("elsewhere");
+        let body = pack(
+            "demo",
+            &[event_value("demo", "e1"), event_value("demo", " "), foreign],
+        );
+
+        let Body::Pack(items) = decode_body(&body, &tenants()).unwrap() else {
+            panic!("a pack")
+        };
+
+        assert_eq!(items.len(), 3);
+        assert_eq!(items[0].as_ref().unwrap().event.event_id, "e1");
+        let empty = items[1].as_ref().unwrap_err();
+        assert_eq!(empty.packed.event.event_id, " ");
+        assert_eq!(empty.poison.reason, "event_id is empty");
+        assert_eq!(empty.poison.tenant, "demo");
+        assert!(items[2]
+            .as_ref()
+            .unwrap_err()
+            .poison
+            .reason
+            .contains("another tenant"));
+    }
+
+    #[test]
+    fn a_batch_message_for_an_unknown_tenant_is_poison_whole() {
+        let body = pack("nowhere", &[event_value("nowhere", "e1")]);
+
+        let poison = decode_body(&body, &tenants()).unwrap_err();
+
+        assert_eq!(poison.tenant, UNKNOWN_TENANT);
+        assert!(poison.reason.contains("unknown tenant"));
+    }
+
+    #[test]
+    fn a_packed_poison_event_dead_letters_as_the_single_event_it_was() {
+        let event: DossierEvent = match Envelope::from_bytes(&body("demo")).unwrap() {
+            Envelope::DossierEventV1(e) => e,
+            other => panic!("{other:?}"),
+        };
+        let trace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
+        let letter = dead_letter_of(
+            PackedEvent {
+                traceparent: Some(trace.to_owned()),
+                event: event.clone(),
+            },
+            "event_id is empty",
+        );
+
+        assert_eq!(letter.exchange, topology::EX_DEAD);
+        assert_eq!(letter.routing_key, "dossier.demo.2");
+        assert_eq!(letter.message_id, "e1");
+        assert_eq!(
+            Envelope::from_bytes(&letter.body).unwrap(),
+            Envelope::DossierEventV1(event)
+        );
+        for (name, value) in [
+            (topology::H_REASON, "event_id is empty"),
+            (topology::H_SOURCE_QUEUE, topology::Q_TRACKER_EVENTS),
+            (topology::H_TRACEPARENT, trace),
+        ] {
+            assert!(letter
+                .headers
+                .contains(&(name.to_owned(), value.to_owned())));
+        }
     }
 
     #[test]

@@ -120,6 +120,7 @@ impl Application {
             public_base_url,
             relay_wake.clone(),
             cancel.clone(),
+            Arc::new(Publisher::new(&amqp_url, "loa-tracker-dead-letters")),
         ));
         let relay_stop = CancellationToken::new();
         tracing::info!(port, relay = settings.relay_enabled, "Tracker started.");

@@ -16,6 +16,13 @@ pub enum Envelope {
     /// A validated, normalised dossier event (intake → tracker, `loa.events`).
     #[serde(rename = "dossier_event.v1")]
     DossierEventV1(DossierEvent),
+    /// Several validated events of one tenant and one status in one message (intake
+    /// packs the events of a request that way), so the broker carries one message,
+    /// not one per event, on the first hop. Published with the same routing key as
+    /// each of its events, `dossier.<tenant>.<status>`. Each event keeps its own id,
+    /// dedupe and dead letter.
+    #[serde(rename = "dossier_event_batch.v1")]
+    DossierEventBatchV1(DossierEventBatch),
     /// A notification to deliver (tracker → notifier, `loa.notifications`).
     #[serde(rename = "notification_request.v1")]
     NotificationRequestV1(NotificationRequest),
@@ -25,6 +32,26 @@ pub enum Envelope {
     /// own id, retries and dead letter.
     #[serde(rename = "notification_batch.v1")]
     NotificationBatchV1(NotificationBatch),
+}
+
+/// The body of a [`Envelope::DossierEventBatchV1`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DossierEventBatch {
+    /// The tenant of every event (so a dead-lettered batch is listed under it).
+    pub tenant: String,
+    /// The events, in the order they were accepted.
+    pub events: Vec<PackedEvent>,
+}
+
+/// One event of a [`DossierEventBatch`], with the trace context a message of its own
+/// would carry in its `traceparent` header.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PackedEvent {
+    /// W3C trace context of the event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+    /// The event.
+    pub event: DossierEvent,
 }
 
 /// The body of a [`Envelope::NotificationBatchV1`].
@@ -117,6 +144,31 @@ mod tests {
                 requests,
             })
         );
+    }
+
+    #[test]
+    fn an_event_batch_round_trips_and_names_its_tenant_at_the_top() {
+        let event = crate::DossierEvent::from_json(&crate::event::tests::sample()).unwrap();
+        let batch = Envelope::DossierEventBatchV1(DossierEventBatch {
+            tenant: event.tenant.clone(),
+            events: vec![
+                PackedEvent {
+                    traceparent: Some(
+                        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into(),
+                    ),
+                    event: event.clone(),
+                },
+                PackedEvent {
+                    traceparent: None,
+                    event,
+                },
+            ],
+        });
+        let value: serde_json::Value = serde_json::from_slice(&batch.to_bytes()).unwrap();
+        assert_eq!(value["type"], "dossier_event_batch.v1");
+        assert_eq!(value["tenant"], "demo");
+        assert!(value["events"][1].get("traceparent").is_none());
+        assert_eq!(Envelope::from_bytes(&batch.to_bytes()).unwrap(), batch);
     }
 
     #[test]

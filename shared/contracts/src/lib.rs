@@ -22,7 +22,7 @@ pub mod phone;
 pub mod status;
 pub mod time;
 
-pub use envelope::{Envelope, NotificationBatch};
+pub use envelope::{DossierEventBatch, Envelope, NotificationBatch, PackedEvent};
 pub use error::ValidationError;
 pub use event::{Agency, Channels, DossierEvent, Fee, Person, Procedure};
 pub use notification::{Lane, NotificationKind, NotificationRequest, Recipient};

@@ -1,7 +1,10 @@
 //! Consuming events: state, history, dedupe, ordering and what gets planned.
 
 use crate::helpers::*;
-use loa_contracts::{notification::notification_id, NotificationKind};
+use loa_contracts::{
+    notification::notification_id, DossierEvent, DossierEventBatch, Envelope, NotificationKind,
+    PackedEvent,
+};
 use loa_platform::{amqp::topology, testing::TestEnv};
 use loa_tracker::lookup_token;
 use serde_json::json;
@@ -347,4 +350,76 @@ async fn a_poison_message_ends_in_the_dead_letters_with_its_reason() {
         0
     );
     app.stop().await;
+}
+
+#[tokio::test]
+async fn a_batch_message_applies_its_events_and_dead_letters_a_poison_one_alone() {
+    // Arrange: three events of one tenant and status in one message, as intake packs
+    // them, the middle one with a dossier code the store cannot take.
+    let env = TestEnv::new().await.unwrap();
+    let broker = Broker::connect(&env).await;
+    let app = TestApp::spawn(&env, settings(true)).await;
+    let at = "2026-11-28T09:30:00+07:00";
+    let other_trace = "00-1af7651916cd43dd8448eb211c80319c-c7ad6b7169203331-01";
+    let mut poison = event("evt-b", &dossier_code("0402"), 2, at);
+    poison.dossier_code = "H".repeat(loa_contracts::event::MAX_DOSSIER_CODE + 1);
+    let packed = |event: DossierEvent, trace: &str| PackedEvent {
+        traceparent: Some(trace.to_owned()),
+        event: DossierEvent {
+            accepted_at: Some(chrono::Utc::now()),
+            ..event
+        },
+    };
+    let body = Envelope::DossierEventBatchV1(DossierEventBatch {
+        tenant: "demo".into(),
+        events: vec![
+            packed(event("evt-a", &dossier_code("0401"), 2, at), TRACEPARENT),
+            packed(poison, TRACEPARENT),
+            packed(event("evt-c", &dossier_code("0403"), 2, at), other_trace),
+        ],
+    })
+    .to_bytes();
+
+    // Act
+    broker.publish_raw("dossier.demo.2", body, "evt-a+2").await;
+
+    // Assert: the good events are applied, each notification with its own trace.
+    app.wait_applied(&["evt-a", "evt-c"]).await;
+    app.wait_relayed().await;
+    let mut traces: Vec<(String, Option<String>)> = broker
+        .notifications()
+        .await
+        .into_iter()
+        .map(|n| (n.request.dossier_code.unwrap(), n.request.trace_context))
+        .collect();
+    traces.sort();
+    assert_eq!(
+        traces,
+        [
+            (dossier_code("0401"), Some(TRACEPARENT.to_owned())),
+            (dossier_code("0403"), Some(other_trace.to_owned())),
+        ]
+    );
+    // The poison event alone is a dead letter, as the single event it would have been.
+    let dead = broker.dead_letters().await;
+    assert_eq!(dead.len(), 1);
+    let reason = header(&dead[0], topology::H_REASON).unwrap();
+    assert!(reason.starts_with("dossier_code must have"), "{reason}");
+    assert_eq!(
+        header(&dead[0], topology::H_SOURCE_QUEUE).as_deref(),
+        Some(topology::Q_TRACKER_EVENTS)
+    );
+    assert_eq!(dead[0].routing_key.as_str(), "dossier.demo.2");
+    let Envelope::DossierEventV1(dead_event) = Envelope::from_bytes(&dead[0].data).unwrap() else {
+        panic!("a single event")
+    };
+    assert_eq!(dead_event.event_id, "evt-b");
+    assert_eq!(
+        app.count("SELECT count(*) FROM tracker.dossier_events")
+            .await,
+        2
+    );
+    // And the message itself was acked: nothing comes back once the consumer is gone.
+    app.stop().await;
+    assert!(broker.take_all(topology::Q_TRACKER_EVENTS).await.is_empty());
 }
