@@ -48,8 +48,8 @@ static EVENTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
 static BATCH_SIZE: LazyLock<Histogram> = LazyLock::new(|| {
     register_histogram!(
         "loa_tracker_batch_size",
-        "Deliveries per consumed batch (one Postgres transaction each).",
-        exponential_buckets(1.0, 2.0, 11).expect("static buckets are valid")
+        "Events per consumed batch (one Postgres transaction each; a delivery may carry a pack of events).",
+        exponential_buckets(1.0, 2.0, 12).expect("static buckets are valid")
     )
     .expect("metric registers once")
 });
