@@ -252,6 +252,56 @@ async fn a_batch_reports_a_result_per_item_and_publishes_only_the_valid_ones() {
 }
 
 #[tokio::test]
+async fn a_batch_keeps_the_order_of_a_dossiers_events_while_packing_the_others() {
+    // Arrange: intake packs a request's events by status, which would put X's result
+    // (status 9) in the pack opened by Y's, ahead of X's receipt, and make the receipt
+    // stale; X's events must travel alone, in request order.
+    let sys = TestSystem::start().await;
+    let batch = json!({"events": [
+        status_event("ord-y9", "H56-0101", json!(9), "2026-12-01T10:00:00+07:00"),
+        status_event("ord-x2", "H56-0102", json!(2), "2026-11-28T09:30:00+07:00"),
+        status_event("ord-z2", "H56-0103", json!(2), "2026-11-28T09:30:00+07:00"),
+        status_event("ord-x9", "H56-0102", json!(9), "2026-12-01T10:00:00+07:00"),
+    ]});
+
+    // Act
+    let resp = sys
+        .client
+        .post(format!("{}/v1/events/batch", sys.intake))
+        .bearer_auth("demo-token")
+        .json(&batch)
+        .send()
+        .await
+        .unwrap();
+
+    // Assert: every event notified, X's receipt included.
+    assert_eq!(resp.status(), 202);
+    let messages = sys.settle_messages(4).await;
+    let mut sent: Vec<(String, String)> = messages
+        .iter()
+        .map(|m| {
+            (
+                m["template_data"]["dossier_code"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+                m["template_data"]["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    sent.sort();
+    assert_eq!(sent.len(), 4, "{messages:#?}");
+    assert_eq!(
+        sent.iter().filter(|(code, _)| code == "H56-0102").count(),
+        2,
+        "X's receipt was not made stale by its result: {sent:?}"
+    );
+    let x: Value = sys.dossier("H56-0102").await.json().await.unwrap();
+    assert_eq!(x["status"]["code"], 9, "{x:#}");
+    sys.stop().await;
+}
+
+#[tokio::test]
 async fn the_lookup_link_opens_a_vietnamese_page_in_a_real_browser_without_personal_data() {
     let sys = TestSystem::start().await;
     assert_eq!(
