@@ -103,6 +103,17 @@ impl TestSystem {
             .expect("intake answers")
     }
 
+    /// `POST /v1/events/batch` with `body` (`{"events": [...]}`) as `token`'s source.
+    pub async fn post_batch(&self, token: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(format!("{}/v1/events/batch", self.intake))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("intake answers")
+    }
+
     /// Every message the sandbox accepted.
     pub async fn sandbox_messages(&self) -> Vec<Value> {
         sandbox_messages(&self.client, &self.sandbox).await

@@ -216,14 +216,7 @@ async fn a_batch_reports_a_result_per_item_and_publishes_only_the_valid_ones() {
     bad["applicant"]["phone"] = json!("12");
     let batch = json!({"events": [receipt_event("batch-1", "H56-0006"), bad, receipt_event("batch-3", "H56-0008")]});
 
-    let resp = sys
-        .client
-        .post(format!("{}/v1/events/batch", sys.intake))
-        .bearer_auth("demo-token")
-        .json(&batch)
-        .send()
-        .await
-        .unwrap();
+    let resp = sys.post_batch("demo-token", &batch).await;
 
     assert_eq!(resp.status(), 207);
     let body: Value = resp.json().await.unwrap();
@@ -240,13 +233,8 @@ async fn a_batch_reports_a_result_per_item_and_publishes_only_the_valid_ones() {
         .map(|i| receipt_event(&format!("b{i}"), "H56-9"))
         .collect();
     let resp = sys
-        .client
-        .post(format!("{}/v1/events/batch", sys.intake))
-        .bearer_auth("demo-token")
-        .json(&json!({"events": too_many}))
-        .send()
-        .await
-        .unwrap();
+        .post_batch("demo-token", &json!({"events": too_many}))
+        .await;
     assert_eq!(resp.status(), 413);
     sys.stop().await;
 }
@@ -265,14 +253,7 @@ async fn a_batch_keeps_the_order_of_a_dossiers_events_while_packing_the_others()
     ]});
 
     // Act
-    let resp = sys
-        .client
-        .post(format!("{}/v1/events/batch", sys.intake))
-        .bearer_auth("demo-token")
-        .json(&batch)
-        .send()
-        .await
-        .unwrap();
+    let resp = sys.post_batch("demo-token", &batch).await;
 
     // Assert: every event notified, X's receipt included.
     assert_eq!(resp.status(), 202);
