@@ -26,8 +26,9 @@
 //! consumer that dead-letters (at least once) back to `loa.notifications` with the
 //! request's own routing key, so it lands in its lane's work queue again. There is one
 //! queue per configured delay (`retry_delays_ms`, e.g. 5 s, 30 s, 2 min, 10 min, 1 h;
-//! attempt n waits in tier n, the last tier repeating), reached through the `loa.delay`
-//! headers exchange. Each message also gets its own `expiration`, the tier's delay
+//! attempt n waits in tier n, the last tier repeating), reached through a fanout
+//! exchange of its own ([`topology::declare_delay_tier`] says why not one headers
+//! exchange: that copied every retry into every tier). Each message also gets its own `expiration`, the tier's delay
 //! ±20 % (the queue's TTL is the tier + 20 %, so the per-message one decides), so a
 //! burst of failures does not come back as a burst. Expiry happens at the queue head,
 //! so one message can wait behind another of the same tier by at most 40 % of the
@@ -360,7 +361,7 @@ impl DelayQueues {
         &self.publisher
     }
 
-    /// Declares `loa.delay` and every tier's queue (idempotent).
+    /// Declares every tier's exchange and queue (idempotent).
     pub async fn declare(&self) -> anyhow::Result<()> {
         let mut declared = self.declared.lock().await;
         if *declared {
@@ -373,7 +374,7 @@ impl DelayQueues {
         // The work exchange the tiers dead-letter to must exist as well.
         topology::declare(&channel).await?;
         for delay in &self.delays {
-            topology::declare_delay_queue(
+            topology::declare_delay_tier(
                 &channel,
                 &tier_queue(*delay),
                 tier_ttl(*delay),
@@ -406,15 +407,13 @@ impl DelayQueues {
         let messages: Vec<(OutgoingMessage, Duration)> = retries
             .iter()
             .map(|r| {
-                let mut headers = vec![
-                    (topology::H_DELAY_QUEUE.to_owned(), tier_queue(r.delay)),
-                    (topology::H_ATTEMPT.to_owned(), r.attempt.to_string()),
-                ];
+                let mut headers = vec![(topology::H_ATTEMPT.to_owned(), r.attempt.to_string())];
                 if let Some(trace) = &r.request.trace_context {
                     headers.push((topology::H_TRACEPARENT.to_owned(), trace.clone()));
                 }
                 let message = OutgoingMessage {
-                    exchange: topology::EX_DELAY.to_owned(),
+                    // The tier's own exchange: exactly one queue, routing key kept.
+                    exchange: tier_queue(r.delay),
                     routing_key: r.routing_key.clone(),
                     body: Envelope::NotificationRequestV1(r.request.clone()).to_bytes(),
                     message_id: r.request.notification_id.clone(),

@@ -82,6 +82,28 @@ impl TestEnv {
             .unwrap_or(0))
     }
 
+    /// Counts the messages ready in a queue of this vhost right now, as the queue's
+    /// leader answers a passive declare. Unlike [`Self::queue_depth`] (rabbitmqctl's
+    /// figures for quorum queues are statistics refreshed every few seconds), this
+    /// sees a message that waits only briefly, such as a retry in a delay tier.
+    pub async fn ready_messages(&self, queue: &str) -> anyhow::Result<u32> {
+        let connection = crate::amqp::connect(&self.amqp_url, "loa-test-inspect").await?;
+        let channel = connection.create_channel().await?;
+        let declared = channel
+            .queue_declare(
+                queue.into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true, // only look: fails if the queue does not exist
+                    ..Default::default()
+                },
+                lapin::types::FieldTable::default(),
+            )
+            .await
+            .with_context(|| format!("queue {queue} does not exist"))?;
+        let _ = connection.close(200, "inspected".into()).await;
+        Ok(declared.message_count())
+    }
+
     /// Force-closes every client connection of this vhost (fault injection).
     pub fn close_all_connections(&self) -> anyhow::Result<()> {
         rabbitmqctl(&[

@@ -135,12 +135,9 @@ async fn transient_errors_wait_in_the_delay_queues_and_the_message_is_sent_once_
         .delivery_with_status(&request.notification_id, "sent")
         .await;
     assert_eq!(attempts, 3);
-    // Only assert what proves the delay queues were used (three attempts with immediate
-    // requeues take a few tens of milliseconds), not the tiers' exact length: under a
-    // loaded CI host one run measured 282 ms for tiers meant to total 480..720 ms
-    // (noted on issue 3 for investigation).
+    // Two waits of 200 and 400 ms, each at least 80 % of its tier (jitter).
     assert!(
-        started.elapsed() >= Duration::from_millis(150),
+        started.elapsed() >= Duration::from_millis(480),
         "{:?}",
         started.elapsed()
     );

@@ -10,5 +10,6 @@ mod helpers;
 mod ops;
 mod packed;
 mod rate_limit;
+mod retries;
 mod tokens;
 mod webhooks;

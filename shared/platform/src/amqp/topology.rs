@@ -38,54 +38,45 @@ pub const H_TRACEPARENT: &str = "traceparent";
 /// Deliveries of one message before the broker dead-letters it as poison.
 pub const DELIVERY_LIMIT: i32 = 10;
 
-/// Delay queues (retries without a broker plugin): a headers exchange that routes a
-/// message to the delay queue named in its [`H_DELAY_QUEUE`] header, keeping the
-/// message's routing key, so that when it expires there it is dead-lettered back to
-/// its work exchange with the routing key it was first published with.
-pub const EX_DELAY: &str = "loa.delay";
-/// Header naming the delay queue a message is published to through [`EX_DELAY`].
-pub const H_DELAY_QUEUE: &str = "x-loa-delay-queue";
 /// Header counting a message's attempts (1 when absent): the retry engine's own count,
 /// independent of the broker's delivery count.
 pub const H_ATTEMPT: &str = "x-loa-attempt";
 
-/// The name of the delay queue of `prefix` that holds messages for `ttl` at most:
+/// The name of the delay tier of `prefix` that holds messages for `ttl` at most:
 /// `notifier.delay.6000ms`. The TTL is in the name because queue arguments cannot
 /// change: another TTL is another queue.
 pub fn delay_queue_name(prefix: &str, ttl: std::time::Duration) -> String {
     format!("{prefix}.delay.{}ms", ttl.as_millis())
 }
 
-/// Declares [`EX_DELAY`] and a quorum delay queue on it: messages wait up to `ttl`
-/// (less when their own `expiration` is shorter, for jitter), then are dead-lettered,
-/// at least once, to `back_to` with their routing key. No consumer ever reads it.
-/// Idempotent.
-pub async fn declare_delay_queue(
+/// Declares one delay tier (retries without a broker plugin): a fanout exchange and a
+/// quorum queue, both named `name`, bound one to one. A message published to the
+/// exchange, with any routing key, lands in that one queue, waits up to `ttl` (less
+/// when its own `expiration` is shorter, for jitter), then is dead-lettered, at least
+/// once, to `back_to` with the routing key it was published with, so it returns to
+/// the work queue it came from. No consumer ever reads the queue. Idempotent.
+///
+/// Why a fanout exchange per tier and not one exchange for all tiers: the tier must
+/// be chosen by something the broker matches while the routing key stays the
+/// message's own (the dead-letter hop routes by it). A headers exchange keyed on our
+/// own `x-…` header looks right but is not: RabbitMQ ignores binding arguments whose
+/// names start with `x-` when matching, so such a binding matches every message and
+/// each retry was copied into every tier. A direct exchange or the default exchange
+/// would need the tier as routing key and lose the original one. Exchanges cost
+/// nothing at rest.
+pub async fn declare_delay_tier(
     channel: &Channel,
     name: &str,
     ttl: std::time::Duration,
     back_to: &str,
 ) -> anyhow::Result<()> {
-    declare_exchange_of_kind(channel, EX_DELAY, ExchangeKind::Headers).await?;
+    declare_exchange_of_kind(channel, name, ExchangeKind::Fanout).await?;
     // An expired message is confirmed by the work queue before the delay queue drops it.
     let mut args = quorum_args(Some(back_to));
     let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
     args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(ttl_ms));
     declare_quorum_queue(channel, name, args).await?;
-    let mut binding = FieldTable::default();
-    binding.insert("x-match".into(), AMQPValue::LongString("all".into()));
-    binding.insert(H_DELAY_QUEUE.into(), AMQPValue::LongString(name.into()));
-    super::timed(
-        "queue.bind",
-        channel.queue_bind(
-            name.into(),
-            EX_DELAY.into(),
-            "".into(),
-            QueueBindOptions { nowait: false },
-            binding,
-        ),
-    )
-    .await
+    bind(channel, name, name, "").await
 }
 
 /// Declares the whole topology. Idempotent.
