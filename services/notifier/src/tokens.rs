@@ -19,9 +19,11 @@
 //! after Zalo refused one. Tokens never reach a log line: they are [`Secret`]s.
 //!
 //! Every failed refresh counts in `loa_notifier_token_refresh_failures_total{class}`;
-//! one that needs an operator (the refresh token is refused: an OA admin must
-//! re-authorise the app) also pauses the tenant's sending ([`crate::pause`]) until
-//! `POST /v1/pause/resume`, so its messages are held, not failed.
+//! one that needs an operator (the refresh token is refused, or Zalo's token endpoint
+//! answered without tokens in any other shape, see [`crate::zalo::parse_token_answer`]:
+//! an OA admin must re-authorise the app) also pauses the tenant's sending
+//! ([`crate::pause`]) until `POST /v1/pause/resume`, so its messages are held, not
+//! failed or retried as if the failure would pass.
 
 use crate::{
     metrics,

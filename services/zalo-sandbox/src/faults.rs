@@ -1,6 +1,7 @@
-//! Injected faults: Zalo error codes, non-JSON HTTP errors, added latency and hangs
-//! (accepted, recorded, answered too late), optionally for one phone only and for the
-//! next N matching requests only, so tests can be deterministic.
+//! Injected faults: Zalo error codes, non-JSON HTTP errors, token answers without
+//! tokens, added latency and hangs (accepted, recorded, answered too late), optionally
+//! for one phone only and for the next N matching requests only, so tests can be
+//! deterministic.
 
 use crate::zalo::Api;
 use serde::Serialize;
@@ -25,6 +26,9 @@ pub struct Fault {
     pub hang_rate: f64,
     /// When set, the error is this HTTP status with a non-JSON body instead.
     pub http_status: Option<u16>,
+    /// OAuth only: answer HTTP 200 with an empty body, no tokens and no error code,
+    /// as Zalo may answer a spent or revoked refresh token.
+    pub no_tokens: bool,
     /// Only requests for this phone (or this user id, or a follower with this phone).
     pub phone: Option<String>,
     /// Only the next N matching requests; `None` means until cleared.
@@ -38,6 +42,8 @@ pub enum Failure {
     Zalo(i64),
     /// Answer this HTTP status with a non-JSON body.
     Http(u16),
+    /// Answer HTTP 200 without tokens (OAuth only; see [`Fault::no_tokens`]).
+    NoTokens,
 }
 
 /// The combined effect of the faults matching one request.
@@ -76,10 +82,11 @@ pub fn apply(faults: &mut Vec<Fault>, api: Api, targets: &[&str]) -> FaultEffect
         }
         effect.latency_ms = effect.latency_ms.saturating_add(fault.latency_ms);
         if effect.failure.is_none() && roll(fault.rate) {
-            effect.failure = match (fault.http_status, fault.error_code) {
-                (Some(status), _) => Some(Failure::Http(status)),
-                (None, Some(code)) => Some(Failure::Zalo(code)),
-                (None, None) => None,
+            effect.failure = match (fault.no_tokens, fault.http_status, fault.error_code) {
+                (true, ..) => Some(Failure::NoTokens),
+                (false, Some(status), _) => Some(Failure::Http(status)),
+                (false, None, Some(code)) => Some(Failure::Zalo(code)),
+                (false, None, None) => None,
             };
         }
         effect.hang |= roll(fault.hang_rate);
@@ -113,6 +120,7 @@ mod tests {
             latency_ms: 5,
             hang_rate: 0.0,
             http_status: None,
+            no_tokens: false,
             phone: None,
             count: Some(2),
         }

@@ -318,6 +318,13 @@ impl Sandbox {
             let refusal = match failure {
                 Failure::Zalo(code) => Refusal::Zalo(ZaloError::code(code)),
                 Failure::Http(status) => Refusal::Http(status),
+                // Only OAuth faults answer without tokens (refused for the send APIs
+                // when the fault is added); a send gets its family's generic error.
+                Failure::NoTokens => Refusal::Zalo(ZaloError::code(if oa {
+                    codes::OA_SEND_FAILED
+                } else {
+                    codes::ZNS_UNKNOWN
+                })),
             };
             return outcome(st, refusal, None, delay);
         }

@@ -198,7 +198,7 @@ impl ZaloClient {
             .post(url)
             .header("access_token", access_token)
             .json(message);
-        let data = call(Api::Zns, request).await?;
+        let data = call(Api::Zns, request, parse_envelope).await?;
         accepted(Api::Zns, &data, "msg_id")
     }
 
@@ -218,12 +218,14 @@ impl ZaloClient {
             .post(url)
             .header("access_token", access_token)
             .json(message);
-        let data = call(Api::OaTemplate, request).await?;
+        let data = call(Api::OaTemplate, request, parse_envelope).await?;
         accepted(Api::OaTemplate, &data, "message_id")
     }
 
     /// Trades a refresh token for a new pair. The refresh token is single-use: after
-    /// a success it is dead, and after an ambiguous failure it may be.
+    /// a success it is dead, and after an ambiguous failure it may be. Any answer
+    /// Zalo's token endpoint gives without a usable pair is an authorisation failure
+    /// ([`ErrorClass::NeedsOperator`], see [`parse_token_answer`]).
     pub async fn refresh_access_token(
         &self,
         app: &ZaloAppSettings,
@@ -239,16 +241,26 @@ impl ZaloClient {
                 ("app_id", app.app_id.as_str()),
                 ("grant_type", "refresh_token"),
             ]);
-        let body = call(Api::OAuth, request).await?;
+        let body = call(Api::OAuth, request, |_, status, body| {
+            parse_token_answer(status, body)
+        })
+        .await?;
         token_pair(&body, Utc::now())
     }
 }
 
-/// Sends a request and returns the JSON body of a successful answer (`error` absent
-/// or 0), recording the request metrics once.
-async fn call(api: Api, request: reqwest::RequestBuilder) -> Result<Value, ZaloFailure> {
+/// How an API's answer is read: HTTP status and raw body to the JSON of a success.
+type ReadAnswer = fn(Api, u16, &[u8]) -> Result<Value, ZaloFailure>;
+
+/// Sends a request and returns the JSON body of a successful answer as `read` judges
+/// it, recording the request metrics once.
+async fn call(
+    api: Api,
+    request: reqwest::RequestBuilder,
+    read: ReadAnswer,
+) -> Result<Value, ZaloFailure> {
     let started = Instant::now();
-    let result = read_answer(api, request).await;
+    let result = read_answer(api, request, read).await;
     DURATION
         .with_label_values(&[api.as_str()])
         .observe(started.elapsed().as_secs_f64());
@@ -260,7 +272,11 @@ async fn call(api: Api, request: reqwest::RequestBuilder) -> Result<Value, ZaloF
     result
 }
 
-async fn read_answer(api: Api, request: reqwest::RequestBuilder) -> Result<Value, ZaloFailure> {
+async fn read_answer(
+    api: Api,
+    request: reqwest::RequestBuilder,
+    read: ReadAnswer,
+) -> Result<Value, ZaloFailure> {
     let transport = |e: reqwest::Error| {
         let failure = TransportFailure::of(&e);
         ZaloFailure {
@@ -276,7 +292,7 @@ async fn read_answer(api: Api, request: reqwest::RequestBuilder) -> Result<Value
     let response = request.send().await.map_err(transport)?;
     let status = response.status().as_u16();
     let body = response.bytes().await.map_err(transport)?;
-    parse_envelope(api, status, &body)
+    read(api, status, &body)
 }
 
 /// Reads Zalo's envelope: HTTP 200 with `error` 0 (or absent) is a success;
@@ -310,6 +326,27 @@ pub fn parse_envelope(api: Api, status: u16, body: &[u8]) -> Result<Value, ZaloF
         transport: None,
         detail,
     })
+}
+
+/// Reads the token endpoint's answer. Zalo's OAuth answers are flat, and a spent or
+/// revoked refresh token does not always come back as a `-14xxx` code: it may be an
+/// HTTP 200 with no tokens at all (an empty body, `{}`, an unknown code). Whatever its
+/// shape, a 2xx answer without tokens is an authorisation failure
+/// ([`ErrorClass::NeedsOperator`]: pause the tenant, alert), as Zalo's own PHP SDK
+/// treats it (`Access token was not returned`, code 401); retrying it as a passing
+/// failure would go on for ever with a dead token. Answers that are not 2xx keep
+/// their usual class (a 5xx is passing: Zalo did not judge the token).
+pub fn parse_token_answer(status: u16, body: &[u8]) -> Result<Value, ZaloFailure> {
+    match parse_envelope(Api::OAuth, status, body) {
+        // Whether it holds a pair is [`token_pair`]'s to judge, as needing an operator.
+        Ok(json) => Ok(json),
+        Err(failure) if (200..300).contains(&status) => Err(ZaloFailure {
+            class: ErrorClass::NeedsOperator,
+            detail: format!("token answer without an access token: {}", failure.detail),
+            ..failure
+        }),
+        Err(failure) => Err(failure),
+    }
 }
 
 /// Reads a number Zalo may have written as a string (`"480"`) or a number (`480`).
@@ -481,6 +518,39 @@ mod tests {
         assert_eq!(pair.refresh_token.expose(), "ref-xyz");
         assert_eq!(pair.expires_at, now + chrono::Duration::hours(25));
         assert!(!format!("{pair:?}").contains("xyz"), "tokens never print");
+    }
+
+    #[test]
+    fn a_token_answer_without_tokens_needs_an_operator_whatever_its_shape() {
+        for body in [
+            &b""[..],
+            b"{}",
+            br#"{"error":0,"message":"Success"}"#,
+            br#"{"access_token":"acc-xyz"}"#,
+            br#"{"error":-1,"message":"Unknown"}"#,
+            b"[]",
+            b"<html>maintenance</html>",
+        ] {
+            let failure = parse_token_answer(200, body)
+                .and_then(|json| token_pair(&json, Utc::now()))
+                .unwrap_err();
+            assert_eq!(
+                failure.class,
+                ErrorClass::NeedsOperator,
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn a_token_endpoint_that_did_not_answer_is_still_passing() {
+        let f = parse_token_answer(502, b"<html>Bad gateway</html>").unwrap_err();
+        assert_eq!(f.class, ErrorClass::Transient);
+        let body = br#"{"access_token":"a","refresh_token":"r","expires_in":"90000"}"#;
+        assert!(parse_token_answer(200, body)
+            .and_then(|json| token_pair(&json, Utc::now()))
+            .is_ok());
     }
 
     #[test]

@@ -110,3 +110,66 @@ async fn two_replicas_replacing_the_same_refused_token_refresh_it_once() {
     assert_eq!(stored_access.as_deref(), Some(from_a.expose()));
     assert_ne!(refresh_after, refresh_before);
 }
+
+/// `loa_notifier_token_refresh_failures_total{tenant="demo",class="needs_operator"}`.
+async fn needs_operator_refresh_failures(app: &crate::helpers::TestApp) -> u64 {
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("loa_notifier_token_refresh_failures_total{")
+                && l.contains(r#"tenant="demo""#)
+                && l.contains(r#"class="needs_operator""#)
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_token_answer_without_tokens_pauses_the_tenant_instead_of_being_retried() {
+    // Arrange: the access token is revoked, and Zalo answers the refresh with an HTTP
+    // 200 that holds no tokens and no error code (a spent or revoked refresh token).
+    let app = spawn_app().await;
+    let failures_before = needs_operator_refresh_failures(&app).await;
+    app.expire_tokens().await;
+    app.inject_fault(serde_json::json!({"api": "oauth", "no_tokens": true}))
+        .await;
+    let request = receipt_request("HS-0106");
+
+    // Act
+    app.publish(&request).await;
+
+    // Assert: held and the tenant paused (an operator must re-authorise), not retried
+    // as a passing failure until it is dead-lettered.
+    let (_, _, _, error, _) = app
+        .delivery_with_status(&request.notification_id, "held")
+        .await;
+    assert!(
+        error
+            .as_deref()
+            .is_some_and(|e| e.contains("without an access token")),
+        "{error:?}"
+    );
+    let pause: serde_json::Value = app
+        .http
+        .get(format!("{}/v1/pause", app.address))
+        .bearer_auth("demo-admin")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(pause["paused"], true);
+    assert!(needs_operator_refresh_failures(&app).await > failures_before);
+    assert!(app.messages_for(&request.notification_id).await.is_empty());
+    assert!(app.take_dead_letters().await.is_empty());
+}

@@ -94,11 +94,26 @@ const FAULT_FIELDS: &[&str] = &[
     "latency_ms",
     "hang_rate",
     "http_status",
+    "no_tokens",
     "phone",
     "count",
 ];
 
 /// `POST /_sandbox/faults`: adds one fault (an object) or several (an array).
+///
+/// A fault names its `api` (`zns`, `oa` or `oauth`) and what it does to the matching
+/// requests, each optional:
+///
+/// | field | effect |
+/// |---|---|
+/// | `error_code` | answer this negative Zalo code (HTTP 200) |
+/// | `http_status` | answer this 4xx/5xx status with a non-JSON body |
+/// | `no_tokens` | `oauth` only: answer HTTP 200 with an empty body, no tokens and no error code (a spent or revoked refresh token, as Zalo sometimes answers it) |
+/// | `rate` | probability of failing (1 when an error is named, else 0) |
+/// | `latency_ms` | added to every matching request |
+/// | `hang_rate` | probability that an accepted request's answer is held for 30 s |
+/// | `phone` | only requests for this phone (or user id) |
+/// | `count` | only the next N matching requests |
 pub async fn add_faults(
     State(sandbox): State<Arc<Sandbox>>,
     JsonBody(body): JsonBody<Value>,
@@ -135,14 +150,27 @@ fn parse_fault(body: Value, prefix: &str) -> Result<Fault, ApiError> {
         Some(s @ 400..=599) => u16::try_from(s).ok(),
         Some(_) => return Err(f.error("http_status", "`http_status` must be between 400 and 599")),
     };
-    let explicit_failure = error_code.is_some() || http_status.is_some();
+    let no_tokens = f.bool("no_tokens")?.unwrap_or(false);
+    if no_tokens && api != Api::Oauth {
+        return Err(f.error(
+            "no_tokens",
+            "`no_tokens` applies to the token endpoint only: use it with `api` oauth",
+        ));
+    }
+    if no_tokens && (error_code.is_some() || http_status.is_some()) {
+        return Err(f.error(
+            "no_tokens",
+            "`no_tokens` answers HTTP 200 without an error: leave out `error_code` and `http_status`",
+        ));
+    }
+    let explicit_failure = error_code.is_some() || http_status.is_some() || no_tokens;
     // Naming an error means "fail": rate 1 unless given. A bare rate fails with the
     // family's generic error.
     let rate = f
         .probability("rate")?
         .unwrap_or(if explicit_failure { 1.0 } else { 0.0 });
     let error_code = error_code.or_else(|| {
-        (rate > 0.0 && http_status.is_none()).then_some(match api {
+        (rate > 0.0 && http_status.is_none() && !no_tokens).then_some(match api {
             Api::Zns => codes::ZNS_UNKNOWN,
             Api::Oa => codes::OA_SEND_FAILED,
             Api::Oauth => codes::OAUTH_INVALID_PARAM,
@@ -163,6 +191,7 @@ fn parse_fault(body: Value, prefix: &str) -> Result<Fault, ApiError> {
         latency_ms: f.u64("latency_ms")?.unwrap_or(0),
         hang_rate: f.probability("hang_rate")?.unwrap_or(0.0),
         http_status,
+        no_tokens,
         phone,
         count,
     })

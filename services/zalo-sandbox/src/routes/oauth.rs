@@ -13,7 +13,7 @@ use crate::{
 use axum::{
     body::Bytes,
     extract::{RawQuery, State},
-    http::HeaderMap,
+    http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     Json,
 };
@@ -36,6 +36,10 @@ pub async fn access_token(
             http_failure(status)
         }
         Some(Failure::Zalo(code)) => refuse(ZaloError::code(code)),
+        Some(Failure::NoTokens) => {
+            metrics::record_request("oauth", "no_tokens");
+            StatusCode::OK.into_response()
+        }
         None => {
             // Zalo reads the form body; parameters in the query string are accepted too.
             let mut form = parse_form(query.as_deref().unwrap_or_default().as_bytes());

@@ -162,6 +162,38 @@ async fn an_oauth_fault_answers_an_oauth_shaped_error_without_spending_the_token
 }
 
 #[tokio::test]
+async fn a_no_tokens_fault_answers_http_200_without_tokens_or_error_code() {
+    // Arrange
+    let app = spawn_app().await;
+    app.control_ok(
+        "faults",
+        json!({"api": "oauth", "no_tokens": true, "count": 1}),
+    )
+    .await;
+    let seed = app.tenant.zalo.refresh_token.expose().to_owned();
+    let form = [
+        ("refresh_token", seed.as_str()),
+        ("app_id", app.app_id()),
+        ("grant_type", "refresh_token"),
+    ];
+
+    // Act
+    let response = app
+        .client
+        .post(format!("{}/v4/oa/access_token", app.base))
+        .header("secret_key", app.tenant.zalo.app_secret.expose())
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+
+    // Assert: a 200 with nothing in it, and the refresh token not spent.
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "");
+    assert!(app.refresh(&seed).await["access_token"].is_string());
+}
+
+#[tokio::test]
 async fn bad_fault_input_is_refused_naming_the_field() {
     let app = spawn_app().await;
     for (body, field) in [
@@ -172,6 +204,12 @@ async fn bad_fault_input_is_refused_naming_the_field() {
         (json!({"api": "zns", "count": -1}), "count"),
         (json!({"api": "zns", "http_status": 200}), "http_status"),
         (json!({"api": "zns", "eror_code": -100}), "eror_code"),
+        (json!({"api": "zns", "no_tokens": true}), "no_tokens"),
+        (
+            json!({"api": "oauth", "no_tokens": true, "error_code": -14014}),
+            "no_tokens",
+        ),
+        (json!({"api": "oauth", "no_tokens": "yes"}), "no_tokens"),
         (
             json!([{"api": "zns"}, {"api": "zns", "latency_ms": "1s"}]),
             "[1].latency_ms",
