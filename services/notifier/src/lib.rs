@@ -177,8 +177,11 @@ pub struct NotifierSettings {
     /// How long a -32 from Zalo pushes the tenant's next send back, in ms.
     pub rate_limit_penalty_ms: u64,
     /// Oldest Zalo webhook accepted, by its body's `timestamp`, in seconds; older ones
-    /// are refused as replays (Zalo's own redeliveries after an outage of ours come
-    /// up to 1 h late: raise this to take them).
+    /// are refused as replays. Zalo redelivers an event with its original timestamp
+    /// for hours after an outage of ours, and a refused receipt is lost for good, so
+    /// the default takes a day; deduplication keeps a replay harmless. With
+    /// `webhook_max_ahead_secs` it may not exceed the 7 days webhook events are kept
+    /// for deduplication (the notifier refuses to start otherwise).
     pub webhook_max_age_secs: u64,
     /// How far ahead of our clock a webhook's `timestamp` may be, in seconds.
     pub webhook_max_ahead_secs: u64,
@@ -203,7 +206,7 @@ impl Default for NotifierSettings {
             rate_limit_headroom: 0.1,
             rate_limit_horizon_ms: 2_000,
             rate_limit_penalty_ms: 1_000,
-            webhook_max_age_secs: 900,
+            webhook_max_age_secs: 86_400,
             webhook_max_ahead_secs: 300,
         }
     }
@@ -230,6 +233,7 @@ pub struct Application {
     sender: Sender,
     clock: clock::Clock,
     scheduler: scheduler::Scheduler,
+    freshness: webhook::Freshness,
 }
 
 impl Application {
@@ -240,6 +244,7 @@ impl Application {
         tenants: Tenants,
     ) -> anyhow::Result<Self> {
         let addr = loa_platform::config::parse_bind("notifier.bind", &settings.bind)?;
+        let freshness = webhook::Freshness::from_settings(settings)?;
         loa_platform::db::ensure_database(&common.database_url).await?;
         let pool = loa_platform::db::pool(&common.database_url, common.database_pool_size)?;
         migrate(&pool)
@@ -318,6 +323,7 @@ impl Application {
             sender,
             clock,
             scheduler,
+            freshness,
         })
     }
 
@@ -381,7 +387,7 @@ impl Application {
         .merge(webhook::router(webhook::WebhookState {
             pool: self.pool.clone(),
             tenants: self.tenants.clone(),
-            freshness: webhook::Freshness::from_settings(&self.settings),
+            freshness: self.freshness,
         }))
         .merge(ops_router(readiness))
         .fallback(fallback);

@@ -8,7 +8,8 @@
 //!    `app_id + raw body + timestamp + OA secret key`, where `timestamp` is the body's
 //!    `timestamp` string (compared in constant time; 401 otherwise);
 //! 3. the body's `timestamp` must be recent (not older than
-//!    `webhook_max_age_secs`, not further ahead than `webhook_max_ahead_secs`; 401);
+//!    `webhook_max_age_secs`, a day by default: Zalo redelivers with the original
+//!    timestamp for hours; not further ahead than `webhook_max_ahead_secs`; 401);
 //! 4. one transaction inserts the event into `notifier.webhook_events`, keyed by
 //!    (tenant, event name, `message.msg_id` or the body's SHA-256): a redelivered
 //!    webhook finds its key taken and has no second effect, but is answered 200;
@@ -78,12 +79,27 @@ pub struct Freshness {
 }
 
 impl Freshness {
-    /// From the notifier's settings.
-    pub fn from_settings(settings: &NotifierSettings) -> Self {
-        Self {
+    /// From the notifier's settings, refusing a window that pruning would undercut: a
+    /// webhook is deduplicated by its row in `notifier.webhook_events`, kept
+    /// [`EVENT_RETENTION`] after it was received. A redelivery is accepted until its
+    /// timestamp is `max_age` old, and that timestamp may have been up to `max_ahead`
+    /// later than its first arrival, so rows must outlive `max_age + max_ahead`, or a
+    /// late replay would find its row pruned and take effect twice.
+    pub fn from_settings(settings: &NotifierSettings) -> anyhow::Result<Self> {
+        let freshness = Self {
             max_age: Duration::from_secs(settings.webhook_max_age_secs),
             max_ahead: Duration::from_secs(settings.webhook_max_ahead_secs),
-        }
+        };
+        let window = freshness.max_age.saturating_add(freshness.max_ahead);
+        anyhow::ensure!(
+            window <= EVENT_RETENTION,
+            "notifier.webhook_max_age_secs ({}) plus notifier.webhook_max_ahead_secs ({}) \
+             must not exceed the {} s webhook events are kept for deduplication",
+            settings.webhook_max_age_secs,
+            settings.webhook_max_ahead_secs,
+            EVENT_RETENTION.as_secs()
+        );
+        Ok(freshness)
     }
 }
 
@@ -509,8 +525,9 @@ fn redacted(body: &Value) -> Value {
     body
 }
 
-/// How long settled webhook events are kept. Deduplication needs them only as long
-/// as a webhook can pass the freshness check; the rest is for investigations.
+/// How long settled webhook events are kept. Deduplication needs them as long as a
+/// webhook can pass the freshness check ([`Freshness::from_settings`] refuses a longer
+/// window); the rest is for investigations.
 pub const EVENT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Deletes settled webhook events older than [`EVENT_RETENTION`], a few thousand
@@ -802,6 +819,33 @@ mod tests {
             assert_eq!(refusal.error.status, StatusCode::UNAUTHORIZED);
             assert_eq!(refusal.error.field.as_deref(), Some("timestamp"));
         }
+    }
+
+    #[test]
+    fn by_default_a_redelivery_keeps_its_timestamp_for_a_day_and_not_longer() {
+        let settings = NotifierSettings::default();
+        let freshness = Freshness::from_settings(&settings).unwrap();
+        let hour = 3_600_000;
+        let (raw, headers) = signed(&receipt(1_700_000_000_000 - 23 * hour));
+        assert!(authenticate(&tenants(), &headers, &raw, now(), freshness).is_ok());
+        let (raw, headers) = signed(&receipt(1_700_000_000_000 - 25 * hour));
+        let refusal = authenticate(&tenants(), &headers, &raw, now(), freshness).unwrap_err();
+        assert_eq!(refusal.outcome, "stale");
+    }
+
+    #[test]
+    fn a_freshness_window_that_pruning_would_undercut_is_refused_naming_the_setting() {
+        let mut settings = NotifierSettings {
+            webhook_max_age_secs: EVENT_RETENTION.as_secs(),
+            ..NotifierSettings::default()
+        };
+        let error = Freshness::from_settings(&settings).unwrap_err();
+        assert!(
+            error.to_string().contains("notifier.webhook_max_age_secs"),
+            "{error}"
+        );
+        settings.webhook_max_age_secs = EVENT_RETENTION.as_secs() - settings.webhook_max_ahead_secs;
+        assert!(Freshness::from_settings(&settings).is_ok());
     }
 
     #[test]

@@ -9,6 +9,8 @@ const DEMO_APP: &str = "1000000000000000001";
 const DEMO_OA: &str = "2000000000000000001";
 const OTHER_APP: &str = "1000000000000000002";
 
+const HOUR_MS: i64 = 3_600_000;
+
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
@@ -284,7 +286,7 @@ async fn a_stale_or_future_timestamp_is_refused_with_401_naming_the_field() {
     let (id, msg_id) = send_one(&app, "HS-0404").await;
 
     // Act
-    let stale = post_signed(&app, &zns_received(&msg_id, &id, now_ms() - 20 * 60_000)).await;
+    let stale = post_signed(&app, &zns_received(&msg_id, &id, now_ms() - 25 * HOUR_MS)).await;
     let future = post_signed(&app, &zns_received(&msg_id, &id, now_ms() + 10 * 60_000)).await;
 
     // Assert
@@ -295,6 +297,29 @@ async fn a_stale_or_future_timestamp_is_refused_with_401_naming_the_field() {
         assert_eq!(body["error"]["field"], "timestamp");
     }
     assert_eq!(app.delivery(&id).await.unwrap().0, "sent");
+}
+
+#[tokio::test]
+async fn a_receipt_redelivered_hours_late_with_its_original_timestamp_is_applied_once() {
+    // Arrange: Zalo could not reach us when the receipt was first due; it redelivers
+    // the same body (same timestamp) hours later, then once more.
+    let app = spawn_app().await;
+    let (id, msg_id) = send_one(&app, "HS-0411").await;
+    let delivered_at = now_ms() - 5 * HOUR_MS;
+    let body = zns_received(&msg_id, &id, delivered_at);
+
+    // Act
+    let late = post_signed(&app, &body).await;
+    let again = post_signed(&app, &body).await;
+
+    // Assert
+    assert_eq!(late.status(), 200);
+    assert_eq!(again.status(), 200);
+    let view = delivery_view(&app, "HS-0411").await;
+    assert_eq!(view["status"], "delivered");
+    assert_eq!(history_statuses(&view), ["sent", "delivered"]);
+    let at = chrono::DateTime::parse_from_rfc3339(view["delivered_at"].as_str().unwrap()).unwrap();
+    assert_eq!(at.timestamp_millis(), delivered_at);
 }
 
 #[tokio::test]
