@@ -7,8 +7,13 @@
 //! - broadcasts stop once `remaining` is down to the tenant's `transactional_reserve`
 //!   share of the daily quota, so case updates keep the rest; the stopped broadcasts
 //!   are deferred to the next quota day (00:05 Asia/Ho_Chi_Minh), not failed;
-//! - `-144` (or a report of 0 left) marks the day exhausted: every ZNS send of the
-//!   tenant is deferred to the next quota day without calling Zalo.
+//! - only `-144` marks the day exhausted: every ZNS send of the tenant is then deferred
+//!   to the next quota day without calling Zalo. A success reporting `remainingQuota`
+//!   0 is not taken as the day spent: public captures show successes answering
+//!   `"dailyQuota": "0", "remainingQuota": "0"` (an OA without a daily quota, or a
+//!   figure Zalo did not fill in), so a reported `dailyQuota` of 0 carries no figure at
+//!   all and is ignored, and a real 0 left only stops broadcasts at the reserve until
+//!   Zalo itself refuses with `-144`.
 //!
 //! The gate lowers `remaining` by every ZNS send it lets through, so replicas cannot
 //! overshoot the reserve between two answers; [`observe_many`] then takes Zalo's figure
@@ -28,15 +33,20 @@ pub struct Observation {
     pub daily_quota: Option<i64>,
     /// The lowest `remainingQuota` reported.
     pub remaining: Option<i64>,
-    /// Zalo refused a send with `-144`.
+    /// Zalo refused a send with `-144`: the only thing that marks the day spent.
     pub exhausted: bool,
     /// ZNS sends the gate reserved quota for that Zalo did not accept.
     pub refund: i64,
 }
 
 impl Observation {
-    /// Folds one accepted ZNS answer in.
+    /// Folds one accepted ZNS answer in. A `dailyQuota` of 0 (or less) is Zalo
+    /// reporting no quota figure, not a quota of nothing: the answer's figures are
+    /// ignored (see the module docs).
     pub fn accepted(&mut self, daily_quota: Option<i64>, remaining: Option<i64>) {
+        if daily_quota.is_some_and(|d| d <= 0) {
+            return;
+        }
         if daily_quota.is_some() {
             self.daily_quota = daily_quota;
         }
@@ -77,11 +87,8 @@ pub async fn observe_many(
             }
         })
         .collect();
-    let exhausted: Vec<bool> = seen
-        .iter()
-        .zip(&remaining)
-        .map(|((_, o), r)| o.exhausted || *r == Some(0))
-        .collect();
+    // Only Zalo's -144 spends the day; a reported 0 left does not (see the module docs).
+    let exhausted: Vec<bool> = seen.iter().map(|(_, o)| o.exhausted).collect();
     let refund: Vec<i32> = seen.iter().map(|(_, o)| clamp(o.refund)).collect();
     let client = pool
         .get()
@@ -159,5 +166,15 @@ mod tests {
         assert_eq!(seen.daily_quota, Some(500));
         assert_eq!(seen.remaining, Some(470));
         assert!(!seen.is_empty());
+    }
+
+    #[test]
+    fn a_success_reporting_a_daily_quota_of_zero_carries_no_figure() {
+        let mut seen = Observation::default();
+        seen.accepted(Some(0), Some(0));
+        assert!(seen.is_empty(), "nothing to store: {seen:?}");
+        seen.accepted(Some(500), Some(0));
+        assert_eq!((seen.daily_quota, seen.remaining), (Some(500), Some(0)));
+        assert!(!seen.exhausted, "only -144 spends the day");
     }
 }

@@ -13,7 +13,9 @@ pub struct ApiLimits {
     pub rate_per_second: Option<f64>,
     /// Bucket size; defaults to the rate (at least 1).
     pub burst: Option<u32>,
-    /// Accepted messages per OA per Vietnamese day; `None` means unlimited.
+    /// Accepted messages per OA per Vietnamese day; `None` means unlimited, and then
+    /// successes report `"dailyQuota": "0", "remainingQuota": "0"`, as public captures
+    /// of Zalo's answers show: a client must not take that for a spent day.
     pub daily_quota: Option<u64>,
     /// Refuse sends between 22:00 and 06:00 Asia/Ho_Chi_Minh.
     pub night_ban: bool,
@@ -21,6 +23,10 @@ pub struct ApiLimits {
 
 /// ZNS OAs get a daily quota by default, like on Zalo; OA messages do not.
 pub const DEFAULT_ZNS_DAILY_QUOTA: u64 = 100_000;
+
+/// What ZNS answers report as `dailyQuota` and `remainingQuota` when the OA has no
+/// daily quota (Zalo's own answers do so in public captures).
+pub const NO_QUOTA_REPORTED: (u64, u64) = (0, 0);
 
 /// What `X-RateLimit-*` report when no rate limit is configured.
 pub const UNLIMITED_HEADER_VALUE: u64 = 1_000_000;

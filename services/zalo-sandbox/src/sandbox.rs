@@ -7,7 +7,9 @@ use crate::{
     apps::{App, Apps},
     clock::Clock,
     faults::{self, Failure, Fault, FaultEffect},
-    limits::{self, ApiLimits, QuotaCounter, TokenBucket, UNLIMITED_HEADER_VALUE},
+    limits::{
+        self, ApiLimits, QuotaCounter, TokenBucket, NO_QUOTA_REPORTED, UNLIMITED_HEADER_VALUE,
+    },
     tokens::{TokenBook, TokenProblem},
     webhooks::{self, WebhookJob, Webhooks},
     zalo::{codes, Api, Channel, ZaloError},
@@ -118,7 +120,8 @@ pub enum Refusal {
 pub struct Accepted {
     /// What was recorded.
     pub message: Arc<RecordedMessage>,
-    /// `(dailyQuota, remainingQuota)` of the OA after this message.
+    /// `(dailyQuota, remainingQuota)` of the OA after this message (`(0, 0)` when the OA
+    /// has no daily quota).
     pub quota: (u64, u64),
 }
 
@@ -394,7 +397,7 @@ impl Sandbox {
                     }
                 }
             }
-            None => (UNLIMITED_HEADER_VALUE, UNLIMITED_HEADER_VALUE),
+            None => NO_QUOTA_REPORTED,
         };
 
         let message = Arc::new(RecordedMessage {
@@ -542,13 +545,13 @@ impl Sandbox {
         }
     }
 
-    /// `(dailyQuota, remainingQuota)` of an OA's ZNS quota today.
+    /// `(dailyQuota, remainingQuota)` of an OA's ZNS quota today (`(0, 0)` without one).
     pub fn zns_quota(&self, app: &App) -> (u64, u64) {
         let day = limits::quota_day(self.clock.now());
         let st = self.lock();
         match st.limits[0].daily_quota {
             Some(daily) => (daily, st.per_app[app.idx].quota[0].remaining(daily, day)),
-            None => (UNLIMITED_HEADER_VALUE, UNLIMITED_HEADER_VALUE),
+            None => NO_QUOTA_REPORTED,
         }
     }
 

@@ -28,8 +28,9 @@ CREATE TABLE notifier.rate_limits (
 
 -- The OA's ZNS daily quota as Zalo last reported it, per Vietnamese quota day.
 -- `remaining` is also lowered by every send reserved, so replicas cannot overshoot the
--- transactional reserve between two answers; `exhausted` is set by -144 (or a report
--- of 0) and stops every ZNS send of the tenant until the next day.
+-- transactional reserve between two answers; `exhausted` is set by -144 only (a
+-- success reporting 0 left is not taken as the day spent) and stops every ZNS send of
+-- the tenant until the next day.
 CREATE TABLE notifier.zns_quota (
     tenant      text NOT NULL,
     day         date NOT NULL,

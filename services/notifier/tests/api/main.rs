@@ -9,6 +9,7 @@ mod engine;
 mod helpers;
 mod ops;
 mod packed;
+mod quota;
 mod rate_limit;
 mod retries;
 mod tokens;

@@ -68,6 +68,40 @@ async fn the_daily_quota_counts_down_and_then_answers_minus_144() {
 }
 
 #[tokio::test]
+async fn without_a_daily_quota_successes_report_zero_quota_as_zalo_does_and_sending_goes_on() {
+    // Arrange
+    let app = spawn_app().await;
+    let token = app.access_token().await;
+    app.control_ok("limits", json!({"api": "zns", "daily_quota": null}))
+        .await;
+    let body = app.zns_body(PHONE, "no-quota");
+
+    // Act
+    let answers = join_all((0..3).map(|_| app.send_zns(&token, &body))).await;
+    let quota = app
+        .client
+        .get(format!("{}/message/quota", app.base))
+        .header("access_token", &token)
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+
+    // Assert
+    for answer in &answers {
+        assert_eq!(answer["error"], 0, "{answer}");
+        assert_eq!(
+            answer["data"]["quota"],
+            json!({"dailyQuota": "0", "remainingQuota": "0"})
+        );
+    }
+    assert_eq!(quota["data"]["dailyQuota"], "0");
+    assert_eq!(quota["data"]["remainingQuota"], "0");
+}
+
+#[tokio::test]
 async fn the_night_ban_answers_minus_133_at_night_on_the_injected_clock() {
     // Arrange: today's 23:30 and 10:00 in Vietnam, both within the token's 25 h life.
     let app = spawn_app().await;
