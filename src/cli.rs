@@ -1,6 +1,6 @@
 //! Command-line parsing and dispatch. Each command is a thin call into a module.
 
-use crate::{bench, dead_letters, demo, runner, settings::Settings};
+use crate::{bench, console, dead_letters, demo, runner, settings::Settings};
 use clap::{Parser, Subcommand};
 use std::{ffi::OsString, path::PathBuf};
 
@@ -41,6 +41,13 @@ pub enum Command {
         #[command(subcommand)]
         command: dead_letters::DeadLettersCommand,
     },
+    /// Manage the admin console's accounts, straight against the database
+    /// (`LOA_DATABASE_URL`).
+    Console {
+        /// What to do.
+        #[command(subcommand)]
+        command: console::ConsoleCommand,
+    },
     /// Benchmarks: the broker baseline, the pipeline end to end, latency at fixed
     /// loads, and a held Zalo rate limit. Each writes reports under `bench/results/`.
     Bench {
@@ -61,7 +68,7 @@ pub async fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<()>
     // So do the operator's dead-letter commands, whose output is stdout.
     let filter = if matches!(
         cli.command,
-        Command::Bench { .. } | Command::DeadLetters { .. }
+        Command::Bench { .. } | Command::DeadLetters { .. } | Command::Console { .. }
     ) {
         "warn,lapin=error"
     } else {
@@ -76,6 +83,7 @@ pub async fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<()>
         Command::Migrate => runner::migrate(&settings).await,
         Command::Demo { exit } => demo::run(&settings, exit).await,
         Command::DeadLetters { command } => dead_letters::run(command, &settings).await,
+        Command::Console { command } => console::run(command, &settings).await,
         Command::Bench { output, command } => {
             bench::run(command, &output, &settings, cli.config.as_deref()).await
         }

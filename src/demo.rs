@@ -70,7 +70,10 @@ fn story(run_id: &str) -> Vec<Step> {
 /// Starts every service in-process, tells the story, prints what citizens received.
 pub async fn run(settings: &Settings, exit: bool) -> anyhow::Result<()> {
     let cancel = loa_platform::shutdown::on_signal();
-    let system = runner::start(runner::Target::All, settings, cancel.clone()).await?;
+    // The demo is development: the console's demo account, cookies over plain HTTP.
+    let mut settings = settings.clone();
+    settings.services.console.dev_mode = true;
+    let system = runner::start(runner::Target::All, &settings, cancel.clone()).await?;
     let intake = format!(
         "http://127.0.0.1:{}",
         system.intake_port.context("intake is not running")?
@@ -120,6 +123,13 @@ pub async fn run(settings: &Settings, exit: bool) -> anyhow::Result<()> {
         "Open a lookup link above in a browser: it is the page the QR code on the paper receipt opens.\n\
          Sandbox messages: {sandbox}/_sandbox/messages    Metrics: {intake}/metrics"
     );
+    if let Some(port) = system.console_port {
+        println!(
+            "\nAdmin console: http://127.0.0.1:{port}/admin/ (sign in as `{}` / `{}`, development mode only)",
+            loa_console::accounts::DEMO_USERNAME,
+            loa_console::accounts::DEMO_PASSWORD
+        );
+    }
     if exit {
         return system.stop().await;
     }

@@ -9,9 +9,11 @@
 //! - [`demo`]: realistic events pushed through intake, and what citizens received.
 //! - [`bench`]: `loa bench`, the benchmark harness.
 //! - [`dead_letters`]: `loa dead-letters list|replay`.
+//! - [`console`]: `loa console add-user`.
 
 pub mod bench;
 pub mod cli;
+pub mod console;
 pub mod dead_letters;
 pub mod demo;
 pub mod runner;

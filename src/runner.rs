@@ -18,6 +18,8 @@ pub enum Target {
     Notifier,
     /// The local Zalo stand-in.
     ZaloSandbox,
+    /// The admins' web console.
+    Console,
 }
 
 /// Ports of a running system, and the handle to stop it.
@@ -30,6 +32,8 @@ pub struct RunningSystem {
     pub notifier_port: Option<u16>,
     /// Sandbox's port, if running.
     pub sandbox_port: Option<u16>,
+    /// Console's port, if running.
+    pub console_port: Option<u16>,
     /// Cancelling it stops every service gracefully.
     pub cancel: CancellationToken,
     tasks: JoinSet<(&'static str, anyhow::Result<()>)>,
@@ -74,11 +78,18 @@ pub async fn start(
         tracker_port: None,
         notifier_port: None,
         sandbox_port: None,
+        console_port: None,
         cancel: cancel.clone(),
         tasks: JoinSet::new(),
     };
-    if runs(Target::Tracker) || runs(Target::Notifier) {
+    if runs(Target::Tracker) || runs(Target::Notifier) || runs(Target::Console) {
         loa_platform::db::ensure_database(&settings.common.database_url).await?;
+    }
+    if target == Target::All && tenants.service_token().is_none() {
+        // Every service is in this process: a credential nobody else knows will do.
+        tenants = tenants.with_service_token(loa_platform::Secret::new(
+            loa_console::sessions::random_token(),
+        ));
     }
 
     if runs(Target::ZaloSandbox) {
@@ -135,6 +146,22 @@ pub async fn start(
         let c = cancel.clone();
         tasks.spawn(async move { ("intake", app.run_until_stopped(c).await) });
     }
+    if runs(Target::Console) {
+        let mut console_settings = settings.services.console.clone();
+        let local = |port: Option<u16>| port.map(|p| format!("http://127.0.0.1:{p}"));
+        if let Some(url) = local(system.tracker_port) {
+            console_settings.tracker_url = url;
+        }
+        if let Some(url) = local(system.notifier_port) {
+            console_settings.notifier_url = url;
+        }
+        let app = loa_console::Application::build(&settings.common, &console_settings, tenants)
+            .await
+            .context("Failed to start the console")?;
+        system.console_port = Some(app.port());
+        let c = cancel.clone();
+        tasks.spawn(async move { ("console", app.run_until_stopped(c).await) });
+    }
     system.tasks = tasks;
     Ok(system)
 }
@@ -145,6 +172,7 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     let pool = loa_platform::db::pool(&settings.common.database_url, 2)?;
     loa_tracker::migrate(&pool).await?;
     loa_notifier::migrate(&pool).await?;
+    loa_console::migrate(&pool).await?;
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! Every service's settings, loaded together from the same layers: defaults, an
 //! optional TOML file (`--config` / `LOA_CONFIG`) and `LOA_*` environment variables.
 
+use loa_console::ConsoleSettings;
 use loa_intake::IntakeSettings;
 use loa_notifier::NotifierSettings;
 use loa_platform::{config, CommonSettings, Tenants};
@@ -21,6 +22,8 @@ pub struct ServiceSettings {
     pub notifier: NotifierSettings,
     /// `[sandbox]`.
     pub sandbox: SandboxSettings,
+    /// `[console]`.
+    pub console: ConsoleSettings,
 }
 
 /// Everything `loa` needs to run.

@@ -38,7 +38,7 @@ use loa_platform::{
         run_batch_consumer, topology, BatchConsumerSettings, BrokerStatus, Disposition,
         OutgoingMessage, PublishError, Publisher,
     },
-    http::{bearer_token, ApiError, JsonBody},
+    http::{ApiError, JsonBody},
     Tenants,
 };
 use serde::Serialize;
@@ -890,10 +890,7 @@ pub async fn handle_deliveries(
 // ---- HTTP ----
 
 fn admin_tenant(state: &DeadLetters, headers: &HeaderMap) -> Result<String, ApiError> {
-    bearer_token(headers)
-        .and_then(|token| state.tenants.tenant_by_admin_token(token))
-        .map(|t| t.id.clone())
-        .ok_or_else(ApiError::unauthorized)
+    loa_platform::http::admin_tenant(&state.tenants, headers).map(|t| t.id.clone())
 }
 
 fn bad_query(field: &str, message: impl Into<String>) -> ApiError {

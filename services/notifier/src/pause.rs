@@ -23,7 +23,7 @@ use axum::{extract::State, http::HeaderMap, Json};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use loa_platform::{
-    http::{bearer_token, ApiError},
+    http::{admin_tenant, ApiError},
     Tenants,
 };
 use serde::Serialize;
@@ -192,9 +192,7 @@ pub async fn resume_handler(
     State(state): State<PauseState>,
     headers: HeaderMap,
 ) -> Result<Json<Resumed>, ApiError> {
-    let tenant = bearer_token(&headers)
-        .and_then(|token| state.tenants.tenant_by_admin_token(token))
-        .ok_or_else(ApiError::unauthorized)?;
+    let tenant = admin_tenant(&state.tenants, &headers)?;
     let released = resume(&state.pool, &tenant.id).await?;
     Ok(Json(Resumed {
         tenant: tenant.id.clone(),
@@ -208,9 +206,7 @@ pub async fn status_handler(
     State(state): State<PauseState>,
     headers: HeaderMap,
 ) -> Result<Json<PauseView>, ApiError> {
-    let tenant = bearer_token(&headers)
-        .and_then(|token| state.tenants.tenant_by_admin_token(token))
-        .ok_or_else(ApiError::unauthorized)?;
+    let tenant = admin_tenant(&state.tenants, &headers)?;
     Ok(Json(status(&state.pool, &tenant.id).await?))
 }
 

@@ -19,7 +19,7 @@ use axum::{
 };
 use deadpool_postgres::Pool;
 use loa_platform::{
-    http::{bearer_token, ApiError},
+    http::{admin_tenant, ApiError},
     Tenants,
 };
 use serde::{Deserialize, Serialize};
@@ -71,9 +71,7 @@ async fn list_deliveries(
     headers: HeaderMap,
     query: Result<Query<DeliveriesQuery>, QueryRejection>,
 ) -> Result<Json<DeliveriesPage>, ApiError> {
-    let tenant = bearer_token(&headers)
-        .and_then(|token| state.tenants.tenant_by_admin_token(token))
-        .ok_or_else(ApiError::unauthorized)?;
+    let tenant = admin_tenant(&state.tenants, &headers)?;
     let dossier_code = query
         .ok()
         .and_then(|Query(q)| q.dossier_code)

@@ -7,9 +7,20 @@ use serde::{de::DeserializeOwned, Deserialize};
 use std::path::{Path, PathBuf};
 
 impl CommonSettings {
-    /// Loads the tenants this deployment serves.
+    /// Loads the tenants this deployment serves, with the service credential their
+    /// admin APIs accept from the console, if one is set.
     pub fn load_tenants(&self) -> Result<crate::Tenants, ConfigError> {
-        crate::Tenants::load(self.tenants_file.as_deref(), &self.sandbox_url)
+        let tenants = crate::Tenants::load(self.tenants_file.as_deref(), &self.sandbox_url)?;
+        Ok(match &self.service_token {
+            Some(token) if token.expose().len() < 32 => {
+                return Err(ConfigError::Value {
+                    key: "service_token".into(),
+                    why: "must be at least 32 characters".into(),
+                })
+            }
+            Some(token) => tenants.with_service_token(token.clone()),
+            None => tenants,
+        })
     }
 }
 
@@ -66,6 +77,12 @@ pub struct CommonSettings {
     /// Base URL of the Zalo sandbox the built-in `demo` tenant talks to
     /// (`LOA_SANDBOX_URL`). Tenants from a tenants file carry their own Zalo URLs.
     pub sandbox_url: String,
+    /// The console's credential towards the tracker's and notifier's admin APIs
+    /// (`LOA_SERVICE_TOKEN`, at least 32 characters): with it and an `X-Loa-Tenant`
+    /// header they act for that tenant. Set the same value for the console, the
+    /// tracker and the notifier; unset, `loa run` (all in one process) makes a random
+    /// one for itself and separately run services accept tenant admin tokens only.
+    pub service_token: Option<crate::Secret>,
 }
 
 impl Default for CommonSettings {
@@ -78,6 +95,7 @@ impl Default for CommonSettings {
             log_format: LogFormat::Pretty,
             tenants_file: None,
             sandbox_url: "http://127.0.0.1:8090".to_owned(),
+            service_token: None,
         }
     }
 }

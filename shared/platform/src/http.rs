@@ -169,6 +169,43 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
+/// The header naming the tenant a service-credential request acts for.
+pub const TENANT_HEADER: &str = "x-loa-tenant";
+
+/// The tenant an admin API request acts for, or 401.
+///
+/// Two credentials are accepted: a tenant admin's bearer token (the tenant is the
+/// token's), or the console's service token ([`Tenants::service_token`]) with the
+/// tenant named in `X-Loa-Tenant`. The service token may act for any configured
+/// tenant: only the console holds it, and the console names the tenant of the
+/// signed-in account. An unknown or missing tenant header is a 400 naming it.
+///
+/// [`Tenants::service_token`]: crate::Tenants::service_token
+pub fn admin_tenant<'a>(
+    tenants: &'a crate::Tenants,
+    headers: &HeaderMap,
+) -> Result<&'a crate::TenantSettings, ApiError> {
+    let token = bearer_token(headers).ok_or_else(ApiError::unauthorized)?;
+    if tenants.service_token().is_some_and(|s| s.matches(token)) {
+        let named = headers
+            .get(TENANT_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .unwrap_or_default();
+        return tenants.get(named).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_header",
+                "the service credential needs `X-Loa-Tenant` naming a configured tenant",
+            )
+            .with_field("X-Loa-Tenant")
+        });
+    }
+    tenants
+        .tenant_by_admin_token(token)
+        .ok_or_else(ApiError::unauthorized)
+}
+
 type Check = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
 
 /// The named checks `/readyz` runs.

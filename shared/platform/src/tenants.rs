@@ -102,6 +102,9 @@ struct TenantsFile {
 #[derive(Debug, Clone)]
 pub struct Tenants {
     list: Arc<Vec<TenantSettings>>,
+    /// The console's service credential: with it and an `X-Loa-Tenant` header, the
+    /// admin APIs act for that tenant (see [`crate::http::admin_tenant`]).
+    service_token: Option<Secret>,
 }
 
 impl Tenants {
@@ -126,7 +129,20 @@ impl Tenants {
         }
         Ok(Self {
             list: Arc::new(list),
+            service_token: None,
         })
+    }
+
+    /// The same tenants, whose admin APIs also accept `token` (the console's service
+    /// credential) together with an explicit tenant header.
+    pub fn with_service_token(mut self, token: Secret) -> Self {
+        self.service_token = Some(token);
+        self
+    }
+
+    /// The service credential the admin APIs accept, if one is configured.
+    pub fn service_token(&self) -> Option<&Secret> {
+        self.service_token.as_ref()
     }
 
     /// Loads the tenants file, or the demo tenant when there is none.
@@ -192,6 +208,7 @@ impl Tenants {
             .collect();
         Self {
             list: Arc::new(list),
+            service_token: self.service_token.clone(),
         }
     }
 }

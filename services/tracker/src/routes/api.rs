@@ -20,7 +20,7 @@ use loa_contracts::{
     DossierStatus,
 };
 use loa_platform::{
-    http::{bearer_token, ApiError},
+    http::{admin_tenant, ApiError},
     TenantSettings,
 };
 use serde::Serialize;
@@ -140,9 +140,7 @@ fn authorised<'a>(
     state: &'a AppState,
     headers: &HeaderMap,
 ) -> Result<&'a TenantSettings, ApiError> {
-    bearer_token(headers)
-        .and_then(|token| state.tenants.tenant_by_admin_token(token))
-        .ok_or_else(ApiError::unauthorized)
+    admin_tenant(&state.tenants, headers)
 }
 
 async fn find(state: &AppState, tenant: &str, code: &str) -> Result<DossierState, ApiError> {

@@ -1,0 +1,127 @@
+//! The console's pages, all under `/admin/`, plus `/healthz`, `/readyz`, `/metrics`.
+//!
+//! Every page but sign-in needs a live session ([`SignedIn`]); everything it shows or
+//! changes is the session's tenant's, asked of the tracker and the notifier with that
+//! tenant. Every form carries the session's CSRF token; every action needs the
+//! `admin` role and is audited. After an action the browser is sent back to a page
+//! (`303`), which says what happened.
+
+pub mod audit_log;
+pub mod citizen_messages;
+pub mod dead_letters;
+pub mod dossiers;
+pub mod messages;
+pub mod overview;
+pub mod sign_in;
+
+use crate::{
+    audit::{self, Action},
+    html::{self, Frame, Section},
+    web::{page_response, see_other, AppState, PageError, SignedIn},
+};
+use axum::{
+    http::{header, StatusCode},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+    Router,
+};
+use loa_platform::http::{ops_router, Readiness};
+use serde_json::Value;
+
+/// The whole router.
+pub fn router(state: AppState, readiness: Readiness) -> Router {
+    Router::new()
+        .route("/", get(|| async { see_other("/admin/overview") }))
+        .route("/admin", get(|| async { see_other("/admin/overview") }))
+        .route("/admin/", get(|| async { see_other("/admin/overview") }))
+        .route(html::STYLESHEET_PATH, get(stylesheet))
+        .route("/admin/sign-in", get(sign_in::form).post(sign_in::submit))
+        .route("/admin/sign-out", post(sign_in::sign_out))
+        .route("/admin/overview", get(overview::show))
+        .route("/admin/overview/resume", post(overview::resume))
+        .route("/admin/dossiers", get(dossiers::search))
+        .route("/admin/dossiers/{code}", get(dossiers::show))
+        .route("/admin/dossiers/{code}/qr.svg", get(dossiers::qr))
+        .route("/admin/messages", get(messages::list))
+        .route("/admin/messages/{id}/resend", post(messages::resend))
+        .route("/admin/messages/{id}/cancel", post(messages::cancel))
+        .route("/admin/dead-letters", get(dead_letters::list))
+        .route("/admin/dead-letters/replay", post(dead_letters::replay))
+        .route("/admin/citizen-messages", get(citizen_messages::list))
+        .route("/admin/audit", get(audit_log::show))
+        .with_state(state)
+        .merge(ops_router(readiness))
+        .fallback(|| async { PageError::NotFound })
+}
+
+async fn stylesheet() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        html::STYLESHEET,
+    )
+        .into_response()
+}
+
+/// The frame of a signed-in page.
+pub(crate) fn frame<'a>(signed_in: &'a SignedIn, tenant_name: &'a str, section: Section) -> Frame<'a> {
+    Frame {
+        session: &signed_in.session,
+        tenant_name,
+        section,
+    }
+}
+
+/// Appends an action of the signed-in account to the audit log.
+pub(crate) async fn audited(
+    state: &AppState,
+    signed_in: &SignedIn,
+    action: Action,
+    object: Option<&str>,
+    detail: Value,
+) -> Result<(), PageError> {
+    audit::record(
+        &state.pool,
+        &audit::Entry {
+            tenant: signed_in.tenant(),
+            actor: &signed_in.account().username,
+            action,
+            object,
+            address: Some(&signed_in.address),
+            detail,
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// A JSON number as an integer (0 when absent).
+pub(crate) fn int(value: &Value) -> i64 {
+    value.as_i64().unwrap_or(0)
+}
+
+/// A JSON string or number as text, or `default`.
+pub(crate) fn text(value: &Value, default: &str) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => default.to_owned(),
+    }
+}
+
+/// A page of a signed-in section.
+pub(crate) fn section_page(
+    state: &AppState,
+    signed_in: &SignedIn,
+    section: Section,
+    title: &str,
+    body: maud::Markup,
+) -> Response {
+    let tenant_name = state.tenant_name(signed_in.tenant());
+    page_response(
+        StatusCode::OK,
+        html::page(title, Some(&frame(signed_in, &tenant_name, section)), body),
+    )
+}

@@ -1,0 +1,139 @@
+//! `GET /admin/overview`: today's numbers (events, messages by state, quota, rate),
+//! the pause with its reason and a resume button, and the OA token's expiry.
+//! `POST /admin/overview/resume` resumes a paused tenant.
+
+use super::{audited, frame, int, text};
+use crate::{
+    audit::Action,
+    backend::Service,
+    html::{self, Section},
+    web::{page_response, see_other, AppState, FormData, PageError, SignedIn},
+};
+use axum::{
+    extract::{Query, State},
+    http::StatusCode,
+    response::Response,
+};
+use maud::html;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+
+/// `GET /admin/overview`.
+pub async fn show(
+    State(state): State<AppState>,
+    signed_in: SignedIn,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, PageError> {
+    let tenant = signed_in.tenant();
+    let (tracker, notifier) = tokio::join!(
+        state.backend.get::<Value>(Service::Tracker, tenant, "/v1/overview", &[]),
+        state.backend.get::<Value>(Service::Notifier, tenant, "/v1/overview", &[]),
+    );
+    let (tracker, notifier) = (tracker?, notifier?);
+    let d = &notifier["deliveries_today"];
+    let sent = int(&d["sent"]) + int(&d["delivered"]) + int(&d["seen"]);
+    let delivered = int(&d["delivered"]) + int(&d["seen"]);
+    let pause = &notifier["pause"];
+    let paused = pause["paused"].as_bool().unwrap_or(false);
+    let quota = &notifier["quota"];
+    let rate = &notifier["rate"];
+    let token = &notifier["token"];
+    let stat = |value: String, label: &str| {
+        html! { div.stat { b { (value) } span { (label) } } }
+    };
+    let body = html! {
+        h1 { "Tổng quan hôm nay" }
+        @if query.get("done").map(String::as_str) == Some("resumed") {
+            (html::notice("Đã cho gửi tin tiếp. Các tin bị tạm giữ sẽ được gửi lại.", true))
+        }
+        section.card {
+            h2 { "Hồ sơ" }
+            div.grid {
+                (stat(int(&tracker["events_today"]).to_string(), "Sự kiện nhận hôm nay"))
+                (stat(int(&tracker["received_today"]).to_string(), "Hồ sơ tiếp nhận hôm nay"))
+                (stat(int(&tracker["overdue_open"]).to_string(), "Hồ sơ đang quá hạn"))
+            }
+        }
+        section.card {
+            h2 { "Tin nhắn hôm nay" }
+            div.grid {
+                (stat(sent.to_string(), "Đã gửi"))
+                (stat(delivered.to_string(), "Đã đến người nhận"))
+                (stat(int(&d["failed"]).to_string(), "Thất bại"))
+                (stat((int(&d["deferred"]) + int(&d["retrying"])).to_string(), "Hoãn / đang thử lại"))
+                (stat(int(&d["held"]).to_string(), "Tạm giữ"))
+                (stat(int(&notifier["dead_letters_unreplayed"]).to_string(), "Thư lỗi chưa xử lý"))
+            }
+        }
+        section.card {
+            h2 { "Giới hạn của Zalo" }
+            div.grid {
+                @if quota.is_null() || quota["remaining"].is_null() {
+                    (stat("—".into(), "Hạn mức ZNS còn lại (chưa có số liệu hôm nay)"))
+                } @else {
+                    (stat(format!("{} / {}", int(&quota["remaining"]), text(&quota["daily_quota"], "—")), "Hạn mức ZNS còn lại"))
+                }
+                (stat(format!("{:.1}/giây", int(&rate["sent_last_minute"]) as f64 / 60.0), "Tốc độ gửi (1 phút qua)"))
+                (stat(format!("{}/giây", text(&rate["limit_per_second"], "—")), "Giới hạn tốc độ"))
+            }
+            @if quota["exhausted"].as_bool() == Some(true) {
+                (html::notice("Đã hết hạn mức ZNS hôm nay: tin được hoãn sang ngày mai.", false))
+            }
+        }
+        section.card #pause {
+            h2 { "Trạng thái gửi tin" }
+            @if paused {
+                (html::notice(&format!("Đang tạm dừng gửi tin: {}", text(&pause["reason"], "không rõ lý do")), false))
+                p.muted {
+                    "Từ " (pause["paused_at"].as_str().map(html::datetime_vn_str).unwrap_or_default())
+                    " · " (int(&pause["held"])) " tin đang tạm giữ"
+                }
+                @if signed_in.account().can_act() {
+                    form method="post" action="/admin/overview/resume" {
+                        input type="hidden" name="csrf" value=(signed_in.session.csrf_token);
+                        button type="submit" { "Tiếp tục gửi tin" }
+                    }
+                }
+            } @else {
+                p { span.badge.delivered { "Đang gửi bình thường" } }
+            }
+        }
+        section.card {
+            h2 { "Kết nối Zalo OA" }
+            dl {
+                dt { "Access token hết hạn" }
+                dd { (token["access_expires_at"].as_str().map(html::datetime_vn_str).unwrap_or_else(|| "Chưa cấp".into())) }
+                dt { "Làm mới lần cuối" }
+                dd { (token["refreshed_at"].as_str().map(html::datetime_vn_str).unwrap_or_else(|| "Chưa làm mới".into())) }
+            }
+        }
+    };
+    let tenant_name = state.tenant_name(tenant);
+    Ok(page_response(
+        StatusCode::OK,
+        html::page("Tổng quan", Some(&frame(&signed_in, &tenant_name, Section::Overview)), body),
+    ))
+}
+
+/// `POST /admin/overview/resume`.
+pub async fn resume(
+    State(state): State<AppState>,
+    signed_in: SignedIn,
+    form: FormData,
+) -> Result<Response, PageError> {
+    signed_in.require_csrf(&form)?;
+    signed_in.require_admin()?;
+    let answer: Value = state
+        .backend
+        .post(Service::Notifier, signed_in.tenant(), "/v1/pause/resume", &json!({}))
+        .await?;
+    audited(
+        &state,
+        &signed_in,
+        Action::TenantResume,
+        None,
+        json!({"released": answer["released"]}),
+    )
+    .await?;
+    Ok(see_other("/admin/overview?done=resumed"))
+}
