@@ -240,6 +240,7 @@ impl SystemUnderTest {
         services.tracker.bind = "127.0.0.1:0".into();
         services.notifier.bind = "127.0.0.1:0".into();
         services.sandbox.bind = "127.0.0.1:0".into();
+        services.console.bind = "127.0.0.1:0".into();
         // Receipt webhooks need the notifier's endpoint; with or without them the send
         // path is the same, and the split mode has none either.
         services.sandbox.webhook_url = None;

@@ -46,6 +46,7 @@ pub fn test_settings(env: &TestEnv) -> Settings {
     services.tracker.bind = "127.0.0.1:0".into();
     services.notifier.bind = "127.0.0.1:0".into();
     services.sandbox.bind = "127.0.0.1:0".into();
+    services.console.bind = "127.0.0.1:0".into();
     Settings {
         common,
         services,

@@ -73,6 +73,7 @@ pub fn spawn(target: &str, env: &TestEnv, ports: &Ports, settings: &[(&str, &str
             format!("127.0.0.1:{}", ports.notifier),
         )
         .env("LOA_SANDBOX__BIND", format!("127.0.0.1:{}", ports.sandbox))
+        .env("LOA_CONSOLE__BIND", "127.0.0.1:0")
         .env(
             "LOA_SANDBOX__WEBHOOK_URL",
             format!("{}/zalo/webhook", base(ports.notifier)),

@@ -174,7 +174,9 @@ pub async fn add(pool: &Pool, new: &NewAccount<'_>) -> Result<Account, AddUserEr
     {
         return Err(AddUserError::Invalid {
             field: "password",
-            message: format!("{MIN_PASSWORD_CHARS} characters at least, {MAX_PASSWORD_BYTES} bytes at most"),
+            message: format!(
+                "{MIN_PASSWORD_CHARS} characters at least, {MAX_PASSWORD_BYTES} bytes at most"
+            ),
         });
     }
     let hash = hash_password(new.password)?;
@@ -304,7 +306,10 @@ mod tests {
     #[test]
     fn a_malformed_stored_hash_matches_nothing() {
         assert!(!verify_password("anything", "not a phc string"));
-        assert!(!verify_password("decoy password nobody has", "$argon2id$v=19$garbage"));
+        assert!(!verify_password(
+            "decoy password nobody has",
+            "$argon2id$v=19$garbage"
+        ));
     }
 
     #[test]

@@ -195,7 +195,10 @@ mod tests {
 
     #[test]
     fn path_segments_keep_unreserved_characters_and_encode_the_rest() {
-        assert_eq!(segment("000.00.06.H56-261128-0001"), "000.00.06.H56-261128-0001");
+        assert_eq!(
+            segment("000.00.06.H56-261128-0001"),
+            "000.00.06.H56-261128-0001"
+        );
         assert_eq!(segment("a/b c?#%"), "a%2Fb%20c%3F%23%25");
         assert_eq!(segment("Hồ"), "H%E1%BB%93");
     }

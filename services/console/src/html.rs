@@ -35,7 +35,11 @@ pub const NAV: [(Section, &str, &str); 6] = [
     (Section::Dossiers, "Hồ sơ", "/admin/dossiers"),
     (Section::Messages, "Tin nhắn", "/admin/messages"),
     (Section::DeadLetters, "Thư lỗi", "/admin/dead-letters"),
-    (Section::CitizenMessages, "Tin công dân", "/admin/citizen-messages"),
+    (
+        Section::CitizenMessages,
+        "Tin công dân",
+        "/admin/citizen-messages",
+    ),
     (Section::Audit, "Nhật ký", "/admin/audit"),
 ];
 
@@ -268,7 +272,10 @@ mod tests {
         assert!(html.contains("<a href=\"/admin/dossiers\" class=\"current\">Hồ sơ</a>"));
         assert!(html.contains("Đăng xuất"));
         assert!(html.contains("Chỉ xem"));
-        assert!(!html.contains("http://") && !html.contains("https://"), "no external assets");
+        assert!(
+            !html.contains("http://") && !html.contains("https://"),
+            "no external assets"
+        );
     }
 
     #[test]

@@ -19,7 +19,7 @@
 //! - [`web`]: state, the signed-in extractor, forms, cookies, [`web::PageError`].
 //! - [`html`]: the page frame, Vietnamese labels and formats, the stylesheet.
 //! - [`routes`]: the pages.
-//! - [`metrics`]: `loa_console_*`.
+//! - [`metrics`]: the `loa_console_*` Prometheus metrics.
 //! - [`startup`]: the [`Application`].
 
 pub mod accounts;

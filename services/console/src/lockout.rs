@@ -156,14 +156,23 @@ mod tests {
 
     #[test]
     fn failures_below_the_threshold_do_not_lock() {
-        assert_eq!(locked_until(&[minute(0), minute(1)], 3, &POLICY, minute(2)), None);
+        assert_eq!(
+            locked_until(&[minute(0), minute(1)], 3, &POLICY, minute(2)),
+            None
+        );
     }
 
     #[test]
     fn the_third_failure_in_the_window_locks_for_fifteen_minutes_after_it() {
         let failures = [minute(0), minute(1), minute(2)];
-        assert_eq!(locked_until(&failures, 3, &POLICY, minute(3)), Some(minute(17)));
-        assert_eq!(locked_until(&failures, 3, &POLICY, minute(16)), Some(minute(17)));
+        assert_eq!(
+            locked_until(&failures, 3, &POLICY, minute(3)),
+            Some(minute(17))
+        );
+        assert_eq!(
+            locked_until(&failures, 3, &POLICY, minute(16)),
+            Some(minute(17))
+        );
         assert_eq!(locked_until(&failures, 3, &POLICY, minute(17)), None);
     }
 
@@ -176,12 +185,25 @@ mod tests {
     #[test]
     fn the_order_of_the_failures_does_not_matter() {
         let failures = [minute(2), minute(0), minute(1)];
-        assert_eq!(locked_until(&failures, 3, &POLICY, minute(3)), Some(minute(17)));
+        assert_eq!(
+            locked_until(&failures, 3, &POLICY, minute(3)),
+            Some(minute(17))
+        );
     }
 
     #[test]
     fn a_later_burst_extends_the_lock_from_its_own_last_failure() {
-        let failures = [minute(0), minute(1), minute(2), minute(20), minute(21), minute(22)];
-        assert_eq!(locked_until(&failures, 3, &POLICY, minute(23)), Some(minute(37)));
+        let failures = [
+            minute(0),
+            minute(1),
+            minute(2),
+            minute(20),
+            minute(21),
+            minute(22),
+        ];
+        assert_eq!(
+            locked_until(&failures, 3, &POLICY, minute(23)),
+            Some(minute(37))
+        );
     }
 }

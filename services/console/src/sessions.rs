@@ -155,7 +155,10 @@ pub async fn end(pool: &Pool, id_hash: &[u8]) -> anyhow::Result<()> {
         .await
         .context("Failed to get a PostgreSQL connection")?;
     client
-        .execute("DELETE FROM console.sessions WHERE id_hash = $1", &[&id_hash])
+        .execute(
+            "DELETE FROM console.sessions WHERE id_hash = $1",
+            &[&id_hash],
+        )
         .await
         .context("Failed to end a session")?;
     Ok(())
@@ -197,13 +200,21 @@ mod tests {
     #[test]
     fn a_session_used_within_the_idle_time_stays_live() {
         let created = at("2026-12-04T08:00:00+07:00");
-        assert!(POLICY.is_live(created, at("2026-12-04T10:00:00+07:00"), at("2026-12-04T10:59:59+07:00")));
+        assert!(POLICY.is_live(
+            created,
+            at("2026-12-04T10:00:00+07:00"),
+            at("2026-12-04T10:59:59+07:00")
+        ));
     }
 
     #[test]
     fn a_session_idle_for_an_hour_expires() {
         let created = at("2026-12-04T08:00:00+07:00");
-        assert!(!POLICY.is_live(created, at("2026-12-04T09:00:00+07:00"), at("2026-12-04T10:00:00+07:00")));
+        assert!(!POLICY.is_live(
+            created,
+            at("2026-12-04T09:00:00+07:00"),
+            at("2026-12-04T10:00:00+07:00")
+        ));
     }
 
     #[test]

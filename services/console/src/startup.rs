@@ -2,11 +2,7 @@
 //! development mode, the HTTP listener.
 
 use crate::{
-    accounts,
-    backend::Backend,
-    configuration::ConsoleSettings,
-    routes::router,
-    sessions, store,
+    accounts, backend::Backend, configuration::ConsoleSettings, routes::router, sessions, store,
     web::AppState,
 };
 use anyhow::Context;

@@ -88,8 +88,7 @@ pub fn client_address(parts: &Parts, trust_forwarded_for: bool) -> String {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .last()
+            .rfind(|v| !v.is_empty())
         {
             return last.chars().take(64).collect();
         }
@@ -144,8 +143,7 @@ impl FromRequestParts<AppState> for SignedIn {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, PageError> {
         let address = client_address(parts, state.settings.trust_forwarded_for);
-        let Some(id) = read_cookie(&parts.headers, SESSION_COOKIE).filter(|v| v.len() == 64)
-        else {
+        let Some(id) = read_cookie(&parts.headers, SESSION_COOKIE).filter(|v| v.len() == 64) else {
             return Err(PageError::SignIn);
         };
         match sessions::find(&state.pool, &state.sessions, id).await? {
@@ -272,14 +270,20 @@ impl IntoResponse for PageError {
             Self::Forbidden => (
                 StatusCode::FORBIDDEN,
                 "Không có quyền",
-                "Tài khoản của ông/bà chỉ có quyền xem, không thực hiện được thao tác này.".to_owned(),
+                "Tài khoản của ông/bà chỉ có quyền xem, không thực hiện được thao tác này."
+                    .to_owned(),
             ),
             Self::Csrf => (
                 StatusCode::FORBIDDEN,
                 "Phiên làm việc không hợp lệ",
-                "Biểu mẫu đã hết hạn hoặc không hợp lệ. Vui lòng tải lại trang rồi thử lại.".to_owned(),
+                "Biểu mẫu đã hết hạn hoặc không hợp lệ. Vui lòng tải lại trang rồi thử lại."
+                    .to_owned(),
             ),
-            Self::BadRequest(text) => (StatusCode::BAD_REQUEST, "Yêu cầu không hợp lệ", text.clone()),
+            Self::BadRequest(text) => (
+                StatusCode::BAD_REQUEST,
+                "Yêu cầu không hợp lệ",
+                text.clone(),
+            ),
             Self::Unavailable(e) => {
                 tracing::error!(error.cause_chain = ?e, error.message = %e, "A console page failed.");
                 (
@@ -321,7 +325,10 @@ mod tests {
     #[test]
     fn a_cookie_is_found_among_others() {
         let mut headers = HeaderMap::new();
-        headers.insert(header::COOKIE, HeaderValue::from_static("a=1; loa_console_session=xyz ; b=2"));
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; loa_console_session=xyz ; b=2"),
+        );
         assert_eq!(read_cookie(&headers, SESSION_COOKIE), Some("xyz"));
         assert_eq!(read_cookie(&headers, "c"), None);
     }

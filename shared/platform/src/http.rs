@@ -333,3 +333,68 @@ pub async fn serve(
         .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{tenants::demo_tenant, Secret, Tenants};
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    fn tenants() -> Tenants {
+        let demo = demo_tenant("http://127.0.0.1:1");
+        let mut other = demo.clone();
+        other.id = "other".into();
+        other.admin_tokens = vec![Secret::new("other-admin")];
+        Tenants::new(vec![demo, other])
+            .unwrap()
+            .with_service_token(Secret::new("s".repeat(40)))
+    }
+
+    #[test]
+    fn the_service_credential_acts_for_the_tenant_its_header_names() {
+        let tenants = tenants();
+        let service = format!("Bearer {}", "s".repeat(40));
+        let as_other = headers(&[("authorization", &service), (TENANT_HEADER, "other")]);
+        assert_eq!(admin_tenant(&tenants, &as_other).unwrap().id, "other");
+        let unnamed = headers(&[("authorization", &service)]);
+        let e = admin_tenant(&tenants, &unnamed).unwrap_err();
+        assert_eq!(
+            (e.status, e.field.as_deref()),
+            (StatusCode::BAD_REQUEST, Some("X-Loa-Tenant"))
+        );
+        let unknown = headers(&[("authorization", &service), (TENANT_HEADER, "nowhere")]);
+        assert_eq!(
+            admin_tenant(&tenants, &unknown).unwrap_err().status,
+            StatusCode::BAD_REQUEST
+        );
+    }
+
+    #[test]
+    fn a_tenant_admin_token_ignores_the_tenant_header() {
+        let tenants = tenants();
+        let h = headers(&[
+            ("authorization", "Bearer demo-admin"),
+            (TENANT_HEADER, "other"),
+        ]);
+        assert_eq!(admin_tenant(&tenants, &h).unwrap().id, "demo");
+        let wrong = headers(&[("authorization", "Bearer nope"), (TENANT_HEADER, "other")]);
+        assert_eq!(
+            admin_tenant(&tenants, &wrong).unwrap_err().status,
+            StatusCode::UNAUTHORIZED
+        );
+        let without_service = Tenants::new(vec![demo_tenant("http://x")]).unwrap();
+        let service = format!("Bearer {}", "s".repeat(40));
+        let h = headers(&[("authorization", &service), (TENANT_HEADER, "demo")]);
+        assert_eq!(
+            admin_tenant(&without_service, &h).unwrap_err().status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+}

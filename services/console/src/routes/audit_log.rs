@@ -25,7 +25,8 @@ pub async fn show(
     let action = match query.get("action").map(String::as_str) {
         None | Some("") => None,
         Some(name) => Some(
-            Action::parse(name).ok_or_else(|| PageError::BadRequest("Thao tác không hợp lệ.".into()))?,
+            Action::parse(name)
+                .ok_or_else(|| PageError::BadRequest("Thao tác không hợp lệ.".into()))?,
         ),
     };
     let before = match query.get("before").map(String::as_str) {
@@ -36,7 +37,9 @@ pub async fn show(
         ),
     };
     let entries = audit::list(&state.pool, signed_in.tenant(), action, before, PAGE).await?;
-    let next = (entries.len() as i64 == PAGE).then(|| entries.last().map(|e| e.id)).flatten();
+    let next = (entries.len() as i64 == PAGE)
+        .then(|| entries.last().map(|e| e.id))
+        .flatten();
     let body = html! {
         h1 { "Nhật ký thao tác" }
         form.filters.card method="get" action="/admin/audit" {
@@ -78,7 +81,11 @@ pub async fn show(
     let tenant_name = state.tenant_name(signed_in.tenant());
     Ok(page_response(
         StatusCode::OK,
-        html::page("Nhật ký thao tác", Some(&frame(&signed_in, &tenant_name, Section::Audit)), body),
+        html::page(
+            "Nhật ký thao tác",
+            Some(&frame(&signed_in, &tenant_name, Section::Audit)),
+            body,
+        ),
     ))
 }
 

@@ -27,7 +27,12 @@ pub async fn list(
     }
     let page: Value = state
         .backend
-        .get(Service::Notifier, signed_in.tenant(), "/v1/citizen-messages", &params)
+        .get(
+            Service::Notifier,
+            signed_in.tenant(),
+            "/v1/citizen-messages",
+            &params,
+        )
         .await?;
     let messages = page["messages"].as_array().cloned().unwrap_or_default();
     let body = html! {
@@ -63,5 +68,11 @@ pub async fn list(
             div.pager { a.button href={ "/admin/citizen-messages?before_id=" (next) } { "Trang sau →" } }
         }
     };
-    Ok(section_page(&state, &signed_in, Section::CitizenMessages, "Tin công dân", body))
+    Ok(section_page(
+        &state,
+        &signed_in,
+        Section::CitizenMessages,
+        "Tin công dân",
+        body,
+    ))
 }

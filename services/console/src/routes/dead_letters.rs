@@ -25,7 +25,10 @@ pub async fn list(
 ) -> Result<Response, PageError> {
     let replayed = query.get("replayed").map(String::as_str) == Some("true");
     let reason = query.get("reason").map(|r| r.trim()).unwrap_or_default();
-    let mut params = vec![("replayed", replayed.to_string()), ("limit", "100".to_owned())];
+    let mut params = vec![
+        ("replayed", replayed.to_string()),
+        ("limit", "100".to_owned()),
+    ];
     if !reason.is_empty() {
         params.push(("reason", reason.to_owned()));
     }
@@ -34,7 +37,12 @@ pub async fn list(
     }
     let page: Value = state
         .backend
-        .get(Service::Notifier, signed_in.tenant(), "/v1/dead-letters", &params)
+        .get(
+            Service::Notifier,
+            signed_in.tenant(),
+            "/v1/dead-letters",
+            &params,
+        )
         .await?;
     let letters = page["dead_letters"].as_array().cloned().unwrap_or_default();
     let can_act = signed_in.account().can_act() && !replayed;
@@ -91,7 +99,13 @@ pub async fn list(
             div.pager { a.button href={ "/admin/dead-letters?replayed=" (replayed) "&after_id=" (next) } { "Trang sau →" } }
         }
     };
-    Ok(section_page(&state, &signed_in, Section::DeadLetters, "Thư lỗi", body))
+    Ok(section_page(
+        &state,
+        &signed_in,
+        Section::DeadLetters,
+        "Thư lỗi",
+        body,
+    ))
 }
 
 /// `POST /admin/dead-letters/replay` with `id` (repeated) or `reason`.
@@ -114,7 +128,10 @@ pub async fn replay(
             json!({"ids": ids}),
             ids.iter().map(i64::to_string).collect::<Vec<_>>().join(","),
         ),
-        (true, false) => (json!({"filter": {"reason": reason}}), format!("reason: {reason}")),
+        (true, false) => (
+            json!({"filter": {"reason": reason}}),
+            format!("reason: {reason}"),
+        ),
         (true, true) => {
             return Err(PageError::BadRequest(
                 "Chọn ít nhất một thư lỗi, hoặc nhập lý do.".into(),
@@ -123,7 +140,12 @@ pub async fn replay(
     };
     let report: Value = state
         .backend
-        .post(Service::Notifier, signed_in.tenant(), "/v1/dead-letters/replay", &body)
+        .post(
+            Service::Notifier,
+            signed_in.tenant(),
+            "/v1/dead-letters/replay",
+            &body,
+        )
         .await?;
     audited(
         &state,

@@ -20,7 +20,15 @@ use serde_json::Value;
 use std::collections::HashMap;
 
 /// The search parameters passed on to the tracker, in form order.
-const FILTERS: [&str; 7] = ["q", "agency", "procedure", "status", "timeliness", "from", "to"];
+const FILTERS: [&str; 7] = [
+    "q",
+    "agency",
+    "procedure",
+    "status",
+    "timeliness",
+    "from",
+    "to",
+];
 
 /// `GET /admin/dossiers?q=&agency=&procedure=&status=&timeliness=&from=&to=&after=`.
 pub async fn search(
@@ -40,7 +48,12 @@ pub async fn search(
     params.push(("limit", "20".to_owned()));
     let answer = state
         .backend
-        .get::<Value>(Service::Tracker, signed_in.tenant(), "/v1/dossiers", &params)
+        .get::<Value>(
+            Service::Tracker,
+            signed_in.tenant(),
+            "/v1/dossiers",
+            &params,
+        )
         .await;
     let (found, error) = match answer {
         Ok(found) => (found, None),
@@ -111,7 +124,13 @@ pub async fn search(
             div.pager { a.button href=(link) { "Trang sau →" } }
         }
     };
-    Ok(section_page(&state, &signed_in, Section::Dossiers, "Hồ sơ", body))
+    Ok(section_page(
+        &state,
+        &signed_in,
+        Section::Dossiers,
+        "Hồ sơ",
+        body,
+    ))
 }
 
 fn row(d: &Value) -> Markup {
@@ -140,17 +159,27 @@ pub async fn show(
     let path = format!("/v1/dossiers/{}", segment(&code));
     let by_dossier = [("dossier_code", code.clone())];
     let (dossier, deliveries) = tokio::join!(
-        state.backend.get::<Value>(Service::Tracker, tenant, &path, &[]),
+        state
+            .backend
+            .get::<Value>(Service::Tracker, tenant, &path, &[]),
         state
             .backend
             .get::<Value>(Service::Notifier, tenant, "/v1/deliveries", &by_dossier),
     );
     let dossier = dossier?;
     let deliveries = deliveries?;
-    let deliveries = deliveries["deliveries"].as_array().cloned().unwrap_or_default();
+    let deliveries = deliveries["deliveries"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let timeliness = dossier["timeliness"].as_str().unwrap_or("");
     let lookup_url = text(&dossier["lookup_url"], "");
-    let date = |k: &str| dossier[k].as_str().map(html::date_vn_str).unwrap_or_else(|| "—".into());
+    let date = |k: &str| {
+        dossier[k]
+            .as_str()
+            .map(html::date_vn_str)
+            .unwrap_or_else(|| "—".into())
+    };
     let body = html! {
         p.no-print { a href="/admin/dossiers" { "← Tra cứu hồ sơ" } }
         h1 { "Hồ sơ " (code) }
@@ -191,7 +220,13 @@ pub async fn show(
             }
         }
     };
-    Ok(section_page(&state, &signed_in, Section::Dossiers, &format!("Hồ sơ {code}"), body))
+    Ok(section_page(
+        &state,
+        &signed_in,
+        Section::Dossiers,
+        &format!("Hồ sơ {code}"),
+        body,
+    ))
 }
 
 fn delivery(d: &Value) -> Markup {
@@ -236,7 +271,10 @@ pub async fn qr(
         [
             (header::CONTENT_TYPE, "image/svg+xml"),
             (header::CACHE_CONTROL, "private, max-age=3600"),
-            (header::CONTENT_SECURITY_POLICY, "default-src 'none'; style-src 'unsafe-inline'"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'unsafe-inline'",
+            ),
         ],
         svg,
     )

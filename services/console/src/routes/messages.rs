@@ -34,7 +34,9 @@ pub async fn list(
 ) -> Result<Response, PageError> {
     let status = query.get("status").map(String::as_str).unwrap_or("failed");
     if !STATES.iter().any(|(s, _)| *s == status) {
-        return Err(PageError::BadRequest("Trạng thái tin nhắn không hợp lệ.".into()));
+        return Err(PageError::BadRequest(
+            "Trạng thái tin nhắn không hợp lệ.".into(),
+        ));
     }
     let mut params = vec![("status", status.to_owned()), ("limit", "50".to_owned())];
     if let Some(after) = query.get("after").filter(|a| !a.is_empty()) {
@@ -42,7 +44,12 @@ pub async fn list(
     }
     let page: Value = state
         .backend
-        .get(Service::Notifier, signed_in.tenant(), "/v1/deliveries", &params)
+        .get(
+            Service::Notifier,
+            signed_in.tenant(),
+            "/v1/deliveries",
+            &params,
+        )
         .await?;
     let deliveries = page["deliveries"].as_array().cloned().unwrap_or_default();
     let can_act = signed_in.account().can_act();
@@ -106,7 +113,13 @@ pub async fn list(
             div.pager { a.button href={ "/admin/messages?status=" (status) "&after=" (segment(next)) } { "Trang sau →" } }
         }
     };
-    Ok(section_page(&state, &signed_in, Section::Messages, "Tin nhắn", body))
+    Ok(section_page(
+        &state,
+        &signed_in,
+        Section::Messages,
+        "Tin nhắn",
+        body,
+    ))
 }
 
 async fn act(
@@ -128,12 +141,21 @@ async fn act(
             &json!({}),
         )
         .await?;
-    audited(state, signed_in, action, Some(id), json!({"result": answer["result"]})).await?;
+    audited(
+        state,
+        signed_in,
+        action,
+        Some(id),
+        json!({"result": answer["result"]}),
+    )
+    .await?;
     let status = form
         .get("status")
         .filter(|s| STATES.iter().any(|(k, _)| k == s))
         .unwrap_or("failed");
-    Ok(see_other(&format!("/admin/messages?status={status}&done={verb}")))
+    Ok(see_other(&format!(
+        "/admin/messages?status={status}&done={verb}"
+    )))
 }
 
 /// `POST /admin/messages/{id}/resend`.
@@ -143,7 +165,15 @@ pub async fn resend(
     Path(id): Path<String>,
     form: FormData,
 ) -> Result<Response, PageError> {
-    act(&state, &signed_in, &id, &form, Action::DeliveryResend, "resend").await
+    act(
+        &state,
+        &signed_in,
+        &id,
+        &form,
+        Action::DeliveryResend,
+        "resend",
+    )
+    .await
 }
 
 /// `POST /admin/messages/{id}/cancel`.
@@ -153,5 +183,13 @@ pub async fn cancel(
     Path(id): Path<String>,
     form: FormData,
 ) -> Result<Response, PageError> {
-    act(&state, &signed_in, &id, &form, Action::DeliveryCancel, "cancel").await
+    act(
+        &state,
+        &signed_in,
+        &id,
+        &form,
+        Action::DeliveryCancel,
+        "cancel",
+    )
+    .await
 }

@@ -66,7 +66,11 @@ async fn stylesheet() -> Response {
 }
 
 /// The frame of a signed-in page.
-pub(crate) fn frame<'a>(signed_in: &'a SignedIn, tenant_name: &'a str, section: Section) -> Frame<'a> {
+pub(crate) fn frame<'a>(
+    signed_in: &'a SignedIn,
+    tenant_name: &'a str,
+    section: Section,
+) -> Frame<'a> {
     Frame {
         session: &signed_in.session,
         tenant_name,

@@ -26,8 +26,12 @@ pub async fn show(
 ) -> Result<Response, PageError> {
     let tenant = signed_in.tenant();
     let (tracker, notifier) = tokio::join!(
-        state.backend.get::<Value>(Service::Tracker, tenant, "/v1/overview", &[]),
-        state.backend.get::<Value>(Service::Notifier, tenant, "/v1/overview", &[]),
+        state
+            .backend
+            .get::<Value>(Service::Tracker, tenant, "/v1/overview", &[]),
+        state
+            .backend
+            .get::<Value>(Service::Notifier, tenant, "/v1/overview", &[]),
     );
     let (tracker, notifier) = (tracker?, notifier?);
     let d = &notifier["deliveries_today"];
@@ -111,7 +115,11 @@ pub async fn show(
     let tenant_name = state.tenant_name(tenant);
     Ok(page_response(
         StatusCode::OK,
-        html::page("Tổng quan", Some(&frame(&signed_in, &tenant_name, Section::Overview)), body),
+        html::page(
+            "Tổng quan",
+            Some(&frame(&signed_in, &tenant_name, Section::Overview)),
+            body,
+        ),
     ))
 }
 
@@ -125,7 +133,12 @@ pub async fn resume(
     signed_in.require_admin()?;
     let answer: Value = state
         .backend
-        .post(Service::Notifier, signed_in.tenant(), "/v1/pause/resume", &json!({}))
+        .post(
+            Service::Notifier,
+            signed_in.tenant(),
+            "/v1/pause/resume",
+            &json!({}),
+        )
         .await?;
     audited(
         &state,
