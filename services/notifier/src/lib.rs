@@ -54,6 +54,8 @@
 //! - `subscribers ((tenant, zalo_user_id) PK, phone, following, updated_at)`.
 //! - `citizen_messages (id, tenant, zalo_user_id, kind, dossier_code, msg_id,
 //!   received_at, forwarded_at)`: "tra cứu" chat lookups for the tracker.
+//! - `citizen_feedback ((tenant, msg_id) PK, tracking_id, rating, note, feedbacks,
+//!   submitted_at, received_at)`: ratings from `user_feedback`, for the ratings feature.
 //! - `dead_letters (id PK, content_hash UNIQUE, tenant, source_queue, exchange,
 //!   routing_key, reason, headers jsonb, body bytea, message_id, dead_at, deaths,
 //!   replayed_at, replay_count, created_at)`: every dead letter, once, replayable.
@@ -118,6 +120,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 5,
         name: "identifiers compare byte by byte",
         sql: include_str!("migrations/0005_identifiers_collate_c.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "citizen feedback",
+        sql: include_str!("migrations/0006_citizen_feedback.sql"),
     },
 ];
 

@@ -7,13 +7,16 @@
 //! (the only webhook that carries a phone). Webhooks never carry the phone otherwise.
 //!
 //! `notifier.citizen_messages` keeps "tra cứu <code>" messages for the tracker to
-//! answer.
+//! answer, and `notifier.citizen_feedback` the ratings citizens give a message sent
+//! with a rating template (`user_feedback`), for the ratings feature.
+//!
+//! Who follows, and with which phone, is read on the send path by
+//! [`crate::channel::followers_by_phone`].
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use loa_contracts::PhoneNumber;
-use std::collections::{HashMap, HashSet};
 
 /// Records that `zalo_user_id` follows (or stopped following) the tenant's OA, as of
 /// `at` (Zalo's timestamp); an event older than what is on record changes nothing.
@@ -59,48 +62,6 @@ pub async fn set_phone<C: GenericClient>(
     Ok(())
 }
 
-/// Which of `zalo_user_ids` follow the tenant's OA now (for the OA channel).
-pub async fn following_user_ids<C: GenericClient>(
-    client: &C,
-    tenant: &str,
-    zalo_user_ids: &[String],
-) -> anyhow::Result<HashSet<String>> {
-    if zalo_user_ids.is_empty() {
-        return Ok(HashSet::new());
-    }
-    let rows = client
-        .query(
-            "SELECT zalo_user_id FROM notifier.subscribers
-              WHERE tenant = $1 AND zalo_user_id = ANY($2) AND following",
-            &[&tenant, &zalo_user_ids],
-        )
-        .await
-        .context("Failed to read subscribers")?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
-}
-
-/// The following user id of each of `phones` (canonical `84…`) that a follower shared
-/// with the tenant's OA, so a request with only a phone can go by OA.
-pub async fn followers_by_phone<C: GenericClient>(
-    client: &C,
-    tenant: &str,
-    phones: &[String],
-) -> anyhow::Result<HashMap<String, String>> {
-    if phones.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let rows = client
-        .query(
-            "SELECT DISTINCT ON (phone) phone, zalo_user_id FROM notifier.subscribers
-              WHERE tenant = $1 AND phone = ANY($2) AND following
-              ORDER BY phone, updated_at DESC",
-            &[&tenant, &phones],
-        )
-        .await
-        .context("Failed to read subscribers by phone")?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
-}
-
 /// Keeps a citizen's "tra cứu <code>" chat message for the tracker to answer. A
 /// message already kept (same `msg_id`) is skipped.
 pub async fn record_lookup<C: GenericClient>(
@@ -120,6 +81,51 @@ pub async fn record_lookup<C: GenericClient>(
         )
         .await
         .context("Failed to record a chat lookup")?;
+    Ok(())
+}
+
+/// A citizen's rating of a message sent with a rating template (`user_feedback`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Feedback {
+    /// Zalo's id of the rated message.
+    pub msg_id: String,
+    /// Our notification id, echoed by Zalo (`message.tracking_id`).
+    pub tracking_id: Option<String>,
+    /// Stars, 1 to 5, when Zalo's event carried a readable one.
+    pub rating: Option<i16>,
+    /// The citizen's own words (may be empty).
+    pub note: String,
+    /// The ready-made phrases the citizen ticked.
+    pub feedbacks: Vec<String>,
+    /// When the citizen submitted it (`message.submit_time`, else the event's time).
+    pub submitted_at: DateTime<Utc>,
+}
+
+/// Keeps a citizen's rating for the ratings feature. A message is rated once: a
+/// second rating of the same message keeps the first.
+pub async fn record_feedback<C: GenericClient>(
+    client: &C,
+    tenant: &str,
+    feedback: &Feedback,
+) -> anyhow::Result<()> {
+    client
+        .execute(
+            "INSERT INTO notifier.citizen_feedback
+                    (tenant, msg_id, tracking_id, rating, note, feedbacks, submitted_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (tenant, msg_id) DO NOTHING",
+            &[
+                &tenant,
+                &feedback.msg_id,
+                &feedback.tracking_id,
+                &feedback.rating,
+                &feedback.note,
+                &serde_json::json!(feedback.feedbacks),
+                &feedback.submitted_at,
+            ],
+        )
+        .await
+        .context("Failed to record a citizen's rating")?;
     Ok(())
 }
 

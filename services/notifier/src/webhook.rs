@@ -14,8 +14,11 @@
 //!    (tenant, event name, `message.msg_id` or the body's SHA-256): a redelivered
 //!    webhook finds its key taken and has no second effect, but is answered 200;
 //! 5. in the same transaction the event takes effect: receipts move deliveries on
-//!    ([`crate::receipts`]), follow / unfollow / shared phones update the subscribers
-//!    and chat lookups are kept ([`crate::subscribers`]).
+//!    ([`crate::receipts`]), follow / unfollow / shared phones update the subscribers,
+//!    chat lookups and ratings are kept ([`crate::subscribers`]).
+//!
+//! The tenant is found by `app_id`, which every event Zalo sends carries (a ZNS
+//! receipt carries no `oa_id`); `oa_id` is only a fallback.
 //!
 //! Zalo wants an answer within 2 s; the handler only writes a few rows and never
 //! calls Zalo, and gives up with a 503 after [`ANSWER_WITHIN`].
@@ -49,13 +52,14 @@ pub const SIGNATURE_HEADER: &str = "X-ZEvent-Signature";
 pub const ANSWER_WITHIN: Duration = Duration::from_millis(1_500);
 
 /// Event names with their own label value; every other name counts as `other`.
-const KNOWN_EVENTS: [&str; 7] = [
+const KNOWN_EVENTS: [&str; 8] = [
     "user_received_message",
     "user_seen_message",
     "follow",
     "unfollow",
     "user_submit_info",
     "user_send_text",
+    "user_feedback",
     "oa_send_text",
 ];
 
@@ -194,6 +198,8 @@ pub enum Event {
         /// `info.phone`, when it is a valid Vietnamese mobile number.
         phone: Option<PhoneNumber>,
     },
+    /// `user_feedback`: a citizen rated a message sent with a rating template.
+    Feedback(subscribers::Feedback),
     /// `user_send_text`: a citizen wrote to the OA.
     Text {
         /// `sender.id`.
@@ -387,6 +393,7 @@ fn parse(body: &Value, raw_body: &[u8], occurred_at: DateTime<Utc>) -> Result<We
             user_id: required(body, &["sender", "id"])?,
             phone: text_at(body, &["info", "phone"]).and_then(|p| PhoneNumber::parse(&p).ok()),
         },
+        "user_feedback" => Event::Feedback(feedback_fields(body, occurred_at)?),
         "user_send_text" => Event::Text {
             user_id: required(body, &["sender", "id"])?,
             msg_id: required(body, &["message", "msg_id"])?,
@@ -404,6 +411,41 @@ fn parse(body: &Value, raw_body: &[u8], occurred_at: DateTime<Utc>) -> Result<We
         msg_id,
         event,
         stored_body: redacted(body),
+    })
+}
+
+/// The rating in a `user_feedback` body: `message` names the rated message
+/// (`msg_id`, required) and our `tracking_id`, with `rate`, `note`, `feedbacks` and
+/// `submit_time`. Read leniently past the message id (numbers as strings or not, a
+/// missing rating), so no citizen's rating is refused for its shape.
+fn feedback_fields(
+    body: &Value,
+    occurred_at: DateTime<Utc>,
+) -> Result<subscribers::Feedback, ApiError> {
+    let rating = body
+        .pointer("/message/rate")
+        .and_then(crate::zalo::lenient_i64)
+        .filter(|r| (1..=5).contains(r))
+        .and_then(|r| i16::try_from(r).ok());
+    let feedbacks = body
+        .pointer("/message/feedbacks")
+        .and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(subscribers::Feedback {
+        msg_id: required(body, &["message", "msg_id"])?,
+        tracking_id: text_at(body, &["message", "tracking_id"]),
+        rating,
+        note: text_at(body, &["message", "note"]).unwrap_or_default(),
+        feedbacks,
+        submitted_at: text_at(body, &["message", "submit_time"])
+            .and_then(|t| millis(&t))
+            .unwrap_or(occurred_at),
     })
 }
 
@@ -511,7 +553,8 @@ fn event_label(name: Option<&str>) -> &'static str {
 }
 
 /// The body as kept in `notifier.webhook_events`: a ZNS receipt's recipient (a phone
-/// number) masked, and what a user shared (`info`) dropped.
+/// number) masked, what a user shared (`info`) dropped, and a rating's free text
+/// (`message.note`, kept in `notifier.citizen_feedback` only) dropped.
 fn redacted(body: &Value) -> Value {
     let mut body = body.clone();
     if let Some(id) = body.pointer_mut("/recipient/id") {
@@ -521,6 +564,11 @@ fn redacted(body: &Value) -> Value {
     }
     if let Some(info) = body.get_mut("info") {
         *info = json!("redacted");
+    }
+    if body.get("event_name").and_then(Value::as_str) == Some("user_feedback") {
+        if let Some(note) = body.pointer_mut("/message/note") {
+            *note = json!("redacted");
+        }
     }
     body
 }
@@ -633,6 +681,10 @@ pub async fn store(pool: &Pool, tenant: &str, webhook: &Webhook) -> anyhow::Resu
             }
             None => "ignored",
         },
+        Event::Feedback(feedback) => {
+            subscribers::record_feedback(&tx, tenant, feedback).await?;
+            "applied"
+        }
         Event::SubmitInfo { phone: None, .. } | Event::Other => "ignored",
     };
     tx.execute(
@@ -913,6 +965,41 @@ mod tests {
                 following: true
             }
         );
+    }
+
+    #[test]
+    fn a_rating_is_read_leniently_and_its_note_is_not_kept_in_the_event() {
+        let rating = |rate: Value| {
+            json!({"app_id": APP, "oa_id": "2000000000000000001", "event_name": "user_feedback",
+                "message": {"msg_id": "m9", "tracking_id": "n9", "rate": rate,
+                    "note": "Cán bộ tận tình", "feedbacks": ["Đúng hẹn", 3],
+                    "submit_time": "1699999990000"},
+                "timestamp": "1700000000000"})
+        };
+        let (raw, headers) = signed(&rating(json!("5")));
+        let (_, webhook) = authenticate(&tenants(), &headers, &raw, now(), freshness()).unwrap();
+        assert_eq!(webhook.dedup_key, "m9");
+        assert_eq!(
+            webhook.event,
+            Event::Feedback(subscribers::Feedback {
+                msg_id: "m9".into(),
+                tracking_id: Some("n9".into()),
+                rating: Some(5),
+                note: "Cán bộ tận tình".into(),
+                feedbacks: vec!["Đúng hẹn".into()],
+                submitted_at: DateTime::from_timestamp_millis(1_699_999_990_000).unwrap(),
+            })
+        );
+        assert_eq!(webhook.stored_body["message"]["note"], "redacted");
+        for odd in [json!(0), json!(6), json!("many"), Value::Null] {
+            let (raw, headers) = signed(&rating(odd.clone()));
+            let (_, webhook) =
+                authenticate(&tenants(), &headers, &raw, now(), freshness()).unwrap();
+            match webhook.event {
+                Event::Feedback(f) => assert_eq!(f.rating, None, "{odd}"),
+                other => panic!("{other:?}"),
+            }
+        }
     }
 
     #[test]

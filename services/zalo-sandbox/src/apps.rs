@@ -86,13 +86,22 @@ impl App {
     }
 }
 
-/// Whether a phone is in the canonical ZNS form: `84` + 9 digits of a mobile range.
-pub fn is_canonical_mobile(phone: &str) -> bool {
-    let bytes = phone.as_bytes();
-    bytes.len() == 11
-        && phone.starts_with("84")
+/// The canonical `84…` form of a ZNS `phone`, in any form Zalo delivers to: `84…`
+/// (canonical), `+84…`, `0…`, or the 9 national digits alone (a leading zero lost
+/// to a spreadsheet), each with 9 digits of a mobile range after the prefix. `None`
+/// when Zalo would answer `-108`. Zalo's guide for `-108` names these forms; a
+/// stricter sandbox would teach clients a rule Zalo does not have.
+pub fn zns_phone(phone: &str) -> Option<String> {
+    let national = phone
+        .strip_prefix("+84")
+        .or_else(|| phone.strip_prefix("84").filter(|rest| rest.len() == 9))
+        .or_else(|| phone.strip_prefix('0'))
+        .unwrap_or(phone);
+    let bytes = national.as_bytes();
+    let mobile = bytes.len() == 9
         && bytes.iter().all(u8::is_ascii_digit)
-        && matches!(bytes[2], b'3' | b'5' | b'7' | b'8' | b'9')
+        && matches!(bytes[0], b'3' | b'5' | b'7' | b'8' | b'9');
+    mobile.then(|| format!("84{national}"))
 }
 
 /// Every registered app. Cheap to share.
@@ -219,17 +228,21 @@ mod tests {
     }
 
     #[test]
-    fn only_canonical_mobile_numbers_pass() {
-        assert!(is_canonical_mobile("84903123456"));
+    fn zns_phones_are_taken_in_every_form_zalo_delivers_to() {
+        for form in ["84903123456", "+84903123456", "0903123456", "903123456"] {
+            assert_eq!(zns_phone(form).as_deref(), Some("84903123456"), "{form}");
+        }
         for bad in [
-            "0903123456",
-            "+84903123456",
             "84243123456",
+            "0243123456",
             "8490312345",
             "849031234567",
             "84a03123456",
+            "+0903123456",
+            "0903 123 456",
+            "",
         ] {
-            assert!(!is_canonical_mobile(bad), "{bad}");
+            assert_eq!(zns_phone(bad), None, "{bad}");
         }
     }
 }

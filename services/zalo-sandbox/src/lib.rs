@@ -4,8 +4,12 @@
 //! Zalo is one base-URL change away, so paths, bodies, string-typed numbers, HTTP 200
 //! with negative error codes, expiring access tokens and single-use rotating refresh
 //! tokens all match Zalo. On top of that it records every accepted message, emits signed
-//! webhooks (delivery receipts, seen, follow / unfollow, chat) and injects faults, rate
-//! limits, quotas and a night window on request through `/_sandbox/…`.
+//! webhooks (delivery receipts, seen, follow / unfollow, chat, shared details, ratings)
+//! and injects faults, rate limits, quotas and a night window on request through
+//! `/_sandbox/…`. It holds to what Zalo does, no more and no less: its events carry
+//! only Zalo's fields, it accepts what Zalo accepts, and it can answer the odd shapes
+//! Zalo's real answers take (quota figures of `"0"`, token answers without tokens), so
+//! a client tested against it learns no rule that Zalo does not have.
 //!
 //! State lives in memory: the sandbox owns no database. Tokens are signed rather than
 //! stored, so a notifier that persisted its rotated refresh token keeps working across

@@ -576,6 +576,28 @@ impl Sandbox {
         follower.clone()
     }
 
+    /// Records the phone a user shared with an app's OA (`user_submit_info`), without
+    /// changing whether they follow it (a user not on record does not).
+    pub fn share_phone(&self, app: &App, user_id: &str, phone: String) -> Follower {
+        let mut st = self.lock();
+        let follower = st.per_app[app.idx]
+            .followers
+            .entry(user_id.to_owned())
+            .or_default();
+        follower.phone = Some(phone);
+        follower.clone()
+    }
+
+    /// The recorded message with Zalo message id `msg_id`, if still recorded.
+    pub fn message(&self, msg_id: &str) -> Option<Arc<RecordedMessage>> {
+        self.lock()
+            .messages
+            .iter()
+            .rev()
+            .find(|m| m.msg_id == msg_id)
+            .cloned()
+    }
+
     /// A follower record, if the user ever followed.
     pub fn follower(&self, app: &App, user_id: &str) -> Option<Follower> {
         self.lock().per_app[app.idx].followers.get(user_id).cloned()

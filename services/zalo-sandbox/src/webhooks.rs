@@ -277,6 +277,11 @@ async fn deliver(
     webhooks.count_failure(job.event, "failed");
 }
 
+// Event bodies carry what Zalo's carry and nothing more: a client must not come to
+// depend on a field only the sandbox sends. Events with a sender and a recipient name
+// the OA there and have no top-level `oa_id` (a ZNS receipt has none); `follow`,
+// `unfollow` and `user_feedback` have no sender and name the OA in `oa_id`.
+
 /// `user_received_message`: a ZNS receipt (recipient = phone, with `delivery_time` and
 /// `tracking_id`) or an OA receipt (recipient = user id, `msg_id` only).
 pub fn received_event(app: &App, msg: &RecordedMessage, at_ms: i64) -> Value {
@@ -291,7 +296,6 @@ pub fn received_event(app: &App, msg: &RecordedMessage, at_ms: i64) -> Value {
     };
     json!({
         "app_id": app.app_id,
-        "oa_id": app.oa_id,
         "sender": {"id": app.oa_id},
         "recipient": {"id": msg.recipient()},
         "event_name": "user_received_message",
@@ -304,7 +308,6 @@ pub fn received_event(app: &App, msg: &RecordedMessage, at_ms: i64) -> Value {
 pub fn seen_event(app: &App, msg: &RecordedMessage, at_ms: i64) -> Value {
     json!({
         "app_id": app.app_id,
-        "oa_id": app.oa_id,
         "sender": {"id": app.oa_id},
         "recipient": {"id": msg.recipient()},
         "event_name": "user_seen_message",
@@ -330,13 +333,59 @@ pub fn follow_event(app: &App, user_id: &str, follow: bool, at_ms: i64) -> Value
 pub fn user_text_event(app: &App, user_id: &str, text: &str, msg_id: &str, at_ms: i64) -> Value {
     json!({
         "app_id": app.app_id,
-        "oa_id": app.oa_id,
         "sender": {"id": user_id},
         "recipient": {"id": app.oa_id},
         "user_id_by_app": user_id,
         "event_name": "user_send_text",
         "message": {"text": text, "msg_id": msg_id},
         "timestamp": at_ms.to_string(),
+    })
+}
+
+/// `user_submit_info`: the user shared their details with the OA (the answer to a
+/// `request_user_info` message): `info` holds the phone they chose to share, in the
+/// canonical `84…` form, and whichever other details they filled in.
+pub fn submit_info_event(app: &App, user_id: &str, info: &Value, at_ms: i64) -> Value {
+    json!({
+        "app_id": app.app_id,
+        "sender": {"id": user_id},
+        "recipient": {"id": app.oa_id},
+        "user_id_by_app": user_id,
+        "event_name": "user_submit_info",
+        "info": info,
+        "timestamp": at_ms.to_string(),
+    })
+}
+
+/// What a citizen answered a rating (service feedback) template with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Feedback {
+    /// Stars, 1 to 5.
+    pub rate: u8,
+    /// Free text, possibly empty.
+    pub note: String,
+    /// The ready-made phrases ticked ("Nhân viên nhiệt tình", …).
+    pub feedbacks: Vec<String>,
+}
+
+/// `user_feedback`: a citizen rated a ZNS message sent with a rating template. Like
+/// `follow`, it has no sender or recipient; `message` names the rated message by its
+/// `msg_id` and our `tracking_id`, with the rating, the note and the phrases ticked.
+pub fn feedback_event(app: &App, msg: &RecordedMessage, feedback: &Feedback, at_ms: i64) -> Value {
+    let timestamp = at_ms.to_string();
+    json!({
+        "app_id": app.app_id,
+        "oa_id": app.oa_id,
+        "event_name": "user_feedback",
+        "message": {
+            "msg_id": msg.msg_id,
+            "tracking_id": msg.tracking_id.clone().unwrap_or_default(),
+            "rate": feedback.rate,
+            "note": feedback.note,
+            "feedbacks": feedback.feedbacks,
+            "submit_time": timestamp,
+        },
+        "timestamp": timestamp,
     })
 }
 

@@ -179,6 +179,18 @@ async fn a_signed_receipt_moves_a_sent_delivery_to_delivered_then_seen() {
     assert_eq!(view["delivered_at"], delivered["delivered_at"]);
     assert_eq!(history_statuses(&view), ["sent", "delivered", "seen"]);
     assert_eq!(view["history"][1]["detail"]["msg_id"], msg_id.as_str());
+    // The receipt was shaped as Zalo's: no `oa_id`, the tenant found by `app_id`.
+    let client = app.pool.get().await.unwrap();
+    let receipt: Value = client
+        .query_one(
+            "SELECT body FROM notifier.webhook_events WHERE event_name = 'user_received_message'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(receipt.get("oa_id").is_none(), "{receipt}");
+    assert_eq!(receipt["app_id"], DEMO_APP);
 }
 
 #[tokio::test]
@@ -572,6 +584,147 @@ async fn a_shared_phone_is_stored_normalised() {
         .unwrap()
         .get(0);
     assert!(!stored.to_string().contains("123 456"));
+}
+
+#[tokio::test]
+async fn a_phone_shared_through_the_sandbox_lets_a_phone_only_request_go_by_oa() {
+    // Arrange: a citizen follows the OA, then shares their phone with it.
+    let app = spawn_app().await;
+    point_sandbox_at_notifier(&app).await;
+    for (path, body) in [
+        ("follow", json!({})),
+        (
+            "submit_info",
+            json!({"name": "Nguyễn Thị Hoàng Anh", "phone": "0903 123 456"}),
+        ),
+    ] {
+        let r = app
+            .http
+            .post(format!("{}/_sandbox/users/u-7010/{path}", app.sandbox_url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+    }
+    eventually(PATIENCE, || async {
+        (count(
+            &app,
+            "SELECT count(*) FROM notifier.subscribers
+              WHERE zalo_user_id = 'u-7010' AND following AND phone = '84903123456'",
+        )
+        .await
+            == 1)
+            .then_some(())
+    })
+    .await
+    .expect("the follow and the shared phone are recorded");
+
+    // Act: a request that names only the phone.
+    let (id, _) = send_one(&app, "HS-0412").await;
+
+    // Assert: it went by the OA, to the user who shared that phone.
+    let sent = app.messages_for(&id).await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0]["channel"], "oa_template");
+    assert_eq!(sent[0]["user_id"], "u-7010");
+    let stored: Value = app
+        .pool
+        .get()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT body FROM notifier.webhook_events WHERE event_name = 'user_submit_info'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored["info"], "redacted");
+}
+
+#[tokio::test]
+async fn a_rating_from_the_sandbox_is_accepted_and_kept_for_the_ratings_feature() {
+    // Arrange
+    let app = spawn_app().await;
+    point_sandbox_at_notifier(&app).await;
+    let (id, msg_id) = send_one(&app, "HS-0413").await;
+
+    // Act: the citizen rates the message, and Zalo sends the event once more.
+    for _ in 0..2 {
+        let r = app
+            .http
+            .post(format!(
+                "{}/_sandbox/messages/{msg_id}/feedback",
+                app.sandbox_url
+            ))
+            .json(&json!({"rate": 4, "note": "Cán bộ hướng dẫn tận tình",
+                          "feedbacks": ["Đúng hẹn"]}))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+
+    // Assert: one rating, tied to our notification; the event itself keeps no note.
+    let rating = eventually(PATIENCE, || async {
+        let client = app.pool.get().await.ok()?;
+        client
+            .query_opt(
+                "SELECT tracking_id, rating, note, feedbacks FROM notifier.citizen_feedback
+                  WHERE tenant = 'demo' AND msg_id = $1",
+                &[&msg_id],
+            )
+            .await
+            .ok()?
+            .map(|r| {
+                (
+                    r.get::<_, Option<String>>(0),
+                    r.get::<_, Option<i16>>(1),
+                    r.get::<_, String>(2),
+                    r.get::<_, Value>(3),
+                )
+            })
+    })
+    .await
+    .expect("the rating is recorded");
+    assert_eq!(
+        rating,
+        (
+            Some(id),
+            Some(4),
+            "Cán bộ hướng dẫn tận tình".to_owned(),
+            json!(["Đúng hẹn"])
+        )
+    );
+    eventually(PATIENCE, || async {
+        let client = app.pool.get().await.ok()?;
+        let rows = client
+            .query(
+                "SELECT outcome, body FROM notifier.webhook_events WHERE event_name = 'user_feedback'",
+                &[],
+            )
+            .await
+            .ok()?;
+        let sandbox_stats: Value = app
+            .http
+            .get(format!("{}/_sandbox/stats", app.sandbox_url))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        // Both posts answered (the sandbox counts only 2xx as sent), one row applied.
+        (rows.len() == 1
+            && rows[0].get::<_, String>(0) == "applied"
+            && rows[0].get::<_, Value>(1)["message"]["note"] == "redacted"
+            && sandbox_stats["webhooks_failed"] == 0
+            && sandbox_stats["webhooks_sent"].as_u64() >= Some(3))
+        .then_some(())
+    })
+    .await
+    .expect("the rating event is stored once, without its note");
 }
 
 #[tokio::test]

@@ -472,3 +472,83 @@ pub async fn user_text(
         "event": event,
     })))
 }
+
+/// `POST /_sandbox/users/{id}/submit_info[?app_id=]` `{"phone": "0903…", "name": "…",
+/// "user_dob", "gender", "full_address"}` (only `phone` required): the user shares
+/// their details with the OA; emits `user_submit_info` with the phone in the
+/// canonical `84…` form, and the sandbox remembers it as the follower's phone.
+pub async fn submit_info(
+    State(sandbox): State<Arc<Sandbox>>,
+    Path(user_id): Path<String>,
+    query: Result<Query<UserQuery>, QueryRejection>,
+    JsonBody(body): JsonBody<Value>,
+) -> Answer {
+    let app = app_for(&sandbox, query)?;
+    const DETAILS: [&str; 4] = ["name", "user_dob", "gender", "full_address"];
+    let f = Fields::new(
+        body,
+        &["phone", "name", "user_dob", "gender", "full_address"],
+        "",
+    )?;
+    let raw = f
+        .str("phone")?
+        .ok_or_else(|| f.error("phone", "`phone` is required: the phone the user shares"))?;
+    let phone = PhoneNumber::parse(&raw)
+        .map(String::from)
+        .map_err(|why| f.error("phone", why))?;
+    let mut info = serde_json::Map::new();
+    for key in DETAILS {
+        if let Some(value) = f.str(key)? {
+            info.insert(key.to_owned(), Value::String(value));
+        }
+    }
+    info.insert("phone".to_owned(), Value::String(phone.clone()));
+    sandbox.share_phone(&app, &user_id, phone);
+    let at_ms = sandbox.clock.now_ms();
+    let event = webhooks::submit_info_event(&app, &user_id, &Value::Object(info), at_ms);
+    let queued = send_now(&sandbox, &app, "user_submit_info", &event, at_ms);
+    Ok(Json(json!({
+        "app_id": app.app_id,
+        "user_id": user_id,
+        "webhook_queued": queued,
+        "event": event,
+    })))
+}
+
+/// `POST /_sandbox/messages/{msg_id}/feedback` `{"rate": 1..5, "note": "…",
+/// "feedbacks": ["…"]}` (only `rate` required): the citizen who got that recorded
+/// message (sent with a rating template) rates it; emits `user_feedback` from the
+/// message's app, naming the message's `msg_id` and `tracking_id`.
+pub async fn feedback(
+    State(sandbox): State<Arc<Sandbox>>,
+    Path(msg_id): Path<String>,
+    JsonBody(body): JsonBody<Value>,
+) -> Answer {
+    let message = sandbox.message(&msg_id).ok_or_else(|| {
+        ApiError::not_found(format!("no recorded message `{msg_id}`")).with_field("msg_id")
+    })?;
+    let app = sandbox.apps.get(&message.app_id).cloned().ok_or_else(|| {
+        ApiError::not_found(format!("no Zalo app `{}` is registered", message.app_id))
+            .with_field("msg_id")
+    })?;
+    let f = Fields::new(body, &["rate", "note", "feedbacks"], "")?;
+    let rate = match f.u64("rate")? {
+        Some(r @ 1..=5) => u8::try_from(r).unwrap_or(5),
+        Some(_) => return Err(f.error("rate", "`rate` must be between 1 and 5")),
+        None => return Err(f.error("rate", "`rate` is required (1 to 5 stars)")),
+    };
+    let feedback = webhooks::Feedback {
+        rate,
+        note: f.str("note")?.unwrap_or_default(),
+        feedbacks: f.strings("feedbacks")?.unwrap_or_default(),
+    };
+    let at_ms = sandbox.clock.now_ms();
+    let event = webhooks::feedback_event(&app, &message, &feedback, at_ms);
+    let queued = send_now(&sandbox, &app, "user_feedback", &event, at_ms);
+    Ok(Json(json!({
+        "app_id": app.app_id,
+        "msg_id": msg_id,
+        "webhook_queued": queued,
+        "event": event,
+    })))
+}

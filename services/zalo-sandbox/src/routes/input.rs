@@ -120,6 +120,20 @@ impl Fields {
         }
     }
 
+    /// A list of strings.
+    pub fn strings(&self, key: &str) -> Result<Option<Vec<String>>, ApiError> {
+        let wrong = || self.error(key, format!("`{key}` must be a list of strings"));
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| v.as_str().map(str::to_owned).ok_or_else(wrong))
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some),
+            Some(_) => Err(wrong()),
+        }
+    }
+
     /// A boolean field.
     pub fn bool(&self, key: &str) -> Result<Option<bool>, ApiError> {
         match self.get(key) {

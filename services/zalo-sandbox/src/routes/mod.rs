@@ -7,7 +7,7 @@
 //! | `POST /v4/oa/access_token` | refresh an OA access token ([`oauth`]) |
 //! | `POST /message/template`, `GET /message/quota` | ZNS by phone ([`zns`]) |
 //! | `POST /v3.0/oa/message/cs`, `POST /v3.0/oa/message/template`, `GET /v2.0/oa/getoa`, `GET /v3.0/oa/user/detail` | OA API ([`oa`]) |
-//! | `/_sandbox/…` | messages, stats, faults, limits, clock, tokens, webhook URL, simulated users ([`control`]) |
+//! | `/_sandbox/…` | messages, stats, faults, limits, clock, tokens, webhook URL, simulated users (follow, unfollow, text, shared details) and ratings of a recorded message ([`control`]) |
 
 pub mod control;
 pub mod input;
@@ -70,6 +70,14 @@ pub fn router(sandbox: Arc<Sandbox>) -> Router {
         .route("/_sandbox/users/{id}/follow", post(control::follow))
         .route("/_sandbox/users/{id}/unfollow", post(control::unfollow))
         .route("/_sandbox/users/{id}/text", post(control::user_text))
+        .route(
+            "/_sandbox/users/{id}/submit_info",
+            post(control::submit_info),
+        )
+        .route(
+            "/_sandbox/messages/{msg_id}/feedback",
+            post(control::feedback),
+        )
         .with_state(sandbox)
         .merge(ops_router(Readiness::new()))
         .fallback(fallback)

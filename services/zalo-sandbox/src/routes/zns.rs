@@ -3,7 +3,7 @@
 
 use super::{access_token_header, answer_send, id_string, parse_object, Body};
 use crate::{
-    apps::{is_canonical_mobile, App},
+    apps::{zns_phone, App},
     sandbox::{Content, Sandbox, SendRequest},
     zalo::{codes, success, Api, Channel, ZaloError},
 };
@@ -29,11 +29,12 @@ pub async fn send_template(
         sandbox.clock.now_ms(),
     );
     let parsed = parse_object(&body);
+    // Faults name phones in the canonical form; the request may use another.
     let targets = match &parsed {
         Body::Object(obj) => obj
             .get("phone")
             .and_then(Value::as_str)
-            .map(str::to_owned)
+            .map(|p| zns_phone(p.trim()).unwrap_or_else(|| p.to_owned()))
             .into_iter()
             .collect(),
         _ => Vec::new(),
@@ -65,21 +66,18 @@ pub async fn send_template(
     .await
 }
 
-/// Checks a ZNS body in Zalo's order: phone (-108), template (-109), data (-111,
-/// -112, -1122, -1121).
+/// Checks a ZNS body in Zalo's order: phone (-108, any form Zalo delivers to, recorded
+/// as `84…`), template (-109), data (-111, -112, -1122, -1121).
 fn validate(app: &App, body: &Map<String, Value>) -> Result<Content, ZaloError> {
     let phone = body
         .get("phone")
         .and_then(Value::as_str)
-        .unwrap_or_default()
-        .trim();
-    if !is_canonical_mobile(phone) {
-        return Err(ZaloError::code(codes::INVALID_PHONE));
-    }
+        .and_then(|p| zns_phone(p.trim()))
+        .ok_or_else(|| ZaloError::code(codes::INVALID_PHONE))?;
     let (template_id, template_data) =
         app.check_template(body.get("template_id"), body.get("template_data"))?;
     Ok(Content {
-        phone: Some(phone.to_owned()),
+        phone: Some(phone),
         template_id: Some(template_id),
         template_data: Some(template_data),
         tracking_id: id_string(body.get("tracking_id")),

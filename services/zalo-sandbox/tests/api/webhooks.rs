@@ -39,7 +39,10 @@ async fn zns_receipts_arrive_at_the_receiver_with_a_valid_signature() {
     ));
     let body = receipt.json();
     assert_eq!(body["app_id"], app.app_id());
-    assert_eq!(body["oa_id"], app.tenant.zalo.oa_id);
+    assert!(
+        body.get("oa_id").is_none(),
+        "Zalo's ZNS receipts have no oa_id: {body}"
+    );
     assert_eq!(body["sender"]["id"], app.tenant.zalo.oa_id);
     assert_eq!(body["recipient"]["id"], PHONE);
     assert_eq!(body["message"]["msg_id"], answer["data"]["msg_id"]);
@@ -108,6 +111,9 @@ async fn oa_receipts_seen_events_and_user_texts_are_emitted() {
     let seen = receiver.wait_for("user_seen_message", |_| true).await;
     assert_eq!(seen.json()["message"]["msg_ids"], json!([msg_id]));
     let text = receiver.wait_for("user_send_text", |_| true).await;
+    for event in [&receipt, &seen, &text] {
+        assert!(event.json().get("oa_id").is_none(), "{:?}", event.json());
+    }
     let body = text.json();
     assert_eq!(body["sender"]["id"], "7002");
     assert_eq!(body["recipient"]["id"], app.tenant.zalo.oa_id);
@@ -118,6 +124,82 @@ async fn oa_receipts_seen_events_and_user_texts_are_emitted() {
         app.app_id(),
         app.tenant.zalo.oa_secret_key.expose()
     ));
+}
+
+#[tokio::test]
+async fn a_user_sharing_their_details_emits_user_submit_info_with_the_phone_as_84() {
+    // Arrange
+    let app = spawn_app().await;
+    let receiver = WebhookReceiver::spawn(0).await;
+    app.control_ok("webhook", json!({"url": receiver.url}))
+        .await;
+    app.follow("7004", None).await;
+
+    // Act
+    app.control_ok(
+        "users/7004/submit_info",
+        json!({"name": "Nguyễn Thị Hoàng Anh", "phone": "0903 123 456",
+               "full_address": "12 Lê Lợi, phường Bến Nghé"}),
+    )
+    .await;
+
+    // Assert
+    let shared = receiver.wait_for("user_submit_info", |_| true).await;
+    assert!(signature_is_valid(
+        &shared,
+        app.app_id(),
+        app.tenant.zalo.oa_secret_key.expose()
+    ));
+    let body = shared.json();
+    assert_eq!(body["sender"]["id"], "7004");
+    assert_eq!(body["recipient"]["id"], app.tenant.zalo.oa_id);
+    assert_eq!(body["info"]["phone"], PHONE);
+    assert_eq!(body["info"]["name"], "Nguyễn Thị Hoàng Anh");
+    assert_eq!(body["info"]["full_address"], "12 Lê Lợi, phường Bến Nghé");
+    assert!(body.get("oa_id").is_none());
+    assert!(body["timestamp"].is_string());
+}
+
+#[tokio::test]
+async fn a_citizen_rating_a_zns_message_emits_user_feedback_naming_the_message() {
+    // Arrange
+    let receiver = WebhookReceiver::spawn(0).await;
+    let app = spawn_app_with(SandboxSettings {
+        webhook_url: Some(receiver.url.clone()),
+        ..test_settings()
+    })
+    .await;
+    let token = app.access_token().await;
+    let sent = app.send_zns(&token, &app.zns_body(PHONE, "rated-1")).await;
+    let msg_id = sent["data"]["msg_id"].as_str().unwrap().to_owned();
+
+    // Act
+    app.control_ok(
+        &format!("messages/{msg_id}/feedback"),
+        json!({"rate": 5, "note": "Cán bộ hướng dẫn tận tình",
+               "feedbacks": ["Đúng hẹn", "Thân thiện"]}),
+    )
+    .await;
+
+    // Assert
+    let rated = receiver.wait_for("user_feedback", |_| true).await;
+    assert!(signature_is_valid(
+        &rated,
+        app.app_id(),
+        app.tenant.zalo.oa_secret_key.expose()
+    ));
+    let body = rated.json();
+    assert_eq!(body["app_id"], app.app_id());
+    assert_eq!(body["oa_id"], app.tenant.zalo.oa_id);
+    assert_eq!(body["message"]["msg_id"], msg_id.as_str());
+    assert_eq!(body["message"]["tracking_id"], "rated-1");
+    assert_eq!(body["message"]["rate"], 5);
+    assert_eq!(body["message"]["note"], "Cán bộ hướng dẫn tận tình");
+    assert_eq!(
+        body["message"]["feedbacks"],
+        json!(["Đúng hẹn", "Thân thiện"])
+    );
+    assert!(body["message"]["submit_time"].is_string());
 }
 
 #[tokio::test]
@@ -148,6 +230,23 @@ async fn simulated_user_endpoints_refuse_bad_input_naming_the_field() {
 
     let bad_phone = app.control("users/1/follow", json!({"phone": "12"})).await;
     let no_text = app.control("users/1/text", json!({"text": ""})).await;
+    let no_shared_phone = app
+        .control("users/1/submit_info", json!({"name": "Anh"}))
+        .await;
+    let no_such_message = app
+        .control("messages/0123456789abcdef0123/feedback", json!({"rate": 5}))
+        .await;
+    let token = app.access_token().await;
+    let sent = app.send_zns(&token, &app.zns_body(PHONE, "r")).await;
+    let rate_six = app
+        .control(
+            &format!(
+                "messages/{}/feedback",
+                sent["data"]["msg_id"].as_str().unwrap()
+            ),
+            json!({"rate": 6}),
+        )
+        .await;
     let unknown_app = app
         .client
         .post(format!("{}/_sandbox/users/1/follow?app_id=nope", app.base))
@@ -164,5 +263,16 @@ async fn simulated_user_endpoints_refuse_bad_input_naming_the_field() {
         no_text.json::<serde_json::Value>().await.unwrap()["error"]["field"],
         "text"
     );
+    for (response, status, field) in [
+        (no_shared_phone, 422, "phone"),
+        (no_such_message, 404, "msg_id"),
+        (rate_six, 422, "rate"),
+    ] {
+        assert_eq!(response.status(), status);
+        assert_eq!(
+            response.json::<serde_json::Value>().await.unwrap()["error"]["field"],
+            field
+        );
+    }
     assert_eq!(unknown_app.status(), 404);
 }

@@ -78,16 +78,39 @@ async fn zns_send_with_a_bad_or_missing_token_answers_minus_124() {
 }
 
 #[tokio::test]
-async fn zns_send_to_a_phone_not_in_84_form_answers_minus_108() {
+async fn zns_takes_every_phone_form_zalo_delivers_to_and_records_it_as_84() {
+    // Arrange: Zalo's guide for -108 says ZNS delivers to 0…, 84…, +84… and to the
+    // national digits whose leading zero a spreadsheet dropped.
     let app = spawn_app().await;
     let token = app.access_token().await;
-    for phone in [
-        "0903123456",
-        "+84903123456",
-        "84243123456",
-        "8490312345",
-        "",
-    ] {
+
+    // Act
+    let mut answers = Vec::new();
+    for (i, phone) in ["84903123456", "+84903123456", "0903123456", "903123456"]
+        .iter()
+        .enumerate()
+    {
+        let tracking_id = format!("form-{i}");
+        answers.push(
+            app.send_zns(&token, &app.zns_body(phone, &tracking_id))
+                .await,
+        );
+    }
+
+    // Assert
+    for answer in &answers {
+        assert_eq!(answer["error"], 0, "{answer}");
+    }
+    let recorded = app.messages("?phone=84903123456").await;
+    assert_eq!(recorded.len(), 4);
+    assert!(recorded.iter().all(|m| m["phone"] == PHONE));
+}
+
+#[tokio::test]
+async fn zns_send_to_a_phone_zalo_cannot_deliver_to_answers_minus_108() {
+    let app = spawn_app().await;
+    let token = app.access_token().await;
+    for phone in ["84243123456", "0243123456", "8490312345", "+0903123456", ""] {
         let answer = app.send_zns(&token, &app.zns_body(phone, "t")).await;
         assert_eq!(answer["error"], -108, "{phone}: {answer}");
     }
