@@ -18,7 +18,10 @@
 //! - [`consumer`]: decoding deliveries, dead-lettering poison, settling after commit.
 //! - [`relay`]: the outbox relay (`FOR UPDATE SKIP LOCKED`, confirms, then mark).
 //! - [`routes`]: HTTP: `/v1/dossiers/{code}`, `/v1/dossiers/{code}/qr.svg`,
-//!   `/tra-cuu/{token}`, `/healthz`, `/readyz`, `/metrics`.
+//!   `/tra-cuu/{token}`, the admin search `/v1/dossiers` and `/v1/overview`,
+//!   `/healthz`, `/readyz`, `/metrics`.
+//! - [`search`]: dossier search for the admin console (phone keys, filters,
+//!   keyset pages) and today's numbers.
 //! - [`metrics`]: `loa_tracker_*` Prometheus metrics.
 //! - [`startup`]: the [`Application`] (build, then run until stopped).
 
@@ -29,6 +32,7 @@ pub mod metrics;
 pub mod planning;
 pub mod relay;
 pub mod routes;
+pub mod search;
 pub mod startup;
 pub mod store;
 

@@ -111,6 +111,7 @@ impl Application {
             pool: pool.clone(),
             tenants: tenants.clone(),
             public_base_url: public_base_url.clone().into(),
+            lookup_secret: settings.lookup_secret.clone(),
         };
         let relay_wake = Arc::new(Notify::new());
         let handler = Arc::new(EventHandler::new(

@@ -97,7 +97,7 @@ pub struct DossierView {
     pub history: Vec<HistoryView>,
 }
 
-fn local(at: DateTime<Utc>) -> DateTime<FixedOffset> {
+pub(crate) fn local(at: DateTime<Utc>) -> DateTime<FixedOffset> {
     at.with_timezone(&vietnam())
 }
 

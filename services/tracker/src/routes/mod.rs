@@ -1,6 +1,8 @@
 //! The tracker's HTTP surface: the authorised dossier API and receipt QR codes
-//! ([`api`]), the public lookup page ([`lookup`]), and the shared ops endpoints.
+//! ([`api`]), the console's search and overview ([`admin`]), the public lookup page
+//! ([`lookup`]), and the shared ops endpoints.
 
+pub mod admin;
 pub mod api;
 pub mod lookup;
 
@@ -8,7 +10,7 @@ use axum::{routing::get, Router};
 use deadpool_postgres::Pool;
 use loa_platform::{
     http::{ops_router, Readiness},
-    Tenants,
+    Secret, Tenants,
 };
 use std::sync::Arc;
 
@@ -21,11 +23,15 @@ pub struct AppState {
     pub tenants: Tenants,
     /// Base of lookup links.
     pub public_base_url: Arc<str>,
+    /// Key of lookup tokens, and of the phone keys dossiers are searched by.
+    pub lookup_secret: Secret,
 }
 
 /// The whole router: API, QR, lookup page, and `/healthz`, `/readyz`, `/metrics`.
 pub fn router(state: AppState, readiness: Readiness) -> Router {
     Router::new()
+        .route("/v1/dossiers", get(admin::search_dossiers))
+        .route("/v1/overview", get(admin::overview))
         .route("/v1/dossiers/{code}", get(api::get_dossier))
         .route("/v1/dossiers/{code}/qr.svg", get(api::get_qr))
         .route("/tra-cuu/{token}", get(lookup::lookup_page))

@@ -5,4 +5,5 @@ mod consuming;
 mod helpers;
 mod http;
 mod outbox;
+mod search;
 mod store;
