@@ -27,6 +27,8 @@
 //! - [`scheduler`]: republishes parked (deferred, resumed, ambiguous) requests.
 //! - [`clock`]: the wall clock of deferrals, movable in tests.
 //! - [`routes`]: `GET /v1/deliveries`.
+//! - [`admin`]: the console's API: overview, deliveries by state, resend, cancel,
+//!   citizen messages.
 //! - [`webhook`]: `POST /zalo/webhook`, signature-checked, fresh, deduplicated.
 //! - [`receipts`]: receipts move deliveries to `delivered` / `seen`; every transition
 //!   but a recorded send (whose entry is the delivery row's `sent_at`) goes to
@@ -60,6 +62,7 @@
 //!   routing_key, reason, headers jsonb, body bytea, message_id, dead_at, deaths,
 //!   replayed_at, replay_count, created_at)`: every dead letter, once, replayable.
 
+pub mod admin;
 pub mod channel;
 pub mod clock;
 pub mod dead_letters;
@@ -125,6 +128,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 6,
         name: "citizen feedback",
         sql: include_str!("migrations/0006_citizen_feedback.sql"),
+    },
+    Migration {
+        version: 8,
+        name: "the admin console's indexes",
+        sql: include_str!("migrations/0008_console_admin.sql"),
     },
 ];
 
@@ -391,6 +399,14 @@ impl Application {
             tenants: self.tenants.clone(),
         })
         .merge(dead_letters.router())
+        .merge(admin::router(admin::AdminState {
+            pool: self.pool.clone(),
+            tenants: self.tenants.clone(),
+            publisher: Arc::new(loa_platform::amqp::Publisher::new(
+                self.amqp_url.clone(),
+                "loa-notifier-admin",
+            )),
+        }))
         .merge(webhook::router(webhook::WebhookState {
             pool: self.pool.clone(),
             tenants: self.tenants.clone(),

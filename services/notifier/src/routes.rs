@@ -5,6 +5,8 @@
 //!   deliveries are invisible, not forbidden, so codes cannot be probed. Each
 //!   delivery comes with `delivered_at`, `seen_at` and its `history` (one entry per
 //!   status transition, from `notifier.delivery_events`).
+//!   With `?status=failed|deferred|held|ambiguous|retrying` instead, the tenant's
+//!   deliveries in that state ([`crate::admin::list_by_status`]).
 //! - `POST /zalo/webhook` lives in [`crate::webhook`].
 
 use crate::{
@@ -14,6 +16,7 @@ use crate::{
 use axum::{
     extract::{rejection::QueryRejection, Query, State},
     http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
     routing::get,
     Json, Router,
 };
@@ -22,7 +25,8 @@ use loa_platform::{
     http::{admin_tenant, ApiError},
     Tenants,
 };
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use std::collections::HashMap;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -46,11 +50,6 @@ pub fn router(state: AppState) -> Router {
         .merge(pause)
 }
 
-#[derive(Deserialize)]
-struct DeliveriesQuery {
-    dossier_code: Option<String>,
-}
-
 #[derive(Serialize)]
 struct DeliveriesPage {
     dossier_code: String,
@@ -69,12 +68,17 @@ struct DeliveryWithHistory {
 async fn list_deliveries(
     State(state): State<AppState>,
     headers: HeaderMap,
-    query: Result<Query<DeliveriesQuery>, QueryRejection>,
-) -> Result<Json<DeliveriesPage>, ApiError> {
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Response, ApiError> {
     let tenant = admin_tenant(&state.tenants, &headers)?;
-    let dossier_code = query
-        .ok()
-        .and_then(|Query(q)| q.dossier_code)
+    let params = query.map(|Query(q)| q).unwrap_or_default();
+    if params.contains_key("status") && !params.contains_key("dossier_code") {
+        let page = crate::admin::list_by_status(&state.pool, &tenant.id, &params).await?;
+        return Ok(Json(page).into_response());
+    }
+    let dossier_code = params
+        .get("dossier_code")
+        .cloned()
         .map(|c| c.trim().to_owned())
         .filter(|c| !c.is_empty())
         .ok_or_else(|| {
@@ -109,5 +113,6 @@ async fn list_deliveries(
     Ok(Json(DeliveriesPage {
         dossier_code,
         deliveries,
-    }))
+    })
+    .into_response())
 }

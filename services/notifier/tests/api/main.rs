@@ -1,6 +1,7 @@
 //! Notifier integration tests: real PostgreSQL and RabbitMQ (a private database and
 //! vhost per test) and the Zalo sandbox in process.
 
+mod admin_api;
 mod claims;
 mod dead_letters;
 mod deliveries_api;

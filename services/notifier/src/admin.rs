@@ -1,0 +1,633 @@
+//! The admin console's notifier API (tenant admin token, or the console's service
+//! credential with `X-Loa-Tenant`; another tenant's rows are not found, never
+//! forbidden):
+//!
+//! - `GET /v1/overview`: today's deliveries by state, the ZNS quota, the send rate
+//!   against the tenant's limit, the pause, the OA token's expiry, unreplayed dead
+//!   letters;
+//! - `GET /v1/deliveries?status=failed|deferred|held|ambiguous|retrying&after=&limit=`:
+//!   deliveries needing attention, newest first, each saying whether it can be resent
+//!   or cancelled (the dossier form `?dossier_code=` lives in [`crate::routes`]);
+//! - `POST /v1/deliveries/{id}/resend`: a deferred or ambiguous delivery is made due
+//!   now, its request's own `not_before` dropped (the scheduler republishes it; an
+//!   ambiguous one may then reach the citizen twice: the admin decides), a failed one
+//!   has its dead letter replayed;
+//! - `POST /v1/deliveries/{id}/cancel`: a parked delivery (deferred, held, ambiguous)
+//!   is never sent: `failed`, its stored request dropped;
+//! - `GET /v1/citizen-messages?before_id=&limit=`: what citizens texted the OA.
+//!
+//! Resend and cancel each add a row to the delivery's history (`resend_requested`,
+//! `cancelled`). A delivery that is no longer in a state the action applies to (the
+//! scheduler or a sender took it meanwhile) is a `409`.
+
+use crate::{
+    dead_letters::{self, Selection},
+    pause::{self, PauseView},
+    quota,
+};
+use anyhow::Context;
+use axum::{
+    extract::{rejection::QueryRejection, Path, Query, State},
+    http::{HeaderMap, StatusCode},
+    routing::{get, post},
+    Json, Router,
+};
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use deadpool_postgres::Pool;
+use loa_contracts::time::{vietnam, vietnam_day};
+use loa_platform::{
+    amqp::Publisher,
+    http::{admin_tenant, ApiError},
+    Tenants,
+};
+use serde::Serialize;
+use serde_json::json;
+use std::{collections::BTreeMap, collections::HashMap, sync::Arc};
+
+/// What the admin routes share.
+#[derive(Clone)]
+pub struct AdminState {
+    /// The notifier's database.
+    pub pool: Pool,
+    /// Tenants (credentials, rate limits).
+    pub tenants: Tenants,
+    /// Publishes replayed dead letters (resending a failed delivery).
+    pub publisher: Arc<Publisher>,
+}
+
+/// The admin routes.
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/v1/overview", get(overview))
+        .route("/v1/deliveries/{id}/resend", post(resend))
+        .route("/v1/deliveries/{id}/cancel", post(cancel))
+        .route("/v1/citizen-messages", get(citizen_messages))
+        .with_state(state)
+}
+
+fn bad(field: &str, message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message).with_field(field)
+}
+
+fn day_start(day: NaiveDate) -> DateTime<Utc> {
+    vietnam()
+        .from_local_datetime(&day.and_hms_opt(0, 0, 0).expect("midnight exists"))
+        .single()
+        .expect("a fixed offset has one midnight")
+        .with_timezone(&Utc)
+}
+
+/// The ZNS quota of the day as last reported.
+#[derive(Debug, Serialize)]
+pub struct QuotaView {
+    /// Zalo's daily quota.
+    pub daily_quota: Option<i32>,
+    /// What remains (lowered by every reserved send).
+    pub remaining: Option<i32>,
+    /// Spent: ZNS sends wait for the next quota day.
+    pub exhausted: bool,
+}
+
+/// The send rate against the tenant's limit.
+#[derive(Debug, Serialize)]
+pub struct RateView {
+    /// The tenant's `rate_per_second`.
+    pub limit_per_second: f64,
+    /// Deliveries Zalo accepted in the last 60 s.
+    pub sent_last_minute: i64,
+}
+
+/// The OA's access token.
+#[derive(Debug, Serialize)]
+pub struct TokenView {
+    /// When the access token expires (refreshed well before).
+    pub access_expires_at: Option<DateTime<Utc>>,
+    /// When it was last refreshed.
+    pub refreshed_at: Option<DateTime<Utc>>,
+}
+
+/// `GET /v1/overview`.
+#[derive(Debug, Serialize)]
+pub struct Overview {
+    /// Today in Vietnam.
+    pub day: NaiveDate,
+    /// Deliveries created today, by their current status.
+    pub deliveries_today: BTreeMap<String, i64>,
+    /// Today's ZNS quota, if Zalo reported one.
+    pub quota: Option<QuotaView>,
+    /// Send rate.
+    pub rate: RateView,
+    /// Pause state.
+    pub pause: PauseView,
+    /// Token, if the tenant has one stored.
+    pub token: Option<TokenView>,
+    /// Dead letters not replayed yet.
+    pub dead_letters_unreplayed: i64,
+}
+
+async fn overview(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+) -> Result<Json<Overview>, ApiError> {
+    let tenant = admin_tenant(&state.tenants, &headers)?;
+    let day = vietnam_day(&Utc::now());
+    let client = state
+        .pool
+        .get()
+        .await
+        .context("Failed to get a PostgreSQL connection")?;
+    let by_status = client
+        .query(
+            "SELECT status, count(*) FROM notifier.deliveries
+              WHERE tenant = $1 AND created_at >= $2 GROUP BY status",
+            &[&tenant.id, &day_start(day)],
+        )
+        .await
+        .context("Failed to count today's deliveries")?;
+    let mut deliveries_today: BTreeMap<String, i64> = [
+        "sending",
+        "sent",
+        "delivered",
+        "seen",
+        "failed",
+        "retrying",
+        "deferred",
+        "held",
+        "ambiguous",
+    ]
+    .into_iter()
+    .map(|s| (s.to_owned(), 0))
+    .collect();
+    for row in &by_status {
+        deliveries_today.insert(row.get(0), row.get(1));
+    }
+    let counts = client
+        .query_one(
+            "SELECT (SELECT count(*) FROM notifier.deliveries
+                      WHERE tenant = $1 AND created_at >= now() - interval '1 day'
+                        AND sent_at >= now() - interval '60 seconds'),
+                    (SELECT count(*) FROM notifier.dead_letters WHERE tenant = $1 AND replayed_at IS NULL)",
+            &[&tenant.id],
+        )
+        .await
+        .context("Failed to count the send rate and dead letters")?;
+    let token = client
+        .query_opt(
+            "SELECT access_expires_at, refreshed_at FROM notifier.oauth_tokens WHERE tenant = $1",
+            &[&tenant.id],
+        )
+        .await
+        .context("Failed to read the OA token")?
+        .map(|r| TokenView {
+            access_expires_at: r.get(0),
+            refreshed_at: r.get(1),
+        });
+    drop(client);
+    let quota = quota::read(&state.pool, &tenant.id, day).await?.map(
+        |(daily_quota, remaining, exhausted)| QuotaView {
+            daily_quota,
+            remaining,
+            exhausted,
+        },
+    );
+    Ok(Json(Overview {
+        day,
+        deliveries_today,
+        quota,
+        rate: RateView {
+            limit_per_second: tenant.zalo.rate_per_second,
+            sent_last_minute: counts.get(0),
+        },
+        pause: pause::status(&state.pool, &tenant.id).await?,
+        token,
+        dead_letters_unreplayed: counts.get(1),
+    }))
+}
+
+/// The states an admin lists deliveries by.
+pub const ATTENTION_STATES: [&str; 5] = ["failed", "deferred", "held", "ambiguous", "retrying"];
+
+/// One delivery needing attention.
+#[derive(Debug, Serialize)]
+pub struct AttentionView {
+    /// The request's id.
+    pub notification_id: String,
+    /// Its dossier.
+    pub dossier_code: Option<String>,
+    /// Notification kind.
+    pub kind: String,
+    /// `transactional` or `broadcast`.
+    pub lane: String,
+    /// Channel tried.
+    pub channel: String,
+    /// Current status.
+    pub status: String,
+    /// Attempts so far.
+    pub attempts: i32,
+    /// Zalo's code of the last failure.
+    pub last_error_code: Option<i32>,
+    /// The last failure (the reason).
+    pub last_error: Option<String>,
+    /// A deferred delivery's due time.
+    pub not_before: Option<DateTime<Utc>>,
+    /// When an ambiguous delivery is resent unless its receipt comes.
+    pub recheck_at: Option<DateTime<Utc>>,
+    /// First seen.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+    /// `POST …/resend` applies (deferred, ambiguous, or failed with a dead letter).
+    pub can_resend: bool,
+    /// `POST …/cancel` applies (deferred, held, ambiguous).
+    pub can_cancel: bool,
+}
+
+/// A page of deliveries needing attention.
+#[derive(Debug, Serialize)]
+pub struct AttentionPage {
+    /// Newest change first.
+    pub deliveries: Vec<AttentionView>,
+    /// Pass as `after` for the next page; null on the last.
+    pub next_after: Option<String>,
+}
+
+/// Lists a tenant's deliveries in one of [`ATTENTION_STATES`] (query parameters
+/// `status`, `after`, `limit`).
+pub async fn list_by_status(
+    pool: &Pool,
+    tenant: &str,
+    params: &HashMap<String, String>,
+) -> Result<AttentionPage, ApiError> {
+    let mut status = None;
+    let mut after: Option<(DateTime<Utc>, String)> = None;
+    let mut limit: i64 = 50;
+    for (key, value) in params {
+        let value = value.trim();
+        match key.as_str() {
+            "status" => {
+                status = Some(
+                    ATTENTION_STATES
+                        .iter()
+                        .find(|s| **s == value)
+                        .ok_or_else(|| {
+                            bad(
+                                "status",
+                                format!("`status` is one of {}", ATTENTION_STATES.join(", ")),
+                            )
+                        })?,
+                )
+            }
+            "after" => {
+                let parsed = value.split_once('_').and_then(|(micros, id)| {
+                    Some((
+                        DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+                        id.to_owned(),
+                    ))
+                });
+                after = Some(parsed.ok_or_else(|| {
+                    bad("after", "`after` is the `next_after` of a previous page")
+                })?);
+            }
+            "limit" => {
+                limit = value
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|n| (1..=200).contains(n))
+                    .ok_or_else(|| bad("limit", "`limit` is an integer from 1 to 200"))?
+            }
+            "dossier_code" => {}
+            other => return Err(bad(other, format!("unknown query parameter `{other}`"))),
+        }
+    }
+    let status = status.ok_or_else(|| bad("status", "`status` or `dossier_code` is required"))?;
+    let (after_at, after_id) = after.unwrap_or((DateTime::<Utc>::MAX_UTC, String::new()));
+    let client = pool
+        .get()
+        .await
+        .context("Failed to get a PostgreSQL connection")?;
+    let rows = client
+        .query(
+            "SELECT d.notification_id, d.dossier_code, d.kind, d.lane, d.channel, d.status, d.attempts,
+                    d.last_error_code, d.last_error, d.not_before, d.recheck_at, d.created_at, d.updated_at,
+                    EXISTS (SELECT 1 FROM notifier.dead_letters l
+                             WHERE l.tenant = d.tenant AND l.message_id = d.notification_id
+                               AND l.replayed_at IS NULL)
+               FROM notifier.deliveries d
+              WHERE d.tenant = $1 AND d.status = $2
+                AND ($3::text = '' OR (d.updated_at, d.notification_id) < ($4, $3::text))
+              ORDER BY d.updated_at DESC, d.notification_id DESC
+              LIMIT $5",
+            &[&tenant, status, &after_id, &after_at, &(limit + 1)],
+        )
+        .await
+        .context("Failed to list deliveries by status")?;
+    let mut deliveries: Vec<AttentionView> = rows
+        .iter()
+        .map(|r| {
+            let status: String = r.get(5);
+            let has_dead_letter: bool = r.get(13);
+            AttentionView {
+                can_resend: matches!(status.as_str(), "deferred" | "ambiguous")
+                    || (status == "failed" && has_dead_letter),
+                can_cancel: matches!(status.as_str(), "deferred" | "held" | "ambiguous"),
+                notification_id: r.get(0),
+                dossier_code: r.get(1),
+                kind: r.get(2),
+                lane: r.get(3),
+                channel: r.get(4),
+                status,
+                attempts: r.get(6),
+                last_error_code: r.get(7),
+                last_error: r.get(8),
+                not_before: r.get(9),
+                recheck_at: r.get(10),
+                created_at: r.get(11),
+                updated_at: r.get(12),
+            }
+        })
+        .collect();
+    let next_after = (deliveries.len() as i64 > limit).then(|| {
+        deliveries.truncate(usize::try_from(limit).unwrap_or(50));
+        let last = deliveries.last().expect("a full page has a last row");
+        format!(
+            "{}_{}",
+            last.updated_at.timestamp_micros(),
+            last.notification_id
+        )
+    });
+    Ok(AttentionPage {
+        deliveries,
+        next_after,
+    })
+}
+
+/// What an action did.
+#[derive(Debug, Serialize)]
+pub struct ActionResult {
+    /// The delivery.
+    pub notification_id: String,
+    /// `due_now` (deferred or ambiguous, made due), `replayed` (a failed delivery's
+    /// dead letter republished) or `cancelled`.
+    pub result: &'static str,
+}
+
+fn conflict(message: &str) -> ApiError {
+    ApiError::new(StatusCode::CONFLICT, "conflict", message).with_field("id")
+}
+
+async fn status_of(pool: &Pool, tenant: &str, id: &str) -> Result<String, ApiError> {
+    let client = pool
+        .get()
+        .await
+        .context("Failed to get a PostgreSQL connection")?;
+    client
+        .query_opt(
+            "SELECT status FROM notifier.deliveries WHERE tenant = $1 AND notification_id = $2",
+            &[&tenant, &id],
+        )
+        .await
+        .context("Failed to read a delivery")?
+        .map(|r| r.get(0))
+        .ok_or_else(|| ApiError::not_found("no delivery with this id").with_field("id"))
+}
+
+/// Changes a parked delivery with `update` (which must keep `tenant = $1 AND
+/// notification_id = $2 AND status IN (…)` in its WHERE) and records `history` in
+/// the same transaction; `false` when it was no longer parked.
+async fn change_parked(
+    pool: &Pool,
+    tenant: &str,
+    id: &str,
+    update: &str,
+    history: &str,
+) -> Result<bool, ApiError> {
+    let mut client = pool
+        .get()
+        .await
+        .context("Failed to get a PostgreSQL connection")?;
+    let tx = client
+        .transaction()
+        .await
+        .context("Failed to begin a transaction")?;
+    let changed = tx
+        .execute(update, &[&tenant, &id])
+        .await
+        .context("Failed to change a delivery")?;
+    if changed == 0 {
+        return Ok(false);
+    }
+    tx.execute(
+        "INSERT INTO notifier.delivery_events (notification_id, tenant, status, at, detail)
+         VALUES ($2, $1, $3, now(), $4)",
+        &[&tenant, &id, &history, &json!({"by": "admin"})],
+    )
+    .await
+    .context("Failed to record a delivery's history")?;
+    tx.commit().await.context("Failed to commit")?;
+    Ok(true)
+}
+
+async fn resend(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<ActionResult>, ApiError> {
+    let tenant = admin_tenant(&state.tenants, &headers)?.id.clone();
+    let status = status_of(&state.pool, &tenant, &id).await?;
+    let result = match status.as_str() {
+        "deferred" | "ambiguous" => {
+            let changed = change_parked(
+                &state.pool,
+                &tenant,
+                &id,
+                "UPDATE notifier.deliveries
+                    SET status = 'deferred', not_before = NULL, recheck_at = NULL,
+                        request = request - 'not_before', updated_at = now()
+                  WHERE tenant = $1 AND notification_id = $2 AND status IN ('deferred', 'ambiguous')",
+                "resend_requested",
+            )
+            .await?;
+            if !changed {
+                return Err(conflict("the delivery changed meanwhile; reload and try again"));
+            }
+            "due_now"
+        }
+        "failed" => {
+            let client = state
+                .pool
+                .get()
+                .await
+                .context("Failed to get a PostgreSQL connection")?;
+            let ids: Vec<i64> = client
+                .query(
+                    "SELECT id FROM notifier.dead_letters
+                      WHERE tenant = $1 AND message_id = $2 AND replayed_at IS NULL ORDER BY id",
+                    &[&tenant, &id],
+                )
+                .await
+                .context("Failed to find the delivery's dead letter")?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            drop(client);
+            if ids.is_empty() {
+                return Err(conflict("this failed delivery has no dead letter left to replay"));
+            }
+            let report = dead_letters::replay(
+                &state.pool,
+                &state.publisher,
+                &state.tenants,
+                Some(&tenant),
+                &Selection::Ids(ids),
+            )
+            .await
+            .map_err(|e| match e {
+                dead_letters::ReplayError::Unavailable { .. } => {
+                    ApiError::unavailable(e.to_string(), 5)
+                }
+                dead_letters::ReplayError::Unexpected(e) => ApiError::internal(&e),
+            })?;
+            if report.replayed == 0 {
+                return Err(conflict("the dead letter could not be replayed"));
+            }
+            "replayed"
+        }
+        _ => {
+            return Err(conflict(&format!(
+                "a delivery that is `{status}` cannot be resent (only deferred, ambiguous or failed ones)"
+            )))
+        }
+    };
+    Ok(Json(ActionResult {
+        notification_id: id,
+        result,
+    }))
+}
+
+async fn cancel(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<ActionResult>, ApiError> {
+    let tenant = admin_tenant(&state.tenants, &headers)?.id.clone();
+    let status = status_of(&state.pool, &tenant, &id).await?;
+    let changed = change_parked(
+        &state.pool,
+        &tenant,
+        &id,
+        "UPDATE notifier.deliveries
+            SET status = 'failed', request = NULL, not_before = NULL, recheck_at = NULL,
+                last_error_code = NULL, last_error = 'Cancelled by an admin', updated_at = now()
+          WHERE tenant = $1 AND notification_id = $2 AND status IN ('deferred', 'held', 'ambiguous')",
+        "cancelled",
+    )
+    .await?;
+    if !changed {
+        return Err(conflict(&format!(
+            "a delivery that is `{status}` cannot be cancelled (only deferred, held or ambiguous ones)"
+        )));
+    }
+    Ok(Json(ActionResult {
+        notification_id: id,
+        result: "cancelled",
+    }))
+}
+
+/// One message a citizen sent the OA.
+#[derive(Debug, Serialize)]
+pub struct CitizenMessageView {
+    /// Row id (paging).
+    pub id: i64,
+    /// The sender, masked (`…4567`): enough to tell senders apart.
+    pub zalo_user: String,
+    /// `lookup`.
+    pub kind: String,
+    /// The dossier code asked about.
+    pub dossier_code: Option<String>,
+    /// When Zalo received it.
+    pub received_at: DateTime<Utc>,
+    /// When it was handed over to be answered.
+    pub forwarded_at: Option<DateTime<Utc>>,
+}
+
+/// A page of citizen messages.
+#[derive(Debug, Serialize)]
+pub struct CitizenMessagesPage {
+    /// Newest first.
+    pub messages: Vec<CitizenMessageView>,
+    /// Pass as `before_id` for the next page; null on the last.
+    pub next_before_id: Option<i64>,
+}
+
+async fn citizen_messages(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Json<CitizenMessagesPage>, ApiError> {
+    let tenant = admin_tenant(&state.tenants, &headers)?;
+    let Query(params) = query.map_err(|e| bad("query", e.body_text()))?;
+    let mut before = i64::MAX;
+    let mut limit: i64 = 50;
+    for (key, value) in &params {
+        match key.as_str() {
+            "before_id" => {
+                before = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| bad("before_id", "`before_id` is an integer"))?
+            }
+            "limit" => {
+                limit = value
+                    .trim()
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|n| (1..=200).contains(n))
+                    .ok_or_else(|| bad("limit", "`limit` is an integer from 1 to 200"))?
+            }
+            other => return Err(bad(other, format!("unknown query parameter `{other}`"))),
+        }
+    }
+    let client = state
+        .pool
+        .get()
+        .await
+        .context("Failed to get a PostgreSQL connection")?;
+    let rows = client
+        .query(
+            "SELECT id, zalo_user_id, kind, dossier_code, received_at, forwarded_at
+               FROM notifier.citizen_messages
+              WHERE tenant = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+            &[&tenant.id, &before, &limit],
+        )
+        .await
+        .context("Failed to list citizen messages")?;
+    let messages: Vec<CitizenMessageView> = rows
+        .iter()
+        .map(|r| {
+            let user: String = r.get(1);
+            let tail: String = user
+                .chars()
+                .rev()
+                .take(4)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            CitizenMessageView {
+                id: r.get(0),
+                zalo_user: format!("…{tail}"),
+                kind: r.get(2),
+                dossier_code: r.get(3),
+                received_at: r.get(4),
+                forwarded_at: r.get(5),
+            }
+        })
+        .collect();
+    let next_before_id = (messages.len() as i64 == limit)
+        .then(|| messages.last().map(|m| m.id))
+        .flatten();
+    Ok(Json(CitizenMessagesPage {
+        messages,
+        next_before_id,
+    }))
+}

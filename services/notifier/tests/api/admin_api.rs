@@ -1,0 +1,208 @@
+//! The console's notifier API: overview, deliveries needing attention, resend and
+//! cancel of one delivery, citizen messages; always the caller's tenant only.
+
+use crate::helpers::{receipt_request, spawn_app, TestApp, PHONE};
+use chrono::{Duration, Utc};
+use loa_platform::testing::eventually;
+use serde_json::{json, Value};
+
+const PATIENCE: std::time::Duration = std::time::Duration::from_secs(20);
+
+async fn get(app: &TestApp, path: &str, token: &str) -> (u16, Value) {
+    let r = app
+        .http
+        .get(format!("{}{path}", app.address))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+async fn post(app: &TestApp, path: &str, token: &str) -> (u16, Value) {
+    let r = app
+        .http
+        .post(format!("{}{path}", app.address))
+        .bearer_auth(token)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+/// Publishes a receipt due in an hour and waits until the notifier parked it.
+async fn deferred_receipt(app: &TestApp, code: &str) -> String {
+    let mut request = receipt_request(code);
+    request.not_before = Some(Utc::now() + Duration::hours(1));
+    app.publish(&request).await;
+    app.delivery_with_status(&request.notification_id, "deferred")
+        .await;
+    request.notification_id
+}
+
+async fn history(app: &TestApp, id: &str) -> Vec<String> {
+    let client = app.pool.get().await.unwrap();
+    client
+        .query(
+            "SELECT status FROM notifier.delivery_events WHERE notification_id = $1 ORDER BY id",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_deferred_delivery_resent_by_an_admin_goes_out_now() {
+    // Arrange
+    let app = spawn_app().await;
+    let id = deferred_receipt(&app, "HS-A101").await;
+    let (_, listed) = get(&app, "/v1/deliveries?status=deferred", "demo-admin").await;
+
+    // Act
+    let (status, body) = post(&app, &format!("/v1/deliveries/{id}/resend"), "demo-admin").await;
+
+    // Assert
+    assert_eq!(listed["deliveries"][0]["notification_id"], id.as_str());
+    assert_eq!(listed["deliveries"][0]["can_resend"], true);
+    assert_eq!(listed["deliveries"][0]["can_cancel"], true);
+    assert_eq!(
+        (status, body["result"].as_str()),
+        (200, Some("due_now")),
+        "{body}"
+    );
+    app.delivery_with_status(&id, "sent").await;
+    let sent = eventually(PATIENCE, || async {
+        let m = app.messages_for(&id).await;
+        (!m.is_empty()).then_some(m)
+    })
+    .await
+    .expect("the resent delivery reached the sandbox");
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0]["phone"], PHONE);
+    assert!(history(&app, &id)
+        .await
+        .contains(&"resend_requested".to_owned()));
+}
+
+#[tokio::test]
+async fn a_cancelled_delivery_is_never_sent_and_says_why() {
+    // Arrange
+    let app = spawn_app().await;
+    let id = deferred_receipt(&app, "HS-A102").await;
+
+    // Act
+    let (status, body) = post(&app, &format!("/v1/deliveries/{id}/cancel"), "demo-admin").await;
+    let (again, _) = post(&app, &format!("/v1/deliveries/{id}/cancel"), "demo-admin").await;
+    app.clock.set_now(Utc::now() + Duration::hours(2));
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+
+    // Assert
+    assert_eq!(
+        (status, body["result"].as_str()),
+        (200, Some("cancelled")),
+        "{body}"
+    );
+    assert_eq!(again, 409, "a failed delivery cannot be cancelled twice");
+    let (state, .., error, _) = app.delivery(&id).await.unwrap();
+    assert_eq!(
+        (state.as_str(), error.as_deref()),
+        ("failed", Some("Cancelled by an admin"))
+    );
+    assert!(app.messages_for(&id).await.is_empty(), "nothing was sent");
+    assert!(history(&app, &id).await.contains(&"cancelled".to_owned()));
+    let (_, failed) = get(&app, "/v1/deliveries?status=failed", "demo-admin").await;
+    assert_eq!(failed["deliveries"][0]["notification_id"], id.as_str());
+    assert_eq!(failed["deliveries"][0]["can_resend"], false);
+    assert_eq!(
+        failed["deliveries"][0]["last_error"],
+        "Cancelled by an admin"
+    );
+}
+
+#[tokio::test]
+async fn another_tenants_delivery_is_not_found_and_stays_as_it_was() {
+    let app = spawn_app().await;
+    let id = deferred_receipt(&app, "HS-A103").await;
+    let (resend, _) = post(&app, &format!("/v1/deliveries/{id}/resend"), "other-admin").await;
+    let (cancel, _) = post(&app, &format!("/v1/deliveries/{id}/cancel"), "other-admin").await;
+    let (_, listed) = get(&app, "/v1/deliveries?status=deferred", "other-admin").await;
+    assert_eq!((resend, cancel), (404, 404));
+    assert_eq!(listed["deliveries"], json!([]));
+    assert_eq!(app.delivery(&id).await.unwrap().0, "deferred");
+}
+
+#[tokio::test]
+async fn a_bad_delivery_state_is_a_400_naming_the_field() {
+    let app = spawn_app().await;
+    let (status, body) = get(&app, "/v1/deliveries?status=lost", "demo-admin").await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (400, Some("status"))
+    );
+    let (status, body) = get(&app, "/v1/deliveries", "demo-admin").await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (400, Some("dossier_code"))
+    );
+}
+
+#[tokio::test]
+async fn the_overview_counts_todays_deliveries_with_the_quota_rate_pause_and_token() {
+    // Arrange
+    let app = spawn_app().await;
+    let request = receipt_request("HS-A104");
+    app.publish(&request).await;
+    app.delivery_with_status(&request.notification_id, "sent")
+        .await;
+
+    // Act
+    let (status, overview) = get(&app, "/v1/overview", "demo-admin").await;
+    let (_, other) = get(&app, "/v1/overview", "other-admin").await;
+
+    // Assert
+    assert_eq!(status, 200, "{overview}");
+    assert_eq!(overview["deliveries_today"]["sent"], 1);
+    assert_eq!(overview["deliveries_today"]["failed"], 0);
+    assert_eq!(overview["rate"]["limit_per_second"], 50.0);
+    assert_eq!(overview["rate"]["sent_last_minute"], 1);
+    assert_eq!(overview["pause"]["paused"], false);
+    assert!(
+        overview["token"]["access_expires_at"].is_string(),
+        "{overview}"
+    );
+    assert!(overview["quota"]["remaining"].is_number(), "{overview}");
+    assert_eq!(other["deliveries_today"]["sent"], 0);
+}
+
+#[tokio::test]
+async fn citizen_messages_are_listed_newest_first_with_the_sender_masked() {
+    let app = spawn_app().await;
+    let client = app.pool.get().await.unwrap();
+    client
+        .batch_execute(
+            "INSERT INTO notifier.citizen_messages (tenant, zalo_user_id, kind, dossier_code, msg_id, received_at)
+             VALUES ('demo', '3512873524511234567', 'lookup', 'HS-1', 'm1', now() - interval '1 minute'),
+                    ('demo', '3512873524511239999', 'lookup', 'HS-2', 'm2', now()),
+                    ('other', '3512873524511230000', 'lookup', 'HS-3', 'm3', now())",
+        )
+        .await
+        .unwrap();
+    let (status, page) = get(&app, "/v1/citizen-messages?limit=1", "demo-admin").await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["messages"][0]["dossier_code"], "HS-2");
+    assert_eq!(page["messages"][0]["zalo_user"], "…9999");
+    let before = page["next_before_id"].as_i64().unwrap();
+    let (_, next) = get(
+        &app,
+        &format!("/v1/citizen-messages?before_id={before}"),
+        "demo-admin",
+    )
+    .await;
+    assert_eq!(next["messages"][0]["dossier_code"], "HS-1");
+    assert_eq!(next["messages"].as_array().unwrap().len(), 1);
+    assert!(!page.to_string().contains("3512873524511239999"));
+}
