@@ -63,7 +63,7 @@ async fn a_dossier_is_found_by_its_code_or_its_applicants_phone_and_only_by_its_
 
     // Assert
     assert_eq!(status, 200, "{by_code}");
-    assert_eq!(codes(&by_code), [mine.clone()]);
+    assert_eq!(codes(&by_code), std::slice::from_ref(&mine));
     assert_eq!(
         by_code["dossiers"][0]["status"]["label_vi"],
         "Được tiếp nhận"
