@@ -22,6 +22,33 @@ pub struct IntakeSettings {
     /// (`dossier_event_batch.v1`); 1 publishes each event alone. The broker's work is
     /// per message, so packing is most of the first hop's cost saved.
     pub pack_events: usize,
+    /// How far ahead of this server's clock an event's `occurred_at` / `received_at`
+    /// may be, in seconds: room for a source's clock running a little fast. Anything
+    /// later is refused (`422`, `time_in_future`): an event dated in the future stays
+    /// its dossier's newest and makes every real event after it stale. At most a day.
+    pub clock_skew_secs: u64,
+}
+
+/// The largest accepted `clock_skew_secs`: more would let a wrong time zone through.
+pub const MAX_CLOCK_SKEW_SECS: u64 = 24 * 3600;
+
+impl IntakeSettings {
+    /// Refuses settings intake cannot work with, naming the key.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.clock_skew_secs <= MAX_CLOCK_SKEW_SECS,
+            "intake.clock_skew_secs must be at most {MAX_CLOCK_SKEW_SECS} (one day)"
+        );
+        anyhow::ensure!(self.max_batch > 0, "intake.max_batch must be at least 1");
+        Ok(())
+    }
+
+    /// The allowed clock skew as a duration.
+    pub fn clock_skew(&self) -> chrono::Duration {
+        // `validate` refuses more than a day; the bound keeps the conversion exact.
+        let secs = self.clock_skew_secs.min(MAX_CLOCK_SKEW_SECS);
+        chrono::Duration::seconds(i64::try_from(secs).expect("a day of seconds fits"))
+    }
 }
 
 impl Default for IntakeSettings {
@@ -34,6 +61,7 @@ impl Default for IntakeSettings {
             ingress_prefetch: 256,
             ingress_batch: 128,
             pack_events: 32,
+            clock_skew_secs: 600,
         }
     }
 }

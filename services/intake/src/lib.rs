@@ -10,7 +10,10 @@
 //! - [`configuration`] holds [`IntakeSettings`].
 //! - [`startup`]: [`Application`], wiring HTTP, the AMQP ingress consumer and shutdown.
 //! - [`routes`]: `POST /v1/events` and `POST /v1/events/batch`.
-//! - [`ingress`]: the AMQP path (`loa.ingress` → validated → `loa.events`).
+//! - [`rules`]: what every event is checked against (contract, then times), on both
+//!   paths.
+//! - [`ingress`]: the AMQP path (`loa.ingress` → validated → `loa.events`), and the
+//!   dead letters of what it refuses (stamped with the verified tenant only).
 //! - [`publish`]: turning accepted events into confirmed messages.
 //! - [`metrics`]: Prometheus counters.
 //!
@@ -21,6 +24,7 @@ pub mod ingress;
 pub mod metrics;
 pub mod publish;
 pub mod routes;
+pub mod rules;
 pub mod startup;
 
 pub use configuration::IntakeSettings;

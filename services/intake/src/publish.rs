@@ -6,9 +6,13 @@
 //! instead of one per event. Packing reorders events across statuses, which is only
 //! harmless between different dossiers: an event whose dossier occurs again in the
 //! same request is published on its own, in request order.
+//!
+//! Every message carries the tenant intake verified in [`H_TENANT`]: a dead letter made
+//! of it downstream (the tracker's, or the broker's after its delivery limit) belongs
+//! to that tenant's admins.
 
 use loa_contracts::{DossierEvent, DossierEventBatch, Envelope, PackedEvent};
-use loa_platform::amqp::{topology, OutgoingMessage, PublishError, Publisher};
+use loa_platform::amqp::{consumer::H_TENANT, topology, OutgoingMessage, PublishError, Publisher};
 use rand::Rng;
 use std::collections::HashMap;
 
@@ -83,7 +87,10 @@ pub fn messages_for(
 fn message_of(mut slot: Vec<PackedEvent>) -> OutgoingMessage {
     let routing_key = slot[0].event.routing_key();
     let trace = slot[0].traceparent.clone().unwrap_or_else(new_traceparent);
-    let headers = vec![(topology::H_TRACEPARENT.to_owned(), trace)];
+    let headers = vec![
+        (topology::H_TRACEPARENT.to_owned(), trace),
+        (H_TENANT.to_owned(), slot[0].event.tenant.clone()),
+    ];
     if slot.len() == 1 {
         let event = slot.pop().expect("a slot has an event").event;
         return OutgoingMessage {
@@ -254,10 +261,11 @@ mod tests {
             ]
         );
         assert_eq!(alone.len(), 5);
-        assert!(in_twos
-            .iter()
-            .chain(&alone)
-            .all(|m| m.headers == [(topology::H_TRACEPARENT.to_owned(), trace.to_owned())]));
+        assert!(in_twos.iter().chain(&alone).all(|m| m.headers
+            == [
+                (topology::H_TRACEPARENT.to_owned(), trace.to_owned()),
+                (H_TENANT.to_owned(), "demo".to_owned())
+            ]));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! `POST /v1/events` and `POST /v1/events/batch`.
 
-use crate::{metrics, publish};
+use crate::{metrics, publish, rules::EventRules};
 use axum::{
     extract::State,
     http::{HeaderMap, StatusCode},
@@ -25,8 +25,8 @@ pub struct AppState {
     pub publisher: Arc<Publisher>,
     /// Most events per batch.
     pub max_batch: usize,
-    /// Largest accepted event, in bytes.
-    pub max_event_bytes: usize,
+    /// What every event is checked against.
+    pub rules: EventRules,
     /// Most events per message on `loa.events` ([`crate::publish`]).
     pub pack_events: usize,
 }
@@ -41,8 +41,15 @@ fn authenticate<'a>(state: &'a AppState, headers: &HeaderMap) -> Result<&'a str,
     Ok(tenant.id.as_str())
 }
 
-/// Validates one event and checks that the source may publish for its tenant.
-fn accept(value: &Value, tenant: &str, max_bytes: usize) -> Result<DossierEvent, ApiError> {
+/// Validates one event as of `now` and checks that the source may publish for its
+/// tenant.
+fn accept(
+    value: &Value,
+    tenant: &str,
+    rules: &EventRules,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<DossierEvent, ApiError> {
+    let max_bytes = rules.max_event_bytes;
     if json_len(value) > max_bytes {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -51,7 +58,7 @@ fn accept(value: &Value, tenant: &str, max_bytes: usize) -> Result<DossierEvent,
         )
         .with_field("body"));
     }
-    let event = DossierEvent::from_json(value)?;
+    let event = rules.parse(value, now)?;
     if event.tenant != tenant {
         return Err(
             ApiError::forbidden("this source may only publish events for its own tenant")
@@ -100,7 +107,7 @@ pub async fn post_event(
 ) -> Result<Response, ApiError> {
     let tenant = authenticate(&state, &headers)
         .inspect_err(|_| metrics::events("http", "unauthorized", 1))?;
-    let event = accept(&body, tenant, state.max_event_bytes).inspect_err(|e| {
+    let event = accept(&body, tenant, &state.rules, chrono::Utc::now()).inspect_err(|e| {
         metrics::events(
             "http",
             if e.status == StatusCode::FORBIDDEN {
@@ -169,8 +176,9 @@ pub async fn post_batch(
 
     let mut accepted = Vec::with_capacity(items.len());
     let mut results = Vec::with_capacity(items.len());
+    let now = chrono::Utc::now();
     for (i, item) in items.iter().enumerate() {
-        match accept(item, tenant, state.max_event_bytes) {
+        match accept(item, tenant, &state.rules, now) {
             Ok(event) => {
                 results.push(json!({"index": i, "status": 202, "event_id": event.event_id}));
                 accepted.push(event);

@@ -1,6 +1,6 @@
 //! Wiring: the HTTP server, the AMQP ingress consumer and graceful shutdown.
 
-use crate::{ingress, routes, IntakeSettings};
+use crate::{ingress, routes, rules::EventRules, IntakeSettings};
 use axum::{extract::DefaultBodyLimit, routing::post, Router};
 use loa_platform::{
     amqp::{run_batch_consumer, topology, BatchConsumerSettings, BrokerStatus, Publisher},
@@ -31,6 +31,7 @@ impl Application {
         settings: &IntakeSettings,
         tenants: Tenants,
     ) -> anyhow::Result<Self> {
+        settings.validate()?;
         let addr = parse_bind("intake.bind", &settings.bind)?;
         let listener = TcpListener::bind(addr).await?;
         let port = listener.local_addr()?.port();
@@ -42,7 +43,7 @@ impl Application {
             tenants: tenants.clone(),
             publisher: publisher.clone(),
             max_batch: settings.max_batch,
-            max_event_bytes: settings.max_event_bytes,
+            rules: EventRules::from_settings(settings),
             pack_events: settings.pack_events,
         };
         let ingress_status = BrokerStatus::default();
@@ -105,10 +106,10 @@ impl Application {
                 batch_wait: Duration::from_millis(5),
                 max_batches_in_flight: 1,
             };
-            let (tenants, publisher, max, pack) = (
+            let (tenants, publisher, rules, pack) = (
                 self.tenants,
                 self.publisher,
-                self.settings.max_event_bytes,
+                EventRules::from_settings(&self.settings),
                 self.settings.pack_events,
             );
             run_batch_consumer(
@@ -116,7 +117,9 @@ impl Application {
                 consumer,
                 self.ingress_status,
                 cancel.clone(),
-                |batch| ingress::handle_batch(batch, tenants.clone(), publisher.clone(), max, pack),
+                |batch| {
+                    ingress::handle_batch(batch, tenants.clone(), publisher.clone(), rules, pack)
+                },
             )
             .await;
         };

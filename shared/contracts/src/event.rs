@@ -3,12 +3,19 @@
 //! Upstream JSON is parsed by [`DossierEvent::from_json`], which checks every field and
 //! normalises it (phone numbers to `84…`, status names to codes) or names the field it
 //! refuses. The result serialises to the canonical form that travels on `loa.events`.
+//!
+//! [`DossierEvent::check_times`] then refuses times no real dossier has (far in the
+//! future, before 2000, an appointment before the reception): it needs the clock, so it
+//! is a separate step that intake runs on every event it accepts. One impossible time
+//! would otherwise do lasting harm: an event "from" 9999 stays its dossier's newest, and
+//! every real event after it is stale.
 
 use crate::{phone::PhoneNumber, DossierStatus, ValidationError};
-use chrono::{DateTime, FixedOffset, Utc};
+use chrono::{DateTime, Duration, FixedOffset, TimeZone, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 
 /// Longest accepted dossier code (the national format is 25 characters).
 pub const MAX_DOSSIER_CODE: usize = 50;
@@ -20,12 +27,26 @@ pub const MAX_NAME: usize = 300;
 pub const MAX_TEXT: usize = 2000;
 /// Most required documents listed in one event.
 pub const MAX_DOCUMENTS: usize = 50;
+/// How far beyond the present an appointment (`due_at`) may be: procedures take days
+/// or months, so a date years ahead is a typo or a placeholder, not an appointment.
+pub const MAX_DUE_AHEAD: Duration = Duration::days(5 * 366);
+
+/// The earliest instant an event's times may name (2000-01-01T00:00:00Z): electronic
+/// one-stop systems are younger, so anything before is a default or a typo (year 0000,
+/// 1970 from a zero timestamp).
+pub fn earliest_time() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0)
+        .single()
+        .expect("2000-01-01T00:00:00Z exists")
+}
 
 /// A change in a dossier's life, as upstream reports it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[schemars(title = "DossierEvent", description = "Loa dossier event, version 1")]
 pub struct DossierEvent {
-    /// The source's unique id for this event: the idempotency key. 1..100 printable characters.
+    /// The source's unique id for this event: the idempotency key. 1..100 printable
+    /// characters. Resending an event under its id is harmless; another event under an
+    /// id already used is refused downstream (dead letter `event_id_reused`).
     pub event_id: String,
     /// The tenant (province or agency deployment) the event belongs to.
     pub tenant: String,
@@ -33,7 +54,8 @@ pub struct DossierEvent {
     pub dossier_code: String,
     /// National status code 1..10, or its name.
     pub status: DossierStatus,
-    /// When the change happened, RFC 3339 with its zone.
+    /// When the change happened, RFC 3339 with its zone. Not before 2000, and not more
+    /// than intake's allowed clock skew (10 minutes by default) in the future.
     pub occurred_at: DateTime<FixedOffset>,
     /// Optional per-dossier sequence number; when present it orders events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -48,11 +70,14 @@ pub struct DossierEvent {
     /// behalf: notifications go to this person, not to the owner.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_behalf_of: Option<Person>,
-    /// When the desk received the dossier.
+    /// When the desk received the dossier. Not before 2000, and not in the future (as
+    /// `occurred_at`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub received_at: Option<DateTime<FixedOffset>>,
     /// The appointment for the result (ngày hẹn trả); null for procedures without one.
-    /// It may move when a supplement is requested.
+    /// It may move when a supplement is requested. Not before the reception
+    /// (`received_at`, or a `received` event's `occurred_at`), not before 2000, and at
+    /// most about five years ahead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub due_at: Option<DateTime<FixedOffset>>,
     /// Why (refusal, stop, supplement).
@@ -212,6 +237,138 @@ impl DossierEvent {
         })
     }
 
+    /// Refuses times no real dossier has, naming the field, as of `now` and allowing
+    /// the source's clock to run up to `max_skew` ahead of ours:
+    ///
+    /// - `occurred_at` and `received_at` (things that have happened) may not be later
+    ///   than `now + max_skew`, nor before [`earliest_time`];
+    /// - `due_at` (an appointment, so in the future as a rule) may not be before
+    ///   [`earliest_time`], nor more than [`MAX_DUE_AHEAD`] after `now`, nor earlier than
+    ///   the reception: `received_at`, or for a `received` (2) event without one its
+    ///   `occurred_at`, which is then the reception date the citizen is told.
+    pub fn check_times(
+        &self,
+        now: DateTime<Utc>,
+        max_skew: Duration,
+    ) -> Result<(), ValidationError> {
+        let earliest = earliest_time();
+        let latest_past = now + max_skew;
+        let happened = [
+            ("occurred_at", Some(self.occurred_at)),
+            ("received_at", self.received_at),
+        ];
+        for (field, at) in happened {
+            let Some(at) = at else { continue };
+            if at < earliest {
+                return Err(too_early(field));
+            }
+            if at > latest_past {
+                return Err(ValidationError::new(
+                    field,
+                    "time_in_future",
+                    format!(
+                        "must not be in the future (more than {} s ahead of the server's clock); \
+                         check the time zone of the sending system",
+                        max_skew.num_seconds()
+                    ),
+                ));
+            }
+        }
+        if let Some(due) = self.due_at {
+            if due < earliest {
+                return Err(too_early("due_at"));
+            }
+            if due > now + MAX_DUE_AHEAD {
+                return Err(ValidationError::new(
+                    "due_at",
+                    "due_too_far",
+                    format!(
+                        "an appointment may be at most {} days ahead",
+                        MAX_DUE_AHEAD.num_days()
+                    ),
+                ));
+            }
+            let received = self
+                .received_at
+                .or((self.status == DossierStatus::Received).then_some(self.occurred_at));
+            if let Some(received) = received.filter(|r| due < *r) {
+                let against = if self.received_at.is_some() {
+                    "received_at"
+                } else {
+                    "occurred_at (the reception of a `received` event)"
+                };
+                return Err(ValidationError::new(
+                    "due_at",
+                    "due_before_received",
+                    format!(
+                        "the appointment ({}) is earlier than {against} ({})",
+                        due.to_rfc3339(),
+                        received.to_rfc3339()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The event's content in canonical form: every field upstream sent, normalised
+    /// (phones as `84…`, status as its code, trimmed texts, times in UTC), without
+    /// `accepted_at`, which intake stamps on every copy. Two sends of the same event
+    /// have the same content however they were written; an `event_id` reused for
+    /// another event does not. Object keys are sorted, so the form does not depend on
+    /// the order fields are declared in.
+    pub fn content(&self) -> Value {
+        let utc = |t: DateTime<FixedOffset>| t.with_timezone(&Utc).fixed_offset();
+        let canonical = DossierEvent {
+            occurred_at: utc(self.occurred_at),
+            received_at: self.received_at.map(utc),
+            due_at: self.due_at.map(utc),
+            accepted_at: None,
+            ..self.clone()
+        };
+        sorted(&serde_json::to_value(&canonical).expect("an event serialises"))
+    }
+
+    /// SHA-256 of [`DossierEvent::content`] in a fixed compact JSON form: what the
+    /// tracker stores with each event id to tell a harmless repeat from a reused id.
+    /// Hashed straight from the event (no JSON tree is built: the tracker digests every
+    /// event it consumes), in a key order that stored digests depend on.
+    pub fn content_digest(&self) -> [u8; 32] {
+        struct Hasher(Sha256);
+        impl std::io::Write for Hasher {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.update(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut hasher = Hasher(Sha256::new());
+        serde_json::to_writer(&mut hasher, &Content::of(self)).expect("an event serialises");
+        hasher.0.finalize().into()
+    }
+
+    /// The top-level fields whose content differs between two events (for telling an
+    /// integrator what changed under a reused id without repeating personal data).
+    pub fn differing_fields(&self, other: &DossierEvent) -> Vec<String> {
+        let (mine, theirs) = (self.content(), other.content());
+        let empty = Map::new();
+        let (mine, theirs) = (
+            mine.as_object().unwrap_or(&empty),
+            theirs.as_object().unwrap_or(&empty),
+        );
+        let mut fields: Vec<String> = mine
+            .keys()
+            .chain(theirs.keys())
+            .filter(|k| mine.get(*k) != theirs.get(*k))
+            .cloned()
+            .collect();
+        fields.sort();
+        fields.dedup();
+        fields
+    }
+
     /// The person to notify: the authorised filer when there is one, otherwise the owner.
     pub fn recipient(&self) -> &Person {
         self.on_behalf_of.as_ref().unwrap_or(&self.applicant)
@@ -221,6 +378,88 @@ impl DossierEvent {
     pub fn routing_key(&self) -> String {
         format!("dossier.{}.{}", self.tenant, self.status.code())
     }
+}
+
+/// [`DossierEvent::content`] as borrowed fields, keys in sorted order, nested objects
+/// in their declared order, for hashing without building a JSON tree. NEVER reorder or
+/// rename anything here or in the nested types: the digests stored with every event
+/// would change, and a repeat of an old event would look like a reused id (a test pins
+/// the digest of a sample event). A new optional field that is absent serialises to
+/// nothing, so old digests stay valid.
+#[derive(Serialize)]
+struct Content<'a> {
+    agency: &'a Agency,
+    applicant: &'a Person,
+    channels: &'a Channels,
+    dossier_code: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    due_at: Option<DateTime<FixedOffset>>,
+    event_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fee: Option<&'a Fee>,
+    occurred_at: DateTime<FixedOffset>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    on_behalf_of: Option<&'a Person>,
+    procedure: &'a Procedure,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    received_at: Option<DateTime<FixedOffset>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    required_documents: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sequence: Option<i64>,
+    status: DossierStatus,
+    tenant: &'a str,
+}
+
+impl<'a> Content<'a> {
+    fn of(event: &'a DossierEvent) -> Self {
+        let utc = |t: DateTime<FixedOffset>| t.with_timezone(&Utc).fixed_offset();
+        Self {
+            agency: &event.agency,
+            applicant: &event.applicant,
+            channels: &event.channels,
+            dossier_code: &event.dossier_code,
+            due_at: event.due_at.map(utc),
+            event_id: &event.event_id,
+            fee: event.fee.as_ref(),
+            occurred_at: utc(event.occurred_at),
+            on_behalf_of: event.on_behalf_of.as_ref(),
+            procedure: &event.procedure,
+            reason: event.reason.as_deref(),
+            received_at: event.received_at.map(utc),
+            required_documents: event.required_documents.as_deref(),
+            sequence: event.sequence,
+            status: event.status,
+            tenant: &event.tenant,
+        }
+    }
+}
+
+/// `value` with every object's keys in sorted order (whatever map type serde_json uses).
+fn sorted(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            Value::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), sorted(&map[k])))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+        other => other.clone(),
+    }
+}
+
+fn too_early(field: &str) -> ValidationError {
+    ValidationError::new(
+        field,
+        "time_too_early",
+        "must not be before 2000-01-01T00:00:00Z",
+    )
 }
 
 /// Reads fields of one JSON object, producing errors with full dotted paths.
@@ -509,6 +748,147 @@ pub(crate) mod tests {
             refusal(|v| v["tenant"] = json!("Demo Tenant")).field,
             "tenant"
         );
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    /// The sample's times are checked as of 04/12/2026 with a 10-minute skew.
+    fn time_refusal(mutate: impl FnOnce(&mut Value)) -> Option<(String, &'static str)> {
+        let mut v = sample();
+        mutate(&mut v);
+        DossierEvent::from_json(&v)
+            .unwrap()
+            .check_times(at("2026-12-04T10:00:00Z"), Duration::minutes(10))
+            .err()
+            .map(|e| (e.field, e.code))
+    }
+
+    #[test]
+    fn plausible_times_pass_including_a_clock_a_little_ahead() {
+        assert_eq!(time_refusal(|_| {}), None);
+        assert_eq!(
+            time_refusal(|v| v["occurred_at"] = json!("2026-12-04T17:09:59+07:00")),
+            None,
+            "9 min 59 s ahead is within the skew"
+        );
+        assert_eq!(
+            time_refusal(|v| {
+                v["status"] = json!("supplement_requested");
+                v["occurred_at"] = json!("2026-12-04T09:00:00+07:00");
+                v["due_at"] = json!("2027-03-01T17:00:00+07:00");
+            }),
+            None,
+            "an appointment may move into the future"
+        );
+        assert_eq!(
+            time_refusal(|v| {
+                v["status"] = json!("processing");
+                v.as_object_mut().unwrap().remove("received_at");
+                v["occurred_at"] = json!("2026-12-04T09:00:00+07:00");
+            }),
+            None,
+            "an overdue dossier keeps an appointment before its latest event"
+        );
+    }
+
+    #[test]
+    fn impossible_times_are_refused_naming_the_field() {
+        let refused = |field: &str, code: &'static str| Some((field.to_owned(), code));
+        for (value, code) in [
+            ("9999-12-31T23:59:59Z", "time_in_future"),
+            ("2126-11-28T09:30:00+07:00", "time_in_future"),
+            ("2026-12-04T17:10:01+07:00", "time_in_future"),
+            ("0000-01-01T00:00:00Z", "time_too_early"),
+            ("1970-01-01T00:00:00Z", "time_too_early"),
+        ] {
+            assert_eq!(
+                time_refusal(|v| v["occurred_at"] = json!(value)),
+                refused("occurred_at", code),
+                "{value}"
+            );
+            assert_eq!(
+                time_refusal(|v| v["received_at"] = json!(value)),
+                refused("received_at", code),
+                "{value}"
+            );
+        }
+        assert_eq!(
+            time_refusal(|v| v["due_at"] = json!("1999-12-31T23:59:59Z")),
+            refused("due_at", "time_too_early")
+        );
+        assert_eq!(
+            time_refusal(|v| v["due_at"] = json!("2032-12-04T10:00:00Z")),
+            refused("due_at", "due_too_far")
+        );
+    }
+
+    #[test]
+    fn an_appointment_before_the_reception_is_refused() {
+        // "received 28/11, due 01/11"
+        assert_eq!(
+            time_refusal(|v| v["due_at"] = json!("2026-11-01T17:00:00+07:00")),
+            Some(("due_at".to_owned(), "due_before_received"))
+        );
+        // Without received_at, a `received` event's own time is the reception.
+        assert_eq!(
+            time_refusal(|v| {
+                v.as_object_mut().unwrap().remove("received_at");
+                v["due_at"] = json!("2026-11-28T09:00:00+07:00");
+            }),
+            Some(("due_at".to_owned(), "due_before_received"))
+        );
+    }
+
+    #[test]
+    fn the_content_ignores_how_a_value_was_written_and_the_acceptance_stamp() {
+        let original = DossierEvent::from_json(&sample()).unwrap();
+        let mut v = sample();
+        v["applicant"]["phone"] = json!("0903 123 456");
+        v["occurred_at"] = json!("2026-11-28T02:30:00Z");
+        v["status"] = json!(2);
+        v["procedure"]["name"] = json!("  Đăng ký khai sinh ");
+        let mut rewritten = DossierEvent::from_json(&v).unwrap();
+        rewritten.accepted_at = Some(Utc::now());
+
+        assert_eq!(rewritten.content_digest(), original.content_digest());
+        assert!(rewritten.differing_fields(&original).is_empty());
+    }
+
+    #[test]
+    fn the_digest_covers_every_field_of_the_content_and_is_pinned() {
+        let mut v = sample();
+        v["sequence"] = json!(7);
+        v["on_behalf_of"] =
+            json!({"name": "Lê Văn Cường", "phone": "0912345678", "zalo_user_id": "123"});
+        v["reason"] = json!("Thiếu giấy tờ");
+        v["required_documents"] = json!(["Bản sao CCCD"]);
+        v["fee"] = json!({"amount_vnd": 50000, "description": "Lệ phí"});
+        let full = DossierEvent::from_json(&v).unwrap();
+
+        // Every field of the event (but the acceptance stamp) is hashed.
+        assert_eq!(
+            sorted(&serde_json::to_value(Content::of(&full)).unwrap()),
+            full.content()
+        );
+        // Stored digests depend on the exact form: changing it needs a migration.
+        assert_eq!(
+            hex::encode(DossierEvent::from_json(&sample()).unwrap().content_digest()),
+            "3699d3a5f04dfad66e08fb55f381858a85f5eb7754549d554a3de393050d47f7"
+        );
+    }
+
+    #[test]
+    fn another_event_under_the_same_id_has_another_digest_and_says_what_differs() {
+        let original = DossierEvent::from_json(&sample()).unwrap();
+        let mut v = sample();
+        v["applicant"] = json!({"name": "Lê Văn Cường", "phone": "0912 345 678"});
+        v["status"] = json!("processing");
+        let reused = DossierEvent::from_json(&v).unwrap();
+
+        assert_ne!(reused.content_digest(), original.content_digest());
+        assert_eq!(reused.differing_fields(&original), ["applicant", "status"]);
     }
 
     #[test]

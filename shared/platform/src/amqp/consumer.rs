@@ -11,6 +11,18 @@
 //!
 //! The loop owns its connection and rebuilds everything after any broker error, so a
 //! force-closed connection costs a redelivery, never a lost message.
+//!
+//! # Whose dead letter is it
+//!
+//! A dead letter is listed to the admins of one tenant, so that tenant must come from
+//! something Loa verified, never from the body (anyone who can publish to `loa.ingress`
+//! writes the body). The service that verified the tenant stamps it in [`H_TENANT`]
+//! (and intake the verified source in [`H_SOURCE`]) when it publishes: intake on every
+//! event it forwards and on every ingress dead letter whose token it verified; the
+//! tracker on what it dead-letters itself; the relay and the notifier on notification
+//! requests, which all descend from events intake verified. The dead-letter store takes
+//! the tenant from that stamp alone. Credentials a publisher sent ([`CREDENTIAL_HEADERS`])
+//! never travel into a dead letter.
 
 use super::{publisher::OutgoingMessage, timed, topology, BrokerStatus};
 use futures_util::{stream::FuturesOrdered, StreamExt};
@@ -25,6 +37,25 @@ use lapin::{
 };
 use std::{future::Future, sync::Arc, time::Duration};
 use tokio_util::sync::CancellationToken;
+
+/// Header carrying the tenant a Loa service verified for a message (see the module
+/// docs). Intake drops any a publisher sets on `loa.ingress`.
+pub const H_TENANT: &str = "x-loa-tenant";
+/// Header naming the upstream source (its id in the tenants file, never its token)
+/// whose token intake verified for an ingress dead letter, so a replay can present
+/// that source's current token again.
+pub const H_SOURCE: &str = "x-loa-source";
+/// Header carrying an upstream source's token on the AMQP ingress path.
+pub const H_SOURCE_TOKEN: &str = "x-loa-token";
+/// Headers that carry credentials: dropped from every dead letter, never stored.
+pub const CREDENTIAL_HEADERS: &[&str] = &[H_SOURCE_TOKEN, "authorization"];
+
+/// Whether a header carries a credential (compared without regard to case).
+pub fn is_credential_header(name: &str) -> bool {
+    CREDENTIAL_HEADERS
+        .iter()
+        .any(|c| c.eq_ignore_ascii_case(name))
+}
 
 /// What to do with one delivery after the handler ran.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -255,7 +286,8 @@ async fn settle(
 }
 
 /// Publishes a copy of `delivery` to `loa.dead` with the reason, and waits for the
-/// confirm. Only then may the original be acked.
+/// confirm. Only then may the original be acked. The copy keeps every header (a
+/// tenant stamp included) except credentials.
 pub async fn dead_letter(
     queue: &str,
     channel: &Channel,
@@ -263,7 +295,19 @@ pub async fn dead_letter(
     reason: &str,
 ) -> anyhow::Result<()> {
     tracing::warn!(queue, reason, "Dead-lettering a message.");
-    let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+    let mut headers = FieldTable::default();
+    for (name, value) in delivery
+        .properties
+        .headers()
+        .as_ref()
+        .map(|h| h.inner().iter())
+        .into_iter()
+        .flatten()
+    {
+        if !is_credential_header(name.as_str()) {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
     headers.insert(
         topology::H_REASON.into(),
         AMQPValue::LongString(reason.into()),
