@@ -5,16 +5,26 @@
 //! batch message is dead-lettered alone, as the `dossier_event.v1` it would have been
 //! on its own, before its message is acked. A failed transaction gives the whole batch
 //! back after a back-off.
+//!
+//! An event whose `event_id` another event with other content already holds (see
+//! [`store::apply_batch`]) is counted as a `conflict`, logged without personal data,
+//! and dead-lettered alone with the reason `event_id_reused: …`, so the tenant's admins
+//! see the upstream bug; the rest of its batch or pack is applied as usual. The
+//! tracker stamps the tenant ([`H_TENANT`]) on what it dead-letters itself: the events
+//! came through intake, which verified their source.
 
 use crate::{
     metrics::{self, EventOutcome, UNKNOWN_TENANT},
-    store::{self, ApplyContext, IncomingEvent},
+    store::{self, ApplyContext, EventConflict, IncomingEvent},
 };
 use deadpool_postgres::Pool;
 use lapin::message::Delivery;
 use loa_contracts::{event::MAX_DOSSIER_CODE, DossierEvent, Envelope, PackedEvent};
 use loa_platform::{
-    amqp::{consumer::header, topology, Disposition, OutgoingMessage, Publisher},
+    amqp::{
+        consumer::{header, H_TENANT},
+        topology, Disposition, OutgoingMessage, Publisher,
+    },
     Secret, Tenants,
 };
 use std::{
@@ -77,6 +87,8 @@ impl EventHandler {
     pub async fn handle(&self, batch: &[Delivery]) -> Vec<Disposition> {
         let mut dispositions = vec![Disposition::Ack; batch.len()];
         let mut events = Vec::with_capacity(batch.len());
+        // The delivery each event came in.
+        let mut owners = Vec::with_capacity(batch.len());
         // Deliveries with events to apply, and the dead letters of packed poison events
         // (with their delivery), published once the batch is applied.
         let mut positions = Vec::with_capacity(batch.len());
@@ -85,6 +97,7 @@ impl EventHandler {
             match decode(delivery, &self.tenants) {
                 Decoded::One(Ok(event)) => {
                     events.push(event);
+                    owners.push(i);
                     positions.push(i);
                 }
                 Decoded::One(Err(Poison { reason, tenant })) => {
@@ -95,11 +108,20 @@ impl EventHandler {
                     positions.push(i);
                     for item in items {
                         match item {
-                            Ok(event) => events.push(event),
+                            Ok(event) => {
+                                events.push(event);
+                                owners.push(i);
+                            }
                             Err(bad) => {
                                 let PoisonEvent { packed, poison } = *bad;
                                 metrics::event(&poison.tenant, EventOutcome::DeadLetter);
-                                loose.push((i, dead_letter_of(packed, &poison.reason)));
+                                let tenant = Some(poison.tenant.as_str())
+                                    .filter(|t| *t != UNKNOWN_TENANT)
+                                    .map(str::to_owned);
+                                loose.push((
+                                    i,
+                                    dead_letter_of(packed, &poison.reason, tenant.as_deref()),
+                                ));
                             }
                         }
                     }
@@ -124,6 +146,26 @@ impl EventHandler {
                 }
                 for n in &outcome.planned {
                     metrics::planned(&n.tenant, n.kind.as_str());
+                }
+                for conflict in &outcome.conflicts {
+                    let incoming = &events[conflict.index];
+                    let reason = conflict_reason(&incoming.event.event_id, conflict);
+                    tracing::warn!(
+                        tenant = %incoming.event.tenant,
+                        event_id = %incoming.event.event_id,
+                        differing = %conflict.differing.join(","),
+                        "An event id was reused for an event with other content; the first \
+                         event keeps it, the new one is dead-lettered."
+                    );
+                    let packed = PackedEvent {
+                        traceparent: incoming.traceparent.clone(),
+                        event: incoming.event.clone(),
+                    };
+                    let tenant = incoming.event.tenant.clone();
+                    loose.push((
+                        owners[conflict.index],
+                        dead_letter_of(packed, &reason, Some(&tenant)),
+                    ));
                 }
                 if !outcome.planned.is_empty() {
                     self.relay_wake.notify_one();
@@ -186,8 +228,28 @@ impl EventHandler {
     }
 }
 
-/// A packed poison event as the dead letter it would have been on its own.
-fn dead_letter_of(packed: PackedEvent, reason: &str) -> OutgoingMessage {
+/// The prefix of the reason of an event whose id was reused (a reason's leading code
+/// is its metrics label).
+pub const EVENT_ID_REUSED: &str = "event_id_reused";
+
+/// The dead-letter reason of a conflicting event: what happened, which fields differ
+/// (names only) and what the source should do.
+pub fn conflict_reason(event_id: &str, conflict: &EventConflict) -> String {
+    let shown: String = event_id.chars().take(100).collect();
+    let differing = if conflict.differing.is_empty() {
+        String::new()
+    } else {
+        format!(" (differs in: {})", conflict.differing.join(", "))
+    };
+    format!(
+        "{EVENT_ID_REUSED}: event_id {shown:?} was already used for an event with other \
+         content{differing}; the first one is kept. Send a new event under a new event_id."
+    )
+}
+
+/// An event as the dead letter it would have been on its own, with the reason and,
+/// when known, its tenant stamped.
+fn dead_letter_of(packed: PackedEvent, reason: &str, tenant: Option<&str>) -> OutgoingMessage {
     let mut headers = vec![
         (topology::H_REASON.to_owned(), reason.to_owned()),
         (
@@ -195,6 +257,9 @@ fn dead_letter_of(packed: PackedEvent, reason: &str) -> OutgoingMessage {
             topology::Q_TRACKER_EVENTS.to_owned(),
         ),
     ];
+    if let Some(tenant) = tenant {
+        headers.push((H_TENANT.to_owned(), tenant.to_owned()));
+    }
     if let Some(trace) = packed.traceparent {
         headers.push((topology::H_TRACEPARENT.to_owned(), trace));
     }
@@ -453,6 +518,7 @@ mod tests {
                 event: event.clone(),
             },
             "event_id is empty",
+            Some("demo"),
         );
 
         assert_eq!(letter.exchange, topology::EX_DEAD);
@@ -466,6 +532,7 @@ mod tests {
             (topology::H_REASON, "event_id is empty"),
             (topology::H_SOURCE_QUEUE, topology::Q_TRACKER_EVENTS),
             (topology::H_TRACEPARENT, trace),
+            (H_TENANT, "demo"),
         ] {
             assert!(letter
                 .headers

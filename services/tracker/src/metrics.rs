@@ -18,8 +18,13 @@ pub enum EventOutcome {
     Applied,
     /// Its `event_id` was already recorded: no effect.
     Duplicate,
-    /// Recorded in the history only: the dossier already had a newer state.
+    /// Recorded in the history only: the dossier already had a newer state (the
+    /// event may still fill in facts the state lacked, such as the reception date).
     Stale,
+    /// Its `event_id` was already recorded for an event with other content: an
+    /// upstream bug. Not applied; dead-lettered (`event_id_reused`) for the tenant's
+    /// admins.
+    Conflict,
     /// Undecodable, of another type, or for an unknown tenant.
     DeadLetter,
 }
@@ -31,15 +36,25 @@ impl EventOutcome {
             Self::Applied => "applied",
             Self::Duplicate => "duplicate",
             Self::Stale => "stale",
+            Self::Conflict => "conflict",
             Self::DeadLetter => "dead_letter",
         }
     }
+
+    /// Every outcome, for creating the series at zero.
+    pub const ALL: [EventOutcome; 5] = [
+        Self::Applied,
+        Self::Duplicate,
+        Self::Stale,
+        Self::Conflict,
+        Self::DeadLetter,
+    ];
 }
 
 static EVENTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "loa_tracker_events_total",
-        "Dossier events consumed by the tracker, by tenant and outcome (applied, duplicate, stale, dead_letter).",
+        "Dossier events consumed by the tracker, by tenant and outcome (applied, duplicate, stale, conflict, dead_letter).",
         &["tenant", "outcome"]
     )
     .expect("metric registers once")
@@ -88,6 +103,22 @@ pub fn register() {
     LazyLock::force(&PLANNED);
     LazyLock::force(&OUTBOX_PENDING);
     LazyLock::force(&RELAY_SECONDS);
+}
+
+/// Creates every outcome's series at zero for each configured tenant (and for
+/// `unknown`, where dead letters of unknown tenants are counted), so an alert on
+/// `increase(loa_tracker_events_total{outcome="conflict"}[…])` sees the first one.
+pub fn init(tenants: &loa_platform::Tenants) {
+    let ids = tenants
+        .all()
+        .iter()
+        .map(|t| t.id.as_str())
+        .chain([UNKNOWN_TENANT]);
+    for tenant in ids {
+        for outcome in EventOutcome::ALL {
+            EVENTS.with_label_values(&[tenant, outcome.as_str()]);
+        }
+    }
 }
 
 /// Counts one event's outcome.

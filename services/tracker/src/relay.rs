@@ -6,12 +6,15 @@
 //! relay side by side, and a crash anywhere before the commit leaves the rows for the
 //! next attempt (a crash after the confirm but before the commit republishes them: the
 //! notifier dedupes by notification id, which is also the AMQP `message_id`).
+//!
+//! Every message carries its tenant in [`H_TENANT`]: the rows descend from events intake
+//! verified, and a dead letter the notifier makes of one belongs to that tenant.
 
 use crate::metrics;
 use anyhow::Context;
 use deadpool_postgres::Pool;
 use loa_contracts::NotificationBatch;
-use loa_platform::amqp::{topology, OutgoingMessage, Publisher};
+use loa_platform::amqp::{consumer::H_TENANT, topology, OutgoingMessage, Publisher};
 use std::{sync::Arc, time::Duration};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -147,15 +150,16 @@ fn pack_messages(rows: Vec<OutboxRow>, pack: usize) -> Vec<OutgoingMessage> {
         .map(|((lane, tenant), mut group)| {
             if group.len() == 1 {
                 let row = group.pop().expect("one row");
+                let mut headers = vec![(H_TENANT.to_owned(), tenant)];
+                if let Some(trace) = row.traceparent {
+                    headers.push((topology::H_TRACEPARENT.to_owned(), trace));
+                }
                 return OutgoingMessage {
                     exchange: topology::EX_NOTIFICATIONS.to_owned(),
                     routing_key: row.routing_key,
                     body: row.body.into_bytes(),
                     message_id: row.notification_id,
-                    headers: row
-                        .traceparent
-                        .map(|t| vec![(topology::H_TRACEPARENT.to_owned(), t)])
-                        .unwrap_or_default(),
+                    headers,
                 };
             }
             OutgoingMessage {
@@ -166,7 +170,7 @@ fn pack_messages(rows: Vec<OutboxRow>, pack: usize) -> Vec<OutgoingMessage> {
                     group.iter().map(|r| r.body.as_str()),
                 ),
                 message_id: format!("batch:{}+{}", group[0].notification_id, group.len()),
-                headers: Vec::new(),
+                headers: vec![(H_TENANT.to_owned(), tenant)],
             }
         })
         .collect()
@@ -283,10 +287,18 @@ mod tests {
         assert_eq!(batch["type"], "notification_batch.v1");
         assert_eq!(batch["tenant"], "an-giang");
         assert_eq!(batch["requests"][1]["notification_id"], "a2");
-        // A row alone keeps its stored body and its trace header.
+        // A row alone keeps its stored body and its trace header; every message
+        // names its tenant.
         assert_eq!(
             messages[1].headers,
-            [(topology::H_TRACEPARENT.to_owned(), "trace-d1".to_owned())]
+            [
+                (H_TENANT.to_owned(), "dong-nai".to_owned()),
+                (topology::H_TRACEPARENT.to_owned(), "trace-d1".to_owned())
+            ]
+        );
+        assert_eq!(
+            messages[0].headers,
+            [(H_TENANT.to_owned(), "an-giang".to_owned())]
         );
     }
 

@@ -56,6 +56,7 @@ impl Application {
             "tracker.relay_batch must be at least 1"
         );
         crate::metrics::register();
+        crate::metrics::init(&tenants);
         loa_platform::db::ensure_database(&common.database_url).await?;
         let pool = loa_platform::db::pool(&common.database_url, common.database_pool_size)?;
         store::migrate(&pool)

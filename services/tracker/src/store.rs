@@ -2,9 +2,13 @@
 //! [`apply_batch`], which applies a whole consumed batch in one transaction.
 //!
 //! - `tracker.dossier_events`: every event ever received, unique by
-//!   `(tenant, event_id)`; the insert is the idempotency check.
+//!   `(tenant, event_id)`, with the digest of its content
+//!   ([`DossierEvent::content_digest`]); the insert is the idempotency check, and the
+//!   digest tells a harmless repeat (same content: a duplicate) from an `event_id`
+//!   reused for another event (a conflict, dead-lettered by the consumer).
 //! - `tracker.dossiers`: each dossier's current state and the ordering key of the
-//!   event that set it, so older events never move it backwards.
+//!   event that set it, so older events never move it backwards. A late (stale)
+//!   event still fills in the facts the state lacks ([`absorb_stale`]).
 //! - `tracker.outbox`: planned notifications, written in the same transaction as the
 //!   state change, relayed to RabbitMQ afterwards and deleted once confirmed (see
 //!   [`crate::relay`]).
@@ -147,6 +151,20 @@ CREATE INDEX dossiers_open_by_due ON tracker.dossiers (tenant, due_at) WHERE com
 CREATE INDEX dossier_events_recorded_brin ON tracker.dossier_events USING brin (recorded_at);
 "#,
     },
+    Migration {
+        version: 6,
+        name: "event content digests; the ordering key of the appointment's event",
+        // Rows recorded before have no digest: a repeat of one is compared with the
+        // digest of its stored event. A dossier's appointment without a recorded
+        // source counts as set by its current event. Nothing is rewritten.
+        sql: r#"
+ALTER TABLE tracker.dossier_events ADD COLUMN content_digest bytea;
+ALTER TABLE tracker.dossiers
+    ADD COLUMN due_sequence     bigint,
+    ADD COLUMN due_occurred_at  timestamptz,
+    ADD COLUMN due_stage        smallint;
+"#,
+    },
 ];
 
 /// The tracker's migrations, in order (an upgrade test applies a prefix of them).
@@ -188,6 +206,9 @@ pub struct BatchOutcome {
     /// The notifications newly written to the outbox (a replanned one that was already
     /// there is not repeated).
     pub planned: Vec<NotificationRequest>,
+    /// The events whose `event_id` another event with other content already holds
+    /// (outcome [`EventOutcome::Conflict`]), in batch order.
+    pub conflicts: Vec<EventConflict>,
 }
 
 /// A dossier's current state, as stored in `tracker.dossiers`.
@@ -213,6 +234,10 @@ pub struct DossierState {
     pub received_at: Option<DateTime<Utc>>,
     /// The appointment date.
     pub due_at: Option<DateTime<Utc>>,
+    /// The ordering key of the newest event that carried the appointment date: only a
+    /// newer one may move it (an appointment moves forward when a supplement is
+    /// requested, so a late, older one must not move it back).
+    pub due_ordering: Option<OrderingKey>,
     /// When the result became ready (9), or was returned (10) without a 9 seen first.
     pub completed_at: Option<DateTime<Utc>>,
     /// The token of the public lookup link.
@@ -252,10 +277,12 @@ pub fn next_state(
         .map(|d| d.with_timezone(&Utc))
         .or_else(|| previous.and_then(|p| p.received_at))
         .or_else(|| (event.status == DossierStatus::Received).then_some(occurred_at));
-    let due_at = event
-        .due_at
-        .map(|d| d.with_timezone(&Utc))
-        .or_else(|| previous.and_then(|p| p.due_at));
+    let (due_at, due_ordering) = match event.due_at {
+        Some(due) => (Some(due.with_timezone(&Utc)), Some(OrderingKey::of(event))),
+        None => previous
+            .map(|p| (p.due_at, p.due_ordering))
+            .unwrap_or_default(),
+    };
     let completed_at = if is_completion(event.status) {
         previous
             .filter(|p| is_completion(p.status))
@@ -275,12 +302,57 @@ pub fn next_state(
         applicant_masked: mask_name(&event.applicant.name),
         received_at,
         due_at,
+        due_ordering,
         completed_at,
         lookup_token,
         last_event_id: event.event_id.clone(),
         ordering: OrderingKey::of(event),
         updated_at: now,
     }
+}
+
+/// Lets a stale event (older than `state`'s current one) fill in the facts `state`
+/// lacks, whatever order events arrive in; its status never becomes current. Returns
+/// whether anything changed.
+///
+/// - the reception date, only if the state has none: the event's `received_at`, or
+///   for a `received` (2) event its own time;
+/// - the appointment, only if the event is newer than the one that set the current
+///   appointment (or there is none): appointments move forward on supplements, and
+///   an old one must not undo that;
+/// - the completion date, when both the event and the state are completions (9 or
+///   10): the earliest, so a late "result ready" dates a "returned" dossier's result.
+pub fn absorb_stale(state: &mut DossierState, event: &DossierEvent, now: DateTime<Utc>) -> bool {
+    let before = state.clone();
+    let occurred_at = event.occurred_at.with_timezone(&Utc);
+    if state.received_at.is_none() {
+        state.received_at = event
+            .received_at
+            .map(|d| d.with_timezone(&Utc))
+            .or_else(|| (event.status == DossierStatus::Received).then_some(occurred_at));
+    }
+    if let Some(due) = event.due_at {
+        let key = OrderingKey::of(event);
+        if state
+            .due_ordering
+            .is_none_or(|set_by| key.is_newer_than(&set_by))
+        {
+            state.due_at = Some(due.with_timezone(&Utc));
+            state.due_ordering = Some(key);
+        }
+    }
+    if is_completion(event.status) && is_completion(state.status) {
+        state.completed_at = Some(
+            state
+                .completed_at
+                .map_or(occurred_at, |done| done.min(occurred_at)),
+        );
+    }
+    let changed = *state != before;
+    if changed {
+        state.updated_at = now;
+    }
+    changed
 }
 
 /// The public lookup link of a dossier.
@@ -290,11 +362,30 @@ pub fn lookup_url(public_base_url: &str, token: &str) -> String {
 
 type DossierKey = (String, String);
 
+/// An event of a batch whose `event_id` was already taken by an event with other
+/// content (stored earlier, or earlier in the same batch).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventConflict {
+    /// Its index in the batch.
+    pub index: usize,
+    /// The top-level fields whose content differs from the kept event's (names only:
+    /// never the values, which may be personal data). Empty if the kept event could
+    /// not be read back.
+    pub differing: Vec<String>,
+}
+
 /// Applies a batch of events in ONE transaction: records each new event in the
-/// history (a repeated `event_id` is a duplicate with no other effect), makes it its
-/// dossier's current state when it is newer than the stored one (events of one dossier
-/// are taken in batch order), and writes the notifications planned for the events that
-/// became current to the outbox. Either all of it commits or nothing does.
+/// history with its content digest, makes it its dossier's current state when it is
+/// newer than the stored one (events of one dossier are taken in batch order), lets an
+/// older one fill in the facts the state lacks, and writes the notifications planned
+/// for the events that became current to the outbox. Either all of it commits or
+/// nothing does.
+///
+/// An `event_id` seen before (stored, or earlier in the batch) has no effect: with the
+/// same content it is a [`EventOutcome::Duplicate`], with other content a
+/// [`EventOutcome::Conflict`] listed in [`BatchOutcome::conflicts`]; the first event
+/// keeps the id. Replicas inserting the same id wait for each other on its key, so
+/// the later one reads the digest the earlier one committed.
 #[tracing::instrument(skip_all, fields(events = events.len()))]
 pub async fn apply_batch(
     pool: &Pool,
@@ -330,17 +421,21 @@ pub async fn apply_batch(
         .await
         .context("Failed to prepare the dossier lock")?;
 
-    // A repeat inside the batch is a duplicate of its first occurrence.
-    let mut outcomes = vec![EventOutcome::Duplicate; events.len()];
-    let mut seen = HashSet::new();
-    let firsts: Vec<usize> = (0..events.len())
-        .filter(|&i| {
-            seen.insert((
-                events[i].event.tenant.as_str(),
-                events[i].event.event_id.as_str(),
-            ))
-        })
-        .collect();
+    let digests: Vec<[u8; 32]> = events.iter().map(|e| e.event.content_digest()).collect();
+    // Each event id's first occurrence in the batch; a later one is a repeat of it.
+    let mut first_of: HashMap<(&str, &str), usize> = HashMap::with_capacity(events.len());
+    for (i, e) in events.iter().enumerate() {
+        first_of
+            .entry((e.event.tenant.as_str(), e.event.event_id.as_str()))
+            .or_insert(i);
+    }
+    let first = |i: usize| {
+        first_of[&(
+            events[i].event.tenant.as_str(),
+            events[i].event.event_id.as_str(),
+        )]
+    };
+    let firsts: Vec<usize> = (0..events.len()).filter(|&i| first(i) == i).collect();
     // Lock, record and read in one round trip: the three statements are pipelined on
     // the connection and PostgreSQL runs them in order, so the states are read only
     // once the locks are held. States are read for every first occurrence (a superset
@@ -352,18 +447,38 @@ pub async fn apply_batch(
     };
     let (_, inserted, mut states) = tokio::try_join!(
         locked,
-        insert_history(&tx, events, &firsts),
+        insert_history(&tx, events, &digests, &firsts),
         load_states(&tx, events, &firsts),
     )?;
-    let fresh: Vec<usize> = firsts
-        .into_iter()
-        .filter(|&i| {
-            inserted.contains(&(
-                events[i].event.tenant.clone(),
-                events[i].event.event_id.clone(),
-            ))
-        })
-        .collect();
+    let is_fresh = |i: usize| {
+        inserted.contains(&(
+            events[i].event.tenant.clone(),
+            events[i].event.event_id.clone(),
+        ))
+    };
+    let (fresh, known): (Vec<usize>, Vec<usize>) = firsts.into_iter().partition(|&i| is_fresh(i));
+
+    // The digest each event id keeps: the stored one, or its first occurrence's.
+    let stored = stored_digests(&tx, events, &known).await?;
+    let kept = |i: usize| {
+        let e = &events[i].event;
+        stored
+            .get(&(e.tenant.clone(), e.event_id.clone()))
+            .copied()
+            .unwrap_or(digests[first(i)])
+    };
+    let kept: Vec<[u8; 32]> = (0..events.len()).map(kept).collect();
+    let mut outcomes = vec![EventOutcome::Duplicate; events.len()];
+    let mut conflicting = Vec::new();
+    for i in 0..events.len() {
+        if (first(i) != i || !is_fresh(i)) && digests[i] != kept[i] {
+            outcomes[i] = EventOutcome::Conflict;
+            conflicting.push(i);
+        }
+    }
+    let firsts_of: Vec<usize> = (0..events.len()).map(first).collect();
+    let conflicts =
+        explain_conflicts(&tx, events, &digests, &kept, &firsts_of, &conflicting).await?;
 
     let mut changed: Vec<DossierKey> = Vec::new();
     let mut changed_keys: HashSet<DossierKey> = HashSet::new();
@@ -372,8 +487,17 @@ pub async fn apply_batch(
         let IncomingEvent { event, traceparent } = &events[i];
         let key = (event.tenant.clone(), event.dossier_code.clone());
         let previous = states.get(&key);
-        if previous.is_some_and(|p| !OrderingKey::of(event).is_newer_than(&p.ordering)) {
+        if let Some(previous) =
+            previous.filter(|p| !OrderingKey::of(event).is_newer_than(&p.ordering))
+        {
             outcomes[i] = EventOutcome::Stale;
+            let mut state = previous.clone();
+            if absorb_stale(&mut state, event, context.now) {
+                if changed_keys.insert(key.clone()) {
+                    changed.push(key.clone());
+                }
+                states.insert(key, state);
+            }
             continue;
         }
         let token = previous.map(|p| p.lookup_token.clone()).unwrap_or_else(|| {
@@ -411,12 +535,132 @@ pub async fn apply_batch(
         .into_iter()
         .filter(|n| written.contains(&n.notification_id))
         .collect();
-    Ok(BatchOutcome { outcomes, planned })
+    Ok(BatchOutcome {
+        outcomes,
+        planned,
+        conflicts,
+    })
+}
+
+/// The stored content digests of events recorded before this batch (`indexes`: their
+/// first occurrences). A row recorded before digests were kept gets the digest of its
+/// stored event.
+async fn stored_digests(
+    tx: &deadpool_postgres::Transaction<'_>,
+    events: &[IncomingEvent],
+    indexes: &[usize],
+) -> anyhow::Result<HashMap<(String, String), [u8; 32]>> {
+    if indexes.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let (tenants, ids): (Vec<&str>, Vec<&str>) = indexes
+        .iter()
+        .map(|&i| {
+            (
+                events[i].event.tenant.as_str(),
+                events[i].event.event_id.as_str(),
+            )
+        })
+        .unzip();
+    let select = tx
+        .prepare_cached(
+            "SELECT tenant, event_id, content_digest,
+                    CASE WHEN content_digest IS NULL THEN event::text END
+               FROM tracker.dossier_events
+              WHERE (tenant, event_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
+        )
+        .await
+        .context("Failed to prepare the digest query")?;
+    let rows = tx
+        .query(&select, &[&tenants, &ids])
+        .await
+        .context("Failed to read stored event digests")?;
+    rows.iter()
+        .map(|r| {
+            let digest = match r.get::<_, Option<Vec<u8>>>(2) {
+                Some(d) => <[u8; 32]>::try_from(d.as_slice())
+                    .context("a stored content digest is not 32 bytes")?,
+                None => stored_event(r.get::<_, Option<String>>(3).as_deref())?.content_digest(),
+            };
+            Ok(((r.get(0), r.get(1)), digest))
+        })
+        .collect()
+}
+
+/// What differs between each conflicting event and the event that keeps its id: its
+/// first occurrence in the batch when that has the kept content (`kept[i]`), else the
+/// stored event (read back only for these, which are rare).
+async fn explain_conflicts(
+    tx: &deadpool_postgres::Transaction<'_>,
+    events: &[IncomingEvent],
+    digests: &[[u8; 32]],
+    kept: &[[u8; 32]],
+    first: &[usize],
+    conflicting: &[usize],
+) -> anyhow::Result<Vec<EventConflict>> {
+    let mut conflicts = Vec::with_capacity(conflicting.len());
+    let mut to_read: Vec<usize> = Vec::new();
+    for &i in conflicting {
+        let f = first[i];
+        if f != i && digests[f] == kept[i] {
+            conflicts.push(EventConflict {
+                index: i,
+                differing: events[i].event.differing_fields(&events[f].event),
+            });
+        } else {
+            to_read.push(i);
+        }
+    }
+    if to_read.is_empty() {
+        return Ok(conflicts);
+    }
+    let (tenants, ids): (Vec<&str>, Vec<&str>) = to_read
+        .iter()
+        .map(|&i| {
+            (
+                events[i].event.tenant.as_str(),
+                events[i].event.event_id.as_str(),
+            )
+        })
+        .unzip();
+    let rows = tx
+        .query(
+            "SELECT tenant, event_id, event::text FROM tracker.dossier_events
+              WHERE (tenant, event_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
+            &[&tenants, &ids],
+        )
+        .await
+        .context("Failed to read the events of reused ids")?;
+    let kept: HashMap<(String, String), String> = rows
+        .iter()
+        .map(|r| ((r.get(0), r.get(1)), r.get(2)))
+        .collect();
+    for i in to_read {
+        let e = &events[i].event;
+        let differing = kept
+            .get(&(e.tenant.clone(), e.event_id.clone()))
+            .and_then(|text| stored_event(Some(text)).ok())
+            .map(|k| e.differing_fields(&k))
+            .unwrap_or_default();
+        conflicts.push(EventConflict {
+            index: i,
+            differing,
+        });
+    }
+    conflicts.sort_by_key(|c| c.index);
+    Ok(conflicts)
+}
+
+/// An event as stored in `tracker.dossier_events.event`.
+fn stored_event(text: Option<&str>) -> anyhow::Result<DossierEvent> {
+    let text = text.context("a stored event without its body")?;
+    serde_json::from_str(text).context("a stored event does not decode")
 }
 
 async fn insert_history(
     tx: &deadpool_postgres::Transaction<'_>,
     events: &[IncomingEvent],
+    digests: &[[u8; 32]],
     indexes: &[usize],
 ) -> anyhow::Result<HashSet<(String, String)>> {
     let mut tenants = Vec::with_capacity(indexes.len());
@@ -427,8 +671,10 @@ async fn insert_history(
     let mut sequences = Vec::with_capacity(indexes.len());
     let mut bodies = Vec::with_capacity(indexes.len());
     let mut traces = Vec::with_capacity(indexes.len());
+    let mut contents: Vec<&[u8]> = Vec::with_capacity(indexes.len());
     for &i in indexes {
         let IncomingEvent { event, traceparent } = &events[i];
+        contents.push(&digests[i]);
         tenants.push(event.tenant.as_str());
         ids.push(event.event_id.as_str());
         codes.push(event.dossier_code.as_str());
@@ -441,9 +687,10 @@ async fn insert_history(
     let insert = tx
         .prepare_cached(
             "INSERT INTO tracker.dossier_events
-                 (tenant, event_id, dossier_code, status, occurred_at, sequence, event, traceparent)
+                 (tenant, event_id, dossier_code, status, occurred_at, sequence, event, traceparent,
+                  content_digest)
              SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int2[], $5::timestamptz[],
-                                  $6::int8[], $7::json[], $8::text[])
+                                  $6::int8[], $7::json[], $8::text[], $9::bytea[])
              ON CONFLICT (tenant, event_id) DO NOTHING
              RETURNING tenant, event_id",
         )
@@ -454,6 +701,7 @@ async fn insert_history(
             &insert,
             &[
                 &tenants, &ids, &codes, &statuses, &occurred, &sequences, &bodies, &traces,
+                &contents,
             ],
         )
         .await
@@ -463,7 +711,7 @@ async fn insert_history(
 
 pub(crate) const STATE_COLUMNS: &str = "tenant, dossier_code, status, procedure_code, procedure_name, agency_code, \
      agency_name, applicant_masked, received_at, due_at, completed_at, lookup_token, last_event_id, \
-     last_sequence, last_occurred_at, last_stage, updated_at";
+     last_sequence, last_occurred_at, last_stage, updated_at, due_sequence, due_occurred_at, due_stage";
 
 async fn load_states(
     tx: &deadpool_postgres::Transaction<'_>,
@@ -504,6 +752,24 @@ async fn load_states(
 pub(crate) fn state_from_row(row: &Row) -> anyhow::Result<DossierState> {
     let status: i16 = row.get("status");
     let stage: i16 = row.get("last_stage");
+    let ordering = OrderingKey {
+        sequence: row.get("last_sequence"),
+        occurred_at: row.get("last_occurred_at"),
+        stage: u8::try_from(stage).context("stored stage out of range")?,
+    };
+    let due_at: Option<DateTime<Utc>> = row.get("due_at");
+    let due_ordering = match (
+        row.get::<_, Option<DateTime<Utc>>>("due_occurred_at"),
+        row.get::<_, Option<i16>>("due_stage"),
+    ) {
+        (Some(occurred_at), Some(stage)) => Some(OrderingKey {
+            sequence: row.get("due_sequence"),
+            occurred_at,
+            stage: u8::try_from(stage).context("stored stage out of range")?,
+        }),
+        // Recorded before the appointment's source was kept: its current event's.
+        _ => due_at.map(|_| ordering),
+    };
     Ok(DossierState {
         tenant: row.get("tenant"),
         dossier_code: row.get("dossier_code"),
@@ -514,15 +780,12 @@ pub(crate) fn state_from_row(row: &Row) -> anyhow::Result<DossierState> {
         agency_name: row.get("agency_name"),
         applicant_masked: row.get("applicant_masked"),
         received_at: row.get("received_at"),
-        due_at: row.get("due_at"),
+        due_at,
+        due_ordering,
         completed_at: row.get("completed_at"),
         lookup_token: row.get("lookup_token"),
         last_event_id: row.get("last_event_id"),
-        ordering: OrderingKey {
-            sequence: row.get("last_sequence"),
-            occurred_at: row.get("last_occurred_at"),
-            stage: u8::try_from(stage).context("stored stage out of range")?,
-        },
+        ordering,
         updated_at: row.get("updated_at"),
     })
 }
@@ -557,13 +820,26 @@ async fn upsert_states(
     let occurred: Vec<DateTime<Utc>> = states.iter().map(|s| s.ordering.occurred_at).collect();
     let stages: Vec<i16> = states.iter().map(|s| i16::from(s.ordering.stage)).collect();
     let updated: Vec<DateTime<Utc>> = states.iter().map(|s| s.updated_at).collect();
+    let due_sequences: Vec<Option<i64>> = states
+        .iter()
+        .map(|s| s.due_ordering.and_then(|k| k.sequence))
+        .collect();
+    let due_occurred: Vec<Option<DateTime<Utc>>> = states
+        .iter()
+        .map(|s| s.due_ordering.map(|k| k.occurred_at))
+        .collect();
+    let due_stages: Vec<Option<i16>> = states
+        .iter()
+        .map(|s| s.due_ordering.map(|k| i16::from(k.stage)))
+        .collect();
     let upsert = tx
         .prepare_cached(&format!(
             "INSERT INTO tracker.dossiers ({STATE_COLUMNS})
              SELECT * FROM unnest($1::text[], $2::text[], $3::int2[], $4::text[], $5::text[], $6::text[],
                                   $7::text[], $8::text[], $9::timestamptz[], $10::timestamptz[],
                                   $11::timestamptz[], $12::text[], $13::text[], $14::int8[],
-                                  $15::timestamptz[], $16::int2[], $17::timestamptz[])
+                                  $15::timestamptz[], $16::int2[], $17::timestamptz[], $18::int8[],
+                                  $19::timestamptz[], $20::int2[])
              ON CONFLICT (tenant, dossier_code) DO UPDATE SET
                  status = excluded.status,
                  procedure_code = excluded.procedure_code,
@@ -578,7 +854,10 @@ async fn upsert_states(
                  last_sequence = excluded.last_sequence,
                  last_occurred_at = excluded.last_occurred_at,
                  last_stage = excluded.last_stage,
-                 updated_at = excluded.updated_at"
+                 updated_at = excluded.updated_at,
+                 due_sequence = excluded.due_sequence,
+                 due_occurred_at = excluded.due_occurred_at,
+                 due_stage = excluded.due_stage"
         ))
         .await
         .context("Failed to prepare the state upsert")?;
@@ -602,6 +881,9 @@ async fn upsert_states(
             &occurred,
             &stages,
             &updated,
+            &due_sequences,
+            &due_occurred,
+            &due_stages,
         ],
     )
     .await
@@ -707,4 +989,176 @@ pub async fn history(pool: &Pool, tenant: &str, code: &str) -> anyhow::Result<Ve
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    /// An event of dossier `D1`; `received_at` and `due_at` only when given.
+    fn event(
+        id: &str,
+        status: u8,
+        occurred_at: &str,
+        received_at: Option<&str>,
+        due_at: Option<&str>,
+    ) -> DossierEvent {
+        let mut v = json!({
+            "event_id": id, "tenant": "demo", "dossier_code": "D1", "status": status,
+            "occurred_at": occurred_at,
+            "procedure": {"code": "1.000894", "name": "Đăng ký khai sinh"},
+            "agency": {"code": "H56", "name": "UBND phường Đức Thắng"},
+            "applicant": {"name": "Trần Thị Bích", "phone": "0903123456"}
+        });
+        if let Some(r) = received_at {
+            v["received_at"] = json!(r);
+        }
+        if let Some(d) = due_at {
+            v["due_at"] = json!(d);
+        }
+        DossierEvent::from_json(&v).unwrap()
+    }
+
+    /// The state after applying `events` in order as the consumer does: a newer one
+    /// becomes current, an older one is absorbed.
+    fn replay(events: &[DossierEvent]) -> DossierState {
+        let now = at("2026-12-04T10:00:00Z");
+        let mut state: Option<DossierState> = None;
+        for e in events {
+            match state.as_mut() {
+                Some(s) if !OrderingKey::of(e).is_newer_than(&s.ordering) => {
+                    absorb_stale(s, e, now);
+                }
+                _ => state = Some(next_state(state.as_ref(), e, "t".into(), now)),
+            }
+        }
+        state.unwrap()
+    }
+
+    #[test]
+    fn a_late_receipt_fills_in_the_reception_date_without_becoming_current() {
+        // 4, then a late 2 (no explicit received_at), then 9.
+        let state = replay(&[
+            event("e4", 4, "2026-11-29T08:00:00+07:00", None, None),
+            event(
+                "e2",
+                2,
+                "2026-11-28T09:30:00+07:00",
+                None,
+                Some("2026-12-03T17:00:00+07:00"),
+            ),
+            event("e9", 9, "2026-12-01T10:00:00+07:00", None, None),
+        ]);
+
+        assert_eq!(state.status, DossierStatus::ResultReady);
+        assert_eq!(state.received_at, Some(at("2026-11-28T09:30:00+07:00")));
+        assert_eq!(state.due_at, Some(at("2026-12-03T17:00:00+07:00")));
+        assert_eq!(state.last_event_id, "e9");
+    }
+
+    #[test]
+    fn a_stale_event_never_overwrites_a_reception_date_already_known() {
+        let state = replay(&[
+            event(
+                "e4",
+                4,
+                "2026-11-29T08:00:00+07:00",
+                Some("2026-11-28T09:30:00+07:00"),
+                None,
+            ),
+            event(
+                "e2",
+                2,
+                "2026-11-28T10:00:00+07:00",
+                Some("2026-11-28T10:00:00+07:00"),
+                None,
+            ),
+        ]);
+
+        assert_eq!(state.received_at, Some(at("2026-11-28T09:30:00+07:00")));
+    }
+
+    #[test]
+    fn only_the_newest_event_carrying_an_appointment_sets_it() {
+        // The supplement (5) moved the appointment to 10/12; the late receipt's 03/12
+        // is older and must not move it back. A later 9 without one keeps 10/12.
+        let moved = replay(&[
+            event(
+                "e5",
+                5,
+                "2026-12-01T09:00:00+07:00",
+                None,
+                Some("2026-12-10T17:00:00+07:00"),
+            ),
+            event(
+                "e2",
+                2,
+                "2026-11-28T09:30:00+07:00",
+                None,
+                Some("2026-12-03T17:00:00+07:00"),
+            ),
+            event("e9", 9, "2026-12-08T10:00:00+07:00", None, None),
+        ]);
+        // A late event newer than the one that set the appointment does move it.
+        let late_but_newer = replay(&[
+            event(
+                "e2",
+                2,
+                "2026-11-28T09:30:00+07:00",
+                None,
+                Some("2026-12-03T17:00:00+07:00"),
+            ),
+            event("e9", 9, "2026-12-08T10:00:00+07:00", None, None),
+            event(
+                "e5",
+                5,
+                "2026-12-01T09:00:00+07:00",
+                None,
+                Some("2026-12-10T17:00:00+07:00"),
+            ),
+        ]);
+
+        assert_eq!(moved.due_at, Some(at("2026-12-10T17:00:00+07:00")));
+        assert_eq!(late_but_newer.due_at, Some(at("2026-12-10T17:00:00+07:00")));
+        assert_eq!(late_but_newer.status, DossierStatus::ResultReady);
+    }
+
+    #[test]
+    fn a_late_result_ready_dates_the_completion_of_a_returned_dossier() {
+        let state = replay(&[
+            event("e10", 10, "2026-12-05T10:00:00+07:00", None, None),
+            event("e9", 9, "2026-12-02T10:00:00+07:00", None, None),
+        ]);
+
+        assert_eq!(state.status, DossierStatus::ResultReturned);
+        assert_eq!(state.completed_at, Some(at("2026-12-02T10:00:00+07:00")));
+    }
+
+    #[test]
+    fn a_stale_event_with_nothing_new_changes_nothing() {
+        let now = at("2026-12-04T10:00:00Z");
+        let newer = event(
+            "e4",
+            4,
+            "2026-11-29T08:00:00+07:00",
+            Some("2026-11-28T09:30:00+07:00"),
+            Some("2026-12-03T17:00:00+07:00"),
+        );
+        let mut state = next_state(None, &newer, "t".into(), now);
+        let before = state.clone();
+
+        let changed = absorb_stale(
+            &mut state,
+            &event("e1", 1, "2026-11-27T20:00:00+07:00", None, None),
+            at("2026-12-04T11:00:00Z"),
+        );
+
+        assert!(!changed);
+        assert_eq!(state, before);
+    }
 }

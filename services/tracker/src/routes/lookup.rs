@@ -233,6 +233,7 @@ mod tests {
             applicant_masked: "Trần T. B.".into(),
             received_at: Some(at("2026-11-28T09:30:00+07:00")),
             due_at: Some(at("2026-12-03T17:00:00+07:00")),
+            due_ordering: None,
             completed_at: Some(at("2026-12-01T10:00:00+07:00")),
             lookup_token: "0123456789abcdef01234567".into(),
             last_event_id: "e2".into(),

@@ -423,3 +423,90 @@ async fn a_batch_message_applies_its_events_and_dead_letters_a_poison_one_alone(
     app.stop().await;
     assert!(broker.take_all(topology::Q_TRACKER_EVENTS).await.is_empty());
 }
+
+#[tokio::test]
+async fn a_reused_event_id_inside_a_pack_is_dead_lettered_alone_and_counted_as_a_conflict() {
+    // Arrange: `dupm-1` applied; then a pack with a harmless repeat of it, the same
+    // id with another name and phone, and a new event.
+    let env = TestEnv::new().await.unwrap();
+    let broker = Broker::connect(&env).await;
+    let app = TestApp::spawn(&env, settings(true)).await;
+    let at = "2026-11-28T09:30:00+07:00";
+    let original = event("dupm-1", &dossier_code("0501"), 2, at);
+    broker.publish(&original).await;
+    app.wait_applied(&["dupm-1"]).await;
+    app.wait_relayed().await;
+    broker.notifications().await;
+    let reused = event_with("dupm-1", &dossier_code("0501"), 2, at, |v| {
+        v["applicant"] = json!({"name": "Lê Văn Cường", "phone": "0912 345 678"});
+    });
+    let packed = |event: DossierEvent| PackedEvent {
+        traceparent: Some(TRACEPARENT.to_owned()),
+        event: DossierEvent {
+            accepted_at: Some(chrono::Utc::now()),
+            ..event
+        },
+    };
+    let body = Envelope::DossierEventBatchV1(DossierEventBatch {
+        tenant: "demo".into(),
+        events: vec![
+            packed(original.clone()),
+            packed(reused),
+            packed(event("dupm-new", &dossier_code("0502"), 2, at)),
+        ],
+    })
+    .to_bytes();
+
+    // Act
+    broker.publish_raw("dossier.demo.2", body, "dupm-1+2").await;
+
+    // Assert: the new event is applied and notified, the repeat does nothing, and
+    // the reused id alone is a dead letter naming the tenant and what differs.
+    app.wait_applied(&["dupm-new"]).await;
+    app.wait_relayed().await;
+    let notified: Vec<String> = broker
+        .notifications()
+        .await
+        .into_iter()
+        .map(|n| n.request.dossier_code.unwrap())
+        .collect();
+    assert_eq!(notified, [dossier_code("0502")]);
+    let dead = broker.dead_letters().await;
+    assert_eq!(dead.len(), 1);
+    let reason = header(&dead[0], topology::H_REASON).unwrap();
+    assert!(reason.starts_with("event_id_reused: "), "{reason}");
+    assert!(reason.contains("differs in: applicant"), "{reason}");
+    assert!(
+        !reason.contains("Cường") && !reason.contains("0912"),
+        "{reason}"
+    );
+    assert_eq!(
+        header(&dead[0], loa_platform::amqp::consumer::H_TENANT).as_deref(),
+        Some("demo")
+    );
+    let Envelope::DossierEventV1(dead_event) = Envelope::from_bytes(&dead[0].data).unwrap() else {
+        panic!("a single event")
+    };
+    assert_eq!(
+        dead_event.applicant.name, "Lê Văn Cường",
+        "the new content is kept"
+    );
+    let metrics = reqwest::get(format!("{}/metrics", app.address))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    // Counted (by any amount: the tests of this binary share the registry), and the
+    // series of a tenant without conflicts exists at zero.
+    assert!(
+        metrics.contains(r#"loa_tracker_events_total{outcome="conflict",tenant="demo"} "#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"loa_tracker_events_total{outcome="conflict",tenant="other"} 0"#),
+        "{metrics}"
+    );
+    app.stop().await;
+    assert!(broker.take_all(topology::Q_TRACKER_EVENTS).await.is_empty());
+}

@@ -219,3 +219,68 @@ async fn health_readiness_and_metrics_answer() {
         .contains("loa_tracker_batch_size"));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_late_receipt_gives_the_page_its_reception_date_beside_its_timeline_entry() {
+    // Arrange: processing (4), then the receipt (2) arrives late, then the result (9);
+    // only the receipt says when the dossier was received (by its own time).
+    let env = TestEnv::new().await.unwrap();
+    let broker = Broker::connect(&env).await;
+    let app = TestApp::spawn(&env, settings(true)).await;
+    let code = dossier_code("0202");
+    let without_dates = |v: &mut Value| {
+        let v = v.as_object_mut().unwrap();
+        v.remove("received_at");
+        v.remove("due_at");
+    };
+    let processing = event_with(
+        "late-4",
+        &code,
+        4,
+        "2026-11-29T08:00:00+07:00",
+        without_dates,
+    );
+    let receipt = event_with("late-2", &code, 2, "2026-11-28T09:30:00+07:00", |v| {
+        v.as_object_mut().unwrap().remove("received_at");
+    });
+    let ready = event_with(
+        "late-9",
+        &code,
+        9,
+        "2026-12-01T10:00:00+07:00",
+        without_dates,
+    );
+
+    // Act
+    broker.publish(&processing).await;
+    app.wait_applied(&["late-4"]).await;
+    broker.publish(&receipt).await;
+    app.wait_applied(&["late-2"]).await;
+    broker.publish(&ready).await;
+    app.wait_applied(&["late-9"]).await;
+    let token = lookup_token(&Secret::new(SECRET), "demo", &code);
+    let html = reqwest::get(format!("{}/tra-cuu/{token}", app.address))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+
+    // Assert: the state is the result's, the dates are the receipt's.
+    assert_eq!(app.status_of(&code).await, Some(9));
+    assert!(
+        html.contains("Được tiếp nhận<span class=\"when\">09:30 28/11/2026</span>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<dt>Ngày tiếp nhận</dt><dd>28/11/2026</dd>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<dt>Ngày hẹn trả</dt><dd>03/12/2026</dd>"),
+        "{html}"
+    );
+    assert!(html.contains("Đã có kết quả trước hạn"), "{html}");
+    assert!(!html.contains("Chưa tiếp nhận"), "{html}");
+    app.stop().await;
+}

@@ -6,7 +6,7 @@ use loa_contracts::NotificationKind;
 use loa_platform::{testing::TestEnv, Secret};
 use loa_tracker::{
     metrics::EventOutcome,
-    store::{apply_batch, ApplyContext, IncomingEvent},
+    store::{apply_batch, ApplyContext, EventConflict, IncomingEvent},
 };
 use serde_json::json;
 
@@ -163,4 +163,188 @@ async fn concurrent_batches_touching_the_same_dossiers_neither_deadlock_nor_regr
         .map(|r| r.get(0))
         .collect();
     assert_eq!(statuses, vec![9, 9]);
+}
+
+#[tokio::test]
+async fn a_reused_event_id_with_other_content_is_a_conflict_and_an_identical_repeat_a_duplicate() {
+    // Arrange
+    let env = TestEnv::new().await.unwrap();
+    let pool = migrated_pool(&env).await;
+    let secret = Secret::new(SECRET);
+    let context = ApplyContext {
+        lookup_secret: &secret,
+        public_base_url: BASE_URL,
+        now: Utc::now(),
+    };
+    let code = dossier_code("0304");
+    let original = event("dupm-1", &code, 2, "2026-11-28T09:30:00+07:00");
+    // The same event written differently (another phone format, another zone, a
+    // later acceptance stamp) is still the same event.
+    let mut repeat = event_with("dupm-1", &code, 2, "2026-11-28T02:30:00Z", |v| {
+        v["applicant"]["phone"] = json!("+84 903 123 456");
+    });
+    repeat.accepted_at = Some(Utc::now());
+    let other_person = event_with("dupm-1", &code, 2, "2026-11-28T09:30:00+07:00", |v| {
+        v["applicant"] = json!({"name": "Lê Văn Cường", "phone": "0912 345 678"});
+    });
+    let other_status = event("dupm-1", &code, 4, "2026-11-29T09:30:00+07:00");
+    // A reused id inside one batch: the first occurrence keeps it.
+    let first_in_batch = event(
+        "dupm-2",
+        &dossier_code("0305"),
+        2,
+        "2026-11-28T09:30:00+07:00",
+    );
+    let second_in_batch = event(
+        "dupm-2",
+        &dossier_code("0305"),
+        10,
+        "2026-12-05T09:30:00+07:00",
+    );
+
+    // Act
+    let first = apply_batch(&pool, &context, &incoming(&[original]))
+        .await
+        .unwrap();
+    let later = apply_batch(
+        &pool,
+        &context,
+        &incoming(&[
+            repeat,
+            other_person,
+            other_status,
+            first_in_batch,
+            second_in_batch,
+        ]),
+    )
+    .await
+    .unwrap();
+
+    // Assert
+    use EventOutcome::*;
+    assert_eq!(first.outcomes, vec![Applied]);
+    assert_eq!(
+        later.outcomes,
+        vec![Duplicate, Conflict, Conflict, Applied, Conflict]
+    );
+    assert_eq!(
+        later.conflicts,
+        vec![
+            EventConflict {
+                index: 1,
+                differing: vec!["applicant".into()]
+            },
+            EventConflict {
+                index: 2,
+                differing: vec!["occurred_at".into(), "status".into()]
+            },
+            EventConflict {
+                index: 4,
+                differing: vec!["occurred_at".into(), "status".into()]
+            },
+        ]
+    );
+    assert_eq!(later.planned.len(), 1, "only dupm-2's receipt is planned");
+    let client = pool.get().await.unwrap();
+    let kept: Vec<(String, i16)> = client
+        .query(
+            "SELECT event_id, status FROM tracker.dossier_events ORDER BY event_id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(kept, [("dupm-1".into(), 2), ("dupm-2".into(), 2)]);
+    assert_eq!(
+        client
+            .query_one(
+                "SELECT status FROM tracker.dossiers WHERE dossier_code = $1",
+                &[&code]
+            )
+            .await
+            .unwrap()
+            .get::<_, i16>(0),
+        2,
+        "the conflicting status 4 changed nothing"
+    );
+}
+
+#[tokio::test]
+async fn an_event_recorded_before_digests_were_kept_is_compared_by_its_stored_body() {
+    // Arrange: an event recorded, then its digest erased as a row from before
+    // migration 6 has none.
+    let env = TestEnv::new().await.unwrap();
+    let pool = migrated_pool(&env).await;
+    let secret = Secret::new(SECRET);
+    let context = ApplyContext {
+        lookup_secret: &secret,
+        public_base_url: BASE_URL,
+        now: Utc::now(),
+    };
+    let code = dossier_code("0306");
+    let original = event("old-1", &code, 2, "2026-11-28T09:30:00+07:00");
+    apply_batch(&pool, &context, &incoming(std::slice::from_ref(&original)))
+        .await
+        .unwrap();
+    let client = pool.get().await.unwrap();
+    client
+        .execute(
+            "UPDATE tracker.dossier_events SET content_digest = NULL",
+            &[],
+        )
+        .await
+        .unwrap();
+    let changed = event_with("old-1", &code, 2, "2026-11-28T09:30:00+07:00", |v| {
+        v["procedure"]["name"] = json!("Đăng ký khai tử");
+    });
+
+    // Act
+    let outcome = apply_batch(&pool, &context, &incoming(&[original, changed]))
+        .await
+        .unwrap();
+
+    // Assert
+    assert_eq!(
+        outcome.outcomes,
+        vec![EventOutcome::Duplicate, EventOutcome::Conflict]
+    );
+    assert_eq!(outcome.conflicts[0].differing, ["procedure"]);
+}
+
+#[tokio::test]
+async fn replicas_applying_one_event_id_with_different_contents_at_once_keep_exactly_one() {
+    // Arrange: two replicas (two pools, two transactions) get the same id with other
+    // content at the same moment, round after round.
+    let env = TestEnv::new().await.unwrap();
+    let pool = migrated_pool(&env).await;
+    let other_pool = loa_platform::db::pool(&env.database_url, 4).unwrap();
+    let secret = Secret::new(SECRET);
+    let context = ApplyContext {
+        lookup_secret: &secret,
+        public_base_url: BASE_URL,
+        now: Utc::now(),
+    };
+    for round in 0..10 {
+        let id = format!("race-{round}");
+        let code = dossier_code(&format!("04{round:02}"));
+        let one = incoming(&[event(&id, &code, 2, "2026-11-28T09:30:00+07:00")]);
+        let two = incoming(&[event(&id, &code, 4, "2026-11-29T09:30:00+07:00")]);
+
+        // Act
+        let (a, b) = tokio::join!(
+            apply_batch(&pool, &context, &one),
+            apply_batch(&other_pool, &context, &two)
+        );
+
+        // Assert
+        let mut outcomes = vec![a.unwrap().outcomes[0], b.unwrap().outcomes[0]];
+        outcomes.sort_by_key(|o| o.as_str());
+        assert_eq!(
+            outcomes,
+            vec![EventOutcome::Applied, EventOutcome::Conflict],
+            "round {round}"
+        );
+    }
 }
