@@ -3,8 +3,12 @@
 //! batch before sending, one statement records the whole batch's results.
 //!
 //! Statuses:
-//! - `sending`: claimed, with a lease (`lease_until`) while a sender is at it; a
-//!   `sending` row without a lease was given back to the queue (a database hiccup);
+//! - `sending`: claimed, with a short lease (`lease_until`, renewed by its owner
+//!   `lease_owner` while it lives: [`crate::leases`]) while a sender is at it, and a
+//!   dispatch mark (`dispatched_at`) once its Zalo call is about to leave; a `sending`
+//!   row without a lease was given back to the queue (a database hiccup), one whose
+//!   lease lapsed was abandoned by a dead sender (with a dispatch mark: Zalo may have
+//!   it); a copy that arrived while the lease was live may wait in `request`;
 //! - `sent` (Zalo accepted it), then `delivered` and `seen` (receipts, written by the
 //!   webhook handler): final, never claimed again;
 //! - `failed`: the last attempt failed for good and was dead-lettered (a replayed dead
@@ -43,16 +47,29 @@ pub struct NewDelivery {
     pub event_accepted_at: Option<DateTime<Utc>>,
 }
 
+/// What is known of a request's attempt before the one just claimed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prior {
+    /// Nothing in doubt: no earlier attempt, its result was recorded, or it never
+    /// left (its sender stopped before dispatching it).
+    Known,
+    /// Its sender stopped (the lease lapsed) after dispatching it: Zalo may have
+    /// accepted it, and no result was recorded.
+    Interrupted,
+    /// It timed out after dispatch, was parked as ambiguous, and no receipt came by
+    /// its recheck time.
+    Unanswered,
+}
+
 /// What the claim found for one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Claim {
-    /// This process may send it now. `attempts` counts this one; `resumed` says an
-    /// earlier attempt was cut off mid-send (it may have reached Zalo).
+    /// This process holds it now. `attempts` counts this one.
     Claimed {
         /// Attempts including this one.
         attempts: i32,
-        /// A previous attempt ended without a recorded result.
-        resumed: bool,
+        /// Whether an earlier attempt may have reached Zalo.
+        prior: Prior,
     },
     /// Already sent (or delivered, or seen): ack without sending.
     AlreadySent,
@@ -63,11 +80,13 @@ pub enum Claim {
     InFlight,
 }
 
-/// Claims every request of a batch in one statement (ids must be distinct).
+/// Claims every request of a batch in one statement (ids must be distinct), leased
+/// to `owner` for `lease`.
 pub async fn claim(
     pool: &Pool,
     rows: &[NewDelivery],
     lease: Duration,
+    owner: i64,
 ) -> anyhow::Result<Vec<Claim>> {
     if rows.is_empty() {
         return Ok(Vec::new());
@@ -94,26 +113,35 @@ pub async fn claim(
                                       $7::timestamptz[])
                      AS t(notification_id, tenant, kind, lane, dossier_code, channel, event_accepted_at)
              ), prior AS (
-                 -- A `sending` row with a lease was cut off mid-send (a recorded
-                 -- transient failure clears the lease).
-                 SELECT d.notification_id, d.status,
-                        (d.status = 'sending' AND d.lease_until IS NOT NULL) AS interrupted
+                 SELECT d.notification_id, d.status
                    FROM notifier.deliveries d JOIN input i USING (notification_id)
              ), claimed AS (
                  INSERT INTO notifier.deliveries AS d
                         (notification_id, tenant, kind, lane, dossier_code, channel, status, attempts,
-                         event_accepted_at, lease_until)
+                         event_accepted_at, lease_until, lease_owner)
                  SELECT notification_id, tenant, kind, lane, dossier_code, channel, 'sending', 1,
-                        event_accepted_at, now() + make_interval(secs => $8)
+                        event_accepted_at, now() + make_interval(secs => $8), $9
                    FROM input
                  ON CONFLICT (notification_id) DO UPDATE
                     SET status = 'sending', attempts = d.attempts + 1, channel = EXCLUDED.channel,
-                        lease_until = EXCLUDED.lease_until, updated_at = now()
+                        lease_until = EXCLUDED.lease_until, lease_owner = EXCLUDED.lease_owner,
+                        -- Read from the row as locked here, not from `prior`'s snapshot:
+                        -- a scheduler that republished an ambiguous row may commit its
+                        -- `retrying` between the two. A `sending` row with a lease
+                        -- (lapsed, or it would not be claimed) was abandoned by its
+                        -- sender, after its dispatch mark or before; a `retrying` row
+                        -- with a recheck time is an ambiguous send come due.
+                        prior_doubt = CASE
+                            WHEN d.status = 'sending' AND d.lease_until IS NOT NULL
+                                 AND d.dispatched_at IS NOT NULL THEN 'interrupted'
+                            WHEN d.status = 'retrying' AND d.recheck_at IS NOT NULL THEN 'unanswered'
+                        END,
+                        dispatched_at = NULL, request = NULL, updated_at = now()
                   WHERE d.status NOT IN ('sent', 'delivered', 'seen', 'deferred', 'held', 'ambiguous')
                     AND NOT (d.status = 'sending' AND d.lease_until IS NOT NULL AND d.lease_until > now())
-                 RETURNING d.notification_id, d.attempts
+                 RETURNING d.notification_id, d.attempts, d.prior_doubt
              )
-             SELECT i.notification_id, p.status, c.attempts, coalesce(p.interrupted, false)
+             SELECT i.notification_id, p.status, c.attempts, c.prior_doubt
                FROM input i
                LEFT JOIN prior p USING (notification_id)
                LEFT JOIN claimed c USING (notification_id)",
@@ -132,25 +160,41 @@ pub async fn claim(
                 &channels,
                 &accepted,
                 &lease_secs,
+                &owner,
             ],
         )
         .await
         .context("Failed to claim deliveries")?;
-    let by_id: HashMap<String, (Option<String>, Option<i32>, bool)> = result
+    // One answer row per input id: its status before the claim, and what the claim
+    // took (attempts and doubt) if it took it.
+    let by_id: HashMap<String, Claim> = result
         .iter()
-        .map(|r| (r.get::<_, String>(0), (r.get(1), r.get(2), r.get(3))))
+        .map(|r| {
+            let prior_status: Option<&str> = r.get(1);
+            let claim = match (r.get::<_, Option<i32>>(2), prior_status) {
+                (Some(attempts), _) => Claim::Claimed {
+                    attempts,
+                    prior: match r.get::<_, Option<&str>>(3) {
+                        Some("interrupted") => Prior::Interrupted,
+                        Some("unanswered") => Prior::Unanswered,
+                        _ => Prior::Known,
+                    },
+                },
+                (None, Some(status)) if is_final(status) => Claim::AlreadySent,
+                (None, Some(status)) if is_parked(status) => Claim::Parked,
+                // Leased by another sender, or inserted by one after our snapshot.
+                (None, _) => Claim::InFlight,
+            };
+            (r.get::<_, String>(0), claim)
+        })
         .collect();
     Ok(rows
         .iter()
-        .map(|r| match by_id.get(&r.notification_id) {
-            Some((_, Some(attempts), interrupted)) => Claim::Claimed {
-                attempts: *attempts,
-                resumed: *interrupted,
-            },
-            Some((Some(prior), None, _)) if is_final(prior) => Claim::AlreadySent,
-            Some((Some(prior), None, _)) if is_parked(prior) => Claim::Parked,
-            // Leased by another sender, or inserted by one after our snapshot.
-            _ => Claim::InFlight,
+        .map(|r| {
+            by_id
+                .get(&r.notification_id)
+                .copied()
+                .unwrap_or(Claim::InFlight)
         })
         .collect())
 }
@@ -165,21 +209,119 @@ pub fn is_parked(status: &str) -> bool {
     matches!(status, "deferred" | "held" | "ambiguous")
 }
 
-/// Whether any of `ids` is still leased by a sender (`sending` with a live lease).
-pub async fn any_in_flight(pool: &Pool, ids: &[String]) -> anyhow::Result<bool> {
+/// Marks `ids` as dispatched: their Zalo calls are about to leave. From now until
+/// their results are recorded, a sender that dies leaves them in doubt ([`Prior`]).
+pub async fn mark_dispatched(pool: &Pool, ids: &[&str]) -> anyhow::Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
     let client = pool
         .get()
         .await
         .context("Failed to get a PostgreSQL connection")?;
-    let row = client
-        .query_one(
-            "SELECT count(*) FROM notifier.deliveries
-              WHERE notification_id = ANY($1) AND status = 'sending' AND lease_until > now()",
-            &[&ids],
+    let statement = client
+        .prepare_cached(
+            "UPDATE notifier.deliveries SET dispatched_at = now()
+              WHERE notification_id = ANY($1::text[])",
         )
         .await
-        .context("Failed to read delivery leases")?;
-    Ok(row.get::<_, i64>(0) > 0)
+        .context("Failed to prepare the dispatch mark")?;
+    client
+        .execute(&statement, &[&ids])
+        .await
+        .context("Failed to mark deliveries dispatched")?;
+    Ok(())
+}
+
+/// Writes dispatch marks as sends leave, in groups: each send asks for its mark
+/// right before its Zalo call ([`DispatchMarks::mark`]) and waits for it; one task
+/// writes whatever marks have been asked for meanwhile with one statement (a group
+/// commit). So a mark is never far ahead of its call, and a sender that dies leaves
+/// in doubt only the sends that were actually leaving, not every request it had
+/// slots for.
+#[derive(Clone)]
+pub struct DispatchMarks {
+    asks: tokio::sync::mpsc::Sender<(String, tokio::sync::oneshot::Sender<bool>)>,
+}
+
+impl DispatchMarks {
+    /// Most marks written by one statement.
+    const GROUP: usize = 1024;
+
+    /// Starts the writer task (it ends when the last clone is dropped).
+    pub fn start(pool: Pool) -> Self {
+        let (asks, mut queue) =
+            tokio::sync::mpsc::channel::<(String, tokio::sync::oneshot::Sender<bool>)>(4096);
+        tokio::spawn(async move {
+            while let Some(first) = queue.recv().await {
+                let mut group = vec![first];
+                while group.len() < Self::GROUP {
+                    match queue.try_recv() {
+                        Ok(ask) => group.push(ask),
+                        Err(_) => break,
+                    }
+                }
+                let ids: Vec<&str> = group.iter().map(|(id, _)| id.as_str()).collect();
+                let written = match mark_dispatched(&pool, &ids).await {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::warn!(error.message = %e, count = ids.len(), "Failed to mark sends dispatched; they do not leave.");
+                        false
+                    }
+                };
+                for (_, reply) in group {
+                    let _ = reply.send(written);
+                }
+            }
+        });
+        Self { asks }
+    }
+
+    /// Marks one request dispatched; returns once the mark is durable. An error
+    /// means the call must not be made.
+    pub async fn mark(&self, notification_id: &str) -> anyhow::Result<()> {
+        let (reply, written) = tokio::sync::oneshot::channel();
+        self.asks
+            .send((notification_id.to_owned(), reply))
+            .await
+            .map_err(|_| anyhow::anyhow!("the dispatch mark writer stopped"))?;
+        match written.await {
+            Ok(true) => Ok(()),
+            _ => anyhow::bail!("the dispatch mark could not be written"),
+        }
+    }
+}
+
+/// Parks copies of requests that another sender holds a live lease on: each copy's
+/// envelope waits on its `sending` row, to be republished by the scheduler if the
+/// lease lapses without a result (the holder died); a result recorded by the holder
+/// drops it. Returns the ids parked; an id missing from the answer is no longer
+/// leased (claim it again).
+pub async fn park_behind_lease(
+    pool: &Pool,
+    copies: &[(&str, serde_json::Value)],
+) -> anyhow::Result<std::collections::HashSet<String>> {
+    if copies.is_empty() {
+        return Ok(Default::default());
+    }
+    let ids: Vec<&str> = copies.iter().map(|(id, _)| *id).collect();
+    let bodies: Vec<&serde_json::Value> = copies.iter().map(|(_, b)| b).collect();
+    let client = pool
+        .get()
+        .await
+        .context("Failed to get a PostgreSQL connection")?;
+    let rows = client
+        .query(
+            "UPDATE notifier.deliveries d SET request = u.body, updated_at = now()
+               FROM UNNEST($1::text[], $2::jsonb[]) AS u(notification_id, body)
+              WHERE d.notification_id = u.notification_id
+                AND d.status = 'sending' AND d.lease_until > now()
+              RETURNING d.notification_id",
+            &[&ids, &bodies],
+        )
+        .await
+        .context("Failed to park requests behind their leases")?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
 /// A delivery's state after an attempt.

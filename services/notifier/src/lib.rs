@@ -16,6 +16,7 @@
 //!   classifies every Zalo answer.
 //! - [`tokens`]: OAuth tokens per tenant, row-locked refreshes, stored before use.
 //! - [`deliveries`]: the `notifier.deliveries` table, written in batches.
+//! - [`leases`]: short claim leases, renewed while their sender lives.
 //! - [`sender`]: the unit of work (a batch in, one disposition per message out).
 //! - [`retry`]: [`retry::decide`], the one retry policy for every error class, and the
 //!   delay queues retries wait in.
@@ -24,7 +25,8 @@
 //!   gate (pause, quota, slots) in front of every batch.
 //! - [`quota`]: the ZNS daily quota and the transactional reserve.
 //! - [`pause`]: pausing a tenant that needs an operator; `POST /v1/pause/resume`.
-//! - [`scheduler`]: republishes parked (deferred, resumed, ambiguous) requests.
+//! - [`scheduler`]: republishes parked requests (deferred, resumed, ambiguous, and copies
+//!   parked behind the lease of a sender that died).
 //! - [`clock`]: the wall clock of deferrals, movable in tests.
 //! - [`routes`]: `GET /v1/deliveries`.
 //! - [`admin`]: the console's API: overview, deliveries by state, resend, cancel,
@@ -67,6 +69,7 @@ pub mod channel;
 pub mod clock;
 pub mod dead_letters;
 pub mod deliveries;
+pub mod leases;
 pub mod metrics;
 pub mod pause;
 pub mod quota;
@@ -130,6 +133,11 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("migrations/0006_citizen_feedback.sql"),
     },
     Migration {
+        version: 7,
+        name: "short renewed leases and the dispatch mark",
+        sql: include_str!("migrations/0007_short_leases_and_dispatch.sql"),
+    },
+    Migration {
         version: 8,
         name: "the admin console's indexes",
         sql: include_str!("migrations/0008_console_admin.sql"),
@@ -176,9 +184,14 @@ pub struct NotifierSettings {
     /// Attempts before a request that keeps failing for a passing reason (or keeps
     /// timing out) is dead-lettered with its last error.
     pub max_attempts: u32,
-    /// How long a send that timed out after Zalo may have accepted it waits for its
-    /// delivery receipt before it is resent, in seconds.
+    /// How long a send that may have reached Zalo (it timed out, or its sender died
+    /// after dispatching it) waits for its delivery receipt before it is resent, in
+    /// seconds.
     pub ambiguous_recheck_secs: u64,
+    /// How long a claimed request stays reserved for its sender without renewal, in
+    /// seconds (≥ 1). A live sender renews its leases four times per period, so this
+    /// bounds how long a crashed sender's requests wait before another takes them.
+    pub lease_secs: u64,
     /// How often each replica looks for parked requests that are due, in ms.
     pub scheduler_interval_ms: u64,
     /// Most parked requests republished per scheduler statement.
@@ -216,6 +229,7 @@ impl Default for NotifierSettings {
             retry_delays_ms: vec![5_000, 30_000, 120_000, 600_000, 3_600_000],
             max_attempts: 8,
             ambiguous_recheck_secs: 600,
+            lease_secs: 5,
             scheduler_interval_ms: 1_000,
             scheduler_batch: 500,
             rate_limit_headroom: 0.1,
@@ -224,15 +238,6 @@ impl Default for NotifierSettings {
             webhook_max_age_secs: 86_400,
             webhook_max_ahead_secs: 300,
         }
-    }
-}
-
-impl NotifierSettings {
-    /// How long a claimed request stays reserved for its sender per round of
-    /// `max_in_flight` sends: each possibly a send, a token refresh and a resend. A
-    /// batch's lease is this times its rounds, plus one (see the sender).
-    fn lease_per_round(&self) -> Duration {
-        Duration::from_millis(self.http_timeout_ms) * 3
     }
 }
 
@@ -249,6 +254,7 @@ pub struct Application {
     clock: clock::Clock,
     scheduler: scheduler::Scheduler,
     freshness: webhook::Freshness,
+    leases: Arc<leases::Leases>,
 }
 
 impl Application {
@@ -287,6 +293,7 @@ impl Application {
         if delays.is_empty() {
             delays.push(Duration::from_secs(5));
         }
+        let leases = leases::Leases::new(pool.clone(), Duration::from_secs(settings.lease_secs));
         let sender = Sender::new(sender::SenderParts {
             pool: pool.clone(),
             zalo,
@@ -313,7 +320,8 @@ impl Application {
                 ambiguous_recheck: Duration::from_secs(settings.ambiguous_recheck_secs),
             },
             max_in_flight: settings.max_in_flight,
-            lease_per_round: settings.lease_per_round(),
+            leases: leases.clone(),
+            marks: deliveries::DispatchMarks::start(pool.clone()),
         });
         let scheduler = scheduler::Scheduler::new(
             pool.clone(),
@@ -339,6 +347,7 @@ impl Application {
             clock,
             scheduler,
             freshness,
+            leases,
         })
     }
 
@@ -442,12 +451,13 @@ impl Application {
         };
         let transactional = consumer(topology::Q_NOTIFIER_TRANSACTIONAL, transactional_status);
         let broadcast = consumer(topology::Q_NOTIFIER_BROADCAST, broadcast_status);
-        // The token refresher and the scheduler of parked requests run side by side;
-        // the retry delay queues are declared once, up front.
+        // The token refresher, the scheduler of parked requests and the lease
+        // renewals run side by side; the retry delay queues are declared once, up front.
         let refresher = async {
             tokio::join!(
                 self.tokens.run_refresher(cancel.clone()),
                 self.scheduler.run(cancel.clone()),
+                self.leases.clone().run_renewals(cancel.clone()),
                 self.sender.declare_delay_queues(cancel.clone())
             );
         };

@@ -35,8 +35,9 @@ static AMBIGUOUS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "loa_notifier_ambiguous_sends_total",
         "Sends that may or may not have reached Zalo, by tenant and cause: timeout (no answer \
-         in time) or interrupted (a sender stopped mid-send and the request was claimed again). \
-         Each may end in a duplicate message.",
+         in time) or interrupted (a sender died after dispatching it). Each is parked until \
+         its delivery receipt or its recheck time; only a resend after the recheck \
+         (loa_notifier_ambiguous_resends_total) can duplicate a message.",
         &["tenant", "cause"]
     )
     .expect("metric registers once")
@@ -64,6 +65,22 @@ pub fn delivery(tenant: &str, channel: &str, kind: &str, outcome: &str) {
     DELIVERIES
         .with_label_values(&[tenant, channel, kind, outcome])
         .inc();
+}
+
+static AMBIGUOUS_RESENDS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "loa_notifier_ambiguous_resends_total",
+        "Requests sent again although an earlier attempt may have reached Zalo (it timed out, \
+         or its sender died after dispatching it, and no delivery receipt came by the recheck \
+         time), by tenant: the most duplicate messages citizens can have received.",
+        &["tenant"]
+    )
+    .expect("metric registers once")
+});
+
+/// Counts a resend of a request whose earlier attempt may have reached Zalo.
+pub fn ambiguous_resend(tenant: &str) {
+    AMBIGUOUS_RESENDS.with_label_values(&[tenant]).inc();
 }
 
 /// Counts a send whose fate is unknown (`timeout` or `interrupted`).

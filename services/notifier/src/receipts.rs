@@ -206,7 +206,7 @@ pub async fn apply<C: GenericClient>(
             msg_id,
             tracking_id,
             at,
-        } => apply_received(client, tenant, msg_id, tracking_id.as_deref(), *at).await,
+        } => apply_received(client, tenant, msg_id, tracking_id.as_deref(), *at, false).await,
         Receipt::Seen { msg_ids, at } => apply_seen(client, tenant, msg_ids, *at).await,
     }
 }
@@ -220,12 +220,16 @@ fn target_of(row: &tokio_postgres::Row) -> Target {
     }
 }
 
+/// Applies a `user_received_message`. `by_holder`: the caller holds the delivery's
+/// lease itself (a sender settling a doubtful send from a stored receipt), so the
+/// lease is no reason to wait.
 async fn apply_received<C: GenericClient>(
     client: &C,
     tenant: &str,
     msg_id: &str,
     tracking_id: Option<&str>,
     at: DateTime<Utc>,
+    by_holder: bool,
 ) -> anyhow::Result<Applied> {
     // By our tracking id when Zalo echoes it (ZNS), else by Zalo's message id.
     let row = client
@@ -243,8 +247,9 @@ async fn apply_received<C: GenericClient>(
     let Some(target) = row.as_ref().map(target_of) else {
         return Ok(Applied::Waiting);
     };
-    if target.status == "sending" && target.leased {
-        // The sender has not recorded its answer yet; do not race its write.
+    if target.status == "sending" && target.leased && !by_holder {
+        // The sender has not recorded its answer yet; do not race its write (it will,
+        // or its lease lapses and the next claim looks for this receipt).
         return Ok(Applied::Waiting);
     }
     let moves = !matches!(target.status.as_str(), "delivered" | "seen");
@@ -254,6 +259,7 @@ async fn apply_received<C: GenericClient>(
                 SET status = CASE WHEN status IN ('delivered', 'seen') THEN status ELSE 'delivered' END,
                     delivered_at = coalesce(delivered_at, $2),
                     zalo_msg_id = coalesce(zalo_msg_id, $3),
+                    lease_until = NULL, request = NULL, not_before = NULL, recheck_at = NULL,
                     updated_at = now()
               WHERE notification_id = $1",
             &[&target.notification_id, &at, &msg_id],
@@ -271,6 +277,70 @@ async fn apply_received<C: GenericClient>(
         record_transitions(client, &transitions).await?;
     }
     Ok(Applied::Done)
+}
+
+/// Settles requests whose earlier send is unknown from receipts already stored for
+/// them: a `user_received_message` carrying the request's id as its `tracking_id`
+/// proves Zalo accepted (and delivered) it. The caller holds the requests' leases
+/// (it just claimed them). Applies each such receipt, as the webhook would have, and
+/// returns the ids it settled: those must not be sent again.
+pub async fn settle_from_stored_receipts(
+    pool: &Pool,
+    requests: &[(&str, &str)],
+) -> anyhow::Result<HashSet<String>> {
+    let mut settled = HashSet::new();
+    if requests.is_empty() {
+        return Ok(settled);
+    }
+    let tenants: Vec<&str> = requests.iter().map(|(t, _)| *t).collect();
+    let ids: Vec<&str> = requests.iter().map(|(_, id)| *id).collect();
+    let mut client = pool
+        .get()
+        .await
+        .context("Failed to get a PostgreSQL connection")?;
+    let tx = client
+        .transaction()
+        .await
+        .context("Failed to begin a transaction")?;
+    let rows = tx
+        .query(
+            "SELECT w.tenant, w.event_name, w.dedup_key, w.body
+               FROM UNNEST($1::text[], $2::text[]) AS r(tenant, notification_id)
+               JOIN notifier.webhook_events w
+                 ON w.tenant = r.tenant AND w.event_name = 'user_received_message'
+                AND (w.body -> 'message' ->> 'tracking_id') = r.notification_id
+              FOR UPDATE OF w",
+            &[&tenants, &ids],
+        )
+        .await
+        .context("Failed to look up stored receipts")?;
+    for row in &rows {
+        let (tenant, event_name, dedup_key): (String, String, String) =
+            (row.get(0), row.get(1), row.get(2));
+        let body: Value = row.get(3);
+        let Some(Receipt::Received {
+            msg_id,
+            tracking_id: Some(id),
+            at,
+        }) = crate::webhook::receipt_of(&body)
+        else {
+            continue;
+        };
+        if apply_received(&tx, &tenant, &msg_id, Some(&id), at, true).await? == Applied::Done {
+            settled.insert(id);
+            tx.execute(
+                "UPDATE notifier.webhook_events SET outcome = 'applied', next_attempt_at = NULL
+                  WHERE tenant = $1 AND event_name = $2 AND dedup_key = $3",
+                &[&tenant, &event_name, &dedup_key],
+            )
+            .await
+            .context("Failed to mark a stored receipt applied")?;
+        }
+    }
+    tx.commit()
+        .await
+        .context("Failed to commit stored receipts")?;
+    Ok(settled)
 }
 
 async fn apply_seen<C: GenericClient>(

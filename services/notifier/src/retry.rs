@@ -9,7 +9,8 @@
 //! | success | `Sent` |
 //! | `refresh_token` (-216, -220, -124, 401) | `Refresh` once, then as `transient` |
 //! | `transient` (-32, -100, -200, 5xx, non-JSON, refused connect) | `Retry` via delay queue tier n; dead letter after `max_attempts` |
-//! | `ambiguous` (time-out after sending) | `Park` until a receipt or `recheck_at` |
+//! | `ambiguous` (time-out after sending), interrupted (its sender died after dispatching it) | `Park` until a receipt or `recheck_at` |
+//! | not dispatched (the dispatch mark could not be written) | as `transient` |
 //! | `defer_night` (-133, -234) | `Defer` to 06:05 Asia/Ho_Chi_Minh |
 //! | `defer_quota` (-144, -147, -211, -1441) | `Defer` to the next quota day (00:05), -144 exhausts the day |
 //! | `permanent_recipient` (-108, -118, -213, …) | `Fallback` to the other channel once, else `Fail` |
@@ -133,6 +134,12 @@ pub enum SendOutcome {
     /// The ZNS quota does not allow it today: a broadcast at the transactional
     /// reserve, or the day's quota is spent. Nothing was sent.
     QuotaWithheld,
+    /// An earlier attempt was dispatched by a sender that stopped before recording
+    /// its result, and no receipt proves it arrived. Nothing was sent now.
+    Interrupted,
+    /// The dispatch mark could not be written, so the call was not made: a crash
+    /// after an unmarked call would leave its fate unknowable. Nothing was sent.
+    NotDispatched(String),
 }
 
 /// What a request's attempt needs to know besides its outcome.
@@ -237,6 +244,17 @@ pub fn decide(outcome: &SendOutcome, ctx: &Context, settings: &RetrySettings) ->
             reason: format!("tenant paused: {reason}"),
             pause: None,
         },
+        // Like a send that timed out: park it for its receipt, resend after the recheck.
+        SendOutcome::Interrupted => by_class(
+            ErrorClass::Ambiguous,
+            None,
+            "the sender stopped after dispatching it; waiting for its receipt".to_owned(),
+            ctx,
+            settings,
+        ),
+        SendOutcome::NotDispatched(reason) => {
+            by_class(ErrorClass::Transient, None, reason.clone(), ctx, settings)
+        }
         SendOutcome::QuotaWithheld => Decision::Defer {
             label: "quota_reserve",
             reason:
@@ -572,6 +590,32 @@ mod tests {
             decide(&timed_out(), &ctx(4), &settings()),
             Decision::Fail {
                 label: "ambiguous",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn an_interrupted_send_is_parked_for_its_receipt_and_an_undispatched_one_retried() {
+        assert!(matches!(
+            decide(&SendOutcome::Interrupted, &ctx(2), &settings()),
+            Decision::Park { recheck_at, .. } if recheck_at == at("2026-03-10T16:40:00Z")
+        ));
+        assert!(matches!(
+            decide(&SendOutcome::Interrupted, &ctx(4), &settings()),
+            Decision::Fail {
+                label: "ambiguous",
+                ..
+            }
+        ));
+        assert!(matches!(
+            decide(
+                &SendOutcome::NotDispatched("db down".into()),
+                &ctx(1),
+                &settings()
+            ),
+            Decision::Retry {
+                label: "transient",
                 ..
             }
         ));

@@ -1,7 +1,11 @@
 //! Republishes parked requests when they are due: `deferred` rows whose `not_before`
 //! has come (night ban over, next quota day, `not_before`, a resumed tenant's held
-//! requests) and `ambiguous` rows whose `recheck_at` has come without a receipt (a
-//! receipt would have moved them to `delivered` or `seen`, so those are never resent).
+//! requests), `ambiguous` rows whose `recheck_at` has come without a receipt (a
+//! receipt would have moved them to `delivered` or `seen`, so those are never resent;
+//! they keep `recheck_at`, so the sender knows the send is a resend and looks for a
+//! receipt once more), and copies parked on a `sending` row behind the lease of a
+//! sender that died (the lease lapsed without a result; the row keeps its lapsed
+//! lease and dispatch mark, so the next claim knows whether Zalo may have it).
 //!
 //! Every replica runs it. Each round takes at most `batch` due rows with
 //! `FOR UPDATE SKIP LOCKED` (replicas share the work, never the rows), publishes their
@@ -118,6 +122,19 @@ impl Scheduler {
             .await
             .context("Failed to select due ambiguous deliveries")?,
         );
+        rows.extend(
+            tx.query(
+                "SELECT notification_id, tenant, status, attempts, request
+                   FROM notifier.deliveries
+                  WHERE status = 'sending' AND lease_until <= now() AND request IS NOT NULL
+                  ORDER BY lease_until
+                  LIMIT $1
+                  FOR UPDATE SKIP LOCKED",
+                &[&self.batch],
+            )
+            .await
+            .context("Failed to select copies parked behind lapsed leases")?,
+        );
         if rows.is_empty() {
             return Ok(0);
         }
@@ -139,10 +156,15 @@ impl Scheduler {
                 }
             };
             let mut headers = Vec::new();
-            if status == "ambiguous" {
-                // No receipt in time: resend, counting the attempts so far, so a send
-                // that never gets an answer ends as a dead letter, not a loop.
-                tracing::warn!(notification_id = %id, tenant = %tenant, attempts, "No receipt for an ambiguous send; resending it.");
+            if status == "ambiguous" || status == "sending" {
+                // No receipt in time, or a dead sender's copy: count the attempts so
+                // far, so a send that never gets an answer ends as a dead letter, not
+                // a loop.
+                if status == "ambiguous" {
+                    tracing::warn!(notification_id = %id, tenant = %tenant, attempts, "No receipt for an ambiguous send; sending it again.");
+                } else {
+                    tracing::info!(notification_id = %id, tenant = %tenant, "Its sender stopped holding a request; republishing the copy parked behind its lease.");
+                }
                 headers.push((
                     topology::H_ATTEMPT.to_owned(),
                     (attempts.max(0) + 1).to_string(),
@@ -166,7 +188,9 @@ impl Scheduler {
             .context("Failed to republish due deliveries")?;
         tx.execute(
             "UPDATE notifier.deliveries
-                SET status = 'retrying', not_before = NULL, recheck_at = NULL, updated_at = now()
+                SET status = CASE WHEN status = 'sending' THEN status ELSE 'retrying' END,
+                    recheck_at = CASE WHEN status = 'ambiguous' THEN recheck_at END,
+                    not_before = NULL, request = NULL, updated_at = now()
               WHERE notification_id = ANY($1)",
             &[&ids],
         )

@@ -4,16 +4,22 @@
 //! For each batch:
 //! 1. decode every body (undecodable → dead letter at once) with its `x-loa-attempt`,
 //!    and fold duplicates of the same notification id onto one request;
-//! 2. claim all of them in `notifier.deliveries` with one statement: an id already
+//! 2. claim all of them in `notifier.deliveries` with one statement, under a short
+//!    lease this process renews while it lives ([`crate::leases`]): an id already
 //!    sent (or delivered, or seen) is acked without sending, and so is one parked in
-//!    the table (deferred, held, ambiguous: the scheduler owns it); one leased by
-//!    another sender right now is waited for;
+//!    the table (deferred, held, ambiguous: the scheduler owns it); a copy of one that
+//!    another sender holds right now is parked on its row and acked, never waited
+//!    for (the scheduler republishes it if that sender dies); one whose earlier send
+//!    is in doubt (its sender died after dispatching it, or an ambiguous send came
+//!    due) is first looked up among the stored delivery receipts, and a receipt
+//!    carrying its tracking id settles it without a resend; an interrupted one
+//!    without a receipt is parked as ambiguous to wait for one;
 //! 3. check what can be decided without Zalo: unknown tenant or template, no
 //!    recipient (fail), `not_before` ahead (defer); plan each request's channels
 //!    ([`crate::channel`], one subscribers look-up for the batch);
 //! 4. send in rounds: per tenant, one call of the gate ([`crate::ratelimit`]) reads the
-//!    pause and the quota and reserves paced send slots; the granted requests are sent
-//!    concurrently (at most `max_in_flight` Zalo calls), each leaving at its slot; a
+//!    pause and the quota and reserves paced send slots; the granted requests are
+//!    sent concurrently, each marked dispatched right before its call (at most `max_in_flight` Zalo calls), each leaving at its slot; a
 //!    refused token is refreshed and the request resent, a recipient error moves the
 //!    request to its other channel, and both go round again (through the gate: every
 //!    Zalo call has a slot);
@@ -25,8 +31,9 @@
 //!    let the consumer ack or dead-letter.
 //!
 //! If the results cannot be recorded the batch goes back to the queue: a failed send
-//! is never lost (a sent one may be resent after its lease: counted in
-//! `loa_notifier_ambiguous_sends_total`).
+//! is never lost, and a sent one is in doubt like an interrupted one (receipt first,
+//! then a resend after the recheck time, counted in
+//! `loa_notifier_ambiguous_resends_total`).
 
 pub use crate::{
     channel::Channel,
@@ -36,10 +43,11 @@ pub use crate::{
 use crate::{
     channel::{self, Route},
     clock::Clock,
-    deliveries::{self, Claim, NewDelivery, Outcome, Record, Status},
+    deliveries::{self, Claim, NewDelivery, Outcome, Prior, Record, Status},
+    leases::Leases,
     metrics, pause, quota,
     ratelimit::{RateLimiter, Want},
-    receipts::Transition,
+    receipts::{self, Transition},
     retry::{self, Context, DelayQueues, DelayedRetry, RetrySettings},
     tokens::{TokenError, TokenManager},
     zalo::{Accepted, ErrorClass, OaTemplateMessage, ZaloClient, ZnsMessage},
@@ -160,9 +168,10 @@ pub struct SenderParts {
     pub retry: RetrySettings,
     /// Most concurrent Zalo calls per batch.
     pub max_in_flight: usize,
-    /// How long a claim is reserved per round of `max_in_flight` sends (each possibly
-    /// a send, a token refresh and a resend), before waiting for rate slots.
-    pub lease_per_round: Duration,
+    /// This process's claims: short leases, renewed while it lives.
+    pub leases: Arc<Leases>,
+    /// Where each send's dispatch mark is written before its call.
+    pub marks: deliveries::DispatchMarks,
 }
 
 /// Sends notification requests. Cheap to clone (`Arc` inside).
@@ -183,6 +192,8 @@ struct Work<'a> {
     channel: Channel,
     refreshed: bool,
     attempted: bool,
+    /// An earlier attempt timed out and no receipt came: sending it is a resend.
+    resend: bool,
 }
 
 /// How a request's attempt ended.
@@ -336,70 +347,57 @@ impl Sender {
         }
         let requests: Vec<&NotificationRequest> = items.iter().map(|i| &i.request).collect();
         let rows: Vec<NewDelivery> = requests.iter().map(|r| new_delivery(r)).collect();
-        let lease = self.lease_for(&requests);
         let pool = &self.inner.pool;
-        let mut claims =
-            match with_db_retries("claim deliveries", || deliveries::claim(pool, &rows, lease))
-                .await
-            {
-                Ok(claims) => claims,
-                Err(_) => return vec![Disposition::Retry; items.len()],
-            };
-
-        // Another sender is on some of them (a redelivery overtook its first
-        // delivery): wait for it to finish or for its lease to run out, then claim
-        // those again. Rare, and bounded by the lease.
-        let waiting: Vec<usize> = (0..claims.len())
-            .filter(|&i| claims[i] == Claim::InFlight)
+        let leases = &self.inner.leases;
+        let mut claims = match with_db_retries("claim deliveries", || {
+            deliveries::claim(pool, &rows, leases.period(), leases.owner())
+        })
+        .await
+        {
+            Ok(claims) => claims,
+            Err(_) => return vec![Disposition::Retry; items.len()],
+        };
+        let parked_behind = self.park_behind_leases(&requests, &rows, &mut claims).await;
+        let held: Vec<&str> = (0..claims.len())
+            .filter(|&i| matches!(claims[i], Claim::Claimed { .. }))
+            .map(|i| requests[i].notification_id.as_str())
             .collect();
-        if !waiting.is_empty() {
-            let ids: Vec<String> = waiting
-                .iter()
-                .map(|&i| rows[i].notification_id.clone())
-                .collect();
-            self.wait_for_leases(&ids, lease).await;
-            let again: Vec<NewDelivery> = waiting.iter().map(|&i| rows[i].clone()).collect();
-            if let Ok(reclaimed) = deliveries::claim(pool, &again, lease).await {
-                for (&i, claim) in waiting.iter().zip(reclaimed) {
-                    claims[i] = claim;
-                }
-            }
-        }
-        for (i, claim) in claims.iter().enumerate() {
-            if let Claim::Claimed {
-                resumed: true,
-                attempts,
-            } = claim
-            {
-                metrics::ambiguous_send(self.tenant_label(requests[i]), "interrupted");
-                tracing::warn!(
-                    notification_id = %requests[i].notification_id,
-                    attempts,
-                    "Resending a request whose previous attempt ended without a result; Zalo may have accepted it."
-                );
-            }
-        }
+        leases.hold(held.iter().copied());
+        let delivered = self.settle_from_receipts(&requests, &claims).await;
+        let priors: Vec<Prior> = claims
+            .iter()
+            .map(|c| match c {
+                Claim::Claimed { prior, .. } => *prior,
+                _ => Prior::Known,
+            })
+            .collect();
 
         let claimed: Vec<usize> = (0..claims.len())
-            .filter(|&i| matches!(claims[i], Claim::Claimed { .. }))
+            .filter(|&i| matches!(claims[i], Claim::Claimed { .. }) && !delivered.contains(&i))
             .collect();
         let mut settled: HashMap<usize, Settled> = HashMap::new();
-        self.send_all(items, &claimed, &mut settled).await;
+        let mut transitions: Vec<Transition> = Vec::new();
+        self.send_all(items, &claimed, &priors, &mut settled, &mut transitions)
+            .await;
 
         // Record the batch's results in one statement before settling anything.
         let records: Vec<Record> = claimed
             .iter()
             .filter_map(|i| settled.get(i).map(|s| record_of(requests[*i], s)))
             .collect();
-        let transitions: Vec<Transition> = claimed
-            .iter()
-            .filter_map(|i| settled.get(i).and_then(|s| transition_of(requests[*i], s)))
-            .collect();
+        transitions.extend(
+            claimed
+                .iter()
+                .filter_map(|i| settled.get(i).and_then(|s| transition_of(requests[*i], s))),
+        );
         let recorded = with_db_retries("record deliveries", || {
             record_with_history(pool, &records, &transitions)
         })
         .await
         .is_ok();
+        // Recorded, or given back to the queue: either way this sender is done with
+        // them (an unrecorded lease lapses within one period).
+        leases.release(held);
 
         // Retries wait in their delay queue before the originals are acked.
         let mut retries: Vec<(usize, DelayedRetry<'_>)> = Vec::new();
@@ -451,8 +449,24 @@ impl Sender {
                     self.count(request, Channel::for_request(request), "duplicate_parked");
                     dispositions[i] = Disposition::Ack;
                 }
+                Claim::InFlight if parked_behind.contains(&i) => {
+                    self.count(
+                        request,
+                        Channel::for_request(request),
+                        "parked_behind_lease",
+                    );
+                    dispositions[i] = Disposition::Ack;
+                }
                 Claim::InFlight => {
                     self.count(request, Channel::for_request(request), "retry_in_flight");
+                }
+                Claim::Claimed { .. } if delivered.contains(&i) => {
+                    self.count(
+                        request,
+                        Channel::for_request(request),
+                        "duplicate_delivered",
+                    );
+                    dispositions[i] = Disposition::Ack;
                 }
                 Claim::Claimed { .. } => {
                     let Some(s) = settled.get(&i) else { continue };
@@ -461,6 +475,120 @@ impl Sender {
             }
         }
         dispositions
+    }
+
+    /// Parks the copies of requests another sender holds ([`Claim::InFlight`]) on
+    /// their rows, to be acked; an id whose lease ended meanwhile is claimed again.
+    /// Returns the indexes parked. Never waits for the holder: a lease held by a dead
+    /// sender must not hold up the rest of the batch.
+    async fn park_behind_leases(
+        &self,
+        requests: &[&NotificationRequest],
+        rows: &[NewDelivery],
+        claims: &mut [Claim],
+    ) -> HashSet<usize> {
+        let in_flight: Vec<usize> = (0..claims.len())
+            .filter(|&i| claims[i] == Claim::InFlight)
+            .collect();
+        if in_flight.is_empty() {
+            return HashSet::new();
+        }
+        let copies: Vec<(&str, serde_json::Value)> = in_flight
+            .iter()
+            .filter_map(|&i| {
+                let body =
+                    serde_json::to_value(Envelope::NotificationRequestV1(requests[i].clone()))
+                        .ok()?;
+                Some((requests[i].notification_id.as_str(), body))
+            })
+            .collect();
+        let pool = &self.inner.pool;
+        let parked_ids = match deliveries::park_behind_lease(pool, &copies).await {
+            Ok(ids) => ids,
+            Err(e) => {
+                tracing::warn!(error.message = %e, "Failed to park copies behind their leases; returning them to the queue.");
+                return HashSet::new();
+            }
+        };
+        let mut parked = HashSet::new();
+        let mut again = Vec::new();
+        for &i in &in_flight {
+            if parked_ids.contains(&requests[i].notification_id) {
+                parked.insert(i);
+            } else {
+                again.push(i);
+            }
+        }
+        if !again.is_empty() {
+            let rows: Vec<NewDelivery> = again.iter().map(|&i| rows[i].clone()).collect();
+            let leases = &self.inner.leases;
+            if let Ok(reclaimed) =
+                deliveries::claim(pool, &rows, leases.period(), leases.owner()).await
+            {
+                for (&i, claim) in again.iter().zip(reclaimed) {
+                    claims[i] = claim;
+                }
+            }
+        }
+        parked
+    }
+
+    /// For claimed requests whose earlier send is in doubt, looks for a delivery
+    /// receipt already stored under their tracking id: each one found settles its
+    /// request as delivered (never resent). Returns the indexes so settled, and
+    /// counts the doubts.
+    async fn settle_from_receipts(
+        &self,
+        requests: &[&NotificationRequest],
+        claims: &[Claim],
+    ) -> HashSet<usize> {
+        let doubtful: Vec<usize> = (0..claims.len())
+            .filter(|&i| matches!(claims[i], Claim::Claimed { prior, .. } if prior != Prior::Known))
+            .collect();
+        if doubtful.is_empty() {
+            return HashSet::new();
+        }
+        let keys: Vec<(&str, &str)> = doubtful
+            .iter()
+            .map(|&i| {
+                (
+                    requests[i].tenant.as_str(),
+                    requests[i].notification_id.as_str(),
+                )
+            })
+            .collect();
+        let proven = match receipts::settle_from_stored_receipts(&self.inner.pool, &keys).await {
+            Ok(proven) => proven,
+            Err(e) => {
+                tracing::warn!(error.message = %e, "Failed to look up stored receipts; treating the sends as unproven.");
+                HashSet::new()
+            }
+        };
+        let mut delivered = HashSet::new();
+        for &i in &doubtful {
+            let request = requests[i];
+            if proven.contains(&request.notification_id) {
+                tracing::info!(
+                    notification_id = %request.notification_id,
+                    tenant = %request.tenant,
+                    "A stored delivery receipt proves an earlier send; not sending it again."
+                );
+                delivered.insert(i);
+            } else if let Claim::Claimed {
+                prior: Prior::Interrupted,
+                attempts,
+            } = claims[i]
+            {
+                metrics::ambiguous_send(self.tenant_label(request), "interrupted");
+                tracing::warn!(
+                    notification_id = %request.notification_id,
+                    tenant = %request.tenant,
+                    attempts,
+                    "A sender stopped after dispatching this request; waiting for its receipt before any resend."
+                );
+            }
+        }
+        delivered
     }
 
     /// Counts, logs and turns one settled request into its disposition.
@@ -568,18 +696,29 @@ impl Sender {
         }
     }
 
-    /// Steps 3 to 5: decides every claimed request (`claimed` indexes `items`).
+    /// Steps 3 to 5: decides every claimed request (`claimed` and `priors` index
+    /// `items`). History rows of attempts that are not the final one (a channel that
+    /// failed before the fallback) go to `history`.
     async fn send_all<'a>(
         &'a self,
         items: &[&'a Incoming],
         claimed: &[usize],
+        priors: &[Prior],
         settled: &mut HashMap<usize, Settled>,
+        history: &mut Vec<Transition>,
     ) {
         let now = self.inner.clock.now();
         let mut plans: Vec<(usize, &'a Incoming, &'a TenantSettings, &'a str)> = Vec::new();
         for &i in claimed {
             let incoming = items[i];
             let request = &incoming.request;
+            if priors[i] == Prior::Interrupted {
+                // Zalo may have it: wait for its receipt (parked), resend only after.
+                let channel = Channel::for_request(request);
+                let s = self.settled_early(SendOutcome::Interrupted, channel, false, incoming, now);
+                settled.insert(i, s);
+                continue;
+            }
             let unsendable = |reason: String| {
                 let channel = Channel::for_request(request);
                 self.settled_early(
@@ -673,6 +812,7 @@ impl Sender {
                 channel,
                 refreshed: false,
                 attempted: false,
+                resend: priors[i] == Prior::Unanswered,
             });
         }
 
@@ -695,6 +835,10 @@ impl Sender {
                         let (work, at) = (&works[k], leave_at[k]);
                         async move {
                             tokio::time::sleep_until(at).await;
+                            if let Err(e) = self.dispatch(work).await {
+                                let reason = format!("the send was not made: {e:#}");
+                                return (k, SendOutcome::NotDispatched(reason), None);
+                            }
                             let (outcome, token) = self.send_once(work).await;
                             (k, outcome, token)
                         }
@@ -754,6 +898,7 @@ impl Sender {
                 match &decision {
                     Decision::Fallback => {
                         if let Some(other) = work.route.after(work.channel) {
+                            history.push(channel_failed(&work, &outcome, other));
                             tracing::info!(
                                 notification_id = %work.incoming.request.notification_id,
                                 from = work.channel.as_str(),
@@ -956,6 +1101,23 @@ impl Sender {
         }
     }
 
+    /// Marks a request dispatched right before its Zalo call (nothing leaves
+    /// unmarked: a crash would leave its fate unknowable), and counts a resend of an
+    /// unanswered send.
+    async fn dispatch(&self, work: &Work<'_>) -> anyhow::Result<()> {
+        let request = &work.incoming.request;
+        self.inner.marks.mark(&request.notification_id).await?;
+        if work.resend && !work.attempted {
+            metrics::ambiguous_resend(self.tenant_label(request));
+            tracing::warn!(
+                notification_id = %request.notification_id,
+                tenant = %request.tenant,
+                "No receipt came for an ambiguous send; resending it (the citizen may get it twice)."
+            );
+        }
+        Ok(())
+    }
+
     /// One Zalo call for a request on its current channel. Returns the outcome and
     /// the access token it used (to replace it if Zalo refused it).
     #[tracing::instrument(level = "debug", skip_all, fields(notification_id = %work.incoming.request.notification_id, tenant = %work.tenant.id, channel = work.channel.as_str()))]
@@ -1008,39 +1170,6 @@ impl Sender {
                 (SendOutcome::Sent(accepted), Some(token))
             }
             Err(failure) => (SendOutcome::Failed(failure), Some(token)),
-        }
-    }
-
-    /// How long a batch's claims are reserved: the sends themselves plus the longest
-    /// its tenants' rate limits may make it wait.
-    fn lease_for(&self, requests: &[&NotificationRequest]) -> Duration {
-        let mut per_tenant: HashMap<&str, usize> = HashMap::new();
-        for r in requests {
-            *per_tenant.entry(r.tenant.as_str()).or_default() += 1;
-        }
-        let longest = per_tenant
-            .iter()
-            .filter_map(|(t, n)| {
-                let app = &self.inner.tenants.get(t)?.zalo;
-                Some(self.inner.limiter.longest_wait(app, *n))
-            })
-            .max()
-            .unwrap_or_default();
-        // A packed message holds many requests: count requests, not messages.
-        let rounds = requests.len().div_ceil(self.inner.max_in_flight.max(1)) + 1;
-        self.inner.lease_per_round * u32::try_from(rounds).unwrap_or(u32::MAX) + longest
-    }
-
-    /// Polls until none of `ids` is leased by another sender, at most one lease long.
-    async fn wait_for_leases(&self, ids: &[String], lease: Duration) {
-        let deadline = Instant::now() + lease + Duration::from_secs(1);
-        while Instant::now() < deadline {
-            match deliveries::any_in_flight(&self.inner.pool, ids).await {
-                Ok(false) => return,
-                Ok(true) => {}
-                Err(e) => tracing::warn!(error.message = %e, "Failed to read delivery leases."),
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
 
@@ -1216,6 +1345,27 @@ fn transition_of(request: &NotificationRequest, s: &Settled) -> Option<Transitio
         )
         .with_detail(detail),
     )
+}
+
+/// The history row of an attempt on a channel the recipient could not get it on,
+/// before the fallback to `next`: the delivery's history shows both attempts.
+fn channel_failed(work: &Work<'_>, outcome: &SendOutcome, next: Channel) -> Transition {
+    let (code, reason) = match outcome {
+        SendOutcome::Failed(f) => (f.code, f.reason()),
+        other => (None, format!("{other:?}")),
+    };
+    Transition::new(
+        &work.incoming.request.notification_id,
+        &work.incoming.request.tenant,
+        "channel_failed",
+        chrono::Utc::now(),
+    )
+    .with_detail(json!({
+        "channel": work.channel.as_str(),
+        "code": code,
+        "reason": reason,
+        "next_channel": next.as_str(),
+    }))
 }
 
 /// Records a batch's results and their history in one statement.

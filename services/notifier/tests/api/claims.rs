@@ -1,4 +1,4 @@
-use loa_notifier::deliveries::{self, Claim, NewDelivery, Outcome, Status};
+use loa_notifier::deliveries::{self, Claim, NewDelivery, Outcome, Prior, Status};
 use loa_platform::testing::TestEnv;
 use std::time::Duration;
 
@@ -36,7 +36,8 @@ async fn a_claim_is_exclusive_until_recorded_and_a_sent_delivery_is_never_claime
     let (a, b) = (row("a"), row("b"));
 
     // Act / Assert: first claim, then a competing one while the lease lives.
-    let first = deliveries::claim(&pool, &[a.clone(), b.clone()], lease)
+    const OWNER: i64 = 7;
+    let first = deliveries::claim(&pool, &[a.clone(), b.clone()], lease, OWNER)
         .await
         .unwrap();
     assert_eq!(
@@ -44,19 +45,16 @@ async fn a_claim_is_exclusive_until_recorded_and_a_sent_delivery_is_never_claime
         vec![
             Claim::Claimed {
                 attempts: 1,
-                resumed: false
+                prior: Prior::Known
             },
             Claim::Claimed {
                 attempts: 1,
-                resumed: false
+                prior: Prior::Known
             }
         ]
     );
-    assert!(deliveries::any_in_flight(&pool, &["a".into()])
-        .await
-        .unwrap());
     assert_eq!(
-        deliveries::claim(&pool, std::slice::from_ref(&a), lease)
+        deliveries::claim(&pool, std::slice::from_ref(&a), lease, 8)
             .await
             .unwrap(),
         vec![Claim::InFlight]
@@ -70,33 +68,44 @@ async fn a_claim_is_exclusive_until_recorded_and_a_sent_delivery_is_never_claime
     .await
     .unwrap();
     assert_eq!(
-        deliveries::claim(&pool, &[a.clone(), b.clone()], lease)
+        deliveries::claim(&pool, &[a.clone(), b.clone()], lease, OWNER)
             .await
             .unwrap(),
         vec![
             Claim::Claimed {
                 attempts: 2,
-                resumed: false
+                prior: Prior::Known
             },
             Claim::AlreadySent
         ]
     );
 
-    // A sender that stopped mid-send leaves a lease behind: once it runs out, the next
-    // claim is flagged as resumed (Zalo may have accepted the message).
+    // A sender that stopped before dispatching leaves a lapsed lease: nothing is in
+    // doubt. One that stopped after the dispatch mark leaves a send that may have
+    // reached Zalo: the next claim says so.
     deliveries::record(&pool, &[outcome("a", Status::Pending)])
         .await
         .unwrap();
-    deliveries::claim(&pool, std::slice::from_ref(&a), Duration::ZERO)
+    deliveries::claim(&pool, std::slice::from_ref(&a), Duration::ZERO, OWNER)
         .await
         .unwrap();
     assert_eq!(
-        deliveries::claim(&pool, std::slice::from_ref(&a), lease)
+        deliveries::claim(&pool, std::slice::from_ref(&a), Duration::ZERO, OWNER)
             .await
             .unwrap(),
         vec![Claim::Claimed {
             attempts: 4,
-            resumed: true
+            prior: Prior::Known
+        }]
+    );
+    deliveries::mark_dispatched(&pool, &["a"]).await.unwrap();
+    assert_eq!(
+        deliveries::claim(&pool, std::slice::from_ref(&a), lease, OWNER)
+            .await
+            .unwrap(),
+        vec![Claim::Claimed {
+            attempts: 5,
+            prior: Prior::Interrupted
         }]
     );
 
@@ -105,10 +114,10 @@ async fn a_claim_is_exclusive_until_recorded_and_a_sent_delivery_is_never_claime
         .await
         .unwrap();
     assert!(matches!(
-        deliveries::claim(&pool, std::slice::from_ref(&a), lease)
+        deliveries::claim(&pool, std::slice::from_ref(&a), lease, OWNER)
             .await
             .unwrap()[0],
-        Claim::Claimed { attempts: 5, .. }
+        Claim::Claimed { attempts: 6, .. }
     ));
 
     // Recording `sent` sticks: a late result cannot overwrite it.

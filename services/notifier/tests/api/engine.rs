@@ -223,6 +223,20 @@ async fn a_recipient_error_on_the_oa_falls_back_to_zns_once_and_records_the_chan
     assert_eq!(messages[0]["channel"], "zns");
     assert_eq!(messages[0]["phone"], PHONE);
     assert_eq!(sandbox_stats(&app).await["refused"], json!({"-213": 1}));
+    // Both attempts are in the delivery's history: the channel that failed, then the send.
+    assert_eq!(history(&app, &request).await, ["channel_failed", "sent"]);
+    let views = loa_notifier::receipts::views_for(
+        &app.pool,
+        "demo",
+        std::slice::from_ref(&request.notification_id),
+    )
+    .await
+    .unwrap();
+    let failed = &views[&request.notification_id].history[0].detail;
+    assert_eq!(
+        (&failed["channel"], &failed["code"], &failed["next_channel"]),
+        (&json!("oa_template"), &json!(-213), &json!("zns"))
+    );
 }
 
 #[tokio::test]

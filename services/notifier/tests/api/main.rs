@@ -8,6 +8,7 @@ mod deliveries_api;
 mod delivery;
 mod engine;
 mod helpers;
+mod leases;
 mod ops;
 mod packed;
 mod quota;
