@@ -15,6 +15,7 @@ pub struct TestSystem {
     pub intake: String,
     pub tracker: String,
     pub sandbox: String,
+    pub console: String,
     pub client: reqwest::Client,
 }
 
@@ -47,6 +48,9 @@ pub fn test_settings(env: &TestEnv) -> Settings {
     services.notifier.bind = "127.0.0.1:0".into();
     services.sandbox.bind = "127.0.0.1:0".into();
     services.console.bind = "127.0.0.1:0".into();
+    // Plain HTTP on loopback: no `Secure` cookies; a short lockout threshold.
+    services.console.dev_mode = true;
+    services.console.lockout_account_failures = 3;
     Settings {
         common,
         services,
@@ -78,6 +82,7 @@ impl TestSystem {
             intake: url(system.intake_port),
             tracker: url(system.tracker_port),
             sandbox: url(system.sandbox_port),
+            console: url(system.console_port),
             system: Some(system),
             env,
             client: reqwest::Client::builder()

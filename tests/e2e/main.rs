@@ -5,7 +5,9 @@
 mod helpers;
 mod helpers_browser;
 mod helpers_process;
+mod helpers_webdriver;
 
+mod console;
 mod dead_letters_cli;
 mod faults;
 mod ingress;

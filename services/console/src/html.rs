@@ -187,7 +187,7 @@ header.top a{color:#fff;font-weight:700;text-decoration:none;font-size:1.1rem;ma
 .who form{margin:0}\
 .role{background:rgba(255,255,255,.15);border-radius:999px;padding:1px 8px;font-size:.8rem}\
 button.link{background:none;border:1px solid rgba(255,255,255,.5);color:#fff;border-radius:6px;padding:4px 10px;cursor:pointer}\
-nav.sections{display:flex;overflow-x:auto;background:#fff;border-bottom:1px solid #d4dbe4;padding:0 8px}\
+nav.sections{display:flex;flex-wrap:wrap;background:#fff;border-bottom:1px solid #d4dbe4;padding:0 8px}\
 nav.sections a{padding:10px 12px;white-space:nowrap;text-decoration:none;color:#1c2430;border-bottom:3px solid transparent}\
 nav.sections a.current{border-bottom-color:#0b5cad;font-weight:600}\
 main{max-width:1100px;margin:0 auto;padding:16px}\

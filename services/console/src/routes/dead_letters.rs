@@ -47,6 +47,28 @@ pub async fn list(
     let letters = page["dead_letters"].as_array().cloned().unwrap_or_default();
     let can_act = signed_in.account().can_act() && !replayed;
     let csrf = &signed_in.session.csrf_token;
+    let table = html! {
+        div.scroll {
+            table #dead-letters {
+                thead { tr { @if can_act { th { "Chọn" } } th { "Thời gian" } th { "Lý do" } th { "Hàng đợi" } th { "Khoá định tuyến" } th { "Số lần lỗi" } th { "Đã xử lý lại" } } }
+                tbody {
+                    @for l in &letters {
+                        @let id = int(&l["id"]);
+                        tr {
+                            @if can_act { td { input type="checkbox" name="id" value=(id) id={ "dl-" (id) } aria-label={ "Chọn thư lỗi " (id) }; } }
+                            td.nowrap { (l["dead_at"].as_str().map(html::datetime_vn_str).unwrap_or_default()) }
+                            td { (text(&l["reason"], "")) }
+                            td { (text(&l["source_queue"], "")) }
+                            td { (text(&l["routing_key"], "")) }
+                            td { (int(&l["deaths"])) }
+                            td { (int(&l["replay_count"])) @if let Some(at) = l["replayed_at"].as_str() { span.muted { " · " (html::datetime_vn_str(at)) } } }
+                        }
+                    }
+                    @if letters.is_empty() { tr { td colspan="7" { "Không có thư lỗi nào." } } }
+                }
+            }
+        }
+    };
     let body = html! {
         h1 { "Thư lỗi" }
         p.muted { "Tin không xử lý được (dữ liệu sai, lỗi cấu hình, gửi thất bại nhiều lần). Sau khi sửa nguyên nhân, chọn để xử lý lại." }
@@ -69,31 +91,16 @@ pub async fn list(
                 button type="submit" { "Xử lý lại mọi thư lỗi có lý do này" }
             }
         }
-        form #replay-selected method="post" action="/admin/dead-letters/replay" {
-            input type="hidden" name="csrf" value=(csrf);
-            div.scroll {
-                table #dead-letters {
-                    thead { tr { @if can_act { th { "Chọn" } } th { "Thời gian" } th { "Lý do" } th { "Hàng đợi" } th { "Khoá định tuyến" } th { "Số lần lỗi" } th { "Đã xử lý lại" } } }
-                    tbody {
-                        @for l in &letters {
-                            @let id = int(&l["id"]);
-                            tr {
-                                @if can_act { td { input type="checkbox" name="id" value=(id) id={ "dl-" (id) } aria-label={ "Chọn thư lỗi " (id) }; } }
-                                td.nowrap { (l["dead_at"].as_str().map(html::datetime_vn_str).unwrap_or_default()) }
-                                td { (text(&l["reason"], "")) }
-                                td { (text(&l["source_queue"], "")) }
-                                td { (text(&l["routing_key"], "")) }
-                                td { (int(&l["deaths"])) }
-                                td { (int(&l["replay_count"])) @if let Some(at) = l["replayed_at"].as_str() { span.muted { " · " (html::datetime_vn_str(at)) } } }
-                            }
-                        }
-                        @if letters.is_empty() { tr { td colspan="7" { "Không có thư lỗi nào." } } }
-                    }
+        @if can_act {
+            form #replay-selected method="post" action="/admin/dead-letters/replay" {
+                input type="hidden" name="csrf" value=(csrf);
+                (table)
+                @if !letters.is_empty() {
+                    p { button type="submit" { "Xử lý lại các thư đã chọn" } }
                 }
             }
-            @if can_act && !letters.is_empty() {
-                p { button type="submit" { "Xử lý lại các thư đã chọn" } }
-            }
+        } @else {
+            (table)
         }
         @if let Some(next) = page["next_after_id"].as_i64() {
             div.pager { a.button href={ "/admin/dead-letters?replayed=" (replayed) "&after_id=" (next) } { "Trang sau →" } }

@@ -1,0 +1,479 @@
+//! The admin console in a real browser (Debian's headless Chromium through
+//! chromedriver), against the whole system in one process on real PostgreSQL and
+//! RabbitMQ. Every page visited is kept as a screenshot under
+//! `target/console-screenshots/`.
+
+use crate::{
+    helpers::{receipt_event, status_event, TestSystem},
+    helpers_webdriver::Browser,
+};
+use loa::console::ConsoleCommand;
+use loa_platform::{
+    amqp::{topology, OutgoingMessage, Publisher},
+    testing::eventually,
+};
+use serde_json::json;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Creates an account the way `loa console add-user` does.
+async fn add_user(sys: &TestSystem, tenant: &str, username: &str, role: &str, password: &str) {
+    let settings = crate::helpers::test_settings(&sys.env);
+    loa::console::run(
+        ConsoleCommand::AddUser {
+            tenant: tenant.into(),
+            username: username.into(),
+            display_name: format!("Cán bộ {username}"),
+            role: role.into(),
+            password: Some(password.into()),
+        },
+        &settings,
+    )
+    .await
+    .expect("the account is created");
+}
+
+async fn sign_in(
+    browser: &Browser,
+    sys: &TestSystem,
+    tenant: Option<&str>,
+    username: &str,
+    password: &str,
+) {
+    browser.goto(&format!("{}/admin/", sys.console)).await;
+    assert!(
+        browser.url().await.ends_with("/admin/sign-in"),
+        "{}",
+        browser.url().await
+    );
+    if let Some(tenant) = tenant {
+        browser
+            .check(&format!("select[name=tenant] option[value={tenant}]"))
+            .await;
+    }
+    browser.fill("#username", username).await;
+    browser.fill("#password", password).await;
+    browser.click("button[type=submit]").await;
+    // The answer is the overview (signed in) or the form again with an error.
+    eventually(WAIT, || async {
+        let signed_in = browser.url().await.ends_with("/admin/overview");
+        (signed_in || !browser.find_all(".notice.error").await.is_empty()).then_some(())
+    })
+    .await
+    .expect("the sign-in was answered");
+}
+
+async fn db(sys: &TestSystem) -> deadpool_postgres::Object {
+    loa_platform::db::pool(&sys.env.database_url, 1)
+        .unwrap()
+        .get()
+        .await
+        .unwrap()
+}
+
+/// Posts a dossier event through intake and waits until the tracker has it.
+async fn post_dossier(sys: &TestSystem, token: &str, event: serde_json::Value, admin: &str) {
+    let code = event["dossier_code"].as_str().unwrap().to_owned();
+    assert_eq!(sys.post_event(token, &event).await.status(), 202);
+    eventually(WAIT, || async {
+        let r = sys
+            .client
+            .get(format!("{}/v1/dossiers/{code}", sys.tracker))
+            .bearer_auth(admin)
+            .send()
+            .await
+            .ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await
+    .expect("the tracker applied the event");
+}
+
+#[tokio::test]
+async fn an_admin_signs_in_finds_a_dossier_by_phone_opens_it_and_replays_a_dead_letter() {
+    // Arrange: an account, a dossier that moved on, a dead letter (an ingress message
+    // without a source token), a citizen's chat lookup.
+    let sys = TestSystem::start().await;
+    add_user(&sys, "demo", "lan", "admin", "mật-khẩu-của-Lan").await;
+    let code = "000.00.06.H56-261204-0777";
+    let mut received = receipt_event("console-1", code);
+    received["applicant"]["phone"] = json!("0912 777 888");
+    post_dossier(&sys, "demo-token", received.clone(), "demo-admin").await;
+    let mut ready = status_event("console-2", code, json!(9), "2026-12-01T10:00:00+07:00");
+    ready["applicant"] = received["applicant"].clone();
+    assert_eq!(sys.post_event("demo-token", &ready).await.status(), 202);
+    Publisher::new(sys.env.amqp_url.clone(), "console-test")
+        .publish(&OutgoingMessage {
+            exchange: topology::EX_INGRESS.into(),
+            routing_key: "upstream.demo".into(),
+            body: serde_json::to_vec(&receipt_event("console-dl", "DL-1")).unwrap(),
+            message_id: "console-dl".into(),
+            headers: Vec::new(),
+        })
+        .await
+        .unwrap();
+    let client = db(&sys).await;
+    let dead_letter: i64 = eventually(WAIT, || async {
+        client
+            .query_opt(
+                "SELECT id FROM notifier.dead_letters WHERE tenant = 'demo'",
+                &[],
+            )
+            .await
+            .ok()?
+            .map(|r| r.get(0))
+    })
+    .await
+    .expect("the dead letter is stored");
+    client
+        .execute(
+            "INSERT INTO notifier.citizen_messages (tenant, zalo_user_id, kind, dossier_code, msg_id, received_at)
+             VALUES ('demo', '3512873524511234567', 'lookup', $1, 'chat-1', now())",
+            &[&code],
+        )
+        .await
+        .unwrap();
+    let browser = Browser::start().await;
+
+    // Act + Assert, page by page.
+    browser.goto(&format!("{}/admin/", sys.console)).await;
+    browser.screenshot("01-sign-in").await;
+    sign_in(&browser, &sys, Some("demo"), "lan", "mật-khẩu-của-Lan").await;
+    assert!(browser.url().await.ends_with("/admin/overview"));
+    let cookie = browser
+        .cookies()
+        .await
+        .into_iter()
+        .find(|c| c["name"] == "loa_console_session")
+        .expect("a session cookie");
+    assert_eq!(cookie["httpOnly"], true);
+    assert_eq!(cookie["sameSite"], "Strict");
+    let overview = browser.text().await;
+    for expected in [
+        "Tổng quan hôm nay",
+        "Sự kiện nhận hôm nay",
+        "Đã gửi",
+        "Hạn mức ZNS",
+        "Đang gửi bình thường",
+        "Cán bộ lan",
+    ] {
+        assert!(
+            overview.contains(expected),
+            "missing {expected:?} in {overview}"
+        );
+    }
+    browser.screenshot("02-overview").await;
+
+    browser
+        .click("nav.sections a[href='/admin/dossiers']")
+        .await;
+    browser.fill("#q", "+84 912.777.888").await;
+    browser.click("form.filters button[type=submit]").await;
+    let found = browser.text().await;
+    assert!(found.contains(code), "the phone finds the dossier: {found}");
+    assert!(
+        found.contains("Đã xử lý xong") && found.contains("Trước hạn"),
+        "{found}"
+    );
+    browser.screenshot("03-dossier-search").await;
+
+    browser
+        .click(&format!("#dossiers a[href='/admin/dossiers/{code}']"))
+        .await;
+    let page = browser.text().await;
+    for expected in [
+        "Quá trình xử lý",
+        "Được tiếp nhận",
+        "Đã xử lý xong",
+        "Tin nhắn đã gửi",
+        "Tiếp nhận hồ sơ",
+        "/tra-cuu/",
+        "28/11/2026",
+    ] {
+        assert!(page.contains(expected), "missing {expected:?} in {page}");
+    }
+    let qr = sys
+        .client
+        .get(format!("{}/admin/dossiers/{code}/qr.svg", sys.console))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        qr.url().path(),
+        "/admin/sign-in",
+        "the QR code needs a session too"
+    );
+    browser.screenshot("04-dossier").await;
+
+    browser
+        .click("nav.sections a[href='/admin/messages']")
+        .await;
+    assert!(browser.text().await.contains("Tin nhắn cần chú ý"));
+    browser.screenshot("05-messages").await;
+
+    browser
+        .click("nav.sections a[href='/admin/dead-letters']")
+        .await;
+    let letters = browser.text().await;
+    assert!(
+        letters.contains("unauthorized") && letters.contains("intake.ingress"),
+        "{letters}"
+    );
+    browser.check(&format!("#dl-{dead_letter}")).await;
+    browser.screenshot("06-dead-letters").await;
+    browser.click("#replay-selected button[type=submit]").await;
+    assert!(
+        browser.text().await.contains("Đã xử lý lại 1 thư lỗi."),
+        "{}",
+        browser.text().await
+    );
+    let replays: i32 = client
+        .query_one(
+            "SELECT replay_count FROM notifier.dead_letters WHERE id = $1",
+            &[&dead_letter],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(replays, 1);
+    browser.screenshot("07-dead-letter-replayed").await;
+
+    browser
+        .click("nav.sections a[href='/admin/citizen-messages']")
+        .await;
+    let chats = browser.text().await;
+    assert!(
+        chats.contains(&format!("Tra cứu hồ sơ {code}")) && chats.contains("…4567"),
+        "{chats}"
+    );
+    assert!(!chats.contains("3512873524511234567"));
+    browser.screenshot("08-citizen-messages").await;
+
+    browser.click("nav.sections a[href='/admin/audit']").await;
+    let audit = browser.text().await;
+    for expected in ["Đăng nhập", "Xử lý lại thư lỗi", "Tạo tài khoản", "lan"] {
+        assert!(audit.contains(expected), "missing {expected:?} in {audit}");
+    }
+    browser.screenshot("09-audit").await;
+    browser.resize(390, 844).await;
+    browser
+        .click("nav.sections a[href='/admin/overview']")
+        .await;
+    browser.screenshot("10-overview-phone").await;
+
+    browser.click("form[action='/admin/sign-out'] button").await;
+    assert!(browser.url().await.ends_with("/admin/sign-in"));
+    browser
+        .goto(&format!("{}/admin/overview", sys.console))
+        .await;
+    assert!(
+        browser.url().await.ends_with("/admin/sign-in"),
+        "signed out"
+    );
+    let actions: Vec<String> = client
+        .query(
+            "SELECT action FROM console.audit_log WHERE tenant = 'demo' ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "account_create",
+            "sign_in",
+            "dead_letter_replay",
+            "sign_out"
+        ]
+    );
+    browser.quit().await;
+    sys.stop().await;
+}
+
+#[tokio::test]
+async fn wrong_passwords_lock_the_account_and_a_form_without_its_csrf_token_changes_nothing() {
+    // Arrange
+    let sys = TestSystem::start().await;
+    add_user(&sys, "demo", "minh", "admin", "đúng-mật-khẩu").await;
+    let browser = Browser::start().await;
+
+    // Act: a wrong password, then two more (the test threshold is three).
+    sign_in(&browser, &sys, Some("demo"), "minh", "sai-mật-khẩu").await;
+    let wrong = browser.text().await;
+    browser.screenshot("11-wrong-password").await;
+    for _ in 0..2 {
+        sign_in(&browser, &sys, Some("demo"), "minh", "sai-mật-khẩu").await;
+    }
+    sign_in(&browser, &sys, Some("demo"), "minh", "đúng-mật-khẩu").await;
+    let locked = browser.text().await;
+    browser.screenshot("12-locked").await;
+
+    // Assert
+    assert!(
+        wrong.contains("Tên đăng nhập hoặc mật khẩu không đúng."),
+        "{wrong}"
+    );
+    assert!(
+        locked.contains("tạm khoá đến"),
+        "even the right password waits: {locked}"
+    );
+    assert!(browser.url().await.ends_with("/admin/sign-in"));
+
+    // Act: another account signs in; a forged form (its session cookie, no token)
+    // asks for a resume and a replay.
+    add_user(&sys, "demo", "hoa", "admin", "mật-khẩu-của-Hoa").await;
+    sign_in(&browser, &sys, Some("demo"), "hoa", "mật-khẩu-của-Hoa").await;
+    assert!(browser.url().await.ends_with("/admin/overview"));
+    let session = browser
+        .cookie("loa_console_session")
+        .await
+        .expect("signed in");
+    let forged = |path: &str, body: &'static str| {
+        sys.client
+            .post(format!("{}{path}", sys.console))
+            .header("cookie", format!("loa_console_session={session}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+    };
+    let without = forged("/admin/overview/resume", "").await.unwrap();
+    let wrong_token = forged(
+        "/admin/dead-letters/replay",
+        "csrf=0000&reason=unauthorized",
+    )
+    .await
+    .unwrap();
+    let status = (without.status().as_u16(), wrong_token.status().as_u16());
+    let page = without.text().await.unwrap();
+
+    // Assert: refused, and nothing but the sign-ins and failures was audited.
+    assert_eq!(status, (403, 403));
+    assert!(page.contains("Phiên làm việc không hợp lệ"), "{page}");
+    let client = db(&sys).await;
+    let actions: Vec<String> = client
+        .query("SELECT action FROM console.audit_log ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "account_create",
+            "sign_in_failed",
+            "sign_in_failed",
+            "sign_in_failed",
+            "sign_in_locked",
+            "account_create",
+            "sign_in"
+        ]
+    );
+    browser.quit().await;
+    sys.stop().await;
+}
+
+#[tokio::test]
+async fn an_admin_of_one_tenant_sees_nothing_of_another_and_a_viewer_cannot_act() {
+    // Arrange: a dossier of `other`; a viewer of `demo`; a deferred delivery of `demo`.
+    let sys = TestSystem::start().await;
+    let other_code = "OTHER-0001";
+    let mut theirs = receipt_event("console-other", other_code);
+    theirs["tenant"] = json!("other");
+    post_dossier(&sys, "other-token", theirs, "other-admin").await;
+    add_user(&sys, "demo", "xem", "viewer", "chỉ-xem-thôi").await;
+    let client = db(&sys).await;
+    client
+        .execute(
+            "INSERT INTO notifier.deliveries (notification_id, tenant, kind, lane, dossier_code, channel,
+                 status, not_before, request)
+             VALUES ('n-deferred', 'demo', 'receipt', 'transactional', 'D-1', 'zns', 'deferred',
+                     now() + interval '1 day', '{}')",
+            &[],
+        )
+        .await
+        .unwrap();
+    let browser = Browser::start().await;
+    sign_in(&browser, &sys, Some("demo"), "xem", "chỉ-xem-thôi").await;
+
+    // Act
+    browser
+        .goto(&format!("{}/admin/dossiers/{other_code}", sys.console))
+        .await;
+    let title = browser.title().await;
+    browser.screenshot("13-other-tenant-dossier").await;
+    browser
+        .goto(&format!("{}/admin/dossiers?q={other_code}", sys.console))
+        .await;
+    let search = browser.text().await;
+    browser
+        .goto(&format!("{}/admin/messages?status=deferred", sys.console))
+        .await;
+    let messages = browser.source().await;
+    browser.screenshot("14-viewer-messages").await;
+    browser
+        .goto(&format!("{}/admin/dead-letters", sys.console))
+        .await;
+    let letters = browser.source().await;
+    let session = browser
+        .cookie("loa_console_session")
+        .await
+        .expect("signed in");
+    let overview = sys
+        .client
+        .get(format!("{}/admin/overview", sys.console))
+        .header("cookie", format!("loa_console_session={session}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = overview
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the sign-out form carries the CSRF token")
+        .to_owned();
+    let acted = sys
+        .client
+        .post(format!("{}/admin/messages/n-deferred/cancel", sys.console))
+        .header("cookie", format!("loa_console_session={session}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={csrf}"))
+        .send()
+        .await
+        .unwrap();
+
+    // Assert
+    assert!(title.starts_with("Không tìm thấy"), "{title}");
+    assert!(search.contains("Không có hồ sơ nào phù hợp."), "{search}");
+    assert!(
+        messages.contains("n-deferred") || messages.contains("D-1"),
+        "the viewer reads"
+    );
+    assert!(
+        !messages.contains("/cancel") && !messages.contains("/resend"),
+        "no action for a viewer"
+    );
+    assert!(
+        !letters.contains("/admin/dead-letters/replay"),
+        "no replay for a viewer"
+    );
+    assert_eq!(acted.status(), 403);
+    let status: String = client
+        .query_one(
+            "SELECT status FROM notifier.deliveries WHERE notification_id = 'n-deferred'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "deferred");
+    browser.quit().await;
+    sys.stop().await;
+}
