@@ -12,7 +12,8 @@
 //!
 //! Every filter has an index (migration 5 in [`crate::store`]): the newest-first walk
 //! `(tenant, created_at, dossier_code)` (also the keyset), the same by agency and by
-//! procedure, received date, open dossiers by due date, and the phone keys. The walk
+//! procedure, by received date (a date range pages newest received first, on that
+//! index), open dossiers by due date, and the phone keys. The walk
 //! indexes use columns an update rarely changes (`created_at` never), so a status
 //! change stays a HOT update.
 
@@ -97,11 +98,13 @@ pub enum TimelinessFilter {
     Early,
 }
 
-/// Where a page starts: after this dossier in newest-first order.
+/// Where a page starts: after this dossier in newest-first order (by `created_at`,
+/// or by `received_at` when a received date range is asked: see
+/// [`SearchQuery::by_received`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cursor {
-    /// Its `created_at`, in microseconds.
-    pub created_micros: i64,
+    /// Its ordering time (`created_at` or `received_at`), in microseconds.
+    pub at_micros: i64,
     /// Its code.
     pub code: String,
 }
@@ -109,14 +112,14 @@ pub struct Cursor {
 impl Cursor {
     /// `<micros>_<code>`.
     pub fn encode(&self) -> String {
-        format!("{}_{}", self.created_micros, self.code)
+        format!("{}_{}", self.at_micros, self.code)
     }
 
     /// The inverse of [`Cursor::encode`].
     pub fn decode(text: &str) -> Option<Self> {
         let (micros, code) = text.split_once('_')?;
         Some(Self {
-            created_micros: micros.parse().ok()?,
+            at_micros: micros.parse().ok()?,
             code: code.to_owned(),
         })
     }
@@ -147,6 +150,22 @@ pub struct SearchQuery {
     pub after: Option<Cursor>,
     /// Page size.
     pub limit: i64,
+}
+
+impl SearchQuery {
+    /// A received date range orders by `received_at` (newest first), so that the range's
+    /// own index gives the page straight away, however far back the range lies.
+    pub fn by_received(&self) -> bool {
+        self.received_from.is_some() || self.received_before.is_some()
+    }
+
+    fn order_column(&self) -> &'static str {
+        if self.by_received() {
+            "received_at"
+        } else {
+            "created_at"
+        }
+    }
 }
 
 fn bad(field: &str, message: impl Into<String>) -> ApiError {
@@ -273,8 +292,10 @@ pub fn statement(tenant: &str, q: &SearchQuery) -> (String, Params) {
         params.push(p);
         format!("${}", params.len())
     };
-    let mut sql =
-        format!("SELECT {STATE_COLUMNS}, created_at FROM tracker.dossiers WHERE tenant = $1");
+    let order = q.order_column();
+    let mut sql = format!(
+        "SELECT {STATE_COLUMNS}, {order} AS ordered_at FROM tracker.dossiers WHERE tenant = $1"
+    );
     match (&q.code_prefix, &q.phone_key) {
         (Some(prefix), Some(key)) => {
             let (prefix, key) = (bind(Box::new(prefix.clone())), bind(Box::new(key.clone())));
@@ -333,13 +354,13 @@ pub fn statement(tenant: &str, q: &SearchQuery) -> (String, Params) {
         None => {}
     }
     if let Some(after) = &q.after {
-        let at = DateTime::from_timestamp_micros(after.created_micros).unwrap_or_default();
+        let at = DateTime::from_timestamp_micros(after.at_micros).unwrap_or_default();
         let (at, code) = (bind(Box::new(at)), bind(Box::new(after.code.clone())));
-        sql.push_str(&format!(" AND (created_at, dossier_code) < ({at}, {code})"));
+        sql.push_str(&format!(" AND ({order}, dossier_code) < ({at}, {code})"));
     }
     let limit = bind(Box::new(q.limit + 1));
     sql.push_str(&format!(
-        " ORDER BY created_at DESC, dossier_code DESC LIMIT {limit}"
+        " ORDER BY {order} DESC, dossier_code DESC LIMIT {limit}"
     ));
     (sql, params)
 }
@@ -406,10 +427,10 @@ pub async fn search(
             break;
         }
         if i + 1 == limit && rows.len() > limit {
-            let created: DateTime<Utc> = row.get("created_at");
+            let ordered_at: DateTime<Utc> = row.get("ordered_at");
             next = Some(
                 Cursor {
-                    created_micros: created.timestamp_micros(),
+                    at_micros: ordered_at.timestamp_micros(),
                     code: state.dossier_code.clone(),
                 }
                 .encode(),
@@ -590,7 +611,7 @@ mod tests {
     #[test]
     fn a_cursor_round_trips_even_with_underscores_in_the_code() {
         let c = Cursor {
-            created_micros: 1_764_806_400_000_000,
+            at_micros: 1_764_806_400_000_000,
             code: "A_B_C".into(),
         };
         assert_eq!(Cursor::decode(&c.encode()), Some(c));

@@ -146,7 +146,7 @@ CREATE TABLE tracker.dossier_phones (
 CREATE INDEX dossiers_newest ON tracker.dossiers (tenant, created_at, dossier_code);
 CREATE INDEX dossiers_by_agency ON tracker.dossiers (tenant, agency_code, created_at, dossier_code);
 CREATE INDEX dossiers_by_procedure ON tracker.dossiers (tenant, procedure_code, created_at, dossier_code);
-CREATE INDEX dossiers_by_received ON tracker.dossiers (tenant, received_at);
+CREATE INDEX dossiers_by_received ON tracker.dossiers (tenant, received_at, dossier_code);
 CREATE INDEX dossiers_open_by_due ON tracker.dossiers (tenant, due_at) WHERE completed_at IS NULL;
 CREATE INDEX dossier_events_recorded_brin ON tracker.dossier_events USING brin (recorded_at);
 "#,

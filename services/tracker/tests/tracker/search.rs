@@ -169,6 +169,11 @@ async fn every_search_answers_within_100_ms_through_an_index_with_100000_dossier
         vec![("timeliness", "overdue")],
         vec![("timeliness", "early")],
         vec![("from", "2026-01-01"), ("to", "2026-01-31")],
+        vec![
+            ("from", "2026-01-01"),
+            ("to", "2026-01-31"),
+            ("agency", "A4"),
+        ],
         vec![("agency", "A8"), ("status", "9"), ("timeliness", "early")],
     ];
     let client = app.pool.get().await.unwrap();
@@ -191,7 +196,8 @@ async fn every_search_answers_within_100_ms_through_an_index_with_100000_dossier
             .get(0);
         let mut best = f64::MAX;
         let mut page = Value::Null;
-        for _ in 0..3 {
+        // The best of five: the machine is shared, the index walk is what is measured.
+        for _ in 0..5 {
             let started = Instant::now();
             let (status, body) = get(&app, "demo-admin", query).await;
             best = best.min(started.elapsed().as_secs_f64() * 1000.0);
@@ -219,6 +225,31 @@ async fn every_search_answers_within_100_ms_through_an_index_with_100000_dossier
     }
     let (_, by_phone) = get(&app, "demo-admin", &[("q", "0903123456")]).await;
     assert_eq!(codes(&by_phone), ["BULK-0054321"]);
+    let january = [("from", "2026-01-01"), ("to", "2026-01-31")];
+    let (_, first_january) = get(&app, "demo-admin", &january).await;
+    let next = first_january["next"].as_str().unwrap().to_owned();
+    let (_, second_january) = get(
+        &app,
+        "demo-admin",
+        &[january[0], january[1], ("after", &next)],
+    )
+    .await;
+    let received = |page: &Value| -> Vec<String> {
+        page["dossiers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["received_at"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let mut both = received(&first_january);
+    both.extend(received(&second_january));
+    assert_eq!(both.len(), 40);
+    assert!(
+        both.windows(2).all(|w| w[0] >= w[1]),
+        "newest received first, across pages"
+    );
+    assert!(both.iter().all(|r| r.starts_with("2026-01")), "{both:?}");
     let (_, page_two) = get(&app, "demo-admin", &[("status", "5"), ("after", &cursor)]).await;
     let first_codes = codes(&first);
     assert!(
