@@ -477,3 +477,89 @@ async fn an_admin_of_one_tenant_sees_nothing_of_another_and_a_viewer_cannot_act(
     browser.quit().await;
     sys.stop().await;
 }
+
+#[tokio::test]
+async fn an_admin_reauthorises_the_zalo_oa_and_sending_goes_on_with_the_new_refresh_token() {
+    // Arrange: the notifier holds a token pair from the seed.
+    let sys = TestSystem::start().await;
+    add_user(&sys, "demo", "tuan", "admin", "mật-khẩu-của-Tuấn").await;
+    let client = db(&sys).await;
+    let stored = || async {
+        client
+            .query_one(
+                "SELECT refresh_token FROM notifier.oauth_tokens WHERE tenant = 'demo'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, String>(0)
+    };
+    let before = stored().await;
+    let browser = Browser::start().await;
+    sign_in(&browser, &sys, Some("demo"), "tuan", "mật-khẩu-của-Tuấn").await;
+
+    // Act: start the consent, approve it on the (sandbox's) Zalo page, come back.
+    browser.click("#reauthorize").await;
+    browser.screenshot("15-reauthorize").await;
+    browser.click("#zalo-permission").await;
+    assert!(
+        browser.url().await.starts_with(&sys.sandbox),
+        "{}",
+        browser.url().await
+    );
+    let consent = browser.text().await;
+    browser.screenshot("16-zalo-consent").await;
+    browser.click("#approve").await;
+    let callback = browser.url().await;
+    let done = browser.text().await;
+    browser.screenshot("17-reauthorized").await;
+    let replayed = sys.client.get(&callback).send().await.unwrap();
+    let after = stored().await;
+    // The next send needs a refresh: it must work with the new refresh token.
+    let expired = sys
+        .client
+        .post(format!("{}/_sandbox/tokens/expire", sys.sandbox))
+        .send()
+        .await
+        .unwrap();
+    assert!(expired.status().is_success());
+    assert_eq!(
+        sys.post_event("demo-token", &receipt_event("reauth-1", "REAUTH-1"))
+            .await
+            .status(),
+        202
+    );
+    let messages = sys.settle_messages(1).await;
+
+    // Assert
+    assert!(consent.contains("Cấp quyền cho ứng dụng"), "{consent}");
+    assert!(
+        callback.contains("/admin/zalo/callback?code="),
+        "{callback}"
+    );
+    assert!(done.contains("Đã kết nối lại Zalo OA"), "{done}");
+    assert_eq!(replayed.status(), 400, "a state is single use");
+    assert_ne!(after, before, "the consent's refresh token is stored");
+    assert!(after.starts_with("zrt1."), "{after}");
+    assert_eq!(messages.len(), 1);
+    assert_ne!(
+        stored().await,
+        after,
+        "the next refresh used (and rotated) the new token"
+    );
+    let audited: Vec<(String, String)> = client
+        .query(
+            "SELECT actor, detail::text FROM console.audit_log WHERE action = 'zalo_reauthorize'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(audited.len(), 1);
+    assert_eq!(audited[0].0, "tuan");
+    assert!(audited[0].1.contains("\"stored\": true"), "{audited:?}");
+    browser.quit().await;
+    sys.stop().await;
+}

@@ -30,11 +30,13 @@ pub enum Action {
     TenantResume,
     /// An account created (by `loa console add-user`).
     AccountCreate,
+    /// The Zalo OA re-authorised (a new refresh token stored).
+    ZaloReauthorize,
 }
 
 impl Action {
     /// Every action, for the audit page's filter.
-    pub const ALL: [Action; 9] = [
+    pub const ALL: [Action; 10] = [
         Self::SignIn,
         Self::SignInFailed,
         Self::SignInLocked,
@@ -44,6 +46,7 @@ impl Action {
         Self::DeadLetterReplay,
         Self::TenantResume,
         Self::AccountCreate,
+        Self::ZaloReauthorize,
     ];
 
     /// The stored name.
@@ -58,6 +61,7 @@ impl Action {
             Self::DeadLetterReplay => "dead_letter_replay",
             Self::TenantResume => "tenant_resume",
             Self::AccountCreate => "account_create",
+            Self::ZaloReauthorize => "zalo_reauthorize",
         }
     }
 
@@ -73,6 +77,7 @@ impl Action {
             Self::DeadLetterReplay => "Xử lý lại thư lỗi",
             Self::TenantResume => "Tiếp tục gửi tin",
             Self::AccountCreate => "Tạo tài khoản",
+            Self::ZaloReauthorize => "Cấp quyền lại Zalo OA",
         }
     }
 

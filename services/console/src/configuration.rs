@@ -37,6 +37,10 @@ pub struct ConsoleSettings {
     pub trust_forwarded_for: bool,
     /// Time-out of one call to the tracker or the notifier, in ms.
     pub backend_timeout_ms: u64,
+    /// The console's address as browsers reach it (`https://loa.example.gov.vn`): the
+    /// base of the redirect URI `…/admin/zalo/callback` registered in each Zalo app.
+    /// Unset, the request's `Host` is used (development).
+    pub public_url: Option<String>,
 }
 
 impl Default for ConsoleSettings {
@@ -54,6 +58,7 @@ impl Default for ConsoleSettings {
             lockout_minutes: 15,
             trust_forwarded_for: false,
             backend_timeout_ms: 10_000,
+            public_url: None,
         }
     }
 }

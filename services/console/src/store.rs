@@ -6,11 +6,18 @@ use loa_platform::db::Migration;
 /// The Postgres schema the console owns.
 pub const SCHEMA: &str = "console";
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "accounts, sessions, sign-in attempts and the audit log",
-    sql: include_str!("migrations/0001_console.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "accounts, sessions, sign-in attempts and the audit log",
+        sql: include_str!("migrations/0001_console.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "Zalo OA re-authorisations in flight",
+        sql: include_str!("migrations/0002_zalo_authorizations.sql"),
+    },
+];
 
 /// Creates or upgrades the `console` schema. Idempotent; safe with replicas.
 pub async fn migrate(pool: &Pool) -> anyhow::Result<()> {

@@ -14,7 +14,13 @@
 //!   has its dead letter replayed;
 //! - `POST /v1/deliveries/{id}/cancel`: a parked delivery (deferred, held, ambiguous)
 //!   is never sent: `failed`, its stored request dropped;
-//! - `GET /v1/citizen-messages?before_id=&limit=`: what citizens texted the OA.
+//! - `GET /v1/citizen-messages?before_id=&limit=`: what citizens texted the OA;
+//! - `POST /v1/zalo/authorization` with `{"code", "code_verifier"}`: after an OA admin
+//!   re-authorised the app (Zalo's consent page, PKCE), exchanges the code with Zalo
+//!   (the app secret stays here) and stores the new token pair, so an expired or
+//!   revoked refresh token never needs SQL. The pair is stored under the token row's
+//!   lock, as a refresh stores its own; a paused tenant stays paused until an admin
+//!   resumes it.
 //!
 //! Resend and cancel each add a row to the delivery's history (`resend_requested`,
 //! `cancelled`). A delivery that is no longer in a state the action applies to (the
@@ -62,6 +68,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/v1/deliveries/{id}/resend", post(resend))
         .route("/v1/deliveries/{id}/cancel", post(cancel))
         .route("/v1/citizen-messages", get(citizen_messages))
+        .route("/v1/zalo/authorization", post(authorize))
         .with_state(state)
 }
 
@@ -630,4 +637,133 @@ async fn citizen_messages(
         messages,
         next_before_id,
     }))
+}
+
+/// What `POST /v1/zalo/authorization` answers.
+#[derive(Debug, Serialize)]
+pub struct Authorized {
+    /// The tenant.
+    pub tenant: String,
+    /// When the new access token expires.
+    pub access_expires_at: DateTime<Utc>,
+}
+
+fn bad_body(field: &str, message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message).with_field(field)
+}
+
+async fn authorize(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    loa_platform::http::JsonBody(body): loa_platform::http::JsonBody<serde_json::Value>,
+) -> Result<Json<Authorized>, ApiError> {
+    let tenant = admin_tenant(&state.tenants, &headers)?;
+    let text = |field: &str| -> Result<String, ApiError> {
+        body[field]
+            .as_str()
+            .map(str::trim)
+            .filter(|v| !v.is_empty() && v.len() <= 512)
+            .map(str::to_owned)
+            .ok_or_else(|| bad_body(field, format!("`{field}` is a non-empty string")))
+    };
+    let (code, verifier) = (text("code")?, text("code_verifier")?);
+    let app = &tenant.zalo;
+    let url = format!("{}/v4/oa/access_token", app.oauth_url.trim_end_matches('/'));
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(15))
+        .build()
+        .context("Failed to build an HTTP client")?;
+    let form = [
+        ("code", code.as_str()),
+        ("app_id", app.app_id.as_str()),
+        ("grant_type", "authorization_code"),
+        ("code_verifier", verifier.as_str()),
+    ];
+    let encoded: String = form_body(&form);
+    let answer = client
+        .post(&url)
+        .header("secret_key", app.app_secret.expose())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(encoded)
+        .send()
+        .await
+        .map_err(|e| ApiError::unavailable(format!("Zalo did not answer: {e}"), 5))?;
+    let answer: serde_json::Value = answer
+        .json()
+        .await
+        .map_err(|_| ApiError::unavailable("Zalo's answer was not JSON", 5))?;
+    let (Some(access), Some(refresh)) = (
+        answer["access_token"].as_str().filter(|t| !t.is_empty()),
+        answer["refresh_token"].as_str().filter(|t| !t.is_empty()),
+    ) else {
+        let why = answer["error_description"]
+            .as_str()
+            .or(answer["error_reason"].as_str())
+            .or(answer["message"].as_str())
+            .unwrap_or("no tokens in Zalo's answer");
+        return Err(bad_body(
+            "code",
+            format!("Zalo refused the code ({}): {why}", answer["error"]),
+        ));
+    };
+    let ttl = answer["expires_in"]
+        .as_str()
+        .and_then(|s| s.parse::<i64>().ok())
+        .or(answer["expires_in"].as_i64())
+        .unwrap_or(90_000);
+    let expires_at = Utc::now() + chrono::Duration::seconds(ttl);
+    let mut client = state
+        .pool
+        .get()
+        .await
+        .context("Failed to get a PostgreSQL connection")?;
+    let tx = client
+        .transaction()
+        .await
+        .context("Failed to begin a transaction")?;
+    // Wait for a refresh in flight (it holds the row), then replace what it stored.
+    tx.execute(
+        "SELECT 1 FROM notifier.oauth_tokens WHERE tenant = $1 FOR UPDATE",
+        &[&tenant.id],
+    )
+    .await
+    .context("Failed to lock the token row")?;
+    tx.execute(
+        "INSERT INTO notifier.oauth_tokens (tenant, access_token, access_expires_at, refresh_token, refreshed_at)
+         VALUES ($1, $2, $3, $4, now())
+         ON CONFLICT (tenant) DO UPDATE
+            SET access_token = EXCLUDED.access_token, access_expires_at = EXCLUDED.access_expires_at,
+                refresh_token = EXCLUDED.refresh_token, refreshed_at = now(), updated_at = now()",
+        &[&tenant.id, &access, &expires_at, &refresh],
+    )
+    .await
+    .context("Failed to store the new token pair")?;
+    tx.commit()
+        .await
+        .context("Failed to commit the new token pair")?;
+    tracing::info!(tenant = %tenant.id, "Stored the token pair of a new OA authorisation.");
+    Ok(Json(Authorized {
+        tenant: tenant.id.clone(),
+        access_expires_at: expires_at,
+    }))
+}
+
+/// `application/x-www-form-urlencoded` of `pairs`.
+fn form_body(pairs: &[(&str, &str)]) -> String {
+    let encode = |text: &str| -> String {
+        text.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                    char::from(b).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect()
+    };
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
 }

@@ -10,6 +10,11 @@
 //!   `"access:<app_id>:<expires_ms>:<issued_us>"`. It validates without state: expiry is
 //!   judged on the sandbox clock; `POST /_sandbox/tokens/expire` revokes every token
 //!   issued before it by raising a cut-off on `issued_us` (real time).
+//! - Authorization codes (an OA admin's consent, `/v4/oa/permission`): random,
+//!   single-use, 10 minutes, bound to the app and the PKCE `code_challenge`; exchanged
+//!   for a refresh token two generations above every one redeemed so far (newer than
+//!   the one the client holds, so it works whatever happened to that one, and using it
+//!   spends the older one).
 
 use crate::{
     apps::{App, Apps},
@@ -17,9 +22,12 @@ use crate::{
 };
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use std::sync::{
-    atomic::{AtomicU64, Ordering},
-    Arc, Mutex, PoisonError,
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex, PoisonError,
+    },
 };
 use subtle::ConstantTimeEq;
 
@@ -112,6 +120,35 @@ impl TokenProblem {
 pub struct TokenBook {
     highest_redeemed: Mutex<Vec<Option<u64>>>,
     revoked_before_us: AtomicU64,
+    codes: Mutex<HashMap<String, PendingCode>>,
+}
+
+/// An authorization code waiting for its exchange.
+#[derive(Debug)]
+struct PendingCode {
+    app_idx: usize,
+    code_challenge: String,
+    expires_ms: i64,
+}
+
+/// How long an authorization code can be exchanged (Zalo: 10 minutes).
+pub const CODE_TTL_MS: i64 = 10 * 60 * 1000;
+
+/// `base64url_nopad(SHA-256(verifier))`: the PKCE S256 challenge of a verifier.
+pub fn pkce_challenge(verifier: &str) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let digest = <Sha256 as sha2::Digest>::digest(verifier.as_bytes());
+    let mut out = String::with_capacity(43);
+    for chunk in digest.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..=chunk.len() {
+            out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+        }
+    }
+    out
 }
 
 impl TokenBook {
@@ -120,7 +157,57 @@ impl TokenBook {
         Self {
             highest_redeemed: Mutex::new(vec![None; apps]),
             revoked_before_us: AtomicU64::new(0),
+            codes: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Grants an authorization code for `app` (the OA admin consented), bound to the
+    /// PKCE challenge, valid until `now_ms + CODE_TTL_MS`.
+    pub fn grant_code(&self, app: &App, code_challenge: &str, now_ms: i64) -> String {
+        let code = format!("zac1.{:032x}", rand::random::<u128>());
+        let mut codes = self.codes.lock().unwrap_or_else(PoisonError::into_inner);
+        codes.retain(|_, c| c.expires_ms > now_ms);
+        codes.insert(
+            code.clone(),
+            PendingCode {
+                app_idx: app.idx,
+                code_challenge: code_challenge.to_owned(),
+                expires_ms: now_ms + CODE_TTL_MS,
+            },
+        );
+        code
+    }
+
+    /// Exchanges a code (once) for the generation of a new refresh token; the PKCE
+    /// verifier must hash to the code's challenge.
+    pub fn exchange_code(
+        &self,
+        app: &App,
+        code: &str,
+        code_verifier: &str,
+        now_ms: i64,
+    ) -> Result<u64, ZaloError> {
+        let invalid = |why: &'static str| ZaloError::new(codes::OAUTH_INVALID_PARAM, why);
+        let pending = self
+            .codes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(code)
+            .ok_or_else(|| invalid("Invalid authorization code (unknown or already used)"))?;
+        if pending.app_idx != app.idx {
+            return Err(invalid("The authorization code belongs to another app"));
+        }
+        if pending.expires_ms <= now_ms {
+            return Err(invalid("The authorization code has expired"));
+        }
+        if !macs_equal(&pending.code_challenge, &pkce_challenge(code_verifier)) {
+            return Err(invalid("code_verifier does not match the code_challenge"));
+        }
+        let book = self
+            .highest_redeemed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        Ok(book[app.idx].unwrap_or(0) + 2)
     }
 
     /// Redeems a refresh token: returns the next generation to issue, or -14014 when
@@ -237,6 +324,46 @@ mod tests {
         // A restarted sandbox accepts the newest token the client kept.
         let restarted = TokenBook::new(1);
         assert_eq!(restarted.redeem(app, &refresh_token(app, 2)), Ok(3));
+    }
+
+    #[test]
+    fn pkce_challenges_are_the_s256_of_rfc_7636() {
+        // RFC 7636, appendix B.
+        assert_eq!(
+            pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
+    }
+
+    #[test]
+    fn an_authorization_code_is_exchanged_once_with_its_verifier_for_a_newer_refresh_token() {
+        let apps = apps();
+        let app = apps.first();
+        let book = TokenBook::new(1);
+        assert_eq!(book.redeem(app, "demo-refresh-token"), Ok(1));
+        let verifier = "a-verifier-of-forty-three-characters-000000";
+        let code = book.grant_code(app, &pkce_challenge(verifier), 0);
+        assert!(book
+            .exchange_code(app, &code, "another verifier", 1)
+            .is_err());
+        let code = book.grant_code(app, &pkce_challenge(verifier), 0);
+        // Generation 1 is the token the client holds; the new one is above it.
+        assert_eq!(book.exchange_code(app, &code, verifier, 1), Ok(2));
+        assert!(
+            book.exchange_code(app, &code, verifier, 1).is_err(),
+            "single use"
+        );
+        let late = book.grant_code(app, &pkce_challenge(verifier), 0);
+        assert!(
+            book.exchange_code(app, &late, verifier, CODE_TTL_MS)
+                .is_err(),
+            "expired"
+        );
+        assert_eq!(book.redeem(app, &refresh_token(app, 2)), Ok(3));
+        assert!(
+            book.redeem(app, &refresh_token(app, 1)).is_err(),
+            "the old one is spent"
+        );
     }
 
     #[test]

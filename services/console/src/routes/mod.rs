@@ -13,6 +13,7 @@ pub mod dossiers;
 pub mod messages;
 pub mod overview;
 pub mod sign_in;
+pub mod zalo;
 
 use crate::{
     audit::{self, Action},
@@ -49,6 +50,8 @@ pub fn router(state: AppState, readiness: Readiness) -> Router {
         .route("/admin/dead-letters/replay", post(dead_letters::replay))
         .route("/admin/citizen-messages", get(citizen_messages::list))
         .route("/admin/audit", get(audit_log::show))
+        .route("/admin/zalo/authorize", post(zalo::authorize))
+        .route("/admin/zalo/callback", get(zalo::callback))
         .with_state(state)
         .merge(ops_router(readiness))
         .fallback(|| async { PageError::NotFound })

@@ -110,6 +110,13 @@ pub async fn show(
                 dt { "Làm mới lần cuối" }
                 dd { (token["refreshed_at"].as_str().map(html::datetime_vn_str).unwrap_or_else(|| "Chưa làm mới".into())) }
             }
+            @if signed_in.account().can_act() {
+                p.muted { "Khi refresh token hết hạn hoặc bị thu hồi, quản trị viên OA cấp quyền lại cho ứng dụng trên trang của Zalo." }
+                form method="post" action="/admin/zalo/authorize" {
+                    input type="hidden" name="csrf" value=(signed_in.session.csrf_token);
+                    button.secondary #reauthorize type="submit" { "Cấp quyền lại cho OA" }
+                }
+            }
         }
     };
     let tenant_name = state.tenant_name(tenant);

@@ -206,3 +206,48 @@ async fn citizen_messages_are_listed_newest_first_with_the_sender_masked() {
     assert_eq!(next["messages"].as_array().unwrap().len(), 1);
     assert!(!page.to_string().contains("3512873524511239999"));
 }
+
+#[tokio::test]
+async fn an_authorization_code_zalo_refuses_is_a_422_naming_the_code_and_keeps_the_tokens() {
+    // Arrange
+    let app = spawn_app().await;
+    let request = receipt_request("HS-A105");
+    app.publish(&request).await;
+    app.delivery_with_status(&request.notification_id, "sent")
+        .await;
+    let before = app.stored_tokens("demo").await;
+
+    // Act
+    let post_body = |body: Value| {
+        app.http
+            .post(format!("{}/v1/zalo/authorization", app.address))
+            .bearer_auth("demo-admin")
+            .json(&body)
+            .send()
+    };
+    let refused = post_body(json!({"code": "zac1.forged", "code_verifier": "x".repeat(43)}))
+        .await
+        .unwrap();
+    let missing = post_body(json!({"code": "zac1.forged"})).await.unwrap();
+    let (status, body) = (
+        refused.status().as_u16(),
+        refused.json::<Value>().await.unwrap(),
+    );
+
+    // Assert
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["field"], "code");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("-14001"),
+        "{body}"
+    );
+    assert_eq!(missing.status(), 422);
+    assert_eq!(
+        missing.json::<Value>().await.unwrap()["error"]["field"],
+        "code_verifier"
+    );
+    assert_eq!(app.stored_tokens("demo").await, before);
+}

@@ -4,7 +4,8 @@
 //!
 //! | path | what |
 //! |---|---|
-//! | `POST /v4/oa/access_token` | refresh an OA access token ([`oauth`]) |
+//! | `POST /v4/oa/access_token` | refresh an OA access token, or exchange a consent's code ([`oauth`]) |
+//! | `GET`/`POST /v4/oa/permission` | the OA admin's consent page, PKCE ([`permission`]) |
 //! | `POST /message/template`, `GET /message/quota` | ZNS by phone ([`zns`]) |
 //! | `POST /v3.0/oa/message/cs`, `POST /v3.0/oa/message/template`, `GET /v2.0/oa/getoa`, `GET /v3.0/oa/user/detail` | OA API ([`oa`]) |
 //! | `/_sandbox/…` | messages, stats, faults, limits, clock, tokens, webhook URL, simulated users (follow, unfollow, text, shared details) and ratings of a recorded message ([`control`]) |
@@ -13,6 +14,7 @@ pub mod control;
 pub mod input;
 pub mod oa;
 pub mod oauth;
+pub mod permission;
 pub mod zns;
 
 use crate::{
@@ -39,6 +41,10 @@ pub static RATE_LIMIT_REMAIN: HeaderName = HeaderName::from_static("x-ratelimit-
 pub fn router(sandbox: Arc<Sandbox>) -> Router {
     Router::new()
         .route("/v4/oa/access_token", post(oauth::access_token))
+        .route(
+            "/v4/oa/permission",
+            get(permission::consent_page).post(permission::approve),
+        )
         .route("/message/template", post(zns::send_template))
         .route("/message/quota", get(zns::quota))
         .route("/v3.0/oa/message/cs", post(oa::send_cs))

@@ -1,5 +1,7 @@
 //! OA OAuth v4 (`oauth.zaloapp.com`): `POST /v4/oa/access_token` with a form body
-//! (`refresh_token`, `app_id`, `grant_type=refresh_token`) and the app secret in the
+//! (`refresh_token`, `app_id`, `grant_type=refresh_token`, or `code`, `app_id`,
+//! `grant_type=authorization_code`, `code_verifier` after an OA admin's consent at
+//! `/v4/oa/permission`, see [`super::permission`]) and the app secret in the
 //! `secret_key` header. Answers are flat, not enveloped.
 
 use super::http_failure;
@@ -75,20 +77,12 @@ fn redeem(
     secret: &str,
 ) -> Result<serde_json::Value, ZaloError> {
     let field = |name: &str| form.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
-    match field("grant_type") {
-        Some("refresh_token") => {}
-        Some("authorization_code") => {
-            return Err(ZaloError::new(
-                codes::OAUTH_INVALID_PARAM,
-                "The sandbox has no consent screen: use the tenant's seed refresh token",
-            ))
-        }
-        _ => {
-            return Err(ZaloError::new(
-                codes::OAUTH_INVALID_PARAM,
-                "grant_type must be refresh_token",
-            ))
-        }
+    let grant = field("grant_type");
+    if !matches!(grant, Some("refresh_token" | "authorization_code")) {
+        return Err(ZaloError::new(
+            codes::OAUTH_INVALID_PARAM,
+            "grant_type must be refresh_token or authorization_code",
+        ));
     }
     let app_id = field("app_id")
         .ok_or_else(|| ZaloError::new(codes::OAUTH_INVALID_PARAM, "app_id is required"))?;
@@ -102,9 +96,22 @@ fn redeem(
             "Invalid secret_key for this app_id",
         ));
     }
-    let refresh = field("refresh_token")
-        .ok_or_else(|| ZaloError::new(codes::OAUTH_INVALID_PARAM, "refresh_token is required"))?;
-    let generation = sandbox.tokens.redeem(app, refresh)?;
+    let generation = if grant == Some("authorization_code") {
+        // An OA admin's consent (`/v4/oa/permission`), with its PKCE verifier.
+        let code = field("code")
+            .ok_or_else(|| ZaloError::new(codes::OAUTH_INVALID_PARAM, "code is required"))?;
+        let verifier = field("code_verifier").ok_or_else(|| {
+            ZaloError::new(codes::OAUTH_INVALID_PARAM, "code_verifier is required")
+        })?;
+        sandbox
+            .tokens
+            .exchange_code(app, code, verifier, sandbox.clock.now_ms())?
+    } else {
+        let refresh = field("refresh_token").ok_or_else(|| {
+            ZaloError::new(codes::OAUTH_INVALID_PARAM, "refresh_token is required")
+        })?;
+        sandbox.tokens.redeem(app, refresh)?
+    };
     let ttl = sandbox.settings.access_token_ttl_secs;
     let expires_ms = sandbox
         .clock
