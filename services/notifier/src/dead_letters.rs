@@ -3,10 +3,10 @@
 //! in `notifier.dead_letters`, lists them and replays them to where they came from.
 //!
 //! - [`DeadLetters::run_consumer`] consumes `loa.dead-letters` in batches, [`parse`]s
-//!   every message (tenant from the body; source queue and reason from our
-//!   `x-loa-source-queue` / `x-loa-reason` headers, or from the broker's `x-death` for a
-//!   delivery-limit dead letter), [`store`]s the batch in one statement and only then
-//!   acks. Storing is idempotent on a content hash: a redelivered dead letter, or the
+//!   every message (source queue and reason from our `x-loa-source-queue` /
+//!   `x-loa-reason` headers, or from the broker's `x-death` for a delivery-limit dead
+//!   letter; the tenant as below; credentials dropped), [`store`]s the batch in one
+//!   statement and only then acks. Storing is idempotent on a content hash: a redelivered dead letter, or the
 //!   same message dead-lettered twice for the same reason, stays one row; a replayed
 //!   row that dies again is revived (`replayed_at` cleared, `deaths` counted up).
 //! - [`list`] and [`replay`] are the logic shared by `GET /v1/dead-letters`,
@@ -14,6 +14,25 @@
 //!   A replay republishes each message, confirmed, to its original exchange and
 //!   routing key with its original headers minus the dead-letter ones (and without
 //!   `x-loa-attempt`, so retries start over), then marks it replayed.
+//!
+//! # Whose dead letter it is
+//!
+//! The tenant is never read from the body, which anyone who can publish to
+//! `loa.ingress` writes. It is the tenant a Loa service verified and stamped in
+//! `x-loa-tenant` (see `loa_platform::amqp::consumer`): intake stamps the tenant of the
+//! source token it verified (on ingress dead letters and on every event it forwards),
+//! the tracker and the notifier the tenant of the events and requests that descend from
+//! those. The one exception is a raw upstream message the broker itself dead-lettered
+//! from `intake.ingress` (its delivery limit): every header on it is the publisher's,
+//! so the stamp and our reason headers on it are ignored, and its `x-loa-token` is
+//! verified here instead. Without a verified tenant a row has none: operators only.
+//!
+//! Credentials (`x-loa-token`, `authorization`) are never stored. An AMQP ingress
+//! message therefore cannot be replayed with the token it came with: intake stamps the
+//! verified source's id (`x-loa-source`, never its token), and a replay presents that
+//! source's *current* token from the tenants file, so intake authenticates it again and
+//! a source removed since then cannot be replayed. An ingress dead letter without a
+//! verified source is skipped: its publisher must send it again.
 //!
 //! The HTTP API is scoped to the tenant whose admin token is presented: another
 //! tenant's rows, and rows without a tenant, are invisible. The CLI (an operator with
@@ -35,6 +54,7 @@ use lapin::{
 };
 use loa_platform::{
     amqp::{
+        consumer::{is_credential_header, H_SOURCE, H_SOURCE_TOKEN, H_TENANT},
         run_batch_consumer, topology, BatchConsumerSettings, BrokerStatus, Disposition,
         OutgoingMessage, PublishError, Publisher,
     },
@@ -94,7 +114,7 @@ pub fn exchange_for_queue(queue: &str) -> Option<&'static str> {
 /// A dead letter as consumed, ready to store.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewDeadLetter {
-    /// `tenant` of the JSON body, if any.
+    /// The tenant a Loa service verified (see the module docs), if any.
     pub tenant: Option<String>,
     /// The queue that gave up on it (`unknown` when no header says).
     pub source_queue: String,
@@ -104,26 +124,39 @@ pub struct NewDeadLetter {
     pub routing_key: String,
     /// Why it died.
     pub reason: String,
-    /// Every AMQP header, as JSON.
+    /// Every AMQP header but credentials, as JSON, with the trusted stamps only.
     pub headers: Value,
     /// The raw body.
     pub body: Vec<u8>,
     /// The publisher's message id (event or notification id), if any.
     pub message_id: Option<String>,
-    /// sha256 of source queue, reason, routing key, message id and body.
+    /// sha256 of source queue, reason, routing key, message id, body and tenant.
     pub content_hash: Vec<u8>,
 }
 
-/// Reads a dead letter's origin, reason and tenant from its routing key, properties
-/// and body. Never fails: whatever cannot be read is stored as unknown.
-pub fn parse(routing_key: &str, properties: &BasicProperties, body: &[u8]) -> NewDeadLetter {
+/// Reads a dead letter's origin, reason and tenant from its routing key and
+/// properties (the tenant as the module docs say: a trusted stamp, or for a raw
+/// ingress message the tenant of its token, verified against `tenants`). Never fails:
+/// whatever cannot be read is stored as unknown.
+pub fn parse(
+    routing_key: &str,
+    properties: &BasicProperties,
+    body: &[u8],
+    tenants: &Tenants,
+) -> NewDeadLetter {
     let headers = properties.headers().clone().unwrap_or_default();
     let text = |name: &str| headers.inner().get(name).and_then(as_text);
     let death = latest_death(&headers);
-    let source_queue = text(topology::H_SOURCE_QUEUE)
+    // The broker moved it straight out of the ingress queue: no Loa service wrote any
+    // of its headers.
+    let raw_ingress = death
+        .as_ref()
+        .is_some_and(|d| d.queue.as_deref() == Some(topology::Q_INGRESS));
+    let ours = |name: &str| if raw_ingress { None } else { text(name) };
+    let source_queue = ours(topology::H_SOURCE_QUEUE)
         .or_else(|| death.as_ref().and_then(|d| d.queue.clone()))
         .unwrap_or_else(|| "unknown".to_owned());
-    let reason = text(topology::H_REASON).unwrap_or_else(|| match death.as_ref() {
+    let reason = ours(topology::H_REASON).unwrap_or_else(|| match death.as_ref() {
         Some(Death {
             reason: Some(r), ..
         }) if r == "delivery_limit" => DELIVERY_LIMIT_REASON.to_owned(),
@@ -138,7 +171,7 @@ pub fn parse(routing_key: &str, properties: &BasicProperties, body: &[u8]) -> Ne
             // A queue we do not know: trust the broker's record of where it came from.
             death
                 .as_ref()
-                .filter(|_| text(topology::H_REASON).is_none())
+                .filter(|_| ours(topology::H_REASON).is_none())
                 .and_then(|d| d.exchange.clone())
                 .filter(|e| !e.is_empty())
         });
@@ -147,25 +180,51 @@ pub fn parse(routing_key: &str, properties: &BasicProperties, body: &[u8]) -> Ne
         .as_ref()
         .map(|m| m.as_str().to_owned())
         .filter(|m| !m.is_empty());
-    let tenant = serde_json::from_slice::<Value>(body)
-        .ok()
-        .and_then(|v| v.get("tenant")?.as_str().map(str::to_owned))
-        .map(|t| t.trim().to_owned())
-        .filter(|t| !t.is_empty() && t.chars().count() <= 100);
+    let (tenant, source) = if raw_ingress {
+        text(H_SOURCE_TOKEN)
+            .and_then(|token| tenants.source_by_token(&token))
+            .map(|(t, s)| (Some(t.id.clone()), Some(s.id.clone())))
+            .unwrap_or_default()
+    } else {
+        (text(H_TENANT), text(H_SOURCE))
+    };
+    let short =
+        |t: String| Some(t.trim().to_owned()).filter(|t| !t.is_empty() && t.chars().count() <= 100);
+    let (tenant, source) = (tenant.and_then(short), source.and_then(short));
     let content_hash = content_hash(
         &source_queue,
         &reason,
         routing_key,
         message_id.as_deref(),
         body,
+        tenant.as_deref(),
     );
+    let mut kept = FieldTable::default();
+    for (name, value) in headers.inner() {
+        let name_text = name.as_str();
+        if !is_credential_header(name_text) && name_text != H_TENANT && name_text != H_SOURCE {
+            kept.insert(name.clone(), value.clone());
+        }
+    }
+    if let Some(tenant) = &tenant {
+        kept.insert(
+            H_TENANT.into(),
+            AMQPValue::LongString(tenant.as_str().into()),
+        );
+    }
+    if let Some(source) = &source {
+        kept.insert(
+            H_SOURCE.into(),
+            AMQPValue::LongString(source.as_str().into()),
+        );
+    }
     NewDeadLetter {
         tenant,
         source_queue,
         exchange,
         routing_key: routing_key.to_owned(),
         reason,
-        headers: table_to_json(&headers),
+        headers: table_to_json(&kept),
         body: body.to_vec(),
         message_id,
         content_hash,
@@ -173,29 +232,35 @@ pub fn parse(routing_key: &str, properties: &BasicProperties, body: &[u8]) -> Ne
 }
 
 /// [`parse`] for a consumed delivery.
-pub fn from_delivery(delivery: &Delivery) -> NewDeadLetter {
+pub fn from_delivery(delivery: &Delivery, tenants: &Tenants) -> NewDeadLetter {
     parse(
         delivery.routing_key.as_str(),
         &delivery.properties,
         &delivery.data,
+        tenants,
     )
 }
 
+/// The dedupe key of a dead letter. The tenant is hashed only when there is one (the
+/// same garbage from two tenants is two rows; rows without a tenant keep the hash they
+/// had before tenants were part of it).
 fn content_hash(
     source_queue: &str,
     reason: &str,
     routing_key: &str,
     message_id: Option<&str>,
     body: &[u8],
+    tenant: Option<&str>,
 ) -> Vec<u8> {
     let mut hasher = Sha256::new();
-    for part in [
+    let parts = [
         source_queue.as_bytes(),
         reason.as_bytes(),
         routing_key.as_bytes(),
         message_id.unwrap_or_default().as_bytes(),
         body,
-    ] {
+    ];
+    for part in parts.into_iter().chain(tenant.map(str::as_bytes)) {
         // Length-prefixed, so no two different tuples hash the same bytes.
         hasher.update((part.len() as u64).to_be_bytes());
         hasher.update(part);
@@ -270,14 +335,15 @@ fn amqp_to_json(value: &AMQPValue) -> Value {
     }
 }
 
-/// The headers a replay publishes: the stored ones minus those describing a death,
-/// as strings (the only header type Loa's publishers write).
+/// The headers a replay publishes: the stored ones minus those describing a death
+/// (and any credential, should a row hold one), as strings (the only header type
+/// Loa's publishers write).
 pub fn replay_headers(stored: &Value) -> Vec<(String, String)> {
     let Some(map) = stored.as_object() else {
         return Vec::new();
     };
     map.iter()
-        .filter(|(k, _)| !DEATH_HEADERS.contains(&k.as_str()))
+        .filter(|(k, _)| !DEATH_HEADERS.contains(&k.as_str()) && !is_credential_header(k))
         .filter_map(|(k, v)| {
             let text = match v {
                 Value::String(s) => s.clone(),
@@ -288,6 +354,39 @@ pub fn replay_headers(stored: &Value) -> Vec<(String, String)> {
             Some((k.clone(), text))
         })
         .collect()
+}
+
+/// The headers that replay an AMQP ingress message: [`replay_headers`] without our
+/// stamps (intake sets its own), plus the current token of the source intake verified
+/// when the message died (`x-loa-source` of `tenant`), so intake authenticates the
+/// replay as it would a new message. `Err` says why it cannot be replayed.
+pub fn ingress_replay_headers(
+    tenants: &Tenants,
+    tenant: Option<&str>,
+    stored: &Value,
+) -> Result<Vec<(String, String)>, String> {
+    let source = stored.get(H_SOURCE).and_then(Value::as_str);
+    let (Some(tenant), Some(source)) = (tenant, source) else {
+        return Err(
+            "an AMQP ingress message is replayed with the token of the source intake \
+                    verified, and this one came without a valid token: its publisher must \
+                    send it again"
+                .to_owned(),
+        );
+    };
+    let token = tenants
+        .get(tenant)
+        .and_then(|t| t.sources.iter().find(|s| s.id == source))
+        .map(|s| s.token.expose().to_owned())
+        .ok_or_else(|| {
+            format!("its source {source:?} is no longer configured for tenant {tenant:?}")
+        })?;
+    let mut headers: Vec<(String, String)> = replay_headers(stored)
+        .into_iter()
+        .filter(|(k, _)| k != H_TENANT && k != H_SOURCE)
+        .collect();
+    headers.push((H_SOURCE_TOKEN.to_owned(), token));
+    Ok(headers)
 }
 
 /// A metrics label for a reason: its leading `snake_case` code (`unauthorized`,
@@ -400,7 +499,7 @@ pub async fn store(pool: &Pool, letters: &[NewDeadLetter]) -> anyhow::Result<Vec
 pub struct StoredLetter {
     /// Its row id.
     pub id: i64,
-    /// Its tenant, if the body named one.
+    /// Its tenant, if one was verified.
     pub tenant: Option<String>,
     /// Why it died.
     pub reason: String,
@@ -430,7 +529,7 @@ pub struct ListFilter {
 pub struct DeadLetterView {
     /// Row id (for replays and paging).
     pub id: i64,
-    /// Tenant named by the body.
+    /// The tenant whose source or events it came from, as verified (never the body's).
     pub tenant: Option<String>,
     /// The queue that gave up on it.
     pub source_queue: String,
@@ -661,7 +760,22 @@ pub async fn replay(
                 });
                 continue;
             };
-            let headers: Value = row.get(4);
+            let stored: Value = row.get(4);
+            let headers = if exchange == topology::EX_INGRESS {
+                match ingress_replay_headers(
+                    tenants,
+                    row.get::<_, Option<String>>(1).as_deref(),
+                    &stored,
+                ) {
+                    Ok(headers) => headers,
+                    Err(why) => {
+                        report.skipped.push(Skipped { id, why });
+                        continue;
+                    }
+                }
+            } else {
+                replay_headers(&stored)
+            };
             messages.push((
                 id,
                 OutgoingMessage {
@@ -669,7 +783,7 @@ pub async fn replay(
                     routing_key: row.get(3),
                     body: row.get(5),
                     message_id: row.get::<_, Option<String>>(6).unwrap_or_default(),
-                    headers: replay_headers(&headers),
+                    headers,
                 },
             ));
             labels.push(row.get::<_, Option<String>>(1));
@@ -854,7 +968,7 @@ pub async fn handle_deliveries(
     tenants: &Tenants,
     batch: &[Delivery],
 ) -> Vec<Disposition> {
-    let letters: Vec<NewDeadLetter> = batch.iter().map(from_delivery).collect();
+    let letters: Vec<NewDeadLetter> = batch.iter().map(|d| from_delivery(d, tenants)).collect();
     // About 8 s: the dead-letter queue has no delivery limit, so this only paces
     // redeliveries while the database is away.
     const DELAYS_MS: [u64; 4] = [200, 800, 2_000, 5_000];
@@ -1209,6 +1323,15 @@ mod metrics {
 mod tests {
     use super::*;
     use lapin::types::{FieldArray, ShortString};
+    use loa_platform::tenants::demo_tenant;
+
+    fn tenants() -> Tenants {
+        Tenants::new(vec![demo_tenant("http://127.0.0.1:1")]).unwrap()
+    }
+
+    fn parse(routing_key: &str, properties: &BasicProperties, body: &[u8]) -> NewDeadLetter {
+        super::parse(routing_key, properties, body, &tenants())
+    }
 
     fn headers(pairs: Vec<(&str, AMQPValue)>) -> BasicProperties {
         let mut table = FieldTable::default();
@@ -1242,6 +1365,7 @@ mod tests {
             ),
             (topology::H_SOURCE_QUEUE, text("notifier.transactional")),
             ("traceparent", text("00-abc-def-01")),
+            (H_TENANT, text("demo")),
         ]);
         let letter = parse(
             "transactional.demo.receipt",
@@ -1328,10 +1452,125 @@ mod tests {
             vec![
                 ("traceparent".to_owned(), "00-a-b-01".to_owned()),
                 ("x-flag".to_owned(), "true".to_owned()),
-                ("x-loa-token".to_owned(), "demo-token".to_owned()),
                 ("x-number".to_owned(), "7".to_owned()),
+            ],
+            "a credential in an old row is never republished as it was"
+        );
+    }
+
+    #[test]
+    fn the_tenant_is_the_verified_stamp_never_the_body() {
+        let body = br#"{"type":"dossier_event.v1","tenant":"demo","event_id":"e1"}"#;
+        let unstamped = headers(vec![
+            (
+                topology::H_REASON,
+                text("unauthorized: missing x-loa-token header"),
+            ),
+            (topology::H_SOURCE_QUEUE, text(topology::Q_INGRESS)),
+        ]);
+        let stamped_other = headers(vec![
+            (topology::H_REASON, text("forbidden: tenant: …")),
+            (topology::H_SOURCE_QUEUE, text(topology::Q_INGRESS)),
+            (H_TENANT, text("other")),
+            (H_SOURCE, text("other-one-stop")),
+        ]);
+
+        let anonymous = parse("upstream.x", &unstamped, body);
+        let foreign = parse("upstream.x", &stamped_other, body);
+
+        assert_eq!(anonymous.tenant, None, "the body's tenant is not trusted");
+        assert_eq!(foreign.tenant.as_deref(), Some("other"));
+        assert_eq!(foreign.headers[H_SOURCE], "other-one-stop");
+        assert_ne!(
+            anonymous.content_hash, foreign.content_hash,
+            "tenants are part of the dedupe key"
+        );
+    }
+
+    #[test]
+    fn credentials_are_never_stored() {
+        let props = headers(vec![
+            (topology::H_REASON, text("invalid_json: x")),
+            (topology::H_SOURCE_QUEUE, text(topology::Q_INGRESS)),
+            ("x-loa-token", text("demo-admin")),
+            ("Authorization", text("Bearer demo-token")),
+            ("traceparent", text("00-a-b-01")),
+        ]);
+
+        let letter = parse("upstream.x", &props, b"{");
+
+        let stored = letter.headers.as_object().unwrap();
+        assert!(!stored.contains_key("x-loa-token"), "{stored:?}");
+        assert!(!stored.contains_key("Authorization"), "{stored:?}");
+        assert_eq!(stored["traceparent"], "00-a-b-01");
+    }
+
+    #[test]
+    fn a_raw_ingress_message_the_broker_dead_lettered_belongs_to_the_tenant_of_its_token() {
+        // Every header on it is the publisher's: the forged stamp and reason are
+        // ignored, the token is verified here and then dropped.
+        let forged = |token: &str| {
+            headers(vec![
+                (
+                    "x-death",
+                    death(topology::Q_INGRESS, topology::EX_INGRESS, "delivery_limit"),
+                ),
+                ("x-loa-token", text(token)),
+                (H_TENANT, text("other")),
+                (topology::H_REASON, text("forged")),
+                (topology::H_SOURCE_QUEUE, text("notifier.transactional")),
+            ])
+        };
+
+        let verified = parse(
+            "upstream.x",
+            &forged("demo-token"),
+            br#"{"tenant":"other"}"#,
+        );
+        let unknown = parse(
+            "upstream.x",
+            &forged("not-a-token"),
+            br#"{"tenant":"other"}"#,
+        );
+
+        assert_eq!(verified.tenant.as_deref(), Some("demo"));
+        assert_eq!(verified.headers[H_TENANT], "demo");
+        assert_eq!(verified.headers[H_SOURCE], "demo-one-stop");
+        assert_eq!(verified.source_queue, topology::Q_INGRESS);
+        assert_eq!(verified.reason, DELIVERY_LIMIT_REASON);
+        assert_eq!(verified.exchange.as_deref(), Some(topology::EX_INGRESS));
+        assert_eq!(unknown.tenant, None);
+        assert!(unknown.headers.get(H_TENANT).is_none());
+        for letter in [&verified, &unknown] {
+            assert!(letter.headers.get("x-loa-token").is_none());
+        }
+    }
+
+    #[test]
+    fn an_ingress_replay_presents_the_current_token_of_the_source_intake_verified() {
+        let stored = json!({
+            "x-loa-reason": "forbidden: tenant", "x-loa-source-queue": "intake.ingress",
+            "x-loa-tenant": "demo", "x-loa-source": "demo-one-stop", "traceparent": "00-a-b-01"
+        });
+
+        let mut replayed = ingress_replay_headers(&tenants(), Some("demo"), &stored).unwrap();
+        replayed.sort();
+        let anonymous = ingress_replay_headers(&tenants(), None, &json!({}));
+        let removed = ingress_replay_headers(
+            &tenants(),
+            Some("demo"),
+            &json!({"x-loa-source": "retired-system"}),
+        );
+
+        assert_eq!(
+            replayed,
+            [
+                ("traceparent".to_owned(), "00-a-b-01".to_owned()),
+                ("x-loa-token".to_owned(), "demo-token".to_owned()),
             ]
         );
+        assert!(anonymous.unwrap_err().contains("without a valid token"));
+        assert!(removed.unwrap_err().contains("no longer configured"));
     }
 
     #[test]
@@ -1348,6 +1587,14 @@ mod tests {
         assert_eq!(
             reason_label("invalid_json: expected value at line 1"),
             "invalid_json"
+        );
+        assert_eq!(
+            reason_label("event_id_reused: event_id \"e1\" was already used"),
+            "event_id_reused"
+        );
+        assert_eq!(
+            reason_label("time_in_future: occurred_at: must not be in the future"),
+            "time_in_future"
         );
         assert_eq!(
             reason_label("undecodable notification request: missing field"),

@@ -142,6 +142,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "the admin console's indexes",
         sql: include_str!("migrations/0008_console_admin.sql"),
     },
+    Migration {
+        version: 9,
+        name: "dead letters: no credentials, no tenant taken from an ingress body",
+        sql: include_str!("migrations/0009_dead_letters_trusted_tenant.sql"),
+    },
 ];
 
 /// Applies the notifier's migrations. Idempotent; safe with replicas starting at once.

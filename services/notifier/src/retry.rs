@@ -425,7 +425,14 @@ impl DelayQueues {
         let messages: Vec<(OutgoingMessage, Duration)> = retries
             .iter()
             .map(|r| {
-                let mut headers = vec![(topology::H_ATTEMPT.to_owned(), r.attempt.to_string())];
+                let mut headers = vec![
+                    (topology::H_ATTEMPT.to_owned(), r.attempt.to_string()),
+                    // Kept through the retry, so a dead letter stays the tenant's.
+                    (
+                        loa_platform::amqp::consumer::H_TENANT.to_owned(),
+                        r.request.tenant.clone(),
+                    ),
+                ];
                 if let Some(trace) = &r.request.trace_context {
                     headers.push((topology::H_TRACEPARENT.to_owned(), trace.clone()));
                 }

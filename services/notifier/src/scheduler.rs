@@ -155,7 +155,11 @@ impl Scheduler {
                     continue;
                 }
             };
-            let mut headers = Vec::new();
+            // As the relay stamped it, so a dead letter stays the tenant's.
+            let mut headers = vec![(
+                loa_platform::amqp::consumer::H_TENANT.to_owned(),
+                request.tenant.clone(),
+            )];
             if status == "ambiguous" || status == "sending" {
                 // No receipt in time, or a dead sender's copy: count the attempts so
                 // far, so a send that never gets an answer ends as a dead letter, not

@@ -1391,6 +1391,11 @@ fn dead_letter_of(request: &NotificationRequest, reason: &str) -> OutgoingMessag
     let mut headers = vec![
         (topology::H_REASON.to_owned(), reason.to_owned()),
         (topology::H_SOURCE_QUEUE.to_owned(), queue.to_owned()),
+        // Requests descend from events intake verified: the dead letter is the tenant's.
+        (
+            loa_platform::amqp::consumer::H_TENANT.to_owned(),
+            request.tenant.clone(),
+        ),
     ];
     if let Some(trace) = &request.trace_context {
         headers.push((topology::H_TRACEPARENT.to_owned(), trace.clone()));

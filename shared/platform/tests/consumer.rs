@@ -178,3 +178,72 @@ async fn one_batch_in_flight_never_overlaps() {
     assert_eq!(most.load(Ordering::SeqCst), 1);
     assert_eq!(ready_and_unacked(&env, topology::Q_TRACKER_EVENTS), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_keeps_the_tenant_stamp_and_never_a_credential() {
+    // Arrange: a message carrying a tenant stamp, a trace and credentials.
+    let env = TestEnv::new().await.unwrap();
+    let connection = amqp::connect(&env.amqp_url, "test-topology").await.unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    topology::declare(&channel).await.unwrap();
+    let publisher = Publisher::new(env.amqp_url.clone(), "test-publisher");
+    let headers = [
+        (amqp::consumer::H_TENANT, "demo"),
+        (
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        ),
+        (amqp::consumer::H_SOURCE_TOKEN, "demo-token"),
+        ("Authorization", "Bearer demo-admin"),
+    ];
+    publisher
+        .publish(&OutgoingMessage {
+            exchange: topology::EX_EVENTS.to_owned(),
+            routing_key: "dossier.demo.2".to_owned(),
+            body: b"{}".to_vec(),
+            message_id: "m-1".to_owned(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        })
+        .await
+        .unwrap();
+    let cancel = CancellationToken::new();
+
+    // Act: the handler gives up on it.
+    let consumer = tokio::spawn({
+        let (url, cancel) = (env.amqp_url.clone(), cancel.clone());
+        async move {
+            run_batch_consumer(
+                &url,
+                settings(5, 1),
+                BrokerStatus::default(),
+                cancel,
+                |batch| async move { vec![Disposition::DeadLetter("poison: test".into()); batch.len()] },
+            )
+            .await
+        }
+    });
+    let dead = eventually(Duration::from_secs(30), || async {
+        channel
+            .basic_get(
+                topology::Q_DEAD.into(),
+                lapin::options::BasicGetOptions { no_ack: true },
+            )
+            .await
+            .ok()?
+    })
+    .await
+    .unwrap();
+    cancel.cancel();
+    consumer.await.unwrap();
+
+    // Assert
+    let header = |name: &str| amqp::consumer::header(&dead.delivery, name);
+    assert_eq!(header(amqp::consumer::H_TENANT).as_deref(), Some("demo"));
+    assert_eq!(header(topology::H_REASON).as_deref(), Some("poison: test"));
+    assert!(header("traceparent").is_some());
+    assert_eq!(header(amqp::consumer::H_SOURCE_TOKEN), None);
+    assert_eq!(header("Authorization"), None);
+}

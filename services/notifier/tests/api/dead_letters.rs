@@ -1,9 +1,12 @@
 //! Dead letters: stored from `loa.dead-letters`, listed per tenant, replayed.
 
-use crate::helpers::{receipt_request, spawn_app, TestApp, PATIENCE};
+use crate::helpers::{receipt_request, spawn_app, spawn_app_configured, TestApp, PATIENCE};
 use lapin::options::{BasicGetOptions, BasicRejectOptions};
 use loa_platform::{
-    amqp::{topology, OutgoingMessage},
+    amqp::{
+        consumer::{H_SOURCE, H_TENANT},
+        topology, OutgoingMessage,
+    },
     testing::eventually,
 };
 use serde_json::{json, Value};
@@ -55,7 +58,8 @@ async fn replay(app: &TestApp, body: Value, token: Option<&str>) -> reqwest::Res
     request.send().await.expect("notifier answers")
 }
 
-/// Publishes a dead letter the way a consumer of `source_queue` does.
+/// Publishes a dead letter the way a consumer of `source_queue` does, stamped with the
+/// tenant of its body as the consumers stamp what came through intake.
 async fn publish_dead_letter(
     app: &TestApp,
     source_queue: &str,
@@ -77,6 +81,10 @@ async fn publish_dead_letter(
                     "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into(),
                 ),
                 ("x-loa-attempt".into(), "7".into()),
+                (
+                    H_TENANT.into(),
+                    body["tenant"].as_str().unwrap_or_default().into(),
+                ),
             ],
         })
         .await
@@ -305,8 +313,9 @@ async fn a_dead_letter_delivered_twice_is_stored_once_and_revived_when_it_dies_a
 
 #[tokio::test]
 async fn a_message_over_its_delivery_limit_is_stored_with_the_queue_and_exchange_it_came_from() {
-    // Arrange: an event in the tracker's queue (no tracker runs here) that keeps
-    // being given back until the broker dead-letters it.
+    // Arrange: an event in the tracker's queue (no tracker runs here), stamped with
+    // its tenant as intake stamps it, that keeps being given back until the broker
+    // dead-letters it.
     let app = spawn_app().await;
     app.publisher
         .publish(&OutgoingMessage {
@@ -314,7 +323,7 @@ async fn a_message_over_its_delivery_limit_is_stored_with_the_queue_and_exchange
             routing_key: "dossier.demo.2".into(),
             body: serde_json::to_vec(&event_body("demo", "e-limit")).unwrap(),
             message_id: "e-limit".into(),
-            headers: Vec::new(),
+            headers: vec![(H_TENANT.into(), "demo".into())],
         })
         .await
         .unwrap();
@@ -435,4 +444,307 @@ async fn dead_letters_page_by_id() {
     assert_eq!(second["dead_letters"].as_array().unwrap().len(), 2);
     assert_eq!(second["next_after_id"], Value::Null);
     assert!(second["dead_letters"][0]["id"].as_i64().unwrap() > cursor);
+}
+
+/// Rejects (requeueing) every message of `queue` until the broker dead-letters them.
+async fn exhaust_delivery_limit(app: &TestApp, queue: &str) {
+    let conn = loa_platform::amqp::connect(&app.env.amqp_url, "rejecter")
+        .await
+        .unwrap();
+    let channel = conn.create_channel().await.unwrap();
+    while let Some(message) = channel
+        .basic_get(queue.into(), BasicGetOptions { no_ack: false })
+        .await
+        .unwrap()
+    {
+        message
+            .delivery
+            .reject(BasicRejectOptions { requeue: true })
+            .await
+            .unwrap();
+    }
+}
+
+/// Every stored dead letter as (tenant, headers), by id.
+async fn stored_rows(app: &TestApp) -> Vec<(Option<String>, Value)> {
+    let client = app.pool.get().await.unwrap();
+    client
+        .query(
+            "SELECT tenant, headers FROM notifier.dead_letters ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_dead_letter_belongs_to_the_stamped_tenant_never_to_the_tenant_its_body_names() {
+    // Arrange: as intake writes them: a message without a token (no stamp) whose body
+    // names `demo`, and one with other's token whose body names `demo` (forbidden);
+    // both with the credentials a publisher sent.
+    let app = spawn_app().await;
+    let publisher = &app.publisher;
+    let publish = |id: &str, tenant: Option<&str>, reason: &str| {
+        let mut headers = vec![
+            (topology::H_REASON.into(), reason.to_owned()),
+            (topology::H_SOURCE_QUEUE.into(), topology::Q_INGRESS.into()),
+            ("x-loa-token".into(), "other-token".into()),
+            ("authorization".into(), "Bearer demo-admin".into()),
+        ];
+        if let Some(t) = tenant {
+            headers.push((H_TENANT.into(), t.into()));
+            headers.push((H_SOURCE.into(), "other-one-stop".into()));
+        }
+        let message = OutgoingMessage {
+            exchange: topology::EX_DEAD.into(),
+            routing_key: "upstream.x".into(),
+            body: serde_json::to_vec(&event_body("demo", id)).unwrap(),
+            message_id: id.into(),
+            headers,
+        };
+        async move { publisher.publish(&message).await.unwrap() }
+    };
+
+    // Act
+    publish("anon-1", None, "unauthorized: missing x-loa-token header").await;
+    publish("foreign-1", Some("other"), "forbidden: tenant: …").await;
+
+    // Assert
+    let other = wait_for_dead_letters(&app, "", "other-admin", 1).await;
+    assert_eq!(other[0]["message_id"], "foreign-1");
+    assert_eq!(other[0]["tenant"], "other");
+    assert!(
+        dead_letters_seen(&app, "", "demo-admin").await.is_empty(),
+        "the body's tenant sees nothing"
+    );
+    let rows = eventually(PATIENCE, || async {
+        let rows = stored_rows(&app).await;
+        (rows.len() == 2).then_some(rows)
+    })
+    .await
+    .expect("both stored");
+    let tenants: Vec<Option<&str>> = rows.iter().map(|(t, _)| t.as_deref()).collect();
+    assert!(
+        tenants.contains(&None) && tenants.contains(&Some("other")),
+        "{tenants:?}"
+    );
+    for (_, headers) in &rows {
+        assert!(headers.get("x-loa-token").is_none(), "{headers}");
+        assert!(headers.get("authorization").is_none(), "{headers}");
+    }
+}
+
+#[tokio::test]
+async fn a_raw_ingress_message_the_broker_dead_lettered_is_its_tokens_tenants_and_replays_with_the_token(
+) {
+    // Arrange: upstream messages in intake's queue (no intake runs here), one with
+    // demo's token but a forged stamp and body for `other`, one with a token nobody
+    // has; the broker dead-letters both after their delivery limit.
+    let app = spawn_app().await;
+    let raw = |token: &str, id: &str| OutgoingMessage {
+        exchange: topology::EX_INGRESS.into(),
+        routing_key: "upstream.x".into(),
+        body: serde_json::to_vec(&event_body("other", id)).unwrap(),
+        message_id: id.into(),
+        headers: vec![
+            ("x-loa-token".into(), token.into()),
+            (H_TENANT.into(), "other".into()),
+        ],
+    };
+    app.publisher
+        .publish(&raw("demo-token", "raw-1"))
+        .await
+        .unwrap();
+    app.publisher
+        .publish(&raw("stolen?", "raw-2"))
+        .await
+        .unwrap();
+    for _ in 0..=topology::DELIVERY_LIMIT {
+        exhaust_delivery_limit(&app, topology::Q_INGRESS).await;
+    }
+    let demo = wait_for_dead_letters(&app, "", "demo-admin", 1).await;
+
+    // Act
+    let report: Value = replay(&app, json!({"ids": [demo[0]["id"]]}), Some("demo-admin"))
+        .await
+        .json()
+        .await
+        .unwrap();
+
+    // Assert: listed to the tenant of the token, without it; replayed with it.
+    assert_eq!(demo[0]["message_id"], "raw-1");
+    assert_eq!(demo[0]["reason"], "delivery limit exceeded");
+    assert_eq!(demo[0]["source_queue"], topology::Q_INGRESS);
+    assert!(dead_letters_seen(&app, "", "other-admin").await.is_empty());
+    let rows = eventually(PATIENCE, || async {
+        let rows = stored_rows(&app).await;
+        (rows.len() == 2).then_some(rows)
+    })
+    .await
+    .expect("both stored");
+    assert_eq!(rows[0].0.as_deref(), Some("demo"));
+    assert_eq!(rows[1].0, None, "an unknown token: operators only");
+    for (_, headers) in &rows {
+        assert!(headers.get("x-loa-token").is_none(), "{headers}");
+    }
+    assert_eq!(report["replayed"], 1, "{report}");
+    let conn = loa_platform::amqp::connect(&app.env.amqp_url, "replay-reader")
+        .await
+        .unwrap();
+    let channel = conn.create_channel().await.unwrap();
+    let replayed = eventually(PATIENCE, || async {
+        channel
+            .basic_get(topology::Q_INGRESS.into(), BasicGetOptions { no_ack: true })
+            .await
+            .ok()?
+    })
+    .await
+    .expect("the replay is back in intake's queue");
+    let header = |name: &str| loa_platform::amqp::consumer::header(&replayed.delivery, name);
+    assert_eq!(header("x-loa-token").as_deref(), Some("demo-token"));
+    assert_eq!(header(H_TENANT), None, "intake stamps its own");
+}
+
+#[tokio::test]
+async fn an_ingress_dead_letter_without_a_verified_source_is_not_replayed() {
+    // Arrange: an operator replays everything; one ingress dead letter came without
+    // a valid token.
+    let app = spawn_app().await;
+    app.publisher
+        .publish(&OutgoingMessage {
+            exchange: topology::EX_DEAD.into(),
+            routing_key: "upstream.x".into(),
+            body: serde_json::to_vec(&event_body("demo", "anon-2")).unwrap(),
+            message_id: "anon-2".into(),
+            headers: vec![
+                (
+                    topology::H_REASON.into(),
+                    "unauthorized: unknown source token".into(),
+                ),
+                (topology::H_SOURCE_QUEUE.into(), topology::Q_INGRESS.into()),
+            ],
+        })
+        .await
+        .unwrap();
+    eventually(PATIENCE, || async {
+        (stored_rows(&app).await.len() == 1).then_some(())
+    })
+    .await
+    .expect("stored");
+
+    // Act
+    let report = loa_notifier::dead_letters::replay(
+        &app.pool,
+        &app.publisher,
+        &app.tenants,
+        None,
+        &loa_notifier::dead_letters::Selection::All,
+    )
+    .await
+    .unwrap();
+
+    // Assert
+    assert_eq!(report.replayed, 0);
+    assert_eq!(report.skipped.len(), 1);
+    assert!(
+        report.skipped[0].why.contains("without a valid token"),
+        "{:?}",
+        report.skipped
+    );
+}
+
+#[tokio::test]
+async fn the_notifiers_own_dead_letters_are_listed_to_the_tenant_of_the_request() {
+    // Arrange: two attempts at most and Zalo always busy, so a request alone and one
+    // from a pack are retried through a delay tier, then given up; a request without
+    // any recipient inside the pack is dead-lettered alone, rebuilt from the request.
+    let app = spawn_app_configured(|_| {}, |s| s.max_attempts = 2).await;
+    app.inject_fault(json!({"api": "zns", "error_code": -100}))
+        .await;
+    let busy = receipt_request("HS-0911");
+    let mut nobody = receipt_request("HS-0912");
+    nobody.recipient.phone = None;
+    let packed_busy = receipt_request("HS-0913");
+    let pack = loa_contracts::Envelope::NotificationBatchV1(loa_contracts::NotificationBatch {
+        tenant: "demo".to_owned(),
+        requests: vec![nobody.clone(), packed_busy.clone()],
+    })
+    .to_bytes();
+
+    // Act
+    app.publish(&busy).await;
+    app.publish_raw("transactional.demo.batch", pack, "batch:dl")
+        .await;
+
+    // Assert
+    let letters = wait_for_dead_letters(&app, "", "demo-admin", 3).await;
+    let reason_of = |request: &loa_contracts::NotificationRequest| {
+        letters
+            .iter()
+            .find(|l| l["message_id"] == request.notification_id.as_str())
+            .map(|l| l["reason"].as_str().unwrap().to_owned())
+            .unwrap_or_else(|| {
+                panic!(
+                    "no dead letter for {}: {letters:?}",
+                    request.notification_id
+                )
+            })
+    };
+    for request in [&busy, &packed_busy] {
+        assert!(reason_of(request).contains("gave up after 2 attempts"));
+    }
+    assert!(reason_of(&nobody).contains("neither a phone number nor a Zalo user id"));
+    assert!(letters.iter().all(|l| l["tenant"] == "demo"));
+}
+
+#[tokio::test]
+async fn upgrading_scrubs_stored_tokens_and_the_body_tenants_of_ingress_dead_letters() {
+    // Arrange: rows as stored before (every header kept, the tenant from the body),
+    // then migration 9 applied again as on an upgrade.
+    let app = spawn_app().await;
+    let client = app.pool.get().await.unwrap();
+    for (hash, tenant, queue, headers) in [
+        (
+            "a",
+            "demo",
+            topology::Q_INGRESS,
+            json!({"x-loa-token": "demo-admin", "Authorization": "Bearer x", "traceparent": "t"}),
+        ),
+        (
+            "b",
+            "demo",
+            topology::Q_TRACKER_EVENTS,
+            json!({"x-loa-token": "demo-token", "x-loa-reason": "r"}),
+        ),
+    ] {
+        client
+            .execute(
+                "INSERT INTO notifier.dead_letters
+                     (content_hash, tenant, source_queue, routing_key, reason, headers, body)
+                 VALUES ($1, $2, $3, 'k', 'r', $4, '\\x7b7d')",
+                &[&hash.as_bytes(), &tenant, &queue, &headers],
+            )
+            .await
+            .unwrap();
+    }
+    client
+        .execute(
+            "DELETE FROM notifier.schema_migrations WHERE version = 9",
+            &[],
+        )
+        .await
+        .unwrap();
+
+    // Act
+    loa_notifier::migrate(&app.pool).await.unwrap();
+
+    // Assert
+    let rows = stored_rows(&app).await;
+    assert_eq!(rows[0].0, None, "an ingress body's tenant is not kept");
+    assert_eq!(rows[0].1, json!({"traceparent": "t"}));
+    assert_eq!(rows[1].0.as_deref(), Some("demo"), "came through intake");
+    assert_eq!(rows[1].1, json!({"x-loa-reason": "r"}));
 }

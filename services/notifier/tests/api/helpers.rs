@@ -5,7 +5,7 @@ use loa_contracts::{
 };
 use loa_notifier::{Application, NotifierSettings};
 use loa_platform::{
-    amqp::{topology, OutgoingMessage, Publisher},
+    amqp::{consumer::H_TENANT, topology, OutgoingMessage, Publisher},
     tenants::{demo_tenant, TenantSettings},
     testing::{eventually, TestEnv},
     CommonSettings, Secret, Tenants,
@@ -221,7 +221,7 @@ impl TestApp {
                 routing_key: format!("transactional.{}.{}", r.tenant, r.kind),
                 body: Envelope::NotificationRequestV1(r.clone()).to_bytes(),
                 message_id: r.notification_id.clone(),
-                headers: Vec::new(),
+                headers: vec![(H_TENANT.to_owned(), r.tenant.clone())],
             })
             .collect();
         self.publisher
@@ -230,15 +230,17 @@ impl TestApp {
             .expect("the broker confirms");
     }
 
-    /// Publishes any body to the notifications exchange.
+    /// Publishes any body to the notifications exchange, stamped with the tenant of
+    /// its routing key (`<lane>.<tenant>.<kind>`) as the tracker's relay stamps it.
     pub async fn publish_raw(&self, routing_key: &str, body: Vec<u8>, message_id: &str) {
+        let tenant = routing_key.split('.').nth(1).unwrap_or_default();
         self.publisher
             .publish(&OutgoingMessage {
                 exchange: topology::EX_NOTIFICATIONS.into(),
                 routing_key: routing_key.into(),
                 body,
                 message_id: message_id.into(),
-                headers: Vec::new(),
+                headers: vec![(H_TENANT.to_owned(), tenant.to_owned())],
             })
             .await
             .expect("the broker confirms");
