@@ -93,7 +93,8 @@ async fn post_dossier(sys: &TestSystem, token: &str, event: serde_json::Value, a
 #[tokio::test]
 async fn an_admin_signs_in_finds_a_dossier_by_phone_opens_it_and_replays_a_dead_letter() {
     // Arrange: an account, a dossier that moved on, a dead letter (an ingress message
-    // without a source token), a citizen's chat lookup.
+    // with demo's source token and a status intake refuses: a dead letter belongs to
+    // the tenant of the token intake verified), a citizen's chat lookup.
     let sys = TestSystem::start().await;
     add_user(&sys, "demo", "lan", "admin", "mật-khẩu-của-Lan").await;
     let code = "000.00.06.H56-261204-0777";
@@ -107,9 +108,14 @@ async fn an_admin_signs_in_finds_a_dossier_by_phone_opens_it_and_replays_a_dead_
         .publish(&OutgoingMessage {
             exchange: topology::EX_INGRESS.into(),
             routing_key: "upstream.demo".into(),
-            body: serde_json::to_vec(&receipt_event("console-dl", "DL-1")).unwrap(),
+            body: serde_json::to_vec(&{
+                let mut refused = receipt_event("console-dl", "DL-1");
+                refused["status"] = json!(42);
+                refused
+            })
+            .unwrap(),
             message_id: "console-dl".into(),
-            headers: Vec::new(),
+            headers: vec![("x-loa-token".into(), "demo-token".into())],
         })
         .await
         .unwrap();
@@ -217,7 +223,7 @@ async fn an_admin_signs_in_finds_a_dossier_by_phone_opens_it_and_replays_a_dead_
         .await;
     let letters = browser.text().await;
     assert!(
-        letters.contains("unauthorized") && letters.contains("intake.ingress"),
+        letters.contains("invalid_status") && letters.contains("intake.ingress"),
         "{letters}"
     );
     browser.check(&format!("#dl-{dead_letter}")).await;
