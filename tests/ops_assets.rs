@@ -240,15 +240,18 @@ async fn system_with_traffic() -> (TestSystem, Vec<String>) {
     fault(json!({"api": "oauth", "rate": 1.0, "http_status": 503, "count": 1})).await;
     sys.post_event("demo-token", &receipt_event("ops-4", "OPS-4"))
         .await;
-    // A dead letter (an ingress message without a token), replayed.
+    // A dead letter (an ingress message with demo's source token and a status intake
+    // refuses: a dead letter belongs to the tenant whose token intake verified), replayed.
     let publisher = loa_platform::amqp::Publisher::new(sys.env.amqp_url.clone(), "ops-test");
+    let mut refused = receipt_event("ops-5", "OPS-5");
+    refused["status"] = json!(42);
     publisher
         .publish(&loa_platform::amqp::OutgoingMessage {
             exchange: topology::EX_INGRESS.into(),
             routing_key: "upstream.demo".into(),
-            body: serde_json::to_vec(&receipt_event("ops-5", "OPS-5")).unwrap(),
+            body: serde_json::to_vec(&refused).unwrap(),
             message_id: "ops-5".into(),
-            headers: Vec::new(),
+            headers: vec![("x-loa-token".into(), "demo-token".into())],
         })
         .await
         .unwrap();
