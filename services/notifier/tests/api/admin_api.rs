@@ -251,3 +251,45 @@ async fn an_authorization_code_zalo_refuses_is_a_422_naming_the_code_and_keeps_t
     );
     assert_eq!(app.stored_tokens("demo").await, before);
 }
+
+#[tokio::test]
+async fn a_failed_delivery_resent_by_an_admin_replays_its_dead_letter_and_goes_out() {
+    // Arrange: Zalo refuses the recipient once (-108: no fallback, no retry).
+    let app = spawn_app().await;
+    app.inject_fault(json!({"api": "zns", "error_code": -108, "rate": 1.0, "count": 1}))
+        .await;
+    let request = receipt_request("HS-A106");
+    app.publish(&request).await;
+    let id = request.notification_id.clone();
+    app.delivery_with_status(&id, "failed").await;
+    let listed = eventually(PATIENCE, || async {
+        let (_, page) = get(&app, "/v1/deliveries?status=failed", "demo-admin").await;
+        (page["deliveries"][0]["can_resend"] == true).then_some(page)
+    })
+    .await
+    .expect("the failed delivery's dead letter is stored");
+
+    // Act
+    let (other, _) = post(&app, &format!("/v1/deliveries/{id}/resend"), "other-admin").await;
+    let (status, body) = post(&app, &format!("/v1/deliveries/{id}/resend"), "demo-admin").await;
+
+    // Assert
+    assert_eq!(listed["deliveries"][0]["notification_id"], id.as_str());
+    assert!(listed["deliveries"][0]["last_error"].is_string());
+    assert_eq!(other, 404);
+    assert_eq!(
+        (status, body["result"].as_str()),
+        (200, Some("replayed")),
+        "{body}"
+    );
+    app.delivery_with_status(&id, "sent").await;
+    let sent = eventually(PATIENCE, || async {
+        let m = app.messages_for(&id).await;
+        (!m.is_empty()).then_some(m)
+    })
+    .await
+    .expect("the replayed delivery reached the sandbox");
+    assert_eq!(sent.len(), 1);
+    let (again, _) = post(&app, &format!("/v1/deliveries/{id}/resend"), "demo-admin").await;
+    assert_eq!(again, 409, "a sent delivery is not resent");
+}
