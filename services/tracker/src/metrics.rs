@@ -3,8 +3,8 @@
 //! `unknown`), never a dossier code or a phone number.
 
 use prometheus::{
-    exponential_buckets, register_histogram, register_int_counter_vec, register_int_gauge,
-    Histogram, IntCounterVec, IntGauge,
+    exponential_buckets, register_gauge, register_histogram, register_int_counter_vec,
+    register_int_gauge, Gauge, Histogram, IntCounterVec, IntGauge,
 };
 use std::sync::LazyLock;
 
@@ -86,6 +86,15 @@ static OUTBOX_PENDING: LazyLock<IntGauge> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+static OUTBOX_OLDEST: LazyLock<Gauge> = LazyLock::new(|| {
+    register_gauge!(
+        "loa_tracker_outbox_oldest_seconds",
+        "Age of the oldest outbox row not yet published to RabbitMQ, 0 when none waits \
+         (sampled by the relay every second): how far behind the relay is."
+    )
+    .expect("metric registers once")
+});
+
 static RELAY_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
     register_histogram!(
         "loa_tracker_outbox_relay_seconds",
@@ -102,6 +111,7 @@ pub fn register() {
     LazyLock::force(&BATCH_SIZE);
     LazyLock::force(&PLANNED);
     LazyLock::force(&OUTBOX_PENDING);
+    LazyLock::force(&OUTBOX_OLDEST);
     LazyLock::force(&RELAY_SECONDS);
 }
 
@@ -136,9 +146,10 @@ pub fn planned(tenant: &str, kind: &str) {
     PLANNED.with_label_values(&[tenant, kind]).inc();
 }
 
-/// Sets the unpublished outbox backlog.
-pub fn outbox_pending(rows: i64) {
+/// Sets the unpublished outbox backlog: its rows and its oldest row's age.
+pub fn outbox_backlog(rows: i64, oldest_seconds: f64) {
     OUTBOX_PENDING.set(rows);
+    OUTBOX_OLDEST.set(oldest_seconds);
 }
 
 /// Records one relay batch's duration.

@@ -188,17 +188,36 @@ pub async fn drain(relay: &Relay) -> anyhow::Result<usize> {
     }
 }
 
-/// Counts the rows waiting to be relayed (for the `loa_tracker_outbox_pending` gauge).
-pub async fn pending(pool: &Pool) -> anyhow::Result<i64> {
+/// The outbox's backlog: rows waiting to be relayed, and how long the oldest has waited.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backlog {
+    /// Rows not yet published.
+    pub rows: i64,
+    /// Seconds since the oldest of them was planned (0 when there is none).
+    pub oldest_seconds: f64,
+}
+
+/// Samples the backlog (for the `loa_tracker_outbox_pending` and
+/// `loa_tracker_outbox_oldest_seconds` gauges). The outbox holds only unpublished
+/// rows, so the scan is as small as the backlog.
+pub async fn backlog(pool: &Pool) -> anyhow::Result<Backlog> {
     let client = pool
         .get()
         .await
         .context("Failed to get a PostgreSQL connection")?;
     let row = client
-        .query_one("SELECT count(*) FROM tracker.outbox", &[])
+        .query_one(
+            "SELECT count(*),
+                    COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8
+               FROM tracker.outbox",
+            &[],
+        )
         .await
-        .context("Failed to count pending outbox rows")?;
-    Ok(row.get(0))
+        .context("Failed to sample the outbox backlog")?;
+    Ok(Backlog {
+        rows: row.get(0),
+        oldest_seconds: row.get::<_, f64>(1).max(0.0),
+    })
 }
 
 /// Runs the relay until `stop` fires: drains when woken and every
@@ -223,8 +242,8 @@ pub async fn run_relay(relay: Relay, stop: CancellationToken) {
         // A gauge, not a hot path: sampled at most once per poll interval.
         if last_sample.is_none_or(|at| at.elapsed() >= POLL_INTERVAL) {
             last_sample = Some(tokio::time::Instant::now());
-            match pending(&relay.pool).await {
-                Ok(n) => metrics::outbox_pending(n),
+            match backlog(&relay.pool).await {
+                Ok(b) => metrics::outbox_backlog(b.rows, b.oldest_seconds),
                 Err(e) => {
                     tracing::debug!(error.message = %e, "Could not sample the outbox backlog.")
                 }

@@ -1,6 +1,7 @@
 //! RabbitMQ plumbing: connecting with time-outs, the topology, a publisher that only
-//! reports success after the broker confirmed, and a batch consumer that acks only
-//! after the handler's work is durable and dead-letters with a reason.
+//! reports success after the broker confirmed, a batch consumer that acks only
+//! after the handler's work is durable and dead-letters with a reason, and the
+//! depth and consumers of every consumed queue as metrics.
 //!
 //! Every await on the broker is wrapped in a time-out (lapin can hang on a dying
 //! connection), and every loop rebuilds its connection from scratch after any error
@@ -8,6 +9,7 @@
 
 pub mod consumer;
 pub mod publisher;
+pub mod queue_health;
 pub mod topology;
 
 pub use consumer::{run_batch_consumer, BatchConsumerSettings, Disposition};

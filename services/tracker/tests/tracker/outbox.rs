@@ -121,3 +121,43 @@ async fn upgrading_to_deleted_relayed_rows_drops_the_published_ones_and_keeps_th
         .collect();
     assert_eq!(left, ["waiting-1"]);
 }
+
+#[tokio::test]
+async fn the_outbox_backlog_counts_the_waiting_rows_and_the_age_of_the_oldest() {
+    // Arrange: a tracker that plans but never relays; one receipt waits.
+    let env = TestEnv::new().await.unwrap();
+    let broker = Broker::connect(&env).await;
+    let app = TestApp::spawn(&env, settings(false)).await;
+    let empty = loa_tracker::relay::backlog(&app.pool).await.unwrap();
+    broker
+        .publish(&event(
+            "evt-backlog",
+            &dossier_code("0301"),
+            2,
+            "2026-11-28T09:30:00+07:00",
+        ))
+        .await;
+    app.wait_applied(&["evt-backlog"]).await;
+    // The planned row is made older, as if the relay had been stuck for ten minutes.
+    let client = app.pool.get().await.unwrap();
+    client
+        .execute(
+            "UPDATE tracker.outbox SET created_at = now() - interval '10 minutes'",
+            &[],
+        )
+        .await
+        .unwrap();
+
+    // Act
+    let waiting = loa_tracker::relay::backlog(&app.pool).await.unwrap();
+
+    // Assert
+    assert_eq!(empty.rows, 0);
+    assert_eq!(empty.oldest_seconds, 0.0, "nothing waits, nothing is old");
+    assert_eq!(waiting.rows, 1);
+    assert!(
+        (600.0..660.0).contains(&waiting.oldest_seconds),
+        "{waiting:?}"
+    );
+    app.stop().await;
+}

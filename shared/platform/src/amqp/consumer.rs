@@ -92,7 +92,9 @@ pub struct BatchConsumerSettings {
 /// delivery, in order.
 ///
 /// Consumes until `cancel` fires, reconnecting after every failure. The in-flight
-/// batch is always finished and settled before returning.
+/// batch is always finished and settled before returning. Meanwhile the queue's depth
+/// and consumers are sampled into `loa_queue_messages` / `loa_queue_consumers`
+/// ([`super::queue_health`]).
 pub async fn run_batch_consumer<F, Fut>(
     amqp_url: &str,
     settings: BatchConsumerSettings,
@@ -103,22 +105,34 @@ pub async fn run_batch_consumer<F, Fut>(
     F: FnMut(Arc<[Delivery]>) -> Fut,
     Fut: Future<Output = Vec<Disposition>>,
 {
-    let mut attempt = 0;
-    while !cancel.is_cancelled() {
-        match consume_once(amqp_url, &settings, &status, &cancel, &mut handler).await {
-            Ok(()) => attempt = 0,
-            Err(e) => {
-                status.set(false);
-                tracing::warn!(queue = %settings.queue, error.message = %e, "Consumer lost its broker connection; reconnecting.");
-                attempt += 1;
+    // The queue's series exist from the start, before the first connection.
+    metrics::init(&settings.queue);
+    let health_name = format!("{}-health", settings.name);
+    let health = super::queue_health::sample_until_stopped(
+        amqp_url,
+        &settings.queue,
+        &health_name,
+        cancel.clone(),
+    );
+    let consume = async {
+        let mut attempt = 0;
+        while !cancel.is_cancelled() {
+            match consume_once(amqp_url, &settings, &status, &cancel, &mut handler).await {
+                Ok(()) => attempt = 0,
+                Err(e) => {
+                    status.set(false);
+                    tracing::warn!(queue = %settings.queue, error.message = %e, "Consumer lost its broker connection; reconnecting.");
+                    attempt += 1;
+                }
+            }
+            if cancel.is_cancelled() || !super::backoff(attempt, &cancel).await {
+                break;
             }
         }
-        if cancel.is_cancelled() || !super::backoff(attempt, &cancel).await {
-            break;
-        }
-    }
-    status.set(false);
-    tracing::info!(queue = %settings.queue, "Consumer stopped.");
+        status.set(false);
+        tracing::info!(queue = %settings.queue, "Consumer stopped.");
+    };
+    tokio::join!(consume, health);
 }
 
 async fn consume_once<F, Fut>(
@@ -162,7 +176,6 @@ where
     )
     .await?;
     status.set(true);
-    metrics::init(&settings.queue);
     tracing::info!(queue = %settings.queue, "Consuming.");
 
     // Batches are handled up to `max_batches_in_flight` at a time and settled in the
