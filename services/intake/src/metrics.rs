@@ -21,6 +21,29 @@ static PUBLISH_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+/// The `path` label values: the HTTP API and the AMQP ingress queue.
+pub const PATHS: [&str; 2] = ["http", "amqp"];
+/// The `outcome` label values.
+pub const OUTCOMES: [&str; 5] = [
+    "accepted",
+    "invalid",
+    "unauthorized",
+    "forbidden",
+    "unavailable",
+];
+
+/// Registers every metric and creates each path and outcome's series at zero, so
+/// `/metrics` shows them before the first event and `rate()` in an alert sees the
+/// first refusal too.
+pub fn register() {
+    LazyLock::force(&PUBLISH_SECONDS);
+    for path in PATHS {
+        for outcome in OUTCOMES {
+            EVENTS.with_label_values(&[path, outcome]);
+        }
+    }
+}
+
 /// Counts `n` events with an outcome.
 pub fn events(path: &str, outcome: &str, n: usize) {
     if n > 0 {

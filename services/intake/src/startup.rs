@@ -32,6 +32,7 @@ impl Application {
         tenants: Tenants,
     ) -> anyhow::Result<Self> {
         settings.validate()?;
+        crate::metrics::register();
         let addr = parse_bind("intake.bind", &settings.bind)?;
         let listener = TcpListener::bind(addr).await?;
         let port = listener.local_addr()?.port();

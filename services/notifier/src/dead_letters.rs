@@ -1295,12 +1295,25 @@ mod metrics {
     /// Creates every configured tenant's series at zero, so dashboards and
     /// `increase()` see them from the start.
     pub fn init(tenants: &Tenants) {
-        LazyLock::force(&STORED);
-        for tenant in tenants.all() {
-            REPLAYED.with_label_values(&[&tenant.id]);
-            UNREPLAYED.with_label_values(&[&tenant.id]);
+        let ids = tenants
+            .all()
+            .iter()
+            .map(|t| t.id.clone())
+            .collect::<Vec<_>>();
+        for tenant in ids.iter().map(String::as_str).chain([UNKNOWN_TENANT]) {
+            for reason in REASONS_AT_ZERO {
+                STORED.with_label_values(&[tenant, reason]);
+            }
+        }
+        for tenant in &ids {
+            REPLAYED.with_label_values(&[tenant]);
+            UNREPLAYED.with_label_values(&[tenant]);
         }
     }
+
+    /// The reason classes every service can produce, whatever the tenant; the others
+    /// (`zalo_<code>`, a refusal's code) appear with their first dead letter.
+    const REASONS_AT_ZERO: [&str; 3] = ["delivery_limit", "gave_up", "undecodable"];
 
     pub fn stored(tenants: &Tenants, tenant: Option<&str>, reason: &str) {
         STORED

@@ -271,6 +271,9 @@ impl Application {
     ) -> anyhow::Result<Self> {
         let addr = loa_platform::config::parse_bind("notifier.bind", &settings.bind)?;
         let freshness = webhook::Freshness::from_settings(settings)?;
+        metrics::init(&tenants);
+        zalo::init_metrics();
+        webhook::init_metrics(&tenants);
         loa_platform::db::ensure_database(&common.database_url).await?;
         let pool = loa_platform::db::pool(&common.database_url, common.database_pool_size)?;
         migrate(&pool)

@@ -2,13 +2,18 @@
 //! in [`crate::zalo`]). Labels are bounded: tenant ids, channels, kinds, outcomes and
 //! classes; never a phone number, a dossier code or a notification id.
 
-use crate::zalo::ErrorClass;
+use crate::{channel::Channel, zalo::ErrorClass};
 use chrono::{DateTime, Utc};
+use loa_contracts::NotificationKind;
+use loa_platform::Tenants;
 use prometheus::{
     register_gauge_vec, register_histogram_vec, register_int_counter_vec, GaugeVec, HistogramVec,
     IntCounterVec,
 };
-use std::sync::LazyLock;
+use std::{
+    collections::HashSet,
+    sync::{LazyLock, Mutex},
+};
 
 static DELIVERIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
@@ -45,7 +50,8 @@ static AMBIGUOUS: LazyLock<IntCounterVec> = LazyLock::new(|| {
 static TOKEN_EXPIRY: LazyLock<GaugeVec> = LazyLock::new(|| {
     register_gauge_vec!(
         "loa_notifier_token_expiry_seconds",
-        "Seconds until the tenant's cached Zalo access token expires (updated every minute).",
+        "Seconds until the tenant's cached Zalo access token expires (updated every minute); \
+         NaN until the notifier first holds one.",
         &["tenant"]
     )
     .expect("metric registers once")
@@ -59,6 +65,77 @@ static TOKEN_REFRESH_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
     .expect("metric registers once")
 });
+
+/// The `reason` label values of `loa_notifier_retries_total`: the error classes sent
+/// to a delay queue, the wall-clock deferrals, parked and held (see
+/// [`crate::retry::decide`]).
+pub const RETRY_REASONS: [&str; 8] = [
+    "transient",
+    "refresh_token",
+    "defer_night",
+    "defer_quota",
+    "quota_reserve",
+    "not_before",
+    "ambiguous",
+    "held",
+];
+
+/// The `cause` label values of `loa_notifier_ambiguous_sends_total`.
+pub const AMBIGUOUS_CAUSES: [&str; 2] = ["timeout", "interrupted"];
+
+/// The `outcome`s of `loa_notifier_deliveries_total` created at zero for every tenant,
+/// channel and kind: the two the failure-ratio alert divides.
+const DELIVERY_OUTCOMES_AT_ZERO: [&str; 2] = ["sent", "failed"];
+
+/// Tenants whose series exist already (a reload adds only the new ones; gauges that
+/// hold a value must not go back to NaN).
+static INITIALISED: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(Mutex::default);
+
+/// Creates every series whose labels are known from the configuration, so `/metrics`
+/// shows them from the start (dashboards have data, and `rate()` / `increase()` in an
+/// alert see the first retry, dead letter or refresh failure, which a series born at 1
+/// would hide): per kind the event-to-send latency; per tenant the deliveries sent and
+/// failed by channel and kind, the retries by reason, ambiguous sends by cause, their
+/// resends, token refresh failures by class at zero, and not paused. The quota and the
+/// token expiry are unknown until Zalo answers: NaN, which no alert's comparison takes
+/// for a value. Idempotent; call it again after the tenants changed.
+pub fn init(tenants: &Tenants) {
+    for kind in NotificationKind::ALL {
+        EVENT_TO_SEND.with_label_values(&[kind.as_str()]);
+    }
+    let mut initialised = INITIALISED.lock().unwrap_or_else(|e| e.into_inner());
+    for t in tenants.all() {
+        if !initialised.insert(t.id.clone()) {
+            continue;
+        }
+        let tenant = t.id.as_str();
+        for channel in [Channel::Zns, Channel::OaTemplate] {
+            for kind in NotificationKind::ALL {
+                for outcome in DELIVERY_OUTCOMES_AT_ZERO {
+                    DELIVERIES.with_label_values(&[
+                        tenant,
+                        channel.as_str(),
+                        kind.as_str(),
+                        outcome,
+                    ]);
+                }
+            }
+        }
+        for reason in RETRY_REASONS {
+            RETRIES.with_label_values(&[tenant, reason]);
+        }
+        for cause in AMBIGUOUS_CAUSES {
+            AMBIGUOUS.with_label_values(&[tenant, cause]);
+        }
+        AMBIGUOUS_RESENDS.with_label_values(&[tenant]);
+        for class in ErrorClass::ALL {
+            TOKEN_REFRESH_FAILURES.with_label_values(&[tenant, class.as_str()]);
+        }
+        TENANT_PAUSED.with_label_values(&[tenant]);
+        QUOTA_REMAINING.with_label_values(&[tenant]).set(f64::NAN);
+        TOKEN_EXPIRY.with_label_values(&[tenant]).set(f64::NAN);
+    }
+}
 
 /// Counts one handled request.
 pub fn delivery(tenant: &str, channel: &str, kind: &str, outcome: &str) {
@@ -118,10 +195,11 @@ static RETRIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
     .expect("metric registers once")
 });
-static QUOTA_REMAINING: LazyLock<prometheus::IntGaugeVec> = LazyLock::new(|| {
-    prometheus::register_int_gauge_vec!(
+static QUOTA_REMAINING: LazyLock<GaugeVec> = LazyLock::new(|| {
+    register_gauge_vec!(
         "loa_notifier_quota_remaining",
-        "The tenant's ZNS daily quota left today, as Zalo last reported it (minus sends in flight).",
+        "The tenant's ZNS daily quota left today, as Zalo last reported it (minus sends in \
+         flight); NaN until Zalo first reported it.",
         &["tenant"]
     )
     .expect("metric registers once")
@@ -143,7 +221,9 @@ pub fn retry(tenant: &str, reason: &str) {
 
 /// Sets the tenant's remaining ZNS quota.
 pub fn quota_remaining(tenant: &str, remaining: i64) {
-    QUOTA_REMAINING.with_label_values(&[tenant]).set(remaining);
+    QUOTA_REMAINING
+        .with_label_values(&[tenant])
+        .set(remaining as f64);
 }
 
 /// Sets whether the tenant's sending is paused.

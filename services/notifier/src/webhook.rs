@@ -750,6 +750,18 @@ async fn receive(
     }
 }
 
+/// Creates, at zero, each configured tenant's count of every known event accepted,
+/// duplicated and failed, so the first one of each shows in `increase()`.
+pub fn init_metrics(tenants: &Tenants) {
+    for tenant in tenants.all() {
+        for event in KNOWN_EVENTS {
+            for outcome in ["accepted", "duplicate", "error"] {
+                WEBHOOKS.with_label_values(&[&tenant.id, event, outcome]);
+            }
+        }
+    }
+}
+
 fn count(tenant: &str, event: &str, outcome: &str) {
     WEBHOOKS.with_label_values(&[tenant, event, outcome]).inc();
 }

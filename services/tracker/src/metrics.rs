@@ -117,7 +117,8 @@ pub fn register() {
 
 /// Creates every outcome's series at zero for each configured tenant (and for
 /// `unknown`, where dead letters of unknown tenants are counted), so an alert on
-/// `increase(loa_tracker_events_total{outcome="conflict"}[…])` sees the first one.
+/// `increase(loa_tracker_events_total{outcome="conflict"}[…])` sees the first one;
+/// likewise every notification kind's planned count.
 pub fn init(tenants: &loa_platform::Tenants) {
     let ids = tenants
         .all()
@@ -127,6 +128,11 @@ pub fn init(tenants: &loa_platform::Tenants) {
     for tenant in ids {
         for outcome in EventOutcome::ALL {
             EVENTS.with_label_values(&[tenant, outcome.as_str()]);
+        }
+    }
+    for tenant in tenants.all() {
+        for kind in loa_contracts::NotificationKind::ALL {
+            PLANNED.with_label_values(&[tenant.id.as_str(), kind.as_str()]);
         }
     }
 }

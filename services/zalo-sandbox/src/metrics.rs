@@ -24,10 +24,13 @@ pub static WEBHOOKS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect("the sandbox webhook counter is registered once")
 });
 
-/// Registers the counters now, so `/metrics` lists them before the first request.
+/// Registers the counters now, each API's accepted calls and receipt webhooks
+/// delivered at zero, so `/metrics` lists them before the first request.
 pub fn register() {
-    LazyLock::force(&REQUESTS);
-    LazyLock::force(&WEBHOOKS);
+    for api in ["zns", "oa", "oauth"] {
+        REQUESTS.with_label_values(&[api, "accepted"]);
+    }
+    WEBHOOKS.with_label_values(&["user_received_message", "delivered"]);
 }
 
 /// Counts one answer.

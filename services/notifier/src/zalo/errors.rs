@@ -39,6 +39,18 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
+    /// Every class, for creating the metrics' series at zero.
+    pub const ALL: [ErrorClass; 8] = [
+        Self::RefreshToken,
+        Self::Transient,
+        Self::Ambiguous,
+        Self::DeferNight,
+        Self::DeferQuota,
+        Self::PermanentRecipient,
+        Self::PermanentPayload,
+        Self::NeedsOperator,
+    ];
+
     /// Stable snake_case name for logs, metrics and stored errors.
     pub fn as_str(self) -> &'static str {
         match self {

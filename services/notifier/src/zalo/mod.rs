@@ -52,6 +52,9 @@ pub enum Api {
 }
 
 impl Api {
+    /// Every API, for creating the metrics' series at zero.
+    pub const ALL: [Api; 3] = [Self::Zns, Self::OaTemplate, Self::OAuth];
+
     /// Stable label.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -59,6 +62,15 @@ impl Api {
             Self::OaTemplate => "oa_template",
             Self::OAuth => "oauth",
         }
+    }
+}
+
+/// Creates each API's latency histogram and its success count (`code="0"`) at zero,
+/// so the dashboard's Zalo panels have series before the first call.
+pub fn init_metrics() {
+    for api in Api::ALL {
+        REQUESTS.with_label_values(&[api.as_str(), "0"]);
+        DURATION.with_label_values(&[api.as_str()]);
     }
 }
 
