@@ -1,6 +1,6 @@
 //! Command-line parsing and dispatch. Each command is a thin call into a module.
 
-use crate::{bench, console, dead_letters, demo, runner, settings::Settings};
+use crate::{bench, chaos, console, dead_letters, demo, runner, settings::Settings};
 use clap::{Parser, Subcommand};
 use std::{ffi::OsString, path::PathBuf};
 
@@ -58,6 +58,10 @@ pub enum Command {
         #[command(subcommand)]
         command: bench::BenchCommand,
     },
+    /// The chaos run: the four services as processes under a steady load while they
+    /// are killed, lose the broker and the database, and Zalo misbehaves; then an audit
+    /// of what reached Zalo. Fails on any loss, unexplained duplicate or stall.
+    Chaos(chaos::ChaosArgs),
 }
 
 /// Parses `args` and runs the command.
@@ -68,7 +72,10 @@ pub async fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<()>
     // So do the operator's dead-letter commands, whose output is stdout.
     let filter = if matches!(
         cli.command,
-        Command::Bench { .. } | Command::DeadLetters { .. } | Command::Console { .. }
+        Command::Bench { .. }
+            | Command::Chaos(_)
+            | Command::DeadLetters { .. }
+            | Command::Console { .. }
     ) {
         "warn,lapin=error"
     } else {
@@ -87,5 +94,6 @@ pub async fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<()>
         Command::Bench { output, command } => {
             bench::run(command, &output, &settings, cli.config.as_deref()).await
         }
+        Command::Chaos(args) => chaos::run(&settings, cli.config.as_deref(), &args).await,
     }
 }

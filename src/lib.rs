@@ -8,10 +8,12 @@
 //! - [`runner`]: starting one or all services until a shutdown signal.
 //! - [`demo`]: realistic events pushed through intake, and what citizens received.
 //! - [`bench`]: `loa bench`, the benchmark harness.
+//! - [`chaos`]: `loa chaos`, the fault-injection run and its audit.
 //! - [`dead_letters`]: `loa dead-letters list|replay`.
 //! - [`console`]: `loa console add-user`.
 
 pub mod bench;
+pub mod chaos;
 pub mod cli;
 pub mod console;
 pub mod dead_letters;

@@ -144,11 +144,17 @@ pub struct Client {
 /// One message as `GET /_sandbox/messages` lists it (the fields the harness reads).
 #[derive(Debug, Clone, Deserialize)]
 pub struct SandboxMessage {
+    /// Zalo's message id.
+    #[serde(default)]
+    pub msg_id: String,
     /// The notification id the notifier sent.
     #[serde(default)]
     pub tracking_id: Option<String>,
     /// When the sandbox accepted it.
     pub received_at: DateTime<Utc>,
+    /// Whether its answer was held back by a hang fault.
+    #[serde(default)]
+    pub hung: bool,
 }
 
 /// The sandbox's counters.

@@ -3,6 +3,10 @@
 //! separate `loa run <target>` child processes (`--split`), on free loopback ports.
 //! Everything is stopped and removed when the run ends, also on an error or Ctrl-C
 //! (children are killed on drop, the database and vhost are dropped by [`TestEnv`]).
+//!
+//! Split, a child can be killed and started again on the same port, database and
+//! vhost ([`SystemUnderTest::kill`], [`SystemUnderTest::respawn`]): what `loa chaos`
+//! does to it.
 
 use super::procstat::Measured;
 use crate::{
@@ -152,6 +156,30 @@ impl Mode {
     }
 }
 
+/// What a split system runs with beyond the benchmarks' defaults.
+#[derive(Debug, Clone, Default)]
+pub struct SplitOptions {
+    /// Send the sandbox's signed webhooks (delivery receipts) to the notifier, as Zalo
+    /// does; the benchmarks leave them off (the send path is the same without them).
+    pub receipts: bool,
+    /// Extra `LOA_*` settings (name, value) given to every service.
+    pub settings: Vec<(String, String)>,
+    /// Keep the services' logs after the run (their directory is
+    /// [`SystemUnderTest::log_dir`]) instead of removing them.
+    pub keep_logs: bool,
+}
+
+/// The split services: the four `loa run <target>` targets, in start order.
+pub const SPLIT_TARGETS: [&str; 4] = ["zalo-sandbox", "tracker", "notifier", "intake"];
+
+/// How to start a child again: the binary, its environment and the ports.
+struct Launch {
+    exe: PathBuf,
+    env: Vec<(String, String)>,
+    /// Base URL per target.
+    urls: Vec<(&'static str, String)>,
+}
+
 /// A `loa run <target>` child, killed if dropped before being stopped.
 struct ChildService {
     name: &'static str,
@@ -180,10 +208,13 @@ pub struct SystemUnderTest {
     pub tenants: Vec<BenchTenant>,
     /// Base URLs of every service, for `/readyz`.
     ready: Vec<String>,
+    /// How to start a split child again.
+    launch: Option<Launch>,
     /// The private database and vhost; declared after `running` so the services stop
     /// before their database is dropped.
     pub env: TestEnv,
     temp_dir: PathBuf,
+    keep_logs: bool,
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -201,6 +232,26 @@ pub async fn start(
     rate: ZaloRate,
     mode: Mode,
 ) -> anyhow::Result<SystemUnderTest> {
+    start_with(
+        base,
+        config_file,
+        tenants,
+        rate,
+        mode,
+        &SplitOptions::default(),
+    )
+    .await
+}
+
+/// [`start`] with the options of a split system (ignored in process).
+pub async fn start_with(
+    base: &Settings,
+    config_file: Option<&Path>,
+    tenants: usize,
+    rate: ZaloRate,
+    mode: Mode,
+    options: &SplitOptions,
+) -> anyhow::Result<SystemUnderTest> {
     let env = TestEnv::new()
         .await
         .context("Failed to create the benchmark's database and vhost (are PostgreSQL and RabbitMQ running?)")?;
@@ -215,12 +266,18 @@ pub async fn start(
         mode,
         tenants: Vec::new(),
         ready: Vec::new(),
+        launch: None,
         env,
         temp_dir,
+        keep_logs: options.keep_logs,
     };
     match mode {
         Mode::InProcess => system.start_in_process(base, tenants, rate).await?,
-        Mode::Split => system.start_split(config_file, tenants, rate).await?,
+        Mode::Split => {
+            system
+                .start_split(config_file, tenants, rate, options)
+                .await?
+        }
     }
     system.wait_ready().await?;
     Ok(system)
@@ -286,6 +343,7 @@ impl SystemUnderTest {
         config_file: Option<&Path>,
         n: usize,
         rate: ZaloRate,
+        options: &SplitOptions,
     ) -> anyhow::Result<()> {
         let exe = std::env::current_exe().context("Failed to find the loa binary")?;
         let ports = [
@@ -294,62 +352,152 @@ impl SystemUnderTest {
             ("notifier", free_port()?),
             ("sandbox", free_port()?),
         ];
-        let sandbox_port = ports[3].1;
-        let sandbox_url = format!("http://127.0.0.1:{sandbox_port}");
+        let url = |p: u16| format!("http://127.0.0.1:{p}");
+        let sandbox_url = url(ports[3].1);
         let list = bench_tenants(n, &sandbox_url, rate);
         self.tenants = describe(&list);
         let tenants_file = self.temp_dir.join("tenants.toml");
         std::fs::write(&tenants_file, tenants_toml(&list))
             .with_context(|| format!("Failed to write {}", tenants_file.display()))?;
+        let mut env: Vec<(String, String)> = vec![
+            ("LOA_AMQP_URL".into(), self.env.amqp_url.clone()),
+            ("LOA_DATABASE_URL".into(), self.env.database_url.clone()),
+            (
+                "LOA_TENANTS_FILE".into(),
+                tenants_file.display().to_string(),
+            ),
+            ("LOA_SANDBOX_URL".into(), sandbox_url.clone()),
+            ("LOA_LOG_FORMAT".into(), "json".into()),
+            ("LOA_TRACKER__LOOKUP_SECRET".into(), self.lookup_secret()),
+        ];
+        if options.receipts {
+            env.push((
+                "LOA_SANDBOX__WEBHOOK_URL".into(),
+                format!("{}/zalo/webhook", url(ports[2].1)),
+            ));
+        }
+        if let Some(file) = config_file {
+            env.push(("LOA_CONFIG".into(), file.display().to_string()));
+        }
+        for (service, port) in ports {
+            env.push((
+                format!("LOA_{}__BIND", service.to_uppercase()),
+                format!("127.0.0.1:{port}"),
+            ));
+        }
+        env.extend(options.settings.iter().cloned());
+        self.launch = Some(Launch {
+            exe,
+            env,
+            urls: vec![
+                ("intake", url(ports[0].1)),
+                ("tracker", url(ports[1].1)),
+                ("notifier", url(ports[2].1)),
+                ("zalo-sandbox", sandbox_url.clone()),
+            ],
+        });
         let mut children = Vec::new();
-        for target in ["zalo-sandbox", "tracker", "notifier", "intake"] {
-            let log = self.temp_dir.join(format!("{target}.log"));
-            let log_file = std::fs::File::create(&log)
-                .with_context(|| format!("Failed to create {}", log.display()))?;
-            let mut cmd = tokio::process::Command::new(&exe);
-            cmd.args(["run", target])
-                .env("LOA_AMQP_URL", &self.env.amqp_url)
-                .env("LOA_DATABASE_URL", &self.env.database_url)
-                .env("LOA_TENANTS_FILE", &tenants_file)
-                .env("LOA_SANDBOX_URL", &sandbox_url)
-                .env("LOA_LOG_FORMAT", "json")
-                .env("LOA_TRACKER__LOOKUP_SECRET", self.lookup_secret())
-                .env_remove("LOA_SANDBOX__WEBHOOK_URL")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log_file)
-                .kill_on_drop(true);
-            if let Some(file) = config_file {
-                cmd.env("LOA_CONFIG", file);
-            }
-            for (service, port) in ports {
-                cmd.env(
-                    format!("LOA_{}__BIND", service.to_uppercase()),
-                    format!("127.0.0.1:{port}"),
-                );
-            }
-            let child = cmd
-                .spawn()
-                .with_context(|| format!("Failed to start `loa run {target}`"))?;
-            let pid = child.id().context("a just-spawned child has a pid")?;
+        for target in SPLIT_TARGETS {
+            let child = self.spawn_child(target)?;
             self.processes.push(Measured {
                 name: target.to_owned(),
-                pid,
+                pid: child.child.id().context("a just-spawned child has a pid")?,
             });
-            children.push(ChildService {
-                name: target,
-                child,
-                log,
-            });
+            children.push(child);
         }
-        self.intake = format!("http://127.0.0.1:{}", ports[0].1);
+        self.intake = url(ports[0].1);
         self.sandbox = sandbox_url;
-        self.ready = ports
-            .iter()
-            .map(|(_, p)| format!("http://127.0.0.1:{p}"))
-            .collect();
+        self.ready = ports.iter().map(|(_, p)| url(*p)).collect();
         self.running = Running::Split(children);
         Ok(())
+    }
+
+    /// Starts `loa run <target>` with the system's environment; its stderr is appended
+    /// to `<target>.log`, so the log of every lifetime of a restarted service is kept.
+    fn spawn_child(&self, target: &'static str) -> anyhow::Result<ChildService> {
+        let launch = self
+            .launch
+            .as_ref()
+            .context("only a split system starts child processes")?;
+        let log = self.temp_dir.join(format!("{target}.log"));
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .with_context(|| format!("Failed to open {}", log.display()))?;
+        let mut cmd = tokio::process::Command::new(&launch.exe);
+        cmd.args(["run", target])
+            .env_remove("LOA_SANDBOX__WEBHOOK_URL")
+            .envs(launch.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .kill_on_drop(true);
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("Failed to start `loa run {target}`"))?;
+        Ok(ChildService {
+            name: target,
+            child,
+            log,
+        })
+    }
+
+    /// The base URL of a split service (`intake`, `tracker`, `notifier`,
+    /// `zalo-sandbox`).
+    pub fn url(&self, target: &str) -> Option<&str> {
+        let launch = self.launch.as_ref()?;
+        launch
+            .urls
+            .iter()
+            .find(|(t, _)| *t == target)
+            .map(|(_, u)| u.as_str())
+    }
+
+    /// SIGKILLs a split service (no graceful shutdown: in-flight work is abandoned
+    /// mid-way) and reaps it.
+    pub async fn kill(&mut self, target: &str) -> anyhow::Result<()> {
+        let Running::Split(children) = &mut self.running else {
+            anyhow::bail!("only a split system's services can be killed");
+        };
+        let c = children
+            .iter_mut()
+            .find(|c| c.name == target)
+            .with_context(|| format!("no service {target}"))?;
+        // `kill` sends SIGKILL and waits for the exit.
+        c.child
+            .kill()
+            .await
+            .with_context(|| format!("Failed to kill `loa run {target}`"))
+    }
+
+    /// Starts a killed split service again, on its port, database and vhost. Returns
+    /// at once; the service is ready when its `/readyz` answers (see [`Self::url`]).
+    pub fn respawn(&mut self, target: &str) -> anyhow::Result<()> {
+        let name = SPLIT_TARGETS
+            .into_iter()
+            .find(|t| *t == target)
+            .with_context(|| format!("no service {target}"))?;
+        let fresh = self.spawn_child(name)?;
+        let pid = fresh.child.id().context("a just-spawned child has a pid")?;
+        let Running::Split(children) = &mut self.running else {
+            anyhow::bail!("only a split system's services can be restarted");
+        };
+        let slot = children
+            .iter_mut()
+            .find(|c| c.name == name)
+            .with_context(|| format!("no service {target}"))?;
+        *slot = fresh;
+        if let Some(p) = self.processes.iter_mut().find(|p| p.name == name) {
+            p.pid = pid;
+        }
+        Ok(())
+    }
+
+    /// Where the services' logs are (kept after the run with
+    /// [`SplitOptions::keep_logs`]).
+    pub fn log_dir(&self) -> &Path {
+        &self.temp_dir
     }
 
     /// A throw-away lookup secret (the default one makes the tracker warn).
@@ -469,7 +617,9 @@ impl Drop for SystemUnderTest {
                 let _ = c.child.start_kill();
             }
         }
-        let _ = std::fs::remove_dir_all(&self.temp_dir);
+        if !self.keep_logs {
+            let _ = std::fs::remove_dir_all(&self.temp_dir);
+        }
     }
 }
 
