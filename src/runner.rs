@@ -2,6 +2,8 @@
 
 use crate::settings::Settings;
 use anyhow::Context;
+use loa_platform::{config::ConfigError, tenants::live, LiveTenants, Tenants};
+use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -85,11 +87,11 @@ pub async fn start(
     if runs(Target::Tracker) || runs(Target::Notifier) || runs(Target::Console) {
         loa_platform::db::ensure_database(&settings.common.database_url).await?;
     }
-    if target == Target::All && tenants.service_token().is_none() {
-        // Every service is in this process: a credential nobody else knows will do.
-        tenants = tenants.with_service_token(loa_platform::Secret::new(
-            loa_console::sessions::random_token(),
-        ));
+    // Every service in this process: a credential nobody else knows will do.
+    let own_service_token = (target == Target::All && tenants.service_token().is_none())
+        .then(|| loa_platform::Secret::new(loa_console::sessions::random_token()));
+    if let Some(token) = &own_service_token {
+        tenants = tenants.with_service_token(token.clone());
     }
 
     if runs(Target::ZaloSandbox) {
@@ -110,6 +112,29 @@ pub async fn start(
         let c = cancel.clone();
         tasks.spawn(async move { ("zalo-sandbox", app.run_until_stopped(c).await) });
     }
+    // From here on the tenants follow the tenants file: every service of this
+    // process sees a reload (SIGHUP, or a change of the file) at once.
+    let tenants = LiveTenants::new(tenants);
+    {
+        let (live, common, c) = (tenants.clone(), settings.common.clone(), cancel.clone());
+        let load = move || -> Result<Tenants, ConfigError> {
+            let loaded = common.load_tenants()?;
+            Ok(match &own_service_token {
+                Some(token) if loaded.service_token().is_none() => {
+                    loaded.with_service_token(token.clone())
+                }
+                _ => loaded,
+            })
+        };
+        let (file, poll) = (
+            settings.common.tenants_file.clone(),
+            Duration::from_millis(settings.common.tenants_poll_ms),
+        );
+        tasks.spawn(async move {
+            live::watch_until_stopped(live, file, load, poll, c).await;
+            ("tenants", Ok(()))
+        });
+    }
     if runs(Target::Tracker) {
         let app = loa_tracker::Application::build(
             &settings.common,
@@ -126,7 +151,7 @@ pub async fn start(
         let app = loa_notifier::Application::build(
             &settings.common,
             &settings.services.notifier,
-            tenants.clone(),
+            tenants.current(),
         )
         .await
         .context("Failed to start the notifier")?;

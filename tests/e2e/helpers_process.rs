@@ -13,6 +13,24 @@ impl Process {
         self.0.kill().expect("the process can be killed");
         self.0.wait().expect("the killed process is reaped");
     }
+
+    /// Sends a signal (`HUP`, `TERM`, …) with `kill`.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.0.id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Whether it still runs.
+    pub fn is_running(&mut self) -> bool {
+        self.0
+            .try_wait()
+            .expect("the process can be waited for")
+            .is_none()
+    }
 }
 
 impl Drop for Process {
@@ -60,6 +78,22 @@ pub fn base(port: u16) -> String {
 /// sandbox's webhooks going to the notifier, and `settings` (`LOA_*` variables) on
 /// top. Logs go to stderr when `TEST_LOG` is set.
 pub fn spawn(target: &str, env: &TestEnv, ports: &Ports, settings: &[(&str, &str)]) -> Process {
+    let stderr = if std::env::var_os("TEST_LOG").is_some() {
+        Stdio::inherit()
+    } else {
+        Stdio::null()
+    };
+    spawn_with_stderr(target, env, ports, settings, stderr)
+}
+
+/// [`spawn`], with the process's logs (stderr) going to `stderr`.
+pub fn spawn_with_stderr(
+    target: &str,
+    env: &TestEnv,
+    ports: &Ports,
+    settings: &[(&str, &str)],
+    stderr: Stdio,
+) -> Process {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_loa"));
     cmd.args(["run", target])
         .env("LOA_AMQP_URL", &env.amqp_url)
@@ -80,10 +114,6 @@ pub fn spawn(target: &str, env: &TestEnv, ports: &Ports, settings: &[(&str, &str
         )
         .envs(settings.iter().copied())
         .stdout(Stdio::null())
-        .stderr(if std::env::var_os("TEST_LOG").is_some() {
-            Stdio::inherit()
-        } else {
-            Stdio::null()
-        });
+        .stderr(stderr);
     Process(cmd.spawn().expect("the loa binary runs"))
 }

@@ -14,3 +14,4 @@ mod ingress;
 mod pipeline;
 mod processes;
 mod schema;
+mod tenants_reload;

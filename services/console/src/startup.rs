@@ -6,7 +6,7 @@ use crate::{
     web::AppState,
 };
 use anyhow::Context;
-use loa_platform::{config::parse_bind, http::Readiness, CommonSettings, Tenants};
+use loa_platform::{config::parse_bind, http::Readiness, CommonSettings, LiveTenants};
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -25,10 +25,11 @@ impl Application {
     pub async fn build(
         common: &CommonSettings,
         settings: &ConsoleSettings,
-        tenants: Tenants,
+        tenants: impl Into<LiveTenants>,
     ) -> anyhow::Result<Self> {
+        let tenants = tenants.into();
         let addr = parse_bind("console.bind", &settings.bind)?;
-        let token = tenants.service_token().cloned().context(
+        let token = tenants.current().service_token().cloned().context(
             "The console needs service_token (LOA_SERVICE_TOKEN), the same value the tracker and the notifier are given",
         )?;
         crate::metrics::register();
@@ -39,7 +40,7 @@ impl Application {
             .context("Failed to migrate the console schema")?;
         if settings.dev_mode {
             tracing::warn!("The console runs in development mode: cookies without Secure, demo account enabled.");
-            if tenants.get("demo").is_some() {
+            if tenants.current().get("demo").is_some() {
                 accounts::ensure_demo_account(&pool).await?;
             }
         }

@@ -17,7 +17,7 @@ use axum::{
     response::{IntoResponse, Redirect, Response},
 };
 use deadpool_postgres::Pool;
-use loa_platform::Tenants;
+use loa_platform::LiveTenants;
 use maud::{html as markup, Markup};
 use std::{net::SocketAddr, sync::Arc};
 
@@ -28,8 +28,8 @@ pub struct AppState {
     pub pool: Pool,
     /// The tracker's and notifier's admin APIs.
     pub backend: Backend,
-    /// Tenants (names, and which exist).
-    pub tenants: Tenants,
+    /// Tenants (names, and which exist), as the tenants file says now.
+    pub tenants: LiveTenants,
     /// Settings.
     pub settings: Arc<ConsoleSettings>,
     /// Session lifetimes.
@@ -42,6 +42,7 @@ impl AppState {
     /// A tenant's display name (its id if it is no longer configured).
     pub fn tenant_name(&self, tenant: &str) -> String {
         self.tenants
+            .current()
             .get(tenant)
             .map_or_else(|| tenant.to_owned(), |t| t.name.clone())
     }
@@ -148,7 +149,13 @@ impl FromRequestParts<AppState> for SignedIn {
         };
         match sessions::find(&state.pool, &state.sessions, id).await? {
             // A session of a tenant that is no longer configured is not honoured.
-            Some(session) if state.tenants.get(&session.account.tenant).is_some() => {
+            Some(session)
+                if state
+                    .tenants
+                    .current()
+                    .get(&session.account.tenant)
+                    .is_some() =>
+            {
                 Ok(Self { session, address })
             }
             _ => Err(PageError::SignIn),

@@ -11,7 +11,7 @@ use loa_contracts::{DossierEvent, ValidationError};
 use loa_platform::{
     amqp::Publisher,
     http::{bearer_token, ApiError, JsonBody},
-    Tenants,
+    LiveTenants,
 };
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -19,8 +19,8 @@ use std::sync::Arc;
 /// Shared by every request.
 #[derive(Clone)]
 pub struct AppState {
-    /// Tenants and their source credentials.
-    pub tenants: Tenants,
+    /// Tenants and their source credentials, as the tenants file says now.
+    pub tenants: LiveTenants,
     /// The confirming publisher.
     pub publisher: Arc<Publisher>,
     /// Most events per batch.
@@ -32,13 +32,13 @@ pub struct AppState {
 }
 
 /// The tenant a request's bearer token belongs to.
-fn authenticate<'a>(state: &'a AppState, headers: &HeaderMap) -> Result<&'a str, ApiError> {
+fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
     let token = bearer_token(headers).ok_or_else(ApiError::unauthorized)?;
-    let (tenant, _source) = state
-        .tenants
+    let tenants = state.tenants.current();
+    let (tenant, _source) = tenants
         .source_by_token(token)
         .ok_or_else(ApiError::unauthorized)?;
-    Ok(tenant.id.as_str())
+    Ok(tenant.id.clone())
 }
 
 /// Validates one event as of `now` and checks that the source may publish for its
@@ -107,7 +107,7 @@ pub async fn post_event(
 ) -> Result<Response, ApiError> {
     let tenant = authenticate(&state, &headers)
         .inspect_err(|_| metrics::events("http", "unauthorized", 1))?;
-    let event = accept(&body, tenant, &state.rules, chrono::Utc::now()).inspect_err(|e| {
+    let event = accept(&body, &tenant, &state.rules, chrono::Utc::now()).inspect_err(|e| {
         metrics::events(
             "http",
             if e.status == StatusCode::FORBIDDEN {
@@ -178,7 +178,7 @@ pub async fn post_batch(
     let mut results = Vec::with_capacity(items.len());
     let now = chrono::Utc::now();
     for (i, item) in items.iter().enumerate() {
-        match accept(item, tenant, &state.rules, now) {
+        match accept(item, &tenant, &state.rules, now) {
             Ok(event) => {
                 results.push(json!({"index": i, "status": 202, "event_id": event.event_id}));
                 accepted.push(event);

@@ -6,7 +6,7 @@ use loa_platform::{
     amqp::{run_batch_consumer, topology, BatchConsumerSettings, BrokerStatus, Publisher},
     config::parse_bind,
     http::{self, Readiness},
-    CommonSettings, Tenants,
+    CommonSettings, LiveTenants,
 };
 use std::{sync::Arc, time::Duration};
 use tokio::net::TcpListener;
@@ -19,7 +19,7 @@ pub struct Application {
     port: u16,
     amqp_url: String,
     settings: IntakeSettings,
-    tenants: Tenants,
+    tenants: LiveTenants,
     publisher: Arc<Publisher>,
     ingress_status: BrokerStatus,
 }
@@ -29,8 +29,9 @@ impl Application {
     pub async fn build(
         common: &CommonSettings,
         settings: &IntakeSettings,
-        tenants: Tenants,
+        tenants: impl Into<LiveTenants>,
     ) -> anyhow::Result<Self> {
+        let tenants = tenants.into();
         settings.validate()?;
         crate::metrics::register();
         let addr = parse_bind("intake.bind", &settings.bind)?;
@@ -119,7 +120,8 @@ impl Application {
                 self.ingress_status,
                 cancel.clone(),
                 |batch| {
-                    ingress::handle_batch(batch, tenants.clone(), publisher.clone(), rules, pack)
+                    // One version of the tenants for the whole batch.
+                    ingress::handle_batch(batch, tenants.current(), publisher.clone(), rules, pack)
                 },
             )
             .await;

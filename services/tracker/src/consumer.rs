@@ -25,7 +25,7 @@ use loa_platform::{
         consumer::{header, H_TENANT},
         topology, Disposition, OutgoingMessage, Publisher,
     },
-    Secret, Tenants,
+    LiveTenants, Secret, Tenants,
 };
 use std::{
     sync::{
@@ -41,8 +41,9 @@ use tokio_util::sync::CancellationToken;
 pub struct EventHandler {
     /// The tracker's database.
     pub pool: Pool,
-    /// Configured tenants; events for any other are dead-lettered.
-    pub tenants: Tenants,
+    /// Configured tenants (as the tenants file says now); events for any other are
+    /// dead-lettered.
+    pub tenants: LiveTenants,
     /// Key of the lookup tokens.
     pub lookup_secret: Secret,
     /// Base of lookup links.
@@ -63,7 +64,7 @@ impl EventHandler {
     /// A handler with no failures yet.
     pub fn new(
         pool: Pool,
-        tenants: Tenants,
+        tenants: impl Into<LiveTenants>,
         lookup_secret: Secret,
         public_base_url: String,
         relay_wake: Arc<Notify>,
@@ -72,7 +73,7 @@ impl EventHandler {
     ) -> Self {
         Self {
             pool,
-            tenants,
+            tenants: tenants.into(),
             lookup_secret,
             public_base_url,
             relay_wake,
@@ -93,8 +94,10 @@ impl EventHandler {
         // (with their delivery), published once the batch is applied.
         let mut positions = Vec::with_capacity(batch.len());
         let mut loose: Vec<(usize, OutgoingMessage)> = Vec::new();
+        // One version of the tenants for the whole batch.
+        let tenants = self.tenants.current();
         for (i, delivery) in batch.iter().enumerate() {
-            match decode(delivery, &self.tenants) {
+            match decode(delivery, &tenants) {
                 Decoded::One(Ok(event)) => {
                     events.push(event);
                     owners.push(i);

@@ -14,7 +14,7 @@ use loa_platform::{
     amqp::{run_batch_consumer, topology, BatchConsumerSettings, BrokerStatus, Publisher},
     config::parse_bind,
     http::{serve, Readiness},
-    CommonSettings, Tenants,
+    CommonSettings, LiveTenants,
 };
 use std::{sync::Arc, time::Duration};
 use tokio::{net::TcpListener, sync::Notify};
@@ -29,7 +29,7 @@ pub struct Application {
     amqp_url: String,
     public_base_url: String,
     settings: TrackerSettings,
-    tenants: Tenants,
+    tenants: LiveTenants,
 }
 
 impl Application {
@@ -38,8 +38,9 @@ impl Application {
     pub async fn build(
         common: &CommonSettings,
         settings: &TrackerSettings,
-        tenants: Tenants,
+        tenants: impl Into<LiveTenants>,
     ) -> anyhow::Result<Self> {
+        let tenants = tenants.into();
         let addr = parse_bind("tracker.bind", &settings.bind)?;
         if settings.lookup_secret.matches(DEFAULT_LOOKUP_SECRET) {
             tracing::warn!(
@@ -56,7 +57,7 @@ impl Application {
             "tracker.relay_batch must be at least 1"
         );
         crate::metrics::register();
-        crate::metrics::init(&tenants);
+        crate::metrics::init(&tenants.current());
         loa_platform::db::ensure_database(&common.database_url).await?;
         let pool = loa_platform::db::pool(&common.database_url, common.database_pool_size)?;
         store::migrate(&pool)
@@ -117,7 +118,7 @@ impl Application {
         let relay_wake = Arc::new(Notify::new());
         let handler = Arc::new(EventHandler::new(
             pool.clone(),
-            tenants,
+            tenants.clone(),
             settings.lookup_secret.clone(),
             public_base_url,
             relay_wake.clone(),
@@ -185,7 +186,9 @@ impl Application {
                 run_relay(relay, relay_stop).await;
             }
         };
-        let (served, (), ()) = tokio::join!(server, consumer, relay);
+        // A reloaded tenants file brings its new tenants' series.
+        let tenant_metrics = tenants.for_each_change(cancel.clone(), crate::metrics::init);
+        let (served, (), (), ()) = tokio::join!(server, consumer, relay, tenant_metrics);
         tracing::info!("Tracker stopped.");
         served
     }

@@ -74,6 +74,10 @@ pub struct CommonSettings {
     /// Path of the tenants file (`LOA_TENANTS_FILE`); without it the built-in `demo`
     /// tenant, wired to the local sandbox, is used.
     pub tenants_file: Option<PathBuf>,
+    /// How often the tenants file is checked for a change, in milliseconds
+    /// (`LOA_TENANTS_POLL_MS`); 0 reloads it only on `SIGHUP`. A changed file is
+    /// validated first, and refused (the tenants in force are kept) when it is invalid.
+    pub tenants_poll_ms: u64,
     /// Base URL of the Zalo sandbox the built-in `demo` tenant talks to
     /// (`LOA_SANDBOX_URL`). Tenants from a tenants file carry their own Zalo URLs.
     pub sandbox_url: String,
@@ -94,6 +98,7 @@ impl Default for CommonSettings {
             public_base_url: "http://127.0.0.1:8081".to_owned(),
             log_format: LogFormat::Pretty,
             tenants_file: None,
+            tenants_poll_ms: 5_000,
             sandbox_url: "http://127.0.0.1:8090".to_owned(),
             service_token: None,
         }

@@ -180,11 +180,14 @@ pub const TENANT_HEADER: &str = "x-loa-tenant";
 /// tenant: only the console holds it, and the console names the tenant of the
 /// signed-in account. An unknown or missing tenant header is a 400 naming it.
 ///
+/// The tenant is returned as a copy, so a handler can keep it while the tenants file
+/// is reloaded (pass `&live.current()`).
+///
 /// [`Tenants::service_token`]: crate::Tenants::service_token
-pub fn admin_tenant<'a>(
-    tenants: &'a crate::Tenants,
+pub fn admin_tenant(
+    tenants: &crate::Tenants,
     headers: &HeaderMap,
-) -> Result<&'a crate::TenantSettings, ApiError> {
+) -> Result<crate::TenantSettings, ApiError> {
     let token = bearer_token(headers).ok_or_else(ApiError::unauthorized)?;
     if tenants.service_token().is_some_and(|s| s.matches(token)) {
         let named = headers
@@ -192,7 +195,7 @@ pub fn admin_tenant<'a>(
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
             .unwrap_or_default();
-        return tenants.get(named).ok_or_else(|| {
+        return tenants.get(named).cloned().ok_or_else(|| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_header",
@@ -203,6 +206,7 @@ pub fn admin_tenant<'a>(
     }
     tenants
         .tenant_by_admin_token(token)
+        .cloned()
         .ok_or_else(ApiError::unauthorized)
 }
 

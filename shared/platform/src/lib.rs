@@ -4,7 +4,8 @@
 //! # Layout
 //!
 //! - [`config`]: layered settings (defaults, TOML file, `LOA_*` environment).
-//! - [`tenants`]: provinces / OAs, their Zalo apps, upstream sources and admin tokens.
+//! - [`tenants`]: provinces / OAs, their Zalo apps, upstream sources and admin tokens,
+//!   reloaded without restart.
 //! - [`secret`]: a string that never prints.
 //! - [`telemetry`]: `tracing` subscriber set-up (pretty or JSON).
 //! - [`amqp`]: connections, the topology, a confirming publisher and a batch consumer.
@@ -25,4 +26,4 @@ pub mod testing;
 
 pub use config::CommonSettings;
 pub use secret::Secret;
-pub use tenants::{TenantSettings, Tenants};
+pub use tenants::{LiveTenants, TenantSettings, Tenants};

@@ -32,7 +32,8 @@ fn form_page(
     username: &str,
     error: Option<&str>,
 ) -> maud::Markup {
-    let tenants = state.tenants.all();
+    let tenants = state.tenants.current();
+    let tenants = tenants.all();
     let body = html! {
         section.card.signin {
             h1 { "Đăng nhập" }
@@ -134,7 +135,7 @@ pub async fn submit(
             form_page(&state, &expected, tenant, &username, Some(error)),
         )
     };
-    if state.tenants.get(tenant).is_none() {
+    if state.tenants.current().get(tenant).is_none() {
         return Ok(again(StatusCode::BAD_REQUEST, "Vui lòng chọn đơn vị."));
     }
     if username.is_empty() || password.is_empty() {

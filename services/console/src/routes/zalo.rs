@@ -82,7 +82,9 @@ pub async fn authorize(
     signed_in.require_admin()?;
     let tenant = state
         .tenants
+        .current()
         .get(signed_in.tenant())
+        .cloned()
         .ok_or(PageError::NotFound)?;
     let flow_state = random_token();
     let mut verifier_bytes = [0u8; 32];

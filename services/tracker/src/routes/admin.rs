@@ -23,7 +23,7 @@ pub async fn search_dossiers(
     headers: HeaderMap,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<SearchPage>, ApiError> {
-    let tenant = admin_tenant(&state.tenants, &headers)?;
+    let tenant = admin_tenant(&state.tenants.current(), &headers)?;
     let Query(params) = query.map_err(|e| {
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()).with_field("query")
     })?;
@@ -39,7 +39,7 @@ pub async fn overview(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Json<Overview>, ApiError> {
-    let tenant = admin_tenant(&state.tenants, &headers)?;
+    let tenant = admin_tenant(&state.tenants.current(), &headers)?;
     Ok(Json(
         search::overview(&state.pool, &tenant.id, Utc::now()).await?,
     ))

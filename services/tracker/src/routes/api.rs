@@ -136,11 +136,8 @@ impl DossierView {
 }
 
 /// The tenant whose admin presented the request's bearer token.
-fn authorised<'a>(
-    state: &'a AppState,
-    headers: &HeaderMap,
-) -> Result<&'a TenantSettings, ApiError> {
-    admin_tenant(&state.tenants, headers)
+fn authorised(state: &AppState, headers: &HeaderMap) -> Result<TenantSettings, ApiError> {
+    admin_tenant(&state.tenants.current(), headers)
 }
 
 async fn find(state: &AppState, tenant: &str, code: &str) -> Result<DossierState, ApiError> {

@@ -52,6 +52,7 @@ pub async fn lookup_page(State(state): State<AppState>, Path(token): Path<String
     };
     let office = state
         .tenants
+        .current()
         .get(&dossier.tenant)
         .map(|t| t.name.clone())
         .unwrap_or_default();

@@ -10,7 +10,7 @@ use axum::{routing::get, Router};
 use deadpool_postgres::Pool;
 use loa_platform::{
     http::{ops_router, Readiness},
-    Secret, Tenants,
+    LiveTenants, Secret,
 };
 use std::sync::Arc;
 
@@ -19,8 +19,8 @@ use std::sync::Arc;
 pub struct AppState {
     /// The tracker's database.
     pub pool: Pool,
-    /// Tenants, for admin tokens and display names.
-    pub tenants: Tenants,
+    /// Tenants, for admin tokens and display names (as the tenants file says now).
+    pub tenants: LiveTenants,
     /// Base of lookup links.
     pub public_base_url: Arc<str>,
     /// Key of lookup tokens, and of the phone keys dossiers are searched by.

@@ -1,6 +1,13 @@
 //! Tenants: each province (or agency deployment) with its Zalo app / OA, its upstream
 //! sources and its admins. Loaded from a TOML tenants file; without one, a single `demo`
 //! tenant wired to the local Zalo sandbox.
+//!
+//! [`Tenants`] is one immutable, validated version of the file; [`LiveTenants`] holds
+//! the version in force and swaps it when the file is reloaded ([`live`]).
+
+pub mod live;
+
+pub use live::LiveTenants;
 
 use crate::{config::ConfigError, Secret};
 use loa_contracts::NotificationKind;

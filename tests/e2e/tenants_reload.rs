@@ -1,0 +1,150 @@
+//! Tenants without restart: the tenants file is reloaded on SIGHUP and when it
+//! changes, validated first; a broken file is refused and the tenants in force stay.
+
+use crate::{
+    helpers::{receipt_event, wait_ready},
+    helpers_process::{base, spawn_with_stderr, Ports, Process},
+};
+use loa_contracts::NotificationKind;
+use loa_platform::testing::{eventually, TestEnv};
+use std::{path::PathBuf, process::Stdio, time::Duration};
+
+/// One `[[tenants]]` table: a province with its upstream sources' tokens, its admin
+/// token `<id>-admin`, and a Zalo app (`app` tells the apps apart) on `zalo_url` with a
+/// template for every notification kind.
+pub fn tenant_toml(id: &str, source_tokens: &[&str], app: u32, zalo_url: &str) -> String {
+    let sources: Vec<String> = source_tokens
+        .iter()
+        .enumerate()
+        .map(|(i, token)| format!(r#"{{ id = "{id}-mot-cua-{i}", token = "{token}" }}"#))
+        .collect();
+    let templates: Vec<String> = NotificationKind::ALL
+        .iter()
+        .map(|k| format!(r#"{} = "{}""#, k.as_str(), k.default_template_id()))
+        .collect();
+    format!(
+        r#"
+[[tenants]]
+id = "{id}"
+name = "Trung tâm Phục vụ hành chính công {id}"
+admin_tokens = ["{id}-admin"]
+sources = [{sources}]
+[tenants.zalo]
+app_id = "100000000000000000{app}"
+app_secret = "{id}-app-secret"
+oa_id = "200000000000000000{app}"
+oa_secret_key = "{id}-oa-secret-key"
+refresh_token = "{id}-refresh-token"
+openapi_url = "{zalo_url}"
+business_url = "{zalo_url}"
+oauth_url = "{zalo_url}"
+templates = {{ {templates} }}
+"#,
+        sources = sources.join(", "),
+        templates = templates.join(", "),
+    )
+}
+
+/// A scratch file for a test's tenants (and the log of the process reading it).
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("loa-e2e-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn post_as(client: &reqwest::Client, intake: &str, token: &str, id: &str) -> u16 {
+    client
+        .post(format!("{intake}/v1/events"))
+        .bearer_auth(token)
+        .json(&receipt_event(
+            id,
+            &format!("000.00.06.H56-261128-{}", &id[id.len() - 4..]),
+        ))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn a_source_token_added_to_the_tenants_file_works_after_sighup_and_a_broken_file_changes_nothing(
+) {
+    // Arrange: intake alone, reading a tenants file only on SIGHUP.
+    let env = TestEnv::new().await.unwrap();
+    let dir = scratch("sighup");
+    let (file, log) = (dir.join("tenants.toml"), dir.join("intake.log"));
+    let zalo = "http://127.0.0.1:1";
+    std::fs::write(&file, tenant_toml("demo", &["first-token"], 1, zalo)).unwrap();
+    let ports = Ports::free();
+    let settings = [
+        ("LOA_TENANTS_FILE", file.to_str().unwrap()),
+        ("LOA_TENANTS_POLL_MS", "0"),
+    ];
+    let mut intake: Process = spawn_with_stderr(
+        "intake",
+        &env,
+        &ports,
+        &settings,
+        Stdio::from(std::fs::File::create(&log).unwrap()),
+    );
+    let client = reqwest::Client::new();
+    let url = base(ports.intake);
+    wait_ready(&client, &[&url]).await;
+    assert_eq!(post_as(&client, &url, "first-token", "hup-0001").await, 202);
+    assert_eq!(
+        post_as(&client, &url, "second-token", "hup-0002").await,
+        401
+    );
+
+    // Act: the province gets a second source; the file changes, then SIGHUP.
+    std::fs::write(
+        &file,
+        tenant_toml("demo", &["first-token", "second-token"], 1, zalo),
+    )
+    .unwrap();
+    assert_eq!(
+        post_as(&client, &url, "second-token", "hup-0003").await,
+        401,
+        "polling is off: nothing changes before the signal"
+    );
+    intake.signal("HUP");
+
+    // Assert
+    eventually(Duration::from_secs(10), || async {
+        (post_as(&client, &url, "second-token", "hup-0004").await == 202).then_some(())
+    })
+    .await
+    .expect("the new source token is accepted without a restart");
+
+    // Act: a broken file (the province twice), then SIGHUP.
+    std::fs::write(
+        &file,
+        tenant_toml("demo", &["third-token"], 1, zalo)
+            + &tenant_toml("demo", &["fourth-token"], 2, zalo),
+    )
+    .unwrap();
+    intake.signal("HUP");
+    let refused = eventually(Duration::from_secs(10), || async {
+        let text = std::fs::read_to_string(&log).ok()?;
+        text.lines()
+            .find(|l| l.contains("Tenants file refused"))
+            .map(str::to_owned)
+    })
+    .await
+    .expect("the broken file is refused in the log");
+
+    // Assert: refused with the reason, the tenants in force kept, still running.
+    assert!(
+        refused.contains("duplicate tenant id") && refused.contains("tenants.demo"),
+        "{refused}"
+    );
+    assert!(!refused.contains("third-token") && !refused.contains("fourth-token"));
+    assert!(intake.is_running(), "a broken file never stops the service");
+    assert_eq!(
+        post_as(&client, &url, "second-token", "hup-0005").await,
+        202
+    );
+    assert_eq!(post_as(&client, &url, "third-token", "hup-0006").await, 401);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
