@@ -110,3 +110,37 @@ async fn loa_migrate_creates_every_services_schema_and_is_idempotent() {
         "{schemas:?}"
     );
 }
+
+#[tokio::test]
+async fn a_taken_port_is_one_line_naming_the_setting_that_moves_it_without_a_backtrace() {
+    // Arrange: something else listens on the port intake is told to use.
+    let env = TestEnv::new().await.unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+
+    // Act
+    let out = Command::new(env!("CARGO_BIN_EXE_loa"))
+        .args(["run", "intake"])
+        .env("LOA_AMQP_URL", &env.amqp_url)
+        .env("LOA_DATABASE_URL", &env.database_url)
+        .env("LOA_INTAKE__BIND", &addr)
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
+
+    // Assert
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("loa: ")).collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    let line = lines[0];
+    assert!(
+        line.contains(&format!("{addr} is already in use"))
+            && line.contains("LOA_INTAKE__BIND=<host:port>"),
+        "{line}"
+    );
+    assert!(
+        !stderr.contains("backtrace") && !stderr.contains("Caused by"),
+        "{stderr}"
+    );
+}

@@ -50,9 +50,7 @@ impl Application {
             token,
             Duration::from_millis(settings.backend_timeout_ms.max(100)),
         )?;
-        let listener = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("Failed to bind the console to {addr}"))?;
+        let listener = loa_platform::http::listen("console.bind", addr).await?;
         let port = listener.local_addr()?.port();
         Ok(Self {
             listener,

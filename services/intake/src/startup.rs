@@ -35,7 +35,7 @@ impl Application {
         settings.validate()?;
         crate::metrics::register();
         let addr = parse_bind("intake.bind", &settings.bind)?;
-        let listener = TcpListener::bind(addr).await?;
+        let listener = loa_platform::http::listen("intake.bind", addr).await?;
         let port = listener.local_addr()?.port();
         let publisher = Arc::new(Publisher::new(&common.amqp_url, "loa-intake-publisher"));
         if let Err(e) = publisher.ensure_connected().await {

@@ -63,9 +63,7 @@ impl Application {
         store::migrate(&pool)
             .await
             .context("Failed to migrate the tracker schema")?;
-        let listener = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("Failed to bind the tracker to {addr}"))?;
+        let listener = loa_platform::http::listen("tracker.bind", addr).await?;
         let port = listener.local_addr()?.port();
         Ok(Self {
             listener,

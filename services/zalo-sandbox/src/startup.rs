@@ -42,9 +42,8 @@ impl Application {
             .timeout(POST_TIMEOUT)
             .build()
             .context("Failed to build the webhook HTTP client")?;
-        let listener = TcpListener::bind(&settings.bind)
-            .await
-            .with_context(|| format!("Failed to bind the sandbox to {}", settings.bind))?;
+        let addr = loa_platform::config::parse_bind("sandbox.bind", &settings.bind)?;
+        let listener = loa_platform::http::listen("sandbox.bind", addr).await?;
         let port = listener
             .local_addr()
             .context("Failed to read the bound address")?

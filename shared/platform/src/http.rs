@@ -13,7 +13,8 @@ use futures_util::future::BoxFuture;
 use loa_contracts::ValidationError;
 use serde::Serialize;
 use serde_json::json;
-use std::sync::Arc;
+use std::{net::SocketAddr, sync::Arc};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 /// An error answered to an HTTP client: `{"error": {"code", "message", "field"}}`.
@@ -156,6 +157,62 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
         StatusCode::BAD_REQUEST
     };
     ApiError::new(status, code, rejection.body_text()).with_field(field)
+}
+
+/// Why a service could not listen on its address, saying which setting moves it: the
+/// message is all an operator sees (`loa run` prints it as one line).
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    /// Another process listens there already.
+    #[error(
+        "{addr} is already in use by another process; stop it, or move {service} with \
+         {env}=<host:port> (for example {env}={example})"
+    )]
+    Taken {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The service (`intake`).
+        service: String,
+        /// The environment variable of the setting (`LOA_INTAKE__BIND`).
+        env: String,
+        /// Another address to suggest.
+        example: SocketAddr,
+    },
+    /// Anything else: a foreign address, a privileged port.
+    #[error("cannot listen on {addr} ({source}); set {env}=<host:port>")]
+    Other {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The environment variable of the setting.
+        env: String,
+        /// What the system said.
+        source: std::io::Error,
+    },
+}
+
+/// Binds a service's HTTP listener on `addr`, the value of the setting `key`
+/// (`intake.bind`). A taken port is a [`ListenError`] naming `LOA_INTAKE__BIND`.
+pub async fn listen(key: &str, addr: SocketAddr) -> Result<TcpListener, ListenError> {
+    let (service, field) = key.split_once('.').unwrap_or((key, ""));
+    let env = if field.is_empty() {
+        format!("LOA_{}", service.to_uppercase())
+    } else {
+        format!("LOA_{}__{}", service.to_uppercase(), field.to_uppercase())
+    };
+    TcpListener::bind(addr).await.map_err(|source| {
+        if source.kind() == std::io::ErrorKind::AddrInUse {
+            let mut example = addr;
+            example.set_port(addr.port().checked_add(10_000).unwrap_or(0));
+            ListenError::Taken {
+                addr,
+                service: service.to_owned(),
+                env,
+                example,
+            }
+        } else {
+            ListenError::Other { addr, env, source }
+        }
+    })
 }
 
 /// The bearer token of a request, if any.
