@@ -28,14 +28,46 @@ use std::{
 /// connection and rebuild it.
 pub const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Opens a connection named `name` (visible in the management UI), bounded by
-/// [`BROKER_TIMEOUT`].
+/// Opens a connection named `name` (visible in the management UI), each attempt
+/// bounded by [`BROKER_TIMEOUT`].
+///
+/// `url` is one AMQP URI (a single node, or a cluster behind one DNS name), or the
+/// URIs of a cluster's nodes separated by commas
+/// (`amqp://loa:…@rabbitmq-0:5672/loa,amqp://loa:…@rabbitmq-1:5672/loa`). The nodes
+/// are tried in turn from a random one, so replicas spread over the cluster and a
+/// reconnection after a node failure finds a live node. Errors name the nodes tried,
+/// never their credentials.
 pub async fn connect(url: &str, name: &str) -> anyhow::Result<Connection> {
-    let props = ConnectionProperties::default().with_connection_name(name.into());
-    let conn = tokio::time::timeout(BROKER_TIMEOUT, Connection::connect(url, props))
-        .await
-        .map_err(|_| anyhow::anyhow!("timed out connecting to RabbitMQ"))??;
-    Ok(conn)
+    let nodes = nodes(url);
+    anyhow::ensure!(!nodes.is_empty(), "the RabbitMQ URL (amqp_url) is empty");
+    let first = rand::random_range(0..nodes.len());
+    let mut failures = Vec::with_capacity(nodes.len());
+    for i in 0..nodes.len() {
+        let node = nodes[(first + i) % nodes.len()];
+        let props = ConnectionProperties::default().with_connection_name(name.into());
+        match tokio::time::timeout(BROKER_TIMEOUT, Connection::connect(node, props)).await {
+            Ok(Ok(connection)) => return Ok(connection),
+            Ok(Err(e)) => failures.push(format!("{}: {e}", without_credentials(node))),
+            Err(_) => failures.push(format!("{}: timed out", without_credentials(node))),
+        }
+    }
+    anyhow::bail!("no RabbitMQ node answered ({})", failures.join("; "))
+}
+
+/// The node URIs of an `amqp_url`: one, or several separated by commas.
+pub fn nodes(url: &str) -> Vec<&str> {
+    url.split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .collect()
+}
+
+/// A node URI without its user and password, for messages.
+fn without_credentials(node: &str) -> String {
+    match (node.split_once("://"), node.rfind('@')) {
+        (Some((scheme, _)), Some(at)) => format!("{scheme}://{}", &node[at + 1..]),
+        _ => node.to_owned(),
+    }
 }
 
 /// Runs a broker operation with [`BROKER_TIMEOUT`].
