@@ -169,6 +169,33 @@ fn every_alert_has_a_duration_a_severity_and_an_english_summary_and_description(
 }
 
 #[test]
+fn every_alert_has_a_runbook_section_saying_what_it_means_how_to_confirm_it_and_what_to_do() {
+    let alerts = std::fs::read_to_string(root().join("deploy/prometheus/alerts.yml")).unwrap();
+    let runbook = std::fs::read_to_string(root().join("docs/runbook.md")).unwrap();
+    let names: Vec<&str> = alerts
+        .split("- alert: ")
+        .skip(1)
+        .map(|a| a.lines().next().unwrap().trim())
+        .collect();
+    assert!(names.len() >= 15, "{names:?}");
+    for name in names {
+        let heading = format!("### {name}\n");
+        let section = runbook
+            .split_once(&heading)
+            .unwrap_or_else(|| panic!("docs/runbook.md has no section {heading:?}"))
+            .1;
+        let section = section.split("\n### ").next().unwrap();
+        let section = section.split("\n## ").next().unwrap();
+        assert!(section.contains("**Means.**"), "{name}: what it means");
+        assert!(
+            section.contains("**Confirm") && section.contains("**Do.**")
+                || section.contains("**Confirm and do.**"),
+            "{name}: how to confirm it and what to do"
+        );
+    }
+}
+
+#[test]
 fn every_dashboard_query_is_valid_promql() {
     // Arrange: each query as a recording rule, Grafana's variables replaced.
     let dashboard = dashboard();
