@@ -49,7 +49,7 @@ pub enum Command {
         command: console::ConsoleCommand,
     },
     /// Benchmarks: the broker baseline, the pipeline end to end, latency at fixed
-    /// loads, and a held Zalo rate limit. Each writes reports under `bench/results/`.
+    /// loads, and a held Zalo rate limit. Each writes reports under `target/bench-results/`.
     Bench {
         /// Output options.
         #[command(flatten)]

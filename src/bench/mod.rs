@@ -1,7 +1,8 @@
 //! `loa bench`: the benchmark harness. Each subcommand starts what it needs on a private
 //! database and vhost (and removes them), prints a table, and writes a JSON and a
-//! Markdown report under `bench/results/` (`<subcommand>-<timestamp>.{json,md}` and
-//! `latest-<subcommand>.md`). With `--json`, stdout carries one JSON object.
+//! Markdown report under `target/bench-results/`, outside the tracked tree
+//! (`<subcommand>-<timestamp>.{json,md}` and `latest-<subcommand>.md`). With `--json`,
+//! stdout carries one JSON object. Results worth keeping go to `docs/performance.md`.
 //!
 //! All traffic stays on 127.0.0.1; every loop is bounded in count and time.
 //!
@@ -32,14 +33,18 @@ use report::Table;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
+/// Where reports go unless `--out-dir` says otherwise.
+pub const DEFAULT_OUT_DIR: &str = "target/bench-results";
+
 /// Options every subcommand takes.
 #[derive(Debug, Clone, clap::Args)]
 pub struct OutputArgs {
     /// Print one JSON object on stdout (tables go to stderr).
     #[arg(long, global = true)]
     pub json: bool,
-    /// Directory of the report files.
-    #[arg(long, global = true, default_value = "bench/results")]
+    /// Directory of the report files (created if missing; outside the tracked tree by
+    /// default, so runs never leave the checkout dirty).
+    #[arg(long, global = true, default_value = DEFAULT_OUT_DIR)]
     pub out_dir: PathBuf,
 }
 

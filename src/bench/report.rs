@@ -1,5 +1,5 @@
 //! Reports: aligned text tables for the terminal, the same tables in Markdown, and the
-//! JSON + Markdown files written under `bench/results/`.
+//! JSON + Markdown files written under `target/bench-results/` (or `--out-dir`).
 
 use anyhow::Context;
 use serde::Serialize;

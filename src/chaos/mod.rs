@@ -102,7 +102,7 @@ pub struct ChaosArgs {
     #[arg(long)]
     pub json: bool,
     /// Directory of the report files (`chaos-<timestamp>.{json,md}`, `latest-chaos.md`).
-    #[arg(long, default_value = "bench/results")]
+    #[arg(long, default_value = crate::bench::DEFAULT_OUT_DIR)]
     pub out_dir: PathBuf,
 }
 
