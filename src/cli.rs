@@ -69,26 +69,40 @@ pub async fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<()>
     let cli = Cli::parse_from(args);
     let settings = Settings::load(cli.config.as_deref())?;
     // A benchmark's services log only what goes wrong, so its tables stay readable.
-    // So do the operator's dead-letter commands, whose output is stdout.
+    // So do the operator's dead-letter commands, whose output is stdout, and the
+    // demo, whose story is (`RUST_LOG=info` shows everything).
     let filter = if matches!(
         cli.command,
         Command::Bench { .. }
             | Command::Chaos(_)
             | Command::DeadLetters { .. }
             | Command::Console { .. }
+            | Command::Demo { .. }
     ) {
         "warn,lapin=error"
     } else {
         "info,lapin=warn"
     };
-    loa_platform::telemetry::init(settings.common.log_format, filter, std::io::stderr);
+    // The demo's story goes to stdout; the services' logs wait until it is told.
+    let story_logs = demo::StoryLogs::held();
+    if let Command::Demo { .. } = cli.command {
+        let logs = story_logs.clone();
+        loa_platform::telemetry::init(settings.common.log_format, filter, move || logs.writer());
+    } else {
+        loa_platform::telemetry::init(settings.common.log_format, filter, std::io::stderr);
+    }
     match cli.command {
         Command::Run { target } => {
             let cancel = loa_platform::shutdown::on_signal();
             runner::start(target, &settings, cancel).await?.wait().await
         }
         Command::Migrate => runner::migrate(&settings).await,
-        Command::Demo { exit } => demo::run(&settings, exit).await,
+        Command::Demo { exit } => {
+            let told = demo::run(&settings, exit, story_logs.clone()).await;
+            // A story cut short still shows what the services logged.
+            story_logs.release();
+            told
+        }
         Command::DeadLetters { command } => dead_letters::run(command, &settings).await,
         Command::Console { command } => console::run(command, &settings).await,
         Command::Bench { output, command } => {

@@ -1,12 +1,21 @@
 //! `loa demo`: a small story a newcomer can watch. Dossiers are filed and move on; each
 //! event goes through intake's HTTP API like an upstream one-stop system's would, and
 //! what each citizen received at the Zalo sandbox is printed with its lookup link.
+//!
+//! Every run tells the whole story again: its dossiers get the next free numbers of
+//! the day at their agency (`<agency>-<yymmdd>-<nnnn>`, as a one-stop desk numbers
+//! them), found by asking the tracker. The services' log lines wait while the story
+//! is printed ([`StoryLogs`]), so they never cut through it.
 
 use crate::{runner, settings::Settings};
 use anyhow::Context;
 use chrono::{Duration, SecondsFormat, Utc};
 use loa_contracts::{phone::mask_phone, time::vietnam};
 use serde_json::{json, Value};
+use std::{
+    io::Write,
+    sync::{Arc, Mutex},
+};
 
 /// One step of the story.
 struct Step {
@@ -14,13 +23,23 @@ struct Step {
     event: Value,
 }
 
-fn story(run_id: &str) -> Vec<Step> {
+/// The ward's agency code, where two of the story's dossiers are filed.
+const WARD: &str = "000.00.06.H56";
+/// The land registration office's agency code.
+const LAND_OFFICE: &str = "000.00.10.H56";
+
+/// The dossier codes of one telling of the story.
+struct Codes {
+    marriage: String,
+    birth: String,
+    land: String,
+}
+
+fn story(run_id: &str, codes: &Codes) -> Vec<Step> {
     let now = Utc::now().with_timezone(&vietnam());
     let ts = |d: Duration| (now + d).to_rfc3339_opts(SecondsFormat::Secs, false);
-    let marriage = format!("000.00.06.H56-{}-0001", &run_id[..6]);
-    let birth = format!("000.00.06.H56-{}-0002", &run_id[..6]);
-    let land = format!("000.00.10.H56-{}-0003", &run_id[..6]);
-    let agency = json!({"code": "000.00.06.H56", "name": "UBND phường Đức Thắng"});
+    let (marriage, birth, land) = (&codes.marriage, &codes.birth, &codes.land);
+    let agency = json!({"code": WARD, "name": "UBND phường Đức Thắng"});
     vec![
         Step {
             caption: "Anh Nguyễn Văn An files a marriage registration at the ward's one-stop desk",
@@ -57,7 +76,7 @@ fn story(run_id: &str) -> Vec<Step> {
                 "event_id": format!("demo-{run_id}-4"), "tenant": "demo", "dossier_code": land, "status": "supplement_requested",
                 "occurred_at": ts(Duration::zero()), "received_at": ts(Duration::days(-5)), "due_at": ts(Duration::days(10)),
                 "procedure": {"code": "1.003003", "name": "Đăng ký biến động quyền sử dụng đất"},
-                "agency": {"code": "000.00.10.H56", "name": "Chi nhánh Văn phòng đăng ký đất đai"},
+                "agency": {"code": LAND_OFFICE, "name": "Chi nhánh Văn phòng đăng ký đất đai"},
                 "applicant": {"name": "Trần Thị Bích", "phone": "0358 777 888"},
                 "required_documents": ["Bản sao hợp đồng chuyển nhượng có công chứng"],
                 "reason": "Thiếu hợp đồng chuyển nhượng",
@@ -67,8 +86,102 @@ fn story(run_id: &str) -> Vec<Step> {
     ]
 }
 
+/// The demo's log sink: while the story is printed, log lines wait in memory, so they
+/// never cut through it; [`StoryLogs::release`] writes them to stderr, and every line
+/// after goes straight there. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct StoryLogs(Arc<Mutex<Option<Vec<u8>>>>);
+
+impl StoryLogs {
+    /// Holds every line until [`Self::release`].
+    pub fn held() -> Self {
+        Self(Arc::new(Mutex::new(Some(Vec::new()))))
+    }
+
+    /// Writes the held lines to stderr; later lines go there at once.
+    pub fn release(&self) {
+        let held = self.0.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(lines) = held.filter(|l| !l.is_empty()) {
+            let mut stderr = std::io::stderr().lock();
+            let _ = stderr.write_all(&lines);
+            let _ = stderr.flush();
+        }
+    }
+
+    /// A writer for one log line (what `tracing-subscriber` asks for per event).
+    pub fn writer(&self) -> StoryLogs {
+        self.clone()
+    }
+}
+
+impl Write for StoryLogs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut held = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match held.as_mut() {
+            Some(lines) => {
+                lines.extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            None => std::io::stderr().write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+/// The next `n` free dossier codes of `agency` today, `<agency>-<yymmdd>-<nnnn>`, after
+/// the highest number the tracker knows for that agency and day.
+async fn next_codes(
+    client: &reqwest::Client,
+    tracker: &str,
+    agency: &str,
+    n: u32,
+) -> anyhow::Result<Vec<String>> {
+    let today = Utc::now().with_timezone(&vietnam()).format("%y%m%d");
+    let prefix = format!("{agency}-{today}-");
+    let mut highest = 0u32;
+    let mut after: Option<String> = None;
+    // Bounded: 100 pages of 100 are more dossiers than a desk numbers in a day.
+    for _ in 0..100 {
+        let mut query = vec![("q", prefix.clone()), ("limit", "100".to_owned())];
+        if let Some(cursor) = &after {
+            query.push(("after", cursor.clone()));
+        }
+        let page: Value = client
+            .get(format!("{tracker}/v1/dossiers"))
+            .bearer_auth(DEMO_ADMIN_TOKEN)
+            .query(&query)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .context("The tracker did not answer the search for today's dossier numbers")?
+            .json()
+            .await?;
+        for dossier in page["dossiers"].as_array().into_iter().flatten() {
+            let number = dossier["code"]
+                .as_str()
+                .and_then(|c| c.strip_prefix(&prefix))
+                .and_then(|n| n.parse::<u32>().ok());
+            highest = highest.max(number.unwrap_or(0));
+        }
+        match page["next"].as_str() {
+            Some(next) => after = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    Ok((1..=n)
+        .map(|i| format!("{prefix}{:04}", highest + i))
+        .collect())
+}
+
+/// The demo tenant's admin token (the built-in `demo` tenant).
+const DEMO_ADMIN_TOKEN: &str = "demo-admin";
+
 /// Starts every service in-process, tells the story, prints what citizens received.
-pub async fn run(settings: &Settings, exit: bool) -> anyhow::Result<()> {
+/// The services' logs go to `logs`, released once the story is told.
+pub async fn run(settings: &Settings, exit: bool, logs: StoryLogs) -> anyhow::Result<()> {
     let cancel = loa_platform::shutdown::on_signal();
     // The demo is development: the console's demo account, cookies over plain HTTP.
     let mut settings = settings.clone();
@@ -82,11 +195,23 @@ pub async fn run(settings: &Settings, exit: bool) -> anyhow::Result<()> {
         "http://127.0.0.1:{}",
         system.sandbox_port.context("the sandbox is not running")?
     );
+    let tracker = format!(
+        "http://127.0.0.1:{}",
+        system.tracker_port.context("the tracker is not running")?
+    );
     let client = reqwest::Client::new();
     wait_ready(&client, &intake).await?;
+    wait_ready(&client, &tracker).await?;
 
     let run_id = format!("{:x}", Utc::now().timestamp_micros());
-    let steps = story(&run_id);
+    let ward = next_codes(&client, &tracker, WARD, 2).await?;
+    let land = next_codes(&client, &tracker, LAND_OFFICE, 1).await?;
+    let codes = Codes {
+        marriage: ward[0].clone(),
+        birth: ward[1].clone(),
+        land: land[0].clone(),
+    };
+    let steps = story(&run_id, &codes);
     println!(
         "\nLoa demo: {} dossier events, posted to intake as an upstream one-stop system would.\n",
         steps.len()
@@ -130,6 +255,8 @@ pub async fn run(settings: &Settings, exit: bool) -> anyhow::Result<()> {
             loa_console::accounts::DEMO_PASSWORD
         );
     }
+    println!();
+    logs.release();
     if exit {
         return system.stop().await;
     }
@@ -137,16 +264,16 @@ pub async fn run(settings: &Settings, exit: bool) -> anyhow::Result<()> {
     system.wait().await
 }
 
-async fn wait_ready(client: &reqwest::Client, intake: &str) -> anyhow::Result<()> {
+async fn wait_ready(client: &reqwest::Client, service: &str) -> anyhow::Result<()> {
     for _ in 0..100 {
-        if let Ok(r) = client.get(format!("{intake}/readyz")).send().await {
+        if let Ok(r) = client.get(format!("{service}/readyz")).send().await {
             if r.status().is_success() {
                 return Ok(());
             }
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    anyhow::bail!("intake did not become ready: are RabbitMQ and PostgreSQL running?")
+    anyhow::bail!("{service} did not become ready: are RabbitMQ and PostgreSQL running?")
 }
 
 async fn wait_for_messages(
@@ -179,7 +306,7 @@ async fn wait_for_messages(
     }
     anyhow::ensure!(
         !mine.is_empty(),
-        "no message reached the sandbox; see the logs above"
+        "no message reached the sandbox; see the services' logs"
     );
     Ok(mine)
 }

@@ -47,10 +47,12 @@ async fn the_services_run_as_separate_processes_and_carry_an_event_to_zalo() {
     assert_eq!(messages[0]["template_data"]["dossier_code"], "H56-0201");
 }
 
-#[tokio::test]
-async fn loa_demo_tells_its_story_and_exits() {
-    let env = TestEnv::new().await.unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_loa"))
+/// Runs `loa demo --exit` on `env` with its stdout and stderr in one file, as a
+/// terminal shows them, and returns what it printed.
+fn run_demo(env: &TestEnv, name: &str) -> String {
+    let path = std::env::temp_dir().join(format!("loa-demo-{}-{name}.txt", std::process::id()));
+    let out = std::fs::File::create(&path).unwrap();
+    let status = Command::new(env!("CARGO_BIN_EXE_loa"))
         .args(["demo", "--exit"])
         .env("LOA_AMQP_URL", &env.amqp_url)
         .env("LOA_DATABASE_URL", &env.database_url)
@@ -58,20 +60,93 @@ async fn loa_demo_tells_its_story_and_exits() {
         .env("LOA_TRACKER__BIND", "127.0.0.1:0")
         .env("LOA_NOTIFIER__BIND", "127.0.0.1:0")
         .env("LOA_SANDBOX__BIND", "127.0.0.1:0")
-        .output()
+        .env("LOA_CONSOLE__BIND", "127.0.0.1:0")
+        // Every log line the services have, to show that none cuts the story.
+        .env("RUST_LOG", "info")
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .status()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let printed = std::fs::read_to_string(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert!(status.success(), "{printed}");
+    printed
+}
+
+/// The dossier codes a telling of the story printed (`Hồ sơ <code> (…`).
+fn dossier_codes(printed: &str) -> Vec<String> {
+    printed
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Hồ sơ "))
+        .filter_map(|rest| rest.split(' ').next())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Whether a code has the real format `<agency>-<yymmdd>-<nnnn>`.
+fn is_real_code(code: &str) -> bool {
+    let parts: Vec<&str> = code.rsplitn(3, '-').collect();
+    let [number, day, agency] = parts[..] else {
+        return false;
+    };
+    number.len() == 4
+        && number.chars().all(|c| c.is_ascii_digit())
+        && day.len() == 6
+        && day.chars().all(|c| c.is_ascii_digit())
+        && agency.ends_with(".H56")
+}
+
+#[tokio::test]
+async fn loa_demo_tells_its_whole_story_twice_in_a_row_with_new_dossier_codes_and_no_log_line_inside(
+) {
+    // Arrange: one database and vhost for both runs, as on a laptop.
+    let env = TestEnv::new().await.unwrap();
+
+    // Act
+    let first = run_demo(&env, "first");
+    let second = run_demo(&env, "second");
+
+    // Assert
+    for printed in [&first, &second] {
+        assert_eq!(printed.matches("✉ ZNS to").count(), 4, "{printed}");
+        assert!(printed.contains("Đã xử lý xong"), "{printed}");
+        assert!(printed.contains("/tra-cuu/"), "{printed}");
+        assert!(
+            !printed.contains("0903123456") && !printed.contains("84903123456"),
+            "phones are masked: {printed}"
+        );
+        // The story runs from its title to the console's address with no log line.
+        let lines: Vec<&str> = printed.lines().collect();
+        let from = lines
+            .iter()
+            .position(|l| l.starts_with("Loa demo:"))
+            .unwrap();
+        let to = lines
+            .iter()
+            .position(|l| l.starts_with("Admin console:"))
+            .unwrap();
+        for line in &lines[from..=to] {
+            assert!(
+                !["INFO", "WARN", "ERROR", "\u{1b}["]
+                    .iter()
+                    .any(|mark| line.contains(mark)),
+                "a log line inside the story: {line:?}\n{printed}"
+            );
+        }
+        assert!(
+            lines[to..].iter().any(|l| l.contains("INFO")),
+            "the held log lines follow the story: {printed}"
+        );
+    }
+    let (one, two) = (dossier_codes(&first), dossier_codes(&second));
+    assert_eq!(one.len(), 4, "{first}");
     assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        one.iter().chain(&two).all(|c| is_real_code(c)),
+        "{one:?} {two:?}"
     );
-    assert_eq!(stdout.matches("✉ ZNS to").count(), 4, "{stdout}");
-    assert!(stdout.contains("Đã xử lý xong"), "{stdout}");
-    assert!(stdout.contains("/tra-cuu/"), "{stdout}");
     assert!(
-        !stdout.contains("0903123456") && !stdout.contains("84903123456"),
-        "phones are masked: {stdout}"
+        one.iter().all(|c| !two.contains(c)),
+        "the second run files new dossiers: {one:?} then {two:?}"
     );
 }
 

@@ -9,9 +9,11 @@
 //!
 //! Sampling is a passive `queue.declare` every [`SAMPLE_INTERVAL`] on a connection of
 //! its own: a passive declare of a missing queue closes its channel, and that must
-//! never take a consumer's channel with it. The first sample is taken at start-up, so
-//! the series exist as soon as the broker answers; while it does not, they keep their
-//! last value (no invented zero), and `/readyz` tells that the broker is gone.
+//! never take a consumer's channel with it. Like every Loa connection, it first
+//! declares the topology, so on a fresh vhost the queue exists before it is looked at.
+//! The first sample is taken at start-up, so the series exist as soon as the broker
+//! answers; while it does not, they keep their last value (no invented zero), and
+//! `/readyz` tells that the broker is gone.
 
 use super::timed;
 use lapin::{options::QueueDeclareOptions, types::FieldTable, Channel, Connection};
@@ -88,6 +90,7 @@ pub async fn sample_until_stopped(
             if link.is_none() {
                 let connection = super::connect(amqp_url, name).await?;
                 let channel = timed("channel.open", connection.create_channel()).await?;
+                super::topology::declare(&channel).await?;
                 link = Some((connection, channel));
             }
             let (_, channel) = link.as_ref().expect("connected above");
