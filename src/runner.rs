@@ -151,7 +151,7 @@ pub async fn start(
         let app = loa_notifier::Application::build(
             &settings.common,
             &settings.services.notifier,
-            tenants.current(),
+            tenants.clone(),
         )
         .await
         .context("Failed to start the notifier")?;

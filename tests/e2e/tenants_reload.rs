@@ -3,7 +3,7 @@
 
 use crate::{
     helpers::{receipt_event, wait_ready},
-    helpers_process::{base, spawn_with_stderr, Ports, Process},
+    helpers_process::{base, spawn, spawn_with_stderr, Ports, Process},
 };
 use loa_contracts::NotificationKind;
 use loa_platform::testing::{eventually, TestEnv};
@@ -146,5 +146,111 @@ async fn a_source_token_added_to_the_tenants_file_works_after_sighup_and_a_broke
         202
     );
     assert_eq!(post_as(&client, &url, "third-token", "hup-0006").await, 401);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_province_added_to_the_tenants_file_is_served_end_to_end_without_a_restart() {
+    // Arrange: the services as processes reading a tenants file with one province; the
+    // sandbox (Zalo) already knows the second province's app.
+    let env = TestEnv::new().await.unwrap();
+    let dir = scratch("province");
+    let ports = Ports::free();
+    let zalo = base(ports.sandbox);
+    let demo = tenant_toml("demo", &["demo-token"], 1, &zalo);
+    let binh_duong = tenant_toml("binh-duong", &["bd-token"], 2, &zalo);
+    let (ours, zalos) = (dir.join("tenants.toml"), dir.join("zalo-apps.toml"));
+    std::fs::write(&ours, &demo).unwrap();
+    std::fs::write(&zalos, demo.clone() + &binh_duong).unwrap();
+    let watched = [
+        ("LOA_TENANTS_FILE", ours.to_str().unwrap()),
+        ("LOA_TENANTS_POLL_MS", "100"),
+    ];
+    let _sandbox = spawn(
+        "zalo-sandbox",
+        &env,
+        &ports,
+        &[("LOA_TENANTS_FILE", zalos.to_str().unwrap())],
+    );
+    let _services: Vec<Process> = ["tracker", "notifier", "intake"]
+        .into_iter()
+        .map(|t| spawn(t, &env, &ports, &watched))
+        .collect();
+    let client = reqwest::Client::new();
+    let (intake, tracker, notifier) = (
+        base(ports.intake),
+        base(ports.tracker),
+        base(ports.notifier),
+    );
+    wait_ready(&client, &[&zalo, &tracker, &notifier, &intake]).await;
+    let mut event = receipt_event("bd-evt-1", "000.00.01.H57-261204-0001");
+    event["tenant"] = "binh-duong".into();
+    let post = || {
+        client
+            .post(format!("{intake}/v1/events"))
+            .bearer_auth("bd-token")
+            .json(&event)
+            .send()
+    };
+    assert_eq!(post().await.unwrap().status(), 401, "not a province yet");
+
+    // Act: the province is added to the file; nothing is restarted.
+    std::fs::write(&ours, demo + &binh_duong).unwrap();
+
+    // Assert: intake takes its events, the tracker tracks them, the notifier sends on
+    // the province's own Zalo app, and its metrics series exist.
+    eventually(Duration::from_secs(10), || async {
+        (post().await.ok()?.status() == 202).then_some(())
+    })
+    .await
+    .expect("intake accepts the new province's source token");
+    let sent = eventually(Duration::from_secs(30), || async {
+        let messages: Vec<serde_json::Value> = client
+            .get(format!("{zalo}/_sandbox/messages"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        messages
+            .into_iter()
+            .find(|m| m["template_data"]["dossier_code"] == "000.00.01.H57-261204-0001")
+    })
+    .await
+    .expect("the new province's citizen gets the receipt on Zalo");
+    assert_eq!(sent["app_id"], "1000000000000000002", "sent by its own app");
+    let dossier = client
+        .get(format!("{tracker}/v1/dossiers/000.00.01.H57-261204-0001"))
+        .bearer_auth("binh-duong-admin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        dossier.status(),
+        200,
+        "its admin token works at the tracker"
+    );
+    let deliveries = client
+        .get(format!(
+            "{notifier}/v1/deliveries?dossier_code=000.00.01.H57-261204-0001"
+        ))
+        .bearer_auth("binh-duong-admin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deliveries.status(), 200, "and at the notifier");
+    let metrics = client
+        .get(format!("{notifier}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"loa_notifier_retries_total{reason="transient",tenant="binh-duong"} 0"#),
+        "the new province's series start at zero"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -44,7 +44,7 @@ use loa_contracts::time::{vietnam, vietnam_day};
 use loa_platform::{
     amqp::Publisher,
     http::{admin_tenant, ApiError},
-    Tenants,
+    LiveTenants,
 };
 use serde::Serialize;
 use serde_json::json;
@@ -55,8 +55,8 @@ use std::{collections::BTreeMap, collections::HashMap, sync::Arc};
 pub struct AdminState {
     /// The notifier's database.
     pub pool: Pool,
-    /// Tenants (credentials, rate limits).
-    pub tenants: Tenants,
+    /// Tenants (credentials, rate limits), as the tenants file says now.
+    pub tenants: LiveTenants,
     /// Publishes replayed dead letters (resending a failed delivery).
     pub publisher: Arc<Publisher>,
 }
@@ -136,7 +136,7 @@ async fn overview(
     State(state): State<AdminState>,
     headers: HeaderMap,
 ) -> Result<Json<Overview>, ApiError> {
-    let tenant = admin_tenant(&state.tenants, &headers)?;
+    let tenant = admin_tenant(&state.tenants.current(), &headers)?;
     let day = vietnam_day(&Utc::now());
     let client = state
         .pool
@@ -439,7 +439,7 @@ async fn resend(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<ActionResult>, ApiError> {
-    let tenant = admin_tenant(&state.tenants, &headers)?.id.clone();
+    let tenant = admin_tenant(&state.tenants.current(), &headers)?.id.clone();
     let status = status_of(&state.pool, &tenant, &id).await?;
     let result = match status.as_str() {
         "deferred" | "ambiguous" => {
@@ -483,7 +483,7 @@ async fn resend(
             let report = dead_letters::replay(
                 &state.pool,
                 &state.publisher,
-                &state.tenants,
+                &state.tenants.current(),
                 Some(&tenant),
                 &Selection::Ids(ids),
             )
@@ -516,7 +516,7 @@ async fn cancel(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<ActionResult>, ApiError> {
-    let tenant = admin_tenant(&state.tenants, &headers)?.id.clone();
+    let tenant = admin_tenant(&state.tenants.current(), &headers)?.id.clone();
     let status = status_of(&state.pool, &tenant, &id).await?;
     let changed = change_parked(
         &state.pool,
@@ -571,7 +571,7 @@ async fn citizen_messages(
     headers: HeaderMap,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<CitizenMessagesPage>, ApiError> {
-    let tenant = admin_tenant(&state.tenants, &headers)?;
+    let tenant = admin_tenant(&state.tenants.current(), &headers)?;
     let Query(params) = query.map_err(|e| bad("query", e.body_text()))?;
     let mut before = i64::MAX;
     let mut limit: i64 = 50;
@@ -657,7 +657,7 @@ async fn authorize(
     headers: HeaderMap,
     loa_platform::http::JsonBody(body): loa_platform::http::JsonBody<serde_json::Value>,
 ) -> Result<Json<Authorized>, ApiError> {
-    let tenant = admin_tenant(&state.tenants, &headers)?;
+    let tenant = admin_tenant(&state.tenants.current(), &headers)?;
     let text = |field: &str| -> Result<String, ApiError> {
         body[field]
             .as_str()

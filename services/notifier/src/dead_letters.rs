@@ -59,7 +59,7 @@ use loa_platform::{
         OutgoingMessage, PublishError, Publisher,
     },
     http::{ApiError, JsonBody},
-    Tenants,
+    LiveTenants, Tenants,
 };
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -898,15 +898,16 @@ pub async fn refresh_unreplayed_gauge(pool: &Pool, tenants: &Tenants) -> anyhow:
 #[derive(Clone)]
 pub struct DeadLetters {
     pool: Pool,
-    tenants: Tenants,
+    tenants: LiveTenants,
     amqp_url: String,
     publisher: Arc<Publisher>,
 }
 
 impl DeadLetters {
     /// Prepares the consumer and API; the replay publisher connects on first use.
-    pub fn new(pool: Pool, tenants: Tenants, amqp_url: &str) -> Self {
-        metrics::init(&tenants);
+    pub fn new(pool: Pool, tenants: impl Into<LiveTenants>, amqp_url: &str) -> Self {
+        let tenants = tenants.into();
+        metrics::init(&tenants.current());
         Self {
             pool,
             tenants,
@@ -941,13 +942,15 @@ impl DeadLetters {
             status,
             cancel.clone(),
             move |batch| {
-                let (pool, tenants) = (pool.clone(), tenants.clone());
+                // One version of the tenants for the whole batch.
+                let (pool, tenants) = (pool.clone(), tenants.current());
                 async move { handle_deliveries(&pool, &tenants, &batch).await }
             },
         );
         let gauge = async {
             loop {
-                if let Err(e) = refresh_unreplayed_gauge(&self.pool, &self.tenants).await {
+                if let Err(e) = refresh_unreplayed_gauge(&self.pool, &self.tenants.current()).await
+                {
                     tracing::warn!(error.message = %e, "Could not count dead letters.");
                 }
                 tokio::select! {
@@ -956,7 +959,9 @@ impl DeadLetters {
                 }
             }
         };
-        tokio::join!(consumer, gauge);
+        // A reloaded tenants file brings its new tenants' series.
+        let follow = self.tenants.for_each_change(cancel.clone(), metrics::init);
+        tokio::join!(consumer, gauge, follow);
     }
 }
 
@@ -1004,7 +1009,7 @@ pub async fn handle_deliveries(
 // ---- HTTP ----
 
 fn admin_tenant(state: &DeadLetters, headers: &HeaderMap) -> Result<String, ApiError> {
-    loa_platform::http::admin_tenant(&state.tenants, headers).map(|t| t.id.clone())
+    loa_platform::http::admin_tenant(&state.tenants.current(), headers).map(|t| t.id)
 }
 
 fn bad_query(field: &str, message: impl Into<String>) -> ApiError {
@@ -1234,7 +1239,7 @@ async fn replay_handler(
     match replay(
         &state.pool,
         &state.publisher,
-        &state.tenants,
+        &state.tenants.current(),
         Some(&tenant),
         &selection,
     )

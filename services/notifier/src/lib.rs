@@ -89,7 +89,7 @@ use loa_platform::{
     amqp::{run_batch_consumer, topology, BatchConsumerSettings, BrokerStatus},
     db::Migration,
     http::{fallback, ops_router, serve, Readiness},
-    CommonSettings, Tenants,
+    CommonSettings, LiveTenants,
 };
 use sender::Sender;
 use serde::Deserialize;
@@ -251,7 +251,7 @@ pub struct Application {
     listener: tokio::net::TcpListener,
     port: u16,
     pool: deadpool_postgres::Pool,
-    tenants: Tenants,
+    tenants: LiveTenants,
     amqp_url: String,
     settings: NotifierSettings,
     tokens: Arc<TokenManager>,
@@ -267,13 +267,14 @@ impl Application {
     pub async fn build(
         common: &CommonSettings,
         settings: &NotifierSettings,
-        tenants: Tenants,
+        tenants: impl Into<LiveTenants>,
     ) -> anyhow::Result<Self> {
+        let tenants = tenants.into();
         let addr = loa_platform::config::parse_bind("notifier.bind", &settings.bind)?;
         let freshness = webhook::Freshness::from_settings(settings)?;
-        metrics::init(&tenants);
+        metrics::init(&tenants.current());
         zalo::init_metrics();
-        webhook::init_metrics(&tenants);
+        webhook::init_metrics(&tenants.current());
         loa_platform::db::ensure_database(&common.database_url).await?;
         let pool = loa_platform::db::pool(&common.database_url, common.database_pool_size)?;
         migrate(&pool)
@@ -284,7 +285,7 @@ impl Application {
         let tokens = Arc::new(TokenManager::new(
             pool.clone(),
             zalo.clone(),
-            &tenants,
+            &tenants.current(),
             Duration::from_secs(settings.token_refresh_margin_secs),
         ));
         tokens.seed().await?;
@@ -339,9 +340,7 @@ impl Application {
             Duration::from_millis(settings.scheduler_interval_ms.max(10)),
             settings.scheduler_batch,
         );
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("Failed to bind the notifier to {addr}"))?;
+        let listener = loa_platform::http::listen("notifier.bind", addr).await?;
         let port = listener.local_addr()?.port();
         Ok(Self {
             listener,
@@ -466,7 +465,13 @@ impl Application {
                 self.tokens.run_refresher(cancel.clone()),
                 self.scheduler.run(cancel.clone()),
                 self.leases.clone().run_renewals(cancel.clone()),
-                self.sender.declare_delay_queues(cancel.clone())
+                self.sender.declare_delay_queues(cancel.clone()),
+                // A reloaded tenants file: new tenants get token state and series.
+                self.tenants.for_each_change(cancel.clone(), |tenants| {
+                    self.tokens.sync(tenants);
+                    metrics::init(tenants);
+                    webhook::init_metrics(tenants);
+                })
             );
         };
         let receipts = receipts::run_reconciler(self.pool.clone(), cancel.clone());

@@ -24,7 +24,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use loa_platform::{
     http::{admin_tenant, ApiError},
-    Tenants,
+    LiveTenants, Tenants,
 };
 use serde::Serialize;
 
@@ -171,8 +171,8 @@ pub async fn refresh_gauge(pool: &Pool, tenants: &Tenants) -> anyhow::Result<()>
 pub struct PauseState {
     /// The notifier's database.
     pub pool: Pool,
-    /// Tenants, for admin tokens.
-    pub tenants: Tenants,
+    /// Tenants, for admin tokens (as the tenants file says now).
+    pub tenants: LiveTenants,
 }
 
 /// Answer of `POST /v1/pause/resume`.
@@ -192,7 +192,7 @@ pub async fn resume_handler(
     State(state): State<PauseState>,
     headers: HeaderMap,
 ) -> Result<Json<Resumed>, ApiError> {
-    let tenant = admin_tenant(&state.tenants, &headers)?;
+    let tenant = admin_tenant(&state.tenants.current(), &headers)?;
     let released = resume(&state.pool, &tenant.id).await?;
     Ok(Json(Resumed {
         tenant: tenant.id.clone(),
@@ -206,7 +206,7 @@ pub async fn status_handler(
     State(state): State<PauseState>,
     headers: HeaderMap,
 ) -> Result<Json<PauseView>, ApiError> {
-    let tenant = admin_tenant(&state.tenants, &headers)?;
+    let tenant = admin_tenant(&state.tenants.current(), &headers)?;
     Ok(Json(status(&state.pool, &tenant.id).await?))
 }
 

@@ -23,7 +23,7 @@ use axum::{
 use deadpool_postgres::Pool;
 use loa_platform::{
     http::{admin_tenant, ApiError},
-    Tenants,
+    LiveTenants,
 };
 use serde::Serialize;
 use std::collections::HashMap;
@@ -33,8 +33,8 @@ use std::collections::HashMap;
 pub struct AppState {
     /// The notifier's database.
     pub pool: Pool,
-    /// Tenants, for admin tokens.
-    pub tenants: Tenants,
+    /// Tenants, for admin tokens (as the tenants file says now).
+    pub tenants: LiveTenants,
 }
 
 /// The API routes (without the ops routes).
@@ -70,7 +70,7 @@ async fn list_deliveries(
     headers: HeaderMap,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let tenant = admin_tenant(&state.tenants, &headers)?;
+    let tenant = admin_tenant(&state.tenants.current(), &headers)?;
     let params = query.map(|Query(q)| q).unwrap_or_default();
     if params.contains_key("status") && !params.contains_key("dossier_code") {
         let page = crate::admin::list_by_status(&state.pool, &tenant.id, &params).await?;

@@ -19,7 +19,7 @@ use anyhow::Context;
 use deadpool_postgres::Pool;
 use loa_platform::{
     amqp::{topology, OutgoingMessage, Publisher},
-    Tenants,
+    LiveTenants,
 };
 use serde_json::Value;
 use std::{sync::Arc, time::Duration};
@@ -31,7 +31,7 @@ pub struct Scheduler {
     pool: Pool,
     publisher: Arc<Publisher>,
     clock: Clock,
-    tenants: Tenants,
+    tenants: LiveTenants,
     interval: Duration,
     batch: i64,
 }
@@ -42,7 +42,7 @@ impl Scheduler {
         pool: Pool,
         publisher: Arc<Publisher>,
         clock: Clock,
-        tenants: Tenants,
+        tenants: LiveTenants,
         interval: Duration,
         batch: usize,
     ) -> Self {
@@ -73,7 +73,7 @@ impl Scheduler {
                     }
                 }
             }
-            if let Err(e) = pause::refresh_gauge(&self.pool, &self.tenants).await {
+            if let Err(e) = pause::refresh_gauge(&self.pool, &self.tenants.current()).await {
                 tracing::warn!(error.message = %e, "Failed to read tenant pauses.");
             }
             tokio::select! {

@@ -60,7 +60,7 @@ use loa_contracts::{phone::mask_phone, Envelope, Lane, NotificationRequest};
 use loa_platform::{
     amqp::{consumer::header, topology, Disposition, OutgoingMessage},
     tenants::ZaloAppSettings,
-    Secret, TenantSettings, Tenants,
+    LiveTenants, Secret, TenantSettings,
 };
 use serde_json::json;
 use std::{
@@ -156,8 +156,8 @@ pub struct SenderParts {
     pub zalo: ZaloClient,
     /// Access tokens.
     pub tokens: Arc<TokenManager>,
-    /// Tenants (Zalo apps, templates, limits).
-    pub tenants: Tenants,
+    /// Tenants (Zalo apps, templates, limits), as the tenants file says now.
+    pub tenants: LiveTenants,
     /// The wall clock of deferrals.
     pub clock: Clock,
     /// The shared rate limit, pause and quota gate.
@@ -708,7 +708,9 @@ impl Sender {
         history: &mut Vec<Transition>,
     ) {
         let now = self.inner.clock.now();
-        let mut plans: Vec<(usize, &'a Incoming, &'a TenantSettings, &'a str)> = Vec::new();
+        // One version of the tenants for the whole batch.
+        let tenants = self.inner.tenants.current();
+        let mut plans: Vec<(usize, &'a Incoming, &TenantSettings, &str)> = Vec::new();
         for &i in claimed {
             let incoming = items[i];
             let request = &incoming.request;
@@ -729,7 +731,7 @@ impl Sender {
                     now,
                 )
             };
-            let Some(tenant) = self.inner.tenants.get(&request.tenant) else {
+            let Some(tenant) = tenants.get(&request.tenant) else {
                 settled.insert(
                     i,
                     unsendable(format!("unknown tenant `{}`", request.tenant)),
@@ -780,7 +782,7 @@ impl Sender {
             }
         };
 
-        let mut pending: Vec<Work<'a>> = Vec::new();
+        let mut pending: Vec<Work<'_>> = Vec::new();
         for (i, incoming, tenant, template_id) in plans {
             let request = &incoming.request;
             let follower = request.recipient.phone.as_ref().and_then(|p| {
@@ -828,7 +830,7 @@ impl Sender {
                 continue;
             }
             let max_in_flight = self.inner.max_in_flight;
-            let (works, leave_at): (Vec<Work<'a>>, Vec<Instant>) = sends.into_iter().unzip();
+            let (works, leave_at): (Vec<Work<'_>>, Vec<Instant>) = sends.into_iter().unzip();
             let results: Vec<(usize, SendOutcome, Option<Secret>)> =
                 futures_util::stream::iter(0..works.len())
                     .map(|k| {
@@ -847,7 +849,7 @@ impl Sender {
                     .collect()
                     .await;
 
-            let mut works: Vec<Option<Work<'a>>> = works.into_iter().map(Some).collect();
+            let mut works: Vec<Option<Work<'_>>> = works.into_iter().map(Some).collect();
             let mut next = later;
             let mut slow_down: HashSet<&str> = HashSet::new();
             for (k, mut outcome, token) in results {
@@ -1184,7 +1186,7 @@ impl Sender {
 
     /// The tenant as a metrics label: only configured ids, so labels stay bounded.
     fn tenant_label<'a>(&self, request: &'a NotificationRequest) -> &'a str {
-        if self.inner.tenants.get(&request.tenant).is_some() {
+        if self.inner.tenants.current().get(&request.tenant).is_some() {
             request.tenant.as_str()
         } else {
             "unknown"

@@ -18,6 +18,11 @@
 //! background loop, so an idle tenant's refresh token keeps rotating too) and on demand
 //! after Zalo refused one. Tokens never reach a log line: they are [`Secret`]s.
 //!
+//! A reloaded tenants file reaches the manager through [`TokenManager::sync`]: a new
+//! tenant gets its token state (its row is seeded at its first refresh), a changed
+//! Zalo app (a rotated app secret, another OAuth URL) is used from the next refresh
+//! on, and a removed tenant is no longer refreshed. Cached tokens survive a reload.
+//!
 //! Every failed refresh counts in `loa_notifier_token_refresh_failures_total{class}`;
 //! one that needs an operator (the refresh token is refused, or Zalo's token endpoint
 //! answered without tokens in any other shape, see [`crate::zalo::parse_token_answer`]:
@@ -90,7 +95,8 @@ struct Cached {
 }
 
 struct TenantTokens {
-    settings: TenantSettings,
+    /// The tenant as the tenants file says now ([`TokenManager::sync`] replaces it).
+    settings: RwLock<TenantSettings>,
     cached: RwLock<Option<Cached>>,
     /// Held for the whole refresh.
     refresh: Mutex<RefreshState>,
@@ -106,6 +112,22 @@ struct RefreshState {
 }
 
 impl TenantTokens {
+    fn new(settings: TenantSettings) -> Self {
+        Self {
+            settings: RwLock::new(settings),
+            cached: RwLock::new(None),
+            refresh: Mutex::new(RefreshState::default()),
+        }
+    }
+
+    /// A copy of the tenant's settings, as they are now.
+    fn settings(&self) -> TenantSettings {
+        self.settings
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     fn cached(&self) -> Option<Cached> {
         self.cached.read().map(|c| c.clone()).unwrap_or_default()
     }
@@ -117,7 +139,7 @@ impl TenantTokens {
                 expires_at,
             });
         }
-        metrics::token_expiry(&self.settings.id, expires_at);
+        metrics::token_expiry(&self.settings().id, expires_at);
     }
 }
 
@@ -134,7 +156,8 @@ pub struct TokenManager {
     pool: Pool,
     zalo: ZaloClient,
     margin: chrono::Duration,
-    tenants: HashMap<String, Arc<TenantTokens>>,
+    /// By tenant id; read briefly, never held across an await.
+    tenants: RwLock<HashMap<String, Arc<TenantTokens>>>,
 }
 
 impl TokenManager {
@@ -143,21 +166,37 @@ impl TokenManager {
         let tenants = tenants
             .all()
             .iter()
-            .map(|t| {
-                let state = TenantTokens {
-                    settings: t.clone(),
-                    cached: RwLock::new(None),
-                    refresh: Mutex::new(RefreshState::default()),
-                };
-                (t.id.clone(), Arc::new(state))
-            })
+            .map(|t| (t.id.clone(), Arc::new(TenantTokens::new(t.clone()))))
             .collect();
         Self {
             pool,
             zalo,
             margin: chrono::Duration::from_std(margin).unwrap_or(chrono::Duration::hours(5)),
-            tenants,
+            tenants: RwLock::new(tenants),
         }
+    }
+
+    /// Follows a reloaded tenants file: adds the new tenants, gives the others their
+    /// current settings (keeping their cached tokens) and forgets the removed ones.
+    pub fn sync(&self, tenants: &Tenants) {
+        let mut map = self.tenants.write().unwrap_or_else(|e| e.into_inner());
+        map.retain(|id, _| tenants.get(id).is_some());
+        for t in tenants.all() {
+            match map.get(&t.id) {
+                Some(state) => {
+                    *state.settings.write().unwrap_or_else(|e| e.into_inner()) = t.clone();
+                }
+                None => {
+                    map.insert(t.id.clone(), Arc::new(TenantTokens::new(t.clone())));
+                }
+            }
+        }
+    }
+
+    /// Every tenant's token state, as of now.
+    fn all(&self) -> Vec<(String, Arc<TenantTokens>)> {
+        let map = self.tenants.read().unwrap_or_else(|e| e.into_inner());
+        map.iter().map(|(id, t)| (id.clone(), t.clone())).collect()
     }
 
     /// Stores each tenant's configured refresh token, only for tenants without a row:
@@ -168,12 +207,13 @@ impl TokenManager {
             .get()
             .await
             .context("Failed to get a PostgreSQL connection")?;
-        for t in self.tenants.values() {
+        for (_, t) in self.all() {
+            let settings = t.settings();
             client
                 .execute(
                     "INSERT INTO notifier.oauth_tokens (tenant, refresh_token) VALUES ($1, $2)
                      ON CONFLICT (tenant) DO NOTHING",
-                    &[&t.settings.id, &t.settings.zalo.refresh_token.expose()],
+                    &[&settings.id, &settings.zalo.refresh_token.expose()],
                 )
                 .await
                 .context("Failed to seed the OAuth tokens")?;
@@ -181,9 +221,12 @@ impl TokenManager {
         Ok(())
     }
 
-    fn tenant(&self, id: &str) -> Result<&Arc<TenantTokens>, TokenError> {
+    fn tenant(&self, id: &str) -> Result<Arc<TenantTokens>, TokenError> {
         self.tenants
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
             .get(id)
+            .cloned()
             .ok_or_else(|| TokenError::UnknownTenant(id.to_owned()))
     }
 
@@ -202,7 +245,7 @@ impl TokenManager {
                 let Ok(mut guard) = t.refresh.try_lock() else {
                     return Ok(c.access_token);
                 };
-                return match self.refresh_locked(t, &mut guard, Need::Fresh).await {
+                return match self.refresh_locked(&t, &mut guard, Need::Fresh).await {
                     Ok(token) => Ok(token),
                     Err(e) => {
                         tracing::warn!(tenant, error.message = %e, "Failed to refresh the Zalo access token ahead of expiry; using the current one.");
@@ -217,7 +260,7 @@ impl TokenManager {
                 return Ok(c.access_token);
             }
         }
-        self.refresh_locked(t, &mut guard, Need::Fresh).await
+        self.refresh_locked(&t, &mut guard, Need::Fresh).await
     }
 
     /// A replacement for an access token Zalo refused (-216, -220, -124, HTTP 401).
@@ -235,7 +278,7 @@ impl TokenManager {
                 return Ok(c.access_token);
             }
         }
-        self.refresh_locked(t, &mut guard, Need::Replace(rejected))
+        self.refresh_locked(&t, &mut guard, Need::Replace(rejected))
             .await
     }
 
@@ -244,7 +287,9 @@ impl TokenManager {
     /// the next round.
     pub async fn run_refresher(&self, cancel: CancellationToken) {
         loop {
-            for (id, t) in &self.tenants {
+            // The tenants as of this round: a reload shows in the next one.
+            for (id, t) in self.all() {
+                let id = id.as_str();
                 if cancel.is_cancelled() {
                     return;
                 }
@@ -287,7 +332,8 @@ impl TokenManager {
         state: &mut RefreshState,
         need: Need<'_>,
     ) -> Result<Secret, TokenError> {
-        let tenant = t.settings.id.as_str();
+        let settings = t.settings();
+        let tenant = settings.id.as_str();
         let pending = &mut state.pending;
         // A pair Zalo issued earlier but we could not store: it is the only valid one.
         if let Some(pair) = pending.as_ref() {
@@ -326,7 +372,7 @@ impl TokenManager {
         tx.execute(
             "INSERT INTO notifier.oauth_tokens (tenant, refresh_token) VALUES ($1, $2)
              ON CONFLICT (tenant) DO NOTHING",
-            &[&tenant, &t.settings.zalo.refresh_token.expose()],
+            &[&tenant, &settings.zalo.refresh_token.expose()],
         )
         .await
         .context("Failed to seed the OAuth token row")?;
@@ -364,7 +410,7 @@ impl TokenManager {
         let pending = &mut state.pending;
         let pair = match self
             .zalo
-            .refresh_access_token(&t.settings.zalo, &refresh_token)
+            .refresh_access_token(&settings.zalo, &refresh_token)
             .await
         {
             Ok(pair) => {

@@ -38,7 +38,7 @@ use axum::{
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use loa_contracts::{phone::mask_phone, PhoneNumber};
-use loa_platform::{http::ApiError, tenants::TenantSettings, Tenants};
+use loa_platform::{http::ApiError, tenants::TenantSettings, LiveTenants, Tenants};
 use prometheus::{register_int_counter_vec, IntCounterVec};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -112,8 +112,8 @@ impl Freshness {
 pub struct WebhookState {
     /// The notifier's database.
     pub pool: Pool,
-    /// Tenants, for app ids and OA secret keys.
-    pub tenants: Tenants,
+    /// Tenants, for app ids and OA secret keys (as the tenants file says now).
+    pub tenants: LiveTenants,
     /// How recent a webhook must be.
     pub freshness: Freshness,
 }
@@ -705,8 +705,9 @@ async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
+    let tenants = state.tenants.current();
     let (tenant, webhook) =
-        match authenticate(&state.tenants, &headers, &body, Utc::now(), state.freshness) {
+        match authenticate(&tenants, &headers, &body, Utc::now(), state.freshness) {
             Ok(ok) => ok,
             Err(refusal) => {
                 count(&refusal.tenant, refusal.event, refusal.outcome);
