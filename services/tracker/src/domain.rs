@@ -1,6 +1,7 @@
-//! The dossier state machine's pure rules: which event is newer, whether a dossier is
-//! early, on time or overdue, the unguessable lookup token, and the masked name the
-//! public page may show. Nothing here touches the database or the broker, so every
+//! The dossier state machine's pure rules: where an event sits in its dossier's life,
+//! whether a dossier is early, on time or overdue, the unguessable lookup token, and
+//! the masked name the public page may show (the transitions themselves are in
+//! [`crate::lifecycle`]). Nothing here touches the database or the broker, so every
 //! rule is unit-tested directly.
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -39,7 +40,7 @@ pub fn is_lookup_token(candidate: &str) -> bool {
 }
 
 /// Where an event sits in its dossier's life, so out-of-order and duplicate deliveries
-/// cannot move a dossier backwards.
+/// cannot move a dossier backwards (see [`crate::lifecycle`] for the order built on it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OrderingKey {
     /// Upstream's per-dossier sequence, when it sends one.
@@ -58,18 +59,6 @@ impl OrderingKey {
             occurred_at: event.occurred_at.with_timezone(&Utc),
             stage: event.status.stage(),
         }
-    }
-
-    /// Whether an event with this key should replace a state with key `current`:
-    /// by sequence when both carry one (and they differ), otherwise by occurrence time,
-    /// then by lifecycle stage. Equal keys are not newer, so a repeat never re-applies.
-    pub fn is_newer_than(&self, current: &OrderingKey) -> bool {
-        if let (Some(mine), Some(theirs)) = (self.sequence, current.sequence) {
-            if mine != theirs {
-                return mine > theirs;
-            }
-        }
-        (self.occurred_at, self.stage) > (current.occurred_at, current.stage)
     }
 }
 
@@ -170,14 +159,6 @@ mod tests {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
     }
 
-    fn key(sequence: Option<i64>, occurred_at: &str, status: DossierStatus) -> OrderingKey {
-        OrderingKey {
-            sequence,
-            occurred_at: at(occurred_at),
-            stage: status.stage(),
-        }
-    }
-
     #[test]
     fn lookup_tokens_are_stable_hex_and_differ_per_tenant_code_and_secret() {
         let secret = Secret::new("s1");
@@ -200,56 +181,6 @@ mod tests {
         assert!(!is_lookup_token("short"));
         assert!(!is_lookup_token("ABCDEFABCDEFABCDEFABCDEF"));
         assert!(!is_lookup_token("../../etc/passwd/xxxxxxxx"));
-    }
-
-    #[test]
-    fn sequence_orders_events_when_both_have_one() {
-        let older = key(
-            Some(1),
-            "2026-11-28T10:00:00+07:00",
-            DossierStatus::ResultReady,
-        );
-        let newer = key(
-            Some(2),
-            "2026-11-28T09:00:00+07:00",
-            DossierStatus::Received,
-        );
-        assert!(newer.is_newer_than(&older));
-        assert!(!older.is_newer_than(&newer));
-    }
-
-    #[test]
-    fn occurrence_time_orders_events_without_sequence_then_stage_breaks_ties() {
-        let received = key(None, "2026-11-28T09:00:00+07:00", DossierStatus::Received);
-        let ready = key(
-            Some(7),
-            "2026-11-29T09:00:00+07:00",
-            DossierStatus::ResultReady,
-        );
-        assert!(ready.is_newer_than(&received));
-        assert!(!received.is_newer_than(&ready));
-        let processing = key(None, "2026-11-28T09:00:00+07:00", DossierStatus::Processing);
-        assert!(processing.is_newer_than(&received));
-        assert!(!received.is_newer_than(&processing));
-    }
-
-    #[test]
-    fn an_identical_key_is_not_newer() {
-        let k = key(
-            Some(3),
-            "2026-11-28T09:00:00+07:00",
-            DossierStatus::Processing,
-        );
-        assert!(!k.is_newer_than(&k));
-        let same_seq_later = key(
-            Some(3),
-            "2026-11-28T10:00:00+07:00",
-            DossierStatus::Processing,
-        );
-        assert!(
-            same_seq_later.is_newer_than(&k),
-            "equal sequences fall back to time"
-        );
     }
 
     #[test]

@@ -11,7 +11,9 @@
 //! # Layout
 //!
 //! - [`configuration`]: the [`TrackerSettings`].
-//! - [`domain`]: pure rules: event ordering, timeliness, lookup tokens, name masking.
+//! - [`domain`]: pure rules: ordering keys, timeliness, lookup tokens, name masking.
+//! - [`lifecycle`]: the legal transitions between statuses, and the state a dossier's
+//!   events fold into whatever their order ([`DossierState`]).
 //! - [`planning`]: [`plan`], which notification an event deserves and its parameters.
 //! - [`store`]: the `tracker` schema, its migrations and [`store::apply_batch`], the unit
 //!   of work that applies one consumed batch.
@@ -28,6 +30,7 @@
 pub mod configuration;
 pub mod consumer;
 pub mod domain;
+pub mod lifecycle;
 pub mod metrics;
 pub mod planning;
 pub mod relay;
@@ -38,6 +41,7 @@ pub mod store;
 
 pub use configuration::TrackerSettings;
 pub use domain::{lookup_token, Timeliness};
+pub use lifecycle::DossierState;
 pub use planning::{plan, PlanContext};
 pub use startup::Application;
 pub use store::{migrate, SCHEMA};

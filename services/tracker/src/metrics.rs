@@ -25,6 +25,9 @@ pub enum EventOutcome {
     /// upstream bug. Not applied; dead-lettered (`event_id_reused`) for the tenant's
     /// admins.
     Conflict,
+    /// The lifecycle does not allow its status after its dossier's (see
+    /// [`crate::lifecycle`]): kept in the history, flagged, not applied, not notified.
+    InvalidTransition,
     /// Undecodable, of another type, or for an unknown tenant.
     DeadLetter,
 }
@@ -37,16 +40,18 @@ impl EventOutcome {
             Self::Duplicate => "duplicate",
             Self::Stale => "stale",
             Self::Conflict => "conflict",
+            Self::InvalidTransition => "invalid_transition",
             Self::DeadLetter => "dead_letter",
         }
     }
 
     /// Every outcome, for creating the series at zero.
-    pub const ALL: [EventOutcome; 5] = [
+    pub const ALL: [EventOutcome; 6] = [
         Self::Applied,
         Self::Duplicate,
         Self::Stale,
         Self::Conflict,
+        Self::InvalidTransition,
         Self::DeadLetter,
     ];
 }
@@ -54,7 +59,7 @@ impl EventOutcome {
 static EVENTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "loa_tracker_events_total",
-        "Dossier events consumed by the tracker, by tenant and outcome (applied, duplicate, stale, conflict, dead_letter).",
+        "Dossier events consumed by the tracker, by tenant and outcome (applied, duplicate, stale, conflict, invalid_transition, dead_letter).",
         &["tenant", "outcome"]
     )
     .expect("metric registers once")

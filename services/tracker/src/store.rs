@@ -13,8 +13,10 @@
 //!   state change, relayed to RabbitMQ afterwards and deleted once confirmed (see
 //!   [`crate::relay`]).
 
+pub use crate::lifecycle::DossierState;
 use crate::{
-    domain::{is_completion, lookup_token, mask_name, OrderingKey},
+    domain::{lookup_token, OrderingKey},
+    lifecycle::{fold, Newest, Verdict},
     metrics::EventOutcome,
     planning::{plan, PlanContext},
 };
@@ -165,6 +167,20 @@ ALTER TABLE tracker.dossiers
     ADD COLUMN due_stage        smallint;
 "#,
     },
+    Migration {
+        version: 7,
+        name: "lifecycle rules: invalid transitions flagged, how a dossier's events are ordered",
+        // `all_sequenced` says whether a dossier's events are ordered by sequence (see
+        // `crate::lifecycle`); computed once from the history here.
+        sql: r#"
+ALTER TABLE tracker.dossier_events ADD COLUMN invalid_transition boolean NOT NULL DEFAULT false;
+ALTER TABLE tracker.dossiers ADD COLUMN all_sequenced boolean NOT NULL DEFAULT false;
+UPDATE tracker.dossiers AS d SET all_sequenced = true
+ WHERE NOT EXISTS (SELECT 1 FROM tracker.dossier_events AS e
+                    WHERE e.tenant = d.tenant AND e.dossier_code = d.dossier_code
+                      AND e.sequence IS NULL);
+"#,
+    },
 ];
 
 /// The tracker's migrations, in order (an upgrade test applies a prefix of them).
@@ -211,45 +227,6 @@ pub struct BatchOutcome {
     pub conflicts: Vec<EventConflict>,
 }
 
-/// A dossier's current state, as stored in `tracker.dossiers`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DossierState {
-    /// Tenant id.
-    pub tenant: String,
-    /// The code printed on the receipt.
-    pub dossier_code: String,
-    /// Current status.
-    pub status: DossierStatus,
-    /// Procedure code (mã TTHC).
-    pub procedure_code: String,
-    /// Procedure name.
-    pub procedure_name: String,
-    /// Agency code.
-    pub agency_code: String,
-    /// Agency name.
-    pub agency_name: String,
-    /// The owner's masked name (`Trần T. B.`), the only form the public page shows.
-    pub applicant_masked: String,
-    /// When the desk received the dossier.
-    pub received_at: Option<DateTime<Utc>>,
-    /// The appointment date.
-    pub due_at: Option<DateTime<Utc>>,
-    /// The ordering key of the newest event that carried the appointment date: only a
-    /// newer one may move it (an appointment moves forward when a supplement is
-    /// requested, so a late, older one must not move it back).
-    pub due_ordering: Option<OrderingKey>,
-    /// When the result became ready (9), or was returned (10) without a 9 seen first.
-    pub completed_at: Option<DateTime<Utc>>,
-    /// The token of the public lookup link.
-    pub lookup_token: String,
-    /// The event that set this state.
-    pub last_event_id: String,
-    /// That event's ordering key.
-    pub ordering: OrderingKey,
-    /// When the state last changed.
-    pub updated_at: DateTime<Utc>,
-}
-
 /// One entry of a dossier's history.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HistoryEntry {
@@ -261,98 +238,9 @@ pub struct HistoryEntry {
     pub occurred_at: DateTime<Utc>,
     /// Upstream's sequence, if any.
     pub sequence: Option<i64>,
-}
-
-/// The state a dossier takes when `event` becomes current: the event's data, with
-/// dates it does not repeat kept from `previous`.
-pub fn next_state(
-    previous: Option<&DossierState>,
-    event: &DossierEvent,
-    lookup_token: String,
-    now: DateTime<Utc>,
-) -> DossierState {
-    let occurred_at = event.occurred_at.with_timezone(&Utc);
-    let received_at = event
-        .received_at
-        .map(|d| d.with_timezone(&Utc))
-        .or_else(|| previous.and_then(|p| p.received_at))
-        .or_else(|| (event.status == DossierStatus::Received).then_some(occurred_at));
-    let (due_at, due_ordering) = match event.due_at {
-        Some(due) => (Some(due.with_timezone(&Utc)), Some(OrderingKey::of(event))),
-        None => previous
-            .map(|p| (p.due_at, p.due_ordering))
-            .unwrap_or_default(),
-    };
-    let completed_at = if is_completion(event.status) {
-        previous
-            .filter(|p| is_completion(p.status))
-            .and_then(|p| p.completed_at)
-            .or(Some(occurred_at))
-    } else {
-        None
-    };
-    DossierState {
-        tenant: event.tenant.clone(),
-        dossier_code: event.dossier_code.clone(),
-        status: event.status,
-        procedure_code: event.procedure.code.clone(),
-        procedure_name: event.procedure.name.clone(),
-        agency_code: event.agency.code.clone(),
-        agency_name: event.agency.name.clone(),
-        applicant_masked: mask_name(&event.applicant.name),
-        received_at,
-        due_at,
-        due_ordering,
-        completed_at,
-        lookup_token,
-        last_event_id: event.event_id.clone(),
-        ordering: OrderingKey::of(event),
-        updated_at: now,
-    }
-}
-
-/// Lets a stale event (older than `state`'s current one) fill in the facts `state`
-/// lacks, whatever order events arrive in; its status never becomes current. Returns
-/// whether anything changed.
-///
-/// - the reception date, only if the state has none: the event's `received_at`, or
-///   for a `received` (2) event its own time;
-/// - the appointment, only if the event is newer than the one that set the current
-///   appointment (or there is none): appointments move forward on supplements, and
-///   an old one must not undo that;
-/// - the completion date, when both the event and the state are completions (9 or
-///   10): the earliest, so a late "result ready" dates a "returned" dossier's result.
-pub fn absorb_stale(state: &mut DossierState, event: &DossierEvent, now: DateTime<Utc>) -> bool {
-    let before = state.clone();
-    let occurred_at = event.occurred_at.with_timezone(&Utc);
-    if state.received_at.is_none() {
-        state.received_at = event
-            .received_at
-            .map(|d| d.with_timezone(&Utc))
-            .or_else(|| (event.status == DossierStatus::Received).then_some(occurred_at));
-    }
-    if let Some(due) = event.due_at {
-        let key = OrderingKey::of(event);
-        if state
-            .due_ordering
-            .is_none_or(|set_by| key.is_newer_than(&set_by))
-        {
-            state.due_at = Some(due.with_timezone(&Utc));
-            state.due_ordering = Some(key);
-        }
-    }
-    if is_completion(event.status) && is_completion(state.status) {
-        state.completed_at = Some(
-            state
-                .completed_at
-                .map_or(occurred_at, |done| done.min(occurred_at)),
-        );
-    }
-    let changed = *state != before;
-    if changed {
-        state.updated_at = now;
-    }
-    changed
+    /// The lifecycle does not allow its status after the dossier's: recorded, not
+    /// applied (see [`crate::lifecycle`]).
+    pub invalid_transition: bool,
 }
 
 /// The public lookup link of a dossier.
@@ -480,42 +368,103 @@ pub async fn apply_batch(
     let conflicts =
         explain_conflicts(&tx, events, &digests, &kept, &firsts_of, &conflicting).await?;
 
+    // Which dossiers' histories late events will need, predicted from the ordering
+    // alone, so they are read in one statement (a wrong guess only costs one more).
+    let mut newest: HashMap<DossierKey, Newest> = states
+        .iter()
+        .map(|(k, s)| (k.clone(), s.newest()))
+        .collect();
+    let mut wanted: HashSet<DossierKey> = HashSet::new();
+    for &i in &fresh {
+        let e = &events[i].event;
+        let key = (e.tenant.clone(), e.dossier_code.clone());
+        match newest.get_mut(&key) {
+            Some(n) => {
+                if !n.follows(e) {
+                    wanted.insert(key);
+                }
+                n.record(e);
+            }
+            None => {
+                newest.insert(key, Newest::of(e));
+            }
+        }
+    }
+    let fresh_ids: Vec<(&str, &str)> = fresh
+        .iter()
+        .map(|&i| {
+            (
+                events[i].event.tenant.as_str(),
+                events[i].event.event_id.as_str(),
+            )
+        })
+        .collect();
+    let mut histories = load_histories(&tx, &wanted, &fresh_ids).await?;
+
     let mut changed: Vec<DossierKey> = Vec::new();
     let mut changed_keys: HashSet<DossierKey> = HashSet::new();
     let mut planned = Vec::new();
+    // Events of this batch per dossier so far, for a history read mid-batch.
+    let mut batch_events: HashMap<DossierKey, Vec<usize>> = HashMap::new();
+    // Verdicts to write to the history: (tenant, event id, invalid).
+    let mut flags: Vec<(String, String, bool)> = Vec::new();
     for &i in &fresh {
         let IncomingEvent { event, traceparent } = &events[i];
         let key = (event.tenant.clone(), event.dossier_code.clone());
-        let previous = states.get(&key);
-        if let Some(previous) =
-            previous.filter(|p| !OrderingKey::of(event).is_newer_than(&p.ordering))
-        {
-            outcomes[i] = EventOutcome::Stale;
-            let mut state = previous.clone();
-            if absorb_stale(&mut state, event, context.now) {
-                if changed_keys.insert(key.clone()) {
-                    changed.push(key.clone());
-                }
-                states.insert(key, state);
-            }
-            continue;
+        batch_events.entry(key.clone()).or_default().push(i);
+        if let Some(history) = histories.get_mut(&key) {
+            history.push(event.clone());
         }
-        let token = previous.map(|p| p.lookup_token.clone()).unwrap_or_else(|| {
-            lookup_token(context.lookup_secret, &event.tenant, &event.dossier_code)
-        });
-        let state = next_state(previous, event, token, context.now);
-        let url = lookup_url(context.public_base_url, &state.lookup_token);
-        planned.extend(plan(
-            event,
-            &PlanContext {
-                received_at: state.received_at,
-                due_at: state.due_at,
-                lookup_url: &url,
-                trace_context: traceparent.as_deref(),
-                now: context.now,
-            },
-        ));
-        outcomes[i] = EventOutcome::Applied;
+        let previous = states.get(&key);
+        let state = match previous {
+            Some(previous) if !previous.newest().follows(event) => {
+                // A late event: the history decides.
+                if !histories.contains_key(&key) {
+                    let mut history =
+                        load_histories(&tx, &HashSet::from([key.clone()]), &fresh_ids)
+                            .await?
+                            .remove(&key)
+                            .unwrap_or_default();
+                    history.extend(batch_events[&key].iter().map(|&j| events[j].event.clone()));
+                    histories.insert(key.clone(), history);
+                }
+                let folded = fold(&histories[&key], &previous.lookup_token, context.now)
+                    .context("a dossier's history is empty")?;
+                for (event_id, verdict) in &folded.verdicts {
+                    let invalid = !verdict.is_applied();
+                    if *event_id == event.event_id {
+                        outcomes[i] = if invalid {
+                            invalid_transition(event, *verdict);
+                            EventOutcome::InvalidTransition
+                        } else {
+                            EventOutcome::Stale
+                        };
+                    }
+                    flags.push((event.tenant.clone(), event_id.clone(), invalid));
+                }
+                folded.state
+            }
+            Some(previous) => {
+                let mut state = previous.clone();
+                let verdict = state.advance(event, context.now);
+                if verdict.is_applied() {
+                    outcomes[i] = EventOutcome::Applied;
+                    planned.extend(plan_for(&state, event, traceparent.as_deref(), context));
+                } else {
+                    invalid_transition(event, verdict);
+                    outcomes[i] = EventOutcome::InvalidTransition;
+                    flags.push((event.tenant.clone(), event.event_id.clone(), true));
+                }
+                state
+            }
+            None => {
+                let token = lookup_token(context.lookup_secret, &event.tenant, &event.dossier_code);
+                let state = DossierState::start(event, token, context.now);
+                outcomes[i] = EventOutcome::Applied;
+                planned.extend(plan_for(&state, event, traceparent.as_deref(), context));
+                state
+            }
+        };
         if changed_keys.insert(key.clone()) {
             changed.push(key.clone());
         }
@@ -524,10 +473,11 @@ pub async fn apply_batch(
 
     let changed: Vec<&DossierState> = changed.iter().filter_map(|k| states.get(k)).collect();
     // Independent tables: the statements go out in one round trip.
-    let ((), written, ()) = tokio::try_join!(
+    let ((), written, (), ()) = tokio::try_join!(
         upsert_states(&tx, &changed),
         insert_outbox(&tx, &planned),
         crate::search::record_phones(&tx, context.lookup_secret, events, &fresh),
+        flag_transitions(&tx, &flags),
     )?;
     tx.commit().await.context("Failed to commit the batch")?;
 
@@ -540,6 +490,100 @@ pub async fn apply_batch(
         planned,
         conflicts,
     })
+}
+
+/// Plans the notifications of an event that became `state`.
+fn plan_for(
+    state: &DossierState,
+    event: &DossierEvent,
+    traceparent: Option<&str>,
+    context: &ApplyContext<'_>,
+) -> Vec<NotificationRequest> {
+    let url = lookup_url(context.public_base_url, &state.lookup_token);
+    plan(
+        event,
+        &PlanContext {
+            received_at: state.received_at,
+            due_at: state.due_at,
+            lookup_url: &url,
+            trace_context: traceparent,
+            now: context.now,
+        },
+    )
+}
+
+/// Logs an event whose status the lifecycle does not allow after its dossier's: the
+/// tenant, event id and both statuses, never the dossier's code or anyone's data.
+fn invalid_transition(event: &DossierEvent, verdict: Verdict) {
+    if let Verdict::Invalid { from } = verdict {
+        tracing::warn!(
+            tenant = %event.tenant,
+            event_id = %event.event_id,
+            from = from.code(),
+            to = event.status.code(),
+            "An event's status cannot follow its dossier's; it is kept in the history \
+             and neither applied nor notified."
+        );
+    }
+}
+
+/// Every recorded event of the given dossiers except `excluded` (this batch's new
+/// events, which the caller adds in batch order).
+async fn load_histories(
+    tx: &deadpool_postgres::Transaction<'_>,
+    dossiers: &HashSet<DossierKey>,
+    excluded: &[(&str, &str)],
+) -> anyhow::Result<HashMap<DossierKey, Vec<DossierEvent>>> {
+    if dossiers.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let (tenants, codes): (Vec<&str>, Vec<&str>) = dossiers
+        .iter()
+        .map(|(t, c)| (t.as_str(), c.as_str()))
+        .unzip();
+    let (ex_tenants, ex_ids): (Vec<&str>, Vec<&str>) = excluded.iter().copied().unzip();
+    let rows = tx
+        .query(
+            "SELECT tenant, dossier_code, event::text FROM tracker.dossier_events
+              WHERE (tenant, dossier_code) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+                AND (tenant, event_id) NOT IN (SELECT * FROM unnest($3::text[], $4::text[]))",
+            &[&tenants, &codes, &ex_tenants, &ex_ids],
+        )
+        .await
+        .context("Failed to read the histories of late events' dossiers")?;
+    let mut histories: HashMap<DossierKey, Vec<DossierEvent>> =
+        dossiers.iter().map(|k| (k.clone(), Vec::new())).collect();
+    for row in &rows {
+        let event = stored_event(row.get::<_, Option<&str>>(2))?;
+        histories
+            .entry((row.get(0), row.get(1)))
+            .or_default()
+            .push(event);
+    }
+    Ok(histories)
+}
+
+/// Writes each event's verdict to its history row (only where it changes).
+async fn flag_transitions(
+    tx: &deadpool_postgres::Transaction<'_>,
+    flags: &[(String, String, bool)],
+) -> anyhow::Result<()> {
+    if flags.is_empty() {
+        return Ok(());
+    }
+    let tenants: Vec<&str> = flags.iter().map(|f| f.0.as_str()).collect();
+    let ids: Vec<&str> = flags.iter().map(|f| f.1.as_str()).collect();
+    let invalid: Vec<bool> = flags.iter().map(|f| f.2).collect();
+    tx.execute(
+        "UPDATE tracker.dossier_events AS e SET invalid_transition = u.invalid
+           FROM unnest($1::text[], $2::text[], $3::bool[]) AS u(tenant, event_id, invalid)
+          WHERE e.tenant = u.tenant AND e.event_id = u.event_id
+            AND e.invalid_transition IS DISTINCT FROM u.invalid",
+        &[&tenants, &ids, &invalid],
+    )
+    .await
+    .context("Failed to flag invalid transitions in the history")?;
+    Ok(())
 }
 
 /// The stored content digests of events recorded before this batch (`indexes`: their
@@ -711,7 +755,8 @@ async fn insert_history(
 
 pub(crate) const STATE_COLUMNS: &str = "tenant, dossier_code, status, procedure_code, procedure_name, agency_code, \
      agency_name, applicant_masked, received_at, due_at, completed_at, lookup_token, last_event_id, \
-     last_sequence, last_occurred_at, last_stage, updated_at, due_sequence, due_occurred_at, due_stage";
+     last_sequence, last_occurred_at, last_stage, updated_at, due_sequence, due_occurred_at, due_stage, \
+     all_sequenced";
 
 async fn load_states(
     tx: &deadpool_postgres::Transaction<'_>,
@@ -786,6 +831,7 @@ pub(crate) fn state_from_row(row: &Row) -> anyhow::Result<DossierState> {
         lookup_token: row.get("lookup_token"),
         last_event_id: row.get("last_event_id"),
         ordering,
+        all_sequenced: row.get("all_sequenced"),
         updated_at: row.get("updated_at"),
     })
 }
@@ -832,6 +878,7 @@ async fn upsert_states(
         .iter()
         .map(|s| s.due_ordering.map(|k| i16::from(k.stage)))
         .collect();
+    let all_sequenced: Vec<bool> = states.iter().map(|s| s.all_sequenced).collect();
     let upsert = tx
         .prepare_cached(&format!(
             "INSERT INTO tracker.dossiers ({STATE_COLUMNS})
@@ -839,7 +886,7 @@ async fn upsert_states(
                                   $7::text[], $8::text[], $9::timestamptz[], $10::timestamptz[],
                                   $11::timestamptz[], $12::text[], $13::text[], $14::int8[],
                                   $15::timestamptz[], $16::int2[], $17::timestamptz[], $18::int8[],
-                                  $19::timestamptz[], $20::int2[])
+                                  $19::timestamptz[], $20::int2[], $21::bool[])
              ON CONFLICT (tenant, dossier_code) DO UPDATE SET
                  status = excluded.status,
                  procedure_code = excluded.procedure_code,
@@ -857,7 +904,8 @@ async fn upsert_states(
                  updated_at = excluded.updated_at,
                  due_sequence = excluded.due_sequence,
                  due_occurred_at = excluded.due_occurred_at,
-                 due_stage = excluded.due_stage"
+                 due_stage = excluded.due_stage,
+                 all_sequenced = excluded.all_sequenced"
         ))
         .await
         .context("Failed to prepare the state upsert")?;
@@ -884,6 +932,7 @@ async fn upsert_states(
             &due_sequences,
             &due_occurred,
             &due_stages,
+            &all_sequenced,
         ],
     )
     .await
@@ -972,7 +1021,7 @@ pub async fn history(pool: &Pool, tenant: &str, code: &str) -> anyhow::Result<Ve
         .context("Failed to get a PostgreSQL connection")?;
     let rows = client
         .query(
-            "SELECT event_id, status, occurred_at, sequence FROM tracker.dossier_events
+            "SELECT event_id, status, occurred_at, sequence, invalid_transition FROM tracker.dossier_events
              WHERE tenant = $1 AND dossier_code = $2
              ORDER BY occurred_at, sequence NULLS LAST, status, recorded_at",
             &[&tenant, &code],
@@ -986,6 +1035,7 @@ pub async fn history(pool: &Pool, tenant: &str, code: &str) -> anyhow::Result<Ve
                 status: status_from_db(r.get(1))?,
                 occurred_at: r.get(2),
                 sequence: r.get(3),
+                invalid_transition: r.get(4),
             })
         })
         .collect()
@@ -1024,18 +1074,22 @@ mod tests {
         DossierEvent::from_json(&v).unwrap()
     }
 
-    /// The state after applying `events` in order as the consumer does: a newer one
-    /// becomes current, an older one is absorbed.
+    /// The state after receiving `events` in this order as the store does: one that
+    /// follows the newest advances the state, any other refolds the history.
     fn replay(events: &[DossierEvent]) -> DossierState {
         let now = at("2026-12-04T10:00:00Z");
+        let mut history: Vec<DossierEvent> = Vec::new();
         let mut state: Option<DossierState> = None;
         for e in events {
-            match state.as_mut() {
-                Some(s) if !OrderingKey::of(e).is_newer_than(&s.ordering) => {
-                    absorb_stale(s, e, now);
+            history.push(e.clone());
+            state = Some(match state {
+                None => DossierState::start(e, "t".into(), now),
+                Some(mut s) if s.newest().follows(e) => {
+                    s.advance(e, now);
+                    s
                 }
-                _ => state = Some(next_state(state.as_ref(), e, "t".into(), now)),
-            }
+                Some(_) => fold(&history, "t", now).unwrap().state,
+            });
         }
         state.unwrap()
     }
@@ -1140,8 +1194,7 @@ mod tests {
     }
 
     #[test]
-    fn a_stale_event_with_nothing_new_changes_nothing() {
-        let now = at("2026-12-04T10:00:00Z");
+    fn a_late_event_with_nothing_new_leaves_the_state_as_it_was() {
         let newer = event(
             "e4",
             4,
@@ -1149,16 +1202,13 @@ mod tests {
             Some("2026-11-28T09:30:00+07:00"),
             Some("2026-12-03T17:00:00+07:00"),
         );
-        let mut state = next_state(None, &newer, "t".into(), now);
-        let before = state.clone();
+        let alone = replay(std::slice::from_ref(&newer));
 
-        let changed = absorb_stale(
-            &mut state,
-            &event("e1", 1, "2026-11-27T20:00:00+07:00", None, None),
-            at("2026-12-04T11:00:00Z"),
-        );
+        let with_late = replay(&[
+            newer,
+            event("e1", 1, "2026-11-27T20:00:00+07:00", None, None),
+        ]);
 
-        assert!(!changed);
-        assert_eq!(state, before);
+        assert_eq!(with_late, alone);
     }
 }

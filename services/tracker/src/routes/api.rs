@@ -67,6 +67,10 @@ pub struct HistoryView {
     /// Upstream's sequence, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sequence: Option<i64>,
+    /// The lifecycle does not allow this status after the dossier's: recorded, neither
+    /// applied nor notified.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub invalid_transition: bool,
 }
 
 /// The dossier as the API returns it.
@@ -129,6 +133,7 @@ impl DossierView {
                     status: h.status.into(),
                     occurred_at: local(h.occurred_at),
                     sequence: h.sequence,
+                    invalid_transition: h.invalid_transition,
                 })
                 .collect(),
         }

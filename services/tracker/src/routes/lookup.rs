@@ -182,7 +182,8 @@ pub fn render_page(office: &str, dossier: &DossierState, history: &[HistoryEntry
     body.push_str("</dl></section>");
 
     body.push_str("<section class=\"card\"><h2>Quá trình xử lý</h2><ol>");
-    for entry in history {
+    // An event the lifecycle refused did not change the dossier: not the citizen's news.
+    for entry in history.iter().filter(|e| !e.invalid_transition) {
         let _ = write!(
             body,
             "<li>{}<span class=\"when\">{}</span></li>",
@@ -243,6 +244,7 @@ mod tests {
                 occurred_at: at("2026-12-01T10:00:00+07:00"),
                 stage: 3,
             },
+            all_sequenced: false,
             updated_at: at("2026-12-01T10:00:01+07:00"),
         }
     }
@@ -255,12 +257,14 @@ mod tests {
                 status: DossierStatus::Received,
                 occurred_at: at("2026-11-28T09:30:00+07:00"),
                 sequence: None,
+                invalid_transition: false,
             },
             HistoryEntry {
                 event_id: "e2".into(),
                 status: DossierStatus::ResultReady,
                 occurred_at: at("2026-12-01T10:00:00+07:00"),
                 sequence: None,
+                invalid_transition: false,
             },
         ];
         let html = render_page("Trung tâm <Phục vụ>", &dossier(), &history);

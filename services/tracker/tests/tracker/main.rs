@@ -4,6 +4,7 @@
 mod consuming;
 mod helpers;
 mod http;
+mod lifecycle;
 mod outbox;
 mod search;
 mod store;
