@@ -110,6 +110,7 @@ pub async fn sample_until_stopped(
                 link = None;
                 attempt += 1;
                 tracing::debug!(queue, error.message = %e, "Could not sample the queue; reconnecting.");
+                // From 0.8 s up: a gauge can wait longer than a consumer.
                 if !super::backoff(attempt + 3, &cancel).await {
                     break;
                 }
