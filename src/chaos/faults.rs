@@ -19,7 +19,7 @@ use super::{
 use crate::bench::{load::SandboxMessage, system::SystemUnderTest};
 use deadpool_postgres::Pool;
 use serde_json::{json, Value};
-use std::{collections::BTreeSet, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 use tokio::{sync::Mutex, time::Instant};
 
 /// How long a killed service stays down before it is started again (a supervisor's
@@ -50,8 +50,9 @@ pub struct Chaos {
     /// When the load started.
     pub started: Instant,
     http: reqwest::Client,
-    /// The Zalo faults turned on; held while the sandbox is being changed or stopped.
-    active: Mutex<BTreeSet<ZaloFault>>,
+    /// The Zalo faults turned on, with how many of their windows are open (two
+    /// windows of one fault may overlap); held while the sandbox is changed or stopped.
+    active: Mutex<BTreeMap<ZaloFault, u32>>,
     /// One kill of a given service at a time.
     kills: [Mutex<()>; 4],
 }
@@ -79,7 +80,7 @@ impl Chaos {
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(5))
                 .build()?,
-            active: Mutex::new(BTreeSet::new()),
+            active: Mutex::new(BTreeMap::new()),
             kills: Default::default(),
         })
     }
@@ -267,19 +268,21 @@ impl Chaos {
     }
 
     /// Makes the sandbox's faults exactly `active`.
-    async fn apply(&self, active: &BTreeSet<ZaloFault>) -> anyhow::Result<()> {
+    async fn apply(&self, active: &BTreeMap<ZaloFault, u32>) -> anyhow::Result<()> {
         self.http
             .delete(format!("{}/_sandbox/faults", self.sandbox))
             .send()
             .await?
             .error_for_status()?;
-        let specs: Vec<Value> = active.iter().map(|f| fault_spec(*f)).collect();
+        let specs: Vec<Value> = active.keys().map(|f| fault_spec(*f)).collect();
         if !specs.is_empty() {
             self.post("faults", &Value::Array(specs)).await?;
         }
         Ok(())
     }
 
+    /// Opens or closes a window of `fault`; the fault stays on while any of its
+    /// windows is open.
     async fn switch(&self, fault: ZaloFault, on: bool) {
         let at = self.started.elapsed();
         let action = if on {
@@ -288,13 +291,24 @@ impl Chaos {
             Action::FaultOff(fault)
         };
         let mut active = self.active.lock().await;
+        let open = active.entry(fault).or_default();
         if on {
-            active.insert(fault);
+            *open += 1;
         } else {
+            *open = open.saturating_sub(1);
+        }
+        if *open == 0 {
             active.remove(&fault);
         }
         match self.apply(&active).await {
-            Ok(()) => self.log(at, &action, describe(fault, on), true),
+            Ok(()) => {
+                let outcome = match (on, active.contains_key(&fault)) {
+                    (true, _) => describe(fault),
+                    (false, true) => "still on: another window of it is open",
+                    (false, false) => "off",
+                };
+                self.log(at, &action, outcome, true)
+            }
             Err(_) if self.record.is_down(Service::Sandbox.target()) => self.log(
                 at,
                 &action,
@@ -414,11 +428,11 @@ fn fault_spec(fault: ZaloFault) -> Value {
     }
 }
 
-fn describe(fault: ZaloFault, on: bool) -> &'static str {
-    match (fault, on) {
-        (ZaloFault::ServerErrors, true) => "half the ZNS sends answered HTTP 502",
-        (ZaloFault::Hangs, true) => "a tenth of accepted ZNS sends answered 30 s late",
-        (ZaloFault::RateLimited, true) => "half the ZNS sends answered -32",
-        (_, false) => "off",
+/// What a fault does while it is on.
+fn describe(fault: ZaloFault) -> &'static str {
+    match fault {
+        ZaloFault::ServerErrors => "half the ZNS sends answered HTTP 502",
+        ZaloFault::Hangs => "a tenth of accepted ZNS sends answered 30 s late",
+        ZaloFault::RateLimited => "half the ZNS sends answered -32",
     }
 }

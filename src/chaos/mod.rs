@@ -63,7 +63,8 @@ const RATE: ZaloRate = ZaloRate {
 /// seconds rather than in the production hours: retry tiers of 1, 2 and 4 s (the
 /// last repeating) instead of 5 s … 1 h, a send in doubt rechecked after 6 s instead
 /// of 10 minutes, a Zalo call timing out after 3 s instead of 10, and batches of 8 so
-/// that a kill lands mid-batch. Leases are the default 5 s.
+/// that a kill lands mid-batch. Leases are the default 5 s. A variable already set in
+/// the environment wins (the services inherit it), so a run can try other values.
 pub const NOTIFIER_TUNING: [(&str, &str); 4] = [
     ("LOA_NOTIFIER__RETRY_DELAYS_MS", "1000,2000,4000"),
     ("LOA_NOTIFIER__AMBIGUOUS_RECHECK_SECS", "6"),
@@ -286,9 +287,9 @@ async fn execute(
     eprintln!("Starting the services as separate processes…");
     let options = SplitOptions {
         receipts: true,
-        settings: NOTIFIER_TUNING
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        settings: tuning()
+            .into_iter()
+            .filter(|(k, _)| std::env::var_os(k).is_none())
             .collect(),
         keep_logs,
     };
@@ -387,8 +388,8 @@ async fn execute(
         started_at,
         machine,
         plan: plan.clone(),
-        notifier_tuning: NOTIFIER_TUNING
-            .iter()
+        notifier_tuning: tuning()
+            .into_iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect(),
         schedule: steps
@@ -404,6 +405,17 @@ async fn execute(
         audit,
         logs,
     })
+}
+
+/// [`NOTIFIER_TUNING`] with the environment's values where it sets them.
+fn tuning() -> Vec<(String, String)> {
+    NOTIFIER_TUNING
+        .iter()
+        .map(|(k, v)| {
+            let value = std::env::var(k).unwrap_or_else(|_| (*v).to_owned());
+            ((*k).to_owned(), value)
+        })
+        .collect()
 }
 
 /// A small pool on the run's database whose connections the run never terminates.
