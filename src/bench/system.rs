@@ -167,6 +167,9 @@ pub struct SplitOptions {
     /// Keep the services' logs after the run (their directory is
     /// [`SystemUnderTest::log_dir`]) instead of removing them.
     pub keep_logs: bool,
+    /// Run the services from this `loa` binary instead of the running one (another
+    /// build, to compare).
+    pub binary: Option<PathBuf>,
 }
 
 /// The split services: the four `loa run <target>` targets, in start order.
@@ -345,7 +348,10 @@ impl SystemUnderTest {
         rate: ZaloRate,
         options: &SplitOptions,
     ) -> anyhow::Result<()> {
-        let exe = std::env::current_exe().context("Failed to find the loa binary")?;
+        let exe = match &options.binary {
+            Some(binary) => binary.clone(),
+            None => std::env::current_exe().context("Failed to find the loa binary")?,
+        };
         let ports = [
             ("intake", free_port()?),
             ("tracker", free_port()?),

@@ -89,7 +89,7 @@ pub struct Audit {
     /// Copies beyond the first, over all notifications.
     pub extra_copies: usize,
     /// Ambiguous resends counted.
-    pub resends: f64,
+    pub resends: u64,
     /// Planned, not at Zalo, no reason.
     pub lost: usize,
     /// The longest gap, in seconds.
@@ -481,7 +481,8 @@ pub fn audit(inputs: &Inputs<'_>) -> Audit {
     );
 
     // Duplicates against the counted resends, tenant by tenant.
-    a.resends = resends.values().sum();
+    // Counters are whole numbers held as floats.
+    a.resends = resends.values().map(|n| *n as u64).sum();
     a.figure(
         "ambiguous resends counted (every notifier process)",
         if missed_scrapes > 0 {
@@ -498,7 +499,6 @@ pub fn audit(inputs: &Inputs<'_>) -> Audit {
                 .then(|| format!("{tenant}: {extra} extra copies, {counted} resends counted"))
         })
         .collect();
-    // Counters are whole numbers held as floats.
     let beyond: u64 = extra_by_tenant
         .iter()
         .map(|(t, extra)| {

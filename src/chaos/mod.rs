@@ -99,6 +99,15 @@ pub struct ChaosArgs {
     /// Keep the services' logs (their directory is printed).
     #[arg(long)]
     pub keep_logs: bool,
+    /// Send no delivery receipts (the sandbox's webhooks off): every send in doubt is
+    /// then resent after its recheck, and duplicates are bounded by the counted
+    /// resends alone.
+    #[arg(long)]
+    pub no_receipts: bool,
+    /// Run the services from this `loa` binary (another build: the audit then judges
+    /// that build's delivery engine).
+    #[arg(long)]
+    pub services_bin: Option<PathBuf>,
     /// Print one JSON object on stdout (tables go to stderr).
     #[arg(long)]
     pub json: bool,
@@ -134,6 +143,8 @@ pub struct Plan {
     pub seed: u64,
     /// The short variant.
     pub short: bool,
+    /// Whether delivery receipts flowed to the notifier.
+    pub receipts: bool,
     /// Tenants.
     pub tenants: usize,
     /// Longest settle wait, in seconds.
@@ -156,6 +167,7 @@ impl Plan {
                     .map_or(1, |d| d.as_nanos() as u64)
             }),
             short: args.short,
+            receipts: !args.no_receipts,
             tenants: args.tenants,
             settle_secs: args.settle_secs.unwrap_or(settle),
         };
@@ -206,6 +218,8 @@ pub struct ChaosReport {
     pub audit: audit::Audit,
     /// Where the services' logs were kept (`--keep-logs`).
     pub logs: Option<PathBuf>,
+    /// The binary the services ran from, when not this one (`--services-bin`).
+    pub services_bin: Option<PathBuf>,
 }
 
 /// Runs `loa chaos`: prints the audit, writes the reports, and fails unless the audit
@@ -217,7 +231,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let plan = Plan::from_args(args)?;
     let report = tokio::select! {
-        report = execute(settings, config_file, &plan, args.keep_logs) => report?,
+        report = execute(settings, config_file, &plan, args) => report?,
         _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; the run's services, database and vhost were removed"),
     };
     let tables = tables(&report);
@@ -265,8 +279,9 @@ async fn execute(
     settings: &Settings,
     config_file: Option<&Path>,
     plan: &Plan,
-    keep_logs: bool,
+    args: &ChaosArgs,
 ) -> anyhow::Result<ChaosReport> {
+    let keep_logs = args.keep_logs;
     let started_at = Utc::now();
     let machine = Machine::describe();
     let steps = schedule::schedule(plan.seed, plan.load(), plan.short);
@@ -277,21 +292,23 @@ async fn execute(
         .into_iter()
         .collect();
     eprintln!(
-        "Chaos run: {} events over {} s for {} tenants, {} scheduled faults (seed {}).",
+        "Chaos run: {} events over {} s for {} tenants, {} scheduled faults (seed {}), receipts {}.",
         plan.events,
         plan.duration_secs,
         plan.tenants,
         steps.len(),
-        plan.seed
+        plan.seed,
+        if plan.receipts { "on" } else { "off" }
     );
     eprintln!("Starting the services as separate processes…");
     let options = SplitOptions {
-        receipts: true,
+        receipts: !args.no_receipts,
         settings: tuning()
             .into_iter()
             .filter(|(k, _)| std::env::var_os(k).is_none())
             .collect(),
         keep_logs,
+        binary: args.services_bin.clone(),
     };
     let sut = system::start_with(
         settings,
@@ -404,6 +421,7 @@ async fn execute(
         watched,
         audit,
         logs,
+        services_bin: args.services_bin.clone(),
     })
 }
 
@@ -545,12 +563,18 @@ fn tables(report: &ChaosReport) -> Vec<(String, Table)> {
 fn markdown(report: &ChaosReport, tables: &[(String, Table)]) -> String {
     let m = &report.machine;
     let mut md = format!(
-        "# loa chaos\n\n- Verdict: **{}**\n- Started: {}\n- Machine: {}\n- Command: `{}`\n- Notifier settings: `{}`\n\n",
+        "# loa chaos\n\n- Verdict: **{}**\n- Started: {}\n- Machine: {}\n- Command: `{}`\n- Delivery receipts: {}\n- Notifier settings: `{}`\n{}\n",
         report.verdict,
         report.started_at.to_rfc3339(),
         m.line(),
         m.command,
+        if report.plan.receipts { "on" } else { "off" },
         report.notifier_tuning.join(" "),
+        report
+            .services_bin
+            .as_ref()
+            .map(|b| format!("- Services run from: `{}`\n", b.display()))
+            .unwrap_or_default(),
     );
     for (title, table) in tables {
         let _ = write!(md, "## {title}\n\n{}\n", table.markdown());
