@@ -2,7 +2,7 @@
 //! in [`crate::zalo`]). Labels are bounded: tenant ids, channels, kinds, outcomes and
 //! classes; never a phone number, a dossier code or a notification id.
 
-use crate::{channel::Channel, zalo::ErrorClass};
+use crate::{engine::Channel, zalo::ErrorClass};
 use chrono::{DateTime, Utc};
 use loa_contracts::NotificationKind;
 use loa_platform::Tenants;
@@ -69,7 +69,7 @@ static TOKEN_REFRESH_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
 /// The `reason` label values of `loa_notifier_retries_total`: the error classes sent
 /// to a delay queue, the wall-clock deferrals, parked and held (see
 /// [`crate::retry::decide`]).
-pub const RETRY_REASONS: [&str; 8] = [
+pub(crate) const RETRY_REASONS: [&str; 8] = [
     "transient",
     "refresh_token",
     "defer_night",
@@ -81,7 +81,7 @@ pub const RETRY_REASONS: [&str; 8] = [
 ];
 
 /// The `cause` label values of `loa_notifier_ambiguous_sends_total`.
-pub const AMBIGUOUS_CAUSES: [&str; 2] = ["timeout", "interrupted"];
+pub(crate) const AMBIGUOUS_CAUSES: [&str; 2] = ["timeout", "interrupted"];
 
 /// The `outcome`s of `loa_notifier_deliveries_total` created at zero for every tenant,
 /// channel and kind: the two the failure-ratio alert divides.
@@ -99,7 +99,7 @@ static INITIALISED: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(Mutex::defa
 /// resends, token refresh failures by class at zero, and not paused. The quota and the
 /// token expiry are unknown until Zalo answers: NaN, which no alert's comparison takes
 /// for a value. Idempotent; call it again after the tenants changed.
-pub fn init(tenants: &Tenants) {
+pub(crate) fn init(tenants: &Tenants) {
     for kind in NotificationKind::ALL {
         EVENT_TO_SEND.with_label_values(&[kind.as_str()]);
     }
@@ -138,7 +138,7 @@ pub fn init(tenants: &Tenants) {
 }
 
 /// Counts one handled request.
-pub fn delivery(tenant: &str, channel: &str, kind: &str, outcome: &str) {
+pub(crate) fn delivery(tenant: &str, channel: &str, kind: &str, outcome: &str) {
     DELIVERIES
         .with_label_values(&[tenant, channel, kind, outcome])
         .inc();
@@ -156,29 +156,29 @@ static AMBIGUOUS_RESENDS: LazyLock<IntCounterVec> = LazyLock::new(|| {
 });
 
 /// Counts a resend of a request whose earlier attempt may have reached Zalo.
-pub fn ambiguous_resend(tenant: &str) {
+pub(crate) fn ambiguous_resend(tenant: &str) {
     AMBIGUOUS_RESENDS.with_label_values(&[tenant]).inc();
 }
 
 /// Counts a send whose fate is unknown (`timeout` or `interrupted`).
-pub fn ambiguous_send(tenant: &str, cause: &str) {
+pub(crate) fn ambiguous_send(tenant: &str, cause: &str) {
     AMBIGUOUS.with_label_values(&[tenant, cause]).inc();
 }
 
 /// Observes the event-to-send latency of a message Zalo just accepted.
-pub fn event_to_send(kind: &str, event_accepted_at: DateTime<Utc>) {
+pub(crate) fn event_to_send(kind: &str, event_accepted_at: DateTime<Utc>) {
     let seconds = (Utc::now() - event_accepted_at).num_milliseconds().max(0) as f64 / 1000.0;
     EVENT_TO_SEND.with_label_values(&[kind]).observe(seconds);
 }
 
 /// Sets the seconds left on a tenant's access token.
-pub fn token_expiry(tenant: &str, expires_at: DateTime<Utc>) {
+pub(crate) fn token_expiry(tenant: &str, expires_at: DateTime<Utc>) {
     let seconds = (expires_at - Utc::now()).num_seconds() as f64;
     TOKEN_EXPIRY.with_label_values(&[tenant]).set(seconds);
 }
 
 /// Counts a failed refresh.
-pub fn token_refresh_failed(tenant: &str, class: ErrorClass) {
+pub(crate) fn token_refresh_failed(tenant: &str, class: ErrorClass) {
     TOKEN_REFRESH_FAILURES
         .with_label_values(&[tenant, class.as_str()])
         .inc();
@@ -215,19 +215,19 @@ static TENANT_PAUSED: LazyLock<prometheus::IntGaugeVec> = LazyLock::new(|| {
 });
 
 /// Counts a request put off for later (`reason`: a bounded class or deferral name).
-pub fn retry(tenant: &str, reason: &str) {
+pub(crate) fn retry(tenant: &str, reason: &str) {
     RETRIES.with_label_values(&[tenant, reason]).inc();
 }
 
 /// Sets the tenant's remaining ZNS quota.
-pub fn quota_remaining(tenant: &str, remaining: i64) {
+pub(crate) fn quota_remaining(tenant: &str, remaining: i64) {
     QUOTA_REMAINING
         .with_label_values(&[tenant])
         .set(remaining as f64);
 }
 
 /// Sets whether the tenant's sending is paused.
-pub fn tenant_paused(tenant: &str, paused: bool) {
+pub(crate) fn tenant_paused(tenant: &str, paused: bool) {
     TENANT_PAUSED
         .with_label_values(&[tenant])
         .set(i64::from(paused));

@@ -35,9 +35,6 @@ pub const SCHEMA: &str = "tracker";
 /// with other users of advisory locks.
 const DOSSIER_LOCK_SPACE: i32 = 7301;
 
-/// Routing-key prefix of case updates on `loa.notifications`.
-pub const TRANSACTIONAL_LANE: &str = "transactional";
-
 const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
@@ -940,9 +937,10 @@ async fn upsert_states(
     Ok(())
 }
 
-/// The routing key of a notification on `loa.notifications`.
+/// The routing key of a notification on `loa.notifications`: its own lane's
+/// (`transactional.…` or `broadcast.…`), so each lands in its lane's queue.
 pub fn notification_routing_key(n: &NotificationRequest) -> String {
-    format!("{TRANSACTIONAL_LANE}.{}.{}", n.tenant, n.kind.as_str())
+    n.routing_key()
 }
 
 async fn insert_outbox(
@@ -1210,5 +1208,34 @@ mod tests {
         ]);
 
         assert_eq!(with_late, alone);
+    }
+
+    #[test]
+    fn a_notification_is_routed_to_its_own_lane() {
+        let mut request = NotificationRequest {
+            notification_id: "n1".into(),
+            tenant: "dong-nai".into(),
+            kind: loa_contracts::NotificationKind::Receipt,
+            recipient: loa_contracts::Recipient {
+                phone: Some("84903123456".into()),
+                zalo_user_id: None,
+            },
+            params: Default::default(),
+            lane: loa_contracts::Lane::Transactional,
+            dossier_code: None,
+            not_before: None,
+            trace_context: None,
+            event_accepted_at: None,
+            created_at: at("2026-12-04T10:00:00Z"),
+        };
+        assert_eq!(
+            notification_routing_key(&request),
+            "transactional.dong-nai.receipt"
+        );
+        request.lane = loa_contracts::Lane::Broadcast;
+        assert_eq!(
+            notification_routing_key(&request),
+            "broadcast.dong-nai.receipt"
+        );
     }
 }

@@ -124,6 +124,23 @@ pub enum Lane {
     Broadcast,
 }
 
+impl Lane {
+    /// The lane's name: the first word of its routing keys on `loa.notifications`, and
+    /// what the notifier stores and labels metrics with.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Transactional => "transactional",
+            Self::Broadcast => "broadcast",
+        }
+    }
+}
+
+impl std::fmt::Display for Lane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Who gets a message: by Zalo user id when they follow the OA, else by phone.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Recipient {
@@ -167,6 +184,14 @@ pub struct NotificationRequest {
     pub created_at: DateTime<Utc>,
 }
 
+impl NotificationRequest {
+    /// The routing key the request travels with on `loa.notifications`:
+    /// `<lane>.<tenant>.<kind>`, so it lands in its own lane's queue.
+    pub fn routing_key(&self) -> String {
+        format!("{}.{}.{}", self.lane, self.tenant, self.kind)
+    }
+}
+
 /// Derives a notification id from the event that caused it and its kind, so replanning
 /// the same event always yields the same id: 32 hex characters (fits Zalo's
 /// 48-character `tracking_id`).
@@ -189,6 +214,29 @@ mod tests {
         );
         assert_ne!(a, notification_id("other", "e1", NotificationKind::Receipt));
         assert_eq!(a.len(), 32);
+    }
+
+    #[test]
+    fn a_request_travels_in_its_own_lane() {
+        let mut request = NotificationRequest {
+            notification_id: "n1".into(),
+            tenant: "dong-nai".into(),
+            kind: NotificationKind::Receipt,
+            recipient: Recipient {
+                phone: Some("84903123456".into()),
+                zalo_user_id: None,
+            },
+            params: BTreeMap::new(),
+            lane: Lane::Transactional,
+            dossier_code: None,
+            not_before: None,
+            trace_context: None,
+            event_accepted_at: None,
+            created_at: Utc::now(),
+        };
+        assert_eq!(request.routing_key(), "transactional.dong-nai.receipt");
+        request.lane = Lane::Broadcast;
+        assert_eq!(request.routing_key(), "broadcast.dong-nai.receipt");
     }
 
     #[test]

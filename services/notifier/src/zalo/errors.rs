@@ -5,7 +5,7 @@
 //! never get it" or "a human must top up the account". Every caller decides from the
 //! [`ErrorClass`] computed here, never from raw codes, so the classification lives in
 //! one place (`zalo-platform.md` §4.3) and is tested per class below; what the engine
-//! does about each class is decided in one place too, [`crate::retry::decide`].
+//! does about each class is decided in one place too, [`crate::engine::policy::decide`].
 
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
 use loa_contracts::time::vietnam;
@@ -52,7 +52,7 @@ impl ErrorClass {
     ];
 
     /// Stable snake_case name for logs, metrics and stored errors.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::RefreshToken => "refresh_token",
             Self::Transient => "transient",
@@ -63,11 +63,6 @@ impl ErrorClass {
             Self::PermanentPayload => "permanent_payload",
             Self::NeedsOperator => "needs_operator",
         }
-    }
-
-    /// Whether retrying the same request can ever succeed.
-    pub fn is_permanent(self) -> bool {
-        matches!(self, Self::PermanentRecipient | Self::PermanentPayload)
     }
 }
 
@@ -83,7 +78,7 @@ impl std::fmt::Display for ErrorClass {
 /// Codes not in the table are treated as [`ErrorClass::Transient`]: retried a bounded
 /// number of times and then dead-lettered with the code, which loses nothing and
 /// pages nobody for a code Zalo may have added yesterday.
-pub fn classify_code(code: i64) -> ErrorClass {
+pub(crate) fn classify_code(code: i64) -> ErrorClass {
     use ErrorClass::*;
     match code {
         // Refresh the access token once, then retry once.
@@ -142,7 +137,7 @@ pub fn classify_code(code: i64) -> ErrorClass {
 /// Classifies an HTTP answer: `code` is Zalo's `error` field when the body was JSON
 /// with one. Zalo signals errors inside HTTP 200, so the code wins when present,
 /// except that HTTP 401 always means a refused token.
-pub fn classify_http(status: u16, code: Option<i64>) -> ErrorClass {
+pub(crate) fn classify_http(status: u16, code: Option<i64>) -> ErrorClass {
     match (status, code) {
         (401, _) => ErrorClass::RefreshToken,
         (_, Some(code)) if code != 0 => classify_code(code),
@@ -168,7 +163,7 @@ pub enum TransportFailure {
 
 impl TransportFailure {
     /// Reads a `reqwest` error.
-    pub fn of(error: &reqwest::Error) -> Self {
+    pub(crate) fn of(error: &reqwest::Error) -> Self {
         // Connect first: a connect time-out is also a time-out, but a safe one.
         if error.is_connect() {
             Self::Connect
@@ -182,7 +177,7 @@ impl TransportFailure {
     }
 
     /// Stable label for metrics (`code` of `loa_notifier_zalo_requests_total`).
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Connect => "connect",
             Self::Timeout => "timeout",
@@ -193,7 +188,7 @@ impl TransportFailure {
 }
 
 /// Classifies a transport failure.
-pub fn classify_transport(failure: TransportFailure) -> ErrorClass {
+pub(crate) fn classify_transport(failure: TransportFailure) -> ErrorClass {
     match failure {
         TransportFailure::Connect => ErrorClass::Transient,
         TransportFailure::Timeout | TransportFailure::Interrupted => ErrorClass::Ambiguous,
@@ -206,7 +201,7 @@ pub fn classify_transport(failure: TransportFailure) -> ErrorClass {
 /// after the ban lifts, so the whole backlog does not hit Zalo at 06:00:00), daily
 /// quotas until the next Vietnamese day, the monthly promotion quota until the next
 /// month. `None` for every other code.
-pub fn defer_until(code: i64, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+pub(crate) fn defer_until(code: i64, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
     let vn = vietnam();
     let local = now.with_timezone(&vn);
     let at_local = |date: NaiveDate, h: u32, m: u32| {
@@ -343,7 +338,6 @@ mod tests {
             ],
             PermanentRecipient,
         );
-        assert!(PermanentRecipient.is_permanent());
     }
 
     #[test]
@@ -355,8 +349,6 @@ mod tests {
             ],
             PermanentPayload,
         );
-        assert!(PermanentPayload.is_permanent());
-        assert!(!Transient.is_permanent());
     }
 
     #[test]

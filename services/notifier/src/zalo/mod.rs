@@ -1,5 +1,6 @@
 //! A typed client for the three Zalo calls the notifier makes: ZNS template by phone,
-//! ZBS template by Zalo user id, and refreshing the OA access token.
+//! ZBS template by Zalo user id, and refreshing the OA access token; the one table
+//! that classifies Zalo's answers ([`errors`]); the OA access tokens ([`tokens`]).
 //!
 //! Zalo answers almost everything with HTTP 200 and an `error` code, writes numbers as
 //! strings (`"remainingQuota": "480"`, `"expires_in": "90000"`) and may answer with an
@@ -8,8 +9,11 @@
 //! Tokens and phone numbers are never logged here.
 
 pub mod errors;
+pub(crate) mod tokens;
 
-pub use errors::{classify_code, classify_http, classify_transport, ErrorClass, TransportFailure};
+pub(crate) use errors::{classify_http, classify_transport, ErrorClass, TransportFailure};
+pub(crate) use tokens::TokenError;
+pub use tokens::TokenManager;
 
 use chrono::{DateTime, Utc};
 use loa_platform::tenants::ZaloAppSettings;
@@ -56,7 +60,7 @@ impl Api {
     pub const ALL: [Api; 3] = [Self::Zns, Self::OaTemplate, Self::OAuth];
 
     /// Stable label.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Zns => "zns",
             Self::OaTemplate => "oa_template",
@@ -67,7 +71,7 @@ impl Api {
 
 /// Creates each API's latency histogram and its success count (`code="0"`) at zero,
 /// so the dashboard's Zalo panels have series before the first call.
-pub fn init_metrics() {
+pub(crate) fn init_metrics() {
     for api in Api::ALL {
         REQUESTS.with_label_values(&[api.as_str(), "0"]);
         DURATION.with_label_values(&[api.as_str()]);
@@ -96,7 +100,7 @@ pub struct ZaloFailure {
 impl ZaloFailure {
     /// A short reason for dead letters and the deliveries table:
     /// `zalo error -108: Phone number invalid`.
-    pub fn reason(&self) -> String {
+    pub(crate) fn reason(&self) -> String {
         match (self.code, self.http_status) {
             (Some(code), _) => format!("zalo error {code}: {}", self.detail),
             (None, Some(status)) => format!("zalo http {status}: {}", self.detail),
@@ -106,7 +110,7 @@ impl ZaloFailure {
 
     /// The `code` label of `loa_notifier_zalo_requests_total`: Zalo's code, else the
     /// transport failure, else `non_json` or `http_<status>`. Bounded.
-    pub fn metric_code(&self) -> String {
+    pub(crate) fn metric_code(&self) -> String {
         match (self.code, self.transport, self.http_status) {
             (Some(code), _, _) => code.to_string(),
             (None, Some(t), _) => t.as_str().to_owned(),
@@ -119,7 +123,7 @@ impl ZaloFailure {
 
 /// A ZNS template message to one phone number.
 #[derive(Debug, Clone, Serialize)]
-pub struct ZnsMessage<'a> {
+pub(crate) struct ZnsMessage<'a> {
     /// Canonical `84…` number.
     pub phone: &'a str,
     /// The tenant's approved template id for this notification kind.
@@ -132,7 +136,7 @@ pub struct ZnsMessage<'a> {
 
 /// A ZBS template message to a follower, by Zalo user id.
 #[derive(Debug, Clone, Serialize)]
-pub struct OaTemplateMessage<'a> {
+pub(crate) struct OaTemplateMessage<'a> {
     /// The citizen's user id for this OA.
     pub user_id: &'a str,
     /// Template id (the same ZBS template as by phone).
@@ -145,7 +149,7 @@ pub struct OaTemplateMessage<'a> {
 
 /// Zalo accepted a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Accepted {
+pub(crate) struct Accepted {
     /// Zalo's message id (`msg_id` for ZNS, `message_id` for OA), receipts refer to it.
     pub msg_id: String,
     /// The OA's ZNS daily quota, when the answer reported it.
@@ -156,7 +160,7 @@ pub struct Accepted {
 
 /// A fresh token pair from OAuth. Both tokens are secrets.
 #[derive(Clone)]
-pub struct TokenPair {
+pub(crate) struct TokenPair {
     /// The new access token.
     pub access_token: loa_platform::Secret,
     /// The new refresh token; the one we sent is now dead, so this must be stored
@@ -195,7 +199,7 @@ impl ZaloClient {
     }
 
     /// Sends a ZNS template message by phone number.
-    pub async fn send_zns(
+    pub(crate) async fn send_zns(
         &self,
         app: &ZaloAppSettings,
         access_token: &str,
@@ -215,7 +219,7 @@ impl ZaloClient {
     }
 
     /// Sends a ZBS template message to a follower by Zalo user id.
-    pub async fn send_oa_template(
+    pub(crate) async fn send_oa_template(
         &self,
         app: &ZaloAppSettings,
         access_token: &str,
@@ -238,7 +242,7 @@ impl ZaloClient {
     /// a success it is dead, and after an ambiguous failure it may be. Any answer
     /// Zalo's token endpoint gives without a usable pair is an authorisation failure
     /// ([`ErrorClass::NeedsOperator`], see [`parse_token_answer`]).
-    pub async fn refresh_access_token(
+    pub(crate) async fn refresh_access_token(
         &self,
         app: &ZaloAppSettings,
         refresh_token: &str,
@@ -309,7 +313,7 @@ async fn read_answer(
 
 /// Reads Zalo's envelope: HTTP 200 with `error` 0 (or absent) is a success;
 /// anything else is a classified failure.
-pub fn parse_envelope(api: Api, status: u16, body: &[u8]) -> Result<Value, ZaloFailure> {
+pub(crate) fn parse_envelope(api: Api, status: u16, body: &[u8]) -> Result<Value, ZaloFailure> {
     let json: Option<Value> = serde_json::from_slice(body).ok().filter(Value::is_object);
     let code = json
         .as_ref()
@@ -348,7 +352,7 @@ pub fn parse_envelope(api: Api, status: u16, body: &[u8]) -> Result<Value, ZaloF
 /// treats it (`Access token was not returned`, code 401); retrying it as a passing
 /// failure would go on for ever with a dead token. Answers that are not 2xx keep
 /// their usual class (a 5xx is passing: Zalo did not judge the token).
-pub fn parse_token_answer(status: u16, body: &[u8]) -> Result<Value, ZaloFailure> {
+pub(crate) fn parse_token_answer(status: u16, body: &[u8]) -> Result<Value, ZaloFailure> {
     match parse_envelope(Api::OAuth, status, body) {
         // Whether it holds a pair is [`token_pair`]'s to judge, as needing an operator.
         Ok(json) => Ok(json),
@@ -362,7 +366,7 @@ pub fn parse_token_answer(status: u16, body: &[u8]) -> Result<Value, ZaloFailure
 }
 
 /// Reads a number Zalo may have written as a string (`"480"`) or a number (`480`).
-pub fn lenient_i64(value: &Value) -> Option<i64> {
+pub(crate) fn lenient_i64(value: &Value) -> Option<i64> {
     match value {
         Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
         Value::String(s) => s.trim().parse().ok(),

@@ -86,7 +86,7 @@ async fn row(
 /// The statuses of a delivery's history, oldest first, as the deliveries API shows it
 /// (history rows and the recorded send).
 async fn history(app: &TestApp, request: &NotificationRequest) -> Vec<String> {
-    let views = loa_notifier::receipts::views_for(
+    let views = loa_notifier::deliveries::views_for(
         &app.pool,
         &request.tenant,
         std::slice::from_ref(&request.notification_id),
@@ -225,7 +225,7 @@ async fn a_recipient_error_on_the_oa_falls_back_to_zns_once_and_records_the_chan
     assert_eq!(sandbox_stats(&app).await["refused"], json!({"-213": 1}));
     // Both attempts are in the delivery's history: the channel that failed, then the send.
     assert_eq!(history(&app, &request).await, ["channel_failed", "sent"]);
-    let views = loa_notifier::receipts::views_for(
+    let views = loa_notifier::deliveries::views_for(
         &app.pool,
         "demo",
         std::slice::from_ref(&request.notification_id),

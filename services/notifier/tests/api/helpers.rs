@@ -198,27 +198,24 @@ impl TestApp {
         .expect("the notifier becomes ready");
     }
 
-    /// Publishes a request the way the tracker does.
+    /// Publishes a request the way the tracker does, to its own lane.
     pub async fn publish(&self, request: &NotificationRequest) {
-        let lane = match request.lane {
-            Lane::Transactional => "transactional",
-            Lane::Broadcast => "broadcast",
-        };
         self.publish_raw(
-            &format!("{lane}.{}.{}", request.tenant, request.kind),
+            &request.routing_key(),
             Envelope::NotificationRequestV1(request.clone()).to_bytes(),
             &request.notification_id,
         )
         .await;
     }
 
-    /// Publishes many requests pipelined (they arrive in the same batches).
+    /// Publishes many requests pipelined (they arrive in the same batches), each to
+    /// its own lane.
     pub async fn publish_many(&self, requests: &[NotificationRequest]) {
         let messages: Vec<OutgoingMessage> = requests
             .iter()
             .map(|r| OutgoingMessage {
                 exchange: topology::EX_NOTIFICATIONS.into(),
-                routing_key: format!("transactional.{}.{}", r.tenant, r.kind),
+                routing_key: r.routing_key(),
                 body: Envelope::NotificationRequestV1(r.clone()).to_bytes(),
                 message_id: r.notification_id.clone(),
                 headers: vec![(H_TENANT.to_owned(), r.tenant.clone())],
@@ -352,18 +349,16 @@ impl TestApp {
         (row.get(0), row.get(1))
     }
 
-    /// Waits until the work queue is empty (every request settled).
+    /// Waits until both lanes' work queues are empty (every request settled).
     pub async fn wait_until_settled(&self) {
         eventually(PATIENCE, || async {
-            (self
-                .env
-                .queue_depth(topology::Q_NOTIFIER_TRANSACTIONAL)
-                .ok()?
-                == 0)
+            let depth = |queue| self.env.queue_depth(queue).ok();
+            (depth(topology::Q_NOTIFIER_TRANSACTIONAL)? == 0
+                && depth(topology::Q_NOTIFIER_BROADCAST)? == 0)
                 .then_some(())
         })
         .await
-        .expect("the queue drains");
+        .expect("the queues drain");
     }
 
     /// Takes (deletes and returns) every dead letter the notifier has stored from

@@ -2,7 +2,7 @@
 //! queues, how many times Zalo was called and when, and what is dead-lettered.
 
 use crate::helpers::{receipt_request, spawn_app_configured, TestApp, PATIENCE};
-use loa_notifier::retry::tier_queue;
+use loa_notifier::engine::tier_queue;
 use loa_platform::testing::eventually;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};

@@ -1,5 +1,5 @@
 use crate::helpers::{receipt_request, spawn_app};
-use loa_notifier::{tokens::TokenManager, zalo::ZaloClient};
+use loa_notifier::zalo::{TokenManager, ZaloClient};
 use loa_platform::Secret;
 use std::time::Duration;
 

@@ -807,7 +807,7 @@ async fn webhook_events_past_their_retention_are_pruned_but_pending_ones_are_kep
         .unwrap();
 
     // Act
-    let deleted = loa_notifier::webhook::prune_events(&app.pool)
+    let deleted = loa_notifier::zalo_webhooks::prune_events(&app.pool)
         .await
         .unwrap();
 

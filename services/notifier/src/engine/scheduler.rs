@@ -14,7 +14,7 @@
 //! once more; the claim in front of every send makes that harmless. Due times are read
 //! from the notifier's [`Clock`], so a test can jump to 06:05 instead of waiting.
 
-use crate::{clock::Clock, pause, retry};
+use crate::{clock::Clock, deliveries::DeliveryStatus, limits::pause};
 use anyhow::Context;
 use deadpool_postgres::Pool;
 use loa_platform::{
@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 /// The scheduler. Cheap to clone.
 #[derive(Clone)]
-pub struct Scheduler {
+pub(crate) struct Scheduler {
     pool: Pool,
     publisher: Arc<Publisher>,
     clock: Clock,
@@ -38,7 +38,7 @@ pub struct Scheduler {
 
 impl Scheduler {
     /// Polls every `interval` and republishes at most `batch` rows per statement.
-    pub fn new(
+    pub(crate) fn new(
         pool: Pool,
         publisher: Arc<Publisher>,
         clock: Clock,
@@ -58,7 +58,7 @@ impl Scheduler {
 
     /// Runs until `cancel` fires: republishes due rows (all of them, a batch at a
     /// time) and refreshes the pause gauge, then sleeps one interval.
-    pub async fn run(&self, cancel: CancellationToken) {
+    pub(crate) async fn run(&self, cancel: CancellationToken) {
         loop {
             loop {
                 if cancel.is_cancelled() {
@@ -84,7 +84,7 @@ impl Scheduler {
     }
 
     /// One round: republishes up to `batch` due rows and returns how many.
-    pub async fn republish_due(&self) -> anyhow::Result<usize> {
+    pub(crate) async fn republish_due(&self) -> anyhow::Result<usize> {
         let now = self.clock.now();
         let mut client = self
             .pool
@@ -144,7 +144,7 @@ impl Scheduler {
         for row in &rows {
             let id: String = row.get(0);
             let tenant: String = row.get(1);
-            let status: String = row.get(2);
+            let status: DeliveryStatus = row.get(2);
             let attempts: i32 = row.get(3);
             let body: Value = row.get(4);
             let request = match serde_json::from_value::<loa_contracts::Envelope>(body.clone()) {
@@ -160,11 +160,11 @@ impl Scheduler {
                 loa_platform::amqp::consumer::H_TENANT.to_owned(),
                 request.tenant.clone(),
             )];
-            if status == "ambiguous" || status == "sending" {
+            if matches!(status, DeliveryStatus::Ambiguous | DeliveryStatus::Sending) {
                 // No receipt in time, or a dead sender's copy: count the attempts so
                 // far, so a send that never gets an answer ends as a dead letter, not
                 // a loop.
-                if status == "ambiguous" {
+                if status == DeliveryStatus::Ambiguous {
                     tracing::warn!(notification_id = %id, tenant = %tenant, attempts, "No receipt for an ambiguous send; sending it again.");
                 } else {
                     tracing::info!(notification_id = %id, tenant = %tenant, "Its sender stopped holding a request; republishing the copy parked behind its lease.");
@@ -179,7 +179,7 @@ impl Scheduler {
             }
             messages.push(OutgoingMessage {
                 exchange: topology::EX_NOTIFICATIONS.to_owned(),
-                routing_key: retry::routing_key(&request),
+                routing_key: request.routing_key(),
                 body: serde_json::to_vec(&body).context("Failed to encode a parked request")?,
                 message_id: id.clone(),
                 headers,

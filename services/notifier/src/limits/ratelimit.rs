@@ -9,7 +9,7 @@
 //! batch of 64 costs one round trip and its requests leave evenly, never faster than
 //! `rate_per_second` with at most `burst` at once, whatever the number of lanes and
 //! replicas: they all queue on the same row. The same call reads the tenant's pause
-//! and ZNS quota (see [`crate::pause`], [`crate::quota`]), so the gate in front of
+//! and ZNS quota (see [`super::pause`], [`super::quota`]), so the gate in front of
 //! every batch is one statement.
 //!
 //! Only slots that start within a horizon are handed out per call, so a broadcast
@@ -37,7 +37,7 @@ use std::time::Duration;
 
 /// How the limiter turns a tenant's configured rate into slots.
 #[derive(Debug, Clone, Copy)]
-pub struct LimiterSettings {
+pub(crate) struct LimiterSettings {
     /// Share (0..1) of the configured burst left unused as a cushion for jitter.
     pub burst_headroom: f64,
     /// Hand out only slots that start within this long from now.
@@ -48,7 +48,7 @@ pub struct LimiterSettings {
 
 /// What a batch wants from its tenant's gate.
 #[derive(Debug, Clone, Copy)]
-pub struct Want {
+pub(crate) struct Want {
     /// Sends on ZNS (they count against the daily quota).
     pub zns: u32,
     /// Sends on other channels (OA template by user id).
@@ -59,7 +59,7 @@ pub struct Want {
 
 /// What the gate granted.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Grant {
+pub(crate) struct Grant {
     /// The tenant is paused: send nothing, hold everything.
     pub paused: Option<String>,
     /// ZNS sends the quota allows (the rest wait for the next quota day).
@@ -80,14 +80,14 @@ pub struct Grant {
 
 impl Grant {
     /// When slot `j` of this grant starts, from when the grant was read.
-    pub fn slot(&self, j: u32) -> Duration {
+    pub(crate) fn slot(&self, j: u32) -> Duration {
         self.first_slot + self.interval * j
     }
 }
 
 /// The shared limiter. Cheap to clone.
 #[derive(Clone)]
-pub struct RateLimiter {
+pub(crate) struct RateLimiter {
     pool: Pool,
     clock: Clock,
     settings: LimiterSettings,
@@ -95,7 +95,7 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     /// A limiter over `notifier.rate_limits`; `clock` picks the quota day.
-    pub fn new(pool: Pool, clock: Clock, settings: LimiterSettings) -> Self {
+    pub(crate) fn new(pool: Pool, clock: Clock, settings: LimiterSettings) -> Self {
         Self {
             pool,
             clock,
@@ -104,7 +104,7 @@ impl RateLimiter {
     }
 
     /// The interval and tolerance (ms) of a tenant's GCRA, or `None` without a limit.
-    pub fn gcra(&self, app: &ZaloAppSettings) -> Option<(f64, f64)> {
+    pub(crate) fn gcra(&self, app: &ZaloAppSettings) -> Option<(f64, f64)> {
         if app.rate_per_second.is_nan() || app.rate_per_second <= 0.0 {
             return None;
         }
@@ -119,7 +119,7 @@ impl RateLimiter {
     /// statement, one grant per entry, in order. The rows are locked in tenant order
     /// (whatever the order of `wants`), so two replicas gating overlapping sets of
     /// tenants cannot deadlock. Tenants must be distinct.
-    pub async fn take_many(
+    pub(crate) async fn take_many(
         &self,
         wants: &[(&str, &ZaloAppSettings, Want)],
     ) -> anyhow::Result<Vec<Grant>> {
@@ -209,7 +209,7 @@ impl RateLimiter {
     }
 
     /// Zalo answered `-32` for this tenant: push its next slot back for every replica.
-    pub async fn penalize(&self, tenant: &str) -> anyhow::Result<()> {
+    pub(crate) async fn penalize(&self, tenant: &str) -> anyhow::Result<()> {
         let client = self
             .pool
             .get()
@@ -226,18 +226,6 @@ impl RateLimiter {
             .await
             .context("Failed to push back the rate limit")?;
         Ok(())
-    }
-
-    /// About the longest a batch of `n` may wait for its slots while other lanes and
-    /// replicas book the same tenant: the claim lease must outlast it.
-    pub fn longest_wait(&self, app: &ZaloAppSettings, n: usize) -> Duration {
-        match self.gcra(app) {
-            // Our batch after one batch of every other lane and replica.
-            Some((interval_ms, _)) => {
-                Duration::from_secs_f64(interval_ms * 4.0 * n as f64 / 1000.0)
-            }
-            None => Duration::ZERO,
-        }
     }
 }
 

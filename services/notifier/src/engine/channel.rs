@@ -16,7 +16,7 @@ use std::collections::HashMap;
 
 /// Which Zalo channel carried (or was to carry) a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Channel {
+pub(crate) enum Channel {
     /// ZNS template by phone number.
     Zns,
     /// ZBS template by Zalo user id (followers).
@@ -27,7 +27,7 @@ pub enum Channel {
 
 impl Channel {
     /// Stable name, stored and used as a metrics label.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Zns => "zns",
             Self::OaTemplate => "oa_template",
@@ -37,14 +37,14 @@ impl Channel {
 
     /// The channel a request will be tried on first, from the request alone: the OA
     /// template when it names a Zalo user id, else ZNS by phone.
-    pub fn for_request(request: &NotificationRequest) -> Self {
+    pub(crate) fn for_request(request: &NotificationRequest) -> Self {
         Route::plan(request, None).first()
     }
 }
 
 /// The channels to try for one request, in order, with the recipient on each.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Route {
+pub(crate) struct Route {
     /// The citizen's user id for the OA (from the request or the subscribers).
     pub user_id: Option<String>,
     /// The citizen's phone.
@@ -56,7 +56,7 @@ pub struct Route {
 impl Route {
     /// Plans a request's route; `follower` is the user id found for its phone among
     /// the OA's following subscribers.
-    pub fn plan(request: &NotificationRequest, follower: Option<&str>) -> Self {
+    pub(crate) fn plan(request: &NotificationRequest, follower: Option<&str>) -> Self {
         let user_id = request
             .recipient
             .zalo_user_id
@@ -83,12 +83,12 @@ impl Route {
     }
 
     /// The first channel (`None` when the request names no recipient).
-    pub fn first(&self) -> Channel {
+    pub(crate) fn first(&self) -> Channel {
         self.channels.first().copied().unwrap_or(Channel::None)
     }
 
     /// The channel after `current`, if any.
-    pub fn after(&self, current: Channel) -> Option<Channel> {
+    pub(crate) fn after(&self, current: Channel) -> Option<Channel> {
         let at = self.channels.iter().position(|c| *c == current)?;
         self.channels.get(at + 1).copied()
     }
@@ -96,7 +96,7 @@ impl Route {
 
 /// The following subscribers' user ids for `(tenant, phone)` pairs, one query. Before
 /// the subscribers table exists (an older schema) nobody is known to follow.
-pub async fn followers_by_phone(
+pub(crate) async fn followers_by_phone(
     pool: &Pool,
     wanted: &[(&str, &str)],
 ) -> anyhow::Result<HashMap<(String, String), String>> {

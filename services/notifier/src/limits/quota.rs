@@ -2,7 +2,7 @@
 //!
 //! Zalo reports `dailyQuota` and `remainingQuota` in every ZNS success; the notifier
 //! keeps the latest in `notifier.zns_quota (tenant, day)` and the gate in front of each
-//! batch (`notifier.take_send_slots`, see [`crate::ratelimit`]) reads it:
+//! batch (`notifier.take_send_slots`, see [`super::ratelimit`]) reads it:
 //!
 //! - broadcasts stop once `remaining` is down to the tenant's `transactional_reserve`
 //!   share of the daily quota, so case updates keep the rest; the stopped broadcasts
@@ -28,7 +28,7 @@ use deadpool_postgres::Pool;
 
 /// What one batch learnt about a tenant's quota.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Observation {
+pub(crate) struct Observation {
     /// `dailyQuota` of the latest answer that had it.
     pub daily_quota: Option<i64>,
     /// The lowest `remainingQuota` reported.
@@ -43,7 +43,7 @@ impl Observation {
     /// Folds one accepted ZNS answer in. A `dailyQuota` of 0 (or less) is Zalo
     /// reporting no quota figure, not a quota of nothing: the answer's figures are
     /// ignored (see the module docs).
-    pub fn accepted(&mut self, daily_quota: Option<i64>, remaining: Option<i64>) {
+    pub(crate) fn accepted(&mut self, daily_quota: Option<i64>, remaining: Option<i64>) {
         if daily_quota.is_some_and(|d| d <= 0) {
             return;
         }
@@ -56,7 +56,7 @@ impl Observation {
     }
 
     /// Whether there is anything to store.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         *self == Self::default()
     }
 }
@@ -64,7 +64,7 @@ impl Observation {
 /// Stores what a batch learnt about each of its tenants in one statement (rows
 /// locked in tenant order, as the gate locks them) and updates
 /// `loa_notifier_quota_remaining`. Tenants must be distinct.
-pub async fn observe_many(
+pub(crate) async fn observe_many(
     pool: &Pool,
     day: NaiveDate,
     seen: &[(&str, &Observation)],
@@ -132,7 +132,7 @@ pub async fn observe_many(
 }
 
 /// The stored quota of a tenant's day: `(daily_quota, remaining, exhausted)`.
-pub async fn read(
+pub(crate) async fn read(
     pool: &Pool,
     tenant: &str,
     day: NaiveDate,

@@ -11,7 +11,7 @@
 //! with a rating template (`user_feedback`), for the ratings feature.
 //!
 //! Who follows, and with which phone, is read on the send path by
-//! [`crate::channel::followers_by_phone`].
+//! [`crate::engine::channel::followers_by_phone`].
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -20,7 +20,7 @@ use loa_contracts::PhoneNumber;
 
 /// Records that `zalo_user_id` follows (or stopped following) the tenant's OA, as of
 /// `at` (Zalo's timestamp); an event older than what is on record changes nothing.
-pub async fn set_following<C: GenericClient>(
+pub(crate) async fn set_following<C: GenericClient>(
     client: &C,
     tenant: &str,
     zalo_user_id: &str,
@@ -43,7 +43,7 @@ pub async fn set_following<C: GenericClient>(
 
 /// Records the phone a user shared with the OA (`user_submit_info`). A user not on
 /// record yet is kept as not following until Zalo says otherwise.
-pub async fn set_phone<C: GenericClient>(
+pub(crate) async fn set_phone<C: GenericClient>(
     client: &C,
     tenant: &str,
     zalo_user_id: &str,
@@ -64,7 +64,7 @@ pub async fn set_phone<C: GenericClient>(
 
 /// Keeps a citizen's "tra cứu <code>" chat message for the tracker to answer. A
 /// message already kept (same `msg_id`) is skipped.
-pub async fn record_lookup<C: GenericClient>(
+pub(crate) async fn record_lookup<C: GenericClient>(
     client: &C,
     tenant: &str,
     zalo_user_id: &str,
@@ -86,7 +86,7 @@ pub async fn record_lookup<C: GenericClient>(
 
 /// A citizen's rating of a message sent with a rating template (`user_feedback`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Feedback {
+pub(crate) struct Feedback {
     /// Zalo's id of the rated message.
     pub msg_id: String,
     /// Our notification id, echoed by Zalo (`message.tracking_id`).
@@ -103,7 +103,7 @@ pub struct Feedback {
 
 /// Keeps a citizen's rating for the ratings feature. A message is rated once: a
 /// second rating of the same message keeps the first.
-pub async fn record_feedback<C: GenericClient>(
+pub(crate) async fn record_feedback<C: GenericClient>(
     client: &C,
     tenant: &str,
     feedback: &Feedback,
@@ -133,7 +133,7 @@ pub async fn record_feedback<C: GenericClient>(
 /// ("Tra cứu HS-0301", "TRA CUU: hs-0301", "tracuu HS-0301"); `None` for any other
 /// text. The code is returned as typed (codes are opaque), without trailing
 /// punctuation, at most 50 characters.
-pub fn parse_lookup(text: &str) -> Option<String> {
+pub(crate) fn parse_lookup(text: &str) -> Option<String> {
     // Combining marks (decomposed input) go first, so indices agree with `folded`.
     let chars: Vec<char> = text
         .trim()

@@ -5,7 +5,7 @@
 //! 1. decode every body (undecodable → dead letter at once) with its `x-loa-attempt`,
 //!    and fold duplicates of the same notification id onto one request;
 //! 2. claim all of them in `notifier.deliveries` with one statement, under a short
-//!    lease this process renews while it lives ([`crate::leases`]): an id already
+//!    lease this process renews while it lives ([`super::leases`]): an id already
 //!    sent (or delivered, or seen) is acked without sending, and so is one parked in
 //!    the table (deferred, held, ambiguous: the scheduler owns it); a copy of one that
 //!    another sender holds right now is parked on its row and acked, never waited
@@ -16,14 +16,14 @@
 //!    without a receipt is parked as ambiguous to wait for one;
 //! 3. check what can be decided without Zalo: unknown tenant or template, no
 //!    recipient (fail), `not_before` ahead (defer); plan each request's channels
-//!    ([`crate::channel`], one subscribers look-up for the batch);
-//! 4. send in rounds: per tenant, one call of the gate ([`crate::ratelimit`]) reads the
+//!    ([`super::channel`], one subscribers look-up for the batch);
+//! 4. send in rounds: per tenant, one call of the gate ([`crate::limits::ratelimit`]) reads the
 //!    pause and the quota and reserves paced send slots; the granted requests are
 //!    sent concurrently, each marked dispatched right before its call (at most `max_in_flight` Zalo calls), each leaving at its slot; a
 //!    refused token is refreshed and the request resent, a recipient error moves the
 //!    request to its other channel, and both go round again (through the gate: every
 //!    Zalo call has a slot);
-//! 5. turn every outcome into a decision with [`crate::retry::decide`], the one policy
+//! 5. turn every outcome into a decision with [`super::policy::decide`], the one policy
 //!    function; pause the tenant on an operator error, slow it down on `-32`, store
 //!    what the answers said about the ZNS quota;
 //! 6. record the whole batch's results with one statement (parked requests with their
@@ -35,22 +35,26 @@
 //! then a resend after the recheck time, counted in
 //! `loa_notifier_ambiguous_resends_total`).
 
-pub use crate::{
-    channel::Channel,
-    retry::{Decision, SendOutcome},
-};
-
-use crate::{
-    channel::{self, Route},
-    clock::Clock,
-    deliveries::{self, Claim, NewDelivery, Outcome, Prior, Record, Status},
+use super::{
+    channel::{self, Channel, Route},
+    delay_queues::{DelayQueues, DelayedRetry},
     leases::Leases,
-    metrics, pause, quota,
-    ratelimit::{RateLimiter, Want},
-    receipts::{self, Transition},
-    retry::{self, Context, DelayQueues, DelayedRetry, RetrySettings},
-    tokens::{TokenError, TokenManager},
-    zalo::{Accepted, ErrorClass, OaTemplateMessage, ZaloClient, ZnsMessage},
+    policy::{self, Context, Decision, RetrySettings, SendOutcome},
+};
+use crate::{
+    clock::Clock,
+    deliveries::{
+        self, Claim, DeliveryStatus, NewDelivery, Outcome, Prior, Record, Status, Transition,
+    },
+    limits::{
+        pause, quota,
+        ratelimit::{RateLimiter, Want},
+    },
+    metrics,
+    zalo::{
+        Accepted, ErrorClass, OaTemplateMessage, TokenError, TokenManager, ZaloClient, ZnsMessage,
+    },
+    zalo_webhooks,
 };
 use anyhow::Context as _;
 use deadpool_postgres::Pool;
@@ -72,7 +76,7 @@ use tokio::time::Instant;
 
 /// One decoded request with what its AMQP message said about it.
 #[derive(Debug, Clone)]
-pub struct Incoming {
+pub(crate) struct Incoming {
     /// The request.
     pub request: NotificationRequest,
     /// Its attempt number (`x-loa-attempt`, 1 when absent).
@@ -83,17 +87,12 @@ pub struct Incoming {
 
 impl Incoming {
     /// A first attempt at `request`.
-    pub fn new(request: NotificationRequest) -> Self {
+    pub(crate) fn new(request: NotificationRequest) -> Self {
         Self {
             request,
             attempt: 1,
             routing_key: None,
         }
-    }
-
-    /// Reads a delivery: the body, its attempt header and routing key.
-    pub fn from_delivery(delivery: &Delivery) -> Result<Self, String> {
-        Self::from_envelope(Envelope::from_bytes(&delivery.data), delivery)
     }
 
     /// A decoded body with its delivery's attempt header and routing key.
@@ -149,7 +148,7 @@ impl Unpacked {
 }
 
 /// What a [`Sender`] is made of.
-pub struct SenderParts {
+pub(crate) struct SenderParts {
     /// The notifier's database.
     pub pool: Pool,
     /// The Zalo client.
@@ -176,7 +175,7 @@ pub struct SenderParts {
 
 /// Sends notification requests. Cheap to clone (`Arc` inside).
 #[derive(Clone)]
-pub struct Sender {
+pub(crate) struct Sender {
     inner: Arc<SenderParts>,
 }
 
@@ -206,7 +205,7 @@ struct Settled {
 
 impl Sender {
     /// Assembles a sender.
-    pub fn new(parts: SenderParts) -> Self {
+    pub(crate) fn new(parts: SenderParts) -> Self {
         let mut parts = parts;
         parts.max_in_flight = parts.max_in_flight.max(1);
         Self {
@@ -216,7 +215,7 @@ impl Sender {
 
     /// Declares the retry delay queues, trying again until it works or `cancel` fires,
     /// so the first retry does not wait for their declaration.
-    pub async fn declare_delay_queues(&self, cancel: tokio_util::sync::CancellationToken) {
+    pub(crate) async fn declare_delay_queues(&self, cancel: tokio_util::sync::CancellationToken) {
         let mut attempt = 0;
         while let Err(e) = self.inner.delays.declare().await {
             tracing::warn!(error.message = %e, "Failed to declare the retry delay queues; trying again.");
@@ -235,7 +234,7 @@ impl Sender {
     /// reason, confirmed, before the ack). If any of its requests must go back to the
     /// queue, the whole delivery does; its settled requests are then recognised by
     /// their claims and not sent again.
-    pub async fn handle_deliveries(&self, batch: &[Delivery]) -> Vec<Disposition> {
+    pub(crate) async fn handle_deliveries(&self, batch: &[Delivery]) -> Vec<Disposition> {
         let mut items = Vec::with_capacity(batch.len());
         let mut owners = Vec::with_capacity(batch.len());
         let mut packed = vec![false; batch.len()];
@@ -306,7 +305,7 @@ impl Sender {
     /// Processes a batch of decoded requests (or decoding errors) and returns one
     /// disposition per item, in order. Every delivery record is durable, and every
     /// retry confirmed by the broker, before this returns.
-    pub async fn process(&self, items: &[Result<Incoming, String>]) -> Vec<Disposition> {
+    pub(crate) async fn process(&self, items: &[Result<Incoming, String>]) -> Vec<Disposition> {
         let mut dispositions: Vec<Option<Disposition>> = vec![None; items.len()];
         let mut primaries: Vec<(usize, &Incoming)> = Vec::new();
         let mut seen: HashMap<&str, usize> = HashMap::new();
@@ -420,7 +419,7 @@ impl Sender {
                             routing_key: items[i]
                                 .routing_key
                                 .clone()
-                                .unwrap_or_else(|| retry::routing_key(requests[i])),
+                                .unwrap_or_else(|| requests[i].routing_key()),
                             attempt: *next_attempt,
                             delay: *delay,
                         },
@@ -557,7 +556,8 @@ impl Sender {
                 )
             })
             .collect();
-        let proven = match receipts::settle_from_stored_receipts(&self.inner.pool, &keys).await {
+        let proven = match zalo_webhooks::settle_from_stored_receipts(&self.inner.pool, &keys).await
+        {
             Ok(proven) => proven,
             Err(e) => {
                 tracing::warn!(error.message = %e, "Failed to look up stored receipts; treating the sends as unproven.");
@@ -1094,7 +1094,7 @@ impl Sender {
             can_fall_back: false,
             now,
         };
-        let decision = retry::decide(&outcome, &ctx, &self.inner.retry);
+        let decision = policy::decide(&outcome, &ctx, &self.inner.retry);
         Settled {
             outcome,
             decision,
@@ -1206,7 +1206,7 @@ fn decide_for(
         can_fall_back: work.route.after(work.channel).is_some(),
         now,
     };
-    retry::decide(outcome, &ctx, settings)
+    policy::decide(outcome, &ctx, settings)
 }
 
 fn no_token(e: TokenError) -> SendOutcome {
@@ -1227,11 +1227,7 @@ fn new_delivery(request: &NotificationRequest) -> NewDelivery {
         notification_id: request.notification_id.clone(),
         tenant: request.tenant.clone(),
         kind: request.kind.as_str().to_owned(),
-        lane: match request.lane {
-            Lane::Transactional => "transactional",
-            Lane::Broadcast => "broadcast",
-        }
-        .to_owned(),
+        lane: request.lane.as_str().to_owned(),
         dossier_code: request.dossier_code.clone(),
         channel: Channel::for_request(request).as_str().to_owned(),
         event_accepted_at: request.event_accepted_at,
@@ -1295,7 +1291,7 @@ fn record_of(request: &NotificationRequest, s: &Settled) -> Record {
 
 /// The history row of a settled request (`notifier.delivery_events`), if it needs one:
 /// a send is not written twice, the delivery row's `sent_at`, `channel` and
-/// `zalo_msg_id` are its history entry ([`crate::receipts::views_for`] shows it), which
+/// `zalo_msg_id` are its history entry ([`crate::deliveries::views_for`] shows it), which
 /// spares the hot path a row and three index entries per message.
 fn transition_of(request: &NotificationRequest, s: &Settled) -> Option<Transition> {
     let code = match &s.outcome {
@@ -1305,7 +1301,7 @@ fn transition_of(request: &NotificationRequest, s: &Settled) -> Option<Transitio
     let (status, detail) = match &s.decision {
         Decision::Sent => return None,
         Decision::Fail { label, reason } => (
-            "failed",
+            DeliveryStatus::Failed,
             json!({"channel": s.channel.as_str(), "class": label, "code": code, "reason": reason}),
         ),
         Decision::Retry {
@@ -1314,7 +1310,7 @@ fn transition_of(request: &NotificationRequest, s: &Settled) -> Option<Transitio
             next_attempt,
             ..
         } => (
-            "retrying",
+            DeliveryStatus::Retrying,
             json!({"channel": s.channel.as_str(), "class": label, "code": code, "reason": reason,
                    "next_attempt": next_attempt}),
         ),
@@ -1324,25 +1320,25 @@ fn transition_of(request: &NotificationRequest, s: &Settled) -> Option<Transitio
             until,
             ..
         } => (
-            "deferred",
+            DeliveryStatus::Deferred,
             json!({"channel": s.channel.as_str(), "class": label, "code": code, "reason": reason,
                    "until": until}),
         ),
         Decision::Park { reason, recheck_at } => (
-            "ambiguous",
+            DeliveryStatus::Ambiguous,
             json!({"channel": s.channel.as_str(), "reason": reason, "recheck_at": recheck_at}),
         ),
         Decision::Hold { reason, .. } => (
-            "held",
+            DeliveryStatus::Held,
             json!({"channel": s.channel.as_str(), "code": code, "reason": reason}),
         ),
-        Decision::Refresh | Decision::Fallback => ("sending", json!({})),
+        Decision::Refresh | Decision::Fallback => (DeliveryStatus::Sending, json!({})),
     };
     Some(
         Transition::new(
             &request.notification_id,
             &request.tenant,
-            status,
+            status.as_str(),
             chrono::Utc::now(),
         )
         .with_detail(detail),
@@ -1404,7 +1400,7 @@ fn dead_letter_of(request: &NotificationRequest, reason: &str) -> OutgoingMessag
     }
     OutgoingMessage {
         exchange: topology::EX_DEAD.to_owned(),
-        routing_key: retry::routing_key(request),
+        routing_key: request.routing_key(),
         body: Envelope::NotificationRequestV1(request.clone()).to_bytes(),
         message_id: request.notification_id.clone(),
         headers,
@@ -1493,7 +1489,8 @@ mod tests {
             Envelope::NotificationRequestV1(request.clone()).to_bytes(),
         );
         delivery.properties = lapin::BasicProperties::default().with_headers(headers);
-        let incoming = Incoming::from_delivery(&delivery).unwrap();
+        let incoming =
+            Incoming::from_envelope(Envelope::from_bytes(&delivery.data), &delivery).unwrap();
         assert_eq!(incoming.attempt, 3);
         assert_eq!(
             incoming.routing_key.as_deref(),
@@ -1508,8 +1505,10 @@ mod tests {
             false,
             b"{\"type\":\"nonsense\"}".to_vec(),
         );
-        assert!(Incoming::from_delivery(&poison)
-            .unwrap_err()
-            .starts_with("undecodable notification request"));
+        assert!(
+            Incoming::from_envelope(Envelope::from_bytes(&poison.data), &poison)
+                .unwrap_err()
+                .starts_with("undecodable notification request")
+        );
     }
 }

@@ -73,15 +73,15 @@ use tokio_util::sync::CancellationToken;
 
 /// The reason stored for a message the broker dead-lettered after
 /// [`topology::DELIVERY_LIMIT`] deliveries.
-pub const DELIVERY_LIMIT_REASON: &str = "delivery limit exceeded";
+pub(crate) const DELIVERY_LIMIT_REASON: &str = "delivery limit exceeded";
 /// The retry engine's attempt counter; a replay starts the count over.
-pub const H_ATTEMPT: &str = "x-loa-attempt";
+pub(crate) const H_ATTEMPT: &str = "x-loa-attempt";
 /// The metrics label of a tenant that is not configured (or not named).
-pub const UNKNOWN_TENANT: &str = "unknown";
+pub(crate) const UNKNOWN_TENANT: &str = "unknown";
 /// Most rows one list page returns.
 pub const MAX_PAGE: i64 = 500;
 /// Most ids one replay request may name.
-pub const MAX_REPLAY_IDS: usize = 1000;
+pub(crate) const MAX_REPLAY_IDS: usize = 1000;
 /// Rows replayed per transaction (and per pipelined, confirmed publish).
 const REPLAY_CHUNK: i64 = 200;
 /// Headers that describe a death, not the message: dropped on replay.
@@ -102,7 +102,7 @@ const DEATH_HEADERS: &[&str] = &[
 
 /// The exchange a message consumed from `queue` was published to, so a replay can
 /// publish it there again. `None` for a queue Loa does not know.
-pub fn exchange_for_queue(queue: &str) -> Option<&'static str> {
+pub(crate) fn exchange_for_queue(queue: &str) -> Option<&'static str> {
     match queue {
         topology::Q_TRACKER_EVENTS => Some(topology::EX_EVENTS),
         topology::Q_INGRESS => Some(topology::EX_INGRESS),
@@ -113,7 +113,7 @@ pub fn exchange_for_queue(queue: &str) -> Option<&'static str> {
 
 /// A dead letter as consumed, ready to store.
 #[derive(Debug, Clone, PartialEq)]
-pub struct NewDeadLetter {
+pub(crate) struct NewDeadLetter {
     /// The tenant a Loa service verified (see the module docs), if any.
     pub tenant: Option<String>,
     /// The queue that gave up on it (`unknown` when no header says).
@@ -138,7 +138,7 @@ pub struct NewDeadLetter {
 /// properties (the tenant as the module docs say: a trusted stamp, or for a raw
 /// ingress message the tenant of its token, verified against `tenants`). Never fails:
 /// whatever cannot be read is stored as unknown.
-pub fn parse(
+pub(crate) fn parse(
     routing_key: &str,
     properties: &BasicProperties,
     body: &[u8],
@@ -232,7 +232,7 @@ pub fn parse(
 }
 
 /// [`parse`] for a consumed delivery.
-pub fn from_delivery(delivery: &Delivery, tenants: &Tenants) -> NewDeadLetter {
+pub(crate) fn from_delivery(delivery: &Delivery, tenants: &Tenants) -> NewDeadLetter {
     parse(
         delivery.routing_key.as_str(),
         &delivery.properties,
@@ -301,7 +301,7 @@ fn as_text(value: &AMQPValue) -> Option<String> {
 
 /// AMQP headers as JSON: strings, numbers, booleans, nested tables and arrays as
 /// themselves; timestamps as seconds; byte arrays as hex.
-pub fn table_to_json(table: &FieldTable) -> Value {
+pub(crate) fn table_to_json(table: &FieldTable) -> Value {
     Value::Object(
         table
             .inner()
@@ -338,7 +338,7 @@ fn amqp_to_json(value: &AMQPValue) -> Value {
 /// The headers a replay publishes: the stored ones minus those describing a death
 /// (and any credential, should a row hold one), as strings (the only header type
 /// Loa's publishers write).
-pub fn replay_headers(stored: &Value) -> Vec<(String, String)> {
+pub(crate) fn replay_headers(stored: &Value) -> Vec<(String, String)> {
     let Some(map) = stored.as_object() else {
         return Vec::new();
     };
@@ -360,7 +360,7 @@ pub fn replay_headers(stored: &Value) -> Vec<(String, String)> {
 /// stamps (intake sets its own), plus the current token of the source intake verified
 /// when the message died (`x-loa-source` of `tenant`), so intake authenticates the
 /// replay as it would a new message. `Err` says why it cannot be replayed.
-pub fn ingress_replay_headers(
+pub(crate) fn ingress_replay_headers(
     tenants: &Tenants,
     tenant: Option<&str>,
     stored: &Value,
@@ -392,7 +392,7 @@ pub fn ingress_replay_headers(
 /// A metrics label for a reason: its leading `snake_case` code (`unauthorized`,
 /// `invalid_json`), `zalo_<code>` for a Zalo error, `delivery_limit`, `undecodable`,
 /// or `other`, so free text never becomes a label value.
-pub fn reason_label(reason: &str) -> String {
+pub(crate) fn reason_label(reason: &str) -> String {
     if reason == DELIVERY_LIMIT_REASON {
         return "delivery_limit".to_owned();
     }
@@ -435,7 +435,10 @@ pub fn reason_label(reason: &str) -> String {
 
 /// Stores dead letters in one statement (duplicates folded onto their row) and
 /// returns each one that is new, or revived after a replay (not plain duplicates).
-pub async fn store(pool: &Pool, letters: &[NewDeadLetter]) -> anyhow::Result<Vec<StoredLetter>> {
+pub(crate) async fn store(
+    pool: &Pool,
+    letters: &[NewDeadLetter],
+) -> anyhow::Result<Vec<StoredLetter>> {
     // One row per hash: ON CONFLICT cannot touch the same row twice in a statement.
     let mut seen = HashSet::new();
     let unique: Vec<&NewDeadLetter> = letters
@@ -496,7 +499,7 @@ pub async fn store(pool: &Pool, letters: &[NewDeadLetter]) -> anyhow::Result<Vec
 
 /// A dead letter [`store`] wrote (new, or revived after a replay).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredLetter {
+pub(crate) struct StoredLetter {
     /// Its row id.
     pub id: i64,
     /// Its tenant, if one was verified.
@@ -864,7 +867,7 @@ async fn publish_chunk(
 
 /// Counts unreplayed dead letters per tenant label (configured tenants, everything
 /// else as `unknown`) and publishes them as a gauge.
-pub async fn refresh_unreplayed_gauge(pool: &Pool, tenants: &Tenants) -> anyhow::Result<()> {
+pub(crate) async fn refresh_unreplayed_gauge(pool: &Pool, tenants: &Tenants) -> anyhow::Result<()> {
     let client = pool
         .get()
         .await
@@ -896,7 +899,7 @@ pub async fn refresh_unreplayed_gauge(pool: &Pool, tenants: &Tenants) -> anyhow:
 
 /// The dead-letter consumer and API. Cheap to clone.
 #[derive(Clone)]
-pub struct DeadLetters {
+pub(crate) struct DeadLetters {
     pool: Pool,
     tenants: LiveTenants,
     amqp_url: String,
@@ -905,7 +908,7 @@ pub struct DeadLetters {
 
 impl DeadLetters {
     /// Prepares the consumer and API; the replay publisher connects on first use.
-    pub fn new(pool: Pool, tenants: impl Into<LiveTenants>, amqp_url: &str) -> Self {
+    pub(crate) fn new(pool: Pool, tenants: impl Into<LiveTenants>, amqp_url: &str) -> Self {
         let tenants = tenants.into();
         metrics::init(&tenants.current());
         Self {
@@ -917,7 +920,7 @@ impl DeadLetters {
     }
 
     /// `GET /v1/dead-letters` and `POST /v1/dead-letters/replay`.
-    pub fn router(&self) -> Router {
+    pub(crate) fn router(&self) -> Router {
         Router::new()
             .route("/v1/dead-letters", get(list_handler))
             .route("/v1/dead-letters/replay", post(replay_handler))
@@ -926,7 +929,7 @@ impl DeadLetters {
 
     /// Consumes `loa.dead-letters` until `cancel` fires, storing every dead letter
     /// before acking it, and keeps the unreplayed gauge current.
-    pub async fn run_consumer(self, status: BrokerStatus, cancel: CancellationToken) {
+    pub(crate) async fn run_consumer(self, status: BrokerStatus, cancel: CancellationToken) {
         let settings = BatchConsumerSettings {
             queue: topology::Q_DEAD.to_owned(),
             name: "loa-notifier-dead-letters".to_owned(),
@@ -968,7 +971,7 @@ impl DeadLetters {
 /// The consumer's unit of work: stores a batch of dead letters and acks them, or
 /// gives them all back when the database keeps failing. Never dead-letters (that
 /// would loop).
-pub async fn handle_deliveries(
+pub(crate) async fn handle_deliveries(
     pool: &Pool,
     tenants: &Tenants,
     batch: &[Delivery],
@@ -1040,7 +1043,7 @@ fn text_filter(
 }
 
 /// Parses `GET /v1/dead-letters` query parameters into a filter for `tenant`.
-pub fn parse_list_query(
+pub(crate) fn parse_list_query(
     tenant: &str,
     params: &HashMap<String, String>,
 ) -> Result<ListFilter, ApiError> {
@@ -1106,7 +1109,7 @@ pub fn parse_list_query(
 
 /// Parses a replay request body: exactly one of `{"ids": [..]}`, `{"all": true}`,
 /// `{"filter": {"reason": …, "source_queue": …}}`.
-pub fn parse_replay_body(body: &Value) -> Result<Selection, ApiError> {
+pub(crate) fn parse_replay_body(body: &Value) -> Result<Selection, ApiError> {
     let Some(object) = body.as_object() else {
         return Err(bad_body("body", "the body is a JSON object"));
     };
@@ -1290,7 +1293,7 @@ mod metrics {
     });
 
     /// The label for a tenant named by a message body.
-    pub fn tenant_label<'a>(tenants: &Tenants, tenant: Option<&'a str>) -> &'a str {
+    pub(crate) fn tenant_label<'a>(tenants: &Tenants, tenant: Option<&'a str>) -> &'a str {
         match tenant {
             Some(t) if tenants.get(t).is_some() => t,
             _ => UNKNOWN_TENANT,
@@ -1299,7 +1302,7 @@ mod metrics {
 
     /// Creates every configured tenant's series at zero, so dashboards and
     /// `increase()` see them from the start.
-    pub fn init(tenants: &Tenants) {
+    pub(crate) fn init(tenants: &Tenants) {
         let ids = tenants
             .all()
             .iter()
@@ -1320,19 +1323,19 @@ mod metrics {
     /// (`zalo_<code>`, a refusal's code) appear with their first dead letter.
     const REASONS_AT_ZERO: [&str; 3] = ["delivery_limit", "gave_up", "undecodable"];
 
-    pub fn stored(tenants: &Tenants, tenant: Option<&str>, reason: &str) {
+    pub(crate) fn stored(tenants: &Tenants, tenant: Option<&str>, reason: &str) {
         STORED
             .with_label_values(&[tenant_label(tenants, tenant), reason])
             .inc();
     }
 
-    pub fn replayed(tenants: &Tenants, tenant: Option<&str>) {
+    pub(crate) fn replayed(tenants: &Tenants, tenant: Option<&str>) {
         REPLAYED
             .with_label_values(&[tenant_label(tenants, tenant)])
             .inc();
     }
 
-    pub fn unreplayed(tenant: &str, n: i64) {
+    pub(crate) fn unreplayed(tenant: &str, n: i64) {
         UNREPLAYED.with_label_values(&[tenant]).set(n);
     }
 }

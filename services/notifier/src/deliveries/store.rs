@@ -4,7 +4,7 @@
 //!
 //! Statuses:
 //! - `sending`: claimed, with a short lease (`lease_until`, renewed by its owner
-//!   `lease_owner` while it lives: [`crate::leases`]) while a sender is at it, and a
+//!   `lease_owner` while it lives: [`crate::engine::leases`]) while a sender is at it, and a
 //!   dispatch mark (`dispatched_at`) once its Zalo call is about to leave; a `sending`
 //!   row without a lease was given back to the queue (a database hiccup), one whose
 //!   lease lapsed was abandoned by a dead sender (with a dispatch mark: Zalo may have
@@ -20,11 +20,14 @@
 //!   timed out after Zalo may have accepted it). A copy of a parked request that
 //!   arrives meanwhile is acked without sending; the scheduler republishes the row.
 
-use crate::receipts::{self, Transition};
+use super::{
+    history::{self, Transition},
+    status::DeliveryStatus,
+};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{GenericClient, Pool};
-use serde::Serialize;
+
 use std::{collections::HashMap, time::Duration};
 use tokio_postgres::types::ToSql;
 
@@ -170,7 +173,7 @@ pub async fn claim(
     let by_id: HashMap<String, Claim> = result
         .iter()
         .map(|r| {
-            let prior_status: Option<&str> = r.get(1);
+            let prior_status: Option<DeliveryStatus> = r.get(1);
             let claim = match (r.get::<_, Option<i32>>(2), prior_status) {
                 (Some(attempts), _) => Claim::Claimed {
                     attempts,
@@ -180,8 +183,8 @@ pub async fn claim(
                         _ => Prior::Known,
                     },
                 },
-                (None, Some(status)) if is_final(status) => Claim::AlreadySent,
-                (None, Some(status)) if is_parked(status) => Claim::Parked,
+                (None, Some(status)) if status.is_final() => Claim::AlreadySent,
+                (None, Some(status)) if status.is_parked() => Claim::Parked,
                 // Leased by another sender, or inserted by one after our snapshot.
                 (None, _) => Claim::InFlight,
             };
@@ -197,16 +200,6 @@ pub async fn claim(
                 .unwrap_or(Claim::InFlight)
         })
         .collect())
-}
-
-/// Whether a status is final: the message reached Zalo.
-pub fn is_final(status: &str) -> bool {
-    matches!(status, "sent" | "delivered" | "seen")
-}
-
-/// Whether a status parks the request in the table (its AMQP message is gone).
-pub fn is_parked(status: &str) -> bool {
-    matches!(status, "deferred" | "held" | "ambiguous")
 }
 
 /// Marks `ids` as dispatched: their Zalo calls are about to leave. From now until
@@ -240,7 +233,7 @@ pub async fn mark_dispatched(pool: &Pool, ids: &[&str]) -> anyhow::Result<()> {
 /// in doubt only the sends that were actually leaving, not every request it had
 /// slots for.
 #[derive(Clone)]
-pub struct DispatchMarks {
+pub(crate) struct DispatchMarks {
     asks: tokio::sync::mpsc::Sender<(String, tokio::sync::oneshot::Sender<bool>)>,
 }
 
@@ -249,7 +242,7 @@ impl DispatchMarks {
     const GROUP: usize = 1024;
 
     /// Starts the writer task (it ends when the last clone is dropped).
-    pub fn start(pool: Pool) -> Self {
+    pub(crate) fn start(pool: Pool) -> Self {
         let (asks, mut queue) =
             tokio::sync::mpsc::channel::<(String, tokio::sync::oneshot::Sender<bool>)>(4096);
         tokio::spawn(async move {
@@ -279,7 +272,7 @@ impl DispatchMarks {
 
     /// Marks one request dispatched; returns once the mark is durable. An error
     /// means the call must not be made.
-    pub async fn mark(&self, notification_id: &str) -> anyhow::Result<()> {
+    pub(crate) async fn mark(&self, notification_id: &str) -> anyhow::Result<()> {
         let (reply, written) = tokio::sync::oneshot::channel();
         self.asks
             .send((notification_id.to_owned(), reply))
@@ -297,7 +290,7 @@ impl DispatchMarks {
 /// lease lapses without a result (the holder died); a result recorded by the holder
 /// drops it. Returns the ids parked; an id missing from the answer is no longer
 /// leased (claim it again).
-pub async fn park_behind_lease(
+pub(crate) async fn park_behind_lease(
     pool: &Pool,
     copies: &[(&str, serde_json::Value)],
 ) -> anyhow::Result<std::collections::HashSet<String>> {
@@ -350,16 +343,16 @@ pub enum Status {
 }
 
 impl Status {
-    /// The stored status.
-    pub fn as_str(self) -> &'static str {
+    /// The stored status (a request given back to the queue stays `sending`).
+    pub fn stored(self) -> DeliveryStatus {
         match self {
-            Self::Sent => "sent",
-            Self::Failed => "failed",
-            Self::Pending => "sending",
-            Self::Retrying => "retrying",
-            Self::Deferred { .. } => "deferred",
-            Self::Held => "held",
-            Self::Ambiguous { .. } => "ambiguous",
+            Self::Sent => DeliveryStatus::Sent,
+            Self::Failed => DeliveryStatus::Failed,
+            Self::Pending => DeliveryStatus::Sending,
+            Self::Retrying => DeliveryStatus::Retrying,
+            Self::Deferred { .. } => DeliveryStatus::Deferred,
+            Self::Held => DeliveryStatus::Held,
+            Self::Ambiguous { .. } => DeliveryStatus::Ambiguous,
         }
     }
 }
@@ -383,7 +376,7 @@ pub struct Outcome {
 
 /// An outcome with what the engine stores beside it.
 #[derive(Debug, Clone)]
-pub struct Record {
+pub(crate) struct Record {
     /// The outcome.
     pub outcome: Outcome,
     /// The request envelope (JSON), kept while the row is parked.
@@ -414,27 +407,33 @@ pub async fn record(pool: &Pool, outcomes: &[Outcome]) -> anyhow::Result<()> {
 /// their leases, on a pooled connection or inside the caller's transaction. A final
 /// row (sent, delivered, seen) keeps its status: a receipt may have overtaken the
 /// sender's own record.
-pub async fn record_batch<C: GenericClient>(client: &C, records: &[Record]) -> anyhow::Result<()> {
+pub(crate) async fn record_batch<C: GenericClient>(
+    client: &C,
+    records: &[Record],
+) -> anyhow::Result<()> {
     record_batch_with_history(client, records, &[]).await
 }
 
 /// [`record_batch`] and the batch's history rows ([`receipts::record_transitions`])
 /// in one statement: atomic without a transaction, and one round trip for the
 /// sender's hot path.
-pub async fn record_batch_with_history<C: GenericClient>(
+pub(crate) async fn record_batch_with_history<C: GenericClient>(
     client: &C,
     records: &[Record],
     transitions: &[Transition],
 ) -> anyhow::Result<()> {
     if records.is_empty() {
-        receipts::record_transitions(client, transitions).await?;
+        history::record_transitions(client, transitions).await?;
         return Ok(());
     }
     let ids: Vec<&str> = records
         .iter()
         .map(|r| r.outcome.notification_id.as_str())
         .collect();
-    let statuses: Vec<&str> = records.iter().map(|r| r.outcome.status.as_str()).collect();
+    let statuses: Vec<&str> = records
+        .iter()
+        .map(|r| r.outcome.status.stored().as_str())
+        .collect();
     let channels: Vec<&str> = records.iter().map(|r| r.outcome.channel.as_str()).collect();
     let msg_ids: Vec<Option<&str>> = records
         .iter()
@@ -459,7 +458,7 @@ pub async fn record_batch_with_history<C: GenericClient>(
     let requests: Vec<Option<&serde_json::Value>> =
         records.iter().map(|r| r.request.as_ref()).collect();
     let attempted: Vec<bool> = records.iter().map(|r| r.attempted).collect();
-    let history = receipts::TransitionColumns::of(transitions);
+    let history = history::TransitionColumns::of(transitions);
     let mut params: Vec<&(dyn ToSql + Sync)> = vec![
         &ids,
         &statuses,
@@ -517,80 +516,7 @@ fn record_sql() -> &'static str {
                  RETURNING 1
              )
              SELECT (SELECT count(*) FROM recorded), (SELECT count(*) FROM history)",
-            receipts::insert_transitions_sql(11)
+            history::insert_transitions_sql(11)
         )
     })
-}
-
-/// One delivery as the deliveries API shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct DeliveryView {
-    /// The request's id (Zalo's `tracking_id`).
-    pub notification_id: String,
-    /// Notification kind.
-    pub kind: String,
-    /// Channel used or tried.
-    pub channel: String,
-    /// `sending`, `sent`, `delivered`, `seen`, `failed`, `retrying`, `deferred`,
-    /// `held` or `ambiguous`.
-    pub status: String,
-    /// Zalo's message id, once sent.
-    pub zalo_msg_id: Option<String>,
-    /// Attempts so far.
-    pub attempts: i32,
-    /// Zalo's code of the last failure.
-    pub last_error_code: Option<i32>,
-    /// The last failure.
-    pub last_error: Option<String>,
-    /// First seen.
-    pub created_at: DateTime<Utc>,
-    /// Accepted by Zalo.
-    pub sent_at: Option<DateTime<Utc>>,
-    /// A `deferred` delivery's due time (absent when due now or not deferred).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub not_before: Option<DateTime<Utc>>,
-    /// When an `ambiguous` delivery is resent unless its receipt comes first.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub recheck_at: Option<DateTime<Utc>>,
-}
-
-/// A tenant's deliveries for one dossier, oldest first.
-pub async fn list_for_dossier(
-    pool: &Pool,
-    tenant: &str,
-    dossier_code: &str,
-) -> anyhow::Result<Vec<DeliveryView>> {
-    let client = pool
-        .get()
-        .await
-        .context("Failed to get a PostgreSQL connection")?;
-    let rows = client
-        .query(
-            "SELECT notification_id, kind, channel, status, zalo_msg_id, attempts, last_error_code, last_error,
-                    created_at, sent_at, not_before, recheck_at
-               FROM notifier.deliveries
-              WHERE tenant = $1 AND dossier_code = $2
-              ORDER BY created_at, notification_id
-              LIMIT 1000",
-            &[&tenant, &dossier_code],
-        )
-        .await
-        .context("Failed to list deliveries")?;
-    Ok(rows
-        .iter()
-        .map(|r| DeliveryView {
-            notification_id: r.get(0),
-            kind: r.get(1),
-            channel: r.get(2),
-            status: r.get(3),
-            zalo_msg_id: r.get(4),
-            attempts: r.get(5),
-            last_error_code: r.get(6),
-            last_error: r.get(7),
-            created_at: r.get(8),
-            sent_at: r.get(9),
-            not_before: r.get(10),
-            recheck_at: r.get(11),
-        })
-        .collect())
 }

@@ -1,4 +1,4 @@
-//! The retry policy, in one place, and the delay queues that carry retries.
+//! The retry policy, in one place.
 //!
 //! [`decide`] turns what happened to one request ([`SendOutcome`]) into what to do
 //! about it ([`Decision`]). Every error class of [`crate::zalo::errors`] ends here, and
@@ -42,7 +42,7 @@
 //! Deferrals to a wall-clock time (06:05, the next quota day, `not_before`), requests
 //! held for a paused tenant and ambiguous sends are parked in `notifier.deliveries`
 //! (status `deferred` / `held` / `ambiguous`, the request body in `request`) and their
-//! AMQP message is acked. [`crate::scheduler`] republishes due rows in batches. Why
+//! AMQP message is acked. [`super::scheduler`] republishes due rows in batches. Why
 //! not a queue whose messages expire at the wall-clock time: a night's backlog would sit
 //! in the broker for 8 hours, per-message TTLs only expire at the head of a queue (a
 //! later deferral would block an earlier one), and a paused tenant has no known
@@ -51,18 +51,11 @@
 
 use crate::zalo::{errors, Accepted, ErrorClass, ZaloFailure};
 use chrono::{DateTime, Utc};
-use lapin::options::ConfirmSelectOptions;
-use loa_contracts::{Envelope, NotificationRequest};
-use loa_platform::amqp::{topology, OutgoingMessage, PublishError, Publisher};
-use std::{sync::Arc, time::Duration};
-use tokio::sync::Mutex;
-
-/// Share of a delay added or removed at random, so retries spread out.
-pub const JITTER: f64 = 0.2;
+use std::time::Duration;
 
 /// The retry knobs (from [`crate::NotifierSettings`]).
 #[derive(Debug, Clone)]
-pub struct RetrySettings {
+pub(crate) struct RetrySettings {
     /// Delay before attempt n+1 after attempt n failed transiently; the last repeats.
     pub delays: Vec<Duration>,
     /// Attempts (through the delay queues) before a request is dead-lettered.
@@ -73,7 +66,7 @@ pub struct RetrySettings {
 
 impl RetrySettings {
     /// The delay after attempt `attempt` (1-based) failed.
-    pub fn delay_after(&self, attempt: u32) -> Duration {
+    pub(crate) fn delay_after(&self, attempt: u32) -> Duration {
         let i = (attempt.max(1) - 1) as usize;
         self.delays
             .get(i)
@@ -83,36 +76,9 @@ impl RetrySettings {
     }
 }
 
-/// Reads `retry_delays_ms` from a list (`[5000, 30000]` in the config file) or a
-/// comma-separated string (`LOA_NOTIFIER__RETRY_DELAYS_MS=5000,30000`).
-pub fn deserialize_delays<'de, D>(deserializer: D) -> Result<Vec<u64>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-{
-    #[derive(serde::Deserialize)]
-    #[serde(untagged)]
-    enum ListOrCsv {
-        List(Vec<u64>),
-        Csv(String),
-    }
-    match <ListOrCsv as serde::Deserialize>::deserialize(deserializer)? {
-        ListOrCsv::List(list) => Ok(list),
-        ListOrCsv::Csv(text) => text
-            .split(',')
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .map(|t| {
-                t.parse::<u64>().map_err(|_| {
-                    serde::de::Error::custom(format!("`{t}` is not a delay in milliseconds"))
-                })
-            })
-            .collect(),
-    }
-}
-
 /// What one attempt at a request came to (or why it was not made).
 #[derive(Debug, Clone)]
-pub enum SendOutcome {
+pub(crate) enum SendOutcome {
     /// Zalo accepted it.
     Sent(Accepted),
     /// The request can never be sent as it is (unknown tenant, no template for the
@@ -144,7 +110,7 @@ pub enum SendOutcome {
 
 /// What a request's attempt needs to know besides its outcome.
 #[derive(Debug, Clone, Copy)]
-pub struct Context {
+pub(crate) struct Context {
     /// This attempt's number (1-based, from `x-loa-attempt`).
     pub attempt: u32,
     /// The access token was already refreshed once during this attempt.
@@ -157,7 +123,7 @@ pub struct Context {
 
 /// What to do about an outcome.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
+pub(crate) enum Decision {
     /// Record `sent`, ack.
     Sent,
     /// Refresh the refused access token and resend at once (once per attempt).
@@ -213,7 +179,7 @@ pub enum Decision {
 
 /// The retry policy: the one function that maps every outcome and error class to a
 /// decision (see the module docs for the table).
-pub fn decide(outcome: &SendOutcome, ctx: &Context, settings: &RetrySettings) -> Decision {
+pub(crate) fn decide(outcome: &SendOutcome, ctx: &Context, settings: &RetrySettings) -> Decision {
     match outcome {
         SendOutcome::Sent(_) => Decision::Sent,
         SendOutcome::Unsendable(reason) => Decision::Fail {
@@ -324,145 +290,6 @@ fn by_class(
             pause: Some((code, reason)),
         },
     }
-}
-
-/// The per-message TTL of a delay: the delay ±[`JITTER`].
-pub fn jittered(delay: Duration) -> Duration {
-    let factor = 1.0 + JITTER * (2.0 * rand::random::<f64>() - 1.0);
-    Duration::from_millis((delay.as_millis() as f64 * factor).round().max(1.0) as u64)
-}
-
-/// The queue TTL of a delay tier: the longest jittered delay.
-pub fn tier_ttl(delay: Duration) -> Duration {
-    Duration::from_millis((delay.as_millis() as f64 * (1.0 + JITTER)).ceil() as u64)
-}
-
-/// The delay queue of a delay.
-pub fn tier_queue(delay: Duration) -> String {
-    topology::delay_queue_name("notifier", tier_ttl(delay))
-}
-
-/// One request to republish through a delay queue.
-#[derive(Debug, Clone)]
-pub struct DelayedRetry<'a> {
-    /// The request.
-    pub request: &'a NotificationRequest,
-    /// Its routing key on `loa.notifications`.
-    pub routing_key: String,
-    /// The attempt number the copy carries.
-    pub attempt: u32,
-    /// The tier's delay (before jitter).
-    pub delay: Duration,
-}
-
-/// Publishes retries to the delay queues, declaring them first. Cheap to share.
-pub struct DelayQueues {
-    publisher: Arc<Publisher>,
-    amqp_url: String,
-    delays: Vec<Duration>,
-    declared: Mutex<bool>,
-}
-
-impl DelayQueues {
-    /// Delay queues for the configured `delays`, published to with `publisher`.
-    pub fn new(publisher: Arc<Publisher>, amqp_url: &str, delays: &[Duration]) -> Self {
-        Self {
-            publisher,
-            amqp_url: amqp_url.to_owned(),
-            delays: delays.to_vec(),
-            declared: Mutex::new(false),
-        }
-    }
-
-    /// The confirming publisher the retries go out with.
-    pub fn publisher(&self) -> &Publisher {
-        &self.publisher
-    }
-
-    /// Declares every tier's exchange and queue (idempotent).
-    pub async fn declare(&self) -> anyhow::Result<()> {
-        let mut declared = self.declared.lock().await;
-        if *declared {
-            return Ok(());
-        }
-        let connection =
-            loa_platform::amqp::connect(&self.amqp_url, "loa-notifier-topology").await?;
-        let channel =
-            loa_platform::amqp::timed("channel.open", connection.create_channel()).await?;
-        // The work exchange the tiers dead-letter to must exist as well.
-        topology::declare(&channel).await?;
-        for delay in &self.delays {
-            topology::declare_delay_tier(
-                &channel,
-                &tier_queue(*delay),
-                tier_ttl(*delay),
-                topology::EX_NOTIFICATIONS,
-            )
-            .await?;
-        }
-        // Not needed on this channel, but proves it still works before closing.
-        let _ = channel
-            .confirm_select(ConfirmSelectOptions { nowait: false })
-            .await;
-        let _ = connection.close(200, "topology declared".into()).await;
-        *declared = true;
-        tracing::info!(
-            tiers = self.delays.len(),
-            "Declared the retry delay queues."
-        );
-        Ok(())
-    }
-
-    /// Publishes every retry to its tier, confirmed. Only then may the originals be
-    /// acked.
-    pub async fn publish(&self, retries: &[DelayedRetry<'_>]) -> Result<(), PublishError> {
-        if retries.is_empty() {
-            return Ok(());
-        }
-        self.declare()
-            .await
-            .map_err(|e| PublishError::Unavailable(format!("{e:#}")))?;
-        let messages: Vec<(OutgoingMessage, Duration)> = retries
-            .iter()
-            .map(|r| {
-                let mut headers = vec![
-                    (topology::H_ATTEMPT.to_owned(), r.attempt.to_string()),
-                    // Kept through the retry, so a dead letter stays the tenant's.
-                    (
-                        loa_platform::amqp::consumer::H_TENANT.to_owned(),
-                        r.request.tenant.clone(),
-                    ),
-                ];
-                if let Some(trace) = &r.request.trace_context {
-                    headers.push((topology::H_TRACEPARENT.to_owned(), trace.clone()));
-                }
-                let message = OutgoingMessage {
-                    // The tier's own exchange: exactly one queue, routing key kept.
-                    exchange: tier_queue(r.delay),
-                    routing_key: r.routing_key.clone(),
-                    body: Envelope::NotificationRequestV1(r.request.clone()).to_bytes(),
-                    message_id: r.request.notification_id.clone(),
-                    headers,
-                };
-                (message, jittered(r.delay))
-            })
-            .collect();
-        let result = self.publisher.publish_all_expiring(&messages).await;
-        if let Err(PublishError::Refused(_)) = &result {
-            // Unroutable: a tier queue was deleted behind our back. Declare again next time.
-            *self.declared.lock().await = false;
-        }
-        result
-    }
-}
-
-/// The routing key a request travels with on `loa.notifications`.
-pub fn routing_key(request: &NotificationRequest) -> String {
-    let lane = match request.lane {
-        loa_contracts::Lane::Transactional => "transactional",
-        loa_contracts::Lane::Broadcast => "broadcast",
-    };
-    format!("{lane}.{}.{}", request.tenant, request.kind)
 }
 
 #[cfg(test)]
@@ -751,28 +578,5 @@ mod tests {
                 ..
             }
         ));
-    }
-
-    #[test]
-    fn delays_are_read_from_a_list_or_a_comma_separated_string() {
-        #[derive(serde::Deserialize)]
-        struct S {
-            #[serde(deserialize_with = "deserialize_delays")]
-            d: Vec<u64>,
-        }
-        let list: S = serde_json::from_str(r#"{"d": [200, 400]}"#).unwrap();
-        let csv: S = serde_json::from_str(r#"{"d": "200, 400"}"#).unwrap();
-        assert_eq!((list.d, csv.d), (vec![200, 400], vec![200, 400]));
-        assert!(serde_json::from_str::<S>(r#"{"d": "2s"}"#).is_err());
-    }
-
-    #[test]
-    fn jitter_stays_within_a_fifth_of_the_delay_and_below_the_queue_ttl() {
-        let delay = Duration::from_secs(5);
-        for _ in 0..200 {
-            let j = jittered(delay);
-            assert!(j >= Duration::from_secs(4) && j <= tier_ttl(delay), "{j:?}");
-        }
-        assert_eq!(tier_queue(delay), "notifier.delay.6000ms");
     }
 }

@@ -28,7 +28,7 @@ use std::{
 use tokio_util::sync::CancellationToken;
 
 /// The leases this process holds, and how long each lasts unrenewed.
-pub struct Leases {
+pub(crate) struct Leases {
     pool: Pool,
     owner: i64,
     period: Duration,
@@ -37,7 +37,7 @@ pub struct Leases {
 
 impl Leases {
     /// Leases of `period` for a new sender process (a random owner id).
-    pub fn new(pool: Pool, period: Duration) -> Arc<Self> {
+    pub(crate) fn new(pool: Pool, period: Duration) -> Arc<Self> {
         Arc::new(Self {
             pool,
             owner: rand::random::<i64>(),
@@ -47,29 +47,29 @@ impl Leases {
     }
 
     /// This process's owner id, stored with each lease it takes.
-    pub fn owner(&self) -> i64 {
+    pub(crate) fn owner(&self) -> i64 {
         self.owner
     }
 
     /// How long a lease lasts without renewal.
-    pub fn period(&self) -> Duration {
+    pub(crate) fn period(&self) -> Duration {
         self.period
     }
 
     /// How often the held leases are renewed: four times per period, so two missed
     /// renewals in a row (a slow database) still leave the lease alive.
-    pub fn renew_every(&self) -> Duration {
+    pub(crate) fn renew_every(&self) -> Duration {
         self.period / 4
     }
 
     /// Starts renewing the leases of `ids` (just claimed by this process).
-    pub fn hold<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
+    pub(crate) fn hold<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
         let mut held = self.held.lock().expect("lease registry lock");
         held.extend(ids.into_iter().map(str::to_owned));
     }
 
     /// Stops renewing the leases of `ids` (recorded, or given back).
-    pub fn release<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
+    pub(crate) fn release<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
         let mut held = self.held.lock().expect("lease registry lock");
         for id in ids {
             held.remove(id);
@@ -78,7 +78,7 @@ impl Leases {
 
     /// Extends every held lease that is still this process's by one period. Returns
     /// how many were extended.
-    pub async fn renew(&self) -> anyhow::Result<u64> {
+    pub(crate) async fn renew(&self) -> anyhow::Result<u64> {
         let ids: Vec<String> = {
             let held = self.held.lock().expect("lease registry lock");
             held.iter().cloned().collect()
@@ -104,7 +104,7 @@ impl Leases {
     }
 
     /// Renews the held leases until `cancel` fires.
-    pub async fn run_renewals(self: Arc<Self>, cancel: CancellationToken) {
+    pub(crate) async fn run_renewals(self: Arc<Self>, cancel: CancellationToken) {
         let mut failures = 0u32;
         loop {
             tokio::select! {

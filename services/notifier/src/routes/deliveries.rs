@@ -6,13 +6,10 @@
 //!   delivery comes with `delivered_at`, `seen_at` and its `history` (one entry per
 //!   status transition, from `notifier.delivery_events`).
 //!   With `?status=failed|deferred|held|ambiguous|retrying` instead, the tenant's
-//!   deliveries in that state ([`crate::admin::list_by_status`]).
-//! - `POST /zalo/webhook` lives in [`crate::webhook`].
+//!   deliveries in that state ([`super::admin::list_by_status`]).
+//! - `POST /zalo/webhook` lives in [`super::webhook`].
 
-use crate::{
-    deliveries::{self, DeliveryView},
-    receipts::{self, ReceiptView},
-};
+use crate::deliveries::{self, DeliveryView, ReceiptView};
 use axum::{
     extract::{rejection::QueryRejection, Query, State},
     http::{HeaderMap, StatusCode},
@@ -30,7 +27,7 @@ use std::collections::HashMap;
 
 /// What the handlers share.
 #[derive(Clone)]
-pub struct AppState {
+pub(crate) struct AppState {
     /// The notifier's database.
     pub pool: Pool,
     /// Tenants, for admin tokens (as the tenants file says now).
@@ -38,16 +35,10 @@ pub struct AppState {
 }
 
 /// The API routes (without the ops routes).
-pub fn router(state: AppState) -> Router {
-    // `GET /v1/pause` and `POST /v1/pause/resume` live in [`crate::pause`].
-    let pause = crate::pause::router(crate::pause::PauseState {
-        pool: state.pool.clone(),
-        tenants: state.tenants.clone(),
-    });
+pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/deliveries", get(list_deliveries))
         .with_state(state)
-        .merge(pause)
 }
 
 #[derive(Serialize)]
@@ -73,7 +64,7 @@ async fn list_deliveries(
     let tenant = admin_tenant(&state.tenants.current(), &headers)?;
     let params = query.map(|Query(q)| q).unwrap_or_default();
     if params.contains_key("status") && !params.contains_key("dossier_code") {
-        let page = crate::admin::list_by_status(&state.pool, &tenant.id, &params).await?;
+        let page = super::admin::list_by_status(&state.pool, &tenant.id, &params).await?;
         return Ok(Json(page).into_response());
     }
     let dossier_code = params
@@ -102,7 +93,7 @@ async fn list_deliveries(
         .iter()
         .map(|d| d.notification_id.clone())
         .collect();
-    let mut views = receipts::views_for(&state.pool, &tenant.id, &ids).await?;
+    let mut views = deliveries::views_for(&state.pool, &tenant.id, &ids).await?;
     let deliveries = deliveries
         .into_iter()
         .map(|delivery| DeliveryWithHistory {

@@ -27,7 +27,7 @@
 //! one that needs an operator (the refresh token is refused, or Zalo's token endpoint
 //! answered without tokens in any other shape, see [`crate::zalo::parse_token_answer`]:
 //! an OA admin must re-authorise the app) also pauses the tenant's sending
-//! ([`crate::pause`]) until `POST /v1/pause/resume`, so its messages are held, not
+//! ([`crate::limits::pause`]) until `POST /v1/pause/resume`, so its messages are held, not
 //! failed or retried as if the failure would pass.
 
 use crate::{
@@ -72,7 +72,7 @@ pub enum TokenError {
 
 impl TokenError {
     /// What the failure means for a message waiting for the token.
-    pub fn class(&self) -> ErrorClass {
+    pub(crate) fn class(&self) -> ErrorClass {
         match self {
             Self::UnknownTenant(_) => ErrorClass::PermanentPayload,
             Self::Refused(f) => match f.class {
@@ -178,7 +178,7 @@ impl TokenManager {
 
     /// Follows a reloaded tenants file: adds the new tenants, gives the others their
     /// current settings (keeping their cached tokens) and forgets the removed ones.
-    pub fn sync(&self, tenants: &Tenants) {
+    pub(crate) fn sync(&self, tenants: &Tenants) {
         let mut map = self.tenants.write().unwrap_or_else(|e| e.into_inner());
         map.retain(|id, _| tenants.get(id).is_some());
         for t in tenants.all() {
@@ -285,7 +285,7 @@ impl TokenManager {
     /// Refreshes tokens ahead of expiry for every tenant until cancelled, and keeps the
     /// expiry gauge current. A failure is logged and counted (an alert), and retried on
     /// the next round.
-    pub async fn run_refresher(&self, cancel: CancellationToken) {
+    pub(crate) async fn run_refresher(&self, cancel: CancellationToken) {
         loop {
             // The tenants as of this round: a reload shows in the next one.
             for (id, t) in self.all() {
@@ -310,7 +310,7 @@ impl TokenManager {
                             };
                             let reason = format!("token refresh failed: {e}");
                             if let Err(pe) =
-                                crate::pause::pause(&self.pool, id, code, &reason).await
+                                crate::limits::pause::pause(&self.pool, id, code, &reason).await
                             {
                                 tracing::error!(tenant = %id, error.message = %pe, "Failed to store the tenant's pause.");
                             }

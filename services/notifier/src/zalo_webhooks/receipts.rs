@@ -1,13 +1,12 @@
-//! Delivery receipts and every delivery's history.
+//! Delivery receipts.
 //!
 //! Zalo reports what became of a message it accepted: `user_received_message` (the
 //! phone got it; ZNS receipts carry our `tracking_id` and the `delivery_time`) and
 //! `user_seen_message` (the citizen opened it). [`apply`] moves the delivery on,
 //! `sent` → `delivered` → `seen`, never backwards: a receipt that arrives after the
-//! seen event only fills `delivered_at`. Each transition is one row of
-//! `notifier.delivery_events`, written with [`record_transitions`], which the sender
-//! also calls for failures, retries and parks; a send the sender recorded has no row,
-//! its entry is the delivery's `sent_at` ([`views_for`]).
+//! seen event only fills `delivered_at`. Each transition is one row of the delivery's
+//! history ([`crate::deliveries::record_transitions`]); a send the sender recorded has
+//! no row, its entry is the delivery's `sent_at` ([`crate::deliveries::views_for`]).
 //!
 //! A receipt can overtake the sender: Zalo answers the send, emits the receipt, and
 //! the receipt reaches us before the sender has recorded the batch (so no row has the
@@ -15,149 +14,30 @@
 //! `pending` in `notifier.webhook_events`, and [`run_reconciler`] applies it as soon
 //! as the delivery is recorded (giving up after [`RECEIPT_WAIT`]).
 
+use super::fields::{millis, required, text_at};
+use crate::deliveries::{record_transitions, DeliveryStatus, Transition};
 use anyhow::Context;
+use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{GenericClient, Pool};
-use serde::Serialize;
+use loa_platform::http::ApiError;
 use serde_json::{json, Value};
-use std::{
-    collections::{HashMap, HashSet},
-    time::Duration,
-};
+use std::{collections::HashSet, time::Duration};
 use tokio_util::sync::CancellationToken;
 
 /// How long a receipt waits for its delivery to be recorded before it is given up as
 /// `unmatched` (a message sent by someone else through the same OA, or lost records).
-pub const RECEIPT_WAIT: Duration = Duration::from_secs(3600);
+pub(crate) const RECEIPT_WAIT: Duration = Duration::from_secs(3600);
 
 /// How often the reconciler looks for pending receipts.
 const RECONCILE_EVERY: Duration = Duration::from_millis(500);
 
-/// How often old webhook events are pruned.
-const PRUNE_EVERY: Duration = Duration::from_secs(600);
-
 /// Most pending receipts retried in one transaction.
 const RECONCILE_BATCH: i64 = 200;
 
-/// One status transition of a delivery, for its history.
-#[derive(Debug, Clone)]
-pub struct Transition {
-    /// The delivery (its notification id).
-    pub notification_id: String,
-    /// Its tenant.
-    pub tenant: String,
-    /// The status it moved to: `sent`, `delivered`, `seen`, `failed`, `deferred`,
-    /// `held`, `ambiguous`, `retrying`.
-    pub status: String,
-    /// When it happened (Zalo's time for receipts).
-    pub at: DateTime<Utc>,
-    /// Anything worth keeping: channel, `msg_id`, error code and reason (never a phone
-    /// number or a token).
-    pub detail: Value,
-}
-
-impl Transition {
-    /// A transition with an empty detail.
-    pub fn new(
-        notification_id: impl Into<String>,
-        tenant: impl Into<String>,
-        status: impl Into<String>,
-        at: DateTime<Utc>,
-    ) -> Self {
-        Self {
-            notification_id: notification_id.into(),
-            tenant: tenant.into(),
-            status: status.into(),
-            at,
-            detail: json!({}),
-        }
-    }
-
-    /// Adds detail.
-    pub fn with_detail(mut self, detail: Value) -> Self {
-        self.detail = detail;
-        self
-    }
-}
-
-/// Appends transitions to `notifier.delivery_events` in one statement, on a pooled
-/// connection or inside the caller's transaction (pass the transaction to make the
-/// history atomic with the status change). `sent`, `delivered` and `seen` are kept
-/// once per delivery: a repeated one is skipped. Returns the rows written.
-pub async fn record_transitions<C: GenericClient>(
-    client: &C,
-    transitions: &[Transition],
-) -> anyhow::Result<u64> {
-    if transitions.is_empty() {
-        return Ok(0);
-    }
-    let columns = TransitionColumns::of(transitions);
-    let statement = client
-        .prepare_cached(&insert_transitions_sql(1))
-        .await
-        .context("Failed to prepare the delivery history insert")?;
-    client
-        .execute(&statement, &columns.params())
-        .await
-        .context("Failed to record delivery transitions")
-}
-
-/// Transitions as the column arrays [`insert_transitions_sql`] binds.
-pub(crate) struct TransitionColumns<'a> {
-    ids: Vec<&'a str>,
-    tenants: Vec<&'a str>,
-    statuses: Vec<&'a str>,
-    ats: Vec<DateTime<Utc>>,
-    details: Vec<String>,
-}
-
-impl<'a> TransitionColumns<'a> {
-    pub(crate) fn of(transitions: &'a [Transition]) -> Self {
-        Self {
-            ids: transitions
-                .iter()
-                .map(|t| t.notification_id.as_str())
-                .collect(),
-            tenants: transitions.iter().map(|t| t.tenant.as_str()).collect(),
-            statuses: transitions.iter().map(|t| t.status.as_str()).collect(),
-            ats: transitions.iter().map(|t| t.at).collect(),
-            details: transitions.iter().map(|t| t.detail.to_string()).collect(),
-        }
-    }
-
-    /// The five parameters, in the order of [`insert_transitions_sql`].
-    pub(crate) fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 5] {
-        [
-            &self.ids,
-            &self.tenants,
-            &self.statuses,
-            &self.ats,
-            &self.details,
-        ]
-    }
-}
-
-/// The history insert, its five array parameters numbered from `first`, so that it
-/// can stand alone or be a part of a larger statement.
-pub(crate) fn insert_transitions_sql(first: usize) -> String {
-    let p = |k: usize| first + k;
-    format!(
-        "INSERT INTO notifier.delivery_events (notification_id, tenant, status, at, detail)
-         SELECT notification_id, tenant, status, at, detail::jsonb
-           FROM UNNEST(${}::text[], ${}::text[], ${}::text[], ${}::timestamptz[], ${}::text[])
-                AS t(notification_id, tenant, status, at, detail)
-         ON CONFLICT DO NOTHING",
-        p(0),
-        p(1),
-        p(2),
-        p(3),
-        p(4)
-    )
-}
-
 /// A delivery receipt, as parsed from a verified webhook.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Receipt {
+pub(crate) enum Receipt {
     /// `user_received_message`.
     Received {
         /// Zalo's message id.
@@ -178,7 +58,7 @@ pub enum Receipt {
 
 /// What applying a receipt came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Applied {
+pub(crate) enum Applied {
     /// Every message it names is matched (moved on, or already further along).
     Done,
     /// Some message is not recorded yet (or a sender is still at it): try again later.
@@ -188,7 +68,7 @@ pub enum Applied {
 /// A delivery row as a receipt sees it.
 struct Target {
     notification_id: String,
-    status: String,
+    status: DeliveryStatus,
     sent_at: Option<DateTime<Utc>>,
     leased: bool,
 }
@@ -196,7 +76,7 @@ struct Target {
 /// Applies a receipt to the tenant's deliveries (inside the caller's transaction,
 /// which also holds the webhook's dedup row). Idempotent: applying it again changes
 /// nothing, so a pending receipt can be retried freely.
-pub async fn apply<C: GenericClient>(
+pub(crate) async fn apply<C: GenericClient>(
     client: &C,
     tenant: &str,
     receipt: &Receipt,
@@ -247,12 +127,12 @@ async fn apply_received<C: GenericClient>(
     let Some(target) = row.as_ref().map(target_of) else {
         return Ok(Applied::Waiting);
     };
-    if target.status == "sending" && target.leased && !by_holder {
+    if target.status == DeliveryStatus::Sending && target.leased && !by_holder {
         // The sender has not recorded its answer yet; do not race its write (it will,
         // or its lease lapses and the next claim looks for this receipt).
         return Ok(Applied::Waiting);
     }
-    let moves = !matches!(target.status.as_str(), "delivered" | "seen");
+    let moves = !target.status.is_received();
     client
         .execute(
             "UPDATE notifier.deliveries
@@ -271,8 +151,13 @@ async fn apply_received<C: GenericClient>(
             .into_iter()
             .collect();
         transitions.push(
-            Transition::new(&target.notification_id, tenant, "delivered", at)
-                .with_detail(json!({"msg_id": msg_id, "event": "user_received_message"})),
+            Transition::new(
+                &target.notification_id,
+                tenant,
+                DeliveryStatus::Delivered.as_str(),
+                at,
+            )
+            .with_detail(json!({"msg_id": msg_id, "event": "user_received_message"})),
         );
         record_transitions(client, &transitions).await?;
     }
@@ -284,7 +169,7 @@ async fn apply_received<C: GenericClient>(
 /// proves Zalo accepted (and delivered) it. The caller holds the requests' leases
 /// (it just claimed them). Applies each such receipt, as the webhook would have, and
 /// returns the ids it settled: those must not be sent again.
-pub async fn settle_from_stored_receipts(
+pub(crate) async fn settle_from_stored_receipts(
     pool: &Pool,
     requests: &[(&str, &str)],
 ) -> anyhow::Result<HashSet<String>> {
@@ -322,7 +207,7 @@ pub async fn settle_from_stored_receipts(
             msg_id,
             tracking_id: Some(id),
             at,
-        }) = crate::webhook::receipt_of(&body)
+        }) = receipt_of(&body)
         else {
             continue;
         };
@@ -371,15 +256,20 @@ async fn apply_seen<C: GenericClient>(
     for row in &rows {
         let target = target_of(row);
         let msg_id: String = row.get(4);
-        if target.status == "sending" && target.leased {
+        if target.status == DeliveryStatus::Sending && target.leased {
             applied = Applied::Waiting;
             continue;
         }
-        if target.status != "seen" {
+        if target.status != DeliveryStatus::Seen {
             transitions.extend(sent_if_unrecorded(&target, tenant, at, &msg_id));
             transitions.push(
-                Transition::new(&target.notification_id, tenant, "seen", at)
-                    .with_detail(json!({"msg_id": msg_id, "event": "user_seen_message"})),
+                Transition::new(
+                    &target.notification_id,
+                    tenant,
+                    DeliveryStatus::Seen.as_str(),
+                    at,
+                )
+                .with_detail(json!({"msg_id": msg_id, "event": "user_seen_message"})),
             );
         }
         moved.push(target.notification_id);
@@ -410,139 +300,24 @@ fn sent_if_unrecorded(
     msg_id: &str,
 ) -> Option<Transition> {
     target.sent_at.is_none().then(|| {
-        Transition::new(&target.notification_id, tenant, "sent", receipt_at)
-            .with_detail(json!({"msg_id": msg_id, "recorded_by": "receipt"}))
+        Transition::new(
+            &target.notification_id,
+            tenant,
+            DeliveryStatus::Sent.as_str(),
+            receipt_at,
+        )
+        .with_detail(json!({"msg_id": msg_id, "recorded_by": "receipt"}))
     })
 }
 
-/// One row of a delivery's history, as the deliveries API shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct HistoryEntry {
-    /// The status the delivery moved to.
-    pub status: String,
-    /// When.
-    pub at: DateTime<Utc>,
-    /// What else is known (channel, `msg_id`, error).
-    pub detail: Value,
-}
-
-/// Receipt times and history of one delivery.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct ReceiptView {
-    /// When the phone received it (Zalo's `delivery_time`).
-    pub delivered_at: Option<DateTime<Utc>>,
-    /// When the citizen opened it.
-    pub seen_at: Option<DateTime<Utc>>,
-    /// Transitions in the order they were recorded (Zalo's receipt times and ours
-    /// come from different clocks, so `at` alone may not be monotonic).
-    pub history: Vec<HistoryEntry>,
-}
-
-/// Receipt times and histories of a tenant's deliveries, by notification id.
-///
-/// The sender does not write a history row for a send: the delivery row's `sent_at`,
-/// `channel` and `zalo_msg_id` are the `sent` entry, placed before the receipts that
-/// follow it. A `sent` row in the table (a send a receipt proved, or one recorded
-/// before this was so) stands for itself.
-pub async fn views_for(
-    pool: &Pool,
-    tenant: &str,
-    notification_ids: &[String],
-) -> anyhow::Result<HashMap<String, ReceiptView>> {
-    if notification_ids.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let client = pool
-        .get()
-        .await
-        .context("Failed to get a PostgreSQL connection")?;
-    let deliveries = client
-        .query(
-            "SELECT notification_id, delivered_at, seen_at, sent_at, channel, zalo_msg_id
-               FROM notifier.deliveries
-              WHERE tenant = $1 AND notification_id = ANY($2)",
-            &[&tenant, &notification_ids],
-        )
-        .await
-        .context("Failed to read delivery receipts")?;
-    let mut views: HashMap<String, ReceiptView> = deliveries
-        .iter()
-        .map(|r| {
-            (
-                r.get(0),
-                ReceiptView {
-                    delivered_at: r.get(1),
-                    seen_at: r.get(2),
-                    history: Vec::new(),
-                },
-            )
-        })
-        .collect();
-    let rows = client
-        .query(
-            "SELECT notification_id, status, at, detail FROM notifier.delivery_events
-              WHERE tenant = $1 AND notification_id = ANY($2)
-              ORDER BY notification_id, id",
-            &[&tenant, &notification_ids],
-        )
-        .await
-        .context("Failed to read delivery histories")?;
-    for r in &rows {
-        let id: String = r.get(0);
-        views.entry(id).or_default().history.push(HistoryEntry {
-            status: r.get(1),
-            at: r.get(2),
-            detail: r.get(3),
-        });
-    }
-    for r in &deliveries {
-        let sent_at: Option<DateTime<Utc>> = r.get(3);
-        if let (Some(at), Some(view)) = (sent_at, views.get_mut(r.get::<_, &str>(0))) {
-            let channel: &str = r.get(4);
-            let msg_id: Option<&str> = r.get(5);
-            insert_sent(
-                &mut view.history,
-                HistoryEntry {
-                    status: "sent".to_owned(),
-                    at,
-                    detail: json!({"channel": channel, "msg_id": msg_id}),
-                },
-            );
-        }
-    }
-    Ok(views)
-}
-
-/// Puts a recorded send into a history that has no `sent` row: after what came before
-/// it (failed tries, deferrals), before the receipts that follow it. Nothing follows a
-/// send but receipts.
-fn insert_sent(history: &mut Vec<HistoryEntry>, sent: HistoryEntry) {
-    if history.iter().any(|h| h.status == "sent") {
-        return;
-    }
-    let at = history
-        .iter()
-        .position(|h| matches!(h.status.as_str(), "delivered" | "seen"))
-        .unwrap_or(history.len());
-    history.insert(at, sent);
-}
-
 /// Retries pending receipts until `cancel` fires (every replica may run it: rows are
-/// taken with `SKIP LOCKED`), and every few minutes prunes webhook events past
-/// their retention ([`crate::webhook::prune_events`]).
-pub async fn run_reconciler(pool: Pool, cancel: CancellationToken) {
+/// taken with `SKIP LOCKED`).
+pub(crate) async fn run_reconciler(pool: Pool, cancel: CancellationToken) {
     let mut failures = 0u32;
-    let mut last_prune: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(RECONCILE_EVERY) => {}
-        }
-        if last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
-            last_prune = Some(tokio::time::Instant::now());
-            if let Err(e) = crate::webhook::prune_events(&pool).await {
-                tracing::warn!(error.cause_chain = ?e, error.message = %e, "Failed to prune old webhook events.");
-            }
         }
         match reconcile_pending(&pool).await {
             Ok(_) => failures = 0,
@@ -559,7 +334,7 @@ pub async fn run_reconciler(pool: Pool, cancel: CancellationToken) {
 
 /// One round of the reconciler: applies the pending receipts that are due, in one
 /// transaction. Returns how many it settled (applied or given up).
-pub async fn reconcile_pending(pool: &Pool) -> anyhow::Result<usize> {
+pub(crate) async fn reconcile_pending(pool: &Pool) -> anyhow::Result<usize> {
     let mut client = pool
         .get()
         .await
@@ -591,7 +366,7 @@ pub async fn reconcile_pending(pool: &Pool) -> anyhow::Result<usize> {
         let body: Value = row.get(3);
         let attempts: i32 = row.get(4);
         let expired: bool = row.get(5);
-        let applied = match crate::webhook::receipt_of(&body) {
+        let applied = match receipt_of(&body) {
             Some(receipt) => apply(&tx, &tenant, &receipt).await?,
             // Cannot happen for rows this module wrote; settle it rather than loop.
             None => Applied::Done,
@@ -623,4 +398,65 @@ pub async fn reconcile_pending(pool: &Pool) -> anyhow::Result<usize> {
         .await
         .context("Failed to commit pending receipts")?;
     Ok(settled)
+}
+
+/// The receipt in a `user_received_message` / `user_seen_message` body (also a
+/// stored one, for the reconciler); `None` for other events or malformed bodies.
+pub(crate) fn receipt_of(body: &Value) -> Option<Receipt> {
+    let event_name = text_at(body, &["event_name"])?;
+    let occurred_at = millis(&text_at(body, &["timestamp"])?)?;
+    receipt_fields(body, &event_name, occurred_at).ok()
+}
+
+pub(crate) fn receipt_fields(
+    body: &Value,
+    event_name: &str,
+    occurred_at: DateTime<Utc>,
+) -> Result<Receipt, ApiError> {
+    if event_name == "user_seen_message" {
+        let field = "message.msg_ids";
+        let invalid = || {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_field",
+                "`message.msg_ids` must be a non-empty list of message ids",
+            )
+            .with_field(field)
+        };
+        let list = body
+            .pointer("/message/msg_ids")
+            .and_then(Value::as_array)
+            .ok_or_else(invalid)?;
+        let mut msg_ids: Vec<String> = list
+            .iter()
+            .map(|v| v.as_str().map(str::to_owned).ok_or_else(invalid))
+            .collect::<Result<_, _>>()?;
+        msg_ids.sort();
+        msg_ids.dedup();
+        if msg_ids.is_empty() || msg_ids.len() > 1_000 {
+            return Err(invalid());
+        }
+        return Ok(Receipt::Seen {
+            msg_ids,
+            at: occurred_at,
+        });
+    }
+    let msg_id = required(body, &["message", "msg_id"])?;
+    let tracking_id = text_at(body, &["message", "tracking_id"]).filter(|t| !t.is_empty());
+    let at = match text_at(body, &["message", "delivery_time"]) {
+        None => occurred_at,
+        Some(t) => millis(&t).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_field",
+                "`message.delivery_time` must be epoch milliseconds",
+            )
+            .with_field("message.delivery_time")
+        })?,
+    };
+    Ok(Receipt::Received {
+        msg_id,
+        tracking_id,
+        at,
+    })
 }

@@ -28,8 +28,11 @@
 
 use crate::{
     dead_letters::{self, Selection},
-    pause::{self, PauseView},
-    quota,
+    deliveries::DeliveryStatus,
+    limits::{
+        pause::{self, PauseView},
+        quota,
+    },
 };
 use anyhow::Context;
 use axum::{
@@ -52,7 +55,7 @@ use std::{collections::BTreeMap, collections::HashMap, sync::Arc};
 
 /// What the admin routes share.
 #[derive(Clone)]
-pub struct AdminState {
+pub(crate) struct AdminState {
     /// The notifier's database.
     pub pool: Pool,
     /// Tenants (credentials, rate limits), as the tenants file says now.
@@ -62,7 +65,7 @@ pub struct AdminState {
 }
 
 /// The admin routes.
-pub fn router(state: AdminState) -> Router {
+pub(crate) fn router(state: AdminState) -> Router {
     Router::new()
         .route("/v1/overview", get(overview))
         .route("/v1/deliveries/{id}/resend", post(resend))
@@ -86,7 +89,7 @@ fn day_start(day: NaiveDate) -> DateTime<Utc> {
 
 /// The ZNS quota of the day as last reported.
 #[derive(Debug, Serialize)]
-pub struct QuotaView {
+pub(crate) struct QuotaView {
     /// Zalo's daily quota.
     pub daily_quota: Option<i32>,
     /// What remains (lowered by every reserved send).
@@ -97,7 +100,7 @@ pub struct QuotaView {
 
 /// The send rate against the tenant's limit.
 #[derive(Debug, Serialize)]
-pub struct RateView {
+pub(crate) struct RateView {
     /// The tenant's `rate_per_second`.
     pub limit_per_second: f64,
     /// Deliveries Zalo accepted in the last 60 s.
@@ -106,7 +109,7 @@ pub struct RateView {
 
 /// The OA's access token.
 #[derive(Debug, Serialize)]
-pub struct TokenView {
+pub(crate) struct TokenView {
     /// When the access token expires (refreshed well before).
     pub access_expires_at: Option<DateTime<Utc>>,
     /// When it was last refreshed.
@@ -115,7 +118,7 @@ pub struct TokenView {
 
 /// `GET /v1/overview`.
 #[derive(Debug, Serialize)]
-pub struct Overview {
+pub(crate) struct Overview {
     /// Today in Vietnam.
     pub day: NaiveDate,
     /// Deliveries created today, by their current status.
@@ -151,20 +154,11 @@ async fn overview(
         )
         .await
         .context("Failed to count today's deliveries")?;
-    let mut deliveries_today: BTreeMap<String, i64> = [
-        "sending",
-        "sent",
-        "delivered",
-        "seen",
-        "failed",
-        "retrying",
-        "deferred",
-        "held",
-        "ambiguous",
-    ]
-    .into_iter()
-    .map(|s| (s.to_owned(), 0))
-    .collect();
+    let mut deliveries_today: BTreeMap<String, i64> = DeliveryStatus::ALL
+        .into_iter()
+        .map(DeliveryStatus::as_str)
+        .map(|s| (s.to_owned(), 0))
+        .collect();
     for row in &by_status {
         deliveries_today.insert(row.get(0), row.get(1));
     }
@@ -212,11 +206,17 @@ async fn overview(
 }
 
 /// The states an admin lists deliveries by.
-pub const ATTENTION_STATES: [&str; 5] = ["failed", "deferred", "held", "ambiguous", "retrying"];
+pub(crate) const ATTENTION_STATES: [DeliveryStatus; 5] = [
+    DeliveryStatus::Failed,
+    DeliveryStatus::Deferred,
+    DeliveryStatus::Held,
+    DeliveryStatus::Ambiguous,
+    DeliveryStatus::Retrying,
+];
 
 /// One delivery needing attention.
 #[derive(Debug, Serialize)]
-pub struct AttentionView {
+pub(crate) struct AttentionView {
     /// The request's id.
     pub notification_id: String,
     /// Its dossier.
@@ -228,7 +228,7 @@ pub struct AttentionView {
     /// Channel tried.
     pub channel: String,
     /// Current status.
-    pub status: String,
+    pub status: DeliveryStatus,
     /// Attempts so far.
     pub attempts: i32,
     /// Zalo's code of the last failure.
@@ -251,7 +251,7 @@ pub struct AttentionView {
 
 /// A page of deliveries needing attention.
 #[derive(Debug, Serialize)]
-pub struct AttentionPage {
+pub(crate) struct AttentionPage {
     /// Newest change first.
     pub deliveries: Vec<AttentionView>,
     /// Pass as `after` for the next page; null on the last.
@@ -260,7 +260,7 @@ pub struct AttentionPage {
 
 /// Lists a tenant's deliveries in one of [`ATTENTION_STATES`] (query parameters
 /// `status`, `after`, `limit`).
-pub async fn list_by_status(
+pub(crate) async fn list_by_status(
     pool: &Pool,
     tenant: &str,
     params: &HashMap<String, String>,
@@ -274,13 +274,12 @@ pub async fn list_by_status(
             "status" => {
                 status = Some(
                     ATTENTION_STATES
-                        .iter()
-                        .find(|s| **s == value)
+                        .into_iter()
+                        .find(|s| s.as_str() == value)
                         .ok_or_else(|| {
-                            bad(
-                                "status",
-                                format!("`status` is one of {}", ATTENTION_STATES.join(", ")),
-                            )
+                            let names: Vec<&str> =
+                                ATTENTION_STATES.iter().map(|s| s.as_str()).collect();
+                            bad("status", format!("`status` is one of {}", names.join(", ")))
                         })?,
                 )
             }
@@ -324,19 +323,19 @@ pub async fn list_by_status(
                 AND ($3::text = '' OR (d.updated_at, d.notification_id) < ($4, $3::text))
               ORDER BY d.updated_at DESC, d.notification_id DESC
               LIMIT $5",
-            &[&tenant, status, &after_id, &after_at, &(limit + 1)],
+            &[&tenant, &status.as_str(), &after_id, &after_at, &(limit + 1)],
         )
         .await
         .context("Failed to list deliveries by status")?;
     let mut deliveries: Vec<AttentionView> = rows
         .iter()
         .map(|r| {
-            let status: String = r.get(5);
+            let status: DeliveryStatus = r.get(5);
             let has_dead_letter: bool = r.get(13);
             AttentionView {
-                can_resend: matches!(status.as_str(), "deferred" | "ambiguous")
-                    || (status == "failed" && has_dead_letter),
-                can_cancel: matches!(status.as_str(), "deferred" | "held" | "ambiguous"),
+                can_resend: matches!(status, DeliveryStatus::Deferred | DeliveryStatus::Ambiguous)
+                    || (status == DeliveryStatus::Failed && has_dead_letter),
+                can_cancel: status.is_parked(),
                 notification_id: r.get(0),
                 dossier_code: r.get(1),
                 kind: r.get(2),
@@ -370,7 +369,7 @@ pub async fn list_by_status(
 
 /// What an action did.
 #[derive(Debug, Serialize)]
-pub struct ActionResult {
+pub(crate) struct ActionResult {
     /// The delivery.
     pub notification_id: String,
     /// `due_now` (deferred or ambiguous, made due), `replayed` (a failed delivery's
@@ -382,7 +381,7 @@ fn conflict(message: &str) -> ApiError {
     ApiError::new(StatusCode::CONFLICT, "conflict", message).with_field("id")
 }
 
-async fn status_of(pool: &Pool, tenant: &str, id: &str) -> Result<String, ApiError> {
+async fn status_of(pool: &Pool, tenant: &str, id: &str) -> Result<DeliveryStatus, ApiError> {
     let client = pool
         .get()
         .await
@@ -441,8 +440,8 @@ async fn resend(
 ) -> Result<Json<ActionResult>, ApiError> {
     let tenant = admin_tenant(&state.tenants.current(), &headers)?.id.clone();
     let status = status_of(&state.pool, &tenant, &id).await?;
-    let result = match status.as_str() {
-        "deferred" | "ambiguous" => {
+    let result = match status {
+        DeliveryStatus::Deferred | DeliveryStatus::Ambiguous => {
             let changed = change_parked(
                 &state.pool,
                 &tenant,
@@ -459,7 +458,7 @@ async fn resend(
             }
             "due_now"
         }
-        "failed" => {
+        DeliveryStatus::Failed => {
             let client = state
                 .pool
                 .get()
@@ -542,7 +541,7 @@ async fn cancel(
 
 /// One message a citizen sent the OA.
 #[derive(Debug, Serialize)]
-pub struct CitizenMessageView {
+pub(crate) struct CitizenMessageView {
     /// Row id (paging).
     pub id: i64,
     /// The sender, masked (`…4567`): enough to tell senders apart.
@@ -559,7 +558,7 @@ pub struct CitizenMessageView {
 
 /// A page of citizen messages.
 #[derive(Debug, Serialize)]
-pub struct CitizenMessagesPage {
+pub(crate) struct CitizenMessagesPage {
     /// Newest first.
     pub messages: Vec<CitizenMessageView>,
     /// Pass as `before_id` for the next page; null on the last.
@@ -641,7 +640,7 @@ async fn citizen_messages(
 
 /// What `POST /v1/zalo/authorization` answers.
 #[derive(Debug, Serialize)]
-pub struct Authorized {
+pub(crate) struct Authorized {
     /// The tenant.
     pub tenant: String,
     /// When the new access token expires.

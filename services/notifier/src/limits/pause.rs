@@ -14,7 +14,7 @@
 //! - `loa_notifier_tenant_paused{tenant}` is 1 (every replica refreshes it from the
 //!   table), which is what the alert fires on;
 //! - `POST /v1/pause/resume`, with one of the tenant's admin tokens, clears the pause
-//!   and makes every held request due now; the scheduler ([`crate::scheduler`])
+//!   and makes every held request due now; the scheduler ([`crate::engine::scheduler`])
 //!   republishes them. `GET /v1/pause` shows the state.
 
 use crate::metrics;
@@ -29,7 +29,7 @@ use loa_platform::{
 use serde::Serialize;
 
 /// Pauses a tenant's sending (idempotent: the first reason stays until resumed).
-pub async fn pause(
+pub(crate) async fn pause(
     pool: &Pool,
     tenant: &str,
     error_code: Option<i64>,
@@ -66,7 +66,7 @@ pub async fn pause(
 
 /// Clears a tenant's pause and makes its held requests due now. Returns how many
 /// requests were released.
-pub async fn resume(pool: &Pool, tenant: &str) -> anyhow::Result<u64> {
+pub(crate) async fn resume(pool: &Pool, tenant: &str) -> anyhow::Result<u64> {
     let mut client = pool
         .get()
         .await
@@ -100,7 +100,7 @@ pub async fn resume(pool: &Pool, tenant: &str) -> anyhow::Result<u64> {
 
 /// A tenant's pause as `GET /v1/pause` shows it.
 #[derive(Debug, Clone, Serialize)]
-pub struct PauseView {
+pub(crate) struct PauseView {
     /// The tenant.
     pub tenant: String,
     /// Whether its sending is paused.
@@ -118,7 +118,7 @@ pub struct PauseView {
 }
 
 /// The pause state of one tenant.
-pub async fn status(pool: &Pool, tenant: &str) -> anyhow::Result<PauseView> {
+pub(crate) async fn status(pool: &Pool, tenant: &str) -> anyhow::Result<PauseView> {
     let client = pool
         .get()
         .await
@@ -147,7 +147,7 @@ pub async fn status(pool: &Pool, tenant: &str) -> anyhow::Result<PauseView> {
 
 /// Sets `loa_notifier_tenant_paused` for every configured tenant from the table, so
 /// each replica reports the pause another replica set.
-pub async fn refresh_gauge(pool: &Pool, tenants: &Tenants) -> anyhow::Result<()> {
+pub(crate) async fn refresh_gauge(pool: &Pool, tenants: &Tenants) -> anyhow::Result<()> {
     let client = pool
         .get()
         .await
@@ -168,7 +168,7 @@ pub async fn refresh_gauge(pool: &Pool, tenants: &Tenants) -> anyhow::Result<()>
 
 /// What the pause endpoints need.
 #[derive(Clone)]
-pub struct PauseState {
+pub(crate) struct PauseState {
     /// The notifier's database.
     pub pool: Pool,
     /// Tenants, for admin tokens (as the tenants file says now).
@@ -177,7 +177,7 @@ pub struct PauseState {
 
 /// Answer of `POST /v1/pause/resume`.
 #[derive(Debug, Serialize)]
-pub struct Resumed {
+pub(crate) struct Resumed {
     /// The tenant (from the admin token).
     pub tenant: String,
     /// Always true: resuming a tenant that is not paused is a no-op.
@@ -188,7 +188,7 @@ pub struct Resumed {
 
 /// `POST /v1/pause/resume`: the admin of the tenant whose token is presented resumes
 /// its sending.
-pub async fn resume_handler(
+pub(crate) async fn resume_handler(
     State(state): State<PauseState>,
     headers: HeaderMap,
 ) -> Result<Json<Resumed>, ApiError> {
@@ -202,7 +202,7 @@ pub async fn resume_handler(
 }
 
 /// `GET /v1/pause`: the pause state of the token's tenant.
-pub async fn status_handler(
+pub(crate) async fn status_handler(
     State(state): State<PauseState>,
     headers: HeaderMap,
 ) -> Result<Json<PauseView>, ApiError> {
@@ -211,7 +211,7 @@ pub async fn status_handler(
 }
 
 /// The pause routes, to merge into the API router.
-pub fn router(state: PauseState) -> axum::Router {
+pub(crate) fn router(state: PauseState) -> axum::Router {
     axum::Router::new()
         .route("/v1/pause", axum::routing::get(status_handler))
         .route("/v1/pause/resume", axum::routing::post(resume_handler))

@@ -1,0 +1,63 @@
+//! The notifier's HTTP API (besides `/healthz`, `/readyz`, `/metrics`), one router:
+//!
+//! - [`deliveries`]: `GET /v1/deliveries`;
+//! - [`crate::limits::pause`]: `GET /v1/pause`, `POST /v1/pause/resume`;
+//! - [`admin`]: the console's API (overview, deliveries by state, resend, cancel,
+//!   citizen messages);
+//! - [`crate::dead_letters`]: `GET /v1/dead-letters`, `POST /v1/dead-letters/replay`;
+//! - [`webhook`]: `POST /zalo/webhook`.
+//!
+//! Every route but the webhook needs a tenant admin token (or the console's service
+//! credential with `X-Loa-Tenant`) and sees only that tenant's rows: another tenant's
+//! are not found, never forbidden.
+
+mod admin;
+mod deliveries;
+mod webhook;
+
+pub(crate) use webhook::init_metrics;
+
+use crate::{dead_letters::DeadLetters, limits::pause, zalo_webhooks::Freshness};
+use axum::Router;
+use deadpool_postgres::Pool;
+use loa_platform::{amqp::Publisher, LiveTenants};
+use std::sync::Arc;
+
+/// What the API needs.
+pub(crate) struct Api {
+    /// The notifier's database.
+    pub(crate) pool: Pool,
+    /// Tenants: admin tokens, app ids and secrets, limits (as the tenants file says
+    /// now).
+    pub(crate) tenants: LiveTenants,
+    /// How recent a webhook must be.
+    pub(crate) freshness: Freshness,
+    /// Publishes what admins send again (resent deliveries).
+    pub(crate) publisher: Arc<Publisher>,
+    /// The dead letters' store and replay.
+    pub(crate) dead_letters: DeadLetters,
+}
+
+/// Every API route.
+pub(crate) fn router(api: Api) -> Router {
+    Router::new()
+        .merge(deliveries::router(deliveries::AppState {
+            pool: api.pool.clone(),
+            tenants: api.tenants.clone(),
+        }))
+        .merge(pause::router(pause::PauseState {
+            pool: api.pool.clone(),
+            tenants: api.tenants.clone(),
+        }))
+        .merge(admin::router(admin::AdminState {
+            pool: api.pool.clone(),
+            tenants: api.tenants.clone(),
+            publisher: api.publisher,
+        }))
+        .merge(api.dead_letters.router())
+        .merge(webhook::router(webhook::WebhookState {
+            pool: api.pool,
+            tenants: api.tenants,
+            freshness: api.freshness,
+        }))
+}

@@ -1,0 +1,110 @@
+//! `POST /zalo/webhook`: authenticates the event ([`crate::zalo_webhooks::authenticate`]),
+//! records and applies it ([`crate::zalo_webhooks::store`]) and answers within Zalo's
+//! 2 s.
+
+use crate::zalo_webhooks::{authenticate, event_label, store, Freshness, Stored, KNOWN_EVENTS};
+use axum::{body::Bytes, extract::State, http::HeaderMap, routing::post, Json, Router};
+use chrono::Utc;
+use deadpool_postgres::Pool;
+use loa_platform::{http::ApiError, LiveTenants, Tenants};
+use prometheus::{register_int_counter_vec, IntCounterVec};
+use serde_json::{json, Value};
+use std::{sync::LazyLock, time::Duration};
+
+/// The longest the handler may take before answering 503 (Zalo's limit is 2 s).
+pub(crate) const ANSWER_WITHIN: Duration = Duration::from_millis(1_500);
+
+static WEBHOOKS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "loa_notifier_webhooks_total",
+        "Zalo webhooks received, by tenant, event and outcome (accepted, duplicate, \
+         bad_signature, stale, unknown_app, invalid, error).",
+        &["tenant", "event", "outcome"]
+    )
+    .expect("metric registers once")
+});
+
+/// What the webhook handler needs.
+#[derive(Clone)]
+pub(crate) struct WebhookState {
+    /// The notifier's database.
+    pub pool: Pool,
+    /// Tenants, for app ids and OA secret keys (as the tenants file says now).
+    pub tenants: LiveTenants,
+    /// How recent a webhook must be.
+    pub freshness: Freshness,
+}
+
+/// `POST /zalo/webhook`.
+pub(crate) fn router(state: WebhookState) -> Router {
+    Router::new()
+        .route("/zalo/webhook", post(receive))
+        .with_state(state)
+}
+
+async fn receive(
+    State(state): State<WebhookState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let tenants = state.tenants.current();
+    let (tenant, webhook) =
+        match authenticate(&tenants, &headers, &body, Utc::now(), state.freshness) {
+            Ok(ok) => ok,
+            Err(refusal) => {
+                count(&refusal.tenant, refusal.event, refusal.outcome);
+                tracing::warn!(
+                    tenant = %refusal.tenant,
+                    event = refusal.event,
+                    outcome = refusal.outcome,
+                    reason = %refusal.error.message,
+                    "Refused a Zalo webhook."
+                );
+                return Err(*refusal.error);
+            }
+        };
+    let label = event_label(Some(&webhook.event_name));
+    let stored = tokio::time::timeout(ANSWER_WITHIN, store(&state.pool, &tenant.id, &webhook))
+        .await
+        .unwrap_or_else(|_| {
+            Err(anyhow::anyhow!(
+                "recording the webhook took longer than {ANSWER_WITHIN:?}"
+            ))
+        });
+    match stored {
+        Ok(Stored::Accepted) => {
+            count(&tenant.id, label, "accepted");
+            tracing::debug!(tenant = %tenant.id, event = %webhook.event_name, "Accepted a Zalo webhook.");
+            Ok(Json(json!({"received": true})))
+        }
+        Ok(Stored::Duplicate) => {
+            count(&tenant.id, label, "duplicate");
+            tracing::debug!(tenant = %tenant.id, event = %webhook.event_name, "Ignored a redelivered Zalo webhook.");
+            Ok(Json(json!({"received": true, "duplicate": true})))
+        }
+        Err(e) => {
+            count(&tenant.id, label, "error");
+            tracing::error!(tenant = %tenant.id, event = %webhook.event_name, error.cause_chain = ?e, error.message = %e, "Failed to record a Zalo webhook.");
+            Err(ApiError::unavailable(
+                "the webhook could not be recorded",
+                1,
+            ))
+        }
+    }
+}
+
+/// Creates, at zero, each configured tenant's count of every known event accepted,
+/// duplicated and failed, so the first one of each shows in `increase()`.
+pub(crate) fn init_metrics(tenants: &Tenants) {
+    for tenant in tenants.all() {
+        for event in KNOWN_EVENTS {
+            for outcome in ["accepted", "duplicate", "error"] {
+                WEBHOOKS.with_label_values(&[&tenant.id, event, outcome]);
+            }
+        }
+    }
+}
+
+fn count(tenant: &str, event: &str, outcome: &str) {
+    WEBHOOKS.with_label_values(&[tenant, event, outcome]).inc();
+}
