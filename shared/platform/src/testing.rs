@@ -59,6 +59,12 @@ impl TestEnv {
 
     /// Counts the messages ready in a queue of this vhost.
     pub fn queue_depth(&self, queue: &str) -> anyhow::Result<u64> {
+        Ok(self.queue_depths(&[queue])?[0])
+    }
+
+    /// Counts the messages of several queues of this vhost with one `rabbitmqctl`
+    /// call (each call takes a while), in the order asked.
+    pub fn queue_depths(&self, queues: &[&str]) -> anyhow::Result<Vec<u64>> {
         let out = Command::new("rabbitmqctl")
             .args([
                 "list_queues",
@@ -72,14 +78,16 @@ impl TestEnv {
             .output()
             .context("rabbitmqctl is not installed")?;
         let text = String::from_utf8_lossy(&out.stdout);
-        Ok(text
-            .lines()
-            .filter_map(|l| {
-                let mut parts = l.split_whitespace();
-                (parts.next()? == queue).then(|| parts.next()?.parse().ok())?
-            })
-            .next()
-            .unwrap_or(0))
+        let depth = |queue: &str| {
+            text.lines()
+                .filter_map(|l| {
+                    let mut parts = l.split_whitespace();
+                    (parts.next()? == queue).then(|| parts.next()?.parse().ok())?
+                })
+                .next()
+                .unwrap_or(0)
+        };
+        Ok(queues.iter().map(|q| depth(q)).collect())
     }
 
     /// Counts the messages ready in a queue of this vhost right now, as the queue's

@@ -352,10 +352,12 @@ impl TestApp {
     /// Waits until both lanes' work queues are empty (every request settled).
     pub async fn wait_until_settled(&self) {
         eventually(PATIENCE, || async {
-            let depth = |queue| self.env.queue_depth(queue).ok();
-            (depth(topology::Q_NOTIFIER_TRANSACTIONAL)? == 0
-                && depth(topology::Q_NOTIFIER_BROADCAST)? == 0)
-                .then_some(())
+            let lanes = [
+                topology::Q_NOTIFIER_TRANSACTIONAL,
+                topology::Q_NOTIFIER_BROADCAST,
+            ];
+            let depths = self.env.queue_depths(&lanes).ok()?;
+            depths.iter().all(|d| *d == 0).then_some(())
         })
         .await
         .expect("the queues drain");
