@@ -197,8 +197,33 @@ async fn a_province_added_to_the_tenants_file_is_served_end_to_end_without_a_res
     // Act: the province is added to the file; nothing is restarted.
     std::fs::write(&ours, demo + &binh_duong).unwrap();
 
-    // Assert: intake takes its events, the tracker tracks them, the notifier sends on
-    // the province's own Zalo app, and its metrics series exist.
+    // Assert: every process reloads on its own; the tracker and the notifier take the
+    // province's admin token once they have.
+    for (service, url) in [
+        (
+            "tracker",
+            format!("{tracker}/v1/dossiers/000.00.01.H57-261204-0001"),
+        ),
+        (
+            "notifier",
+            format!("{notifier}/v1/deliveries?dossier_code=000.00.01.H57-261204-0001"),
+        ),
+    ] {
+        eventually(Duration::from_secs(10), || async {
+            let status = client
+                .get(&url)
+                .bearer_auth("binh-duong-admin")
+                .send()
+                .await
+                .ok()?
+                .status();
+            (status != 401).then_some(())
+        })
+        .await
+        .unwrap_or_else(|_| panic!("the {service} takes the new province's admin token"));
+    }
+    // Then intake takes its events, the tracker tracks them, the notifier sends on the
+    // province's own Zalo app, and its metrics series exist.
     eventually(Duration::from_secs(10), || async {
         (post().await.ok()?.status() == 202).then_some(())
     })
@@ -217,8 +242,27 @@ async fn a_province_added_to_the_tenants_file_is_served_end_to_end_without_a_res
             .into_iter()
             .find(|m| m["template_data"]["dossier_code"] == "000.00.01.H57-261204-0001")
     })
-    .await
-    .expect("the new province's citizen gets the receipt on Zalo");
+    .await;
+    let Ok(sent) = sent else {
+        let ask = |url: String| {
+            let client = client.clone();
+            async move {
+                let r = client.get(url).bearer_auth("binh-duong-admin").send().await;
+                match r {
+                    Ok(r) => format!("{} {}", r.status(), r.text().await.unwrap_or_default()),
+                    Err(e) => e.to_string(),
+                }
+            }
+        };
+        panic!(
+            "the new province's citizen got no receipt on Zalo;\n tracker: {}\n notifier: {}",
+            ask(format!("{tracker}/v1/dossiers/000.00.01.H57-261204-0001")).await,
+            ask(format!(
+                "{notifier}/v1/deliveries?dossier_code=000.00.01.H57-261204-0001"
+            ))
+            .await,
+        );
+    };
     assert_eq!(sent["app_id"], "1000000000000000002", "sent by its own app");
     let dossier = client
         .get(format!("{tracker}/v1/dossiers/000.00.01.H57-261204-0001"))
