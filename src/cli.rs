@@ -1,6 +1,6 @@
 //! Command-line parsing and dispatch. Each command is a thin call into a module.
 
-use crate::{bench, chaos, console, dead_letters, demo, runner, settings::Settings};
+use crate::{bench, chaos, console, dead_letters, demo, runner, settings::Settings, tokens};
 use clap::{Parser, Subcommand};
 use std::{ffi::OsString, path::PathBuf};
 
@@ -48,6 +48,13 @@ pub enum Command {
         #[command(subcommand)]
         command: console::ConsoleCommand,
     },
+    /// Bearer tokens for upstream sources and admins, and their hashes for the
+    /// tenants file.
+    Tokens {
+        /// What to do.
+        #[command(subcommand)]
+        command: tokens::TokensCommand,
+    },
     /// Benchmarks: the broker baseline, the pipeline end to end, latency at fixed
     /// loads, and a held Zalo rate limit. Each writes reports under `target/bench-results/`.
     Bench {
@@ -67,6 +74,10 @@ pub enum Command {
 /// Parses `args` and runs the command.
 pub async fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<()> {
     let cli = Cli::parse_from(args);
+    // Tokens need neither settings nor a tenants file (one may be being written).
+    if let Command::Tokens { command } = cli.command {
+        return tokens::run(command);
+    }
     let settings = Settings::load(cli.config.as_deref())?;
     // A benchmark's services log only what goes wrong, so its tables stay readable.
     // So do the operator's dead-letter commands, whose output is stdout, and the
@@ -109,5 +120,6 @@ pub async fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<()>
             bench::run(command, &output, &settings, cli.config.as_deref()).await
         }
         Command::Chaos(args) => chaos::run(&settings, cli.config.as_deref(), &args).await,
+        Command::Tokens { .. } => unreachable!("answered before the settings were loaded"),
     }
 }

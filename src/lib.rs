@@ -11,6 +11,7 @@
 //! - [`chaos`]: `loa chaos`, the fault-injection run and its audit.
 //! - [`dead_letters`]: `loa dead-letters list|replay`.
 //! - [`console`]: `loa console add-user`.
+//! - [`tokens`]: `loa tokens new|hash`.
 
 pub mod bench;
 pub mod chaos;
@@ -20,3 +21,4 @@ pub mod dead_letters;
 pub mod demo;
 pub mod runner;
 pub mod settings;
+pub mod tokens;

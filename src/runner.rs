@@ -36,6 +36,8 @@ pub struct RunningSystem {
     pub sandbox_port: Option<u16>,
     /// Console's port, if running.
     pub console_port: Option<u16>,
+    /// The port of the metrics listener, when `http.metrics_bind` moves `/metrics` there.
+    pub metrics_port: Option<u16>,
     /// Cancelling it stops every service gracefully.
     pub cancel: CancellationToken,
     tasks: JoinSet<(&'static str, anyhow::Result<()>)>,
@@ -81,6 +83,7 @@ pub async fn start(
         notifier_port: None,
         sandbox_port: None,
         console_port: None,
+        metrics_port: None,
         cancel: cancel.clone(),
         tasks: JoinSet::new(),
     };
@@ -94,6 +97,25 @@ pub async fn start(
         tenants = tenants.with_service_token(token.clone());
     }
 
+    if let Some(bind) = &settings.common.http.metrics_bind {
+        // One listener for the process: every service's series are in one registry.
+        let key = "http.metrics_bind";
+        let addr = loa_platform::config::parse_bind(key, bind)?;
+        let listener = loa_platform::http::listen(key, addr).await?;
+        system.metrics_port = Some(listener.local_addr()?.port());
+        let http = loa_platform::http::HttpSettings {
+            metrics_bind: None,
+            ..settings.common.http.clone()
+        };
+        let c = cancel.clone();
+        tasks.spawn(async move {
+            let router = loa_platform::http::metrics_router();
+            (
+                "metrics",
+                loa_platform::http::serve(listener, router, c, &http).await,
+            )
+        });
+    }
     if runs(Target::ZaloSandbox) {
         let mut sandbox_settings = settings.services.sandbox.clone();
         if target == Target::All && sandbox_settings.webhook_url.is_none() {

@@ -17,7 +17,7 @@ use anyhow::Context;
 use loa_platform::{
     tenants::{demo_tenant, TenantSettings},
     testing::TestEnv,
-    CommonSettings, Secret, Tenants,
+    CommonSettings, Credential, Secret, Tenants,
 };
 use std::{
     fmt::Write as _,
@@ -67,8 +67,8 @@ pub fn bench_tenants(n: usize, sandbox_url: &str, rate: ZaloRate) -> Vec<TenantS
             t.id = format!("bench-{i:02}");
             t.name = format!("Tỉnh thử nghiệm {i:02}");
             t.sources[0].id = format!("bench-{i:02}-one-stop");
-            t.sources[0].token = Secret::new(format!("bench-token-{i:02}"));
-            t.admin_tokens = vec![Secret::new(format!("bench-admin-{i:02}"))];
+            t.sources[0].token = Credential::new(format!("bench-token-{i:02}"));
+            t.admin_tokens = vec![Credential::new(format!("bench-admin-{i:02}"))];
             t.zalo.app_id = (1_000_000_000_000_000_100u64 + i as u64).to_string();
             t.zalo.oa_id = (2_000_000_000_000_000_100u64 + i as u64).to_string();
             t.zalo.refresh_token = Secret::new(format!("bench-refresh-token-{i:02}"));
@@ -102,12 +102,18 @@ pub fn tenants_toml(tenants: &[TenantSettings]) -> String {
     for t in tenants {
         let q = |s: &str| toml_string(s);
         let _ = writeln!(out, "[[tenants]]\nid = {}\nname = {}", q(&t.id), q(&t.name));
-        let admins: Vec<String> = t.admin_tokens.iter().map(|a| q(a.expose())).collect();
+        let admins: Vec<String> = t.admin_tokens.iter().map(|a| q(&a.file_value())).collect();
         let _ = writeln!(out, "admin_tokens = [{}]", admins.join(", "));
         let sources: Vec<String> = t
             .sources
             .iter()
-            .map(|s| format!("{{ id = {}, token = {} }}", q(&s.id), q(s.token.expose())))
+            .map(|s| {
+                format!(
+                    "{{ id = {}, token = {} }}",
+                    q(&s.id),
+                    q(&s.token.file_value())
+                )
+            })
             .collect();
         let _ = writeln!(out, "sources = [{}]", sources.join(", "));
         let z = &t.zalo;
@@ -633,7 +639,7 @@ fn describe(list: &[TenantSettings]) -> Vec<BenchTenant> {
     list.iter()
         .map(|t| BenchTenant {
             id: t.id.clone(),
-            token: t.sources[0].token.expose().to_owned(),
+            token: t.sources[0].token.file_value(),
         })
         .collect()
 }

@@ -4,7 +4,7 @@ use loa::{
     runner::{self, RunningSystem, Target},
     settings::{ServiceSettings, Settings},
 };
-use loa_platform::{tenants::demo_tenant, testing::TestEnv, CommonSettings, Secret, Tenants};
+use loa_platform::{tenants::demo_tenant, testing::TestEnv, CommonSettings, Credential, Tenants};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -27,8 +27,8 @@ pub fn test_tenants() -> Tenants {
     other.id = "other".into();
     other.name = "Tỉnh khác".into();
     other.sources[0].id = "other-one-stop".into();
-    other.sources[0].token = Secret::new("other-token");
-    other.admin_tokens = vec![Secret::new("other-admin")];
+    other.sources[0].token = Credential::new("other-token");
+    other.admin_tokens = vec![Credential::new("other-admin")];
     other.zalo.app_id = "1000000000000000002".into();
     other.zalo.oa_id = "2000000000000000002".into();
     Tenants::new(vec![demo, other]).expect("test tenants are valid")

@@ -14,4 +14,5 @@ mod ingress;
 mod pipeline;
 mod processes;
 mod schema;
+mod security;
 mod tenants_reload;

@@ -10,7 +10,7 @@ use axum::{
 use loa_contracts::{DossierEvent, ValidationError};
 use loa_platform::{
     amqp::Publisher,
-    http::{bearer_token, ApiError, JsonBody},
+    http::{source_tenant, ApiError, JsonBody},
     LiveTenants,
 };
 use serde_json::{json, Value};
@@ -31,14 +31,11 @@ pub struct AppState {
     pub pack_events: usize,
 }
 
-/// The tenant a request's bearer token belongs to.
+/// The tenant a request's bearer token belongs to (an admin's token is told it is the
+/// wrong kind).
 fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
-    let token = bearer_token(headers).ok_or_else(ApiError::unauthorized)?;
-    let tenants = state.tenants.current();
-    let (tenant, _source) = tenants
-        .source_by_token(token)
-        .ok_or_else(ApiError::unauthorized)?;
-    Ok(tenant.id.clone())
+    let (tenant, _source) = source_tenant(&state.tenants.current(), headers)?;
+    Ok(tenant.id)
 }
 
 /// Validates one event as of `now` and checks that the source may publish for its

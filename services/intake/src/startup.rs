@@ -22,6 +22,7 @@ pub struct Application {
     tenants: LiveTenants,
     publisher: Arc<Publisher>,
     ingress_status: BrokerStatus,
+    http: loa_platform::http::HttpSettings,
 }
 
 impl Application {
@@ -84,6 +85,7 @@ impl Application {
             tenants,
             publisher,
             ingress_status,
+            http: common.http.clone(),
         })
     }
 
@@ -95,7 +97,7 @@ impl Application {
     /// Serves HTTP and consumes the ingress queue until `cancel` fires.
     pub async fn run_until_stopped(self, cancel: CancellationToken) -> anyhow::Result<()> {
         tracing::info!(port = self.port, "Intake listening.");
-        let server = http::serve(self.listener, self.router, cancel.clone());
+        let server = http::serve(self.listener, self.router, cancel.clone(), &self.http);
         let ingress = async {
             if !self.settings.ingress_enabled {
                 return;

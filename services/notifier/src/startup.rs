@@ -93,6 +93,7 @@ pub struct Application {
     scheduler: Scheduler,
     freshness: Freshness,
     leases: Arc<Leases>,
+    http: loa_platform::http::HttpSettings,
 }
 
 impl Application {
@@ -188,6 +189,7 @@ impl Application {
             scheduler,
             freshness,
             leases,
+            http: common.http.clone(),
         })
     }
 
@@ -299,7 +301,7 @@ impl Application {
         let dead_letter_consumer = dead_letters.run_consumer(dead_letter_status, cancel.clone());
         tracing::info!(port = self.port, "Notifier listening.");
         let (served, (), (), (), (), (), ()) = tokio::join!(
-            serve(self.listener, router, cancel.clone()),
+            serve(self.listener, router, cancel.clone(), &self.http),
             transactional,
             broadcast,
             refresher,

@@ -47,6 +47,13 @@ pub struct TrackerSettings {
     /// relay_pack` requests: 16 already saves nearly all of the broker's work
     /// (`loa bench pipeline`: the same throughput as 64) and keeps that bounded.
     pub relay_pack: usize,
+    /// Public lookup page requests allowed per client address and minute, sustained
+    /// (`429` with `Retry-After` beyond; 0 turns the limit off). The client address is
+    /// the TCP peer, or what `http.client_ip_header` says when a trusted proxy sent it.
+    pub lookup_rate_per_minute: u32,
+    /// Lookup requests a client may make at once on top of the sustained rate (a
+    /// citizen reloading, a family sharing a router).
+    pub lookup_burst: u32,
 }
 
 impl Default for TrackerSettings {
@@ -61,6 +68,8 @@ impl Default for TrackerSettings {
             relay_enabled: true,
             relay_batch: 500,
             relay_pack: 16,
+            lookup_rate_per_minute: 60,
+            lookup_burst: 20,
         }
     }
 }

@@ -13,7 +13,10 @@ use deadpool_postgres::Pool;
 use loa_platform::{
     amqp::{run_batch_consumer, topology, BatchConsumerSettings, BrokerStatus, Publisher},
     config::parse_bind,
-    http::{serve, Readiness},
+    http::{
+        rate::{RateLimiter, RatePolicy},
+        serve, HttpSettings, Readiness,
+    },
     CommonSettings, LiveTenants,
 };
 use std::{sync::Arc, time::Duration};
@@ -30,6 +33,7 @@ pub struct Application {
     public_base_url: String,
     settings: TrackerSettings,
     tenants: LiveTenants,
+    http: HttpSettings,
 }
 
 impl Application {
@@ -73,6 +77,7 @@ impl Application {
             public_base_url: common.public_base_url.trim_end_matches('/').to_owned(),
             settings: settings.clone(),
             tenants,
+            http: common.http.clone(),
         })
     }
 
@@ -102,6 +107,7 @@ impl Application {
             public_base_url,
             settings,
             tenants,
+            http,
         } = self;
         let consumer_status = BrokerStatus::default();
         let readiness = Readiness::new()
@@ -113,6 +119,11 @@ impl Application {
             public_base_url: public_base_url.clone().into(),
             lookup_secret: settings.lookup_secret.clone(),
         };
+        let lookup_limit = RateLimiter::new(RatePolicy {
+            per_minute: settings.lookup_rate_per_minute,
+            burst: settings.lookup_burst,
+            max_addresses: 100_000,
+        });
         let relay_wake = Arc::new(Notify::new());
         let handler = Arc::new(EventHandler::new(
             pool.clone(),
@@ -129,7 +140,13 @@ impl Application {
         let server = {
             let cancel = cancel.clone();
             async move {
-                let served = serve(listener, router(state, readiness), cancel.clone()).await;
+                let served = serve(
+                    listener,
+                    router(state, readiness, lookup_limit),
+                    cancel.clone(),
+                    &http,
+                )
+                .await;
                 if let Err(e) = &served {
                     tracing::error!(error.cause_chain = ?e, error.message = %e, "The tracker's HTTP server failed; stopping.");
                     cancel.cancel();

@@ -88,7 +88,10 @@ impl Application {
             webhook_url = self.sandbox.webhooks.url().as_deref().unwrap_or("(none)"),
             "Zalo sandbox listening."
         );
-        let served = loa_platform::http::serve(self.listener, self.router, stop.clone()).await;
+        // A test double: the default limits.
+        let http = loa_platform::http::HttpSettings::default();
+        let served =
+            loa_platform::http::serve(self.listener, self.router, stop.clone(), &http).await;
         stop.cancel();
         link.abort();
         if let Err(e) = dispatcher.await {

@@ -87,6 +87,9 @@ pub struct CommonSettings {
     /// tracker and the notifier; unset, `loa run` (all in one process) makes a random
     /// one for itself and separately run services accept tenant admin tokens only.
     pub service_token: Option<crate::Secret>,
+    /// How every HTTP listener treats its clients: time-outs, limits, the proxy that
+    /// tells the client's address, where `/metrics` is served (`[http]`).
+    pub http: crate::http::HttpSettings,
 }
 
 impl Default for CommonSettings {
@@ -101,6 +104,7 @@ impl Default for CommonSettings {
             tenants_poll_ms: 5_000,
             sandbox_url: "http://127.0.0.1:8090".to_owned(),
             service_token: None,
+            http: crate::http::HttpSettings::default(),
         }
     }
 }

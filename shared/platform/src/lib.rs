@@ -7,6 +7,7 @@
 //! - [`tenants`]: provinces / OAs, their Zalo apps, upstream sources and admin tokens,
 //!   reloaded without restart.
 //! - [`secret`]: a string that never prints.
+//! - [`credential`]: bearer tokens in the tenants file, in clear or hashed.
 //! - [`telemetry`]: `tracing` subscriber set-up (pretty or JSON).
 //! - [`amqp`]: connections, the topology, a confirming publisher and a batch consumer.
 //! - [`db`]: the Postgres pool and embedded migrations.
@@ -16,6 +17,7 @@
 
 pub mod amqp;
 pub mod config;
+pub mod credential;
 pub mod db;
 pub mod http;
 pub mod secret;
@@ -25,5 +27,6 @@ pub mod tenants;
 pub mod testing;
 
 pub use config::CommonSettings;
+pub use credential::Credential;
 pub use secret::Secret;
 pub use tenants::{LiveTenants, TenantSettings, Tenants};

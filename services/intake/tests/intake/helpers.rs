@@ -13,7 +13,7 @@ use loa_platform::{
     amqp::{self, topology},
     tenants::demo_tenant,
     testing::TestEnv,
-    CommonSettings, Secret, Tenants,
+    CommonSettings, Credential, Tenants,
 };
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -30,8 +30,8 @@ pub fn tenants() -> Tenants {
     let mut other = demo.clone();
     other.id = "other".into();
     other.sources[0].id = "other-one-stop".into();
-    other.sources[0].token = Secret::new("other-token");
-    other.admin_tokens = vec![Secret::new("other-admin")];
+    other.sources[0].token = Credential::new("other-token");
+    other.admin_tokens = vec![Credential::new("other-admin")];
     Tenants::new(vec![demo, other]).unwrap()
 }
 

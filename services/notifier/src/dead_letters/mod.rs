@@ -374,12 +374,21 @@ pub(crate) fn ingress_replay_headers(
                 .to_owned(),
         );
     };
-    let token = tenants
+    let configured = tenants
         .get(tenant)
         .and_then(|t| t.sources.iter().find(|s| s.id == source))
-        .map(|s| s.token.expose().to_owned())
         .ok_or_else(|| {
             format!("its source {source:?} is no longer configured for tenant {tenant:?}")
+        })?;
+    let token = configured
+        .token
+        .plain()
+        .map(|t| t.expose().to_owned())
+        .ok_or_else(|| {
+            format!(
+                "its source {source:?} has only a hash of its token in the tenants file, \
+                 which cannot be presented to intake: its publisher must send it again"
+            )
         })?;
     let mut headers: Vec<(String, String)> = replay_headers(stored)
         .into_iter()
@@ -1592,6 +1601,20 @@ mod tests {
         );
         assert!(anonymous.unwrap_err().contains("without a valid token"));
         assert!(removed.unwrap_err().contains("no longer configured"));
+    }
+
+    #[test]
+    fn an_ingress_replay_is_refused_when_the_tenants_file_holds_only_the_tokens_hash() {
+        let mut demo = demo_tenant("http://127.0.0.1:1");
+        demo.sources[0].token =
+            loa_platform::Credential::parse(&loa_platform::credential::sha256_of("demo-token"))
+                .unwrap();
+        let tenants = Tenants::new(vec![demo]).unwrap();
+        let stored = json!({"x-loa-tenant": "demo", "x-loa-source": "demo-one-stop"});
+
+        let refused = ingress_replay_headers(&tenants, Some("demo"), &stored).unwrap_err();
+
+        assert!(refused.contains("only a hash"), "{refused}");
     }
 
     #[test]

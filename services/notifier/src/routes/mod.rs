@@ -9,7 +9,8 @@
 //!
 //! Every route but the webhook needs a tenant admin token (or the console's service
 //! credential with `X-Loa-Tenant`) and sees only that tenant's rows: another tenant's
-//! are not found, never forbidden.
+//! are not found, never forbidden. An address that keeps failing to authenticate is
+//! held back ([`AuthThrottle`]).
 
 mod admin;
 mod deliveries;
@@ -20,7 +21,11 @@ pub(crate) use webhook::init_metrics;
 use crate::{dead_letters::DeadLetters, limits::pause, zalo_webhooks::Freshness};
 use axum::Router;
 use deadpool_postgres::Pool;
-use loa_platform::{amqp::Publisher, LiveTenants};
+use loa_platform::{
+    amqp::Publisher,
+    http::{auth::throttle_failed_auth, AuthThrottle},
+    LiveTenants,
+};
 use std::sync::Arc;
 
 /// What the API needs.
@@ -55,6 +60,12 @@ pub(crate) fn router(api: Api) -> Router {
             publisher: api.publisher,
         }))
         .merge(api.dead_letters.router())
+        // Admin routes only: Zalo's webhook servers post for every tenant from the
+        // same addresses, so one tenant's wrong secret must not hold back another's.
+        .layer(axum::middleware::from_fn_with_state(
+            AuthThrottle::default(),
+            throttle_failed_auth,
+        ))
         .merge(webhook::router(webhook::WebhookState {
             pool: api.pool,
             tenants: api.tenants,

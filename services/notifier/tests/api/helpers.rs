@@ -8,7 +8,7 @@ use loa_platform::{
     amqp::{consumer::H_TENANT, topology, OutgoingMessage, Publisher},
     tenants::{demo_tenant, TenantSettings},
     testing::{eventually, TestEnv},
-    CommonSettings, Secret, Tenants,
+    CommonSettings, Credential, Secret, Tenants,
 };
 use loa_zalo_sandbox::SandboxSettings;
 use serde_json::Value;
@@ -42,7 +42,7 @@ pub fn other_tenant(sandbox_url: &str) -> TenantSettings {
     t.id = "other".into();
     t.name = "Tỉnh khác".into();
     t.sources.clear();
-    t.admin_tokens = vec![Secret::new("other-admin")];
+    t.admin_tokens = vec![Credential::new("other-admin")];
     t.zalo.app_id = "1000000000000000002".into();
     t.zalo.oa_id = "2000000000000000002".into();
     t.zalo.app_secret = Secret::new("other-app-secret");

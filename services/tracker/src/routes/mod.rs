@@ -6,10 +6,15 @@ pub mod admin;
 pub mod api;
 pub mod lookup;
 
-use axum::{routing::get, Router};
+use axum::{middleware::from_fn_with_state, routing::get, Router};
 use deadpool_postgres::Pool;
 use loa_platform::{
-    http::{ops_router, Readiness},
+    http::{
+        auth::throttle_failed_auth,
+        ops_router,
+        rate::{limit_rate, RateLimiter},
+        AuthThrottle, Readiness,
+    },
     LiveTenants, Secret,
 };
 use std::sync::Arc;
@@ -27,15 +32,24 @@ pub struct AppState {
     pub lookup_secret: Secret,
 }
 
-/// The whole router: API, QR, lookup page, and `/healthz`, `/readyz`, `/metrics`.
-pub fn router(state: AppState, readiness: Readiness) -> Router {
+/// The whole router: API, QR, lookup page (rate-limited per client address by
+/// `lookup`), and `/healthz`, `/readyz`, `/metrics`; addresses that keep failing to
+/// authenticate are slowed down.
+pub fn router(state: AppState, readiness: Readiness, lookup: RateLimiter) -> Router {
     Router::new()
         .route("/v1/dossiers", get(admin::search_dossiers))
         .route("/v1/overview", get(admin::overview))
         .route("/v1/dossiers/{code}", get(api::get_dossier))
         .route("/v1/dossiers/{code}/qr.svg", get(api::get_qr))
-        .route("/tra-cuu/{token}", get(lookup::lookup_page))
+        .route(
+            "/tra-cuu/{token}",
+            get(lookup::lookup_page).route_layer(from_fn_with_state(lookup, limit_rate)),
+        )
         .with_state(state)
         .merge(ops_router(readiness))
         .fallback(loa_platform::http::fallback)
+        .layer(from_fn_with_state(
+            AuthThrottle::default(),
+            throttle_failed_auth,
+        ))
 }

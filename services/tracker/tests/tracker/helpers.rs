@@ -10,9 +10,10 @@ use lapin::{
 use loa_contracts::{DossierEvent, Envelope, NotificationRequest};
 use loa_platform::{
     amqp::{topology, OutgoingMessage, Publisher},
+    http::HttpSettings,
     tenants::demo_tenant,
     testing::{eventually, TestEnv},
-    CommonSettings, Secret, Tenants,
+    CommonSettings, Credential, Secret, Tenants,
 };
 use loa_tracker::{Application, TrackerSettings};
 use serde_json::{json, Value};
@@ -35,7 +36,7 @@ pub fn tenants() -> Tenants {
     let mut other = demo.clone();
     other.id = "other".into();
     other.name = "Trung tâm Phục vụ hành chính công (other)".into();
-    other.admin_tokens = vec![Secret::new("other-admin")];
+    other.admin_tokens = vec![Credential::new("other-admin")];
     other.sources = Vec::new();
     Tenants::new(vec![demo, other]).unwrap()
 }
@@ -63,11 +64,21 @@ pub struct TestApp {
 impl TestApp {
     /// Builds and starts a tracker on `env`.
     pub async fn spawn(env: &TestEnv, settings: TrackerSettings) -> Self {
+        Self::spawn_with_http(env, settings, HttpSettings::default()).await
+    }
+
+    /// Builds and starts a tracker on `env` whose listener has the settings `http`.
+    pub async fn spawn_with_http(
+        env: &TestEnv,
+        settings: TrackerSettings,
+        http: HttpSettings,
+    ) -> Self {
         let common = CommonSettings {
             amqp_url: env.amqp_url.clone(),
             database_url: env.database_url.clone(),
             database_pool_size: 4,
             public_base_url: format!("{BASE_URL}/"),
+            http,
             ..CommonSettings::default()
         };
         let app = Application::build(&common, &settings, tenants())

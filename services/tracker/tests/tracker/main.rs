@@ -1,6 +1,7 @@
 //! Integration tests of the tracker against real PostgreSQL and RabbitMQ, each test
 //! with its own database and vhost.
 
+mod abuse;
 mod consuming;
 mod helpers;
 mod http;

@@ -9,7 +9,7 @@ pub mod live;
 
 pub use live::LiveTenants;
 
-use crate::{config::ConfigError, Secret};
+use crate::{config::ConfigError, credential::Credential, Secret};
 use loa_contracts::NotificationKind;
 use serde::Deserialize;
 use std::{collections::BTreeMap, path::Path, sync::Arc};
@@ -24,9 +24,10 @@ pub struct TenantSettings {
     /// Upstream systems allowed to publish events for this tenant.
     #[serde(default)]
     pub sources: Vec<SourceSettings>,
-    /// Bearer tokens of this tenant's admins (dossier API, broadcasts, dead letters).
+    /// Bearer tokens of this tenant's admins (dossier API, broadcasts, dead letters),
+    /// each in clear or as a hash ([`Credential`]: `sha256:<hex>`, an argon2 string).
     #[serde(default)]
-    pub admin_tokens: Vec<Secret>,
+    pub admin_tokens: Vec<Credential>,
     /// The tenant's Zalo app and OA.
     pub zalo: ZaloAppSettings,
 }
@@ -36,8 +37,8 @@ pub struct TenantSettings {
 pub struct SourceSettings {
     /// Name for logs and metrics (`mot-cua-dong-nai`).
     pub id: String,
-    /// Bearer token it presents to intake.
-    pub token: Secret,
+    /// Bearer token it presents to intake, in clear or as a hash ([`Credential`]).
+    pub token: Credential,
 }
 
 /// A Zalo app linked to an Official Account.
@@ -246,9 +247,9 @@ pub fn demo_tenant(sandbox_url: &str) -> TenantSettings {
         name: "Trung tâm Phục vụ hành chính công (demo)".into(),
         sources: vec![SourceSettings {
             id: "demo-one-stop".into(),
-            token: Secret::new("demo-token"),
+            token: Credential::new("demo-token"),
         }],
-        admin_tokens: vec![Secret::new("demo-admin")],
+        admin_tokens: vec![Credential::new("demo-admin")],
         zalo,
     }
 }

@@ -1,10 +1,27 @@
 //! HTTP plumbing shared by every service: the JSON error body, a JSON extractor whose
-//! refusals use it, bearer tokens, health / readiness / metrics endpoints, and serving
-//! with graceful shutdown.
+//! refusals use it, health / readiness / metrics endpoints, and (in its modules) who a
+//! request is and serving it.
+//!
+//! # Layout
+//!
+//! - [`auth`]: bearer tokens, the tenant of an admin or source token, the brake on
+//!   failed authentications.
+//! - [`client`]: the client's address, through a trusted proxy only.
+//! - [`serve`](mod@serve): listening, and serving with the limits against hostile clients.
+//! - [`rate`]: a per-address request rate limit (the public lookup page's).
+
+pub mod auth;
+pub mod client;
+pub mod rate;
+pub mod serve;
+
+pub use auth::{admin_tenant, bearer_token, source_tenant, AuthThrottle, TENANT_HEADER};
+pub use client::ClientAddr;
+pub use serve::{listen, serve, HttpSettings, ListenError};
 
 use axum::{
     extract::{rejection::JsonRejection, FromRequest, Request},
-    http::{header, HeaderMap, HeaderValue, StatusCode},
+    http::{header, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
     routing::get,
     Json, Router,
@@ -13,9 +30,7 @@ use futures_util::future::BoxFuture;
 use loa_contracts::ValidationError;
 use serde::Serialize;
 use serde_json::json;
-use std::{net::SocketAddr, sync::Arc};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
+use std::sync::Arc;
 
 /// An error answered to an HTTP client: `{"error": {"code", "message", "field"}}`.
 /// 5xx bodies are opaque; their cause is logged once, here.
@@ -144,6 +159,9 @@ where
 }
 
 fn json_rejection(rejection: JsonRejection) -> ApiError {
+    if serve::is_body_timeout(&rejection) {
+        return serve::body_timeout_error();
+    }
     let status = rejection.status();
     let (code, field) = match status {
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "Content-Type"),
@@ -157,114 +175,6 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
         StatusCode::BAD_REQUEST
     };
     ApiError::new(status, code, rejection.body_text()).with_field(field)
-}
-
-/// Why a service could not listen on its address, saying which setting moves it: the
-/// message is all an operator sees (`loa run` prints it as one line).
-#[derive(Debug, thiserror::Error)]
-pub enum ListenError {
-    /// Another process listens there already.
-    #[error(
-        "{addr} is already in use by another process; stop it, or move {service} with \
-         {env}=<host:port> (for example {env}={example})"
-    )]
-    Taken {
-        /// The address asked for.
-        addr: SocketAddr,
-        /// The service (`intake`).
-        service: String,
-        /// The environment variable of the setting (`LOA_INTAKE__BIND`).
-        env: String,
-        /// Another address to suggest.
-        example: SocketAddr,
-    },
-    /// Anything else: a foreign address, a privileged port.
-    #[error("cannot listen on {addr} ({source}); set {env}=<host:port>")]
-    Other {
-        /// The address asked for.
-        addr: SocketAddr,
-        /// The environment variable of the setting.
-        env: String,
-        /// What the system said.
-        source: std::io::Error,
-    },
-}
-
-/// Binds a service's HTTP listener on `addr`, the value of the setting `key`
-/// (`intake.bind`). A taken port is a [`ListenError`] naming `LOA_INTAKE__BIND`.
-pub async fn listen(key: &str, addr: SocketAddr) -> Result<TcpListener, ListenError> {
-    let (service, field) = key.split_once('.').unwrap_or((key, ""));
-    let env = if field.is_empty() {
-        format!("LOA_{}", service.to_uppercase())
-    } else {
-        format!("LOA_{}__{}", service.to_uppercase(), field.to_uppercase())
-    };
-    TcpListener::bind(addr).await.map_err(|source| {
-        if source.kind() == std::io::ErrorKind::AddrInUse {
-            let mut example = addr;
-            example.set_port(addr.port().checked_add(10_000).unwrap_or(0));
-            ListenError::Taken {
-                addr,
-                service: service.to_owned(),
-                env,
-                example,
-            }
-        } else {
-            ListenError::Other { addr, env, source }
-        }
-    })
-}
-
-/// The bearer token of a request, if any.
-pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-}
-
-/// The header naming the tenant a service-credential request acts for.
-pub const TENANT_HEADER: &str = "x-loa-tenant";
-
-/// The tenant an admin API request acts for, or 401.
-///
-/// Two credentials are accepted: a tenant admin's bearer token (the tenant is the
-/// token's), or the console's service token ([`Tenants::service_token`]) with the
-/// tenant named in `X-Loa-Tenant`. The service token may act for any configured
-/// tenant: only the console holds it, and the console names the tenant of the
-/// signed-in account. An unknown or missing tenant header is a 400 naming it.
-///
-/// The tenant is returned as a copy, so a handler can keep it while the tenants file
-/// is reloaded (pass `&live.current()`).
-///
-/// [`Tenants::service_token`]: crate::Tenants::service_token
-pub fn admin_tenant(
-    tenants: &crate::Tenants,
-    headers: &HeaderMap,
-) -> Result<crate::TenantSettings, ApiError> {
-    let token = bearer_token(headers).ok_or_else(ApiError::unauthorized)?;
-    if tenants.service_token().is_some_and(|s| s.matches(token)) {
-        let named = headers
-            .get(TENANT_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-            .unwrap_or_default();
-        return tenants.get(named).cloned().ok_or_else(|| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_header",
-                "the service credential needs `X-Loa-Tenant` naming a configured tenant",
-            )
-            .with_field("X-Loa-Tenant")
-        });
-    }
-    tenants
-        .tenant_by_admin_token(token)
-        .cloned()
-        .ok_or_else(ApiError::unauthorized)
 }
 
 type Check = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
@@ -362,6 +272,13 @@ pub fn ops_router(readiness: Readiness) -> Router {
         .route("/metrics", get(metrics))
 }
 
+/// `/metrics` alone, for the listener of its own that `http.metrics_bind` asks for.
+pub fn metrics_router() -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .fallback(fallback)
+}
+
 async fn metrics() -> Response {
     let families = prometheus::gather();
     let mut out = String::new();
@@ -381,81 +298,4 @@ async fn metrics() -> Response {
 /// A JSON 404 for unknown routes.
 pub async fn fallback() -> ApiError {
     ApiError::not_found("no such endpoint")
-}
-
-/// Serves `router` on `listener` until `cancel` fires, then drains in-flight requests.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    cancel: CancellationToken,
-) -> anyhow::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(cancel.cancelled_owned())
-        .await?;
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::{tenants::demo_tenant, Secret, Tenants};
-
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.insert(*k, HeaderValue::from_str(v).unwrap());
-        }
-        h
-    }
-
-    fn tenants() -> Tenants {
-        let demo = demo_tenant("http://127.0.0.1:1");
-        let mut other = demo.clone();
-        other.id = "other".into();
-        other.admin_tokens = vec![Secret::new("other-admin")];
-        Tenants::new(vec![demo, other])
-            .unwrap()
-            .with_service_token(Secret::new("s".repeat(40)))
-    }
-
-    #[test]
-    fn the_service_credential_acts_for_the_tenant_its_header_names() {
-        let tenants = tenants();
-        let service = format!("Bearer {}", "s".repeat(40));
-        let as_other = headers(&[("authorization", &service), (TENANT_HEADER, "other")]);
-        assert_eq!(admin_tenant(&tenants, &as_other).unwrap().id, "other");
-        let unnamed = headers(&[("authorization", &service)]);
-        let e = admin_tenant(&tenants, &unnamed).unwrap_err();
-        assert_eq!(
-            (e.status, e.field.as_deref()),
-            (StatusCode::BAD_REQUEST, Some("X-Loa-Tenant"))
-        );
-        let unknown = headers(&[("authorization", &service), (TENANT_HEADER, "nowhere")]);
-        assert_eq!(
-            admin_tenant(&tenants, &unknown).unwrap_err().status,
-            StatusCode::BAD_REQUEST
-        );
-    }
-
-    #[test]
-    fn a_tenant_admin_token_ignores_the_tenant_header() {
-        let tenants = tenants();
-        let h = headers(&[
-            ("authorization", "Bearer demo-admin"),
-            (TENANT_HEADER, "other"),
-        ]);
-        assert_eq!(admin_tenant(&tenants, &h).unwrap().id, "demo");
-        let wrong = headers(&[("authorization", "Bearer nope"), (TENANT_HEADER, "other")]);
-        assert_eq!(
-            admin_tenant(&tenants, &wrong).unwrap_err().status,
-            StatusCode::UNAUTHORIZED
-        );
-        let without_service = Tenants::new(vec![demo_tenant("http://x")]).unwrap();
-        let service = format!("Bearer {}", "s".repeat(40));
-        let h = headers(&[("authorization", &service), (TENANT_HEADER, "demo")]);
-        assert_eq!(
-            admin_tenant(&without_service, &h).unwrap_err().status,
-            StatusCode::UNAUTHORIZED
-        );
-    }
 }

@@ -1,0 +1,72 @@
+//! Security as an operator meets it, with `loa` as a process: tokens held only as
+//! hashes in the tenants file, production mode refusing unsafe settings, metrics on a
+//! listener of their own.
+
+use crate::{
+    helpers::{receipt_event, wait_ready},
+    helpers_process::{base, spawn, Ports},
+    tenants_reload::tenant_toml,
+};
+use loa_platform::testing::TestEnv;
+use std::process::Command;
+
+/// Runs `loa tokens new` and reads its two lines: the token and its hash.
+fn loa_tokens_new() -> (String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_loa"))
+        .args(["tokens", "new"])
+        .output()
+        .expect("the loa binary runs");
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let quoted = |prefix: &str| {
+        let line = text.lines().find(|l| l.starts_with(prefix)).unwrap();
+        line.split('"').nth(1).unwrap().to_owned()
+    };
+    (quoted("token"), quoted("hash"))
+}
+
+#[tokio::test]
+async fn a_token_from_loa_tokens_new_authenticates_through_its_hash_in_the_tenants_file() {
+    // Arrange: the tenants file holds only the hash of the source's token.
+    let env = TestEnv::new().await.unwrap();
+    let (token, hash) = loa_tokens_new();
+    assert!(hash.starts_with("sha256:"), "{hash}");
+    let dir = std::env::temp_dir().join(format!("loa-e2e-{}-hashed", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("tenants.toml");
+    std::fs::write(
+        &file,
+        tenant_toml("demo", &[&hash], 1, "http://127.0.0.1:1"),
+    )
+    .unwrap();
+    let ports = Ports::free();
+    let _intake = spawn(
+        "intake",
+        &env,
+        &ports,
+        &[("LOA_TENANTS_FILE", file.to_str().unwrap())],
+    );
+    let client = reqwest::Client::new();
+    let url = base(ports.intake);
+    wait_ready(&client, &[&url]).await;
+    let post = |bearer: String, id: &'static str| {
+        let client = client.clone();
+        let url = url.clone();
+        async move {
+            client
+                .post(format!("{url}/v1/events"))
+                .bearer_auth(bearer)
+                .json(&receipt_event(id, "000.00.06.H56-261128-0001"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+
+    // Act + Assert: the token works; the hash itself, stolen from the file, does not.
+    assert_eq!(post(token.clone(), "hash-0001").await, 202);
+    assert_eq!(post(hash.clone(), "hash-0002").await, 401);
+    assert_eq!(post(token[..63].to_owned(), "hash-0003").await, 401);
+}
