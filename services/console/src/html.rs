@@ -164,13 +164,14 @@ pub fn kind_vi(kind: &str) -> &'static str {
     }
 }
 
-/// A timeliness (`early`, `on_time`, `overdue`, `in_progress`) in Vietnamese.
+/// A timeliness (`early`, `on_time`, `overdue`, `in_progress`, `paused`) in Vietnamese.
 pub fn timeliness_vi(t: &str) -> &'static str {
     match t {
         "early" => "Trước hạn",
         "on_time" => "Đúng hạn",
         "overdue" => "Quá hạn",
         "in_progress" => "Đang trong hạn",
+        "paused" => "Chờ công dân bổ sung",
         _ => "—",
     }
 }

@@ -54,6 +54,9 @@ pub struct TrackerSettings {
     /// Lookup requests a client may make at once on top of the sustained rate (a
     /// citizen reloading, a family sharing a router).
     pub lookup_burst: u32,
+    /// Seconds between two overdue sweeps (marking dossiers past their appointment and
+    /// counting them for `loa_tracker_overdue_dossiers`); at least 1.
+    pub overdue_sweep_secs: u64,
 }
 
 impl Default for TrackerSettings {
@@ -70,6 +73,7 @@ impl Default for TrackerSettings {
             relay_pack: 16,
             lookup_rate_per_minute: 60,
             lookup_burst: 20,
+            overdue_sweep_secs: 60,
         }
     }
 }

@@ -14,6 +14,7 @@
 //! came through intake, which verified their source.
 
 use crate::{
+    clock::Clock,
     metrics::{self, EventOutcome, UNKNOWN_TENANT},
     store::{self, ApplyContext, EventConflict, IncomingEvent},
 };
@@ -56,6 +57,8 @@ pub struct EventHandler {
     /// Publishes the dead letters of poison events inside batch messages (connects on
     /// first use).
     pub dead_letters: Arc<Publisher>,
+    /// The clock events are applied at.
+    pub clock: Clock,
     /// Consecutive failed transactions, for the back-off.
     failures: AtomicU32,
 }
@@ -79,8 +82,14 @@ impl EventHandler {
             relay_wake,
             cancel,
             dead_letters,
+            clock: Clock::real(),
             failures: AtomicU32::new(0),
         }
+    }
+
+    /// The same handler applying events at `clock`'s time.
+    pub fn with_clock(self, clock: Clock) -> Self {
+        Self { clock, ..self }
     }
 
     /// Handles one batch and returns one disposition per delivery, in order. Acks only
@@ -139,7 +148,7 @@ impl EventHandler {
         let context = ApplyContext {
             lookup_secret: &self.lookup_secret,
             public_base_url: &self.public_base_url,
-            now: chrono::Utc::now(),
+            now: self.clock.now(),
         };
         match store::apply_batch(&self.pool, &context, &events).await {
             Ok(outcome) => {

@@ -4,7 +4,7 @@
 //! [`crate::lifecycle`]). Nothing here touches the database or the broker, so every
 //! rule is unit-tested directly.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use hmac::{Hmac, Mac};
 use loa_contracts::{time::vietnam_day, DossierEvent, DossierStatus};
 use loa_platform::Secret;
@@ -75,6 +75,9 @@ pub enum Timeliness {
     Overdue,
     /// Still open and not yet past its appointment day.
     InProgress,
+    /// Waiting for the citizen's documents (status 5): the processing clock is stopped,
+    /// so it is never overdue meanwhile.
+    Paused,
 }
 
 impl Timeliness {
@@ -85,36 +88,55 @@ impl Timeliness {
             Self::OnTime => "Đúng hạn",
             Self::Overdue => "Quá hạn",
             Self::InProgress => "Đang trong hạn",
+            Self::Paused => "Tạm dừng, chờ ông/bà bổ sung giấy tờ",
         }
     }
 }
 
-/// Derives timeliness from a dossier's state. `completed_at` is set once the result is
-/// ready (9) or returned (10). A dossier closed without a result (refused, withdrawn,
-/// stopped) has no timeliness: `None`.
+/// Derives timeliness from a dossier's state, as provinces report it: per calendar
+/// day, against the appointment as the processing clock sees it (`effective_due`: the
+/// appointment moved by the time spent waiting for the citizen, see
+/// [`crate::lifecycle::DossierState::effective_due`]). `completed_at` is set once the
+/// result is ready (9) or returned (10).
+///
+/// `None` for a dossier without an appointment (some procedures have none: it is never
+/// overdue, and never "on time" either) and for one closed without a result (refused,
+/// withdrawn, stopped). A dossier waiting for the citizen (5) is [`Timeliness::Paused`],
+/// never overdue.
 pub fn timeliness(
     status: DossierStatus,
-    due_at: Option<DateTime<Utc>>,
+    effective_due: Option<DateTime<Utc>>,
     completed_at: Option<DateTime<Utc>>,
     today: NaiveDate,
 ) -> Option<Timeliness> {
-    let due_day = due_at.as_ref().map(vietnam_day);
+    let due = vietnam_day(&effective_due?);
     if let Some(done) = completed_at {
-        let done_day = vietnam_day(&done);
-        return Some(match due_day {
-            None => Timeliness::OnTime,
-            Some(due) if done_day < due => Timeliness::Early,
-            Some(due) if done_day == due => Timeliness::OnTime,
-            Some(_) => Timeliness::Overdue,
+        let done = vietnam_day(&done);
+        return Some(match done.cmp(&due) {
+            std::cmp::Ordering::Less => Timeliness::Early,
+            std::cmp::Ordering::Equal => Timeliness::OnTime,
+            std::cmp::Ordering::Greater => Timeliness::Overdue,
         });
     }
     if status.is_terminal() {
         return None;
     }
-    Some(match due_day {
-        Some(due) if due < today => Timeliness::Overdue,
-        _ => Timeliness::InProgress,
+    Some(if status == DossierStatus::SupplementRequested {
+        Timeliness::Paused
+    } else if due < today {
+        Timeliness::Overdue
+    } else {
+        Timeliness::InProgress
     })
+}
+
+/// The first instant of a Vietnamese calendar day.
+pub fn day_start(day: NaiveDate) -> DateTime<Utc> {
+    loa_contracts::time::vietnam()
+        .from_local_datetime(&day.and_hms_opt(0, 0, 0).expect("midnight exists"))
+        .single()
+        .expect("a fixed offset has one midnight")
+        .with_timezone(&Utc)
 }
 
 /// Whether a status means the result exists (9 ready, 10 returned): only then is
@@ -201,9 +223,29 @@ mod tests {
             timeliness(ready, due, Some(at("2026-12-04T08:00:00+07:00")), today),
             Some(Timeliness::Overdue)
         );
+    }
+
+    #[test]
+    fn a_procedure_without_an_appointment_is_never_overdue_nor_on_time() {
+        let after = NaiveDate::from_ymd_opt(2030, 1, 1).unwrap();
+        let done = Some(at("2026-12-04T08:00:00+07:00"));
         assert_eq!(
-            timeliness(ready, None, Some(at("2026-12-04T08:00:00+07:00")), today),
-            Some(Timeliness::OnTime)
+            timeliness(DossierStatus::ResultReady, None, done, after),
+            None
+        );
+        assert_eq!(
+            timeliness(DossierStatus::Processing, None, None, after),
+            None
+        );
+    }
+
+    #[test]
+    fn a_dossier_waiting_for_the_citizen_is_paused_never_overdue() {
+        let long_after = NaiveDate::from_ymd_opt(2027, 6, 1).unwrap();
+        let due = Some(at("2026-12-03T17:00:00+07:00"));
+        assert_eq!(
+            timeliness(DossierStatus::SupplementRequested, due, None, long_after),
+            Some(Timeliness::Paused)
         );
     }
 
@@ -220,10 +262,6 @@ mod tests {
         assert_eq!(
             timeliness(processing, due, None, after),
             Some(Timeliness::Overdue)
-        );
-        assert_eq!(
-            timeliness(processing, None, None, after),
-            Some(Timeliness::InProgress)
         );
         assert_eq!(timeliness(DossierStatus::Stopped, due, None, after), None);
     }

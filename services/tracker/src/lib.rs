@@ -11,6 +11,7 @@
 //! # Layout
 //!
 //! - [`configuration`]: the [`TrackerSettings`].
+//! - [`clock`]: the wall clock every date decision reads (movable in tests).
 //! - [`domain`]: pure rules: ordering keys, timeliness, lookup tokens, name masking.
 //! - [`lifecycle`]: the legal transitions between statuses, and the state a dossier's
 //!   events fold into whatever their order ([`DossierState`]).
@@ -24,14 +25,18 @@
 //!   `/healthz`, `/readyz`, `/metrics`.
 //! - [`search`]: dossier search for the admin console (phone keys, filters,
 //!   keyset pages) and today's numbers.
+//! - [`overdue`]: the overdue sweep (one marker at a time across replicas) and
+//!   `loa_tracker_overdue_dossiers`.
 //! - [`metrics`]: `loa_tracker_*` Prometheus metrics.
 //! - [`startup`]: the [`Application`] (build, then run until stopped).
 
+pub mod clock;
 pub mod configuration;
 pub mod consumer;
 pub mod domain;
 pub mod lifecycle;
 pub mod metrics;
+pub mod overdue;
 pub mod planning;
 pub mod relay;
 pub mod routes;

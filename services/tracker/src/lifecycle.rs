@@ -114,6 +114,18 @@ pub struct DossierState {
     /// Whether every event recorded for the dossier carries a `sequence` (then events
     /// are ordered by it).
     pub all_sequenced: bool,
+    /// Seconds the dossier waited for the citizen (status 5, supplement requested)
+    /// before its current status: the processing clock does not run meanwhile.
+    pub paused_secs: i64,
+    /// Since when it waits for the citizen, while it is in status 5.
+    pub paused_since: Option<DateTime<Utc>>,
+    /// The part of `paused_secs` after the appointment was last set: how far the
+    /// appointment moves when the source did not set a new one (see [`Self::effective_due`]).
+    pub paused_after_due_secs: i64,
+    /// When the overdue sweep found the dossier past its appointment while being
+    /// processed (kept once it closes; cleared if it stops being overdue while open).
+    /// Written only by the sweep ([`crate::overdue`]).
+    pub overdue_since: Option<DateTime<Utc>>,
     /// When the state last changed.
     pub updated_at: DateTime<Utc>,
 }
@@ -139,6 +151,10 @@ impl DossierState {
             last_event_id: event.event_id.clone(),
             ordering: OrderingKey::of(event),
             all_sequenced: event.sequence.is_some(),
+            paused_secs: 0,
+            paused_since: None,
+            paused_after_due_secs: 0,
+            overdue_since: None,
             updated_at: now,
         };
         state.apply(None, event);
@@ -178,9 +194,12 @@ impl DossierState {
             .map(|d| d.with_timezone(&Utc))
             .or(self.received_at)
             .or_else(|| (event.status == DossierStatus::Received).then_some(occurred_at));
+        self.count_pause(previous, event.status, occurred_at);
         if let Some(due) = event.due_at {
             self.due_at = Some(due.with_timezone(&Utc));
             self.due_ordering = Some(OrderingKey::of(event));
+            // A new appointment already allows for the waiting so far.
+            self.paused_after_due_secs = 0;
         }
         self.completed_at = if is_completion(event.status) {
             previous
@@ -190,6 +209,58 @@ impl DossierState {
         } else {
             None
         };
+    }
+
+    /// Stops the processing clock when the dossier starts waiting for the citizen (it
+    /// enters 5) and starts it again when it leaves 5, as provinces count processing
+    /// time: the wait is added to `paused_secs`, and its part after the appointment was
+    /// set to `paused_after_due_secs`.
+    fn count_pause(
+        &mut self,
+        previous: Option<DossierStatus>,
+        status: DossierStatus,
+        at: DateTime<Utc>,
+    ) {
+        let waiting = |s: Option<DossierStatus>| s == Some(DossierStatus::SupplementRequested);
+        match (waiting(previous), waiting(Some(status))) {
+            (false, true) => self.paused_since = Some(at),
+            (true, false) => {
+                if let Some(since) = self.paused_since.take() {
+                    self.paused_secs += (at - since).num_seconds().max(0);
+                    if self.due_at.is_some() {
+                        let due_set = self.due_ordering.map(|k| k.occurred_at);
+                        let from = due_set.map_or(since, |set| set.max(since));
+                        self.paused_after_due_secs += (at - from).num_seconds().max(0);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The appointment as the processing clock sees it: moved by the time the dossier
+    /// waited for the citizen since the appointment was set (a source that sets a new
+    /// appointment after a supplement makes this the new one). `None` without an
+    /// appointment.
+    pub fn effective_due(&self) -> Option<DateTime<Utc>> {
+        self.due_at
+            .map(|due| due + chrono::Duration::seconds(self.paused_after_due_secs))
+    }
+
+    /// How long processing took, without the time spent waiting for the citizen: from
+    /// the reception to the result. `None` before a result or without a reception date.
+    pub fn processing_time(&self) -> Option<chrono::Duration> {
+        let (received, done) = (self.received_at?, self.completed_at?);
+        Some(
+            (done - received - chrono::Duration::seconds(self.paused_secs))
+                .max(chrono::Duration::zero()),
+        )
+    }
+
+    /// The dossier's timeliness on `today` (a Vietnamese day): see
+    /// [`crate::domain::timeliness`].
+    pub fn timeliness(&self, today: chrono::NaiveDate) -> Option<crate::Timeliness> {
+        crate::domain::timeliness(self.status, self.effective_due(), self.completed_at, today)
     }
 
     /// The newest event recorded, as [`Newest`].
@@ -420,6 +491,100 @@ mod tests {
         assert_eq!(state.completed_at, before.completed_at);
         assert_eq!(state.last_event_id, "e4");
         assert!(state.newest().key.occurred_at > before.ordering.occurred_at);
+    }
+
+    #[test]
+    fn waiting_for_the_citizen_stops_the_clock_and_moves_the_appointment() {
+        let mut state = DossierState::start(
+            &event(
+                "r",
+                2,
+                "2026-11-28T09:30:00+07:00",
+                Some("2026-12-03T17:00:00+07:00"),
+            ),
+            "t".into(),
+            now(),
+        );
+        state.advance(&event("s", 5, "2026-12-01T10:00:00+07:00", None), now());
+        assert_eq!(state.paused_since, Some(at("2026-12-01T10:00:00+07:00")));
+        assert_eq!(
+            state.timeliness(at("2026-12-20T00:00:00Z").date_naive()),
+            Some(crate::Timeliness::Paused)
+        );
+
+        state.advance(&event("p", 4, "2026-12-03T10:00:00+07:00", None), now());
+
+        assert_eq!(state.paused_since, None);
+        assert_eq!(state.paused_secs, 2 * 86_400);
+        assert_eq!(state.effective_due(), Some(at("2026-12-05T17:00:00+07:00")));
+        let day = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        assert_eq!(
+            state.timeliness(day("2026-12-05")),
+            Some(crate::Timeliness::InProgress)
+        );
+        assert_eq!(
+            state.timeliness(day("2026-12-06")),
+            Some(crate::Timeliness::Overdue)
+        );
+        state.advance(&event("k", 9, "2026-12-06T10:00:00+07:00", None), now());
+        assert_eq!(
+            state.processing_time(),
+            Some(chrono::Duration::days(6) + chrono::Duration::minutes(30))
+        );
+    }
+
+    #[test]
+    fn a_new_appointment_after_the_supplement_replaces_the_moved_one() {
+        let mut state = DossierState::start(
+            &event(
+                "r",
+                2,
+                "2026-11-28T09:30:00+07:00",
+                Some("2026-12-03T17:00:00+07:00"),
+            ),
+            "t".into(),
+            now(),
+        );
+        state.advance(&event("s", 5, "2026-12-01T10:00:00+07:00", None), now());
+        state.advance(
+            &event(
+                "p",
+                4,
+                "2026-12-03T10:00:00+07:00",
+                Some("2026-12-10T17:00:00+07:00"),
+            ),
+            now(),
+        );
+        assert_eq!(
+            state.paused_secs,
+            2 * 86_400,
+            "the wait still counts as waiting"
+        );
+        assert_eq!(state.effective_due(), Some(at("2026-12-10T17:00:00+07:00")));
+    }
+
+    #[test]
+    fn only_the_wait_after_the_appointment_was_set_moves_it() {
+        // The appointment comes with the supplement request itself, a day into the wait.
+        let mut state = DossierState::start(
+            &event("r", 2, "2026-11-28T09:30:00+07:00", None),
+            "t".into(),
+            now(),
+        );
+        state.advance(&event("s", 5, "2026-12-01T10:00:00+07:00", None), now());
+        state.advance(
+            &event(
+                "s2",
+                5,
+                "2026-12-02T10:00:00+07:00",
+                Some("2026-12-08T17:00:00+07:00"),
+            ),
+            now(),
+        );
+        state.advance(&event("p", 4, "2026-12-04T10:00:00+07:00", None), now());
+        assert_eq!(state.paused_secs, 3 * 86_400);
+        assert_eq!(state.paused_after_due_secs, 2 * 86_400);
+        assert_eq!(state.effective_due(), Some(at("2026-12-10T17:00:00+07:00")));
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //! `unknown`), never a dossier code or a phone number.
 
 use prometheus::{
-    exponential_buckets, register_gauge, register_histogram, register_int_counter_vec,
-    register_int_gauge, Gauge, Histogram, IntCounterVec, IntGauge,
+    exponential_buckets, register_gauge, register_gauge_vec, register_histogram,
+    register_int_counter_vec, register_int_gauge, Gauge, GaugeVec, Histogram, IntCounterVec,
+    IntGauge,
 };
 use std::sync::LazyLock;
 
@@ -100,6 +101,16 @@ static OUTBOX_OLDEST: LazyLock<Gauge> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+static OVERDUE: LazyLock<GaugeVec> = LazyLock::new(|| {
+    register_gauge_vec!(
+        "loa_tracker_overdue_dossiers",
+        "Open dossiers past their appointment day while being processed (not waiting for the \
+         citizen), by tenant, as the last overdue sweep counted them (NaN before the first).",
+        &["tenant"]
+    )
+    .expect("metric registers once")
+});
+
 static RELAY_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
     register_histogram!(
         "loa_tracker_outbox_relay_seconds",
@@ -118,6 +129,7 @@ pub fn register() {
     LazyLock::force(&OUTBOX_PENDING);
     LazyLock::force(&OUTBOX_OLDEST);
     LazyLock::force(&RELAY_SECONDS);
+    LazyLock::force(&OVERDUE);
 }
 
 /// Creates every outcome's series at zero for each configured tenant (and for
@@ -139,7 +151,17 @@ pub fn init(tenants: &loa_platform::Tenants) {
         for kind in loa_contracts::NotificationKind::ALL {
             PLANNED.with_label_values(&[tenant.id.as_str(), kind.as_str()]);
         }
+        // Not known until the first sweep: NaN, not a misleading 0.
+        let overdue = OVERDUE.with_label_values(&[tenant.id.as_str()]);
+        if overdue.get() == 0.0 {
+            overdue.set(f64::NAN);
+        }
     }
+}
+
+/// Sets a tenant's count of open overdue dossiers.
+pub fn overdue_dossiers(tenant: &str, count: i64) {
+    OVERDUE.with_label_values(&[tenant]).set(count as f64);
 }
 
 /// Counts one event's outcome.

@@ -18,19 +18,17 @@
 //! change stays a HOT update.
 
 use crate::{
-    domain::timeliness,
+    domain::day_start,
+    overdue::{closed_statuses, overdue_open_sql},
     routes::api::{local, NamedView, StatusView},
     store::{self, IncomingEvent, STATE_COLUMNS},
     Timeliness,
 };
 use axum::http::StatusCode;
-use chrono::{DateTime, FixedOffset, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
 use hmac::{Hmac, Mac};
 use loa_contracts::{
-    event::MAX_DOSSIER_CODE,
-    phone::PhoneNumber,
-    time::{vietnam, vietnam_day},
-    DossierStatus,
+    event::MAX_DOSSIER_CODE, phone::PhoneNumber, time::vietnam_day, DossierStatus,
 };
 use loa_platform::{http::ApiError, Secret};
 use serde::Serialize;
@@ -182,14 +180,6 @@ fn code_like(text: &str, field: &str) -> Result<String, ApiError> {
     Ok(text.to_owned())
 }
 
-fn day_start(day: NaiveDate) -> DateTime<Utc> {
-    vietnam()
-        .from_local_datetime(&day.and_hms_opt(0, 0, 0).expect("midnight exists"))
-        .single()
-        .expect("a fixed offset has one midnight")
-        .with_timezone(&Utc)
-}
-
 fn parse_day(field: &str, text: &str) -> Result<NaiveDate, ApiError> {
     NaiveDate::parse_from_str(text, "%Y-%m-%d")
         .map_err(|_| bad(field, format!("`{field}` is a date, YYYY-MM-DD")))
@@ -335,21 +325,21 @@ pub fn statement(tenant: &str, q: &SearchQuery) -> (String, Params) {
         sql.push_str(&format!(" AND received_at < {}", bind(Box::new(before))));
     }
     const DAY: &str = "AT TIME ZONE 'Asia/Ho_Chi_Minh')::date";
+    const EFFECTIVE_DUE: &str = "due_at + paused_after_due_secs * interval '1 second'";
     match q.timeliness {
         Some(TimelinessFilter::Overdue) => {
-            let terminal: Vec<i16> = DossierStatus::ALL
-                .iter()
-                .filter(|s| s.is_terminal())
-                .map(|s| i16::from(s.code()))
-                .collect();
-            let (today, terminal) = (bind(Box::new(q.today_start)), bind(Box::new(terminal)));
+            let (today, closed) = (
+                bind(Box::new(q.today_start)),
+                bind(Box::new(closed_statuses())),
+            );
             sql.push_str(&format!(
-                " AND ((completed_at IS NULL AND due_at < {today} AND status <> ALL({terminal}))
-                    OR (completed_at IS NOT NULL AND (completed_at {DAY} > (due_at {DAY}))"
+                " AND (({})
+                    OR (completed_at IS NOT NULL AND (completed_at {DAY} > (({EFFECTIVE_DUE}) {DAY}))",
+                overdue_open_sql(&today, &closed)
             ));
         }
         Some(TimelinessFilter::Early) => sql.push_str(&format!(
-            " AND completed_at IS NOT NULL AND (completed_at {DAY} < (due_at {DAY}"
+            " AND completed_at IS NOT NULL AND (completed_at {DAY} < (({EFFECTIVE_DUE}) {DAY}"
         )),
         None => {}
     }
@@ -437,7 +427,7 @@ pub async fn search(
             );
         }
         dossiers.push(DossierSummary {
-            timeliness: timeliness(state.status, state.due_at, state.completed_at, today),
+            timeliness: state.timeliness(today),
             status: state.status.into(),
             procedure: NamedView {
                 code: state.procedure_code,
@@ -479,22 +469,19 @@ pub async fn overview(
 ) -> anyhow::Result<Overview> {
     let day = vietnam_day(&now);
     let start = day_start(day);
-    let terminal: Vec<i16> = DossierStatus::ALL
-        .iter()
-        .filter(|s| s.is_terminal())
-        .map(|s| i16::from(s.code()))
-        .collect();
     let client = pool
         .get()
         .await
         .map_err(|e| anyhow::anyhow!("Failed to get a PostgreSQL connection: {e}"))?;
     let row = client
         .query_one(
-            "SELECT (SELECT count(*) FROM tracker.dossier_events WHERE tenant = $1 AND recorded_at >= $2),
-                    (SELECT count(*) FROM tracker.dossiers WHERE tenant = $1 AND received_at >= $2),
-                    (SELECT count(*) FROM tracker.dossiers
-                      WHERE tenant = $1 AND completed_at IS NULL AND due_at < $2 AND status <> ALL($3))",
-            &[&tenant, &start, &terminal],
+            &format!(
+                "SELECT (SELECT count(*) FROM tracker.dossier_events WHERE tenant = $1 AND recorded_at >= $2),
+                        (SELECT count(*) FROM tracker.dossiers WHERE tenant = $1 AND received_at >= $2),
+                        (SELECT count(*) FROM tracker.dossiers WHERE tenant = $1 AND {})",
+                overdue_open_sql("$2", "$3")
+            ),
+            &[&tenant, &start, &closed_statuses()],
         )
         .await
         .map_err(|e| anyhow::anyhow!("Failed to count today's numbers: {e}"))?;

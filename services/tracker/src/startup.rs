@@ -2,6 +2,7 @@
 //! batch consumer and the outbox relay.
 
 use crate::{
+    clock::Clock,
     configuration::{TrackerSettings, DEFAULT_LOOKUP_SECRET},
     consumer::EventHandler,
     relay::{run_relay, Relay},
@@ -34,6 +35,7 @@ pub struct Application {
     settings: TrackerSettings,
     tenants: LiveTenants,
     http: HttpSettings,
+    clock: Clock,
 }
 
 impl Application {
@@ -60,6 +62,10 @@ impl Application {
             settings.relay_batch > 0,
             "tracker.relay_batch must be at least 1"
         );
+        anyhow::ensure!(
+            settings.overdue_sweep_secs > 0,
+            "tracker.overdue_sweep_secs must be at least 1"
+        );
         crate::metrics::register();
         crate::metrics::init(&tenants.current());
         loa_platform::db::ensure_database(&common.database_url).await?;
@@ -78,7 +84,13 @@ impl Application {
             settings: settings.clone(),
             tenants,
             http: common.http.clone(),
+            clock: Clock::real(),
         })
+    }
+
+    /// The clock every date decision of this tracker reads; tests move it.
+    pub fn clock(&self) -> Clock {
+        self.clock.clone()
     }
 
     /// The bound HTTP port.
@@ -108,6 +120,7 @@ impl Application {
             settings,
             tenants,
             http,
+            clock,
         } = self;
         let consumer_status = BrokerStatus::default();
         let readiness = Readiness::new()
@@ -118,6 +131,7 @@ impl Application {
             tenants: tenants.clone(),
             public_base_url: public_base_url.clone().into(),
             lookup_secret: settings.lookup_secret.clone(),
+            clock: clock.clone(),
         };
         let lookup_limit = RateLimiter::new(RatePolicy {
             per_minute: settings.lookup_rate_per_minute,
@@ -125,15 +139,18 @@ impl Application {
             max_addresses: 100_000,
         });
         let relay_wake = Arc::new(Notify::new());
-        let handler = Arc::new(EventHandler::new(
-            pool.clone(),
-            tenants.clone(),
-            settings.lookup_secret.clone(),
-            public_base_url,
-            relay_wake.clone(),
-            cancel.clone(),
-            Arc::new(Publisher::new(&amqp_url, "loa-tracker-dead-letters")),
-        ));
+        let handler = Arc::new(
+            EventHandler::new(
+                pool.clone(),
+                tenants.clone(),
+                settings.lookup_secret.clone(),
+                public_base_url,
+                relay_wake.clone(),
+                cancel.clone(),
+                Arc::new(Publisher::new(&amqp_url, "loa-tracker-dead-letters")),
+            )
+            .with_clock(clock.clone()),
+        );
         let relay_stop = CancellationToken::new();
         tracing::info!(port, relay = settings.relay_enabled, "Tracker started.");
 
@@ -189,6 +206,13 @@ impl Application {
                 relay_stop.cancel();
             }
         };
+        let sweeper = crate::overdue::run_sweeper(
+            pool.clone(),
+            tenants.clone(),
+            clock,
+            Duration::from_secs(settings.overdue_sweep_secs),
+            cancel.clone(),
+        );
         let relay = async move {
             if settings.relay_enabled {
                 let relay = Relay {
@@ -203,7 +227,8 @@ impl Application {
         };
         // A reloaded tenants file brings its new tenants' series.
         let tenant_metrics = tenants.for_each_change(cancel.clone(), crate::metrics::init);
-        let (served, (), (), ()) = tokio::join!(server, consumer, relay, tenant_metrics);
+        let (served, (), (), (), ()) =
+            tokio::join!(server, consumer, relay, tenant_metrics, sweeper);
         tracing::info!("Tracker stopped.");
         served
     }

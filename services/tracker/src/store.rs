@@ -178,6 +178,21 @@ UPDATE tracker.dossiers AS d SET all_sequenced = true
                       AND e.sequence IS NULL);
 "#,
     },
+    Migration {
+        version: 8,
+        name: "timeliness: time waiting for the citizen, the overdue sweep's mark",
+        // The partial index serves the sweep (open dossiers it marked) and stays
+        // small: only dossiers once found overdue and still open are in it.
+        sql: r#"
+ALTER TABLE tracker.dossiers
+    ADD COLUMN paused_secs           bigint NOT NULL DEFAULT 0,
+    ADD COLUMN paused_since          timestamptz,
+    ADD COLUMN paused_after_due_secs bigint NOT NULL DEFAULT 0,
+    ADD COLUMN overdue_since         timestamptz;
+CREATE INDEX dossiers_marked_overdue ON tracker.dossiers (tenant)
+    WHERE overdue_since IS NOT NULL AND completed_at IS NULL;
+"#,
+    },
 ];
 
 /// The tracker's migrations, in order (an upgrade test applies a prefix of them).
@@ -403,8 +418,10 @@ pub async fn apply_batch(
     let mut planned = Vec::new();
     // Events of this batch per dossier so far, for a history read mid-batch.
     let mut batch_events: HashMap<DossierKey, Vec<usize>> = HashMap::new();
-    // Verdicts to write to the history: (tenant, event id, invalid).
-    let mut flags: Vec<(String, String, bool)> = Vec::new();
+    // Verdicts to write to the history, by (tenant, event id): the last one decided
+    // (a refold later in the batch may overturn an earlier verdict) is the one kept,
+    // so the update joins each row once.
+    let mut flags: HashMap<(String, String), bool> = HashMap::new();
     for &i in &fresh {
         let IncomingEvent { event, traceparent } = &events[i];
         let key = (event.tenant.clone(), event.dossier_code.clone());
@@ -425,8 +442,9 @@ pub async fn apply_batch(
                     history.extend(batch_events[&key].iter().map(|&j| events[j].event.clone()));
                     histories.insert(key.clone(), history);
                 }
-                let folded = fold(&histories[&key], &previous.lookup_token, context.now)
+                let mut folded = fold(&histories[&key], &previous.lookup_token, context.now)
                     .context("a dossier's history is empty")?;
+                folded.state.overdue_since = previous.overdue_since;
                 for (event_id, verdict) in &folded.verdicts {
                     let invalid = !verdict.is_applied();
                     if *event_id == event.event_id {
@@ -437,7 +455,7 @@ pub async fn apply_batch(
                             EventOutcome::Stale
                         };
                     }
-                    flags.push((event.tenant.clone(), event_id.clone(), invalid));
+                    flags.insert((event.tenant.clone(), event_id.clone()), invalid);
                 }
                 folded.state
             }
@@ -450,7 +468,7 @@ pub async fn apply_batch(
                 } else {
                     invalid_transition(event, verdict);
                     outcomes[i] = EventOutcome::InvalidTransition;
-                    flags.push((event.tenant.clone(), event.event_id.clone(), true));
+                    flags.insert((event.tenant.clone(), event.event_id.clone()), true);
                 }
                 state
             }
@@ -563,14 +581,14 @@ async fn load_histories(
 /// Writes each event's verdict to its history row (only where it changes).
 async fn flag_transitions(
     tx: &deadpool_postgres::Transaction<'_>,
-    flags: &[(String, String, bool)],
+    flags: &HashMap<(String, String), bool>,
 ) -> anyhow::Result<()> {
     if flags.is_empty() {
         return Ok(());
     }
-    let tenants: Vec<&str> = flags.iter().map(|f| f.0.as_str()).collect();
-    let ids: Vec<&str> = flags.iter().map(|f| f.1.as_str()).collect();
-    let invalid: Vec<bool> = flags.iter().map(|f| f.2).collect();
+    let tenants: Vec<&str> = flags.keys().map(|(t, _)| t.as_str()).collect();
+    let ids: Vec<&str> = flags.keys().map(|(_, id)| id.as_str()).collect();
+    let invalid: Vec<bool> = flags.values().copied().collect();
     tx.execute(
         "UPDATE tracker.dossier_events AS e SET invalid_transition = u.invalid
            FROM unnest($1::text[], $2::text[], $3::bool[]) AS u(tenant, event_id, invalid)
@@ -750,10 +768,16 @@ async fn insert_history(
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
+/// The columns [`upsert_states`] writes, in its order.
+const WRITTEN_COLUMNS: &str = "tenant, dossier_code, status, procedure_code, procedure_name, agency_code, \
+     agency_name, applicant_masked, received_at, due_at, completed_at, lookup_token, last_event_id, \
+     last_sequence, last_occurred_at, last_stage, updated_at, due_sequence, due_occurred_at, due_stage, \
+     all_sequenced, paused_secs, paused_since, paused_after_due_secs";
+
 pub(crate) const STATE_COLUMNS: &str = "tenant, dossier_code, status, procedure_code, procedure_name, agency_code, \
      agency_name, applicant_masked, received_at, due_at, completed_at, lookup_token, last_event_id, \
      last_sequence, last_occurred_at, last_stage, updated_at, due_sequence, due_occurred_at, due_stage, \
-     all_sequenced";
+     all_sequenced, paused_secs, paused_since, paused_after_due_secs, overdue_since";
 
 async fn load_states(
     tx: &deadpool_postgres::Transaction<'_>,
@@ -829,6 +853,10 @@ pub(crate) fn state_from_row(row: &Row) -> anyhow::Result<DossierState> {
         last_event_id: row.get("last_event_id"),
         ordering,
         all_sequenced: row.get("all_sequenced"),
+        paused_secs: row.get("paused_secs"),
+        paused_since: row.get("paused_since"),
+        paused_after_due_secs: row.get("paused_after_due_secs"),
+        overdue_since: row.get("overdue_since"),
         updated_at: row.get("updated_at"),
     })
 }
@@ -876,14 +904,19 @@ async fn upsert_states(
         .map(|s| s.due_ordering.map(|k| i16::from(k.stage)))
         .collect();
     let all_sequenced: Vec<bool> = states.iter().map(|s| s.all_sequenced).collect();
+    let paused: Vec<i64> = states.iter().map(|s| s.paused_secs).collect();
+    let paused_since: Vec<Option<DateTime<Utc>>> = states.iter().map(|s| s.paused_since).collect();
+    let paused_after_due: Vec<i64> = states.iter().map(|s| s.paused_after_due_secs).collect();
+    // Every column but `overdue_since`, which only the overdue sweep writes.
     let upsert = tx
         .prepare_cached(&format!(
-            "INSERT INTO tracker.dossiers ({STATE_COLUMNS})
+            "INSERT INTO tracker.dossiers ({WRITTEN_COLUMNS})
              SELECT * FROM unnest($1::text[], $2::text[], $3::int2[], $4::text[], $5::text[], $6::text[],
                                   $7::text[], $8::text[], $9::timestamptz[], $10::timestamptz[],
                                   $11::timestamptz[], $12::text[], $13::text[], $14::int8[],
                                   $15::timestamptz[], $16::int2[], $17::timestamptz[], $18::int8[],
-                                  $19::timestamptz[], $20::int2[], $21::bool[])
+                                  $19::timestamptz[], $20::int2[], $21::bool[], $22::int8[],
+                                  $23::timestamptz[], $24::int8[])
              ON CONFLICT (tenant, dossier_code) DO UPDATE SET
                  status = excluded.status,
                  procedure_code = excluded.procedure_code,
@@ -902,7 +935,10 @@ async fn upsert_states(
                  due_sequence = excluded.due_sequence,
                  due_occurred_at = excluded.due_occurred_at,
                  due_stage = excluded.due_stage,
-                 all_sequenced = excluded.all_sequenced"
+                 all_sequenced = excluded.all_sequenced,
+                 paused_secs = excluded.paused_secs,
+                 paused_since = excluded.paused_since,
+                 paused_after_due_secs = excluded.paused_after_due_secs"
         ))
         .await
         .context("Failed to prepare the state upsert")?;
@@ -930,6 +966,9 @@ async fn upsert_states(
             &due_occurred,
             &due_stages,
             &all_sequenced,
+            &paused,
+            &paused_since,
+            &paused_after_due,
         ],
     )
     .await

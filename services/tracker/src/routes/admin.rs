@@ -13,7 +13,6 @@ use axum::{
     http::{HeaderMap, StatusCode},
     Json,
 };
-use chrono::Utc;
 use loa_platform::http::{admin_tenant, ApiError};
 use std::collections::HashMap;
 
@@ -27,7 +26,7 @@ pub async fn search_dossiers(
     let Query(params) = query.map_err(|e| {
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()).with_field("query")
     })?;
-    let now = Utc::now();
+    let now = state.clock.now();
     let q = search::parse(&params, &state.lookup_secret, &tenant.id, now)?;
     Ok(Json(
         search::search(&state.pool, &tenant.id, &q, now).await?,
@@ -41,6 +40,6 @@ pub async fn overview(
 ) -> Result<Json<Overview>, ApiError> {
     let tenant = admin_tenant(&state.tenants.current(), &headers)?;
     Ok(Json(
-        search::overview(&state.pool, &tenant.id, Utc::now()).await?,
+        search::overview(&state.pool, &tenant.id, state.clock.now()).await?,
     ))
 }

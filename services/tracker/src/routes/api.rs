@@ -4,7 +4,7 @@
 
 use super::AppState;
 use crate::{
-    domain::{timeliness, Timeliness},
+    domain::Timeliness,
     store::{self, lookup_url, DossierState, HistoryEntry},
 };
 use axum::{
@@ -13,7 +13,7 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
-use chrono::{DateTime, FixedOffset, Utc};
+use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
 use loa_contracts::{
     event::MAX_DOSSIER_CODE,
     time::{vietnam, vietnam_day},
@@ -106,11 +106,15 @@ pub(crate) fn local(at: DateTime<Utc>) -> DateTime<FixedOffset> {
 }
 
 impl DossierView {
-    /// Builds the view of a dossier and its history.
-    pub fn new(state: DossierState, history: Vec<HistoryEntry>, public_base_url: &str) -> Self {
-        let today = vietnam_day(&Utc::now());
+    /// Builds the view of a dossier and its history on `today` (a Vietnamese day).
+    pub fn new(
+        state: DossierState,
+        history: Vec<HistoryEntry>,
+        public_base_url: &str,
+        today: NaiveDate,
+    ) -> Self {
         Self {
-            timeliness: timeliness(state.status, state.due_at, state.completed_at, today),
+            timeliness: state.timeliness(today),
             lookup_url: lookup_url(public_base_url, &state.lookup_token),
             code: state.dossier_code,
             status: state.status.into(),
@@ -168,6 +172,7 @@ pub async fn get_dossier(
         dossier,
         history,
         &state.public_base_url,
+        vietnam_day(&state.clock.now()),
     )))
 }
 

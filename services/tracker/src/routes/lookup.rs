@@ -9,7 +9,7 @@
 
 use super::AppState;
 use crate::{
-    domain::{is_lookup_token, timeliness, Timeliness},
+    domain::{is_lookup_token, Timeliness},
     store::{self, DossierState, HistoryEntry},
 };
 use axum::{
@@ -17,7 +17,7 @@ use axum::{
     http::{header, HeaderName, StatusCode},
     response::{Html, IntoResponse, Response},
 };
-use chrono::Utc;
+use chrono::NaiveDate;
 use loa_contracts::time::{format_date_vn, format_datetime_vn, vietnam_day};
 use std::fmt::Write;
 
@@ -56,7 +56,11 @@ pub async fn lookup_page(State(state): State<AppState>, Path(token): Path<String
         .get(&dossier.tenant)
         .map(|t| t.name.clone())
         .unwrap_or_default();
-    page(StatusCode::OK, render_page(&office, &dossier, &history))
+    let today = vietnam_day(&state.clock.now());
+    page(
+        StatusCode::OK,
+        render_page(&office, &dossier, &history, today),
+    )
 }
 
 fn failure(e: &anyhow::Error) -> Response {
@@ -101,7 +105,7 @@ h1{font-size:1.4rem;margin:0 0 12px}\
 .status{font-size:1.15rem;font-weight:600;color:#0b5cad;margin:0}\
 .badge{display:inline-block;margin-top:8px;padding:4px 10px;border-radius:999px;font-size:.9rem;font-weight:600}\
 .early{background:#e3f6e8;color:#17692f}.on_time{background:#e8f0fb;color:#0b5cad}\
-.overdue{background:#fdecea;color:#a3231a}.in_progress{background:#fff6e0;color:#7a5200}\
+.overdue{background:#fdecea;color:#a3231a}.in_progress,.paused{background:#fff6e0;color:#7a5200}\
 dl{margin:0;display:grid;grid-template-columns:auto 1fr;gap:6px 12px}\
 dt{color:#5a6675}dd{margin:0;font-weight:500;word-break:break-word}\
 h2{font-size:1.05rem;margin:0 0 8px}\
@@ -122,9 +126,14 @@ fn layout(title: &str, body: &str) -> String {
     )
 }
 
-/// The page for a dossier. `office` is the tenant's display name.
-pub fn render_page(office: &str, dossier: &DossierState, history: &[HistoryEntry]) -> String {
-    let today = vietnam_day(&Utc::now());
+/// The page for a dossier on `today` (a Vietnamese day). `office` is the tenant's
+/// display name.
+pub fn render_page(
+    office: &str,
+    dossier: &DossierState,
+    history: &[HistoryEntry],
+    today: NaiveDate,
+) -> String {
     let mut body = String::new();
     if !office.is_empty() {
         let _ = write!(body, "<p class=\"office\">{}</p>", escape(office));
@@ -137,12 +146,13 @@ pub fn render_page(office: &str, dossier: &DossierState, history: &[HistoryEntry
         "<p class=\"status\">{}</p>",
         escape(dossier.status.label_vi())
     );
-    if let Some(t) = timeliness(dossier.status, dossier.due_at, dossier.completed_at, today) {
+    if let Some(t) = dossier.timeliness(today) {
         let class = match t {
             Timeliness::Early => "early",
             Timeliness::OnTime => "on_time",
             Timeliness::Overdue => "overdue",
             Timeliness::InProgress => "in_progress",
+            Timeliness::Paused => "paused",
         };
         let _ = write!(
             body,
@@ -176,6 +186,31 @@ pub fn render_page(office: &str, dossier: &DossierState, history: &[HistoryEntry
             .map(|d| format_date_vn(&d))
             .unwrap_or_else(|| "Không có".to_owned()),
     );
+    // The processing clock stops while the dossier waits for the citizen.
+    if let Some(since) = dossier.paused_since {
+        row(
+            "Chờ bổ sung giấy tờ",
+            &format!(
+                "từ ngày {} (không tính vào thời hạn giải quyết)",
+                format_date_vn(&since)
+            ),
+        );
+    } else if dossier.paused_secs > 0 {
+        row(
+            "Thời gian chờ bổ sung giấy tờ",
+            &format!(
+                "{} (không tính vào thời hạn giải quyết)",
+                format_wait(dossier.paused_secs)
+            ),
+        );
+    }
+    if let (Some(due), None, true) = (
+        dossier.effective_due(),
+        dossier.completed_at,
+        dossier.paused_after_due_secs > 0,
+    ) {
+        row("Hạn giải quyết sau khi bổ sung", &format_date_vn(&due));
+    }
     if let Some(done) = dossier.completed_at {
         row("Ngày có kết quả", &format_date_vn(&done));
     }
@@ -201,6 +236,17 @@ pub fn render_page(office: &str, dossier: &DossierState, history: &[HistoryEntry
     layout(&format!("Tra cứu hồ sơ {}", dossier.dossier_code), &body)
 }
 
+/// A waiting time in days and hours, as a citizen reads it (`2 ngày 3 giờ`).
+pub fn format_wait(secs: i64) -> String {
+    let hours = secs.max(0) / 3_600;
+    match (hours / 24, hours % 24) {
+        (0, 0) => "dưới 1 giờ".to_owned(),
+        (0, h) => format!("{h} giờ"),
+        (d, 0) => format!("{d} ngày"),
+        (d, h) => format!("{d} ngày {h} giờ"),
+    }
+}
+
 /// The page for an unknown token.
 pub fn render_not_found() -> String {
     layout(
@@ -216,7 +262,7 @@ pub fn render_not_found() -> String {
 mod tests {
     use super::*;
     use crate::domain::OrderingKey;
-    use chrono::DateTime;
+    use chrono::{DateTime, Utc};
     use loa_contracts::DossierStatus;
 
     fn at(s: &str) -> DateTime<Utc> {
@@ -245,6 +291,10 @@ mod tests {
                 stage: 3,
             },
             all_sequenced: false,
+            paused_secs: 0,
+            paused_since: None,
+            paused_after_due_secs: 0,
+            overdue_since: None,
             updated_at: at("2026-12-01T10:00:01+07:00"),
         }
     }
@@ -267,7 +317,12 @@ mod tests {
                 invalid_transition: false,
             },
         ];
-        let html = render_page("Trung tâm <Phục vụ>", &dossier(), &history);
+        let html = render_page(
+            "Trung tâm <Phục vụ>",
+            &dossier(),
+            &history,
+            NaiveDate::from_ymd_opt(2026, 12, 2).unwrap(),
+        );
         assert!(html.contains("<title>Tra cứu hồ sơ H56-&lt;0001&gt;</title>"));
         assert!(html.contains("<meta name=\"viewport\""));
         assert!(html.contains("Trung tâm &lt;Phục vụ&gt;"));
@@ -278,6 +333,14 @@ mod tests {
         assert!(html.contains("<dt>Ngày hẹn trả</dt><dd>03/12/2026</dd>"));
         assert!(html.contains("Được tiếp nhận<span class=\"when\">09:30 28/11/2026</span>"));
         assert!(!html.contains("http"), "no external assets or links");
+    }
+
+    #[test]
+    fn waiting_times_read_in_days_and_hours() {
+        assert_eq!(format_wait(600), "dưới 1 giờ");
+        assert_eq!(format_wait(5 * 3_600 + 59), "5 giờ");
+        assert_eq!(format_wait(2 * 86_400), "2 ngày");
+        assert_eq!(format_wait(2 * 86_400 + 3 * 3_600), "2 ngày 3 giờ");
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod api;
 pub mod lookup;
 
+use crate::clock::Clock;
 use axum::{middleware::from_fn_with_state, routing::get, Router};
 use deadpool_postgres::Pool;
 use loa_platform::{
@@ -30,6 +31,8 @@ pub struct AppState {
     pub public_base_url: Arc<str>,
     /// Key of lookup tokens, and of the phone keys dossiers are searched by.
     pub lookup_secret: Secret,
+    /// What "today" is for timeliness.
+    pub clock: Clock,
 }
 
 /// The whole router: API, QR, lookup page (rate-limited per client address by

@@ -57,6 +57,8 @@ pub struct TestApp {
     pub address: String,
     /// Its database.
     pub pool: Pool,
+    /// Its clock (tests move it).
+    pub clock: loa_tracker::clock::Clock,
     cancel: CancellationToken,
     handle: JoinHandle<anyhow::Result<()>>,
 }
@@ -86,11 +88,13 @@ impl TestApp {
             .unwrap();
         let address = format!("http://127.0.0.1:{}", app.port());
         let pool = app.pool().clone();
+        let clock = app.clock();
         let cancel = CancellationToken::new();
         let handle = tokio::spawn(app.run_until_stopped(cancel.clone()));
         Self {
             address,
             pool,
+            clock,
             cancel,
             handle,
         }
@@ -140,6 +144,49 @@ impl TestApp {
         })
         .await
         .unwrap();
+    }
+
+    /// The tracker's Prometheus text.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.address))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// The value of one series of `/metrics`, by its name and labels as printed
+    /// (`loa_tracker_overdue_dossiers{tenant="demo"}`).
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        self.metrics()
+            .await
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+    }
+
+    /// A GET with the demo admin's token, as JSON.
+    pub async fn admin_get(&self, path: &str) -> Value {
+        reqwest::Client::new()
+            .get(format!("{}{path}", self.address))
+            .bearer_auth("demo-admin")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// The public lookup page of a `demo` dossier.
+    pub async fn lookup_page(&self, code: &str) -> String {
+        let token = loa_tracker::lookup_token(&Secret::new(SECRET), "demo", code);
+        reqwest::get(format!("{}/tra-cuu/{token}", self.address))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
     }
 
     /// A dossier's stored status.

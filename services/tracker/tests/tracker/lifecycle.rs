@@ -148,6 +148,57 @@ async fn a_late_event_that_makes_a_transition_possible_unflags_it_and_applies_it
 }
 
 #[tokio::test]
+async fn a_verdict_overturned_later_in_the_same_batch_is_the_one_kept() {
+    // Arrange
+    let env = TestEnv::new().await.unwrap();
+    let pool = migrated_pool(&env).await;
+    let secret = Secret::new(SECRET);
+    let context = ApplyContext {
+        lookup_secret: &secret,
+        public_base_url: BASE_URL,
+        now: Utc::now(),
+    };
+    let code = dossier_code("0704");
+
+    // Act: the refusal is impossible after the reception, until the late supplement
+    // request in the same batch makes it legal.
+    let outcome = apply_batch(
+        &pool,
+        &context,
+        &incoming(&[
+            event("n-2", &code, 2, "2026-11-28T09:30:00+07:00"),
+            event("n-3", &code, 3, "2026-12-05T10:00:00+07:00"),
+            event("n-5", &code, 5, "2026-11-30T10:00:00+07:00"),
+        ]),
+    )
+    .await
+    .unwrap();
+
+    // Assert
+    assert_eq!(
+        outcome.outcomes,
+        [
+            EventOutcome::Applied,
+            EventOutcome::InvalidTransition,
+            EventOutcome::Stale
+        ]
+    );
+    let state = dossier_by_code(&pool, "demo", &code)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(state.status, DossierStatus::Refused);
+    assert_eq!(
+        flags(&pool, &code).await,
+        [
+            ("n-2".to_owned(), false),
+            ("n-3".to_owned(), false),
+            ("n-5".to_owned(), false)
+        ]
+    );
+}
+
+#[tokio::test]
 async fn the_consumer_counts_an_impossible_transition_and_plans_nothing_for_it() {
     // Arrange
     let env = TestEnv::new().await.unwrap();

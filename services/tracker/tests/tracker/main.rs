@@ -9,3 +9,4 @@ mod lifecycle;
 mod outbox;
 mod search;
 mod store;
+mod timeliness;
