@@ -108,6 +108,9 @@ pub async fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<()>
             runner::start(target, &settings, cancel).await?.wait().await
         }
         Command::Migrate => runner::migrate(&settings).await,
+        Command::Demo { .. } if settings.common.mode == loa_platform::config::Mode::Production => {
+            anyhow::bail!("production mode (LOA_MODE=production) does not run the demo")
+        }
         Command::Demo { exit } => {
             let told = demo::run(&settings, exit, story_logs.clone()).await;
             // A story cut short still shows what the services logged.

@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //!
+//! - [`production`]: what production mode refuses, and its loopback binds.
 //! - [`settings`]: the composite [`Settings`](settings::Settings) of every service.
 //! - [`cli`]: command-line parsing and dispatch.
 //! - [`runner`]: starting one or all services until a shutdown signal.
@@ -19,6 +20,7 @@ pub mod cli;
 pub mod console;
 pub mod dead_letters;
 pub mod demo;
+pub mod production;
 pub mod runner;
 pub mod settings;
 pub mod tokens;

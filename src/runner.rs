@@ -74,7 +74,15 @@ pub async fn start(
     settings: &Settings,
     cancel: CancellationToken,
 ) -> anyhow::Result<RunningSystem> {
-    let runs = |t: Target| target == Target::All || target == t;
+    let production = settings.common.mode == loa_platform::config::Mode::Production;
+    anyhow::ensure!(
+        !(production && target == Target::ZaloSandbox),
+        "production mode (LOA_MODE=production) does not run the Zalo sandbox, a test double"
+    );
+    // In production, `loa run` (everything) is everything but the sandbox.
+    let runs = |t: Target| {
+        (target == Target::All && !(production && t == Target::ZaloSandbox)) || target == t
+    };
     let mut tasks = JoinSet::new();
     let mut tenants = settings.tenants.clone();
     let mut system = RunningSystem {

@@ -39,14 +39,27 @@ pub struct Settings {
 
 impl Settings {
     /// Loads the layers; fails naming the offending key.
+    ///
+    /// In production mode (`LOA_MODE=production`) every unsafe default is refused,
+    /// all at once, each naming its setting ([`crate::production`]), and listeners
+    /// whose address is not stated listen on 127.0.0.1.
     pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
         let common: CommonSettings = config::load(file)?;
         let services: ServiceSettings = config::load(file)?;
         let tenants = common.load_tenants()?;
-        Ok(Self {
+        let mut settings = Self {
             common,
             services,
             tenants,
-        })
+        };
+        if settings.common.mode == config::Mode::Production {
+            let problems = crate::production::check(&settings);
+            if !problems.is_empty() {
+                return Err(crate::production::Refused(problems).into());
+            }
+            let stated = config::load_stated(file)?;
+            crate::production::bind_loopback_unless_stated(&mut settings, &stated);
+        }
+        Ok(settings)
     }
 }

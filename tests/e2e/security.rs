@@ -70,3 +70,29 @@ async fn a_token_from_loa_tokens_new_authenticates_through_its_hash_in_the_tenan
     assert_eq!(post(hash.clone(), "hash-0002").await, 401);
     assert_eq!(post(token[..63].to_owned(), "hash-0003").await, 401);
 }
+
+#[tokio::test]
+async fn loa_in_production_mode_with_the_defaults_exits_with_one_line_naming_each_setting() {
+    // Act
+    let out = Command::new(env!("CARGO_BIN_EXE_loa"))
+        .args(["run", "intake"])
+        .env("LOA_MODE", "production")
+        .env_remove("LOA_TENANTS_FILE")
+        .output()
+        .expect("the loa binary runs");
+
+    // Assert
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    for expected in [
+        "loa: production mode (LOA_MODE=production) refuses to start: ",
+        "LOA_TENANTS_FILE",
+        "LOA_TRACKER__LOOKUP_SECRET",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "missing {expected:?} in {stderr}"
+        );
+    }
+}

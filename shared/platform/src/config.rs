@@ -56,10 +56,46 @@ pub fn load<T: DeserializeOwned>(file: Option<&Path>) -> Result<T, ConfigError> 
     Ok(builder.build()?.try_deserialize()?)
 }
 
+/// Whether unsafe defaults are tolerated.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// A laptop, the demo, the tests: the built-in demo tenant, the sandbox and the
+    /// development lookup secret are fine.
+    #[default]
+    Development,
+    /// A province's deployment (`LOA_MODE=production`): every unsafe default is refused
+    /// at start-up, naming its setting, and HTTP listeners whose address is not set
+    /// listen on 127.0.0.1 only.
+    Production,
+}
+
+/// The configuration as its layers state it, before defaults: which keys an operator
+/// actually set (production mode binds only those listeners beyond loopback).
+pub fn load_stated(file: Option<&Path>) -> Result<serde_json::Value, ConfigError> {
+    load(file)
+}
+
+/// Whether a dotted key (`intake.bind`) is stated in `stated` ([`load_stated`]).
+pub fn is_stated(stated: &serde_json::Value, key: &str) -> bool {
+    key.split('.')
+        .try_fold(stated, |v, part| v.get(part))
+        .is_some_and(|v| !v.is_null())
+}
+
+/// The environment variable of a dotted key: `tracker.lookup_secret` is
+/// `LOA_TRACKER__LOOKUP_SECRET`, `mode` is `LOA_MODE`.
+pub fn env_var_of(key: &str) -> String {
+    format!("LOA_{}", key.replace('.', "__").to_uppercase())
+}
+
 /// Settings every service needs.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct CommonSettings {
+    /// `development` (the default) or `production` (`LOA_MODE`): production refuses to
+    /// start with any unsafe default, naming the setting.
+    pub mode: Mode,
     /// RabbitMQ URL, including the vhost (`LOA_AMQP_URL`).
     pub amqp_url: String,
     /// PostgreSQL URL (`LOA_DATABASE_URL`). Each service uses its own schema in it.
@@ -95,6 +131,7 @@ pub struct CommonSettings {
 impl Default for CommonSettings {
     fn default() -> Self {
         Self {
+            mode: Mode::Development,
             amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned(),
             database_url: "postgres://postgres@127.0.0.1:5432/loa".to_owned(),
             database_pool_size: 16,
