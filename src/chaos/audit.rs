@@ -157,6 +157,8 @@ pub fn planned(events: &[StoredEvent]) -> (HashMap<String, String>, Vec<String>)
         let context = loa_tracker::PlanContext {
             received_at: event.received_at.map(|t| t.to_utc()),
             due_at: event.due_at.map(|t| t.to_utc()),
+            // Every chaos event opens its own dossier: no appointment moves.
+            previous_due_at: None,
             lookup_url: "",
             trace_context: None,
             now: chrono::Utc::now(),

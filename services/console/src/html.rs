@@ -160,6 +160,7 @@ pub fn kind_vi(kind: &str) -> &'static str {
         "result_ready" => "Có kết quả",
         "result_ready_early" => "Có kết quả trước hạn",
         "result_returned" => "Đã trả kết quả",
+        "due_date_changed" => "Hẹn lại ngày trả kết quả",
         _ => "Khác",
     }
 }

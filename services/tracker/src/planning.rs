@@ -21,6 +21,9 @@ pub const MAX_PROCEDURE_NAME: usize = 100;
 pub const MAX_FREE_TEXT: usize = 200;
 /// Placeholder for a value that does not exist (no appointment date, no reason).
 pub const NONE_VI: &str = "Không có";
+/// The reason of a new appointment the source gave none for (ZNS refuses an empty
+/// parameter).
+pub const NO_REASON_GIVEN_VI: &str = "Không ghi lý do";
 /// Placeholder pointing to the lookup page when the detail is not in the event.
 pub const SEE_LOOKUP_VI: &str = "Xem chi tiết tại trang tra cứu";
 
@@ -33,6 +36,9 @@ pub struct PlanContext<'a> {
     pub received_at: Option<DateTime<Utc>>,
     /// The appointment date (ngày hẹn trả), if any.
     pub due_at: Option<DateTime<Utc>>,
+    /// The appointment the dossier had before this event, if any: when the event moves
+    /// it to another day, the citizen is told ([`NotificationKind::DueDateChanged`]).
+    pub previous_due_at: Option<DateTime<Utc>>,
     /// `{public_base_url}/tra-cuu/{lookup_token}`: no personal data in it.
     pub lookup_url: &'a str,
     /// The event's W3C `traceparent`, carried on to the notifier.
@@ -63,24 +69,57 @@ pub fn kind_for(event: &DossierEvent, due_at: Option<DateTime<Utc>>) -> Option<N
     })
 }
 
-/// Plans the notifications for an event that became its dossier's current state.
-/// Nothing when the citizen did not opt into Zalo, or for statuses 1 and 4. The
-/// recipient is the authorised filer when there is one; the parameters are exactly the
-/// kind's [`NotificationKind::required_params`].
+/// Plans the notifications for an event that became its dossier's current state:
+/// the one its status deserves, and a [`NotificationKind::DueDateChanged`] when it
+/// moved the appointment of a dossier still being processed to another day. Nothing
+/// when the citizen did not opt into Zalo. The recipient is the authorised filer when
+/// there is one; the parameters are exactly the kind's
+/// [`NotificationKind::required_params`].
 pub fn plan(event: &DossierEvent, context: &PlanContext<'_>) -> Vec<NotificationRequest> {
     if !event.channels.zalo {
         return Vec::new();
     }
-    let Some(kind) = kind_for(event, context.due_at) else {
-        return Vec::new();
+    let mut planned = Vec::new();
+    if let Some(kind) = kind_for(event, context.due_at) {
+        planned.push(request(kind, event, context));
+    }
+    if moves_appointment(event, context) {
+        planned.push(request(NotificationKind::DueDateChanged, event, context));
+    }
+    planned
+}
+
+/// Whether `event` set an appointment on another day than the one the dossier had,
+/// while the dossier is still being processed. A receipt already carries its date,
+/// and once the result exists (or the dossier closed) a new date means nothing to the
+/// citizen.
+pub fn moves_appointment(event: &DossierEvent, context: &PlanContext<'_>) -> bool {
+    let (Some(old), Some(new), Some(_)) = (context.previous_due_at, context.due_at, event.due_at)
+    else {
+        return false;
     };
+    vietnam_day(&old) != vietnam_day(&new)
+        && matches!(
+            event.status,
+            DossierStatus::Processing
+                | DossierStatus::SupplementRequested
+                | DossierStatus::PaymentRequested
+        )
+}
+
+/// One notification of `kind` about `event`.
+fn request(
+    kind: NotificationKind,
+    event: &DossierEvent,
+    context: &PlanContext<'_>,
+) -> NotificationRequest {
     let person = event.recipient();
     let params = kind
         .required_params()
         .iter()
-        .map(|&name| (name.to_owned(), param(name, event, context)))
+        .map(|&name| (name.to_owned(), param(kind, name, event, context)))
         .collect::<BTreeMap<_, _>>();
-    vec![NotificationRequest {
+    NotificationRequest {
         notification_id: notification_id(&event.tenant, &event.event_id, kind),
         tenant: event.tenant.clone(),
         kind,
@@ -95,11 +134,16 @@ pub fn plan(event: &DossierEvent, context: &PlanContext<'_>) -> Vec<Notification
         trace_context: context.trace_context.map(str::to_owned),
         event_accepted_at: event.accepted_at,
         created_at: context.now,
-    }]
+    }
 }
 
 /// One template parameter's value; never empty.
-fn param(name: &str, event: &DossierEvent, context: &PlanContext<'_>) -> String {
+fn param(
+    kind: NotificationKind,
+    name: &str,
+    event: &DossierEvent,
+    context: &PlanContext<'_>,
+) -> String {
     let value = match name {
         "customer_name" => truncate(event.recipient().name.trim(), MAX_CUSTOMER_NAME, false),
         "dossier_code" => event.dossier_code.clone(),
@@ -114,8 +158,12 @@ fn param(name: &str, event: &DossierEvent, context: &PlanContext<'_>) -> String 
                 .received_at
                 .unwrap_or_else(|| event.occurred_at.with_timezone(&Utc)),
         ),
-        "due_date" => context
+        "due_date" | "new_due_date" => context
             .due_at
+            .map(|d| format_date_vn(&d))
+            .unwrap_or_else(|| NONE_VI.to_owned()),
+        "old_due_date" => context
+            .previous_due_at
             .map(|d| format_date_vn(&d))
             .unwrap_or_else(|| NONE_VI.to_owned()),
         "reason" => event
@@ -146,8 +194,9 @@ fn param(name: &str, event: &DossierEvent, context: &PlanContext<'_>) -> String 
     if !value.trim().is_empty() {
         return value;
     }
-    match name {
-        "documents" | "amount" => SEE_LOOKUP_VI.to_owned(),
+    match (kind, name) {
+        (_, "documents" | "amount") => SEE_LOOKUP_VI.to_owned(),
+        (NotificationKind::DueDateChanged, "reason") => NO_REASON_GIVEN_VI.to_owned(),
         _ => NONE_VI.to_owned(),
     }
 }
@@ -231,6 +280,7 @@ mod tests {
         PlanContext {
             received_at: e.received_at.map(|d| d.with_timezone(&Utc)),
             due_at: e.due_at.map(|d| d.with_timezone(&Utc)),
+            previous_due_at: None,
             lookup_url: URL,
             trace_context: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
             now: at("2026-11-28T02:30:02Z"),
@@ -420,6 +470,86 @@ mod tests {
         let procedure = &n.params["procedure_name"];
         assert_eq!(procedure.chars().count(), MAX_PROCEDURE_NAME);
         assert!(procedure.ends_with('…'));
+    }
+
+    #[test]
+    fn a_new_appointment_on_another_day_tells_the_old_and_new_dates_and_the_reason() {
+        let mut e = event(DossierStatus::Processing);
+        e.due_at = Some(DateTime::parse_from_rfc3339("2026-12-10T17:00:00+07:00").unwrap());
+        e.reason = Some("Phiếu xin lỗi và hẹn lại ngày trả kết quả".into());
+        let mut ctx = context(&e);
+        ctx.previous_due_at = Some(at("2026-12-03T17:00:00+07:00"));
+        let planned = plan(&e, &ctx);
+        assert_eq!(planned.len(), 1, "status 4 itself notifies nobody");
+        let n = &planned[0];
+        assert_eq!(n.kind, NotificationKind::DueDateChanged);
+        assert_eq!(n.params["old_due_date"], "03/12/2026");
+        assert_eq!(n.params["new_due_date"], "10/12/2026");
+        assert_eq!(
+            n.params["reason"],
+            "Phiếu xin lỗi và hẹn lại ngày trả kết quả"
+        );
+        assert_eq!(
+            n.notification_id,
+            notification_id("demo", "evt-1", NotificationKind::DueDateChanged)
+        );
+        let mut want: Vec<&str> = NotificationKind::DueDateChanged.required_params().to_vec();
+        want.sort_unstable();
+        assert_eq!(keys(n), want);
+
+        e.reason = None;
+        assert_eq!(plan(&e, &ctx)[0].params["reason"], NO_REASON_GIVEN_VI);
+    }
+
+    #[test]
+    fn a_supplement_that_moves_the_appointment_sends_both_messages() {
+        let mut e = event(DossierStatus::SupplementRequested);
+        e.due_at = Some(DateTime::parse_from_rfc3339("2026-12-10T17:00:00+07:00").unwrap());
+        let mut ctx = context(&e);
+        ctx.previous_due_at = Some(at("2026-12-03T17:00:00+07:00"));
+        let kinds: Vec<_> = plan(&e, &ctx).iter().map(|n| n.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                NotificationKind::SupplementRequested,
+                NotificationKind::DueDateChanged
+            ]
+        );
+    }
+
+    #[test]
+    fn the_same_day_a_receipt_a_result_or_no_new_date_announce_no_new_appointment() {
+        let previous = Some(at("2026-12-03T08:00:00+07:00"));
+        // Another hour of the same day.
+        let e = event(DossierStatus::Processing);
+        let mut ctx = context(&e);
+        ctx.previous_due_at = previous;
+        assert!(plan(&e, &ctx).is_empty());
+        // A date the event does not carry is the dossier's own.
+        let mut e = event(DossierStatus::Processing);
+        e.due_at = None;
+        let mut ctx = context(&e);
+        ctx.due_at = Some(at("2026-12-10T17:00:00+07:00"));
+        ctx.previous_due_at = previous;
+        assert!(plan(&e, &ctx).is_empty());
+        // Statuses whose own message says enough, or where a date means nothing now.
+        for status in [
+            DossierStatus::Received,
+            DossierStatus::ResultReady,
+            DossierStatus::ResultReturned,
+            DossierStatus::Stopped,
+        ] {
+            let mut e = event(status);
+            e.due_at = Some(DateTime::parse_from_rfc3339("2026-12-10T17:00:00+07:00").unwrap());
+            let mut ctx = context(&e);
+            ctx.previous_due_at = previous;
+            assert!(
+                plan(&e, &ctx)
+                    .iter()
+                    .all(|n| n.kind != NotificationKind::DueDateChanged),
+                "{status:?}"
+            );
+        }
     }
 
     #[test]

@@ -250,6 +250,9 @@ pub struct HistoryEntry {
     pub occurred_at: DateTime<Utc>,
     /// Upstream's sequence, if any.
     pub sequence: Option<i64>,
+    /// The appointment the event carried, if any: every value the appointment had is
+    /// in the history, so a moved date can be traced.
+    pub due_at: Option<DateTime<Utc>>,
     /// The lifecycle does not allow its status after the dossier's: recorded, not
     /// applied (see [`crate::lifecycle`]).
     pub invalid_transition: bool,
@@ -464,7 +467,13 @@ pub async fn apply_batch(
                 let verdict = state.advance(event, context.now);
                 if verdict.is_applied() {
                     outcomes[i] = EventOutcome::Applied;
-                    planned.extend(plan_for(&state, event, traceparent.as_deref(), context));
+                    planned.extend(plan_for(
+                        &state,
+                        previous.due_at,
+                        event,
+                        traceparent.as_deref(),
+                        context,
+                    ));
                 } else {
                     invalid_transition(event, verdict);
                     outcomes[i] = EventOutcome::InvalidTransition;
@@ -476,7 +485,13 @@ pub async fn apply_batch(
                 let token = lookup_token(context.lookup_secret, &event.tenant, &event.dossier_code);
                 let state = DossierState::start(event, token, context.now);
                 outcomes[i] = EventOutcome::Applied;
-                planned.extend(plan_for(&state, event, traceparent.as_deref(), context));
+                planned.extend(plan_for(
+                    &state,
+                    None,
+                    event,
+                    traceparent.as_deref(),
+                    context,
+                ));
                 state
             }
         };
@@ -507,9 +522,11 @@ pub async fn apply_batch(
     })
 }
 
-/// Plans the notifications of an event that became `state`.
+/// Plans the notifications of an event that became `state`, whose appointment was
+/// `previous_due_at` before it.
 fn plan_for(
     state: &DossierState,
+    previous_due_at: Option<DateTime<Utc>>,
     event: &DossierEvent,
     traceparent: Option<&str>,
     context: &ApplyContext<'_>,
@@ -520,6 +537,7 @@ fn plan_for(
         &PlanContext {
             received_at: state.received_at,
             due_at: state.due_at,
+            previous_due_at,
             lookup_url: &url,
             trace_context: traceparent,
             now: context.now,
@@ -1058,7 +1076,9 @@ pub async fn history(pool: &Pool, tenant: &str, code: &str) -> anyhow::Result<Ve
         .context("Failed to get a PostgreSQL connection")?;
     let rows = client
         .query(
-            "SELECT event_id, status, occurred_at, sequence, invalid_transition FROM tracker.dossier_events
+            "SELECT event_id, status, occurred_at, sequence, invalid_transition,
+                    (event->>'due_at')::timestamptz
+             FROM tracker.dossier_events
              WHERE tenant = $1 AND dossier_code = $2
              ORDER BY occurred_at, sequence NULLS LAST, status, recorded_at",
             &[&tenant, &code],
@@ -1073,6 +1093,7 @@ pub async fn history(pool: &Pool, tenant: &str, code: &str) -> anyhow::Result<Ve
                 occurred_at: r.get(2),
                 sequence: r.get(3),
                 invalid_transition: r.get(4),
+                due_at: r.get(5),
             })
         })
         .collect()

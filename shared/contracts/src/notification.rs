@@ -27,11 +27,15 @@ pub enum NotificationKind {
     ResultReadyEarly,
     /// Status 10: result handed over.
     ResultReturned,
+    /// The source moved the appointment (an apology letter, "Phiếu xin lỗi và hẹn lại
+    /// ngày trả kết quả", or a new date after a supplement): the citizen is told the
+    /// old and the new date, and why when the source says.
+    DueDateChanged,
 }
 
 impl NotificationKind {
     /// Every kind.
-    pub const ALL: [NotificationKind; 9] = [
+    pub const ALL: [NotificationKind; 10] = [
         Self::Receipt,
         Self::Refused,
         Self::SupplementRequested,
@@ -41,6 +45,7 @@ impl NotificationKind {
         Self::ResultReady,
         Self::ResultReadyEarly,
         Self::ResultReturned,
+        Self::DueDateChanged,
     ];
 
     /// The snake_case name used in config, metrics and ids.
@@ -55,6 +60,7 @@ impl NotificationKind {
             Self::ResultReady => "result_ready",
             Self::ResultReadyEarly => "result_ready_early",
             Self::ResultReturned => "result_returned",
+            Self::DueDateChanged => "due_date_changed",
         }
     }
 
@@ -86,6 +92,7 @@ impl NotificationKind {
             Self::SupplementRequested => base_and!("documents"),
             Self::PaymentRequested => base_and!("amount"),
             Self::ResultReadyEarly => base_and!("due_date"),
+            Self::DueDateChanged => base_and!("old_due_date", "new_due_date", "reason"),
             Self::Withdrawn | Self::ResultReady | Self::ResultReturned => base_and!(),
         }
     }
@@ -103,6 +110,7 @@ impl NotificationKind {
             Self::ResultReady => "410009",
             Self::ResultReadyEarly => "410019",
             Self::ResultReturned => "410010",
+            Self::DueDateChanged => "410011",
         }
     }
 }
@@ -261,6 +269,10 @@ mod tests {
         assert_eq!(
             &NotificationKind::PaymentRequested.required_params()[6..],
             ["amount"]
+        );
+        assert_eq!(
+            &NotificationKind::DueDateChanged.required_params()[6..],
+            ["old_due_date", "new_due_date", "reason"]
         );
     }
 }

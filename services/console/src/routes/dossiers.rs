@@ -208,6 +208,9 @@ pub async fn show(
                     li {
                         (text(&h["status"]["label_vi"], ""))
                         span.muted { " · " (h["occurred_at"].as_str().map(html::datetime_vn_str).unwrap_or_default()) }
+                        @if let Some(due) = h["due_at"].as_str() {
+                            span.muted { " · hẹn trả " (html::date_vn_str(due)) }
+                        }
                     }
                 }
             }

@@ -67,6 +67,10 @@ pub struct HistoryView {
     /// Upstream's sequence, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sequence: Option<i64>,
+    /// The appointment the event carried (Vietnamese offset), if any: every value the
+    /// appointment ever had.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub due_at: Option<DateTime<FixedOffset>>,
     /// The lifecycle does not allow this status after the dossier's: recorded, neither
     /// applied nor notified.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -137,6 +141,7 @@ impl DossierView {
                     status: h.status.into(),
                     occurred_at: local(h.occurred_at),
                     sequence: h.sequence,
+                    due_at: h.due_at.map(local),
                     invalid_transition: h.invalid_transition,
                 })
                 .collect(),

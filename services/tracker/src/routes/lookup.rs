@@ -218,13 +218,30 @@ pub fn render_page(
 
     body.push_str("<section class=\"card\"><h2>Quá trình xử lý</h2><ol>");
     // An event the lifecycle refused did not change the dossier: not the citizen's news.
+    // Every appointment the dossier was given shows where it was given.
+    let mut appointment: Option<NaiveDate> = None;
     for entry in history.iter().filter(|e| !e.invalid_transition) {
+        let moved = match (appointment, entry.due_at.map(|d| vietnam_day(&d))) {
+            (Some(before), Some(after)) if before != after => Some(entry.due_at),
+            _ => None,
+        };
         let _ = write!(
             body,
-            "<li>{}<span class=\"when\">{}</span></li>",
+            "<li>{}<span class=\"when\">{}</span>",
             escape(entry.status.label_vi()),
             escape(&format_datetime_vn(&entry.occurred_at))
         );
+        if let Some(Some(due)) = moved {
+            let _ = write!(
+                body,
+                "<span class=\"when\">Hẹn lại ngày trả kết quả: {}</span>",
+                escape(&format_date_vn(&due))
+            );
+        }
+        body.push_str("</li>");
+        if let Some(due) = entry.due_at {
+            appointment = Some(vietnam_day(&due));
+        }
     }
     body.push_str("</ol></section>");
     let _ = write!(
@@ -307,6 +324,7 @@ mod tests {
                 status: DossierStatus::Received,
                 occurred_at: at("2026-11-28T09:30:00+07:00"),
                 sequence: None,
+                due_at: None,
                 invalid_transition: false,
             },
             HistoryEntry {
@@ -314,6 +332,7 @@ mod tests {
                 status: DossierStatus::ResultReady,
                 occurred_at: at("2026-12-01T10:00:00+07:00"),
                 sequence: None,
+                due_at: None,
                 invalid_transition: false,
             },
         ];

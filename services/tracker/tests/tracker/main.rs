@@ -3,6 +3,7 @@
 
 mod abuse;
 mod consuming;
+mod due_dates;
 mod helpers;
 mod http;
 mod lifecycle;
