@@ -54,7 +54,7 @@ fn ready_and_unacked(env: &TestEnv, queue: &str) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn batches_in_flight_overlap_and_are_settled_in_order_so_every_message_is_acked_once() {
+async fn batches_in_flight_overlap_and_every_message_is_acked_once() {
     let env = TestEnv::new().await.unwrap();
     publish_events(&env, MESSAGES).await;
 
@@ -79,8 +79,8 @@ async fn batches_in_flight_overlap_and_are_settled_in_order_so_every_message_is_
                     async move {
                         let now = running.fetch_add(1, Ordering::SeqCst) + 1;
                         most.fetch_max(now, Ordering::SeqCst);
-                        // Every third batch is slow: later batches finish first and must
-                        // still wait for it before they are acked (with `multiple`).
+                        // Every third batch is slow: later batches finish first and are
+                        // acked before it (an ack with `multiple` would ack it too).
                         let pause = if nth % 3 == 0 { 60 } else { 5 };
                         tokio::time::sleep(Duration::from_millis(pause)).await;
                         {
@@ -130,6 +130,81 @@ async fn batches_in_flight_overlap_and_are_settled_in_order_so_every_message_is_
     assert!(
         (2..=3).contains(&most),
         "batches overlapped, at most three at once (saw {most})"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_held_up_does_not_stop_the_batches_taken_after_it() {
+    let env = TestEnv::new().await.unwrap();
+    publish_events(&env, 100).await;
+
+    // The first batch hangs (a Zalo call waiting for its time-out) until released.
+    let release = Arc::new(tokio::sync::Notify::new());
+    let finished = Arc::new(AtomicUsize::new(0));
+    let held = Arc::new(AtomicUsize::new(0));
+    let batches = Arc::new(AtomicUsize::new(0));
+    let cancel = CancellationToken::new();
+    let consumer = tokio::spawn({
+        let (release, finished, held, batches) = (
+            release.clone(),
+            finished.clone(),
+            held.clone(),
+            batches.clone(),
+        );
+        let (url, cancel) = (env.amqp_url.clone(), cancel.clone());
+        async move {
+            run_batch_consumer(
+                &url,
+                settings(10, 3),
+                BrokerStatus::default(),
+                cancel,
+                move |batch| {
+                    let (release, finished) = (release.clone(), finished.clone());
+                    let nth = batches.fetch_add(1, Ordering::SeqCst);
+                    if nth == 0 {
+                        held.store(batch.len(), Ordering::SeqCst);
+                    }
+                    async move {
+                        if nth == 0 {
+                            release.notified().await;
+                        }
+                        finished.fetch_add(batch.len(), Ordering::SeqCst);
+                        vec![Disposition::Ack; batch.len()]
+                    }
+                },
+            )
+            .await
+        }
+    });
+
+    // Everything but the held batch is handled and acked while it still hangs.
+    eventually(Duration::from_secs(20), || {
+        let held = held.load(Ordering::SeqCst) as u64;
+        let env = &env;
+        async move {
+            (held > 0 && ready_and_unacked(env, topology::Q_TRACKER_EVENTS) == held).then_some(())
+        }
+    })
+    .await
+    .expect("the other messages are handled and acked while the first batch hangs");
+    assert_eq!(
+        finished.load(Ordering::SeqCst),
+        100 - held.load(Ordering::SeqCst)
+    );
+
+    // Released, the held batch is acked too, and nothing comes back.
+    release.notify_one();
+    eventually(Duration::from_secs(10), || async {
+        (ready_and_unacked(&env, topology::Q_TRACKER_EVENTS) == 0).then_some(())
+    })
+    .await
+    .expect("the held batch is acked once released");
+    cancel.cancel();
+    consumer.await.unwrap();
+    assert_eq!(
+        finished.load(Ordering::SeqCst),
+        100,
+        "no message was redelivered"
     );
 }
 

@@ -132,8 +132,8 @@ async fn a_failed_delivery_is_stored_as_a_dead_letter_its_tenant_alone_can_list(
         get_dead_letters(&app, "", Some("demo-token"))
             .await
             .status(),
-        401,
-        "a source token is not an admin token"
+        403,
+        "a source token is not an admin token, and the caller is told so"
     );
     let metrics = app
         .http

@@ -12,11 +12,14 @@ async fn the_deliveries_api_refuses_requests_without_a_valid_admin_token() {
         .get_deliveries("?dossier_code=HS-0201", Some("demo-token"))
         .await;
 
-    // Assert: an upstream source token is not an admin token.
+    // Assert: no token is unauthorised; an upstream source token is valid but of the
+    // wrong kind, and the answer says so.
     assert_eq!(none.status(), 401);
-    assert_eq!(wrong.status(), 401);
-    let body: Value = wrong.json().await.unwrap();
+    let body: Value = none.json().await.unwrap();
     assert_eq!(body["error"]["code"], "unauthorized");
+    assert_eq!(wrong.status(), 403);
+    let body: Value = wrong.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "wrong_token_kind");
 }
 
 #[tokio::test]

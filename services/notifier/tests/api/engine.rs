@@ -665,3 +665,51 @@ async fn an_ambiguous_send_whose_receipt_arrives_is_not_sent_again() {
         ["ambiguous", "sent", "delivered"]
     );
 }
+
+#[tokio::test]
+async fn a_hung_zalo_call_holds_up_its_own_batch_only_while_the_lane_goes_on() {
+    // Arrange: small batches, four at a time; Zalo takes the first message and holds
+    // its answer (the sandbox answers after 30 s), within the notifier's time-out.
+    let app = spawn_app_configured(
+        |_| {},
+        |s| {
+            s.http_timeout_ms = 60_000;
+            s.batch_size = 4;
+            s.batch_wait_ms = 5;
+            s.batches_in_flight = 4;
+        },
+    )
+    .await;
+    app.inject_fault(json!({"api": "zns", "hang_rate": 1.0, "count": 1}))
+        .await;
+    let hung = receipt_request("HS-E060");
+    app.publish(&hung).await;
+    eventually(PATIENCE, || async {
+        (!app.messages_for(&hung.notification_id).await.is_empty()).then_some(())
+    })
+    .await
+    .expect("the first call reaches Zalo and hangs");
+
+    // Act: ten batches' worth of other requests.
+    let others: Vec<NotificationRequest> = (0..40)
+        .map(|i| receipt_request(&format!("HS-E06{i:02}")))
+        .collect();
+    app.publish_many(&others).await;
+
+    // Assert: all of them reach Zalo long before the hung answer comes (30 s): the
+    // hung call's batch takes one of the four slots, not the lane.
+    eventually(Duration::from_secs(15), || async {
+        let sent = app.sandbox_messages().await;
+        let arrived = others
+            .iter()
+            .filter(|r| sent.iter().any(|m| m["tracking_id"] == r.notification_id))
+            .count();
+        (arrived == others.len()).then_some(())
+    })
+    .await
+    .expect("the other requests are sent while one call hangs");
+    for request in &others {
+        app.delivery_with_status(&request.notification_id, "sent")
+            .await;
+    }
+}

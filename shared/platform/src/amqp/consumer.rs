@@ -5,9 +5,11 @@
 //! before the original is acked.
 //!
 //! With `max_batches_in_flight` above one, the next batch is taken and handled while
-//! earlier ones are still at work (their round trips overlap); settlement stays in
-//! order. Handlers must then tolerate concurrent batches, as they already must for
-//! replicas.
+//! earlier ones are still at work (their round trips overlap). Each batch is settled
+//! as soon as its handler returns, whatever the batches taken before it are doing, and
+//! only unfinished batches count against the limit: one batch held up (a Zalo call
+//! that hangs until its time-out) costs one slot, never the lane. Handlers must then
+//! tolerate concurrent batches, as they already must for replicas.
 //!
 //! The loop owns its connection and rebuilds everything after any broker error, so a
 //! force-closed connection costs a redelivery, never a lost message.
@@ -25,7 +27,7 @@
 //! never travel into a dead letter.
 
 use super::{publisher::OutgoingMessage, timed, topology, BrokerStatus};
-use futures_util::{stream::FuturesOrdered, StreamExt};
+use futures_util::{stream::FuturesUnordered, StreamExt};
 use lapin::{
     message::Delivery,
     options::{
@@ -35,7 +37,7 @@ use lapin::{
     types::{AMQPValue, FieldTable},
     Channel,
 };
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{collections::BTreeSet, future::Future, sync::Arc, time::Duration};
 use tokio_util::sync::CancellationToken;
 
 /// Header carrying the tenant a Loa service verified for a message (see the module
@@ -83,8 +85,8 @@ pub struct BatchConsumerSettings {
     /// How long to wait for more deliveries after the first one of a batch.
     pub batch_wait: Duration,
     /// Batches handled at once (1: one after the other). More overlap one batch's
-    /// database and network round trips with the next one's; batches are still
-    /// settled in the order they were taken.
+    /// database and network round trips with the next one's, and keep a batch that
+    /// is held up from stopping the others (each is settled when it finishes).
     pub max_batches_in_flight: usize,
 }
 
@@ -178,19 +180,24 @@ where
     status.set(true);
     tracing::info!(queue = %settings.queue, "Consuming.");
 
-    // Batches are handled up to `max_batches_in_flight` at a time and settled in the
-    // order they were taken, so an ack with `multiple` never covers a delivery whose
-    // batch is still being handled.
+    // Batches are handled up to `max_batches_in_flight` at a time and settled as each
+    // finishes. `unsettled` holds the sequence numbers of the batches taken and not yet
+    // settled: an ack with `multiple` is used only by the oldest of them, so it never
+    // covers a delivery whose batch is still being handled.
     let in_flight_limit = settings.max_batches_in_flight.max(1);
-    let mut in_flight = FuturesOrdered::new();
+    let mut in_flight = FuturesUnordered::new();
+    let mut unsettled = BTreeSet::new();
+    let mut taken: u64 = 0;
     let outcome = loop {
         let can_take = in_flight.len() < in_flight_limit;
         tokio::select! {
             biased;
             _ = cancel.cancelled() => break Ok(()),
             Some(done) = in_flight.next(), if !in_flight.is_empty() => {
-                let (batch, dispositions): Handled = done;
-                if let Err(e) = settle(&settings.queue, &dead_channel, &batch, dispositions).await {
+                let (seq, batch, dispositions): Handled = done;
+                let oldest = unsettled.first() == Some(&seq);
+                unsettled.remove(&seq);
+                if let Err(e) = settle(&settings.queue, &dead_channel, &batch, dispositions, oldest).await {
                     break Err(e);
                 }
             }
@@ -215,7 +222,9 @@ where
                 }
                 let batch: Arc<[Delivery]> = batch.into();
                 let work = handler(batch.clone());
-                in_flight.push_back(handled(batch, work));
+                taken += 1;
+                unsettled.insert(taken);
+                in_flight.push(handled(taken, batch, work));
                 if let Some(e) = failed {
                     break Err(e.into());
                 }
@@ -227,9 +236,13 @@ where
     // broker redelivers them, and the handlers' idempotency absorbs the copies).
     let mut outcome = outcome;
     while let Some(done) = in_flight.next().await {
-        let (batch, dispositions): Handled = done;
+        let (seq, batch, dispositions): Handled = done;
+        let oldest = unsettled.first() == Some(&seq);
+        unsettled.remove(&seq);
         if outcome.is_ok() {
-            if let Err(e) = settle(&settings.queue, &dead_channel, &batch, dispositions).await {
+            if let Err(e) =
+                settle(&settings.queue, &dead_channel, &batch, dispositions, oldest).await
+            {
                 outcome = Err(e);
             }
         }
@@ -237,28 +250,33 @@ where
     outcome
 }
 
-/// A batch and what its handler decided for each delivery.
-type Handled = (Arc<[Delivery]>, Vec<Disposition>);
+/// A batch's sequence number on its channel, the batch, and what its handler decided
+/// for each delivery.
+type Handled = (u64, Arc<[Delivery]>, Vec<Disposition>);
 
-async fn handled<Fut>(batch: Arc<[Delivery]>, work: Fut) -> Handled
+async fn handled<Fut>(seq: u64, batch: Arc<[Delivery]>, work: Fut) -> Handled
 where
     Fut: Future<Output = Vec<Disposition>>,
 {
-    (batch, work.await)
+    (seq, batch, work.await)
 }
 
+/// Settles one batch. `oldest`: no batch taken before it is still unsettled, so one
+/// ack with `multiple` may cover the whole batch; otherwise each delivery is acked on
+/// its own (a `multiple` ack would also ack the older batch still at work).
 async fn settle(
     queue: &str,
     dead_channel: &Channel,
     batch: &[Delivery],
     dispositions: Vec<Disposition>,
+    oldest: bool,
 ) -> anyhow::Result<()> {
     assert_eq!(
         batch.len(),
         dispositions.len(),
         "a handler settles every delivery it was given"
     );
-    if dispositions.iter().all(|d| *d == Disposition::Ack) {
+    if oldest && dispositions.iter().all(|d| *d == Disposition::Ack) {
         let last = batch.last().expect("batches are never empty");
         let acked = timed("basic.ack", last.ack(BasicAckOptions { multiple: true })).await?;
         if !acked {
