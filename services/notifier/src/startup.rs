@@ -72,6 +72,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "dead letters: no credentials, no tenant taken from an ingress body",
         sql: include_str!("migrations/0009_dead_letters_trusted_tenant.sql"),
     },
+    Migration {
+        version: 10,
+        name: "room on the deliveries' pages for in-place marks",
+        sql: include_str!("migrations/0010_deliveries_room_for_marks.sql"),
+    },
 ];
 
 /// Applies the notifier's migrations. Idempotent; safe with replicas starting at once.

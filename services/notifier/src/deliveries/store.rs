@@ -240,13 +240,21 @@ pub(crate) struct DispatchMarks {
 impl DispatchMarks {
     /// Most marks written by one statement.
     const GROUP: usize = 1024;
+    /// Group statements in flight at once: one at a time made every send wait for
+    /// the group before it (the claim-to-Zalo time doubled under load).
+    const WRITERS: usize = 4;
 
     /// Starts the writer task (it ends when the last clone is dropped).
     pub(crate) fn start(pool: Pool) -> Self {
         let (asks, mut queue) =
             tokio::sync::mpsc::channel::<(String, tokio::sync::oneshot::Sender<bool>)>(4096);
+        let writers = std::sync::Arc::new(tokio::sync::Semaphore::new(Self::WRITERS));
         tokio::spawn(async move {
             while let Some(first) = queue.recv().await {
+                let Ok(permit) = writers.clone().acquire_owned().await else {
+                    return;
+                };
+                // Whatever was asked for while waiting for a writer joins the group.
                 let mut group = vec![first];
                 while group.len() < Self::GROUP {
                     match queue.try_recv() {
@@ -254,17 +262,21 @@ impl DispatchMarks {
                         Err(_) => break,
                     }
                 }
-                let ids: Vec<&str> = group.iter().map(|(id, _)| id.as_str()).collect();
-                let written = match mark_dispatched(&pool, &ids).await {
-                    Ok(()) => true,
-                    Err(e) => {
-                        tracing::warn!(error.message = %e, count = ids.len(), "Failed to mark sends dispatched; they do not leave.");
-                        false
+                let pool = pool.clone();
+                tokio::spawn(async move {
+                    let ids: Vec<&str> = group.iter().map(|(id, _)| id.as_str()).collect();
+                    let written = match mark_dispatched(&pool, &ids).await {
+                        Ok(()) => true,
+                        Err(e) => {
+                            tracing::warn!(error.message = %e, count = ids.len(), "Failed to mark sends dispatched; they do not leave.");
+                            false
+                        }
+                    };
+                    drop(permit);
+                    for (_, reply) in group {
+                        let _ = reply.send(written);
                     }
-                };
-                for (_, reply) in group {
-                    let _ = reply.send(written);
-                }
+                });
             }
         });
         Self { asks }
