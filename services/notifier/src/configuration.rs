@@ -1,6 +1,8 @@
 //! The notifier's settings (`[notifier]` in the config file, `LOA_NOTIFIER__*`).
 
+use loa_platform::Secret;
 use serde::Deserialize;
+use std::path::PathBuf;
 
 /// The notifier's settings (`[notifier]` in the config file, `LOA_NOTIFIER__*`).
 #[derive(Debug, Clone, Deserialize)]
@@ -66,6 +68,24 @@ pub struct NotifierSettings {
     pub webhook_max_age_secs: u64,
     /// How far ahead of our clock a webhook's `timestamp` may be, in seconds.
     pub webhook_max_ahead_secs: u64,
+    /// Keys that seal the Zalo tokens at rest (`LOA_NOTIFIER__TOKEN_KEYS`): entries
+    /// `<id>:<64 hex digits>` (`loa secrets new-key`), the first sealing, the others
+    /// only opening values sealed before a rotation ([`crate::zalo::sealing`]).
+    pub token_keys: Option<Secret>,
+    /// A file holding the keys in the same form (a mounted secret), when
+    /// `token_keys` is not set.
+    pub token_keys_file: Option<PathBuf>,
+}
+
+impl NotifierSettings {
+    /// The keys that seal the Zalo tokens at rest, from `token_keys` or
+    /// `token_keys_file` (the public development key when neither is set).
+    pub fn keyring(&self) -> Result<crate::zalo::sealing::Keyring, crate::zalo::sealing::SealError> {
+        crate::zalo::sealing::Keyring::from_settings(
+            self.token_keys.as_ref(),
+            self.token_keys_file.as_deref(),
+        )
+    }
 }
 
 impl Default for NotifierSettings {
@@ -90,6 +110,8 @@ impl Default for NotifierSettings {
             rate_limit_penalty_ms: 1_000,
             webhook_max_age_secs: 86_400,
             webhook_max_ahead_secs: 300,
+            token_keys: None,
+            token_keys_file: None,
         }
     }
 }

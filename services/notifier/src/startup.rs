@@ -8,7 +8,7 @@ use crate::{
     engine::{DelayQueues, Leases, RetrySettings, Scheduler, Sender, SenderParts},
     limits::ratelimit::{LimiterSettings, RateLimiter},
     metrics, routes,
-    zalo::{self, TokenManager, ZaloClient},
+    zalo::{self, sealing, TokenManager, ZaloClient},
     zalo_webhooks::{self, Freshness},
     NotifierSettings,
 };
@@ -93,6 +93,7 @@ pub struct Application {
     amqp_url: String,
     settings: NotifierSettings,
     tokens: Arc<TokenManager>,
+    keyring: sealing::Keyring,
     sender: Sender,
     clock: Clock,
     scheduler: Scheduler,
@@ -121,11 +122,20 @@ impl Application {
             .context("Failed to migrate the notifier schema")?;
         let zalo = ZaloClient::new(Duration::from_millis(settings.http_timeout_ms))
             .context("Failed to build the Zalo HTTP client")?;
+        let keyring = settings.keyring()?;
+        let sealed = sealing::seal_plaintext_rows(&pool, &keyring).await?;
+        if sealed > 0 {
+            tracing::info!(rows = sealed, key_id = keyring.current_id(), "Sealed Zalo tokens stored in clear before sealing existed.");
+        }
+        sealing::check_all_open(&pool, &keyring)
+            .await
+            .context("The Zalo tokens in notifier.oauth_tokens do not open with notifier.token_keys")?;
         let tokens = Arc::new(TokenManager::new(
             pool.clone(),
             zalo.clone(),
             &tenants.current(),
             Duration::from_secs(settings.token_refresh_margin_secs),
+            keyring.clone(),
         ));
         tokens.seed().await?;
         let clock = Clock::real();
@@ -189,6 +199,7 @@ impl Application {
             amqp_url: common.amqp_url.clone(),
             settings: settings.clone(),
             tokens,
+            keyring,
             sender,
             clock,
             scheduler,
@@ -254,6 +265,7 @@ impl Application {
                 "loa-notifier-admin",
             )),
             dead_letters: dead_letters.clone(),
+            keyring: self.keyring.clone(),
         })
         .merge(ops_router(readiness))
         .fallback(fallback);

@@ -639,7 +639,8 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Non-empty after trimming, at most `max` characters, no control characters.
+/// Non-empty after trimming, at most `max` characters, no control characters and
+/// nothing invisible that could change how the text reads ([`crate::text`]).
 fn check_text(s: &str, max: usize) -> Result<(), String> {
     let trimmed = s.trim();
     if trimmed.is_empty() {
@@ -651,7 +652,10 @@ fn check_text(s: &str, max: usize) -> Result<(), String> {
     if trimmed.chars().any(char::is_control) {
         return Err("must not contain control characters".to_owned());
     }
-    Ok(())
+    match crate::text::invisible_refusal(trimmed) {
+        Some(why) => Err(why),
+        None => Ok(()),
+    }
 }
 
 /// The JSON Schema of [`DossierEvent`] v1 for upstream integrators, as committed at
@@ -748,6 +752,34 @@ pub(crate) mod tests {
             refusal(|v| v["tenant"] = json!("Demo Tenant")).field,
             "tenant"
         );
+    }
+
+    #[test]
+    fn a_name_or_text_with_a_direction_override_or_a_zero_width_character_is_refused() {
+        for (field, mutate) in [
+            (
+                "applicant.name",
+                Box::new(|v: &mut Value| v["applicant"]["name"] = json!("Trần\u{202E}Bình"))
+                    as Box<dyn FnOnce(&mut Value)>,
+            ),
+            (
+                "procedure.name",
+                Box::new(|v: &mut Value| v["procedure"]["name"] = json!("Cấp\u{200B} phép")),
+            ),
+            (
+                "agency.name",
+                Box::new(|v: &mut Value| v["agency"]["name"] = json!("\u{2067}UBND")),
+            ),
+            (
+                "required_documents[0]",
+                Box::new(|v: &mut Value| v["required_documents"] = json!(["CCCD\u{FEFF}"])),
+            ),
+        ] {
+            let e = refusal(mutate);
+            assert_eq!(e.field, field);
+            assert_eq!(e.code, "invalid_text");
+            assert!(e.message.contains("U+"), "{}", e.message);
+        }
     }
 
     fn at(s: &str) -> DateTime<Utc> {

@@ -12,6 +12,7 @@
 //! - [`notification`]: [`NotificationRequest`] (tracker → notifier) and its kinds.
 //! - [`envelope`]: the versioned, tagged envelope every AMQP body is wrapped in.
 //! - [`error`]: [`ValidationError`], which always names the offending field.
+//! - [`text`]: invisible and text-direction characters, refused or stripped.
 //! - [`time`]: Vietnamese local time and `dd/MM/yyyy` formatting.
 
 pub mod envelope;
@@ -20,6 +21,7 @@ pub mod event;
 pub mod notification;
 pub mod phone;
 pub mod status;
+pub mod text;
 pub mod time;
 
 pub use envelope::{DossierEventBatch, Envelope, NotificationBatch, PackedEvent};

@@ -3,4 +3,5 @@
 
 mod helpers;
 mod ingress;
+mod text;
 mod times;

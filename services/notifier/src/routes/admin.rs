@@ -33,6 +33,7 @@ use crate::{
         pause::{self, PauseView},
         quota,
     },
+    zalo::sealing::Keyring,
 };
 use anyhow::Context;
 use axum::{
@@ -62,6 +63,8 @@ pub(crate) struct AdminState {
     pub tenants: LiveTenants,
     /// Publishes replayed dead letters (resending a failed delivery).
     pub publisher: Arc<Publisher>,
+    /// Seals the token pair a new OA authorisation brings.
+    pub keyring: Keyring,
 }
 
 /// The admin routes.
@@ -733,7 +736,12 @@ async fn authorize(
          ON CONFLICT (tenant) DO UPDATE
             SET access_token = EXCLUDED.access_token, access_expires_at = EXCLUDED.access_expires_at,
                 refresh_token = EXCLUDED.refresh_token, refreshed_at = now(), updated_at = now()",
-        &[&tenant.id, &access, &expires_at, &refresh],
+        &[
+            &tenant.id,
+            &state.keyring.seal(&tenant.id, "access_token", access),
+            &expires_at,
+            &state.keyring.seal(&tenant.id, "refresh_token", refresh),
+        ],
     )
     .await
     .context("Failed to store the new token pair")?;

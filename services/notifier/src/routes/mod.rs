@@ -41,6 +41,8 @@ pub(crate) struct Api {
     pub(crate) publisher: Arc<Publisher>,
     /// The dead letters' store and replay.
     pub(crate) dead_letters: DeadLetters,
+    /// Seals Zalo tokens at rest.
+    pub(crate) keyring: crate::zalo::sealing::Keyring,
 }
 
 /// Every API route.
@@ -58,6 +60,7 @@ pub(crate) fn router(api: Api) -> Router {
             pool: api.pool.clone(),
             tenants: api.tenants.clone(),
             publisher: api.publisher,
+            keyring: api.keyring,
         }))
         .merge(api.dead_letters.router())
         // Admin routes only: Zalo's webhook servers post for every tenant from the

@@ -1,6 +1,7 @@
 //! A typed client for the three Zalo calls the notifier makes: ZNS template by phone,
 //! ZBS template by Zalo user id, and refreshing the OA access token; the one table
-//! that classifies Zalo's answers ([`errors`]); the OA access tokens ([`tokens`]).
+//! that classifies Zalo's answers ([`errors`]); the OA access tokens ([`tokens`]),
+//! sealed at rest ([`sealing`]).
 //!
 //! Zalo answers almost everything with HTTP 200 and an `error` code, writes numbers as
 //! strings (`"remainingQuota": "480"`, `"expires_in": "90000"`) and may answer with an
@@ -9,6 +10,7 @@
 //! Tokens and phone numbers are never logged here.
 
 pub mod errors;
+pub mod sealing;
 pub(crate) mod tokens;
 
 pub(crate) use errors::{classify_http, classify_transport, ErrorClass, TransportFailure};

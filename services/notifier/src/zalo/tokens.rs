@@ -16,7 +16,8 @@
 //!
 //! Access tokens are cached in memory and refreshed `margin` ahead of expiry (by a
 //! background loop, so an idle tenant's refresh token keeps rotating too) and on demand
-//! after Zalo refused one. Tokens never reach a log line: they are [`Secret`]s.
+//! after Zalo refused one. Tokens never reach a log line: they are [`Secret`]s; in the
+//! table they are sealed ([`crate::zalo::sealing`]).
 //!
 //! A reloaded tenants file reaches the manager through [`TokenManager::sync`]: a new
 //! tenant gets its token state (its row is seeded at its first refresh), a changed
@@ -32,7 +33,7 @@
 
 use crate::{
     metrics,
-    zalo::{ErrorClass, TokenPair, ZaloClient, ZaloFailure},
+    zalo::{sealing::Keyring, ErrorClass, TokenPair, ZaloClient, ZaloFailure},
 };
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -154,6 +155,9 @@ enum Need<'a> {
 /// Hands out valid access tokens per tenant. Cheap to share (`Arc`).
 pub struct TokenManager {
     pool: Pool,
+    /// Seals the tokens before they are written and opens them after they are read:
+    /// the table never holds one in clear.
+    keyring: Keyring,
     zalo: ZaloClient,
     margin: chrono::Duration,
     /// By tenant id; read briefly, never held across an await.
@@ -161,8 +165,15 @@ pub struct TokenManager {
 }
 
 impl TokenManager {
-    /// `margin`: refresh this long before the access token expires.
-    pub fn new(pool: Pool, zalo: ZaloClient, tenants: &Tenants, margin: Duration) -> Self {
+    /// `margin`: refresh this long before the access token expires; `keyring` seals
+    /// the tokens at rest ([`crate::zalo::sealing`]).
+    pub fn new(
+        pool: Pool,
+        zalo: ZaloClient,
+        tenants: &Tenants,
+        margin: Duration,
+        keyring: Keyring,
+    ) -> Self {
         let tenants = tenants
             .all()
             .iter()
@@ -170,6 +181,7 @@ impl TokenManager {
             .collect();
         Self {
             pool,
+            keyring,
             zalo,
             margin: chrono::Duration::from_std(margin).unwrap_or(chrono::Duration::hours(5)),
             tenants: RwLock::new(tenants),
@@ -209,11 +221,16 @@ impl TokenManager {
             .context("Failed to get a PostgreSQL connection")?;
         for (_, t) in self.all() {
             let settings = t.settings();
+            let sealed = self.keyring.seal(
+                &settings.id,
+                "refresh_token",
+                settings.zalo.refresh_token.expose(),
+            );
             client
                 .execute(
                     "INSERT INTO notifier.oauth_tokens (tenant, refresh_token) VALUES ($1, $2)
                      ON CONFLICT (tenant) DO NOTHING",
-                    &[&settings.id, &settings.zalo.refresh_token.expose()],
+                    &[&settings.id, &sealed],
                 )
                 .await
                 .context("Failed to seed the OAuth tokens")?;
@@ -369,10 +386,13 @@ impl TokenManager {
         tx.batch_execute("SET LOCAL lock_timeout = '30s'")
             .await
             .context("Failed to set lock_timeout")?;
+        let seed = self
+            .keyring
+            .seal(tenant, "refresh_token", settings.zalo.refresh_token.expose());
         tx.execute(
             "INSERT INTO notifier.oauth_tokens (tenant, refresh_token) VALUES ($1, $2)
              ON CONFLICT (tenant) DO NOTHING",
-            &[&tenant, &settings.zalo.refresh_token.expose()],
+            &[&tenant, &seed],
         )
         .await
         .context("Failed to seed the OAuth token row")?;
@@ -384,24 +404,29 @@ impl TokenManager {
             )
             .await
             .context("Failed to lock the OAuth token row")?;
-        let stored_access: Option<String> = row.get(0);
+        let open = |column: &str, stored: &str| {
+            self.keyring
+                .open(tenant, column, stored)
+                .with_context(|| format!("Failed to open the stored {column}"))
+        };
+        let stored_access = row
+            .get::<_, Option<String>>(0)
+            .map(|a| open("access_token", &a))
+            .transpose()?;
         let stored_expiry: Option<DateTime<Utc>> = row.get(1);
-        let refresh_token: String = row.get(2);
+        let refresh_token = open("refresh_token", row.get(2))?;
 
         // Did another replica (or an earlier run of this one) refresh meanwhile?
         if let (Some(access), Some(expires_at)) = (stored_access, stored_expiry) {
             let now = Utc::now();
             let good = match need {
                 Need::Fresh => expires_at - self.margin > now,
-                Need::Replace(rejected) => {
-                    access != rejected.expose() && expires_at - EXPIRY_SAFETY > now
-                }
+                Need::Replace(rejected) => access != *rejected && expires_at - EXPIRY_SAFETY > now,
             };
             if good {
                 tx.commit()
                     .await
                     .context("Failed to release the OAuth token row")?;
-                let access = Secret::new(access);
                 t.set_cached(access.clone(), expires_at);
                 return Ok(access);
             }
@@ -410,7 +435,7 @@ impl TokenManager {
         let pending = &mut state.pending;
         let pair = match self
             .zalo
-            .refresh_access_token(&settings.zalo, &refresh_token)
+            .refresh_access_token(&settings.zalo, refresh_token.expose())
             .await
         {
             Ok(pair) => {
@@ -432,18 +457,14 @@ impl TokenManager {
             }
         };
 
+        let (access, refresh) = self.sealed_pair(tenant, &pair);
         let stored = match tx
             .execute(
                 "UPDATE notifier.oauth_tokens
                     SET access_token = $2, access_expires_at = $3, refresh_token = $4,
                         refreshed_at = now(), updated_at = now()
                   WHERE tenant = $1",
-                &[
-                    &tenant,
-                    &pair.access_token.expose(),
-                    &pair.expires_at,
-                    &pair.refresh_token.expose(),
-                ],
+                &[&tenant, &access, &pair.expires_at, &refresh],
             )
             .await
         {
@@ -487,20 +508,26 @@ impl TokenManager {
         ))
     }
 
+    /// The pair's access and refresh tokens, sealed for `tenant`'s row.
+    fn sealed_pair(&self, tenant: &str, pair: &TokenPair) -> (String, String) {
+        (
+            self.keyring
+                .seal(tenant, "access_token", pair.access_token.expose()),
+            self.keyring
+                .seal(tenant, "refresh_token", pair.refresh_token.expose()),
+        )
+    }
+
     async fn store(&self, tenant: &str, pair: &TokenPair) -> anyhow::Result<()> {
         let client = self.pool.get().await?;
+        let (access, refresh) = self.sealed_pair(tenant, pair);
         client
             .execute(
                 "UPDATE notifier.oauth_tokens
                     SET access_token = $2, access_expires_at = $3, refresh_token = $4,
                         refreshed_at = now(), updated_at = now()
                   WHERE tenant = $1",
-                &[
-                    &tenant,
-                    &pair.access_token.expose(),
-                    &pair.expires_at,
-                    &pair.refresh_token.expose(),
-                ],
+                &[&tenant, &access, &pair.expires_at, &refresh],
             )
             .await?;
         Ok(())

@@ -6,14 +6,21 @@ use chrono::{DateTime, Utc};
 use loa_platform::http::ApiError;
 use serde_json::Value;
 
-/// A string (or number) field at `path`, trimmed; `None` when absent or blank.
+/// A string (or number) field at `path`, trimmed and without invisible or
+/// text-direction characters (what a citizen writes reaches the console, and a
+/// webhook cannot be refused for its text: [`loa_contracts::text`]); `None` when
+/// absent or blank.
 pub(crate) fn text_at(body: &Value, path: &[&str]) -> Option<String> {
     let mut v = body;
     for key in path {
         v = v.get(key)?;
     }
     match v {
-        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+        Value::String(s) => {
+            let s = loa_contracts::text::strip_invisible(s);
+            let s = s.trim();
+            (!s.is_empty()).then(|| s.to_owned())
+        }
         Value::Number(n) => Some(n.to_string()),
         _ => None,
     }

@@ -474,6 +474,23 @@ mod tests {
     }
 
     #[test]
+    fn what_a_citizen_writes_reaches_us_without_direction_overrides_or_zero_width_characters() {
+        let ts: i64 = 1_700_000_000_000 - 1_000;
+        let body = json!({
+            "app_id": APP, "event_name": "user_send_text",
+            "sender": {"id": "2000000000000000001"}, "recipient": {"id": "3000"},
+            "message": {"msg_id": "t1", "text": "Hồ sơ \u{202E}000.005\u{202C} của tôi\u{200B} sao rồi?"},
+            "timestamp": ts.to_string(),
+        });
+        let (raw, headers) = signed(&body);
+        let (_, webhook) = authenticate(&tenants(), &headers, &raw, now(), freshness()).unwrap();
+        match webhook.event {
+            Event::Text { text, .. } => assert_eq!(text, "Hồ sơ 000.005 của tôi sao rồi?"),
+            other => panic!("not a text: {other:?}"),
+        }
+    }
+
+    #[test]
     fn stale_and_future_timestamps_are_refused_naming_the_field() {
         for ts in [
             1_700_000_000_000 - 16 * 60_000,
