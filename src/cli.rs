@@ -1,6 +1,8 @@
 //! Command-line parsing and dispatch. Each command is a thin call into a module.
 
-use crate::{bench, chaos, console, dead_letters, demo, runner, settings::Settings, tokens};
+use crate::{
+    bench, chaos, console, dead_letters, demo, runner, secrets, settings::Settings, tokens,
+};
 use clap::{Parser, Subcommand};
 use std::{ffi::OsString, path::PathBuf};
 
@@ -55,6 +57,13 @@ pub enum Command {
         #[command(subcommand)]
         command: tokens::TokensCommand,
     },
+    /// The keys that seal the Zalo tokens at rest: a new key, and resealing every
+    /// stored token under the current one after a rotation.
+    Secrets {
+        /// What to do.
+        #[command(subcommand)]
+        command: secrets::SecretsCommand,
+    },
     /// Benchmarks: the broker baseline, the pipeline end to end, latency at fixed
     /// loads, and a held Zalo rate limit. Each writes reports under `target/bench-results/`.
     Bench {
@@ -78,6 +87,11 @@ pub async fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<()>
     if let Command::Tokens { command } = cli.command {
         return tokens::run(command);
     }
+    if let Command::Secrets { command } = &cli.command {
+        if let Some(done) = secrets::run_without_settings(command) {
+            return done;
+        }
+    }
     let settings = Settings::load(cli.config.as_deref())?;
     // A benchmark's services log only what goes wrong, so its tables stay readable.
     // So do the operator's dead-letter commands, whose output is stdout, and the
@@ -88,6 +102,7 @@ pub async fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<()>
             | Command::Chaos(_)
             | Command::DeadLetters { .. }
             | Command::Console { .. }
+            | Command::Secrets { .. }
             | Command::Demo { .. }
     ) {
         "warn,lapin=error"
@@ -119,6 +134,7 @@ pub async fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<()>
         }
         Command::DeadLetters { command } => dead_letters::run(command, &settings).await,
         Command::Console { command } => console::run(command, &settings).await,
+        Command::Secrets { .. } => secrets::rotate_key(&settings).await,
         Command::Bench { output, command } => {
             bench::run(command, &output, &settings, cli.config.as_deref()).await
         }

@@ -13,6 +13,7 @@
 //! - [`dead_letters`]: `loa dead-letters list|replay`.
 //! - [`console`]: `loa console add-user`.
 //! - [`tokens`]: `loa tokens new|hash`.
+//! - [`secrets`]: `loa secrets new-key|rotate-key`, the keys of the Zalo tokens at rest.
 
 pub mod bench;
 pub mod chaos;
@@ -22,5 +23,6 @@ pub mod dead_letters;
 pub mod demo;
 pub mod production;
 pub mod runner;
+pub mod secrets;
 pub mod settings;
 pub mod tokens;

@@ -136,6 +136,15 @@ pub fn check(settings: &Settings) -> Vec<Problem> {
              account of its own",
         );
     }
+    match settings.services.notifier.keyring() {
+        Ok(keyring) if keyring.is_development() => refuse(
+            "notifier.token_keys".into(),
+            "is not set: the Zalo tokens would be sealed with the public development key; \
+             set a key from `loa secrets new-key` (or notifier.token_keys_file)",
+        ),
+        Ok(_) => {}
+        Err(e) => refuse("notifier.token_keys".into(), &e.to_string()),
+    }
     if settings.services.console.dev_mode {
         refuse(
             "console.dev_mode".into(),

@@ -59,6 +59,7 @@ fn production_mode_refuses_the_development_defaults_naming_each_setting() {
         "tracker.lookup_secret (LOA_TRACKER__LOOKUP_SECRET) is the development default",
         "tenants.demo.zalo.openapi_url (in the tenants file) is the Zalo sandbox",
         "tenants.demo.sources.demo-one-stop.token (in the tenants file) is a demo value",
+        "notifier.token_keys (LOA_NOTIFIER__TOKEN_KEYS) is not set",
     ] {
         assert!(
             message.contains(expected),
@@ -120,6 +121,7 @@ fn a_safe_production_configuration_loads_and_keeps_unstated_listeners_on_loopbac
     // Arrange: hashed tokens, https Zalo, real secrets; only the console's address said.
     let dir = scratch("safe");
     let (_, hashed) = loa_platform::credential::new_token();
+    let key = loa_notifier::zalo::sealing::new_key("k1");
     let tenants = write(
         &dir,
         "tenants.toml",
@@ -135,7 +137,8 @@ fn a_safe_production_configuration_loads_and_keeps_unstated_listeners_on_loopbac
         "loa.toml",
         &format!(
             "mode = \"production\"\ntenants_file = {tenants:?}\n\
-             [tracker]\nlookup_secret = {LONG:?}\n[console]\nbind = \"0.0.0.0:8083\"\n"
+             [tracker]\nlookup_secret = {LONG:?}\n[console]\nbind = \"0.0.0.0:8083\"\n\
+             [notifier]\ntoken_keys = {key:?}\n"
         ),
     );
 

@@ -96,3 +96,67 @@ async fn loa_in_production_mode_with_the_defaults_exits_with_one_line_naming_eac
         );
     }
 }
+
+#[tokio::test]
+async fn loa_secrets_rotate_key_seals_tokens_stored_in_clear_under_a_key_from_loa_secrets_new_key()
+{
+    // Arrange: a fresh key, and a token row as a notifier before sealing left it.
+    let env = TestEnv::new().await.unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_loa"))
+        .args(["secrets", "new-key", "--id", "k9"])
+        .output()
+        .expect("the loa binary runs");
+    assert!(out.status.success());
+    let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(key.starts_with("k9:") && key.len() == 3 + 64, "{key}");
+    let pool = loa_platform::db::pool(&env.database_url, 1).unwrap();
+    loa_notifier::migrate(&pool).await.unwrap();
+    let client = pool.get().await.unwrap();
+    client
+        .execute(
+            "INSERT INTO notifier.oauth_tokens (tenant, access_token, refresh_token)
+             VALUES ('dong-nai', 'plain-access', 'plain-refresh')",
+            &[],
+        )
+        .await
+        .unwrap();
+
+    // Act
+    let out = Command::new(env!("CARGO_BIN_EXE_loa"))
+        .args(["secrets", "rotate-key"])
+        .env("LOA_DATABASE_URL", &env.database_url)
+        .env("LOA_NOTIFIER__TOKEN_KEYS", &key)
+        .output()
+        .expect("the loa binary runs");
+
+    // Assert
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("1 tenant(s) resealed under key `k9`"),
+        "{stdout}"
+    );
+    let row = client
+        .query_one(
+            "SELECT access_token, refresh_token FROM notifier.oauth_tokens",
+            &[],
+        )
+        .await
+        .unwrap();
+    let keyring = loa_notifier::zalo::sealing::Keyring::parse(&key, "notifier.token_keys").unwrap();
+    for (i, column, plain) in [
+        (0, "access_token", "plain-access"),
+        (1, "refresh_token", "plain-refresh"),
+    ] {
+        let sealed: String = row.get(i);
+        assert!(sealed.starts_with("sealed:v1:k9:"), "{sealed}");
+        assert_eq!(
+            keyring.open("dong-nai", column, &sealed).unwrap().expose(),
+            plain
+        );
+    }
+}

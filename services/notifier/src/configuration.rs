@@ -80,7 +80,9 @@ pub struct NotifierSettings {
 impl NotifierSettings {
     /// The keys that seal the Zalo tokens at rest, from `token_keys` or
     /// `token_keys_file` (the public development key when neither is set).
-    pub fn keyring(&self) -> Result<crate::zalo::sealing::Keyring, crate::zalo::sealing::SealError> {
+    pub fn keyring(
+        &self,
+    ) -> Result<crate::zalo::sealing::Keyring, crate::zalo::sealing::SealError> {
         crate::zalo::sealing::Keyring::from_settings(
             self.token_keys.as_ref(),
             self.token_keys_file.as_deref(),

@@ -34,7 +34,7 @@
 //! # Tables (schema `notifier`)
 //!
 //! - `oauth_tokens (tenant PK, access_token, access_expires_at, refresh_token,
-//!   refreshed_at, created_at, updated_at)`.
+//!   refreshed_at, created_at, updated_at)`: both tokens sealed ([`zalo::sealing`]).
 //! - `deliveries (notification_id PK, tenant, kind, lane, dossier_code, channel,
 //!   status sending|sent|delivered|seen|failed|retrying|deferred|held|ambiguous,
 //!   zalo_msg_id, attempts, last_error_code, last_error, lease_until, not_before,

@@ -125,11 +125,15 @@ impl Application {
         let keyring = settings.keyring()?;
         let sealed = sealing::seal_plaintext_rows(&pool, &keyring).await?;
         if sealed > 0 {
-            tracing::info!(rows = sealed, key_id = keyring.current_id(), "Sealed Zalo tokens stored in clear before sealing existed.");
+            tracing::info!(
+                rows = sealed,
+                key_id = keyring.current_id(),
+                "Sealed Zalo tokens stored in clear before sealing existed."
+            );
         }
-        sealing::check_all_open(&pool, &keyring)
-            .await
-            .context("The Zalo tokens in notifier.oauth_tokens do not open with notifier.token_keys")?;
+        sealing::check_all_open(&pool, &keyring).await.context(
+            "The Zalo tokens in notifier.oauth_tokens do not open with notifier.token_keys",
+        )?;
         let tokens = Arc::new(TokenManager::new(
             pool.clone(),
             zalo.clone(),

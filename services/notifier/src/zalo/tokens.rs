@@ -386,9 +386,11 @@ impl TokenManager {
         tx.batch_execute("SET LOCAL lock_timeout = '30s'")
             .await
             .context("Failed to set lock_timeout")?;
-        let seed = self
-            .keyring
-            .seal(tenant, "refresh_token", settings.zalo.refresh_token.expose());
+        let seed = self.keyring.seal(
+            tenant,
+            "refresh_token",
+            settings.zalo.refresh_token.expose(),
+        );
         tx.execute(
             "INSERT INTO notifier.oauth_tokens (tenant, refresh_token) VALUES ($1, $2)
              ON CONFLICT (tenant) DO NOTHING",

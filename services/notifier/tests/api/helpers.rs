@@ -32,6 +32,8 @@ pub struct TestApp {
     pub http: reqwest::Client,
     /// The notifier's wall clock (night ban, quota day, parked requests).
     pub clock: loa_notifier::clock::Clock,
+    /// The keys the notifier seals its Zalo tokens with.
+    pub keyring: loa_notifier::zalo::sealing::Keyring,
     cancel: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -123,6 +125,7 @@ pub async fn spawn_app_configured(
     };
     let mut settings = test_settings();
     configure(&mut settings);
+    let keyring = settings.keyring().expect("valid token keys");
     let app = Application::build(&common, &settings, tenants.clone())
         .await
         .expect("notifier builds");
@@ -145,6 +148,7 @@ pub async fn spawn_app_configured(
         cancel,
         tasks,
         clock,
+        keyring,
     };
     test_app.wait_until_ready().await;
     test_app
@@ -336,8 +340,24 @@ impl TestApp {
         }
     }
 
-    /// The tenant's stored token pair: (access_token, refresh_token).
+    /// The tenant's stored token pair, opened: (access_token, refresh_token).
     pub async fn stored_tokens(&self, tenant: &str) -> (Option<String>, String) {
+        let (access, refresh) = self.sealed_tokens(tenant).await;
+        let open = |column: &str, value: &str| {
+            self.keyring
+                .open(tenant, column, value)
+                .expect("the stored token opens")
+                .expose()
+                .to_owned()
+        };
+        (
+            access.map(|a| open("access_token", &a)),
+            open("refresh_token", &refresh),
+        )
+    }
+
+    /// The tenant's token pair as the table holds it: (access_token, refresh_token).
+    pub async fn sealed_tokens(&self, tenant: &str) -> (Option<String>, String) {
         let client = self.pool.get().await.expect("db");
         let row = client
             .query_one(
