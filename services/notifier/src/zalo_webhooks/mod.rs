@@ -5,6 +5,8 @@
 //! to the OA's users ([`subscribers`]).
 
 mod fields;
+#[cfg(test)]
+mod fuzz;
 mod parse;
 mod receipts;
 mod signature;
