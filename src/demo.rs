@@ -311,33 +311,26 @@ async fn wait_for_messages(
     Ok(mine)
 }
 
+/// Prints a message as the citizen reads it: the sandbox renders each template
+/// message with the text of `docs/zalo-templates.md`.
 fn print_message(m: &Value) {
-    let d = &m["template_data"];
-    let field = |k: &str| d[k].as_str().unwrap_or("").to_owned();
     let phone = m["phone"].as_str().map(mask_phone).unwrap_or_default();
     println!(
         "  ✉ ZNS to {phone} (template {}, msg {})",
         m["template_id"].as_str().unwrap_or("?"),
         m["msg_id"].as_str().unwrap_or("?")
     );
-    println!("    Kính gửi ông/bà {},", field("customer_name"));
-    println!(
-        "    Hồ sơ {} ({}) tại {}: {}.",
-        field("dossier_code"),
-        field("procedure_name"),
-        field("agency_name"),
-        field("status")
-    );
-    for (key, label) in [
-        ("received_date", "Ngày tiếp nhận"),
-        ("due_date", "Ngày hẹn trả"),
-        ("documents", "Giấy tờ cần bổ sung"),
-        ("amount", "Số tiền"),
-        ("reason", "Lý do"),
-    ] {
-        if let Some(v) = d[key].as_str() {
-            println!("    {label}: {v}");
+    match m["rendered"].as_str() {
+        Some(text) => {
+            for line in text.lines() {
+                println!("    {line}");
+            }
+        }
+        None => {
+            for (key, value) in m["template_data"].as_object().into_iter().flatten() {
+                println!("    {key}: {}", value.as_str().unwrap_or_default());
+            }
         }
     }
-    println!("    Tra cứu: {}\n", field("lookup_url"));
+    println!();
 }

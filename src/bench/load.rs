@@ -58,7 +58,7 @@ pub fn event(run: &str, tenant: &str, i: usize, now: DateTime<Utc>) -> (Value, S
         "occurred_at": ts(ChronoDuration::zero()),
         "received_at": ts(-ChronoDuration::days(3)),
         "due_at": due,
-        "procedure": {"code": "1.000894", "name": "Đăng ký khai sinh"},
+        "procedure": {"code": "1.001193", "name": "Đăng ký khai sinh"},
         "agency": {"code": "000.00.06.H56", "name": "UBND phường Đức Thắng"},
         "applicant": {"name": "Nguyễn Thị Minh Khai", "phone": format!("09{:08}", i % 100_000_000)},
         "channels": {"zalo": true, "broadcast": false}

@@ -192,7 +192,7 @@ pub fn receipt_event(event_id: &str, dossier_code: &str) -> Value {
         "occurred_at": "2026-11-28T09:30:00+07:00",
         "received_at": "2026-11-28T09:30:00+07:00",
         "due_at": "2026-12-03T17:00:00+07:00",
-        "procedure": {"code": "1.000894", "name": "Đăng ký khai sinh"},
+        "procedure": {"code": "1.001193", "name": "Đăng ký khai sinh"},
         "agency": {"code": "000.00.06.H56", "name": "UBND phường Đức Thắng"},
         "applicant": {"name": "Trần Thị Bích", "phone": "+84 903.123.456"},
         "channels": {"zalo": true, "broadcast": false}

@@ -30,7 +30,14 @@ async fn an_event_posted_to_intake_yields_exactly_one_zns_message_with_the_right
     let data = &m["template_data"];
     assert_eq!(data["dossier_code"], "H56-0001");
     assert_eq!(data["procedure_name"], "Đăng ký khai sinh");
-    assert_eq!(data["status"], "Được tiếp nhận");
+    assert_eq!(data["status"], "Đã tiếp nhận hồ sơ");
+    let read = m["rendered"].as_str().unwrap();
+    assert!(
+        read.starts_with(
+            "Kính gửi ông/bà Trần Thị Bích,\nUBND phường Đức Thắng đã tiếp nhận hồ sơ H56-0001"
+        ),
+        "the sandbox shows the text of docs/zalo-templates.md: {read}"
+    );
     assert_eq!(data["received_date"], "28/11/2026");
     assert_eq!(data["due_date"], "03/12/2026");
     let link = data["lookup_url"].as_str().unwrap();
@@ -300,7 +307,7 @@ async fn the_lookup_link_opens_a_vietnamese_page_in_a_real_browser_without_perso
 
     assert!(dom.contains("Tra cứu hồ sơ"), "{dom}");
     assert!(dom.contains("H56-0009"));
-    assert!(dom.contains("Được tiếp nhận"));
+    assert!(dom.contains("Hồ sơ đã được tiếp nhận"));
     assert!(dom.contains("03/12/2026"), "due date in dd/MM/yyyy");
     assert!(
         !dom.contains("903123456") && !dom.contains("903.123.456"),

@@ -151,7 +151,7 @@ mod tests {
             "dossier_code": dossier,
             "status": status,
             "occurred_at": "2026-11-28T09:30:00+07:00",
-            "procedure": {"code": "1.000894", "name": "Đăng ký khai sinh"},
+            "procedure": {"code": "1.001193", "name": "Đăng ký khai sinh"},
             "agency": {"code": "000.00.06.H56", "name": "UBND phường Đức Thắng"},
             "applicant": {"name": "Trần Thị Bích", "phone": "0903123456"},
             "channels": {"zalo": true, "broadcast": false}

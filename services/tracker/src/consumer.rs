@@ -442,7 +442,7 @@ mod tests {
             "dossier_code": "H56-0001",
             "status": 2,
             "occurred_at": "2026-11-28T09:30:00+07:00",
-            "procedure": {"code": "1.000894", "name": "Đăng ký khai sinh"},
+            "procedure": {"code": "1.001193", "name": "Đăng ký khai sinh"},
             "agency": {"code": "H56", "name": "UBND phường Đức Thắng"},
             "applicant": {"name": "Trần Thị Bích", "phone": "84903123456"},
             "channels": {"zalo": true}

@@ -8,6 +8,7 @@
 use chrono::{DateTime, Utc};
 use loa_contracts::{
     notification::notification_id,
+    templates,
     time::{format_date_vn, vietnam_day},
     DossierEvent, DossierStatus, Lane, NotificationKind, NotificationRequest, Recipient,
 };
@@ -21,9 +22,9 @@ pub const MAX_PROCEDURE_NAME: usize = 100;
 pub const MAX_FREE_TEXT: usize = 200;
 /// Placeholder for a value that does not exist (no appointment date, no reason).
 pub const NONE_VI: &str = "Không có";
-/// The reason of a new appointment the source gave none for (ZNS refuses an empty
-/// parameter).
-pub const NO_REASON_GIVEN_VI: &str = "Không ghi lý do";
+/// The reason of a refusal, a stop or a new appointment the source gave none for (ZNS
+/// refuses an empty parameter; "Lý do: Không có" would tell the citizen nothing).
+pub const NO_REASON_GIVEN_VI: &str = "Cơ quan giải quyết chưa ghi lý do";
 /// Placeholder pointing to the lookup page when the detail is not in the event.
 pub const SEE_LOOKUP_VI: &str = "Xem chi tiết tại trang tra cứu";
 
@@ -148,7 +149,7 @@ fn param(
         "customer_name" => truncate(event.recipient().name.trim(), MAX_CUSTOMER_NAME, false),
         "dossier_code" => event.dossier_code.clone(),
         "procedure_name" => truncate(event.procedure.name.trim(), MAX_PROCEDURE_NAME, true),
-        "status" => event.status.label_vi().to_owned(),
+        "status" => templates::status_vi(kind).to_owned(),
         "agency_name" => event.agency.name.trim().to_owned(),
         "lookup_url" => context.lookup_url.to_owned(),
         // A receipt is issued when the desk receives the dossier: without an explicit
@@ -196,7 +197,7 @@ fn param(
     }
     match (kind, name) {
         (_, "documents" | "amount") => SEE_LOOKUP_VI.to_owned(),
-        (NotificationKind::DueDateChanged, "reason") => NO_REASON_GIVEN_VI.to_owned(),
+        (_, "reason") => NO_REASON_GIVEN_VI.to_owned(),
         _ => NONE_VI.to_owned(),
     }
 }
@@ -250,7 +251,7 @@ mod tests {
             occurred_at: DateTime::parse_from_rfc3339("2026-11-28T09:30:00+07:00").unwrap(),
             sequence: None,
             procedure: Procedure {
-                code: "1.000894".into(),
+                code: "1.001193".into(),
                 name: "Đăng ký khai sinh".into(),
             },
             agency: Agency {
@@ -312,7 +313,7 @@ mod tests {
         assert_eq!(n.params["customer_name"], "Trần Thị Bích");
         assert_eq!(n.params["dossier_code"], "000.00.06.H56-261128-0001");
         assert_eq!(n.params["procedure_name"], "Đăng ký khai sinh");
-        assert_eq!(n.params["status"], "Được tiếp nhận");
+        assert_eq!(n.params["status"], "Đã tiếp nhận hồ sơ");
         assert_eq!(n.params["agency_name"], "UBND phường Đức Thắng");
         assert_eq!(n.params["lookup_url"], URL);
         assert_eq!(n.params["received_date"], "28/11/2026");
@@ -382,7 +383,10 @@ mod tests {
         let n = plan_one(&e);
         assert_eq!(n.kind, NotificationKind::ResultReadyEarly);
         assert_eq!(n.params["due_date"], "03/12/2026");
-        assert_eq!(n.params["status"], "Đã xử lý xong");
+        assert_eq!(
+            n.params["status"], "Có kết quả trước hạn",
+            "the early message says so in its own parameters"
+        );
     }
 
     #[test]
@@ -444,7 +448,7 @@ mod tests {
         assert_eq!(plan_one(&e).params["amount"], "150.000 đồng");
 
         let mut e = event(DossierStatus::Refused);
-        assert_eq!(plan_one(&e).params["reason"], NONE_VI);
+        assert_eq!(plan_one(&e).params["reason"], NO_REASON_GIVEN_VI);
         e.reason = Some("Thiếu giấy tờ".into());
         assert_eq!(plan_one(&e).params["reason"], "Thiếu giấy tờ");
     }

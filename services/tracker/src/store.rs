@@ -253,9 +253,25 @@ pub struct HistoryEntry {
     /// The appointment the event carried, if any: every value the appointment had is
     /// in the history, so a moved date can be traced.
     pub due_at: Option<DateTime<Utc>>,
+    /// What the event asked of the citizen or told them, for the lookup page.
+    pub details: EventDetails,
     /// The lifecycle does not allow its status after the dossier's: recorded, not
     /// applied (see [`crate::lifecycle`]).
     pub invalid_transition: bool,
+}
+
+/// The details an event carried that a message may point the citizen to the lookup
+/// page for: why it was refused or stopped, which documents to bring, what to pay.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EventDetails {
+    /// The reason given, if any.
+    pub reason: Option<String>,
+    /// The documents to supplement.
+    pub documents: Vec<String>,
+    /// The amount due, in đồng.
+    pub fee_vnd: Option<i64>,
+    /// What the amount is for.
+    pub fee_description: Option<String>,
 }
 
 /// The public lookup link of a dossier.
@@ -1077,7 +1093,9 @@ pub async fn history(pool: &Pool, tenant: &str, code: &str) -> anyhow::Result<Ve
     let rows = client
         .query(
             "SELECT event_id, status, occurred_at, sequence, invalid_transition,
-                    (event->>'due_at')::timestamptz
+                    (event->>'due_at')::timestamptz, event->>'reason',
+                    (event->'required_documents')::text,
+                    (event->'fee'->>'amount_vnd')::bigint, event->'fee'->>'description'
              FROM tracker.dossier_events
              WHERE tenant = $1 AND dossier_code = $2
              ORDER BY occurred_at, sequence NULLS LAST, status, recorded_at",
@@ -1094,6 +1112,15 @@ pub async fn history(pool: &Pool, tenant: &str, code: &str) -> anyhow::Result<Ve
                 sequence: r.get(3),
                 invalid_transition: r.get(4),
                 due_at: r.get(5),
+                details: EventDetails {
+                    reason: r.get(6),
+                    documents: r
+                        .get::<_, Option<&str>>(7)
+                        .and_then(|text| serde_json::from_str(text).ok())
+                        .unwrap_or_default(),
+                    fee_vnd: r.get(8),
+                    fee_description: r.get(9),
+                },
             })
         })
         .collect()
@@ -1119,7 +1146,7 @@ mod tests {
         let mut v = json!({
             "event_id": id, "tenant": "demo", "dossier_code": "D1", "status": status,
             "occurred_at": occurred_at,
-            "procedure": {"code": "1.000894", "name": "Đăng ký khai sinh"},
+            "procedure": {"code": "1.001193", "name": "Đăng ký khai sinh"},
             "agency": {"code": "H56", "name": "UBND phường Đức Thắng"},
             "applicant": {"name": "Trần Thị Bích", "phone": "0903123456"}
         });

@@ -31,6 +31,22 @@ pub struct App {
     pub seed_refresh_token: Secret,
     /// Approved template id → the parameters it requires.
     pub templates: HashMap<String, Vec<&'static str>>,
+    /// Approved template id → the kind it was registered for (the first, when kinds
+    /// share one), whose text [`loa_contracts::templates`] renders.
+    pub template_kinds: HashMap<String, NotificationKind>,
+}
+
+impl App {
+    /// What the citizen reads for a template message: the registered kind's text with
+    /// the message's parameters filled in. `None` for a template no kind registered.
+    pub fn render(&self, template_id: &str, data: &Map<String, Value>) -> Option<String> {
+        let kind = *self.template_kinds.get(template_id)?;
+        let params = data
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+            .collect();
+        Some(loa_contracts::templates::render(kind, &params))
+    }
 }
 
 /// Longest template parameter value ZNS accepts, in characters.
@@ -124,6 +140,7 @@ impl Apps {
                 continue;
             }
             let mut templates: HashMap<String, BTreeSet<&'static str>> = HashMap::new();
+            let mut template_kinds: HashMap<String, NotificationKind> = HashMap::new();
             for (kind, template_id) in &zalo.templates {
                 let Some(kind) = NotificationKind::from_name(kind) else {
                     tracing::warn!(tenant = %tenant.id, kind = %kind, "Unknown notification kind in templates; ignoring it.");
@@ -131,6 +148,7 @@ impl Apps {
                 };
                 let params: BTreeSet<&'static str> =
                     kind.required_params().iter().copied().collect();
+                template_kinds.entry(template_id.clone()).or_insert(kind);
                 // A template shared by two kinds can only require what both send.
                 templates
                     .entry(template_id.clone())
@@ -152,6 +170,7 @@ impl Apps {
                     .into_iter()
                     .map(|(id, p)| (id, p.into_iter().collect()))
                     .collect(),
+                template_kinds,
             }));
         }
         anyhow::ensure!(
@@ -200,6 +219,29 @@ mod tests {
         assert!(receipt.contains(&"due_date") && receipt.contains(&"lookup_url"));
         assert_eq!(app.templates.len(), NotificationKind::ALL.len());
         assert!(apps.get(&app.app_id).is_some());
+    }
+
+    #[test]
+    fn a_demo_template_message_renders_as_the_drafts_say() {
+        let tenants = Tenants::new(vec![loa_platform::tenants::demo_tenant("http://x")]).unwrap();
+        let apps = Apps::from_tenants(&tenants).unwrap();
+        let kind = NotificationKind::ResultReadyEarly;
+        let data: Map<String, Value> = kind
+            .required_params()
+            .iter()
+            .map(|p| ((*p).to_owned(), Value::from(format!("[{p}]"))))
+            .collect();
+        let text = apps
+            .first()
+            .render(kind.default_template_id(), &data)
+            .unwrap();
+        let params = data
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+            .collect();
+        assert_eq!(text, loa_contracts::templates::render(kind, &params));
+        assert!(text.contains("đã có kết quả trước ngày hẹn trả ([due_date])"));
+        assert_eq!(apps.first().render("999", &data), None);
     }
 
     #[test]

@@ -49,6 +49,10 @@ pub struct RecordedMessage {
     pub template_data: Option<Map<String, Value>>,
     /// Text of a consultation message.
     pub text: Option<String>,
+    /// What the citizen reads for a template message: the registered kind's text
+    /// ([`loa_contracts::templates`]) with the parameters filled in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rendered: Option<String>,
     /// The client's correlation id.
     pub tracking_id: Option<String>,
     /// ZNS `mode` (`development`), when given.
@@ -400,7 +404,13 @@ impl Sandbox {
             None => NO_QUOTA_REPORTED,
         };
 
+        let rendered = content
+            .template_id
+            .as_deref()
+            .zip(content.template_data.as_ref())
+            .and_then(|(id, data)| app.render(id, data));
         let message = Arc::new(RecordedMessage {
+            rendered,
             msg_id: new_msg_id(),
             channel: request.channel,
             app_id: app.app_id.clone(),

@@ -681,7 +681,7 @@ pub(crate) mod tests {
             "occurred_at": "2026-11-28T09:30:00+07:00",
             "received_at": "2026-11-28T09:30:00+07:00",
             "due_at": "2026-12-03T17:00:00+07:00",
-            "procedure": {"code": "1.000894", "name": "Đăng ký khai sinh"},
+            "procedure": {"code": "1.001193", "name": "Đăng ký khai sinh"},
             "agency": {"code": "000.00.06.H56", "name": "UBND phường Đức Thắng"},
             "applicant": {"name": "Trần Thị Bích", "phone": "+84 903.123.456"},
             "channels": {"zalo": true, "broadcast": false}
@@ -904,10 +904,18 @@ pub(crate) mod tests {
             sorted(&serde_json::to_value(Content::of(&full)).unwrap()),
             full.content()
         );
-        // Stored digests depend on the exact form: changing it needs a migration.
+        // Stored digests depend on the exact form: changing it needs a migration. (The
+        // first pin is of the sample as it was written before its procedure code was
+        // corrected: the same form, the same digest.)
+        let mut before = sample();
+        before["procedure"]["code"] = json!(["1", "000894"].join("."));
+        assert_eq!(
+            hex::encode(DossierEvent::from_json(&before).unwrap().content_digest()),
+            "3699d3a5f04dfad66e08fb55f381858a85f5eb7754549d554a3de393050d47f7"
+        );
         assert_eq!(
             hex::encode(DossierEvent::from_json(&sample()).unwrap().content_digest()),
-            "3699d3a5f04dfad66e08fb55f381858a85f5eb7754549d554a3de393050d47f7"
+            "a56755e99585849f8026f48a14647ac1c6101a3d31d9d122fead0f6f1d795809"
         );
     }
 

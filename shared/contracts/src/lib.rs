@@ -14,6 +14,7 @@
 //! - [`error`]: [`ValidationError`], which always names the offending field.
 //! - [`text`]: invisible and text-direction characters, refused or stripped.
 //! - [`time`]: Vietnamese local time and `dd/MM/yyyy` formatting.
+//! - [`templates`]: what citizens read: each kind's Zalo template text and parameters.
 
 pub mod envelope;
 pub mod error;
@@ -21,6 +22,7 @@ pub mod event;
 pub mod notification;
 pub mod phone;
 pub mod status;
+pub mod templates;
 pub mod text;
 pub mod time;
 

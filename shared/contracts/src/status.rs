@@ -81,7 +81,8 @@ impl DossierStatus {
         Self::ALL.into_iter().find(|s| s.name() == lower)
     }
 
-    /// The official Vietnamese label, for citizens and the console.
+    /// The official catalogue label, for the console and the APIs (citizens read
+    /// [`Self::citizen_vi`]).
     pub fn label_vi(self) -> &'static str {
         match self {
             Self::Submitted => "Mới đăng ký",
@@ -93,6 +94,24 @@ impl DossierStatus {
             Self::Withdrawn => "Công dân yêu cầu rút hồ sơ",
             Self::Stopped => "Dừng xử lý",
             Self::ResultReady => "Đã xử lý xong",
+            Self::ResultReturned => "Đã trả kết quả",
+        }
+    }
+
+    /// What the status means to the citizen, in their words (the lookup page, chat
+    /// replies): "Hồ sơ đã được rút theo đề nghị của ông/bà", not the catalogue's
+    /// "Công dân yêu cầu rút hồ sơ".
+    pub fn citizen_vi(self) -> &'static str {
+        match self {
+            Self::Submitted => "Hồ sơ đã được đăng ký, đang chờ tiếp nhận",
+            Self::Received => "Hồ sơ đã được tiếp nhận",
+            Self::Refused => "Hồ sơ không được tiếp nhận",
+            Self::Processing => "Hồ sơ đang được giải quyết",
+            Self::SupplementRequested => "Hồ sơ cần bổ sung giấy tờ",
+            Self::PaymentRequested => "Hồ sơ chờ ông/bà nộp phí, lệ phí",
+            Self::Withdrawn => "Hồ sơ đã được rút theo đề nghị của ông/bà",
+            Self::Stopped => "Hồ sơ đã dừng giải quyết",
+            Self::ResultReady => "Đã có kết quả, mời ông/bà đến nhận",
             Self::ResultReturned => "Đã trả kết quả",
         }
     }

@@ -22,6 +22,14 @@ pub fn format_datetime_vn<Tz: TimeZone>(at: &DateTime<Tz>) -> String {
         .to_string()
 }
 
+/// Formats an instant as citizens read it in a sentence, `lúc 04:54 ngày 02/12/2026`,
+/// in Asia/Ho_Chi_Minh.
+pub fn format_moment_vn<Tz: TimeZone>(at: &DateTime<Tz>) -> String {
+    at.with_timezone(&vietnam())
+        .format("lúc %H:%M ngày %d/%m/%Y")
+        .to_string()
+}
+
 /// The calendar day in Vietnam of an instant, for date-granularity comparisons
 /// (early / on time / overdue are decided per day, as the provinces report them).
 pub fn vietnam_day(at: &DateTime<Utc>) -> chrono::NaiveDate {
@@ -37,5 +45,6 @@ mod tests {
         let at = DateTime::parse_from_rfc3339("2026-11-28T18:30:00Z").unwrap();
         assert_eq!(format_date_vn(&at), "29/11/2026");
         assert_eq!(format_datetime_vn(&at), "01:30 29/11/2026");
+        assert_eq!(format_moment_vn(&at), "lúc 01:30 ngày 29/11/2026");
     }
 }

@@ -219,7 +219,7 @@ pub fn event(event_id: &str) -> Value {
         "occurred_at": ts(chrono::Duration::minutes(-5)),
         "received_at": ts(chrono::Duration::minutes(-5)),
         "due_at": ts(chrono::Duration::days(5)),
-        "procedure": {"code": "1.000894", "name": "Đăng ký khai sinh"},
+        "procedure": {"code": "1.001193", "name": "Đăng ký khai sinh"},
         "agency": {"code": "000.00.06.H56", "name": "UBND phường Đức Thắng"},
         "applicant": {"name": "Trần Thị Bích", "phone": "0903 123 456"},
         "channels": {"zalo": true, "broadcast": false}

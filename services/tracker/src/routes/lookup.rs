@@ -12,13 +12,17 @@ use crate::{
     domain::{is_lookup_token, Timeliness},
     store::{self, DossierState, HistoryEntry},
 };
+use crate::{planning::format_vnd, store::EventDetails};
 use axum::{
     extract::{Path, State},
     http::{header, HeaderName, StatusCode},
     response::{Html, IntoResponse, Response},
 };
 use chrono::NaiveDate;
-use loa_contracts::time::{format_date_vn, format_datetime_vn, vietnam_day};
+use loa_contracts::{
+    time::{format_date_vn, format_moment_vn, vietnam_day},
+    DossierStatus,
+};
 use std::fmt::Write;
 
 /// Headers of every lookup response: not cached, not indexed, the token not leaked
@@ -114,6 +118,7 @@ li{position:relative;padding:0 0 12px 20px;border-left:2px solid #d4dbe4;margin-
 li:last-child{border-left-color:transparent}\
 li::before{content:'';position:absolute;left:-7px;top:4px;width:12px;height:12px;border-radius:50%;background:#0b5cad}\
 .when{display:block;color:#5a6675;font-size:.85rem}\
+ul.docs{margin:4px 0 0;padding-left:20px}ul.docs li{border:0;padding:0;margin:0}ul.docs li::before{display:none}\
 .muted{color:#5a6675;font-size:.85rem}";
 
 fn layout(title: &str, body: &str) -> String {
@@ -127,13 +132,16 @@ fn layout(title: &str, body: &str) -> String {
 }
 
 /// The page for a dossier on `today` (a Vietnamese day). `office` is the tenant's
-/// display name.
+/// display name. Statuses read as citizens say them ([`DossierStatus::citizen_vi`]),
+/// moments as "lúc 04:54 ngày 02/12/2026".
 pub fn render_page(
     office: &str,
     dossier: &DossierState,
     history: &[HistoryEntry],
     today: NaiveDate,
 ) -> String {
+    // An event the lifecycle refused did not change the dossier: not the citizen's news.
+    let applied: Vec<&HistoryEntry> = history.iter().filter(|e| !e.invalid_transition).collect();
     let mut body = String::new();
     if !office.is_empty() {
         let _ = write!(body, "<p class=\"office\">{}</p>", escape(office));
@@ -144,7 +152,7 @@ pub fn render_page(
     let _ = write!(
         body,
         "<p class=\"status\">{}</p>",
-        escape(dossier.status.label_vi())
+        escape(dossier.status.citizen_vi())
     );
     if let Some(t) = dossier.timeliness(today) {
         let class = match t {
@@ -160,8 +168,95 @@ pub fn render_page(
             escape(t.label_vi())
         );
     }
+    // What the current status's message pointed the citizen here for.
+    let current = applied
+        .iter()
+        .rev()
+        .find(|e| e.status == dossier.status)
+        .map(|e| &e.details);
+    render_details(&mut body, dossier, current);
     body.push_str("</section>");
 
+    render_facts(&mut body, dossier);
+    render_timeline(&mut body, &applied);
+    let _ = write!(
+        body,
+        "<p class=\"muted\">Cập nhật {}. Thông tin chỉ dùng để theo dõi tiến độ.",
+        escape(&format_moment_vn(&dossier.updated_at))
+    );
+    // The paper matters only where a result waits to be collected.
+    if dossier.status == DossierStatus::ResultReady {
+        body.push_str(
+            " Khi đến nhận kết quả, ông/bà vui lòng mang theo Giấy tiếp nhận hồ sơ và hẹn \
+             trả kết quả.",
+        );
+    }
+    body.push_str("</p>");
+    layout(&format!("Tra cứu hồ sơ {}", dossier.dossier_code), &body)
+}
+
+/// The details of the current status: the documents to bring (5), the amount due (6),
+/// the reason of a refusal or a stop (3, 8) when one was given; never "Lý do: Không có".
+fn render_details(body: &mut String, dossier: &DossierState, details: Option<&EventDetails>) {
+    let none = EventDetails::default();
+    let details = details.unwrap_or(&none);
+    match dossier.status {
+        DossierStatus::SupplementRequested => {
+            let documents: Vec<&str> = details
+                .documents
+                .iter()
+                .map(|d| d.trim())
+                .filter(|d| !d.is_empty())
+                .collect();
+            if documents.is_empty() {
+                let _ = write!(
+                    body,
+                    "<p>Ông/bà vui lòng liên hệ {} để biết giấy tờ cần bổ sung.</p>",
+                    escape(&dossier.agency_name)
+                );
+            } else {
+                body.push_str("<p>Giấy tờ cần bổ sung:</p><ul class=\"docs\">");
+                for d in documents {
+                    let _ = write!(body, "<li>{}</li>", escape(d));
+                }
+                body.push_str("</ul>");
+            }
+        }
+        DossierStatus::PaymentRequested => match details.fee_vnd {
+            Some(amount) => {
+                let _ = write!(
+                    body,
+                    "<p>Số tiền cần nộp: <strong>{}</strong>",
+                    escape(&format_vnd(amount))
+                );
+                if let Some(what) = details.fee_description.as_deref().map(str::trim) {
+                    if !what.is_empty() {
+                        let _ = write!(body, " ({})", escape(what));
+                    }
+                }
+                body.push_str("</p>");
+            }
+            None => {
+                let _ = write!(
+                    body,
+                    "<p>Ông/bà vui lòng liên hệ {} để biết số tiền và cách nộp.</p>",
+                    escape(&dossier.agency_name)
+                );
+            }
+        },
+        DossierStatus::Refused | DossierStatus::Stopped => {
+            if let Some(reason) = details.reason.as_deref().map(str::trim) {
+                if !reason.is_empty() {
+                    let _ = write!(body, "<p>Lý do: {}</p>", escape(reason));
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The dossier's facts: code, procedure, agency, owner (masked), dates, waiting time.
+fn render_facts(body: &mut String, dossier: &DossierState) {
     body.push_str("<section class=\"card\"><dl>");
     let mut row = |label: &str, value: &str| {
         let _ = write!(body, "<dt>{}</dt><dd>{}</dd>", escape(label), escape(value));
@@ -215,42 +310,34 @@ pub fn render_page(
         row("Ngày có kết quả", &format_date_vn(&done));
     }
     body.push_str("</dl></section>");
+}
 
+/// The applied events in order; every appointment the dossier was given shows where
+/// it was given.
+fn render_timeline(body: &mut String, applied: &[&HistoryEntry]) {
     body.push_str("<section class=\"card\"><h2>Quá trình xử lý</h2><ol>");
-    // An event the lifecycle refused did not change the dossier: not the citizen's news.
-    // Every appointment the dossier was given shows where it was given.
     let mut appointment: Option<NaiveDate> = None;
-    for entry in history.iter().filter(|e| !e.invalid_transition) {
-        let moved = match (appointment, entry.due_at.map(|d| vietnam_day(&d))) {
-            (Some(before), Some(after)) if before != after => Some(entry.due_at),
-            _ => None,
-        };
+    for entry in applied {
+        let day = entry.due_at.map(|d| vietnam_day(&d));
         let _ = write!(
             body,
             "<li>{}<span class=\"when\">{}</span>",
-            escape(entry.status.label_vi()),
-            escape(&format_datetime_vn(&entry.occurred_at))
+            escape(entry.status.citizen_vi()),
+            escape(&format_moment_vn(&entry.occurred_at))
         );
-        if let Some(Some(due)) = moved {
-            let _ = write!(
-                body,
-                "<span class=\"when\">Hẹn lại ngày trả kết quả: {}</span>",
-                escape(&format_date_vn(&due))
-            );
+        if let (Some(before), Some(after), Some(due)) = (appointment, day, entry.due_at) {
+            if before != after {
+                let _ = write!(
+                    body,
+                    "<span class=\"when\">Hẹn lại ngày trả kết quả: {}</span>",
+                    escape(&format_date_vn(&due))
+                );
+            }
         }
         body.push_str("</li>");
-        if let Some(due) = entry.due_at {
-            appointment = Some(vietnam_day(&due));
-        }
+        appointment = day.or(appointment);
     }
     body.push_str("</ol></section>");
-    let _ = write!(
-        body,
-        "<p class=\"muted\">Cập nhật lúc {}. Thông tin chỉ dùng để theo dõi tiến độ; \
-         ông/bà vui lòng mang theo phiếu tiếp nhận khi đến nhận kết quả.</p>",
-        escape(&format_datetime_vn(&dossier.updated_at))
-    );
-    layout(&format!("Tra cứu hồ sơ {}", dossier.dossier_code), &body)
 }
 
 /// A waiting time in days and hours, as a citizen reads it (`2 ngày 3 giờ`).
@@ -270,7 +357,7 @@ pub fn render_not_found() -> String {
         "Không tìm thấy hồ sơ",
         "<h1>Không tìm thấy hồ sơ</h1>\
          <section class=\"card\"><p>Đường dẫn tra cứu không đúng hoặc hồ sơ chưa được cập nhật.</p>\
-         <p class=\"muted\">Ông/bà vui lòng quét lại mã QR trên phiếu tiếp nhận hồ sơ, \
+         <p class=\"muted\">Ông/bà vui lòng quét lại mã QR trên Giấy tiếp nhận hồ sơ và hẹn trả kết quả, \
          hoặc liên hệ bộ phận một cửa nơi đã nộp hồ sơ.</p></section>",
     )
 }
@@ -291,7 +378,7 @@ mod tests {
             tenant: "demo".into(),
             dossier_code: "H56-<0001>".into(),
             status: DossierStatus::ResultReady,
-            procedure_code: "1.000894".into(),
+            procedure_code: "1.001193".into(),
             procedure_name: "Đăng ký khai sinh".into(),
             agency_code: "H56".into(),
             agency_name: "UBND phường Đức Thắng".into(),
@@ -325,6 +412,7 @@ mod tests {
                 occurred_at: at("2026-11-28T09:30:00+07:00"),
                 sequence: None,
                 due_at: None,
+                details: EventDetails::default(),
                 invalid_transition: false,
             },
             HistoryEntry {
@@ -333,6 +421,7 @@ mod tests {
                 occurred_at: at("2026-12-01T10:00:00+07:00"),
                 sequence: None,
                 due_at: None,
+                details: EventDetails::default(),
                 invalid_transition: false,
             },
         ];
@@ -346,12 +435,82 @@ mod tests {
         assert!(html.contains("<meta name=\"viewport\""));
         assert!(html.contains("Trung tâm &lt;Phục vụ&gt;"));
         assert!(html.contains("Đăng ký khai sinh"));
-        assert!(html.contains("Đã xử lý xong"));
+        assert!(html.contains("Đã có kết quả, mời ông/bà đến nhận"));
         assert!(html.contains("Đã có kết quả trước hạn"));
         assert!(html.contains("<dt>Ngày tiếp nhận</dt><dd>28/11/2026</dd>"));
         assert!(html.contains("<dt>Ngày hẹn trả</dt><dd>03/12/2026</dd>"));
-        assert!(html.contains("Được tiếp nhận<span class=\"when\">09:30 28/11/2026</span>"));
+        assert!(html.contains(
+            "Hồ sơ đã được tiếp nhận<span class=\"when\">lúc 09:30 ngày 28/11/2026</span>"
+        ));
+        assert!(html.contains("mang theo Giấy tiếp nhận hồ sơ và hẹn trả kết quả"));
         assert!(!html.contains("http"), "no external assets or links");
+    }
+
+    fn entry(status: DossierStatus, details: EventDetails) -> HistoryEntry {
+        HistoryEntry {
+            event_id: "e9".into(),
+            status,
+            occurred_at: at("2026-11-30T10:00:00+07:00"),
+            sequence: None,
+            due_at: None,
+            details,
+            invalid_transition: false,
+        }
+    }
+
+    fn page_in(status: DossierStatus, details: EventDetails) -> String {
+        let mut d = dossier();
+        d.status = status;
+        d.completed_at = None;
+        render_page(
+            "",
+            &d,
+            &[entry(status, details)],
+            NaiveDate::from_ymd_opt(2026, 12, 1).unwrap(),
+        )
+    }
+
+    #[test]
+    fn the_page_shows_what_the_message_sent_the_citizen_to_see() {
+        let html = page_in(
+            DossierStatus::SupplementRequested,
+            EventDetails {
+                documents: vec!["Bản sao CCCD".into(), "Giấy <chứng> sinh".into()],
+                ..EventDetails::default()
+            },
+        );
+        assert!(html.contains("<li>Bản sao CCCD</li><li>Giấy &lt;chứng&gt; sinh</li>"));
+        let html = page_in(
+            DossierStatus::PaymentRequested,
+            EventDetails {
+                fee_vnd: Some(150_000),
+                fee_description: Some("Lệ phí đăng ký".into()),
+                ..EventDetails::default()
+            },
+        );
+        assert!(html.contains("Số tiền cần nộp: <strong>150.000 đồng</strong> (Lệ phí đăng ký)"));
+        let html = page_in(
+            DossierStatus::Refused,
+            EventDetails {
+                reason: Some("Thiếu tờ khai".into()),
+                ..EventDetails::default()
+            },
+        );
+        assert!(html.contains("<p>Lý do: Thiếu tờ khai</p>"));
+        assert!(html.contains("Hồ sơ không được tiếp nhận"));
+    }
+
+    #[test]
+    fn a_refusal_without_a_reason_says_no_reason_and_only_a_ready_result_mentions_the_paper() {
+        let html = page_in(DossierStatus::Refused, EventDetails::default());
+        assert!(!html.contains("Lý do"), "{html}");
+        assert!(!html.contains("Giấy tiếp nhận"), "{html}");
+        let html = page_in(DossierStatus::SupplementRequested, EventDetails::default());
+        assert!(html.contains("liên hệ UBND phường Đức Thắng để biết giấy tờ cần bổ sung"));
+        let html = page_in(DossierStatus::ResultReturned, EventDetails::default());
+        assert!(!html.contains("Giấy tiếp nhận"), "{html}");
+        let html = page_in(DossierStatus::Withdrawn, EventDetails::default());
+        assert!(html.contains("Hồ sơ đã được rút theo đề nghị của ông/bà"));
     }
 
     #[test]

@@ -45,7 +45,7 @@ async fn an_event_becomes_the_dossiers_state_and_plans_a_receipt_with_the_right_
     assert_eq!(p["customer_name"], "Trần Thị Bích");
     assert_eq!(p["dossier_code"], code);
     assert_eq!(p["procedure_name"], "Đăng ký kết hôn");
-    assert_eq!(p["status"], "Được tiếp nhận");
+    assert_eq!(p["status"], "Đã tiếp nhận hồ sơ");
     assert_eq!(p["agency_name"], "UBND phường Đức Thắng");
     assert_eq!(p["lookup_url"], format!("{BASE_URL}/tra-cuu/{token}"));
     assert_eq!(p["received_date"], "28/11/2026");
@@ -226,7 +226,7 @@ async fn a_result_ready_before_the_due_day_plans_result_ready_early() {
         .find(|o| o.request.kind == NotificationKind::ResultReadyEarly)
         .unwrap_or_else(|| panic!("no early notification in {observed:?}"));
     assert_eq!(early.request.params["due_date"], "03/12/2026");
-    assert_eq!(early.request.params["status"], "Đã xử lý xong");
+    assert_eq!(early.request.params["status"], "Có kết quả trước hạn");
     let client = app.pool.get().await.unwrap();
     let completed: Option<chrono::DateTime<chrono::Utc>> = client
         .query_one(

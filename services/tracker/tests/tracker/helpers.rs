@@ -361,7 +361,7 @@ pub fn event_with(
         "occurred_at": occurred_at,
         "received_at": "2026-11-28T09:30:00+07:00",
         "due_at": "2026-12-03T17:00:00+07:00",
-        "procedure": {"code": "1.001193", "name": "Đăng ký kết hôn"},
+        "procedure": {"code": "1.000894", "name": "Đăng ký kết hôn"},
         "agency": {"code": "000.00.06.H56", "name": "UBND phường Đức Thắng"},
         "applicant": {"name": "Trần Thị Bích", "phone": "0903 123 456", "zalo_user_id": "3512873524511234567"},
         "channels": {"zalo": true, "broadcast": false}

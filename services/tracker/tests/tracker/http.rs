@@ -48,8 +48,8 @@ async fn the_lookup_page_renders_vietnamese_and_no_phone_number() {
         code.as_str(),
         "Đăng ký kết hôn",
         "UBND phường Đức Thắng",
-        "Đã xử lý xong",
-        "Được tiếp nhận",
+        "Đã có kết quả, mời ông/bà đến nhận",
+        "Hồ sơ đã được tiếp nhận",
         "Ngày tiếp nhận",
         "28/11/2026",
         "Ngày hẹn trả",
@@ -269,7 +269,9 @@ async fn a_late_receipt_gives_the_page_its_reception_date_beside_its_timeline_en
     // Assert: the state is the result's, the dates are the receipt's.
     assert_eq!(app.status_of(&code).await, Some(9));
     assert!(
-        html.contains("Được tiếp nhận<span class=\"when\">09:30 28/11/2026</span>"),
+        html.contains(
+            "Hồ sơ đã được tiếp nhận<span class=\"when\">lúc 09:30 ngày 28/11/2026</span>"
+        ),
         "{html}"
     );
     assert!(

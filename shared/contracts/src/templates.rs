@@ -1,0 +1,346 @@
+//! What citizens read: the text of each notification kind's Zalo template, with its
+//! parameters' types and lengths, and the short citizen-facing status each kind sends.
+//!
+//! One source for three readers: `docs/zalo-templates.md` (the drafts a province submits
+//! to Zalo for approval) is this module written out, and a test holds the file to it;
+//! the Zalo sandbox renders every template message it accepts with these texts, so the
+//! demo shows what citizens will read; the tracker fills `status` from [`status_vi`].
+//! Texts use ZNS's `<param>` placeholders and address the citizen as "ông/bà".
+
+use crate::NotificationKind;
+use std::collections::BTreeMap;
+
+/// A ZNS template's tag: every Loa message is about the citizen's own dossier, so
+/// "Giao dịch" (Transaction, tag 1), which is allowed at any hour and needs no follow.
+pub const TAG: &str = "1 – Giao dịch (Transaction)";
+
+/// How Zalo checks one template parameter: the parameter type chosen when the
+/// template is registered, and the longest value it takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParamSpec {
+    /// The parameter's name, as in the template text and `template_data`.
+    pub name: &'static str,
+    /// The ZNS parameter type to choose when registering the template.
+    pub zalo_type: &'static str,
+    /// The longest value, in characters (what the tracker cuts to, at most).
+    pub max_chars: usize,
+    /// What it holds, for the province's reviewer.
+    pub meaning: &'static str,
+}
+
+/// The specification of every parameter a Loa template may use (see
+/// [`NotificationKind::required_params`] for which kind uses which).
+pub fn param_spec(name: &str) -> Option<ParamSpec> {
+    let spec = |name, zalo_type, max_chars, meaning| ParamSpec {
+        name,
+        zalo_type,
+        max_chars,
+        meaning,
+    };
+    Some(match name {
+        "customer_name" => spec(
+            "customer_name",
+            "Tên khách hàng",
+            30,
+            "the recipient's name (the authorised filer's when there is one)",
+        ),
+        "dossier_code" => spec(
+            "dossier_code",
+            "Mã số",
+            30,
+            "the dossier code printed on the receipt",
+        ),
+        "procedure_name" => spec(
+            "procedure_name",
+            "Tên sản phẩm / Thương hiệu",
+            100,
+            "the procedure's name from the national catalogue, cut with …",
+        ),
+        "status" => spec(
+            "status",
+            "Trạng thái giao dịch",
+            30,
+            "the short citizen-facing status of the kind (below)",
+        ),
+        "agency_name" => spec(
+            "agency_name",
+            "Tên sản phẩm / Thương hiệu",
+            200,
+            "the agency handling the dossier",
+        ),
+        "lookup_url" => spec(
+            "lookup_url",
+            "URL",
+            200,
+            "the dossier's public lookup page (no personal data in it)",
+        ),
+        "received_date" => spec(
+            "received_date",
+            "Thời gian",
+            20,
+            "reception day, dd/MM/yyyy",
+        ),
+        "due_date" => spec(
+            "due_date",
+            "Thời gian",
+            20,
+            "appointment day, dd/MM/yyyy, or \"Không có\"",
+        ),
+        "old_due_date" => spec(
+            "old_due_date",
+            "Thời gian",
+            20,
+            "the appointment day before, dd/MM/yyyy",
+        ),
+        "new_due_date" => spec(
+            "new_due_date",
+            "Thời gian",
+            20,
+            "the new appointment day, dd/MM/yyyy",
+        ),
+        "reason" => spec(
+            "reason",
+            "Tên sản phẩm / Thương hiệu",
+            200,
+            "the reason the agency gave, or a sentence saying it gave none",
+        ),
+        "documents" => spec(
+            "documents",
+            "Tên sản phẩm / Thương hiệu",
+            200,
+            "the documents to bring, separated by \"; \", or a pointer to the lookup page",
+        ),
+        "amount" => spec(
+            "amount",
+            "Số lượng / Số tiền",
+            20,
+            "the amount due, \"150.000 đồng\"",
+        ),
+        _ => return None,
+    })
+}
+
+/// The short status a kind's message carries in its `status` parameter (at most 30
+/// characters, ZNS's limit for a status): what happened, in the citizen's words, not
+/// the catalogue's ("Đã có kết quả", not "Đã xử lý xong"); an early result says so here.
+pub fn status_vi(kind: NotificationKind) -> &'static str {
+    match kind {
+        NotificationKind::Receipt => "Đã tiếp nhận hồ sơ",
+        NotificationKind::Refused => "Không được tiếp nhận",
+        NotificationKind::SupplementRequested => "Cần bổ sung giấy tờ",
+        NotificationKind::PaymentRequested => "Chờ nộp phí, lệ phí",
+        NotificationKind::Withdrawn => "Đã rút theo đề nghị",
+        NotificationKind::Stopped => "Dừng giải quyết",
+        NotificationKind::ResultReady => "Đã có kết quả",
+        NotificationKind::ResultReadyEarly => "Có kết quả trước hạn",
+        NotificationKind::ResultReturned => "Đã trả kết quả",
+        NotificationKind::DueDateChanged => "Hẹn lại ngày trả kết quả",
+    }
+}
+
+/// The template's name in Zalo's template manager.
+pub fn title_vi(kind: NotificationKind) -> &'static str {
+    match kind {
+        NotificationKind::Receipt => "Tiếp nhận hồ sơ và hẹn trả kết quả",
+        NotificationKind::Refused => "Hồ sơ không được tiếp nhận",
+        NotificationKind::SupplementRequested => "Yêu cầu bổ sung giấy tờ",
+        NotificationKind::PaymentRequested => "Thông báo nộp phí, lệ phí",
+        NotificationKind::Withdrawn => "Rút hồ sơ theo đề nghị",
+        NotificationKind::Stopped => "Dừng giải quyết hồ sơ",
+        NotificationKind::ResultReady => "Hồ sơ đã có kết quả",
+        NotificationKind::ResultReadyEarly => "Hồ sơ có kết quả trước hạn",
+        NotificationKind::ResultReturned => "Đã trả kết quả",
+        NotificationKind::DueDateChanged => "Hẹn lại ngày trả kết quả",
+    }
+}
+
+/// The template's text, with `<param>` placeholders for exactly the kind's
+/// [`NotificationKind::required_params`].
+pub fn text_vi(kind: NotificationKind) -> &'static str {
+    match kind {
+        NotificationKind::Receipt => {
+            "Kính gửi ông/bà <customer_name>,\n\
+             <agency_name> đã tiếp nhận hồ sơ <dossier_code> (<procedure_name>) ngày \
+             <received_date>. Ngày hẹn trả kết quả: <due_date>.\n\
+             Trạng thái: <status>.\n\
+             Ông/bà vui lòng giữ Giấy tiếp nhận hồ sơ và hẹn trả kết quả. Theo dõi hồ sơ tại: \
+             <lookup_url>"
+        }
+        NotificationKind::Refused => {
+            "Kính gửi ông/bà <customer_name>,\n\
+             Hồ sơ <dossier_code> (<procedure_name>) không được <agency_name> tiếp nhận.\n\
+             Lý do: <reason>\n\
+             Trạng thái: <status>.\n\
+             Chi tiết tại: <lookup_url>"
+        }
+        NotificationKind::SupplementRequested => {
+            "Kính gửi ông/bà <customer_name>,\n\
+             Để <agency_name> tiếp tục giải quyết hồ sơ <dossier_code> (<procedure_name>), \
+             ông/bà vui lòng bổ sung: <documents>\n\
+             Thời gian chờ bổ sung không tính vào thời hạn giải quyết.\n\
+             Trạng thái: <status>.\n\
+             Chi tiết tại: <lookup_url>"
+        }
+        NotificationKind::PaymentRequested => {
+            "Kính gửi ông/bà <customer_name>,\n\
+             Hồ sơ <dossier_code> (<procedure_name>) tại <agency_name> cần nộp phí, lệ phí: \
+             <amount>.\n\
+             Trạng thái: <status>.\n\
+             Chi tiết và cách nộp tại: <lookup_url>"
+        }
+        NotificationKind::Withdrawn => {
+            "Kính gửi ông/bà <customer_name>,\n\
+             Hồ sơ <dossier_code> (<procedure_name>) đã được rút theo đề nghị của ông/bà; \
+             <agency_name> dừng giải quyết hồ sơ này.\n\
+             Trạng thái: <status>.\n\
+             Chi tiết tại: <lookup_url>"
+        }
+        NotificationKind::Stopped => {
+            "Kính gửi ông/bà <customer_name>,\n\
+             <agency_name> đã dừng giải quyết hồ sơ <dossier_code> (<procedure_name>).\n\
+             Lý do: <reason>\n\
+             Trạng thái: <status>.\n\
+             Chi tiết tại: <lookup_url>"
+        }
+        NotificationKind::ResultReady => {
+            "Kính gửi ông/bà <customer_name>,\n\
+             Hồ sơ <dossier_code> (<procedure_name>) đã có kết quả, mời ông/bà đến \
+             <agency_name> nhận kết quả và mang theo Giấy tiếp nhận hồ sơ và hẹn trả kết quả.\n\
+             Trạng thái: <status>.\n\
+             Chi tiết tại: <lookup_url>"
+        }
+        NotificationKind::ResultReadyEarly => {
+            "Kính gửi ông/bà <customer_name>,\n\
+             Hồ sơ <dossier_code> (<procedure_name>) đã có kết quả trước ngày hẹn trả \
+             (<due_date>), mời ông/bà đến <agency_name> nhận kết quả và mang theo Giấy tiếp \
+             nhận hồ sơ và hẹn trả kết quả.\n\
+             Trạng thái: <status>.\n\
+             Chi tiết tại: <lookup_url>"
+        }
+        NotificationKind::ResultReturned => {
+            "Kính gửi ông/bà <customer_name>,\n\
+             Hồ sơ <dossier_code> (<procedure_name>) đã được <agency_name> trả kết quả. Cảm \
+             ơn ông/bà đã sử dụng dịch vụ công.\n\
+             Trạng thái: <status>.\n\
+             Xem lại hồ sơ tại: <lookup_url>"
+        }
+        NotificationKind::DueDateChanged => {
+            "Kính gửi ông/bà <customer_name>,\n\
+             <agency_name> hẹn lại ngày trả kết quả hồ sơ <dossier_code> (<procedure_name>): \
+             từ ngày <old_due_date> sang ngày <new_due_date>.\n\
+             Lý do: <reason>\n\
+             Trạng thái: <status>.\n\
+             Chi tiết tại: <lookup_url>"
+        }
+    }
+}
+
+/// The text a citizen reads: the kind's template with every `<param>` replaced by its
+/// value (a parameter without a value stays as its placeholder, so a gap shows).
+pub fn render(kind: NotificationKind, params: &BTreeMap<String, String>) -> String {
+    let mut out = text_vi(kind).to_owned();
+    for name in kind.required_params() {
+        if let Some(value) = params.get(*name) {
+            out = out.replace(&format!("<{name}>"), value);
+        }
+    }
+    out
+}
+
+/// `docs/zalo-templates.md`, the ready-to-submit drafts, as this module says them.
+pub fn markdown() -> String {
+    let mut doc = String::from(
+        "# Zalo template drafts\n\n\
+         Generated from `shared/contracts/src/templates.rs` (a test holds this file to it):\n\
+         what every Loa message says, ready for a province to register as ZNS templates\n\
+         (and the same texts as OA templates for followers). Register one template per\n\
+         kind, then put its approved id in the tenants file under\n\
+         `[tenants.zalo.templates]` (`<kind> = \"<template id>\"`). The Zalo sandbox\n\
+         renders these texts, so `loa demo` shows what citizens will read.\n\n",
+    );
+    doc.push_str(&format!(
+        "Every template: type 1 (custom, \"Tùy chỉnh\"), tag {TAG}. Dates are\n\
+         `dd/MM/yyyy` in Asia/Ho_Chi_Minh; no parameter is ever sent empty.\n",
+    ));
+    for kind in NotificationKind::ALL {
+        doc.push_str(&format!(
+            "\n## `{}`: {}\n\n```text\n{}\n```\n\n| parameter | ZNS type | max length | holds |\n|---|---|---|---|\n",
+            kind.as_str(),
+            title_vi(kind),
+            text_vi(kind)
+        ));
+        for name in kind.required_params() {
+            let spec = param_spec(name).expect("every parameter has a specification");
+            doc.push_str(&format!(
+                "| `{}` | {} | {} | {} |\n",
+                spec.name, spec.zalo_type, spec.max_chars, spec.meaning
+            ));
+        }
+        doc.push_str(&format!(
+            "\n`status` is \"{}\". Demo template id: `{}`.\n",
+            status_vi(kind),
+            kind.default_template_id()
+        ));
+    }
+    doc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_template_uses_exactly_its_kinds_parameters() {
+        for kind in NotificationKind::ALL {
+            let text = text_vi(kind);
+            let mut used: Vec<&str> = text
+                .split('<')
+                .skip(1)
+                .filter_map(|rest| rest.split_once('>').map(|(name, _)| name))
+                .collect();
+            used.sort_unstable();
+            used.dedup();
+            let mut want = kind.required_params().to_vec();
+            want.sort_unstable();
+            assert_eq!(used, want, "{kind}");
+        }
+    }
+
+    #[test]
+    fn statuses_fit_zns_and_every_parameter_is_specified() {
+        for kind in NotificationKind::ALL {
+            assert!(status_vi(kind).chars().count() <= 30, "{kind}");
+            for name in kind.required_params() {
+                assert!(param_spec(name).is_some(), "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn rendering_fills_every_placeholder() {
+        let params: BTreeMap<String, String> = NotificationKind::Withdrawn
+            .required_params()
+            .iter()
+            .map(|p| ((*p).to_owned(), format!("[{p}]")))
+            .collect();
+        let text = render(NotificationKind::Withdrawn, &params);
+        assert!(!text.contains('<'), "{text}");
+        assert!(text.contains(
+            "Hồ sơ [dossier_code] ([procedure_name]) đã được rút theo đề nghị của ông/bà"
+        ));
+    }
+
+    #[test]
+    fn the_template_drafts_document_is_this_module_written_out() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/zalo-templates.md");
+        if std::env::var_os("LOA_WRITE_TEMPLATES_DOC").is_some() {
+            std::fs::write(path, markdown()).unwrap();
+        }
+        let written = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            written == markdown(),
+            "docs/zalo-templates.md is out of date: run \
+             `LOA_WRITE_TEMPLATES_DOC=1 cargo test -p loa-contracts templates`"
+        );
+    }
+}
