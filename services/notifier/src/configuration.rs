@@ -57,6 +57,15 @@ pub struct NotifierSettings {
     /// Send slots are handed out at most this far ahead, in ms, so a broadcast batch
     /// cannot book a tenant's next minute ahead of case updates.
     pub rate_limit_horizon_ms: u64,
+    /// The same for the broadcast lane, in ms: shorter, so a broadcast that saturates
+    /// the tenant's rate only books the slots that start almost now and a case update
+    /// never waits behind more than this much of it.
+    pub rate_limit_broadcast_horizon_ms: u64,
+    /// Subscribers per page of a broadcast's fan-out: one publish with confirms and
+    /// one checkpoint each.
+    pub broadcast_chunk: usize,
+    /// How often the broadcast fan-out looks for work, in ms.
+    pub broadcast_interval_ms: u64,
     /// How long a -32 from Zalo pushes the tenant's next send back, in ms.
     pub rate_limit_penalty_ms: u64,
     /// Oldest Zalo webhook accepted, by its body's `timestamp`, in seconds; older ones
@@ -109,6 +118,9 @@ impl Default for NotifierSettings {
             scheduler_batch: 500,
             rate_limit_headroom: 0.1,
             rate_limit_horizon_ms: 2_000,
+            rate_limit_broadcast_horizon_ms: 250,
+            broadcast_chunk: 1_000,
+            broadcast_interval_ms: 500,
             rate_limit_penalty_ms: 1_000,
             webhook_max_age_secs: 86_400,
             webhook_max_ahead_secs: 300,

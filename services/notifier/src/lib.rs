@@ -26,6 +26,8 @@
 //!   and OAuth tokens.
 //! - [`zalo_webhooks`]: webhooks from Zalo: signature, parsing, storage, receipts,
 //!   the OA's users (follows, shared phones, chat lookups, ratings).
+//! - [`broadcasts`]: policy broadcasts: the audience (imports, opt-outs), tag
+//!   targeting, the broadcasts and their fan-out, the sender's broadcast gate.
 //! - [`dead_letters`]: every service's dead letters: consume, store, list, replay.
 //! - [`routes`]: the HTTP API, one router.
 //! - [`clock`]: the wall clock of deferrals, movable in tests.
@@ -36,7 +38,7 @@
 //! - `oauth_tokens (tenant PK, access_token, access_expires_at, refresh_token,
 //!   refreshed_at, created_at, updated_at)`: both tokens sealed ([`zalo::sealing`]).
 //! - `deliveries (notification_id PK, tenant, kind, lane, dossier_code, channel,
-//!   status sending|sent|delivered|seen|failed|retrying|deferred|held|ambiguous,
+//!   status sending|sent|delivered|seen|failed|retrying|deferred|held|ambiguous|skipped,
 //!   zalo_msg_id, attempts, last_error_code, last_error, lease_until, not_before,
 //!   recheck_at, request (parked body), event_accepted_at, created_at, sent_at,
 //!   updated_at)`.
@@ -46,15 +48,26 @@
 //! - `webhook_events ((tenant, event_name, dedup_key) PK, msg_id, occurred_at,
 //!   received_at, body, outcome, attempts, next_attempt_at)`: every webhook, once.
 //! - `delivery_events (id, notification_id, tenant, status, at, detail)`: history.
-//! - `subscribers ((tenant, zalo_user_id) PK, phone, following, updated_at)`.
+//! - `subscribers (id PK, tenant, zalo_user_id UNIQUE per tenant, phone UNIQUE per
+//!   tenant, following, updated_at, tags, announcements, opted_out_at, name,
+//!   imported_at)`: the OA's users and the broadcasts' audience.
 //! - `citizen_messages (id, tenant, zalo_user_id, kind, dossier_code, msg_id,
 //!   received_at, forwarded_at)`: "tra cứu" chat lookups for the tracker.
 //! - `citizen_feedback ((tenant, msg_id) PK, tracking_id, rating, note, feedbacks,
 //!   submitted_at, received_at)`: ratings from `user_feedback`, for the ratings feature.
+//! - `broadcasts (id PK, tenant, title, audience_tags, template, params, state
+//!   scheduled|running|paused|completed|cancelled, start_at, end_at, audience, cursor,
+//!   queued, expanded_at, left_out, left_out_reason, runner_owner, runner_until,
+//!   rate_*)`: broadcasts with their fan-out checkpoint and lease;
+//!   `broadcast_counts ((broadcast_id, key, shard) PK, n)`: their deliveries by state,
+//!   kept by a trigger on `deliveries` (which carry `broadcast_id`);
+//!   `promotion_sends ((tenant, month, subscriber_id) PK, broadcasts)`: the monthly
+//!   cap of promotions per citizen.
 //! - `dead_letters (id PK, content_hash UNIQUE, tenant, source_queue, exchange,
 //!   routing_key, reason, headers jsonb, body bytea, message_id, dead_at, deaths,
 //!   replayed_at, replay_count, created_at)`: every dead letter, once, replayable.
 
+pub mod broadcasts;
 pub mod clock;
 mod configuration;
 pub mod dead_letters;

@@ -15,6 +15,24 @@ use std::{
     sync::{LazyLock, Mutex},
 };
 
+static BROADCAST_RECIPIENTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "loa_broadcast_recipients_total",
+        "Broadcast recipients by tenant and state: queued (published by the fan-out), sent, \
+         failed, deferred (held back: quiet hours, pause, quota) and skipped (cancelled, ended, \
+         opted out, monthly cap, Zalo's per-user limits).",
+        &["tenant", "state"]
+    )
+    .expect("metric registers once")
+});
+static BROADCASTS_ACTIVE: LazyLock<prometheus::IntGaugeVec> = LazyLock::new(|| {
+    prometheus::register_int_gauge_vec!(
+        "loa_broadcasts_active",
+        "Broadcasts running or paused, by tenant.",
+        &["tenant"]
+    )
+    .expect("metric registers once")
+});
 static DELIVERIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "loa_notifier_deliveries_total",
@@ -132,6 +150,10 @@ pub(crate) fn init(tenants: &Tenants) {
             TOKEN_REFRESH_FAILURES.with_label_values(&[tenant, class.as_str()]);
         }
         TENANT_PAUSED.with_label_values(&[tenant]);
+        for state in ["queued", "sent", "failed", "deferred", "skipped"] {
+            BROADCAST_RECIPIENTS.with_label_values(&[tenant, state]);
+        }
+        BROADCASTS_ACTIVE.with_label_values(&[tenant]);
         QUOTA_REMAINING.with_label_values(&[tenant]).set(f64::NAN);
         TOKEN_EXPIRY.with_label_values(&[tenant]).set(f64::NAN);
     }
@@ -231,4 +253,16 @@ pub(crate) fn tenant_paused(tenant: &str, paused: bool) {
     TENANT_PAUSED
         .with_label_values(&[tenant])
         .set(i64::from(paused));
+}
+
+/// Counts broadcast recipients reaching `state` (a bounded name).
+pub(crate) fn broadcast_recipients(tenant: &str, state: &str, n: u64) {
+    BROADCAST_RECIPIENTS
+        .with_label_values(&[tenant, state])
+        .inc_by(n);
+}
+
+/// Sets how many of the tenant's broadcasts are running or paused.
+pub(crate) fn broadcasts_active(tenant: &str, n: i64) {
+    BROADCASTS_ACTIVE.with_label_values(&[tenant]).set(n);
 }

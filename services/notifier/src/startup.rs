@@ -2,6 +2,7 @@
 //! together (consumers, scheduler, token refresher, lease renewals, receipts, HTTP).
 
 use crate::{
+    broadcasts::fanout::Fanout,
     clock::Clock,
     dead_letters,
     deliveries::DispatchMarks,
@@ -77,6 +78,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "room on the deliveries' pages for in-place marks",
         sql: include_str!("migrations/0010_deliveries_room_for_marks.sql"),
     },
+    Migration {
+        version: 11,
+        name: "broadcasts: audience, progress, promotion caps",
+        sql: include_str!("migrations/0011_broadcasts.sql"),
+    },
 ];
 
 /// Applies the notifier's migrations. Idempotent; safe with replicas starting at once.
@@ -99,6 +105,7 @@ pub struct Application {
     scheduler: Scheduler,
     freshness: Freshness,
     leases: Arc<Leases>,
+    fanout: Fanout,
     http: loa_platform::http::HttpSettings,
 }
 
@@ -168,6 +175,9 @@ impl Application {
                 LimiterSettings {
                     burst_headroom: settings.rate_limit_headroom,
                     horizon: Duration::from_millis(settings.rate_limit_horizon_ms.max(1)),
+                    broadcast_horizon: Duration::from_millis(
+                        settings.rate_limit_broadcast_horizon_ms.max(1),
+                    ),
                     penalty: Duration::from_millis(settings.rate_limit_penalty_ms),
                 },
             ),
@@ -185,6 +195,15 @@ impl Application {
             leases: leases.clone(),
             marks: DispatchMarks::start(pool.clone()),
         });
+        let fanout = Fanout {
+            pool: pool.clone(),
+            publisher: publisher.clone(),
+            tenants: tenants.clone(),
+            clock: clock.clone(),
+            owner: leases.owner(),
+            chunk: settings.broadcast_chunk.max(1),
+            interval: Duration::from_millis(settings.broadcast_interval_ms.max(10)),
+        };
         let scheduler = Scheduler::new(
             pool.clone(),
             publisher,
@@ -209,6 +228,7 @@ impl Application {
             scheduler,
             freshness,
             leases,
+            fanout,
             http: common.http.clone(),
         })
     }
@@ -270,6 +290,7 @@ impl Application {
             )),
             dead_letters: dead_letters.clone(),
             keyring: self.keyring.clone(),
+            clock: self.clock.clone(),
         })
         .merge(ops_router(readiness))
         .fallback(fallback);
@@ -308,6 +329,7 @@ impl Application {
                 self.tokens.run_refresher(cancel.clone()),
                 self.scheduler.run(cancel.clone()),
                 self.leases.clone().run_renewals(cancel.clone()),
+                self.fanout.clone().run(cancel.clone()),
                 self.sender.declare_delay_queues(cancel.clone()),
                 // A reloaded tenants file: new tenants get token state and series.
                 self.tenants.for_each_change(cancel.clone(), |tenants| {

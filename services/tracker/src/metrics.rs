@@ -148,7 +148,7 @@ pub fn init(tenants: &loa_platform::Tenants) {
         }
     }
     for tenant in tenants.all() {
-        for kind in loa_contracts::NotificationKind::ALL {
+        for kind in loa_contracts::NotificationKind::CASE_UPDATES {
             PLANNED.with_label_values(&[tenant.id.as_str(), kind.as_str()]);
         }
         // Not known until the first sweep: NaN, not a misleading 0.

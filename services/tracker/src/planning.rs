@@ -135,6 +135,7 @@ fn request(
         trace_context: context.trace_context.map(str::to_owned),
         event_accepted_at: event.accepted_at,
         created_at: context.now,
+        broadcast: None,
     }
 }
 

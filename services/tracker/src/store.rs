@@ -1314,6 +1314,7 @@ mod tests {
             trace_context: None,
             event_accepted_at: None,
             created_at: at("2026-12-04T10:00:00Z"),
+            broadcast: None,
         };
         assert_eq!(
             notification_routing_key(&request),

@@ -123,6 +123,7 @@ mod tests {
             trace_context: None,
             event_accepted_at: None,
             created_at: chrono::Utc::now(),
+            broadcast: None,
         }
     }
 

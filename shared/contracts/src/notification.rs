@@ -1,4 +1,5 @@
-//! `NotificationRequest`: what the tracker asks the notifier to deliver.
+//! `NotificationRequest`: what the tracker (case updates) and the notifier's broadcasts
+//! (policy announcements) ask the notifier's sender to deliver.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -31,11 +32,29 @@ pub enum NotificationKind {
     /// ngày trả kết quả", or a new date after a supplement): the citizen is told the
     /// old and the new date, and why when the source says.
     DueDateChanged,
+    /// A policy announcement broadcast to the tenant's opted-in subscribers: a
+    /// promotion (Zalo's tag 3), so Zalo's promotion rules apply to it.
+    Announcement,
 }
 
 impl NotificationKind {
-    /// Every kind.
-    pub const ALL: [NotificationKind; 10] = [
+    /// Every kind: the case updates and the announcement.
+    pub const ALL: [NotificationKind; 11] = [
+        Self::Receipt,
+        Self::Refused,
+        Self::SupplementRequested,
+        Self::PaymentRequested,
+        Self::Withdrawn,
+        Self::Stopped,
+        Self::ResultReady,
+        Self::ResultReadyEarly,
+        Self::ResultReturned,
+        Self::DueDateChanged,
+        Self::Announcement,
+    ];
+
+    /// The kinds a dossier's status change plans (the tracker's).
+    pub const CASE_UPDATES: [NotificationKind; 10] = [
         Self::Receipt,
         Self::Refused,
         Self::SupplementRequested,
@@ -61,6 +80,7 @@ impl NotificationKind {
             Self::ResultReadyEarly => "result_ready_early",
             Self::ResultReturned => "result_returned",
             Self::DueDateChanged => "due_date_changed",
+            Self::Announcement => "announcement",
         }
     }
 
@@ -94,6 +114,7 @@ impl NotificationKind {
             Self::ResultReadyEarly => base_and!("due_date"),
             Self::DueDateChanged => base_and!("old_due_date", "new_due_date", "reason"),
             Self::Withdrawn | Self::ResultReady | Self::ResultReturned => base_and!(),
+            Self::Announcement => &["title", "body", "link"],
         }
     }
 
@@ -111,7 +132,14 @@ impl NotificationKind {
             Self::ResultReadyEarly => "410019",
             Self::ResultReturned => "410010",
             Self::DueDateChanged => "410011",
+            Self::Announcement => "420001",
         }
+    }
+
+    /// Whether Zalo counts this kind as a promotion (template tag 3): at most 25 % of
+    /// the day's ZNS quota, at most 4 per citizen per month.
+    pub fn is_promotion(self) -> bool {
+        self == Self::Announcement
     }
 }
 
@@ -190,6 +218,19 @@ pub struct NotificationRequest {
     pub event_accepted_at: Option<DateTime<Utc>>,
     /// When the tracker planned it.
     pub created_at: DateTime<Utc>,
+    /// The broadcast it belongs to and its subscriber, for a broadcast's requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broadcast: Option<BroadcastRef>,
+}
+
+/// Which broadcast a request belongs to, and to whom in its audience: the notifier's
+/// progress counters, its monthly promotion cap per citizen and pause / cancel read it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BroadcastRef {
+    /// The broadcast's id.
+    pub id: String,
+    /// The subscriber's id in the tenant's audience.
+    pub subscriber: i64,
 }
 
 impl NotificationRequest {
@@ -198,6 +239,16 @@ impl NotificationRequest {
     pub fn routing_key(&self) -> String {
         format!("{}.{}.{}", self.lane, self.tenant, self.kind)
     }
+}
+
+/// The notification id of a broadcast's message to one subscriber: the same for every
+/// expansion of the same broadcast, so the notifier sends each recipient once whatever
+/// crashed and republished meanwhile (32 hex characters, like [`notification_id`]).
+pub fn broadcast_notification_id(tenant: &str, broadcast_id: &str, subscriber: i64) -> String {
+    let digest = Sha256::digest(format!(
+        "{tenant}\u{1f}broadcast\u{1f}{broadcast_id}\u{1f}{subscriber}"
+    ));
+    hex::encode(&digest[..16])
 }
 
 /// Derives a notification id from the event that caused it and its kind, so replanning
@@ -241,6 +292,7 @@ mod tests {
             trace_context: None,
             event_accepted_at: None,
             created_at: Utc::now(),
+            broadcast: None,
         };
         assert_eq!(request.routing_key(), "transactional.dong-nai.receipt");
         request.lane = Lane::Broadcast;
@@ -248,11 +300,29 @@ mod tests {
     }
 
     #[test]
-    fn every_kind_has_a_template_and_a_lookup_link() {
-        for k in NotificationKind::ALL {
+    fn every_case_update_has_a_lookup_link_and_every_kind_a_name() {
+        for k in NotificationKind::CASE_UPDATES {
             assert!(k.required_params().contains(&"lookup_url"), "{k}");
+            assert!(!k.is_promotion(), "{k}");
+        }
+        for k in NotificationKind::ALL {
             assert_eq!(NotificationKind::from_name(k.as_str()), Some(k));
         }
+        assert_eq!(
+            NotificationKind::Announcement.required_params(),
+            ["title", "body", "link"]
+        );
+        assert!(NotificationKind::Announcement.is_promotion());
+    }
+
+    #[test]
+    fn a_broadcast_message_has_one_id_per_broadcast_and_subscriber() {
+        let a = broadcast_notification_id("demo", "b1", 7);
+        assert_eq!(a, broadcast_notification_id("demo", "b1", 7));
+        assert_ne!(a, broadcast_notification_id("demo", "b1", 8));
+        assert_ne!(a, broadcast_notification_id("demo", "b2", 7));
+        assert_ne!(a, broadcast_notification_id("other", "b1", 7));
+        assert_eq!(a.len(), 32);
     }
 
     #[test]

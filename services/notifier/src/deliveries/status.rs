@@ -27,11 +27,15 @@ pub enum DeliveryStatus {
     Held,
     /// Parked until its receipt or its recheck time: Zalo may have it.
     Ambiguous,
+    /// A broadcast's message left unsent for good, and not an error: the broadcast
+    /// was cancelled or ended, the citizen opted out or reached the monthly cap of
+    /// promotions (the reason is in `last_error`). Never claimed again.
+    Skipped,
 }
 
 impl DeliveryStatus {
     /// Every status.
-    pub const ALL: [DeliveryStatus; 9] = [
+    pub const ALL: [DeliveryStatus; 10] = [
         Self::Sending,
         Self::Sent,
         Self::Delivered,
@@ -41,6 +45,7 @@ impl DeliveryStatus {
         Self::Deferred,
         Self::Held,
         Self::Ambiguous,
+        Self::Skipped,
     ];
 
     /// The stored name.
@@ -55,6 +60,7 @@ impl DeliveryStatus {
             Self::Deferred => "deferred",
             Self::Held => "held",
             Self::Ambiguous => "ambiguous",
+            Self::Skipped => "skipped",
         }
     }
 
@@ -66,6 +72,11 @@ impl DeliveryStatus {
     /// Whether the message reached Zalo: never claimed or sent again.
     pub fn is_final(self) -> bool {
         matches!(self, Self::Sent | Self::Delivered | Self::Seen)
+    }
+
+    /// Whether nothing more will be done with it: it reached Zalo, or was skipped.
+    pub fn is_settled(self) -> bool {
+        self.is_final() || self == Self::Skipped
     }
 
     /// Whether the request waits in the table (its AMQP message is gone) for the
@@ -133,6 +144,7 @@ mod tests {
             (Deferred, false, true, false),
             (Held, false, true, false),
             (Ambiguous, false, true, false),
+            (Skipped, false, false, false),
         ];
         assert_eq!(table.len(), DeliveryStatus::ALL.len());
         for (s, is_final, parked, received) in table {

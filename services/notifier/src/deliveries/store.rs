@@ -48,6 +48,8 @@ pub struct NewDelivery {
     pub channel: String,
     /// When intake accepted the originating event.
     pub event_accepted_at: Option<DateTime<Utc>>,
+    /// The broadcast it belongs to (its progress counts it).
+    pub broadcast_id: Option<String>,
 }
 
 /// What is known of a request's attempt before the one just claimed.
@@ -101,6 +103,7 @@ pub async fn claim(
     let dossiers: Vec<Option<&str>> = rows.iter().map(|r| r.dossier_code.as_deref()).collect();
     let channels: Vec<&str> = rows.iter().map(|r| r.channel.as_str()).collect();
     let accepted: Vec<Option<DateTime<Utc>>> = rows.iter().map(|r| r.event_accepted_at).collect();
+    let broadcasts: Vec<Option<&str>> = rows.iter().map(|r| r.broadcast_id.as_deref()).collect();
     let lease_secs = lease.as_secs_f64();
 
     let client = pool
@@ -113,17 +116,18 @@ pub async fn claim(
         .prepare_cached(
             "WITH input AS (
                  SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                                      $7::timestamptz[])
-                     AS t(notification_id, tenant, kind, lane, dossier_code, channel, event_accepted_at)
+                                      $7::timestamptz[], $10::text[])
+                     AS t(notification_id, tenant, kind, lane, dossier_code, channel, event_accepted_at,
+                          broadcast_id)
              ), prior AS (
                  SELECT d.notification_id, d.status
                    FROM notifier.deliveries d JOIN input i USING (notification_id)
              ), claimed AS (
                  INSERT INTO notifier.deliveries AS d
                         (notification_id, tenant, kind, lane, dossier_code, channel, status, attempts,
-                         event_accepted_at, lease_until, lease_owner)
+                         event_accepted_at, lease_until, lease_owner, broadcast_id)
                  SELECT notification_id, tenant, kind, lane, dossier_code, channel, 'sending', 1,
-                        event_accepted_at, now() + make_interval(secs => $8), $9
+                        event_accepted_at, now() + make_interval(secs => $8), $9, broadcast_id
                    FROM input
                  ON CONFLICT (notification_id) DO UPDATE
                     SET status = 'sending', attempts = d.attempts + 1, channel = EXCLUDED.channel,
@@ -140,7 +144,8 @@ pub async fn claim(
                             WHEN d.status = 'retrying' AND d.recheck_at IS NOT NULL THEN 'unanswered'
                         END,
                         dispatched_at = NULL, request = NULL, updated_at = now()
-                  WHERE d.status NOT IN ('sent', 'delivered', 'seen', 'deferred', 'held', 'ambiguous')
+                  WHERE d.status NOT IN ('sent', 'delivered', 'seen', 'deferred', 'held', 'ambiguous',
+                                         'skipped')
                     AND NOT (d.status = 'sending' AND d.lease_until IS NOT NULL AND d.lease_until > now())
                  RETURNING d.notification_id, d.attempts, d.prior_doubt
              )
@@ -164,6 +169,7 @@ pub async fn claim(
                 &accepted,
                 &lease_secs,
                 &owner,
+                &broadcasts,
             ],
         )
         .await
@@ -183,7 +189,7 @@ pub async fn claim(
                         _ => Prior::Known,
                     },
                 },
-                (None, Some(status)) if status.is_final() => Claim::AlreadySent,
+                (None, Some(status)) if status.is_settled() => Claim::AlreadySent,
                 (None, Some(status)) if status.is_parked() => Claim::Parked,
                 // Leased by another sender, or inserted by one after our snapshot.
                 (None, _) => Claim::InFlight,
@@ -347,6 +353,8 @@ pub enum Status {
     },
     /// Parked while its tenant is paused.
     Held,
+    /// A broadcast's message left unsent for good (the reason is the error).
+    Skipped,
     /// Parked until a receipt proves it was delivered, or until `recheck_at`.
     Ambiguous {
         /// When to resend it if no receipt came.
@@ -364,6 +372,7 @@ impl Status {
             Self::Retrying => DeliveryStatus::Retrying,
             Self::Deferred { .. } => DeliveryStatus::Deferred,
             Self::Held => DeliveryStatus::Held,
+            Self::Skipped => DeliveryStatus::Skipped,
             Self::Ambiguous { .. } => DeliveryStatus::Ambiguous,
         }
     }

@@ -18,6 +18,7 @@
 //! | `needs_operator` (-115, -321, -135, refused refresh token, …) | `Hold` and pause the tenant |
 //! | `not_before` in the future | `Defer` to it |
 //! | tenant paused | `Hold` |
+//! | a broadcast's message: cancelled, ended, opted out, monthly cap, or Zalo's per-user limits (-1471, -1472) | `Skip` |
 //! | broadcast at the transactional reserve, or quota spent | `Defer` to the next quota day |
 //!
 //! # How a retry waits: delay queues
@@ -106,6 +107,10 @@ pub(crate) enum SendOutcome {
     /// The dispatch mark could not be written, so the call was not made: a crash
     /// after an unmarked call would leave its fate unknowable. Nothing was sent.
     NotDispatched(String),
+    /// A broadcast's message that is not to be sent, and is no error: the broadcast
+    /// was cancelled or ended, the citizen opted out or has had this month's
+    /// promotions (see [`crate::broadcasts::gate`]). Nothing was sent.
+    Skipped(&'static str),
 }
 
 /// What a request's attempt needs to know besides its outcome.
@@ -168,6 +173,11 @@ pub(crate) enum Decision {
         /// Pause the tenant: Zalo's code and message.
         pause: Option<(Option<i64>, String)>,
     },
+    /// Record `skipped` with the reason, ack (no dead letter: nothing is wrong).
+    Skip {
+        /// `cancelled`, `ended`, `opted_out`, `monthly_cap`, `recipient_limit`.
+        reason: &'static str,
+    },
     /// Record `failed`, dead-letter with this reason.
     Fail {
         /// Metrics reason.
@@ -206,6 +216,7 @@ pub(crate) fn decide(outcome: &SendOutcome, ctx: &Context, settings: &RetrySetti
             until: *until,
             exhausts_quota: false,
         },
+        SendOutcome::Skipped(reason) => Decision::Skip { reason },
         SendOutcome::Paused(reason) => Decision::Hold {
             reason: format!("tenant paused: {reason}"),
             pause: None,

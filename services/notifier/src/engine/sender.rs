@@ -42,6 +42,7 @@ use super::{
     policy::{self, Context, Decision, RetrySettings, SendOutcome},
 };
 use crate::{
+    broadcasts::gate::{self, Verdict},
     clock::Clock,
     deliveries::{
         self, Claim, DeliveryStatus, NewDelivery, Outcome, Prior, Record, Status, Transition,
@@ -73,6 +74,10 @@ use std::{
     time::Duration,
 };
 use tokio::time::Instant;
+
+/// How often a batch still waiting for send slots looks at its broadcasts again
+/// (pause, cancel, end, quiet hours take effect within this, plus one send).
+const BROADCAST_RECHECK: Duration = Duration::from_millis(500);
 
 /// One decoded request with what its AMQP message said about it.
 #[derive(Debug, Clone)]
@@ -605,6 +610,20 @@ impl Sender {
             self.count(request, s.channel, "retry_unrecorded");
             return Disposition::Retry;
         }
+        if request.broadcast.is_some() {
+            let state = match &s.decision {
+                Decision::Sent => Some("sent"),
+                Decision::Fail { .. } => Some("failed"),
+                Decision::Skip { .. } => Some("skipped"),
+                Decision::Defer { .. } | Decision::Hold { .. } | Decision::Park { .. } => {
+                    Some("deferred")
+                }
+                Decision::Retry { .. } | Decision::Refresh | Decision::Fallback => None,
+            };
+            if let Some(state) = state {
+                metrics::broadcast_recipients(tenant, state, 1);
+            }
+        }
         match &s.decision {
             Decision::Sent => {
                 self.count(request, s.channel, "sent");
@@ -691,6 +710,10 @@ impl Sender {
                 );
                 Disposition::Ack
             }
+            Decision::Skip { reason } => {
+                self.count(request, s.channel, &format!("skipped_{reason}"));
+                Disposition::Ack
+            }
             // Never final (they go round again); give it back to be safe.
             Decision::Refresh | Decision::Fallback => Disposition::Retry,
         }
@@ -710,6 +733,19 @@ impl Sender {
         let now = self.inner.clock.now();
         // One version of the tenants for the whole batch.
         let tenants = self.inner.tenants.current();
+        // Broadcast messages: still wanted, now, by this citizen, this month?
+        let of_broadcasts: Vec<&NotificationRequest> = claimed
+            .iter()
+            .map(|&i| &items[i].request)
+            .filter(|r| r.broadcast.is_some())
+            .collect();
+        let verdicts = match gate::verdicts(&self.inner.pool, &tenants, &of_broadcasts, now).await {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::warn!(error.message = %e, "Failed to read the broadcasts of a batch; their messages go round again.");
+                None
+            }
+        };
         let mut plans: Vec<(usize, &'a Incoming, &TenantSettings, &str)> = Vec::new();
         for &i in claimed {
             let incoming = items[i];
@@ -748,6 +784,24 @@ impl Sender {
                 );
                 continue;
             };
+            if request.broadcast.is_some() {
+                let outcome = match verdicts.as_ref().map(|v| v.get(&request.notification_id)) {
+                    Some(Some(Verdict::Send)) => None,
+                    Some(Some(Verdict::Wait { until })) => Some(SendOutcome::NotYet(*until)),
+                    Some(Some(Verdict::Skip(reason))) => Some(SendOutcome::Skipped(reason)),
+                    Some(None) | None => Some(SendOutcome::NotDispatched(
+                        "the broadcast gate could not be read".to_owned(),
+                    )),
+                };
+                if let Some(outcome) = outcome {
+                    let channel = Channel::for_request(request);
+                    settled.insert(
+                        i,
+                        self.settled_early(outcome, channel, false, incoming, now),
+                    );
+                    continue;
+                }
+            }
             if let Some(until) = request.not_before.filter(|nb| *nb > now) {
                 let s = self.settled_early(
                     SendOutcome::NotYet(until),
@@ -820,7 +874,15 @@ impl Sender {
 
         let mut quotas: HashMap<String, quota::Observation> = HashMap::new();
         let mut paused: HashSet<String> = HashSet::new();
+        let mut rechecked = Instant::now();
         while !pending.is_empty() {
+            if rechecked.elapsed() >= BROADCAST_RECHECK {
+                pending = self.recheck_broadcasts(pending, settled).await;
+                rechecked = Instant::now();
+                if pending.is_empty() {
+                    break;
+                }
+            }
             let (sends, later, wait) = self.gate(pending, settled, &mut paused).await;
             if sends.is_empty() {
                 pending = later;
@@ -864,7 +926,12 @@ impl Sender {
                         SendOutcome::Sent(a) => observed.accepted(a.daily_quota, a.remaining_quota),
                         SendOutcome::Failed(f) if f.class == ErrorClass::Ambiguous => {}
                         // The gate reserved quota for a message Zalo did not take.
-                        _ => observed.refund += 1,
+                        _ => {
+                            observed.refund += 1;
+                            if work.incoming.request.kind.is_promotion() {
+                                observed.promotion_refund += 1;
+                            }
+                        }
                     }
                 }
                 let mut decision =
@@ -1005,6 +1072,11 @@ impl Sender {
                         .chain(other)
                         .next()
                         .is_some_and(|w| w.incoming.request.lane == Lane::Broadcast),
+                    promotion: zns
+                        .iter()
+                        .chain(other)
+                        .next()
+                        .is_some_and(|w| w.incoming.request.kind.is_promotion()),
                 };
                 (*tenant_id, &tenant.zalo, want)
             })
@@ -1064,6 +1136,46 @@ impl Sender {
             }
         }
         (sends, later, wait)
+    }
+
+    /// Settles the broadcast messages among `pending` whose broadcast was paused,
+    /// cancelled or ended (or whose quiet hours began) since the batch started;
+    /// returns the rest.
+    async fn recheck_broadcasts<'a>(
+        &self,
+        pending: Vec<Work<'a>>,
+        settled: &mut HashMap<usize, Settled>,
+    ) -> Vec<Work<'a>> {
+        let requests: Vec<&NotificationRequest> = pending
+            .iter()
+            .map(|w| &w.incoming.request)
+            .filter(|r| r.broadcast.is_some())
+            .collect();
+        if requests.is_empty() {
+            return pending;
+        }
+        let now = self.inner.clock.now();
+        let tenants = self.inner.tenants.current();
+        let stop = match gate::recheck(&self.inner.pool, &tenants, &requests, now).await {
+            Ok(stop) => stop,
+            Err(e) => {
+                tracing::warn!(error.message = %e, "Failed to look at the broadcasts again; sending as decided.");
+                return pending;
+            }
+        };
+        let mut rest = Vec::with_capacity(pending.len());
+        for work in pending {
+            let outcome = match stop.get(&work.incoming.request.notification_id) {
+                Some(Verdict::Wait { until }) => SendOutcome::NotYet(*until),
+                Some(Verdict::Skip(reason)) => SendOutcome::Skipped(reason),
+                Some(Verdict::Send) | None => {
+                    rest.push(work);
+                    continue;
+                }
+            };
+            self.settle_unsent(work, outcome, now, settled);
+        }
+        rest
     }
 
     /// Settles a request the gate let through no slot for (see [`Self::settled_early`]).
@@ -1206,6 +1318,17 @@ fn decide_for(
         can_fall_back: work.route.after(work.channel).is_some(),
         now,
     };
+    // Zalo's per-citizen limits on promotions: that citizen misses this broadcast,
+    // which is no error (a case update keeps the usual fallback).
+    if work.incoming.request.broadcast.is_some() {
+        if let SendOutcome::Failed(f) = outcome {
+            if matches!(f.code, Some(-1471 | -1472)) {
+                return Decision::Skip {
+                    reason: "recipient_limit",
+                };
+            }
+        }
+    }
     policy::decide(outcome, &ctx, settings)
 }
 
@@ -1231,6 +1354,7 @@ fn new_delivery(request: &NotificationRequest) -> NewDelivery {
         dossier_code: request.dossier_code.clone(),
         channel: Channel::for_request(request).as_str().to_owned(),
         event_accepted_at: request.event_accepted_at,
+        broadcast_id: request.broadcast.as_ref().map(|b| b.id.clone()),
     }
 }
 
@@ -1257,6 +1381,13 @@ fn record_of(request: &NotificationRequest, s: &Settled) -> Record {
             (Status::Sent, msg_id, None, None, None)
         }
         Decision::Fail { reason, .. } => (Status::Failed, None, code, Some(reason.clone()), None),
+        Decision::Skip { reason } => (
+            Status::Skipped,
+            None,
+            code,
+            Some((*reason).to_owned()),
+            None,
+        ),
         Decision::Retry { reason, .. } => {
             (Status::Retrying, None, code, Some(reason.clone()), None)
         }
@@ -1330,6 +1461,10 @@ fn transition_of(request: &NotificationRequest, s: &Settled) -> Option<Transitio
         ),
         Decision::Hold { reason, .. } => (
             DeliveryStatus::Held,
+            json!({"channel": s.channel.as_str(), "code": code, "reason": reason}),
+        ),
+        Decision::Skip { reason } => (
+            DeliveryStatus::Skipped,
             json!({"channel": s.channel.as_str(), "code": code, "reason": reason}),
         ),
         Decision::Refresh | Decision::Fallback => (DeliveryStatus::Sending, json!({})),
@@ -1475,6 +1610,7 @@ mod tests {
             trace_context: None,
             event_accepted_at: None,
             created_at: chrono::Utc::now(),
+            broadcast: None,
         };
         let mut headers = lapin::types::FieldTable::default();
         headers.insert(

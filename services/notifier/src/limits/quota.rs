@@ -37,6 +37,8 @@ pub(crate) struct Observation {
     pub exhausted: bool,
     /// ZNS sends the gate reserved quota for that Zalo did not accept.
     pub refund: i64,
+    /// Of those, promotions (tag 3): given back to the day's promotion share too.
+    pub promotion_refund: i64,
 }
 
 impl Observation {
@@ -90,6 +92,10 @@ pub(crate) async fn observe_many(
     // Only Zalo's -144 spends the day; a reported 0 left does not (see the module docs).
     let exhausted: Vec<bool> = seen.iter().map(|(_, o)| o.exhausted).collect();
     let refund: Vec<i32> = seen.iter().map(|(_, o)| clamp(o.refund)).collect();
+    let promotion_refund: Vec<i32> = seen
+        .iter()
+        .map(|(_, o)| clamp(o.promotion_refund))
+        .collect();
     let client = pool
         .get()
         .await
@@ -97,8 +103,9 @@ pub(crate) async fn observe_many(
     let statement = client
         .prepare_cached(
             "WITH o AS (
-                 SELECT * FROM UNNEST($1::text[], $3::int4[], $4::int4[], $5::bool[], $6::int4[])
-                     AS o(tenant, daily_quota, remaining, exhausted, refund)
+                 SELECT * FROM UNNEST($1::text[], $3::int4[], $4::int4[], $5::bool[], $6::int4[],
+                                      $7::int4[])
+                     AS o(tenant, daily_quota, remaining, exhausted, refund, promotion_refund)
              )
              INSERT INTO notifier.zns_quota AS q (tenant, day, daily_quota, remaining, exhausted)
              SELECT tenant, $2, daily_quota, remaining, exhausted FROM o
@@ -111,6 +118,8 @@ pub(crate) async fn observe_many(
                         ELSE LEAST(q.remaining + (SELECT o.refund FROM o WHERE o.tenant = q.tenant), EXCLUDED.remaining)
                     END,
                     exhausted = q.exhausted OR EXCLUDED.exhausted,
+                    promotion_sent = GREATEST(0, q.promotion_sent
+                        - (SELECT o.promotion_refund FROM o WHERE o.tenant = q.tenant)),
                     updated_at = now()
              RETURNING tenant, remaining",
         )
@@ -119,7 +128,15 @@ pub(crate) async fn observe_many(
     let rows = client
         .query(
             &statement,
-            &[&tenants, &day, &daily, &remaining, &exhausted, &refund],
+            &[
+                &tenants,
+                &day,
+                &daily,
+                &remaining,
+                &exhausted,
+                &refund,
+                &promotion_refund,
+            ],
         )
         .await
         .context("Failed to store the ZNS quota")?;

@@ -15,6 +15,11 @@
 //! Only slots that start within a horizon are handed out per call, so a broadcast
 //! batch cannot book the next minute and delay a case update behind it: the
 //! transactional lane's next call gets the slot after the broadcast's current horizon.
+//! The broadcast lane's horizon is shorter (`rate_limit_broadcast_horizon_ms`, 250 ms
+//! by default, against 2 s for case updates): a broadcast only books the slots that
+//! start almost now, so however hard it saturates the tenant's rate, a case update
+//! that arrives waits at most that long behind it, and the broadcast gets what case
+//! updates leave.
 //!
 //! Why not single-active-consumer queues per tenant: the limit would be exact only per
 //! queue, and the notifier has two lanes per tenant that share one Zalo app; the
@@ -35,13 +40,18 @@ use deadpool_postgres::Pool;
 use loa_platform::tenants::ZaloAppSettings;
 use std::time::Duration;
 
+/// Share of the day's ZNS quota promotions (tag 3) may use: Zalo's rule.
+pub(crate) const PROMOTION_SHARE: f64 = 0.25;
+
 /// How the limiter turns a tenant's configured rate into slots.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct LimiterSettings {
     /// Share (0..1) of the configured burst left unused as a cushion for jitter.
     pub burst_headroom: f64,
-    /// Hand out only slots that start within this long from now.
+    /// Hand out only slots that start within this long from now (case updates).
     pub horizon: Duration,
+    /// The same for broadcasts: shorter, so they never book ahead of case updates.
+    pub broadcast_horizon: Duration,
     /// How long `-32` pushes the tenant's next slot back.
     pub penalty: Duration,
 }
@@ -53,8 +63,11 @@ pub(crate) struct Want {
     pub zns: u32,
     /// Sends on other channels (OA template by user id).
     pub other: u32,
-    /// Broadcast lane (stops at the transactional reserve of the quota).
+    /// Broadcast lane (stops at the transactional reserve of the quota, books slots
+    /// within the broadcast horizon only).
     pub broadcast: bool,
+    /// Promotions (Zalo's tag 3): their ZNS sends stop at 25 % of the day's quota.
+    pub promotion: bool,
 }
 
 /// What the gate granted.
@@ -129,11 +142,19 @@ impl RateLimiter {
         let mut order: Vec<usize> = (0..wants.len()).collect();
         order.sort_by_key(|&i| wants[i].0);
         let day: NaiveDate = loa_contracts::time::vietnam_day(&self.clock.now());
-        let horizon_ms = self.settings.horizon.as_secs_f64() * 1000.0;
+        let horizon_ms = |broadcast: bool| {
+            let horizon = if broadcast {
+                self.settings.broadcast_horizon
+            } else {
+                self.settings.horizon
+            };
+            horizon.as_secs_f64() * 1000.0
+        };
         let count = |v: u32| i32::try_from(v).unwrap_or(i32::MAX);
         let mut tenants = Vec::with_capacity(wants.len());
         let (mut zns, mut other, mut broadcast) = (Vec::new(), Vec::new(), Vec::new());
         let (mut intervals, mut tolerances, mut reserves) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut horizons, mut promotions) = (Vec::new(), Vec::new());
         for &i in &order {
             let (tenant, app, want) = wants[i];
             let (interval_ms, tolerance_ms) = self.gcra(app).unwrap_or((0.0, 0.0));
@@ -144,6 +165,8 @@ impl RateLimiter {
             intervals.push(interval_ms);
             tolerances.push(tolerance_ms);
             reserves.push(app.transactional_reserve.clamp(0.0, 1.0));
+            horizons.push(horizon_ms(want.broadcast));
+            promotions.push(want.promotion);
         }
         let client = self
             .pool
@@ -155,12 +178,13 @@ impl RateLimiter {
                 "SELECT s.paused, s.pause_reason, s.zns_allowed, s.zns_granted, s.other_granted,
                         s.first_slot_ms, s.retry_after_ms, s.remaining
                    FROM UNNEST($1::text[], $2::int4[], $3::int4[], $4::bool[], $5::float8[],
-                               $6::float8[], $7::float8[]) WITH ORDINALITY
+                               $6::float8[], $7::float8[], $9::float8[], $10::bool[])
+                        WITH ORDINALITY
                         AS w(tenant, want_zns, want_other, broadcast, interval_ms, tolerance_ms,
-                             reserve, ord)
+                             reserve, horizon_ms, promotion, ord)
                   CROSS JOIN LATERAL notifier.take_send_slots(
                         w.tenant, $8, w.want_zns, w.want_other, w.broadcast, w.interval_ms,
-                        w.tolerance_ms, $9, w.reserve) AS s
+                        w.tolerance_ms, w.horizon_ms, w.reserve, w.promotion, $11) AS s
                   ORDER BY w.ord",
             )
             .await
@@ -177,7 +201,9 @@ impl RateLimiter {
                     &tolerances,
                     &reserves,
                     &day,
-                    &horizon_ms,
+                    &horizons,
+                    &promotions,
+                    &PROMOTION_SHARE,
                 ],
             )
             .await
@@ -241,6 +267,7 @@ mod tests {
             LimiterSettings {
                 burst_headroom: headroom,
                 horizon: Duration::from_secs(1),
+                broadcast_horizon: Duration::from_millis(250),
                 penalty: Duration::from_secs(1),
             },
         )

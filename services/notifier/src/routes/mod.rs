@@ -5,6 +5,10 @@
 //! - [`admin`]: the console's API (overview, deliveries by state, resend, cancel,
 //!   citizen messages);
 //! - [`crate::dead_letters`]: `GET /v1/dead-letters`, `POST /v1/dead-letters/replay`;
+//! - [`crate::broadcasts::subscribers_api`]: `POST /v1/subscribers/import`,
+//!   `POST /v1/subscribers/opt-out`;
+//! - [`crate::broadcasts::api`]: `/v1/broadcasts` (create, list, show, pause, resume,
+//!   cancel);
 //! - [`webhook`]: `POST /zalo/webhook`.
 //!
 //! Every route but the webhook needs a tenant admin token (or the console's service
@@ -43,6 +47,8 @@ pub(crate) struct Api {
     pub(crate) dead_letters: DeadLetters,
     /// Seals Zalo tokens at rest.
     pub(crate) keyring: crate::zalo::sealing::Keyring,
+    /// The notifier's wall clock (broadcast schedules).
+    pub(crate) clock: crate::clock::Clock,
 }
 
 /// Every API route.
@@ -62,6 +68,19 @@ pub(crate) fn router(api: Api) -> Router {
             publisher: api.publisher,
             keyring: api.keyring,
         }))
+        .merge(crate::broadcasts::subscribers_api::router(
+            crate::broadcasts::subscribers_api::SubscribersState {
+                pool: api.pool.clone(),
+                tenants: api.tenants.clone(),
+            },
+        ))
+        .merge(crate::broadcasts::api::router(
+            crate::broadcasts::api::BroadcastsState {
+                pool: api.pool.clone(),
+                tenants: api.tenants.clone(),
+                clock: api.clock,
+            },
+        ))
         .merge(api.dead_letters.router())
         // Admin routes only: Zalo's webhook servers post for every tenant from the
         // same addresses, so one tenant's wrong secret must not hold back another's.

@@ -122,6 +122,15 @@ pub(crate) async fn store(pool: &Pool, tenant: &str, webhook: &Webhook) -> anyho
             user_id,
             msg_id,
             text,
+        } if crate::broadcasts::is_opt_out(text) => {
+            let citizen = crate::broadcasts::Citizen::ZaloUser(user_id.clone());
+            crate::broadcasts::opt_out(&tx, tenant, &citizen).await?;
+            "applied"
+        }
+        Event::Text {
+            user_id,
+            msg_id,
+            text,
         } => match subscribers::parse_lookup(text) {
             Some(code) => {
                 subscribers::record_lookup(

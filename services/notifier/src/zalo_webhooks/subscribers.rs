@@ -50,6 +50,14 @@ pub(crate) async fn set_phone<C: GenericClient>(
     phone: &PhoneNumber,
     at: DateTime<Utc>,
 ) -> anyhow::Result<()> {
+    // A phone names one citizen per tenant: an imported phone-only row joins this user.
+    crate::broadcasts::join_phones(
+        client,
+        tenant,
+        &[Some(phone.as_str())],
+        &[Some(zalo_user_id)],
+    )
+    .await?;
     client
         .execute(
             "INSERT INTO notifier.subscribers (tenant, zalo_user_id, phone, following, updated_at)

@@ -11,6 +11,7 @@ fn row(id: &str) -> NewDelivery {
         dossier_code: Some("HS-0301".into()),
         channel: "zns".into(),
         event_accepted_at: None,
+        broadcast_id: None,
     }
 }
 

@@ -480,5 +480,6 @@ pub fn request_for(
         trace_context: None,
         event_accepted_at: Some(chrono::Utc::now()),
         created_at: chrono::Utc::now(),
+        broadcast: None,
     }
 }

@@ -29,6 +29,7 @@ async fn claim_as_dead_sender(
         dossier_code: request.dossier_code.clone(),
         channel: "zns".into(),
         event_accepted_at: None,
+        broadcast_id: None,
     };
     deliveries::claim(&app.pool, &[row], lease, DEAD_SENDER)
         .await

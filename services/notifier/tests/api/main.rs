@@ -2,6 +2,7 @@
 //! vhost per test) and the Zalo sandbox in process.
 
 mod admin_api;
+mod broadcasts;
 mod claims;
 mod dead_letters;
 mod deliveries_api;
@@ -14,5 +15,6 @@ mod packed;
 mod quota;
 mod rate_limit;
 mod retries;
+mod subscribers;
 mod tokens;
 mod webhooks;

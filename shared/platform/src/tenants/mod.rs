@@ -5,8 +5,10 @@
 //! [`Tenants`] is one immutable, validated version of the file; [`LiveTenants`] holds
 //! the version in force and swaps it when the file is reloaded ([`live`]).
 
+pub mod broadcasts;
 pub mod live;
 
+pub use broadcasts::{BroadcastSettings, QuietHours};
 pub use live::LiveTenants;
 
 use crate::{config::ConfigError, credential::Credential, Secret};
@@ -30,6 +32,9 @@ pub struct TenantSettings {
     pub admin_tokens: Vec<Credential>,
     /// The tenant's Zalo app and OA.
     pub zalo: ZaloAppSettings,
+    /// Policy broadcasts: quiet hours, Article broadcasts.
+    #[serde(default)]
+    pub broadcasts: BroadcastSettings,
 }
 
 /// An upstream one-stop system and its credential.
@@ -251,6 +256,7 @@ pub fn demo_tenant(sandbox_url: &str) -> TenantSettings {
         }],
         admin_tokens: vec![Credential::new("demo-admin")],
         zalo,
+        broadcasts: BroadcastSettings::default(),
     }
 }
 

@@ -1,0 +1,479 @@
+//! The broadcasts' HTTP API (tenant admin token, or the console's service credential
+//! with `X-Loa-Tenant`; another tenant's broadcasts are not found, never forbidden):
+//!
+//! - `POST /v1/broadcasts` with `{"title", "audience": {"all": true} | {"tags":
+//!   "<expression>"}, "message": {"template": "announcement", "params": {"title",
+//!   "body", "link"}}, "start_at"?, "end_at"?, "dry_run"?}`: `201 {"id", "state",
+//!   "audience"}`; with `"dry_run": true`, `200 {"audience", "preview"}` and nothing is
+//!   created. Parameters are checked against the template before anything is stored;
+//!   `{name}` in a parameter becomes each citizen's name. A bad tag expression is a
+//!   `422` naming its position.
+//! - `GET /v1/broadcasts?limit=` and `GET /v1/broadcasts/{id}`: state and progress.
+//! - `POST /v1/broadcasts/{id}/pause`, `/resume`, `/cancel`: `409` when the
+//!   broadcast's state does not allow it.
+
+use super::{
+    fanout::NO_NAME,
+    store::{self, Acted, Action, Broadcast, BroadcastState, NewBroadcast},
+    targeting,
+};
+use crate::clock::Clock;
+use anyhow::Context;
+use axum::{
+    extract::{rejection::QueryRejection, Path, Query, State},
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+    Json, Router,
+};
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use loa_contracts::NotificationKind;
+use loa_platform::{
+    http::{admin_tenant, ApiError, JsonBody},
+    LiveTenants, TenantSettings,
+};
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeMap, HashMap};
+
+/// Who an audience reaches besides its tags: opted in, not opted out, not unfollowed.
+pub(crate) const REACHABLE: &str =
+    "announcements AND opted_out_at IS NULL AND following IS DISTINCT FROM false";
+/// Longest title, in characters.
+const MAX_TITLE: usize = 200;
+/// Longest parameter value, in characters (Zalo's template fields are short).
+const MAX_PARAM: usize = 1000;
+
+/// What the broadcast routes share.
+#[derive(Clone)]
+pub(crate) struct BroadcastsState {
+    /// The notifier's database.
+    pub pool: Pool,
+    /// Tenants (admin tokens, templates), as the tenants file says now.
+    pub tenants: LiveTenants,
+    /// The notifier's wall clock (schedules, quiet hours).
+    pub clock: Clock,
+}
+
+/// The broadcast routes.
+pub(crate) fn router(state: BroadcastsState) -> Router {
+    Router::new()
+        .route("/v1/broadcasts", post(create).get(list))
+        .route("/v1/broadcasts/{id}", get(show))
+        .route("/v1/broadcasts/{id}/pause", post(pause))
+        .route("/v1/broadcasts/{id}/resume", post(resume))
+        .route("/v1/broadcasts/{id}/cancel", post(cancel))
+        .with_state(state)
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message).with_field(field)
+}
+
+/// A create request, checked.
+struct Checked {
+    title: String,
+    tags: Option<targeting::Expr>,
+    template: String,
+    params: Map<String, Value>,
+    start_at: Option<DateTime<Utc>>,
+    end_at: Option<DateTime<Utc>>,
+    dry_run: bool,
+}
+
+/// Checks a create request's body against the tenant (see the module docs).
+fn check(body: &Value, tenant: &TenantSettings, now: DateTime<Utc>) -> Result<Checked, ApiError> {
+    let Some(object) = body.as_object() else {
+        return Err(invalid("body", "the body is a JSON object"));
+    };
+    for key in object.keys() {
+        if ![
+            "title", "audience", "message", "start_at", "end_at", "dry_run",
+        ]
+        .contains(&key.as_str())
+        {
+            return Err(invalid(key, format!("unknown field `{key}`")));
+        }
+    }
+    let title = match &body["title"] {
+        Value::String(t) if !t.trim().is_empty() && t.chars().count() <= MAX_TITLE => {
+            t.trim().to_owned()
+        }
+        _ => {
+            return Err(invalid(
+                "title",
+                format!("`title` is a non-empty string of at most {MAX_TITLE} characters"),
+            ))
+        }
+    };
+    let audience = &body["audience"];
+    let tags = match (audience.get("all"), audience.get("tags")) {
+        (Some(Value::Bool(true)), None) => None,
+        (None, Some(Value::String(expression))) => {
+            Some(targeting::parse(expression).map_err(|e| {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_tags",
+                    e.to_string(),
+                )
+                .with_field("audience.tags")
+            })?)
+        }
+        _ => {
+            return Err(invalid(
+                "audience",
+                "`audience` is {\"all\": true} or {\"tags\": \"<tag expression>\"}",
+            ))
+        }
+    };
+    let template = match &body["message"]["template"] {
+        Value::String(t) => t.clone(),
+        _ => {
+            return Err(invalid(
+                "message.template",
+                "`message.template` names a template",
+            ))
+        }
+    };
+    let kind = NotificationKind::from_name(&template)
+        .filter(|k| k.is_promotion())
+        .filter(|k| tenant.zalo.template_for(*k).is_some())
+        .ok_or_else(|| {
+            invalid(
+                "message.template",
+                format!("`{template}` is not one of this tenant's announcement templates"),
+            )
+        })?;
+    let params = match &body["message"]["params"] {
+        Value::Object(p) => p.clone(),
+        _ => return Err(invalid("message.params", "`message.params` is an object")),
+    };
+    for name in kind.required_params() {
+        match params.get(*name) {
+            Some(Value::String(v)) if !v.trim().is_empty() => {}
+            _ => {
+                return Err(invalid(
+                    &format!("message.params.{name}"),
+                    format!("the template needs `{name}`, a non-empty string"),
+                ))
+            }
+        }
+    }
+    for (name, value) in &params {
+        let field = format!("message.params.{name}");
+        if !kind.required_params().contains(&name.as_str()) {
+            return Err(invalid(
+                &field,
+                format!("the template has no parameter `{name}`"),
+            ));
+        }
+        if value.as_str().is_none_or(|v| v.chars().count() > MAX_PARAM) {
+            return Err(invalid(
+                &field,
+                format!("a string of at most {MAX_PARAM} characters"),
+            ));
+        }
+    }
+    if let Some(link) = params.get("link").and_then(Value::as_str) {
+        if !(link.starts_with("https://") || link.starts_with("http://"))
+            || link.contains(char::is_whitespace)
+        {
+            return Err(invalid("message.params.link", "`link` is an http(s) URL"));
+        }
+    }
+    let time = |field: &str| -> Result<Option<DateTime<Utc>>, ApiError> {
+        match &body[field] {
+            Value::Null => Ok(None),
+            Value::String(s) => DateTime::parse_from_rfc3339(s)
+                .map(|t| Some(t.to_utc()))
+                .map_err(|_| invalid(field, format!("`{field}` is an RFC 3339 time"))),
+            _ => Err(invalid(field, format!("`{field}` is an RFC 3339 time"))),
+        }
+    };
+    let start_at = time("start_at")?;
+    let end_at = time("end_at")?;
+    if let Some(end) = end_at {
+        if end <= start_at.unwrap_or(now).max(now) {
+            return Err(invalid(
+                "end_at",
+                "`end_at` is after `start_at` and after now",
+            ));
+        }
+    }
+    let dry_run = match &body["dry_run"] {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        _ => return Err(invalid("dry_run", "`dry_run` is true or false")),
+    };
+    Ok(Checked {
+        title,
+        tags,
+        template,
+        params,
+        start_at,
+        end_at,
+        dry_run,
+    })
+}
+
+/// How many of the tenant's subscribers an audience reaches now, and the name of
+/// one of them (for the preview).
+async fn count_audience(
+    pool: &Pool,
+    tenant: &str,
+    tags: Option<&targeting::Expr>,
+) -> anyhow::Result<(i64, Option<String>)> {
+    let mut binds: Vec<String> = Vec::new();
+    let condition = tags.map_or_else(|| "true".to_owned(), |e| e.to_sql(2, &mut binds));
+    let client = pool
+        .get()
+        .await
+        .context("Failed to get a PostgreSQL connection")?;
+    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&tenant];
+    for b in &binds {
+        params.push(b);
+    }
+    let row = client
+        .query_one(
+            &format!(
+                "SELECT count(*), (array_agg(name ORDER BY id) FILTER (WHERE name IS NOT NULL))[1]
+                   FROM notifier.subscribers
+                  WHERE tenant = $1 AND {REACHABLE} AND ({condition})"
+            ),
+            &params,
+        )
+        .await
+        .context("Failed to count an audience")?;
+    Ok((row.get(0), row.get(1)))
+}
+
+/// `POST /v1/broadcasts`.
+async fn create(
+    State(state): State<BroadcastsState>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Response, ApiError> {
+    let tenant = admin_tenant(&state.tenants.current(), &headers)?;
+    let now = state.clock.now();
+    let checked = check(&body, &tenant, now)?;
+    let (audience, sample_name) =
+        count_audience(&state.pool, &tenant.id, checked.tags.as_ref()).await?;
+    if checked.dry_run {
+        let name = sample_name.as_deref().unwrap_or(NO_NAME);
+        let params: BTreeMap<&String, String> = checked
+            .params
+            .iter()
+            .map(|(k, v)| (k, v.as_str().unwrap_or_default().replace("{name}", name)))
+            .collect();
+        let kind = NotificationKind::from_name(&checked.template);
+        return Ok(Json(json!({
+            "audience": audience,
+            "preview": {
+                "template": checked.template,
+                "template_id": kind.and_then(|k| tenant.zalo.template_for(k)),
+                "params": params,
+            },
+        }))
+        .into_response());
+    }
+    let new = NewBroadcast {
+        id: format!("b{:016x}", rand::random::<u64>()),
+        tenant: tenant.id.clone(),
+        title: checked.title,
+        audience_tags: checked.tags.as_ref().map(ToString::to_string),
+        template: checked.template,
+        params: Value::Object(checked.params),
+        start_at: checked.start_at.unwrap_or(now),
+        end_at: checked.end_at,
+        audience,
+    };
+    let stored = store::insert(&state.pool, &new).await?;
+    tracing::info!(tenant = %tenant.id, broadcast = %stored.id, audience, "Broadcast created.");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"id": stored.id, "state": stored.state, "audience": stored.audience})),
+    )
+        .into_response())
+}
+
+/// A broadcast with its progress, as the API shows it.
+#[derive(Debug, Serialize)]
+pub(crate) struct BroadcastView {
+    id: String,
+    title: String,
+    state: BroadcastState,
+    audience: i64,
+    queued: i64,
+    /// Accepted by Zalo (delivered and seen included).
+    sent: i64,
+    delivered: i64,
+    seen: i64,
+    /// By Zalo's error code (or `other`).
+    failed: BTreeMap<String, i64>,
+    /// By reason: `cancelled`, `ended`, `opted_out`, `monthly_cap`, `recipient_limit`.
+    skipped: BTreeMap<String, i64>,
+    /// Held back for now: quiet hours, a pause, the quota.
+    deferred: i64,
+    /// At the rate of the last seconds; `null` when not running or no rate yet.
+    eta_seconds: Option<i64>,
+    tags: Option<String>,
+    template: String,
+    params: Value,
+    start_at: DateTime<Utc>,
+    end_at: Option<DateTime<Utc>>,
+    /// When the fan-out had published every recipient.
+    expanded_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    finished_at: Option<DateTime<Utc>>,
+}
+
+fn view(b: Broadcast, counts: Option<&BTreeMap<String, i64>>) -> BroadcastView {
+    let empty = BTreeMap::new();
+    let counts = counts.unwrap_or(&empty);
+    let n = |key: &str| counts.get(key).copied().unwrap_or(0);
+    let by_prefix = |prefix: &str| -> BTreeMap<String, i64> {
+        counts
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix(prefix).map(|r| (r.to_owned(), *v)))
+            .filter(|(_, v)| *v > 0)
+            .collect()
+    };
+    let failed = by_prefix("failed:");
+    let mut skipped = by_prefix("skipped:");
+    if let (Some(reason), true) = (&b.left_out_reason, b.left_out > 0) {
+        *skipped.entry(reason.clone()).or_default() += b.left_out;
+    }
+    let sent = n("sent") + n("delivered") + n("seen");
+    let settled = sent + failed.values().sum::<i64>() + skipped.values().sum::<i64>();
+    let eta_seconds = match (b.state, b.rate_per_second) {
+        (BroadcastState::Running, Some(rate)) if rate > 0.0 => {
+            Some(((b.audience - settled).max(0) as f64 / rate).ceil() as i64)
+        }
+        _ => None,
+    };
+    BroadcastView {
+        id: b.id,
+        title: b.title,
+        state: b.state,
+        audience: b.audience,
+        queued: b.queued,
+        sent,
+        delivered: n("delivered") + n("seen"),
+        seen: n("seen"),
+        failed,
+        skipped,
+        deferred: n("deferred") + n("held"),
+        eta_seconds,
+        tags: b.audience_tags,
+        template: b.template,
+        params: b.params,
+        start_at: b.start_at,
+        end_at: b.end_at,
+        expanded_at: b.expanded_at,
+        created_at: b.created_at,
+        finished_at: b.finished_at,
+    }
+}
+
+/// `GET /v1/broadcasts?limit=`.
+async fn list(
+    State(state): State<BroadcastsState>,
+    headers: HeaderMap,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = admin_tenant(&state.tenants.current(), &headers)?;
+    let Query(query) = query.map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()).with_field("query")
+    })?;
+    let limit = match query.get("limit") {
+        None => 50,
+        Some(l) => l
+            .parse::<i64>()
+            .ok()
+            .filter(|l| (1..=500).contains(l))
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_query",
+                    "`limit` is 1 to 500",
+                )
+                .with_field("limit")
+            })?,
+    };
+    let broadcasts = store::list(&state.pool, &tenant.id, limit).await?;
+    let ids: Vec<&str> = broadcasts.iter().map(|b| b.id.as_str()).collect();
+    let counts = store::counts(&state.pool, &ids).await?;
+    let views: Vec<BroadcastView> = broadcasts
+        .into_iter()
+        .map(|b| {
+            let c = counts.get(&b.id).cloned();
+            view(b, c.as_ref())
+        })
+        .collect();
+    Ok(Json(json!({ "broadcasts": views })))
+}
+
+/// `GET /v1/broadcasts/{id}`.
+async fn show(
+    State(state): State<BroadcastsState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<BroadcastView>, ApiError> {
+    let tenant = admin_tenant(&state.tenants.current(), &headers)?;
+    let broadcast = store::get(&state.pool, &tenant.id, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such broadcast"))?;
+    let counts = store::counts(&state.pool, &[id.as_str()]).await?;
+    Ok(Json(view(broadcast, counts.get(&id))))
+}
+
+async fn act(
+    state: BroadcastsState,
+    headers: HeaderMap,
+    id: String,
+    action: Action,
+) -> Result<Json<BroadcastView>, ApiError> {
+    let tenant = admin_tenant(&state.tenants.current(), &headers)?;
+    match store::act(&state.pool, &tenant.id, &id, action, state.clock.now()).await? {
+        Acted::Done(broadcast) => {
+            tracing::info!(tenant = %tenant.id, broadcast = %id, action = ?action, "Broadcast changed by an admin.");
+            let counts = store::counts(&state.pool, &[id.as_str()]).await?;
+            Ok(Json(view(*broadcast, counts.get(&id))))
+        }
+        Acted::NotFound => Err(ApiError::not_found("no such broadcast")),
+        Acted::Conflict(current) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "invalid_state",
+            format!("the broadcast is {}", current.as_str()),
+        )
+        .with_field("state")),
+    }
+}
+
+/// `POST /v1/broadcasts/{id}/pause`.
+async fn pause(
+    State(state): State<BroadcastsState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<BroadcastView>, ApiError> {
+    act(state, headers, id, Action::Pause).await
+}
+
+/// `POST /v1/broadcasts/{id}/resume`.
+async fn resume(
+    State(state): State<BroadcastsState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<BroadcastView>, ApiError> {
+    act(state, headers, id, Action::Resume).await
+}
+
+/// `POST /v1/broadcasts/{id}/cancel`.
+async fn cancel(
+    State(state): State<BroadcastsState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<BroadcastView>, ApiError> {
+    act(state, headers, id, Action::Cancel).await
+}

@@ -1,0 +1,418 @@
+//! The fan-out: turns a running broadcast into one notification request per
+//! recipient on the broadcast lane, and keeps every broadcast's state moving.
+//!
+//! Every replica runs it. Each round it
+//! 1. cancels the broadcasts whose `end_at` passed (what was left is counted as
+//!    skipped, `ended`), and completes the expanded ones whose every message is sent,
+//!    failed or skipped; samples each running broadcast's rate (for its ETA);
+//! 2. takes one broadcast that is due (`start_at` passed) and not fully expanded, on a
+//!    lease (`runner_owner`, `runner_until`, renewed with every chunk; `FOR UPDATE SKIP
+//!    LOCKED`: replicas share broadcasts, never one broadcast), and expands it: the
+//!    audience by keyset pages of `chunk` subscribers (`id > cursor ORDER BY id`, an
+//!    index range scan whatever the audience's size), each page published with
+//!    publisher confirms, then the checkpoint (`cursor`, `queued`) written. A process
+//!    killed between a confirm and its checkpoint republishes that page once more;
+//!    each message's notification id is derived from (tenant, broadcast, subscriber),
+//!    so the sender's claim sends each recipient once whatever was republished.
+//!
+//! Memory is one page whatever the audience. The fan-out stays at most a few seconds
+//! of the tenant's rate ahead of the sender (messages published but not yet taken),
+//! so the broadcast lane's queue stays short, and an audience that opts out or a
+//! broadcast that is paused meanwhile has little in flight. With no rate limit
+//! configured it publishes as fast as the broker confirms. It expands nothing in the
+//! tenant's quiet hours (the sender's gate holds what is already queued).
+
+use super::{
+    store::{self, Broadcast},
+    targeting,
+};
+use crate::{clock::Clock, metrics};
+use anyhow::Context;
+use chrono::Utc;
+use deadpool_postgres::Pool;
+use loa_contracts::{
+    notification::broadcast_notification_id, BroadcastRef, Envelope, Lane, NotificationKind,
+    NotificationRequest, Recipient,
+};
+use loa_platform::{
+    amqp::{consumer::H_TENANT, topology, OutgoingMessage, Publisher},
+    LiveTenants,
+};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// How long a fan-out lease lasts without renewal.
+const LEASE: Duration = Duration::from_secs(15);
+/// Seconds of the tenant's rate the fan-out may publish ahead of the sender.
+const AHEAD_SECONDS: f64 = 5.0;
+/// Longest one broadcast is expanded before the round looks at the others.
+const SLICE: Duration = Duration::from_secs(5);
+/// Who a message greets when the audience does not know their name (`{name}`).
+pub(crate) const NO_NAME: &str = "Quý công dân";
+
+/// The fan-out of one notifier process.
+#[derive(Clone)]
+pub(crate) struct Fanout {
+    pub(crate) pool: Pool,
+    pub(crate) publisher: Arc<Publisher>,
+    pub(crate) tenants: LiveTenants,
+    pub(crate) clock: Clock,
+    /// This process's lease owner id.
+    pub(crate) owner: i64,
+    /// Subscribers per page (one publish with confirms, one checkpoint).
+    pub(crate) chunk: usize,
+    /// Pause between rounds.
+    pub(crate) interval: Duration,
+}
+
+impl Fanout {
+    /// Runs rounds until `cancel` fires.
+    pub(crate) async fn run(self, cancel: CancellationToken) {
+        loop {
+            if let Err(e) = self.round(&cancel).await {
+                tracing::warn!(error.message = %e, "Broadcast fan-out round failed; trying again.");
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(self.interval) => {}
+            }
+        }
+    }
+
+    /// One round (see the module docs).
+    pub(crate) async fn round(&self, cancel: &CancellationToken) -> anyhow::Result<()> {
+        self.maintain().await?;
+        let started = Instant::now();
+        while !cancel.is_cancelled() && started.elapsed() < SLICE {
+            let Some(broadcast) = self.take().await? else {
+                break;
+            };
+            let more = self.expand(&broadcast, cancel).await;
+            let _ = self.release(&broadcast.id).await;
+            if !more? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends, completes and samples broadcasts; refreshes the active gauge.
+    async fn maintain(&self) -> anyhow::Result<()> {
+        let now = self.clock.now();
+        let mut client = self
+            .pool
+            .get()
+            .await
+            .context("Failed to get a PostgreSQL connection")?;
+        let tx = client
+            .transaction()
+            .await
+            .context("Failed to begin a transaction")?;
+        let ended = tx
+            .query(
+                "UPDATE notifier.broadcasts
+                    SET state = 'cancelled', finished_at = now(), updated_at = now(),
+                        left_out = CASE WHEN expanded_at IS NULL THEN GREATEST(0, audience - queued) ELSE 0 END,
+                        left_out_reason = 'ended'
+                  WHERE state IN ('scheduled', 'running', 'paused') AND end_at <= $1
+                  RETURNING id",
+                &[&now],
+            )
+            .await
+            .context("Failed to end broadcasts")?;
+        for row in &ended {
+            store::skip_parked(&tx, row.get(0), "ended").await?;
+        }
+        // Settled: sent (or beyond), failed or skipped.
+        tx.execute(
+            "WITH progress AS (
+                 SELECT b.id,
+                        coalesce(sum(c.n) FILTER (WHERE c.key IN ('sent', 'delivered', 'seen')
+                                                   OR c.key LIKE 'failed:%' OR c.key LIKE 'skipped:%'), 0) AS settled,
+                        coalesce(sum(c.n) FILTER (WHERE c.key IN ('sent', 'delivered', 'seen')), 0) AS sent
+                   FROM notifier.broadcasts b
+                   LEFT JOIN notifier.broadcast_counts c ON c.broadcast_id = b.id
+                  WHERE b.state = 'running'
+                  GROUP BY b.id
+             )
+             UPDATE notifier.broadcasts b
+                SET state = CASE WHEN b.expanded_at IS NOT NULL AND p.settled >= b.queued
+                                 THEN 'completed' ELSE b.state END,
+                    finished_at = CASE WHEN b.expanded_at IS NOT NULL AND p.settled >= b.queued
+                                       THEN now() ELSE b.finished_at END,
+                    rate_per_second = CASE WHEN b.rate_at IS NOT NULL
+                        THEN (p.sent - b.rate_sent) / GREATEST(0.001, extract(epoch FROM now() - b.rate_at))
+                        ELSE b.rate_per_second END,
+                    rate_sent = p.sent, rate_at = now(), updated_at = now()
+               FROM progress p
+              WHERE b.id = p.id
+                AND (b.rate_at IS NULL OR b.rate_at < now() - interval '2 seconds'
+                     OR (b.expanded_at IS NOT NULL AND p.settled >= b.queued))",
+            &[],
+        )
+        .await
+        .context("Failed to complete broadcasts")?;
+        let active = tx
+            .query(
+                "SELECT tenant, count(*) FROM notifier.broadcasts
+                  WHERE state IN ('running', 'paused') GROUP BY tenant",
+                &[],
+            )
+            .await
+            .context("Failed to count active broadcasts")?;
+        tx.commit()
+            .await
+            .context("Failed to commit broadcast upkeep")?;
+        let tenants = self.tenants.current();
+        for tenant in tenants.all() {
+            let n = active
+                .iter()
+                .find(|r| r.get::<_, &str>(0) == tenant.id)
+                .map_or(0, |r| r.get::<_, i64>(1));
+            metrics::broadcasts_active(&tenant.id, n);
+        }
+        Ok(())
+    }
+
+    /// Takes one due, unexpanded broadcast on a lease (it becomes `running`).
+    async fn take(&self) -> anyhow::Result<Option<Broadcast>> {
+        let client = self
+            .pool
+            .get()
+            .await
+            .context("Failed to get a PostgreSQL connection")?;
+        let row = client
+            .query_opt(
+                "UPDATE notifier.broadcasts
+                    SET state = 'running', runner_owner = $1,
+                        runner_until = now() + make_interval(secs => $3), updated_at = now()
+                  WHERE id = (
+                        SELECT id FROM notifier.broadcasts
+                         WHERE state IN ('scheduled', 'running') AND expanded_at IS NULL
+                           AND start_at <= $2
+                           AND (runner_until IS NULL OR runner_until < now() OR runner_owner = $1)
+                         ORDER BY start_at, id
+                         LIMIT 1
+                           FOR UPDATE SKIP LOCKED)
+                  RETURNING id, tenant",
+                &[&self.owner, &self.clock.now(), &LEASE.as_secs_f64()],
+            )
+            .await
+            .context("Failed to take a broadcast to expand")?;
+        let Some(row) = row else { return Ok(None) };
+        store::get(&self.pool, row.get(1), row.get(0)).await
+    }
+
+    /// Gives the lease up (another replica may go on at once).
+    async fn release(&self, id: &str) -> anyhow::Result<()> {
+        let client = self
+            .pool
+            .get()
+            .await
+            .context("Failed to get a PostgreSQL connection")?;
+        client
+            .execute(
+                "UPDATE notifier.broadcasts SET runner_owner = NULL, runner_until = NULL
+                  WHERE id = $1 AND runner_owner = $2",
+                &[&id, &self.owner],
+            )
+            .await
+            .context("Failed to release a broadcast")?;
+        Ok(())
+    }
+
+    /// Expands `broadcast` from its checkpoint for up to one slice. Returns whether
+    /// the round may take another broadcast (this one is done, or waits).
+    async fn expand(
+        &self,
+        broadcast: &Broadcast,
+        cancel: &CancellationToken,
+    ) -> anyhow::Result<bool> {
+        let tenants = self.tenants.current();
+        let Some(tenant) = tenants.get(&broadcast.tenant) else {
+            return Ok(true);
+        };
+        if tenant.broadcasts.quiet_hours.contains(self.clock.now()) {
+            return Ok(true);
+        }
+        let expr = match broadcast.audience_tags.as_deref().map(targeting::parse) {
+            None => None,
+            Some(Ok(expr)) => Some(expr),
+            Some(Err(e)) => anyhow::bail!(
+                "broadcast {} has a bad stored expression: {e}",
+                broadcast.id
+            ),
+        };
+        let mut tags: Vec<String> = Vec::new();
+        let condition = expr
+            .as_ref()
+            .map_or_else(|| "true".to_owned(), |e| e.to_sql(4, &mut tags));
+        let page_sql = format!(
+            "SELECT id, phone, zalo_user_id, name FROM notifier.subscribers
+              WHERE tenant = $1 AND id > $2 AND announcements AND opted_out_at IS NULL
+                AND following IS DISTINCT FROM false AND ({condition})
+              ORDER BY id LIMIT $3"
+        );
+        let rate = tenant.zalo.rate_per_second;
+        let ahead_limit = if rate.is_finite() && rate > 0.0 {
+            Some(((rate * AHEAD_SECONDS) as i64).max(self.chunk as i64))
+        } else {
+            None
+        };
+        let started = Instant::now();
+        let mut cursor = broadcast.cursor;
+        let mut queued = broadcast.queued;
+        let chunk = i64::try_from(self.chunk.max(1)).unwrap_or(1000);
+        while !cancel.is_cancelled() && started.elapsed() < SLICE {
+            if let Some(limit) = ahead_limit {
+                let taken = self.taken(&broadcast.id).await?;
+                if queued - taken >= limit {
+                    // The sender has enough; look again next round.
+                    return Ok(true);
+                }
+            }
+            let client = self
+                .pool
+                .get()
+                .await
+                .context("Failed to get a PostgreSQL connection")?;
+            let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+                vec![&broadcast.tenant, &cursor, &chunk];
+            for t in &tags {
+                params.push(t);
+            }
+            let rows = client
+                .query(&page_sql, &params)
+                .await
+                .context("Failed to read a page of the audience")?;
+            drop(client);
+            let last = rows.last().map(|r| r.get::<_, i64>(0));
+            let messages: Vec<OutgoingMessage> = rows
+                .iter()
+                .map(|r| {
+                    message(
+                        broadcast,
+                        r.get(0),
+                        r.get(1),
+                        r.get(2),
+                        r.get::<_, Option<&str>>(3),
+                    )
+                })
+                .collect();
+            if !messages.is_empty() {
+                self.publisher
+                    .publish_all(&messages)
+                    .await
+                    .context("Failed to publish a page of a broadcast")?;
+            }
+            let n = messages.len() as i64;
+            let done = n < chunk;
+            if !self
+                .checkpoint(&broadcast.id, last.unwrap_or(cursor), n, done)
+                .await?
+            {
+                // Paused, cancelled or taken over meanwhile.
+                return Ok(true);
+            }
+            metrics::broadcast_recipients(&broadcast.tenant, "queued", n as u64);
+            cursor = last.unwrap_or(cursor);
+            queued += n;
+            if done {
+                tracing::info!(broadcast = %broadcast.id, tenant = %broadcast.tenant, queued, "Broadcast expanded.");
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Messages of the broadcast the sender has claimed so far.
+    async fn taken(&self, id: &str) -> anyhow::Result<i64> {
+        let client = self
+            .pool
+            .get()
+            .await
+            .context("Failed to get a PostgreSQL connection")?;
+        let row = client
+            .query_one(
+                "SELECT coalesce(sum(n), 0)::int8 FROM notifier.broadcast_counts WHERE broadcast_id = $1",
+                &[&id],
+            )
+            .await
+            .context("Failed to read a broadcast's progress")?;
+        Ok(row.get(0))
+    }
+
+    /// Writes the checkpoint after a confirmed page; `done`: the audience is
+    /// exhausted (the audience becomes the number published). False when the
+    /// broadcast is no longer this process's to expand.
+    async fn checkpoint(&self, id: &str, cursor: i64, n: i64, done: bool) -> anyhow::Result<bool> {
+        let client = self
+            .pool
+            .get()
+            .await
+            .context("Failed to get a PostgreSQL connection")?;
+        let updated = client
+            .execute(
+                "UPDATE notifier.broadcasts
+                    SET cursor = $2, queued = queued + $3,
+                        expanded_at = CASE WHEN $4 THEN now() END,
+                        audience = CASE WHEN $4 THEN queued + $3 ELSE audience END,
+                        runner_until = now() + make_interval(secs => $6), updated_at = now()
+                  WHERE id = $1 AND runner_owner = $5 AND state = 'running'",
+                &[&id, &cursor, &n, &done, &self.owner, &LEASE.as_secs_f64()],
+            )
+            .await
+            .context("Failed to write a broadcast's checkpoint")?;
+        Ok(updated == 1)
+    }
+}
+
+/// One recipient's message: the broadcast's parameters with `{name}` filled in.
+fn message(
+    broadcast: &Broadcast,
+    subscriber: i64,
+    phone: Option<String>,
+    zalo_user_id: Option<String>,
+    name: Option<&str>,
+) -> OutgoingMessage {
+    let params: BTreeMap<String, String> = broadcast
+        .params
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| {
+                    let text = v.as_str().unwrap_or_default();
+                    (k.clone(), text.replace("{name}", name.unwrap_or(NO_NAME)))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let request = NotificationRequest {
+        notification_id: broadcast_notification_id(&broadcast.tenant, &broadcast.id, subscriber),
+        tenant: broadcast.tenant.clone(),
+        kind: NotificationKind::Announcement,
+        recipient: Recipient {
+            phone,
+            zalo_user_id,
+        },
+        params,
+        lane: Lane::Broadcast,
+        dossier_code: None,
+        not_before: None,
+        trace_context: None,
+        event_accepted_at: None,
+        created_at: Utc::now(),
+        broadcast: Some(BroadcastRef {
+            id: broadcast.id.clone(),
+            subscriber,
+        }),
+    };
+    OutgoingMessage {
+        exchange: topology::EX_NOTIFICATIONS.to_owned(),
+        routing_key: request.routing_key(),
+        message_id: request.notification_id.clone(),
+        headers: vec![(H_TENANT.to_owned(), request.tenant.clone())],
+        body: Envelope::NotificationRequestV1(request).to_bytes(),
+    }
+}

@@ -1,0 +1,253 @@
+//! Writing the audience (`notifier.subscribers`) from imports and opt-outs.
+//!
+//! One row per citizen of a tenant, known by phone, by Zalo user id, or both: a phone
+//! and a user id each name at most one row (unique per tenant). An import line with
+//! both joins what was known apart: a phone-only row of that phone takes the user id
+//! (keeping its id, which names the citizen in running broadcasts), or, when the user
+//! id already has a row, is merged into it (its tags, opt-in and opt-out carry over); the phone moves
+//! off any other user's row. The webhooks do the same when a follower shares a phone
+//! ([`crate::zalo_webhooks`]).
+//!
+//! [`import_batch`] writes a batch of lines in one transaction, a handful of
+//! statements whatever the batch's size, and says which were new. Lines of one batch
+//! must not share a phone or a user id ([`Batch::push`] refuses the second, to be
+//! written in the next batch), so each statement touches a row at most once.
+
+use super::audience::ImportLine;
+use anyhow::Context;
+use deadpool_postgres::Pool;
+use std::collections::HashSet;
+
+/// A batch of import lines with distinct phones and user ids.
+#[derive(Debug, Default)]
+pub(crate) struct Batch {
+    lines: Vec<ImportLine>,
+    phones: HashSet<String>,
+    users: HashSet<String>,
+}
+
+impl Batch {
+    /// Adds a line, or gives it back when it shares a phone or user id with a line
+    /// already in the batch (write this batch first).
+    pub(crate) fn push(&mut self, line: ImportLine) -> Result<(), ImportLine> {
+        let clash = line.phone.as_ref().is_some_and(|p| self.phones.contains(p))
+            || line
+                .zalo_user_id
+                .as_ref()
+                .is_some_and(|u| self.users.contains(u));
+        if clash {
+            return Err(line);
+        }
+        self.phones.extend(line.phone.clone());
+        self.users.extend(line.zalo_user_id.clone());
+        self.lines.push(line);
+        Ok(())
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.lines.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+}
+
+/// What writing a batch did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Written {
+    /// Citizens new to the audience.
+    pub(crate) imported: u64,
+    /// Citizens already there (changed or not).
+    pub(crate) updated: u64,
+}
+
+/// Writes one batch of import lines for `tenant` in one transaction.
+pub(crate) async fn import_batch(
+    pool: &Pool,
+    tenant: &str,
+    batch: &Batch,
+) -> anyhow::Result<Written> {
+    if batch.is_empty() {
+        return Ok(Written::default());
+    }
+    let phones: Vec<Option<&str>> = batch.lines.iter().map(|l| l.phone.as_deref()).collect();
+    let users: Vec<Option<&str>> = batch
+        .lines
+        .iter()
+        .map(|l| l.zalo_user_id.as_deref())
+        .collect();
+    // Tags cannot contain spaces: one string per line, split again in SQL.
+    let tags: Vec<String> = batch.lines.iter().map(|l| l.tags.join(" ")).collect();
+    let announcements: Vec<bool> = batch.lines.iter().map(|l| l.announcements).collect();
+    let names: Vec<Option<&str>> = batch.lines.iter().map(|l| l.name.as_deref()).collect();
+
+    let mut client = pool
+        .get()
+        .await
+        .context("Failed to get a PostgreSQL connection")?;
+    let tx = client
+        .transaction()
+        .await
+        .context("Failed to begin an import transaction")?;
+    join_phones(&tx, tenant, &phones, &users).await?;
+    // Then every line is one upsert: by user id when it has one, else by phone.
+    let upsert = |conflict: &str, set_phone: &str, which: &str| {
+        format!(
+            "INSERT INTO notifier.subscribers AS s
+                    (tenant, zalo_user_id, phone, following, updated_at, tags, announcements, name,
+                     imported_at)
+             SELECT $1, l.uid, l.phone, NULL, '-infinity',
+                    CASE WHEN l.tags = '' THEN '{{}}'::text[] ELSE string_to_array(l.tags, ' ') END,
+                    l.announcements, l.name, now()
+               FROM UNNEST($2::text[], $3::text[], $4::text[], $5::bool[], $6::text[])
+                    AS l(phone, uid, tags, announcements, name)
+              WHERE {which}
+             ON CONFLICT {conflict} DO UPDATE
+                SET {set_phone} tags = EXCLUDED.tags, announcements = EXCLUDED.announcements,
+                    name = coalesce(EXCLUDED.name, s.name), imported_at = EXCLUDED.imported_at
+             RETURNING (xmax = 0)"
+        )
+    };
+    let mut written = Written::default();
+    for sql in [
+        upsert(
+            "(tenant, zalo_user_id)",
+            "phone = coalesce(EXCLUDED.phone, s.phone),",
+            "l.uid IS NOT NULL",
+        ),
+        upsert("(tenant, phone)", "", "l.uid IS NULL"),
+    ] {
+        let statement = tx
+            .prepare_cached(&sql)
+            .await
+            .context("Failed to prepare the import")?;
+        let rows = tx
+            .query(
+                &statement,
+                &[&tenant, &phones, &users, &tags, &announcements, &names],
+            )
+            .await
+            .context("Failed to write imported subscribers")?;
+        for row in rows {
+            if row.get::<_, bool>(0) {
+                written.imported += 1;
+            } else {
+                written.updated += 1;
+            }
+        }
+    }
+    tx.commit()
+        .await
+        .context("Failed to commit an import batch")?;
+    Ok(written)
+}
+
+/// Makes room for lines naming a phone and a user id (`phones[i]` with `users[i]`):
+/// a phone-only row of that phone takes the user id, unless the user id has a row of
+/// its own, into which it is then merged (tags, opt-in and opt-out carry over); the phone moves
+/// off any other user's row. After this, upserting the lines by user id cannot clash
+/// on `(tenant, phone)`. The webhooks call it for a phone a follower shares.
+pub(crate) async fn join_phones<C: deadpool_postgres::GenericClient>(
+    tx: &C,
+    tenant: &str,
+    phones: &[Option<&str>],
+    users: &[Option<&str>],
+) -> anyhow::Result<()> {
+    // The lines, as every statement below reads them ($2, $3: phones and user ids).
+    const LINES: &str = "UNNEST($2::text[], $3::text[]) AS l(phone, uid)";
+    // A phone-only row takes the user id of a line naming both, unless that user
+    // id has a row of its own.
+    let attach = tx
+        .prepare_cached(&format!(
+            "UPDATE notifier.subscribers s SET zalo_user_id = l.uid
+               FROM {LINES}
+              WHERE s.tenant = $1 AND s.phone = l.phone AND s.zalo_user_id IS NULL
+                AND l.uid IS NOT NULL
+                AND NOT EXISTS (SELECT 1 FROM notifier.subscribers x
+                                 WHERE x.tenant = $1 AND x.zalo_user_id = l.uid)"
+        ))
+        .await
+        .context("Failed to prepare the import")?;
+    tx.execute(&attach, &[&tenant, &phones, &users])
+        .await
+        .context("Failed to attach user ids to known phones")?;
+    // Otherwise the phone-only row merges into the user's (its opt-out carries over).
+    let merge = tx
+        .prepare_cached(&format!(
+            "WITH gone AS (
+                 DELETE FROM notifier.subscribers s USING {LINES}
+                  WHERE s.tenant = $1 AND s.phone = l.phone AND s.zalo_user_id IS NULL
+                    AND l.uid IS NOT NULL
+                 RETURNING l.uid, s.opted_out_at, s.tags, s.announcements, s.name
+             )
+             UPDATE notifier.subscribers u
+                SET opted_out_at = coalesce(u.opted_out_at, gone.opted_out_at),
+                    tags = ARRAY(SELECT DISTINCT t FROM unnest(u.tags || gone.tags) AS t ORDER BY t),
+                    announcements = u.announcements OR gone.announcements,
+                    name = coalesce(u.name, gone.name)
+               FROM gone
+              WHERE u.tenant = $1 AND u.zalo_user_id = gone.uid"
+        ))
+        .await
+        .context("Failed to prepare the import")?;
+    tx.execute(&merge, &[&tenant, &phones, &users])
+        .await
+        .context("Failed to merge phone-only subscribers")?;
+    // A phone named with a user id moves off any other user's row.
+    let unshare = tx
+        .prepare_cached(&format!(
+            "UPDATE notifier.subscribers s SET phone = NULL
+               FROM {LINES}
+              WHERE s.tenant = $1 AND s.phone = l.phone AND l.uid IS NOT NULL
+                AND s.zalo_user_id IS DISTINCT FROM l.uid"
+        ))
+        .await
+        .context("Failed to prepare the import")?;
+    tx.execute(&unshare, &[&tenant, &phones, &users])
+        .await
+        .context("Failed to move phones to their users")?;
+    Ok(())
+}
+
+/// Who an opt-out names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Citizen {
+    /// By phone (`84…`).
+    Phone(String),
+    /// By Zalo user id.
+    ZaloUser(String),
+}
+
+/// Opts a citizen out of every later broadcast: a row that stays opted out whatever
+/// is imported later (one is created for a citizen not in the audience yet). Returns
+/// whether they were opted in (or unknown) until now.
+pub(crate) async fn opt_out<C: deadpool_postgres::GenericClient>(
+    client: &C,
+    tenant: &str,
+    citizen: &Citizen,
+) -> anyhow::Result<bool> {
+    let (conflict, phone, user) = match citizen {
+        Citizen::Phone(p) => ("(tenant, phone)", Some(p.as_str()), None),
+        Citizen::ZaloUser(u) => ("(tenant, zalo_user_id)", None, Some(u.as_str())),
+    };
+    let row = client
+        .query_one(
+            &format!(
+                "WITH before AS (
+                     SELECT opted_out_at FROM notifier.subscribers
+                      WHERE tenant = $1 AND (phone = $2 OR zalo_user_id = $3)
+                 )
+                 INSERT INTO notifier.subscribers AS s
+                        (tenant, zalo_user_id, phone, following, updated_at, opted_out_at)
+                 VALUES ($1, $3, $2, NULL, '-infinity', now())
+                 ON CONFLICT {conflict} DO UPDATE
+                    SET opted_out_at = coalesce(s.opted_out_at, EXCLUDED.opted_out_at)
+                 RETURNING NOT EXISTS (SELECT 1 FROM before WHERE opted_out_at IS NOT NULL)"
+            ),
+            &[&tenant, &phone, &user],
+        )
+        .await
+        .context("Failed to opt a citizen out")?;
+    Ok(row.get(0))
+}

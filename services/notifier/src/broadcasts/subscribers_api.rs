@@ -1,0 +1,314 @@
+//! The audience's HTTP API (tenant admin token; only the caller's tenant is touched):
+//!
+//! - `POST /v1/subscribers/import`: `application/x-ndjson` or `text/csv` (see
+//!   [`super::audience`]), read as it streams in: lines are parsed one at a time and
+//!   written in batches of [`BATCH_LINES`], so memory stays flat whatever the size. It
+//!   answers `200 {"imported", "updated", "rejected": [{"line", "field", "message"}],
+//!   "rejected_total"}`; the list names the first [`MAX_LISTED`] bad lines. A bad line
+//!   never stops the import; a bad CSV header (nothing is written then) is a `422`.
+//! - `POST /v1/subscribers/opt-out` with `{"phone"}` or `{"zalo_user_id"}`: the
+//!   citizen gets no later broadcast, whatever is imported afterwards.
+
+use super::{
+    audience::{self, CsvColumns, Format, Rejection},
+    subscribers::{self, Batch, Citizen},
+};
+use axum::{
+    body::Body,
+    extract::State,
+    http::{header::CONTENT_TYPE, HeaderMap, StatusCode},
+    routing::post,
+    Json, Router,
+};
+use deadpool_postgres::Pool;
+use futures_util::StreamExt;
+use loa_contracts::PhoneNumber;
+use loa_platform::{
+    http::{admin_tenant, serve, ApiError, JsonBody},
+    LiveTenants,
+};
+use serde::Serialize;
+use serde_json::Value;
+
+/// Lines written per transaction.
+pub(crate) const BATCH_LINES: usize = 2_000;
+/// Bad lines listed in an import's answer (all are counted).
+pub(crate) const MAX_LISTED: usize = 1_000;
+
+/// What the subscriber routes share.
+#[derive(Clone)]
+pub(crate) struct SubscribersState {
+    /// The notifier's database.
+    pub pool: Pool,
+    /// Tenants (admin tokens), as the tenants file says now.
+    pub tenants: LiveTenants,
+}
+
+/// The subscriber routes.
+pub(crate) fn router(state: SubscribersState) -> Router {
+    Router::new()
+        .route("/v1/subscribers/import", post(import))
+        .route("/v1/subscribers/opt-out", post(opt_out))
+        .with_state(state)
+}
+
+/// An import's answer.
+#[derive(Debug, Default, Serialize)]
+pub(crate) struct ImportResult {
+    imported: u64,
+    updated: u64,
+    rejected: Vec<Rejection>,
+    rejected_total: u64,
+}
+
+/// Reads an import body's lines as they arrive and writes them in batches.
+struct Importer<'a> {
+    pool: &'a Pool,
+    tenant: &'a str,
+    csv: bool,
+    format: Option<Format>,
+    line: usize,
+    batch: Batch,
+    result: ImportResult,
+}
+
+impl Importer<'_> {
+    fn reject(&mut self, rejection: Rejection) {
+        self.result.rejected_total += 1;
+        if self.result.rejected.len() < MAX_LISTED {
+            self.result.rejected.push(rejection);
+        }
+    }
+
+    /// Takes the next line (without its `\n`).
+    async fn take(&mut self, raw: &[u8]) -> Result<(), ApiError> {
+        self.line += 1;
+        let number = self.line;
+        let Ok(text) = std::str::from_utf8(raw) else {
+            self.reject(rejection(number, "line", "not UTF-8 text"));
+            return Ok(());
+        };
+        let Some(format) = &self.format else {
+            if text.trim().is_empty() {
+                return Ok(());
+            }
+            // The first line of a CSV import is its header.
+            let columns = CsvColumns::from_header(text.trim_end_matches('\r')).map_err(|m| {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_header", m)
+                    .with_field("header")
+            })?;
+            self.format = Some(Format::Csv(columns));
+            return Ok(());
+        };
+        match audience::read_line(format, number, text) {
+            None => {}
+            Some(Err(r)) => self.reject(r),
+            Some(Ok(line)) => {
+                if let Err(line) = self.batch.push(line) {
+                    self.flush().await?;
+                    let _ = self.batch.push(line);
+                }
+                if self.batch.len() >= BATCH_LINES {
+                    self.flush().await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A line longer than the limit: rejected, its bytes never kept.
+    fn too_long(&mut self) {
+        self.line += 1;
+        let number = self.line;
+        self.reject(rejection(
+            number,
+            "line",
+            format!("a line has at most {} bytes", audience::MAX_LINE_BYTES),
+        ));
+    }
+
+    async fn flush(&mut self) -> Result<(), ApiError> {
+        let batch = std::mem::take(&mut self.batch);
+        let written = subscribers::import_batch(self.pool, self.tenant, &batch).await?;
+        self.result.imported += written.imported;
+        self.result.updated += written.updated;
+        Ok(())
+    }
+}
+
+fn rejection(line: usize, field: &str, message: impl Into<String>) -> Rejection {
+    Rejection {
+        line,
+        field: field.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// `POST /v1/subscribers/import`.
+async fn import(
+    State(state): State<SubscribersState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<ImportResult>, ApiError> {
+    let tenant = admin_tenant(&state.tenants.current(), &headers)?;
+    let media = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let csv = match media.as_str() {
+        "application/x-ndjson" | "application/ndjson" | "application/jsonl" => false,
+        "text/csv" => true,
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "an import is `application/x-ndjson` or `text/csv`",
+            )
+            .with_field("Content-Type"))
+        }
+    };
+    let mut importer = Importer {
+        pool: &state.pool,
+        tenant: &tenant.id,
+        csv,
+        format: (!csv).then_some(Format::Ndjson),
+        line: 0,
+        batch: Batch::default(),
+        result: ImportResult::default(),
+    };
+    let mut stream = body.into_data_stream();
+    // The unfinished line; `skipping`: the current line is over the limit and is
+    // being dropped up to its end.
+    let mut pending: Vec<u8> = Vec::with_capacity(audience::MAX_LINE_BYTES);
+    let mut skipping = false;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            if serve::is_body_timeout(&e) {
+                serve::body_timeout_error()
+            } else {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", e.to_string())
+                    .with_field("body")
+            }
+        })?;
+        let mut rest: &[u8] = &chunk;
+        while !rest.is_empty() {
+            let end = rest.iter().position(|&b| b == b'\n');
+            let (part, more) = match end {
+                Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+                None => (rest, None),
+            };
+            if !skipping {
+                if pending.len() + part.len() > audience::MAX_LINE_BYTES + 1 {
+                    skipping = true;
+                    pending.clear();
+                } else {
+                    pending.extend_from_slice(part);
+                }
+            }
+            match more {
+                Some(after) => {
+                    if skipping {
+                        importer.too_long();
+                        skipping = false;
+                    } else {
+                        let line = std::mem::take(&mut pending);
+                        importer.take(&line).await?;
+                        pending = line;
+                        pending.clear();
+                    }
+                    rest = after;
+                }
+                None => rest = &[],
+            }
+        }
+    }
+    if skipping {
+        importer.too_long();
+    } else if !pending.is_empty() {
+        importer.take(&pending).await?;
+    }
+    if importer.csv && importer.format.is_none() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_header",
+            "a CSV import starts with a header: phone,zalo_user_id,tags,announcements",
+        )
+        .with_field("header"));
+    }
+    importer.flush().await?;
+    let result = importer.result;
+    tracing::info!(
+        tenant = %tenant.id,
+        imported = result.imported,
+        updated = result.updated,
+        rejected = result.rejected_total,
+        "Subscribers imported."
+    );
+    Ok(Json(result))
+}
+
+/// `POST /v1/subscribers/opt-out`'s answer.
+#[derive(Debug, Serialize)]
+struct OptedOut {
+    opted_out: bool,
+    /// Whether this changed anything (false: they had already opted out).
+    changed: bool,
+}
+
+/// `POST /v1/subscribers/opt-out`.
+async fn opt_out(
+    State(state): State<SubscribersState>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Json<OptedOut>, ApiError> {
+    let tenant = admin_tenant(&state.tenants.current(), &headers)?;
+    let citizen = citizen_of(&body)?;
+    let client = state.pool.get().await.map_err(anyhow::Error::from)?;
+    let changed = subscribers::opt_out(&client, &tenant.id, &citizen).await?;
+    tracing::info!(tenant = %tenant.id, changed, "A citizen was opted out of broadcasts.");
+    Ok(Json(OptedOut {
+        opted_out: true,
+        changed,
+    }))
+}
+
+/// Who an opt-out body names: exactly one of `phone` and `zalo_user_id`.
+fn citizen_of(body: &Value) -> Result<Citizen, ApiError> {
+    let invalid = |field: &str, message: &str| {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message).with_field(field)
+    };
+    if !body.is_object() {
+        return Err(invalid("body", "the body is a JSON object"));
+    }
+    let text = |field: &str| match &body[field] {
+        Value::Null => Ok(None),
+        Value::String(s) if !s.trim().is_empty() => Ok(Some(s.trim().to_owned())),
+        _ => Err(invalid(field, "a non-empty string")),
+    };
+    match (text("phone")?, text("zalo_user_id")?) {
+        (Some(phone), None) => {
+            let phone = PhoneNumber::parse(&phone).map_err(|m| invalid("phone", m))?;
+            Ok(Citizen::Phone(phone.as_str().to_owned()))
+        }
+        (None, Some(user)) => {
+            if user.len() > 64
+                || !user
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                return Err(invalid(
+                    "zalo_user_id",
+                    "a Zalo user id is up to 64 letters and digits",
+                ));
+            }
+            Ok(Citizen::ZaloUser(user))
+        }
+        (Some(_), Some(_)) => Err(invalid(
+            "zalo_user_id",
+            "name the citizen by `phone` or by `zalo_user_id`, not both",
+        )),
+        (None, None) => Err(invalid("phone", "`phone` or `zalo_user_id` is required")),
+    }
+}

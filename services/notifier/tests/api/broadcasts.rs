@@ -1,0 +1,471 @@
+//! Policy broadcasts end to end: the API, targeting by tags and opt-in, the fan-out
+//! through RabbitMQ to the sandbox, pause / resume / cancel, quiet hours on the
+//! notifier's clock, the monthly cap, case updates overtaking a broadcast, tenants
+//! kept apart.
+
+use crate::helpers::{receipt_request, spawn_app, spawn_app_with, TestApp};
+use chrono::{DateTime, Duration as Days, Utc};
+use loa_platform::testing::eventually;
+use serde_json::{json, Value};
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
+
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// The phone of test citizen `i` (`84912…`).
+fn phone(i: usize) -> String {
+    format!("84912{i:06}")
+}
+
+async fn import(app: &TestApp, token: &str, lines: &[Value]) {
+    let body: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    let r = app
+        .http
+        .post(format!("{}/v1/subscribers/import", app.address))
+        .bearer_auth(token)
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(answer["rejected_total"], 0, "{answer}");
+}
+
+/// `n` opted-in citizens by phone, numbered from `from`, with `tags`.
+fn citizens(from: usize, n: usize, tags: &[&str]) -> Vec<Value> {
+    (from..from + n)
+        .map(|i| json!({"phone": phone(i), "tags": tags, "announcements": true, "name": format!("Công dân {i}")}))
+        .collect()
+}
+
+fn announcement(audience: Value) -> Value {
+    json!({
+        "title": "Lịch tiêm phòng",
+        "audience": audience,
+        "message": {"template": "announcement", "params": {
+            "title": "Thông báo tiêm phòng",
+            "body": "Kính gửi {name}: lịch tiêm phòng cúm gia cầm từ 10/12/2026.",
+            "link": "https://dichvucong.example.gov.vn/tiem-phong"
+        }},
+    })
+}
+
+async fn post(app: &TestApp, path: &str, token: &str, body: &Value) -> (u16, Value) {
+    let r = app
+        .http
+        .post(format!("{}{path}", app.address))
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+async fn get(app: &TestApp, path: &str, token: &str) -> (u16, Value) {
+    let r = app
+        .http
+        .get(format!("{}{path}", app.address))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+/// Creates a broadcast; its id.
+async fn create(app: &TestApp, body: &Value) -> String {
+    let (status, answer) = post(app, "/v1/broadcasts", "demo-admin", body).await;
+    assert_eq!(status, 201, "{answer}");
+    answer["id"].as_str().unwrap().to_owned()
+}
+
+async fn show(app: &TestApp, id: &str) -> Value {
+    let (status, body) = get(app, &format!("/v1/broadcasts/{id}"), "demo-admin").await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// Waits until the broadcast is in `state`; its view then.
+async fn until_state(app: &TestApp, id: &str, state: &str) -> Value {
+    eventually(PATIENCE, || async {
+        let view = show(app, id).await;
+        (view["state"] == state).then_some(view)
+    })
+    .await
+    .unwrap_or_else(|_| panic!("broadcast {id} never became {state}"))
+}
+
+/// How many messages the sandbox took per phone.
+async fn sends_by_phone(app: &TestApp) -> HashMap<String, usize> {
+    let mut by_phone = HashMap::new();
+    for m in app.sandbox_messages().await {
+        if let Some(p) = m["phone"].as_str() {
+            *by_phone.entry(p.to_owned()).or_insert(0) += 1;
+        }
+    }
+    by_phone
+}
+
+#[tokio::test]
+async fn a_broadcast_reaches_each_opted_in_subscriber_of_its_tags_once_and_completes() {
+    // Arrange: ten in ward a, ten in ward b, five in ward a not opted in, five in
+    // ward a who opted out.
+    let app = spawn_app().await;
+    let mut lines = citizens(0, 10, &["ward:a", "topic:nong-nghiep"]);
+    lines.extend(citizens(10, 10, &["ward:b", "topic:nong-nghiep"]));
+    lines.extend((20..25).map(|i| json!({"phone": phone(i), "tags": ["ward:a"]})));
+    lines.extend(citizens(25, 5, &["ward:a"]));
+    import(&app, "demo-admin", &lines).await;
+    for i in 25..30 {
+        post(
+            &app,
+            "/v1/subscribers/opt-out",
+            "demo-admin",
+            &json!({"phone": phone(i)}),
+        )
+        .await;
+    }
+
+    // Act
+    let id = create(
+        &app,
+        &announcement(json!({"tags": "ward:a AND (topic:nong-nghiep OR topic:thuy-san)"})),
+    )
+    .await;
+    let done = until_state(&app, &id, "completed").await;
+
+    // Assert: exactly the ten, once each, with their name in the body.
+    let sends = sends_by_phone(&app).await;
+    let expected: HashMap<String, usize> = (0..10).map(|i| (phone(i), 1)).collect();
+    assert_eq!(sends, expected);
+    assert_eq!(
+        (
+            done["audience"].as_i64(),
+            done["queued"].as_i64(),
+            done["sent"].as_i64()
+        ),
+        (Some(10), Some(10), Some(10)),
+        "{done}"
+    );
+    let one = app
+        .sandbox_messages()
+        .await
+        .into_iter()
+        .find(|m| m["phone"] == phone(3))
+        .unwrap();
+    assert!(one.to_string().contains("Kính gửi Công dân 3"), "{one}");
+    let (_, list) = get(&app, "/v1/broadcasts", "demo-admin").await;
+    assert_eq!(list["broadcasts"][0]["id"], id.as_str());
+}
+
+#[tokio::test]
+async fn a_dry_run_counts_and_previews_and_bad_requests_name_their_field() {
+    // Arrange
+    let app = spawn_app().await;
+    import(&app, "demo-admin", &citizens(0, 3, &["ward:a"])).await;
+
+    // Act
+    let mut dry = announcement(json!({"all": true}));
+    dry["dry_run"] = json!(true);
+    let (status, preview) = post(&app, "/v1/broadcasts", "demo-admin", &dry).await;
+    let bad_tags = announcement(json!({"tags": "ward:a AND (topic:x OR"}));
+    let (tags_status, tags_error) = post(&app, "/v1/broadcasts", "demo-admin", &bad_tags).await;
+    let mut no_link = announcement(json!({"all": true}));
+    no_link["message"]["params"]
+        .as_object_mut()
+        .unwrap()
+        .remove("link");
+    let (link_status, link_error) = post(&app, "/v1/broadcasts", "demo-admin", &no_link).await;
+    let mut wrong_template = announcement(json!({"all": true}));
+    wrong_template["message"]["template"] = json!("receipt");
+    let (template_status, template_error) =
+        post(&app, "/v1/broadcasts", "demo-admin", &wrong_template).await;
+    let mut ends_before = announcement(json!({"all": true}));
+    ends_before["end_at"] = json!("2020-01-01T00:00:00Z");
+    let (end_status, end_error) = post(&app, "/v1/broadcasts", "demo-admin", &ends_before).await;
+
+    // Assert
+    assert_eq!(status, 200, "{preview}");
+    assert_eq!(preview["audience"], 3);
+    assert_eq!(
+        preview["preview"]["params"]["body"],
+        "Kính gửi Công dân 0: lịch tiêm phòng cúm gia cầm từ 10/12/2026."
+    );
+    let (_, list) = get(&app, "/v1/broadcasts", "demo-admin").await;
+    assert_eq!(list["broadcasts"], json!([]), "a dry run creates nothing");
+    assert_eq!(tags_status, 422);
+    assert_eq!(tags_error["error"]["field"], "audience.tags");
+    assert!(
+        tags_error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("position 23"),
+        "{tags_error}"
+    );
+    assert_eq!(
+        (link_status, link_error["error"]["field"].as_str()),
+        (422, Some("message.params.link"))
+    );
+    assert_eq!(
+        (template_status, template_error["error"]["field"].as_str()),
+        (422, Some("message.template"))
+    );
+    assert_eq!(
+        (end_status, end_error["error"]["field"].as_str()),
+        (422, Some("end_at"))
+    );
+}
+
+/// A notifier whose demo tenant sends `rate` messages per second.
+async fn slow_app(rate: f64) -> TestApp {
+    spawn_app_with(|tenants| {
+        tenants[0].zalo.rate_per_second = rate;
+        tenants[0].zalo.burst = 1;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_paused_broadcast_stops_within_two_seconds_and_a_resume_finishes_it_once_each() {
+    // Arrange: 60 citizens at 10 messages a second.
+    let app = slow_app(10.0).await;
+    import(&app, "demo-admin", &citizens(0, 60, &["ward:a"])).await;
+    let id = create(&app, &announcement(json!({"all": true}))).await;
+    eventually(PATIENCE, || async {
+        (sends_by_phone(&app).await.len() >= 5).then_some(())
+    })
+    .await
+    .expect("the broadcast starts");
+
+    // Act
+    let (status, paused) = post(
+        &app,
+        &format!("/v1/broadcasts/{id}/pause"),
+        "demo-admin",
+        &json!({}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after_pause = sends_by_phone(&app).await.len();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let later = sends_by_phone(&app).await.len();
+    let (again, _) = post(
+        &app,
+        &format!("/v1/broadcasts/{id}/pause"),
+        "demo-admin",
+        &json!({}),
+    )
+    .await;
+    let (resumed, _) = post(
+        &app,
+        &format!("/v1/broadcasts/{id}/resume"),
+        "demo-admin",
+        &json!({}),
+    )
+    .await;
+    let done = until_state(&app, &id, "completed").await;
+
+    // Assert
+    assert_eq!((status, paused["state"].as_str()), (200, Some("paused")));
+    assert_eq!(later, after_pause, "nothing is sent while paused");
+    assert!(after_pause < 60, "paused before the end: {after_pause}");
+    assert_eq!(again, 409, "a paused broadcast cannot be paused again");
+    assert_eq!(resumed, 200);
+    let sends = sends_by_phone(&app).await;
+    assert_eq!(sends.len(), 60);
+    assert!(sends.values().all(|n| *n == 1), "{sends:?}");
+    assert_eq!(done["sent"], 60, "{done}");
+}
+
+#[tokio::test]
+async fn a_cancelled_broadcast_sends_nothing_more_and_counts_the_rest_as_skipped() {
+    // Arrange
+    let app = slow_app(10.0).await;
+    import(&app, "demo-admin", &citizens(0, 80, &["ward:a"])).await;
+    let id = create(&app, &announcement(json!({"all": true}))).await;
+    eventually(PATIENCE, || async {
+        (sends_by_phone(&app).await.len() >= 5).then_some(())
+    })
+    .await
+    .expect("the broadcast starts");
+
+    // Act
+    let (status, _) = post(
+        &app,
+        &format!("/v1/broadcasts/{id}/cancel"),
+        "demo-admin",
+        &json!({}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after_cancel = sends_by_phone(&app).await.len();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (resume, _) = post(
+        &app,
+        &format!("/v1/broadcasts/{id}/resume"),
+        "demo-admin",
+        &json!({}),
+    )
+    .await;
+
+    // Assert: every citizen is accounted for, as sent or skipped.
+    assert_eq!(status, 200);
+    assert_eq!(sends_by_phone(&app).await.len(), after_cancel);
+    assert_eq!(resume, 409);
+    let view = eventually(PATIENCE, || async {
+        let v = show(&app, &id).await;
+        let skipped: i64 = v["skipped"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|n| n.as_i64().unwrap())
+            .sum();
+        (v["sent"].as_i64().unwrap() + skipped == 80).then_some(v)
+    })
+    .await
+    .expect("every recipient is sent or skipped");
+    assert_eq!(view["state"], "cancelled");
+    assert_eq!(view["sent"].as_i64().unwrap() as usize, after_cancel);
+}
+
+/// 23:00 on a day in Vietnam.
+fn late_evening() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-12-10T23:00:00+07:00")
+        .unwrap()
+        .to_utc()
+}
+
+#[tokio::test]
+async fn quiet_hours_hold_a_broadcast_but_not_a_case_update_until_the_morning() {
+    // Arrange: 23:00 on the notifier's clock; the default quiet hours, 22:00-06:00.
+    let app = spawn_app().await;
+    app.clock.set_now(late_evening());
+    import(&app, "demo-admin", &citizens(0, 5, &["ward:a"])).await;
+
+    // Act
+    let id = create(&app, &announcement(json!({"all": true}))).await;
+    let receipt = receipt_request("HS-QUIET-1");
+    app.publish(&receipt).await;
+    eventually(PATIENCE, || async {
+        (!app.messages_for(&receipt.notification_id).await.is_empty()).then_some(())
+    })
+    .await
+    .expect("the case update goes out at night");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let at_night = sends_by_phone(&app).await;
+    app.clock
+        .set_now(late_evening() + Days::hours(7) + Days::minutes(1));
+    let done = until_state(&app, &id, "completed").await;
+
+    // Assert
+    assert_eq!(
+        at_night.keys().filter(|p| p.starts_with("84912")).count(),
+        0,
+        "{at_night:?}"
+    );
+    assert_eq!(done["sent"], 5, "{done}");
+}
+
+#[tokio::test]
+async fn a_citizen_gets_at_most_four_promotions_a_month_and_the_fifth_is_skipped_not_failed() {
+    // Arrange
+    let app = spawn_app().await;
+    import(&app, "demo-admin", &citizens(0, 1, &["ward:a"])).await;
+
+    // Act: five broadcasts, one after the other.
+    let mut views = Vec::new();
+    for _ in 0..5 {
+        let id = create(&app, &announcement(json!({"all": true}))).await;
+        views.push(until_state(&app, &id, "completed").await);
+    }
+
+    // Assert
+    assert_eq!(sends_by_phone(&app).await.get(&phone(0)), Some(&4));
+    assert!(views[..4].iter().all(|v| v["sent"] == 1), "{views:?}");
+    assert_eq!(views[4]["sent"], 0);
+    assert_eq!(views[4]["skipped"], json!({"monthly_cap": 1}));
+    let client = app.pool.get().await.unwrap();
+    let failed: i64 = client
+        .query_one(
+            "SELECT count(*) FROM notifier.deliveries WHERE status = 'failed'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(failed, 0, "a skip is no error");
+}
+
+#[tokio::test]
+async fn a_case_update_overtakes_a_broadcast_that_saturates_the_rate_limit() {
+    // Arrange: 300 citizens at 20 messages a second (15 s of broadcast).
+    let app = slow_app(20.0).await;
+    import(&app, "demo-admin", &citizens(0, 300, &["ward:a"])).await;
+    let id = create(&app, &announcement(json!({"all": true}))).await;
+    eventually(PATIENCE, || async {
+        (sends_by_phone(&app).await.len() >= 40).then_some(())
+    })
+    .await
+    .expect("the broadcast is under way");
+
+    // Act
+    let receipt = receipt_request("HS-OVERTAKE-1");
+    let published = Instant::now();
+    app.publish(&receipt).await;
+    eventually(PATIENCE, || async {
+        (!app.messages_for(&receipt.notification_id).await.is_empty()).then_some(())
+    })
+    .await
+    .expect("the case update is sent");
+    let latency = published.elapsed();
+
+    // Assert: within a few seconds, while the broadcast was still running.
+    let view = show(&app, &id).await;
+    assert!(
+        latency < Duration::from_secs(3),
+        "case update took {latency:?}"
+    );
+    assert_eq!(view["state"], "running", "{view}");
+    assert!(view["sent"].as_i64().unwrap() < 300);
+}
+
+#[tokio::test]
+async fn one_tenant_s_admin_neither_sees_nor_touches_another_tenant_s_broadcasts() {
+    // Arrange
+    let app = spawn_app().await;
+    import(&app, "demo-admin", &citizens(0, 2, &["ward:a"])).await;
+    let mut later = announcement(json!({"all": true}));
+    later["start_at"] = json!((Utc::now() + Days::hours(1)).to_rfc3339());
+    let id = create(&app, &later).await;
+
+    // Act
+    let (shown, _) = get(&app, &format!("/v1/broadcasts/{id}"), "other-admin").await;
+    let (listed, list) = get(&app, "/v1/broadcasts", "other-admin").await;
+    let (cancelled, _) = post(
+        &app,
+        &format!("/v1/broadcasts/{id}/cancel"),
+        "other-admin",
+        &json!({}),
+    )
+    .await;
+    let (anonymous, _) = get(&app, "/v1/broadcasts", "nobody").await;
+    let mut dry = announcement(json!({"all": true}));
+    dry["dry_run"] = json!(true);
+    let (_, other_audience) = post(&app, "/v1/broadcasts", "other-admin", &dry).await;
+
+    // Assert
+    assert_eq!(shown, 404);
+    assert_eq!((listed, list["broadcasts"].clone()), (200, json!([])));
+    assert_eq!(cancelled, 404);
+    assert_eq!(anonymous, 401);
+    assert_eq!(
+        other_audience["audience"], 0,
+        "the other tenant's audience is its own"
+    );
+    assert_eq!(show(&app, &id).await["state"], "scheduled");
+}

@@ -1,0 +1,337 @@
+//! The broadcasts' audience: `POST /v1/subscribers/import` (ndjson, CSV), opt-outs by
+//! the API and by a citizen writing "huỷ" to the OA, phones joined to followers.
+
+use crate::helpers::{spawn_app, TestApp, PATIENCE};
+use loa_platform::testing::eventually;
+use serde_json::{json, Value};
+
+async fn import(app: &TestApp, token: &str, content_type: &str, body: &str) -> (u16, Value) {
+    let r = app
+        .http
+        .post(format!("{}/v1/subscribers/import", app.address))
+        .bearer_auth(token)
+        .header("content-type", content_type)
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+async fn opt_out(app: &TestApp, token: &str, body: Value) -> (u16, Value) {
+    let r = app
+        .http
+        .post(format!("{}/v1/subscribers/opt-out", app.address))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+/// `(phone, zalo_user_id, tags, announcements, opted out)` of a tenant's subscribers,
+/// ordered by phone then user id.
+async fn audience(
+    app: &TestApp,
+    tenant: &str,
+) -> Vec<(Option<String>, Option<String>, Vec<String>, bool, bool)> {
+    let client = app.pool.get().await.unwrap();
+    client
+        .query(
+            "SELECT phone, zalo_user_id, tags, announcements, opted_out_at IS NOT NULL
+               FROM notifier.subscribers WHERE tenant = $1 ORDER BY phone, zalo_user_id",
+            &[&tenant],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+        .collect()
+}
+
+const NDJSON: &str = r#"{"phone": "0912 345 678", "tags": ["ward:phu-thuy", "topic:nong-nghiep"], "announcements": true}
+{"zalo_user_id": "7000000000000000009", "tags": ["Ward:Tan-Hiep"], "announcements": true}
+{"tags": ["ward:phu-thuy"]}
+not json
+
+{"phone": "12345", "announcements": true}
+{"phone": "0987654321", "announcements": "yes"}
+{"phone": "0987 111 222", "zalo_user_id": "7000000000000000010"}"#;
+
+#[tokio::test]
+async fn an_ndjson_import_reports_its_bad_lines_and_imports_the_rest_once() {
+    // Arrange
+    let app = spawn_app().await;
+
+    // Act
+    let (status, first) = import(&app, "demo-admin", "application/x-ndjson", NDJSON).await;
+    let (again, second) = import(&app, "demo-admin", "application/x-ndjson", NDJSON).await;
+
+    // Assert: three good lines, four bad ones by line and field; the same again
+    // changes nothing.
+    assert_eq!((status, again), (200, 200), "{first} {second}");
+    assert_eq!(
+        (first["imported"].as_u64(), first["updated"].as_u64()),
+        (Some(3), Some(0))
+    );
+    let rejected: Vec<(u64, &str)> = first["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["line"].as_u64().unwrap(), r["field"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        rejected,
+        [
+            (3, "phone"),
+            (4, "line"),
+            (6, "phone"),
+            (7, "announcements")
+        ]
+    );
+    assert_eq!(first["rejected_total"], 4);
+    assert_eq!(
+        (second["imported"].as_u64(), second["updated"].as_u64()),
+        (Some(0), Some(3))
+    );
+    let rows = audience(&app, "demo").await;
+    assert_eq!(
+        rows,
+        [
+            (
+                Some("84912345678".into()),
+                None,
+                vec!["topic:nong-nghiep".into(), "ward:phu-thuy".into()],
+                true,
+                false
+            ),
+            (
+                Some("84987111222".into()),
+                Some("7000000000000000010".into()),
+                vec![],
+                false,
+                false
+            ),
+            (
+                None,
+                Some("7000000000000000009".into()),
+                vec!["ward:tan-hiep".into()],
+                true,
+                false
+            ),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_csv_import_reads_its_header_and_a_bad_header_is_refused_with_no_effect() {
+    // Arrange
+    let app = spawn_app().await;
+    let csv = "phone,zalo_user_id,tags,announcements\r\n\
+               0912 345 678,,ward:phu-thuy|topic:thuy-san,true\r\n\
+               ,,ward:x,true\r\n\
+               \"+84 912 345 679\",u-1,,false\r\n";
+
+    // Act
+    let (status, body) = import(&app, "demo-admin", "text/csv; charset=utf-8", csv).await;
+    let (bad_status, bad) = import(
+        &app,
+        "demo-admin",
+        "text/csv",
+        "phone,email\n0912345670,a@b\n",
+    )
+    .await;
+    let (media_status, media) = import(&app, "demo-admin", "application/json", "{}").await;
+
+    // Assert
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["imported"].as_u64(), body["rejected_total"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert_eq!(body["rejected"][0]["line"], 3);
+    assert_eq!(body["rejected"][0]["field"], "phone");
+    assert_eq!(bad_status, 422);
+    assert_eq!(bad["error"]["field"], "header");
+    assert_eq!(media_status, 415);
+    assert_eq!(media["error"]["field"], "Content-Type");
+    let rows = audience(&app, "demo").await;
+    assert_eq!(rows.len(), 2, "the refused import wrote nothing: {rows:?}");
+    assert_eq!(rows[0].2, ["topic:thuy-san", "ward:phu-thuy"]);
+}
+
+#[tokio::test]
+async fn an_opt_out_by_the_api_outlasts_a_later_import_and_names_a_bad_field() {
+    // Arrange
+    let app = spawn_app().await;
+    let line = r#"{"phone": "0912345678", "announcements": true}"#;
+    import(&app, "demo-admin", "application/x-ndjson", line).await;
+
+    // Act
+    let (status, body) = opt_out(&app, "demo-admin", json!({"phone": "0912 345 678"})).await;
+    let (_, again) = opt_out(&app, "demo-admin", json!({"phone": "+84912345678"})).await;
+    import(&app, "demo-admin", "application/x-ndjson", line).await;
+    let (missing, missing_body) = opt_out(&app, "demo-admin", json!({})).await;
+    let (bad, bad_body) = opt_out(&app, "demo-admin", json!({"phone": "12"})).await;
+    let (unauthorised, _) = opt_out(&app, "wrong", json!({"phone": "0912345678"})).await;
+
+    // Assert
+    assert_eq!(
+        (status, body["changed"].as_bool()),
+        (200, Some(true)),
+        "{body}"
+    );
+    assert_eq!(again["changed"], false);
+    let rows = audience(&app, "demo").await;
+    assert_eq!(rows.len(), 1);
+    assert!(
+        rows[0].3 && rows[0].4,
+        "opted in by the import, still opted out: {rows:?}"
+    );
+    assert_eq!(
+        (missing, missing_body["error"]["field"].as_str()),
+        (422, Some("phone"))
+    );
+    assert_eq!(
+        (bad, bad_body["error"]["field"].as_str()),
+        (422, Some("phone"))
+    );
+    assert_eq!(unauthorised, 401);
+}
+
+#[tokio::test]
+async fn a_citizen_writing_huy_to_the_oa_is_opted_out() {
+    // Arrange
+    let app = spawn_app().await;
+    let line = r#"{"zalo_user_id": "u-7100", "announcements": true}
+{"zalo_user_id": "u-7101", "announcements": true}"#;
+    import(&app, "demo-admin", "application/x-ndjson", line).await;
+    let r = app
+        .http
+        .post(format!("{}/_sandbox/webhook", app.sandbox_url))
+        .json(&json!({"url": format!("{}/zalo/webhook", app.address)}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+
+    // Act
+    for (user, text) in [("u-7100", "Huỷ"), ("u-7101", "huỷ hồ sơ giúp em")] {
+        let r = app
+            .http
+            .post(format!("{}/_sandbox/users/{user}/text", app.sandbox_url))
+            .json(&json!({ "text": text }))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+
+    // Assert: only the one who wrote just "huỷ".
+    eventually(PATIENCE, || async {
+        let client = app.pool.get().await.unwrap();
+        let n: i64 = client
+            .query_one(
+                "SELECT count(*) FROM notifier.webhook_events WHERE event_name = 'user_send_text'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        (n == 2).then_some(())
+    })
+    .await
+    .expect("both messages are recorded");
+    let rows = audience(&app, "demo").await;
+    let opted_out: Vec<(&str, bool)> = rows
+        .iter()
+        .map(|r| (r.1.as_deref().unwrap(), r.4))
+        .collect();
+    assert_eq!(opted_out, [("u-7100", true), ("u-7101", false)]);
+}
+
+#[tokio::test]
+async fn a_follower_sharing_an_imported_phone_joins_that_citizen_s_row() {
+    // Arrange: an imported, opted-in phone; a follower with a row of their own.
+    let app = spawn_app().await;
+    import(
+        &app,
+        "demo-admin",
+        "application/x-ndjson",
+        r#"{"phone": "0903123456", "tags": ["ward:a"], "announcements": true}"#,
+    )
+    .await;
+    let r = app
+        .http
+        .post(format!("{}/_sandbox/webhook", app.sandbox_url))
+        .json(&json!({"url": format!("{}/zalo/webhook", app.address)}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+
+    // Act: the citizen follows the OA and shares that phone.
+    for (path, body) in [
+        ("follow", json!({})),
+        (
+            "submit_info",
+            json!({"name": "Trần Văn Bình", "phone": "0903 123 456"}),
+        ),
+    ] {
+        let r = app
+            .http
+            .post(format!("{}/_sandbox/users/u-7200/{path}", app.sandbox_url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+    }
+
+    // Assert: one row, with the user id, the imported tags and opt-in.
+    eventually(PATIENCE, || async {
+        let rows = audience(&app, "demo").await;
+        (rows.len() == 1 && rows[0].1.as_deref() == Some("u-7200")).then_some(())
+    })
+    .await
+    .expect("the phone joins the follower");
+    let rows = audience(&app, "demo").await;
+    assert_eq!(rows[0].2, ["ward:a"]);
+    assert!(rows[0].3);
+}
+
+#[tokio::test]
+async fn one_tenant_s_admin_imports_and_opts_out_in_their_own_tenant_only() {
+    // Arrange
+    let app = spawn_app().await;
+    import(
+        &app,
+        "demo-admin",
+        "application/x-ndjson",
+        r#"{"phone": "0912345678", "announcements": true}"#,
+    )
+    .await;
+
+    // Act: the other tenant's admin imports and opts out the same phone.
+    let (status, body) = import(
+        &app,
+        "other-admin",
+        "application/x-ndjson",
+        r#"{"phone": "0912345678", "tags": ["x"]}"#,
+    )
+    .await;
+    opt_out(&app, "other-admin", json!({"phone": "0912345678"})).await;
+    let (unauthorised, _) = import(&app, "nobody", "application/x-ndjson", "{}").await;
+
+    // Assert: the demo tenant's citizen is untouched.
+    assert_eq!((status, body["imported"].as_u64()), (200, Some(1)));
+    let demo = audience(&app, "demo").await;
+    assert_eq!(
+        demo,
+        [(Some("84912345678".into()), None, vec![], true, false)]
+    );
+    let other = audience(&app, "other").await;
+    assert!(other[0].4, "opted out in its own tenant");
+    assert_eq!(unauthorised, 401);
+}
