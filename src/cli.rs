@@ -1,7 +1,8 @@
 //! Command-line parsing and dispatch. Each command is a thin call into a module.
 
 use crate::{
-    bench, chaos, console, dead_letters, demo, runner, secrets, settings::Settings, tokens,
+    bench, broadcasts, chaos, console, dead_letters, demo, runner, secrets, settings::Settings,
+    tokens,
 };
 use clap::{Parser, Subcommand};
 use std::{ffi::OsString, path::PathBuf};
@@ -42,6 +43,25 @@ pub enum Command {
         /// What to do with them.
         #[command(subcommand)]
         command: dead_letters::DeadLettersCommand,
+    },
+    /// Policy broadcasts through the notifier's API: create (or preview), list, show,
+    /// pause, resume, cancel, watch live.
+    Broadcasts {
+        /// The notifier and the admin token.
+        #[command(flatten)]
+        api: broadcasts::ApiArgs,
+        /// What to do.
+        #[command(subcommand)]
+        command: broadcasts::BroadcastsCommand,
+    },
+    /// The broadcasts' audience: import citizens from a file.
+    Subscribers {
+        /// The notifier and the admin token.
+        #[command(flatten)]
+        api: broadcasts::ApiArgs,
+        /// What to do.
+        #[command(subcommand)]
+        command: broadcasts::SubscribersCommand,
     },
     /// Manage the admin console's accounts, straight against the database
     /// (`LOA_DATABASE_URL`).
@@ -101,6 +121,8 @@ pub async fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<()>
         Command::Bench { .. }
             | Command::Chaos(_)
             | Command::DeadLetters { .. }
+            | Command::Broadcasts { .. }
+            | Command::Subscribers { .. }
             | Command::Console { .. }
             | Command::Secrets { .. }
             | Command::Demo { .. }
@@ -135,6 +157,10 @@ pub async fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<()>
         Command::DeadLetters { command } => dead_letters::run(command, &settings).await,
         Command::Console { command } => console::run(command, &settings).await,
         Command::Secrets { .. } => secrets::rotate_key(&settings).await,
+        Command::Broadcasts { api, command } => broadcasts::run(command, &api, &settings).await,
+        Command::Subscribers { api, command } => {
+            broadcasts::run_subscribers(command, &api, &settings).await
+        }
         Command::Bench { output, command } => {
             bench::run(command, &output, &settings, cli.config.as_deref()).await
         }

@@ -10,12 +10,15 @@
 //! - [`demo`]: realistic events pushed through intake, and what citizens received.
 //! - [`bench`]: `loa bench`, the benchmark harness.
 //! - [`chaos`]: `loa chaos`, the fault-injection run and its audit.
+//! - [`broadcasts`]: `loa broadcasts …` and `loa subscribers import`, through the
+//!   notifier's API.
 //! - [`dead_letters`]: `loa dead-letters list|replay`.
 //! - [`console`]: `loa console add-user`.
 //! - [`tokens`]: `loa tokens new|hash`.
 //! - [`secrets`]: `loa secrets new-key|rotate-key`, the keys of the Zalo tokens at rest.
 
 pub mod bench;
+pub mod broadcasts;
 pub mod chaos;
 pub mod cli;
 pub mod console;

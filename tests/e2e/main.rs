@@ -7,6 +7,7 @@ mod helpers_browser;
 mod helpers_process;
 mod helpers_webdriver;
 
+mod broadcasts;
 mod console;
 mod dead_letters_cli;
 mod faults;

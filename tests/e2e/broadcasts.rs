@@ -1,0 +1,163 @@
+//! Broadcasts with the services as processes: the `loa broadcasts` and `loa
+//! subscribers` commands against a running notifier, and a notifier killed with
+//! SIGKILL in the middle of a fan-out that finishes the broadcast after a restart,
+//! every citizen told exactly once.
+
+use crate::{
+    helpers::wait_ready,
+    helpers_process::{base, spawn, Ports, Process},
+};
+use loa_platform::testing::{eventually, TestEnv};
+use serde_json::Value;
+use std::{collections::HashMap, io::Write, process::Command, time::Duration};
+
+/// Small pages, so the kill lands between checkpoints.
+const NOTIFIER: &[(&str, &str)] = &[
+    ("LOA_NOTIFIER__BROADCAST_CHUNK", "50"),
+    ("LOA_NOTIFIER__BROADCAST_INTERVAL_MS", "100"),
+];
+
+/// Runs `loa <args>` as the demo tenant's admin against `notifier`; its stdout.
+fn loa(notifier: &str, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_loa"))
+        .args(args)
+        .env("LOA_NOTIFIER_URL", notifier)
+        .env("LOA_ADMIN_TOKEN", "demo-admin")
+        .output()
+        .expect("the loa binary runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "loa {args:?} failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn show(notifier: &str, id: &str) -> Value {
+    serde_json::from_str(&loa(notifier, &["broadcasts", "show", id])).expect("JSON")
+}
+
+/// Messages the sandbox accepted, per phone.
+async fn sends(client: &reqwest::Client, sandbox: &str) -> HashMap<String, usize> {
+    let body: Value = client
+        .get(format!("{sandbox}/_sandbox/messages"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let list = body
+        .as_array()
+        .cloned()
+        .or_else(|| body["messages"].as_array().cloned())
+        .unwrap_or_default();
+    let mut by_phone = HashMap::new();
+    for m in list {
+        if let Some(p) = m["phone"].as_str() {
+            *by_phone.entry(p.to_owned()).or_insert(0) += 1;
+        }
+    }
+    by_phone
+}
+
+#[tokio::test]
+async fn a_notifier_killed_mid_fan_out_finishes_the_broadcast_after_a_restart_telling_everyone_once(
+) {
+    // Arrange: the sandbox and a notifier as processes; 1,000 citizens imported
+    // with `loa subscribers import` (at the demo tenant's 50 messages a second).
+    const CITIZENS: usize = 1_000;
+    let env = TestEnv::new().await.unwrap();
+    let ports = Ports::free();
+    let _sandbox_process = spawn("zalo-sandbox", &env, &ports, &[]);
+    let mut notifier_process: Process = spawn("notifier", &env, &ports, NOTIFIER);
+    let client = reqwest::Client::new();
+    let (sandbox, notifier) = (base(ports.sandbox), base(ports.notifier));
+    wait_ready(&client, &[&sandbox, &notifier]).await;
+    let dir = std::env::temp_dir().join(format!("loa-broadcast-{}", ports.notifier));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("citizens.ndjson");
+    let mut lines = std::fs::File::create(&file).unwrap();
+    for i in 0..CITIZENS {
+        writeln!(
+            lines,
+            r#"{{"phone": "0912{i:06}", "tags": ["ward:a"], "announcements": true}}"#
+        )
+        .unwrap();
+    }
+    drop(lines);
+    let imported = loa(
+        &notifier,
+        &["subscribers", "import", file.to_str().unwrap()],
+    );
+    assert!(
+        imported.starts_with("imported 1000, updated 0, rejected 0"),
+        "{imported}"
+    );
+
+    // Act: create it, SIGKILL the notifier mid fan-out, start a new one.
+    let created: Value = serde_json::from_str(&loa(
+        &notifier,
+        &[
+            "broadcasts",
+            "create",
+            "--title",
+            "Bão số 9",
+            "--tags",
+            "ward:a",
+            "--param",
+            "title=Cảnh báo bão số 9",
+            "--param",
+            "body=Bão số 9 đổ bộ đêm 10/12/2026, người dân chủ động phòng tránh.",
+            "--param",
+            "link=https://dichvucong.example.gov.vn/bao-so-9",
+        ],
+    ))
+    .expect("JSON");
+    let id = created["id"].as_str().expect("an id").to_owned();
+    eventually(Duration::from_secs(60), || async {
+        (sends(&client, &sandbox).await.len() >= 150).then_some(())
+    })
+    .await
+    .expect("the broadcast is under way");
+    notifier_process.kill_hard();
+    let at_kill = show_from_db(&env, &id).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let _restarted = spawn("notifier", &env, &ports, NOTIFIER);
+    wait_ready(&client, &[&notifier]).await;
+    let done = eventually(Duration::from_secs(120), || async {
+        let view = show(&notifier, &id);
+        (view["state"] == "completed").then_some(view)
+    })
+    .await
+    .expect("the broadcast completes");
+
+    // Assert: killed mid fan-out; every citizen told, each once.
+    assert!(
+        at_kill < CITIZENS as i64,
+        "the kill landed mid fan-out: {at_kill} queued"
+    );
+    let sent = sends(&client, &sandbox).await;
+    assert_eq!(sent.len(), CITIZENS);
+    let repeated: Vec<_> = sent.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(repeated.is_empty(), "sent more than once: {repeated:?}");
+    assert_eq!(done["sent"], CITIZENS, "{done}");
+    let list = loa(&notifier, &["broadcasts", "list"]);
+    assert!(list.contains(&id) && list.contains("completed"), "{list}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Recipients the broadcast had published when the notifier died (its checkpoint).
+async fn show_from_db(env: &TestEnv, id: &str) -> i64 {
+    let pool = loa_platform::db::pool(&env.database_url, 1).unwrap();
+    let client = pool.get().await.unwrap();
+    client
+        .query_one(
+            "SELECT queued FROM notifier.broadcasts WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
