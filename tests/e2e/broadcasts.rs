@@ -6,6 +6,7 @@
 use crate::{
     helpers::wait_ready,
     helpers_process::{base, spawn, Ports, Process},
+    tenants_reload::tenant_toml,
 };
 use loa_platform::testing::{eventually, TestEnv};
 use serde_json::Value;
@@ -70,13 +71,32 @@ async fn a_notifier_killed_mid_fan_out_finishes_the_broadcast_after_a_restart_te
     const CITIZENS: usize = 1_000;
     let env = TestEnv::new().await.unwrap();
     let ports = Ports::free();
-    let _sandbox_process = spawn("zalo-sandbox", &env, &ports, &[]);
-    let mut notifier_process: Process = spawn("notifier", &env, &ports, NOTIFIER);
+    // The demo tenant without quiet hours: the test must not depend on the hour.
+    let dir = std::env::temp_dir().join(format!("loa-broadcast-{}", ports.notifier));
+    std::fs::create_dir_all(&dir).unwrap();
+    let tenants_file = dir.join("tenants.toml");
+    let tenants = tenant_toml("demo", &["demo-token"], 1, &base(ports.sandbox))
+        + "[tenants.broadcasts]\nquiet_hours = \"\"\n";
+    std::fs::write(&tenants_file, tenants).unwrap();
+    let with_tenants = |extra: &[(&'static str, &'static str)]| -> Vec<(String, String)> {
+        let mut all = vec![(
+            "LOA_TENANTS_FILE".to_owned(),
+            tenants_file.to_str().unwrap().to_owned(),
+        )];
+        all.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        all
+    };
+    let sandbox_env = with_tenants(&[]);
+    let notifier_env = with_tenants(NOTIFIER);
+    let _sandbox_process = spawn("zalo-sandbox", &env, &ports, &as_refs(&sandbox_env));
+    let mut notifier_process: Process = spawn("notifier", &env, &ports, &as_refs(&notifier_env));
     let client = reqwest::Client::new();
     let (sandbox, notifier) = (base(ports.sandbox), base(ports.notifier));
     wait_ready(&client, &[&sandbox, &notifier]).await;
-    let dir = std::env::temp_dir().join(format!("loa-broadcast-{}", ports.notifier));
-    std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("citizens.ndjson");
     let mut lines = std::fs::File::create(&file).unwrap();
     for i in 0..CITIZENS {
@@ -124,7 +144,7 @@ async fn a_notifier_killed_mid_fan_out_finishes_the_broadcast_after_a_restart_te
     notifier_process.kill_hard();
     let at_kill = show_from_db(&env, &id).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let _restarted = spawn("notifier", &env, &ports, NOTIFIER);
+    let _restarted = spawn("notifier", &env, &ports, &as_refs(&notifier_env));
     wait_ready(&client, &[&notifier]).await;
     let done = eventually(Duration::from_secs(120), || async {
         let view = show(&notifier, &id);
@@ -160,4 +180,12 @@ async fn show_from_db(env: &TestEnv, id: &str) -> i64 {
         .await
         .unwrap()
         .get(0)
+}
+
+/// Borrowed `(name, value)` pairs, as [`spawn`] takes them.
+fn as_refs(pairs: &[(String, String)]) -> Vec<(&str, &str)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
 }

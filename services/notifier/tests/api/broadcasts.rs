@@ -5,6 +5,7 @@
 
 use crate::helpers::{receipt_request, spawn_app, spawn_app_with, TestApp};
 use chrono::{DateTime, Duration as Days, Utc};
+use loa_platform::tenants::QuietHours;
 use loa_platform::testing::eventually;
 use serde_json::{json, Value};
 use std::{
@@ -115,7 +116,7 @@ async fn sends_by_phone(app: &TestApp) -> HashMap<String, usize> {
 async fn a_broadcast_reaches_each_opted_in_subscriber_of_its_tags_once_and_completes() {
     // Arrange: ten in ward a, ten in ward b, five in ward a not opted in, five in
     // ward a who opted out.
-    let app = spawn_app().await;
+    let app = any_hour_app().await;
     let mut lines = citizens(0, 10, &["ward:a", "topic:nong-nghiep"]);
     lines.extend(citizens(10, 10, &["ward:b", "topic:nong-nghiep"]));
     lines.extend((20..25).map(|i| json!({"phone": phone(i), "tags": ["ward:a"]})));
@@ -166,7 +167,7 @@ async fn a_broadcast_reaches_each_opted_in_subscriber_of_its_tags_once_and_compl
 #[tokio::test]
 async fn a_dry_run_counts_and_previews_and_bad_requests_name_their_field() {
     // Arrange
-    let app = spawn_app().await;
+    let app = any_hour_app().await;
     import(&app, "demo-admin", &citizens(0, 3, &["ward:a"])).await;
 
     // Act
@@ -221,13 +222,20 @@ async fn a_dry_run_counts_and_previews_and_bad_requests_name_their_field() {
     );
 }
 
-/// A notifier whose demo tenant sends `rate` messages per second.
+/// A notifier whose demo tenant sends `rate` messages per second, at any hour.
 async fn slow_app(rate: f64) -> TestApp {
     spawn_app_with(|tenants| {
         tenants[0].zalo.rate_per_second = rate;
         tenants[0].zalo.burst = 1;
+        tenants[0].broadcasts.quiet_hours = QuietHours::NONE;
     })
     .await
+}
+
+/// A notifier whose demo tenant has no quiet hours, so a test does not depend on the
+/// hour it runs at (quiet hours have a test of their own).
+async fn any_hour_app() -> TestApp {
+    spawn_app_with(|tenants| tenants[0].broadcasts.quiet_hours = QuietHours::NONE).await
 }
 
 #[tokio::test]
@@ -374,7 +382,7 @@ async fn quiet_hours_hold_a_broadcast_but_not_a_case_update_until_the_morning() 
 #[tokio::test]
 async fn a_citizen_gets_at_most_four_promotions_a_month_and_the_fifth_is_skipped_not_failed() {
     // Arrange
-    let app = spawn_app().await;
+    let app = any_hour_app().await;
     import(&app, "demo-admin", &citizens(0, 1, &["ward:a"])).await;
 
     // Act: five broadcasts, one after the other.
@@ -437,7 +445,7 @@ async fn a_case_update_overtakes_a_broadcast_that_saturates_the_rate_limit() {
 #[tokio::test]
 async fn one_tenant_s_admin_neither_sees_nor_touches_another_tenant_s_broadcasts() {
     // Arrange
-    let app = spawn_app().await;
+    let app = any_hour_app().await;
     import(&app, "demo-admin", &citizens(0, 2, &["ward:a"])).await;
     let mut later = announcement(json!({"all": true}));
     later["start_at"] = json!((Utc::now() + Days::hours(1)).to_rfc3339());
