@@ -110,6 +110,24 @@ pub fn param_spec(name: &str) -> Option<ParamSpec> {
             200,
             "the documents to bring, separated by \"; \", or a pointer to the lookup page",
         ),
+        "title" => spec(
+            "title",
+            "Tên sản phẩm / Thương hiệu",
+            100,
+            "an announcement's heading (policy broadcasts)",
+        ),
+        "body" => spec(
+            "body",
+            "Tên sản phẩm / Thương hiệu",
+            1000,
+            "an announcement's text, addressed to the citizen by name when known",
+        ),
+        "link" => spec(
+            "link",
+            "URL",
+            200,
+            "where the announcement is published in full",
+        ),
         "amount" => spec(
             "amount",
             "Số lượng / Số tiền",
@@ -135,6 +153,7 @@ pub fn status_vi(kind: NotificationKind) -> &'static str {
         NotificationKind::ResultReadyEarly => "Có kết quả trước hạn",
         NotificationKind::ResultReturned => "Đã trả kết quả",
         NotificationKind::DueDateChanged => "Hẹn lại ngày trả kết quả",
+        NotificationKind::Announcement => "Thông báo chính sách",
     }
 }
 
@@ -151,6 +170,7 @@ pub fn title_vi(kind: NotificationKind) -> &'static str {
         NotificationKind::ResultReadyEarly => "Hồ sơ có kết quả trước hạn",
         NotificationKind::ResultReturned => "Đã trả kết quả",
         NotificationKind::DueDateChanged => "Hẹn lại ngày trả kết quả",
+        NotificationKind::Announcement => "Thông báo của tỉnh",
     }
 }
 
@@ -232,6 +252,12 @@ pub fn text_vi(kind: NotificationKind) -> &'static str {
              Trạng thái: <status>.\n\
              Chi tiết tại: <lookup_url>"
         }
+        NotificationKind::Announcement => {
+            "<title>\n\
+             <body>\n\
+             Chi tiết tại: <link>\n\
+             (Nhắn \"huỷ\" để không nhận thông báo này nữa.)"
+        }
     }
 }
 
@@ -259,7 +285,8 @@ pub fn markdown() -> String {
          renders these texts, so `loa demo` shows what citizens will read.\n\n",
     );
     doc.push_str(&format!(
-        "Every template: type 1 (custom, \"Tùy chỉnh\"), tag {TAG}. Dates are\n\
+        "Every template: type 1 (custom, \"Tùy chỉnh\"), tag {TAG}, but the\n\
+         announcement (policy broadcasts), tag 3. Dates are\n\
          `dd/MM/yyyy` in Asia/Ho_Chi_Minh; no parameter is ever sent empty.\n",
     ));
     for kind in NotificationKind::ALL {
@@ -276,11 +303,19 @@ pub fn markdown() -> String {
                 spec.name, spec.zalo_type, spec.max_chars, spec.meaning
             ));
         }
-        doc.push_str(&format!(
-            "\n`status` is \"{}\". Demo template id: `{}`.\n",
-            status_vi(kind),
-            kind.default_template_id()
-        ));
+        if kind.is_promotion() {
+            doc.push_str(&format!(
+                "\nTag 3 – Hậu mãi (Promotion), not {TAG}: at most 25 % of the day's quota \
+                 and 4 messages per citizen per month. Demo template id: `{}`.\n",
+                kind.default_template_id()
+            ));
+        } else {
+            doc.push_str(&format!(
+                "\n`status` is \"{}\". Demo template id: `{}`.\n",
+                status_vi(kind),
+                kind.default_template_id()
+            ));
+        }
     }
     doc
 }
