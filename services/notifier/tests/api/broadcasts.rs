@@ -477,3 +477,65 @@ async fn one_tenant_s_admin_neither_sees_nor_touches_another_tenant_s_broadcasts
     );
     assert_eq!(show(&app, &id).await["state"], "scheduled");
 }
+
+// Fails today: at 250/s with a burst of 50 (tenant and sandbox alike) the sandbox
+// refused 92 of 20,000 sends with -32 (peak 294/s); each was retried and every citizen
+// got the message exactly once. The limiter's slots are exact at 20/s (the rate_limit
+// tests) but sends released together at high rates overrun Zalo's bucket. Run it with
+// `--ignored` once the limiter holds at this rate.
+#[tokio::test]
+#[ignore = "-32s at 250/s: the rate limiter overruns a burst-50 bucket (see the comment)"]
+async fn a_broadcast_to_20000_subscribers_completes_at_the_configured_rate_without_a_single_32_and_each_once(
+) {
+    // Arrange: Zalo allows 250 ZNS a second (burst 50); the tenant is configured the same.
+    const CITIZENS: usize = 20_000;
+    const RATE: f64 = 250.0;
+    let app = spawn_app_with(|tenants| {
+        tenants[0].zalo.rate_per_second = RATE;
+        tenants[0].zalo.burst = 50;
+        tenants[0].broadcasts.quiet_hours = QuietHours::NONE;
+    })
+    .await;
+    let r = app
+        .http
+        .post(format!("{}/_sandbox/limits", app.sandbox_url))
+        .json(&json!({"api": "zns", "rate_per_second": RATE, "burst": 50}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    import(&app, "demo-admin", &citizens(0, CITIZENS, &["ward:a"])).await;
+
+    // Act
+    let started = Instant::now();
+    let id = create(&app, &announcement(json!({"all": true}))).await;
+    let done = eventually(Duration::from_secs(300), || async {
+        let view = show(&app, &id).await;
+        (view["state"] == "completed").then_some(view)
+    })
+    .await
+    .expect("the broadcast completes");
+    let took = started.elapsed().as_secs_f64();
+
+    // Assert: every citizen once, no -32, at (nearly) the configured rate.
+    let stats: Value = app
+        .http
+        .get(format!("{}/_sandbox/stats", app.sandbox_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["refused"], json!({}), "no -32: {stats}");
+    assert_eq!(stats["accepted"], CITIZENS, "{stats}");
+    let sends = sends_by_phone(&app).await;
+    assert_eq!(sends.len(), CITIZENS);
+    assert!(sends.values().all(|n| *n == 1));
+    assert_eq!(done["sent"], CITIZENS, "{done}");
+    let rate = CITIZENS as f64 / took;
+    assert!(
+        rate >= RATE * 0.7 && rate <= RATE * 1.05 + 50.0 / took,
+        "{rate:.0}/s over {took:.1} s against {RATE}/s"
+    );
+}
