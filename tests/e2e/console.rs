@@ -546,7 +546,16 @@ async fn an_admin_reauthorises_the_zalo_oa_and_sending_goes_on_with_the_new_refr
     assert!(done.contains("Đã kết nối lại Zalo OA"), "{done}");
     assert_eq!(replayed.status(), 400, "a state is single use");
     assert_ne!(after, before, "the consent's refresh token is stored");
-    assert!(after.starts_with("zrt1."), "{after}");
+    // Sealed at rest (the system runs on the development key), and it is the token
+    // the consent gave.
+    assert!(after.starts_with("sealed:v1:"), "{after}");
+    let opened = loa_notifier::zalo::sealing::Keyring::development()
+        .open("demo", "refresh_token", &after)
+        .expect("the stored refresh token opens");
+    assert!(
+        opened.expose().starts_with("zrt1."),
+        "a sandbox refresh token"
+    );
     assert_eq!(messages.len(), 1);
     assert_ne!(
         stored().await,
