@@ -57,6 +57,9 @@ pub struct TrackerSettings {
     /// Seconds between two overdue sweeps (marking dossiers past their appointment and
     /// counting them for `loa_tracker_overdue_dossiers`); at least 1.
     pub overdue_sweep_secs: u64,
+    /// Seconds between two retention sweeps (erasing the personal data of dossiers
+    /// past their tenant's `retention_days`); at least 1.
+    pub retention_sweep_secs: u64,
 }
 
 impl Default for TrackerSettings {
@@ -74,6 +77,7 @@ impl Default for TrackerSettings {
             lookup_rate_per_minute: 60,
             lookup_burst: 20,
             overdue_sweep_secs: 60,
+            retention_sweep_secs: 3_600,
         }
     }
 }

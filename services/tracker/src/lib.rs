@@ -27,6 +27,8 @@
 //!   keyset pages) and today's numbers.
 //! - [`overdue`]: the overdue sweep (one marker at a time across replicas) and
 //!   `loa_tracker_overdue_dossiers`.
+//! - [`retention`]: personal data past a tenant's `retention_days` reduced to masked
+//!   forms (one eraser at a time across replicas).
 //! - [`metrics`]: `loa_tracker_*` Prometheus metrics.
 //! - [`startup`]: the [`Application`] (build, then run until stopped).
 
@@ -39,6 +41,7 @@ pub mod metrics;
 pub mod overdue;
 pub mod planning;
 pub mod relay;
+pub mod retention;
 pub mod routes;
 pub mod search;
 pub mod startup;

@@ -111,6 +111,16 @@ static OVERDUE: LazyLock<GaugeVec> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+static PERSONAL_DATA_ERASED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "loa_tracker_personal_data_erased_total",
+        "Dossiers whose names and phones the retention sweep reduced to masked forms, by \
+         tenant (retention_days after their last event).",
+        &["tenant"]
+    )
+    .expect("metric registers once")
+});
+
 static RELAY_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
     register_histogram!(
         "loa_tracker_outbox_relay_seconds",
@@ -130,6 +140,7 @@ pub fn register() {
     LazyLock::force(&OUTBOX_OLDEST);
     LazyLock::force(&RELAY_SECONDS);
     LazyLock::force(&OVERDUE);
+    LazyLock::force(&PERSONAL_DATA_ERASED);
 }
 
 /// Creates every outcome's series at zero for each configured tenant (and for
@@ -151,12 +162,20 @@ pub fn init(tenants: &loa_platform::Tenants) {
         for kind in loa_contracts::NotificationKind::CASE_UPDATES {
             PLANNED.with_label_values(&[tenant.id.as_str(), kind.as_str()]);
         }
+        PERSONAL_DATA_ERASED.with_label_values(&[tenant.id.as_str()]);
         // Not known until the first sweep: NaN, not a misleading 0.
         let overdue = OVERDUE.with_label_values(&[tenant.id.as_str()]);
         if overdue.get() == 0.0 {
             overdue.set(f64::NAN);
         }
     }
+}
+
+/// Counts dossiers whose personal data the retention sweep erased.
+pub fn personal_data_erased(tenant: &str, dossiers: u64) {
+    PERSONAL_DATA_ERASED
+        .with_label_values(&[tenant])
+        .inc_by(dossiers);
 }
 
 /// Sets a tenant's count of open overdue dossiers.

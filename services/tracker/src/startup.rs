@@ -206,6 +206,13 @@ impl Application {
                 relay_stop.cancel();
             }
         };
+        let retention = crate::retention::run_retention(
+            pool.clone(),
+            tenants.clone(),
+            clock.clone(),
+            Duration::from_secs(settings.retention_sweep_secs.max(1)),
+            cancel.clone(),
+        );
         let sweeper = crate::overdue::run_sweeper(
             pool.clone(),
             tenants.clone(),
@@ -227,8 +234,8 @@ impl Application {
         };
         // A reloaded tenants file brings its new tenants' series.
         let tenant_metrics = tenants.for_each_change(cancel.clone(), crate::metrics::init);
-        let (served, (), (), (), ()) =
-            tokio::join!(server, consumer, relay, tenant_metrics, sweeper);
+        let (served, (), (), (), (), ()) =
+            tokio::join!(server, consumer, relay, tenant_metrics, sweeper, retention);
         tracing::info!("Tracker stopped.");
         served
     }

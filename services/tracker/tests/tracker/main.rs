@@ -8,6 +8,7 @@ mod helpers;
 mod http;
 mod lifecycle;
 mod outbox;
+mod retention;
 mod search;
 mod store;
 mod timeliness;

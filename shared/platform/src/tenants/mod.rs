@@ -35,6 +35,11 @@ pub struct TenantSettings {
     /// Policy broadcasts: quiet hours, Article broadcasts.
     #[serde(default)]
     pub broadcasts: BroadcastSettings,
+    /// Days after a dossier's last event its personal data is kept: then the names and
+    /// phones in its history are reduced to masked forms and its phone search keys
+    /// removed (Decree 13/2023: no longer than the purpose needs). Unset: kept.
+    #[serde(default)]
+    pub retention_days: Option<u32>,
 }
 
 /// An upstream one-stop system and its credential.
@@ -257,6 +262,7 @@ pub fn demo_tenant(sandbox_url: &str) -> TenantSettings {
         admin_tokens: vec![Credential::new("demo-admin")],
         zalo,
         broadcasts: BroadcastSettings::default(),
+        retention_days: None,
     }
 }
 
