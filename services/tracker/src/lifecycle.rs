@@ -38,7 +38,7 @@
 
 use crate::domain::{is_completion, mask_name, OrderingKey};
 use chrono::{DateTime, Utc};
-use loa_contracts::{DossierEvent, DossierStatus};
+use loa_contracts::{ApplicantKind, DossierEvent, DossierStatus};
 use std::cmp::Ordering;
 
 /// Whether a dossier in status `from` may move to `to` (see the module's table).
@@ -186,7 +186,11 @@ impl DossierState {
         self.procedure_name = event.procedure.name.clone();
         self.agency_code = event.agency.code.clone();
         self.agency_name = event.agency.name.clone();
-        self.applicant_masked = mask_name(&event.applicant.name);
+        // An organisation's name is public: shown as it is, not cut to initials.
+        self.applicant_masked = match event.applicant.kind {
+            ApplicantKind::Person => mask_name(&event.applicant.name),
+            ApplicantKind::Organisation => event.applicant.name.trim().to_owned(),
+        };
         // A receipt is issued when the desk receives the dossier: without an explicit
         // reception time, a `received` event's own time is it.
         self.received_at = event
@@ -409,6 +413,24 @@ mod tests {
 
     fn now() -> DateTime<Utc> {
         at("2026-12-04T10:00:00Z")
+    }
+
+    #[test]
+    fn an_organisation_keeps_its_name_where_a_person_is_masked() {
+        let person = DossierState::start(
+            &event("p", 2, "2026-11-28T09:30:00+07:00", None),
+            "t".into(),
+            now(),
+        );
+        assert_eq!(person.applicant_masked, "Trần T. B.");
+        let mut e = event("o", 2, "2026-11-28T09:30:00+07:00", None);
+        e.applicant.name = "Công ty TNHH Thương mại Việt Tiến".into();
+        e.applicant.kind = ApplicantKind::Organisation;
+        let organisation = DossierState::start(&e, "t".into(), now());
+        assert_eq!(
+            organisation.applicant_masked,
+            "Công ty TNHH Thương mại Việt Tiến"
+        );
     }
 
     #[test]

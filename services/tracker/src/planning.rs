@@ -10,7 +10,8 @@ use loa_contracts::{
     notification::notification_id,
     templates,
     time::{format_date_vn, vietnam_day},
-    DossierEvent, DossierStatus, Lane, NotificationKind, NotificationRequest, Recipient,
+    ApplicantKind, DossierEvent, DossierStatus, Lane, NotificationKind, NotificationRequest,
+    Person, Recipient,
 };
 use std::collections::BTreeMap;
 
@@ -147,7 +148,7 @@ fn param(
     context: &PlanContext<'_>,
 ) -> String {
     let value = match name {
-        "customer_name" => truncate(event.recipient().name.trim(), MAX_CUSTOMER_NAME, false),
+        "customer_name" => truncate(&address(event.recipient()), MAX_CUSTOMER_NAME, true),
         "dossier_code" => event.dossier_code.clone(),
         "procedure_name" => truncate(event.procedure.name.trim(), MAX_PROCEDURE_NAME, true),
         "status" => templates::status_vi(kind).to_owned(),
@@ -203,6 +204,16 @@ fn param(
     }
 }
 
+/// How a message addresses its recipient: "ông/bà" and a person's name, an
+/// organisation by its name as it is (never "ông/bà Công ty …").
+pub fn address(person: &Person) -> String {
+    let name = person.name.trim();
+    match person.kind {
+        ApplicantKind::Person => format!("ông/bà {name}"),
+        ApplicantKind::Organisation => name.to_owned(),
+    }
+}
+
 /// Formats đồng the Vietnamese way: `150.000 đồng`.
 pub fn format_vnd(amount: i64) -> String {
     let digits = amount.unsigned_abs().to_string();
@@ -235,7 +246,7 @@ pub fn truncate(text: &str, max: usize, ellipsis: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use loa_contracts::{Agency, Channels, Fee, Person, PhoneNumber, Procedure};
+    use loa_contracts::{Agency, Channels, Fee, PhoneNumber, Procedure};
 
     const URL: &str = "https://tracuu.example.vn/tra-cuu/0123456789abcdef01234567";
 
@@ -261,6 +272,8 @@ mod tests {
             },
             applicant: Person {
                 name: "Trần Thị Bích".into(),
+                kind: ApplicantKind::Person,
+                tax_code: None,
                 phone: PhoneNumber::parse("0903123456").unwrap(),
                 zalo_user_id: Some("zu-owner".into()),
             },
@@ -311,7 +324,7 @@ mod tests {
         let mut want: Vec<&str> = NotificationKind::Receipt.required_params().to_vec();
         want.sort_unstable();
         assert_eq!(keys(&n), want);
-        assert_eq!(n.params["customer_name"], "Trần Thị Bích");
+        assert_eq!(n.params["customer_name"], "ông/bà Trần Thị Bích");
         assert_eq!(n.params["dossier_code"], "000.00.06.H56-261128-0001");
         assert_eq!(n.params["procedure_name"], "Đăng ký khai sinh");
         assert_eq!(n.params["status"], "Đã tiếp nhận hồ sơ");
@@ -415,13 +428,15 @@ mod tests {
         let mut e = event(DossierStatus::Received);
         e.on_behalf_of = Some(Person {
             name: "Lê Văn Cường".into(),
+            kind: ApplicantKind::Person,
+            tax_code: None,
             phone: PhoneNumber::parse("0912345678").unwrap(),
             zalo_user_id: None,
         });
         let n = plan_one(&e);
         assert_eq!(n.recipient.phone.as_deref(), Some("84912345678"));
         assert_eq!(n.recipient.zalo_user_id, None);
-        assert_eq!(n.params["customer_name"], "Lê Văn Cường");
+        assert_eq!(n.params["customer_name"], "ông/bà Lê Văn Cường");
     }
 
     #[test]
@@ -471,7 +486,7 @@ mod tests {
         e.procedure.name = "Cấp đổi giấy chứng nhận ".repeat(10);
         let n = plan_one(&e);
         assert!(n.params["customer_name"].chars().count() <= MAX_CUSTOMER_NAME);
-        assert!(n.params["customer_name"].starts_with("Nguyễn Thị Hồng"));
+        assert!(n.params["customer_name"].starts_with("ông/bà Nguyễn Thị Hồng"));
         let procedure = &n.params["procedure_name"];
         assert_eq!(procedure.chars().count(), MAX_PROCEDURE_NAME);
         assert!(procedure.ends_with('…'));
@@ -555,6 +570,25 @@ mod tests {
                 "{status:?}"
             );
         }
+    }
+
+    #[test]
+    fn an_organisation_is_addressed_by_its_name_and_its_filer_as_a_person() {
+        let mut e = event(DossierStatus::Received);
+        e.applicant.name = "Công ty TNHH Thương mại Việt Tiến".into();
+        e.applicant.kind = ApplicantKind::Organisation;
+        assert_eq!(
+            plan_one(&e).params["customer_name"],
+            "Công ty TNHH Thương mại Việt…"
+        );
+        e.on_behalf_of = Some(Person {
+            name: "Lê Văn Cường".into(),
+            kind: ApplicantKind::Person,
+            tax_code: None,
+            phone: PhoneNumber::parse("0912345678").unwrap(),
+            zalo_user_id: None,
+        });
+        assert_eq!(plan_one(&e).params["customer_name"], "ông/bà Lê Văn Cường");
     }
 
     #[test]

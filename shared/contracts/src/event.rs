@@ -117,11 +117,39 @@ pub struct Agency {
     pub name: String,
 }
 
-/// A citizen named on a dossier.
+/// Who an applicant is: a person, or an organisation (a business, an association, a
+/// state body), whose name is public and is addressed as it is, never masked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ApplicantKind {
+    /// A citizen (công dân): the default.
+    #[default]
+    Person,
+    /// An organisation (doanh nghiệp, tổ chức); `organization` is accepted too.
+    #[serde(alias = "organization")]
+    Organisation,
+}
+
+impl ApplicantKind {
+    /// Whether this is the default, a person (then it is not written out, so events
+    /// stored before organisations existed keep their digests).
+    pub fn is_person(&self) -> bool {
+        *self == Self::Person
+    }
+}
+
+/// A citizen or organisation named on a dossier.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Person {
-    /// Full name.
+    /// Full name, or the organisation's name.
     pub name: String,
+    /// A person (default) or an organisation.
+    #[serde(default, skip_serializing_if = "ApplicantKind::is_person")]
+    pub kind: ApplicantKind,
+    /// An organisation's tax code (mã số thuế): 10 digits, or 10-3 for a branch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]{10}(-[0-9]{3})?$"))]
+    pub tax_code: Option<String>,
     /// Mobile number; any common form is accepted and stored as `84` + 9 digits.
     #[schemars(with = "String", regex(pattern = r"^\+?[0-9 .()-]{9,20}$"))]
     pub phone: PhoneNumber,
@@ -631,12 +659,43 @@ impl<'a> Reader<'a> {
                 ));
             }
         }
+        let kind = match self.opt_text("kind", 20)?.as_deref() {
+            None | Some("person") => ApplicantKind::Person,
+            Some("organisation" | "organization") => ApplicantKind::Organisation,
+            Some(_) => {
+                return Err(ValidationError::new(
+                    self.path("kind"),
+                    "invalid_kind",
+                    "must be \"person\" or \"organisation\"",
+                ))
+            }
+        };
+        let tax_code = self.opt_text("tax_code", 14)?;
+        if let Some(code) = &tax_code {
+            if !is_tax_code(code) {
+                return Err(ValidationError::new(
+                    self.path("tax_code"),
+                    "invalid_tax_code",
+                    "a tax code is 10 digits, or 10 digits, a dash and 3 digits for a branch",
+                ));
+            }
+        }
         Ok(Person {
             name,
+            kind,
+            tax_code,
             phone,
             zalo_user_id,
         })
     }
+}
+
+/// Whether `code` has the shape of a Vietnamese tax code (mã số thuế): 10 digits, or
+/// 10 digits, a dash and 3 digits for a branch.
+fn is_tax_code(code: &str) -> bool {
+    let (main, branch) = code.split_once('-').unwrap_or((code, ""));
+    let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+    digits(main, 10) && (branch.is_empty() && !code.contains('-') || digits(branch, 3))
 }
 
 /// Non-empty after trimming, at most `max` characters, no control characters and
@@ -886,6 +945,32 @@ pub(crate) mod tests {
 
         assert_eq!(rewritten.content_digest(), original.content_digest());
         assert!(rewritten.differing_fields(&original).is_empty());
+    }
+
+    #[test]
+    fn an_organisation_is_read_with_its_tax_code_and_bad_ones_name_their_field() {
+        let mut v = sample();
+        v["applicant"] = json!({"name": "Công ty TNHH Thương mại Việt Tiến", "kind": "organisation",
+                                "tax_code": "0312345678-001", "phone": "0903123456"});
+        let e = DossierEvent::from_json(&v).unwrap();
+        assert_eq!(e.applicant.kind, ApplicantKind::Organisation);
+        assert_eq!(e.applicant.tax_code.as_deref(), Some("0312345678-001"));
+        let mut bad = v.clone();
+        bad["applicant"]["tax_code"] = json!("03123");
+        let err = DossierEvent::from_json(&bad).unwrap_err();
+        assert_eq!(
+            (err.field.as_str(), err.code),
+            ("applicant.tax_code", "invalid_tax_code")
+        );
+        let mut bad = v;
+        bad["applicant"]["kind"] = json!("company");
+        assert_eq!(
+            DossierEvent::from_json(&bad).unwrap_err().field,
+            "applicant.kind"
+        );
+        assert!(
+            is_tax_code("0312345678") && !is_tax_code("0312345678-") && !is_tax_code("031234567a")
+        );
     }
 
     #[test]

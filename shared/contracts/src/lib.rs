@@ -28,7 +28,7 @@ pub mod time;
 
 pub use envelope::{DossierEventBatch, Envelope, NotificationBatch, PackedEvent};
 pub use error::ValidationError;
-pub use event::{Agency, Channels, DossierEvent, Fee, Person, Procedure};
+pub use event::{Agency, ApplicantKind, Channels, DossierEvent, Fee, Person, Procedure};
 pub use notification::{BroadcastRef, Lane, NotificationKind, NotificationRequest, Recipient};
 pub use phone::PhoneNumber;
 pub use status::DossierStatus;

@@ -5,7 +5,8 @@
 //! to Zalo for approval) is this module written out, and a test holds the file to it;
 //! the Zalo sandbox renders every template message it accepts with these texts, so the
 //! demo shows what citizens will read; the tracker fills `status` from [`status_vi`].
-//! Texts use ZNS's `<param>` placeholders and address the citizen as "ông/bà".
+//! Texts use ZNS's `<param>` placeholders; `customer_name` carries the address
+//! ("ông/bà Trần Thị Bích", or an organisation's name as it is).
 
 use crate::NotificationKind;
 use std::collections::BTreeMap;
@@ -42,7 +43,8 @@ pub fn param_spec(name: &str) -> Option<ParamSpec> {
             "customer_name",
             "Tên khách hàng",
             30,
-            "the recipient's name (the authorised filer's when there is one)",
+            "whom the message addresses: \"ông/bà\" and the person's name (the authorised \
+             filer's when there is one), or an organisation's name as it is",
         ),
         "dossier_code" => spec(
             "dossier_code",
@@ -179,7 +181,7 @@ pub fn title_vi(kind: NotificationKind) -> &'static str {
 pub fn text_vi(kind: NotificationKind) -> &'static str {
     match kind {
         NotificationKind::Receipt => {
-            "Kính gửi ông/bà <customer_name>,\n\
+            "Kính gửi <customer_name>,\n\
              <agency_name> đã tiếp nhận hồ sơ <dossier_code> (<procedure_name>) ngày \
              <received_date>. Ngày hẹn trả kết quả: <due_date>.\n\
              Trạng thái: <status>.\n\
@@ -187,14 +189,14 @@ pub fn text_vi(kind: NotificationKind) -> &'static str {
              <lookup_url>"
         }
         NotificationKind::Refused => {
-            "Kính gửi ông/bà <customer_name>,\n\
+            "Kính gửi <customer_name>,\n\
              Hồ sơ <dossier_code> (<procedure_name>) không được <agency_name> tiếp nhận.\n\
              Lý do: <reason>\n\
              Trạng thái: <status>.\n\
              Chi tiết tại: <lookup_url>"
         }
         NotificationKind::SupplementRequested => {
-            "Kính gửi ông/bà <customer_name>,\n\
+            "Kính gửi <customer_name>,\n\
              Để <agency_name> tiếp tục giải quyết hồ sơ <dossier_code> (<procedure_name>), \
              ông/bà vui lòng bổ sung: <documents>\n\
              Thời gian chờ bổ sung không tính vào thời hạn giải quyết.\n\
@@ -202,35 +204,35 @@ pub fn text_vi(kind: NotificationKind) -> &'static str {
              Chi tiết tại: <lookup_url>"
         }
         NotificationKind::PaymentRequested => {
-            "Kính gửi ông/bà <customer_name>,\n\
+            "Kính gửi <customer_name>,\n\
              Hồ sơ <dossier_code> (<procedure_name>) tại <agency_name> cần nộp phí, lệ phí: \
              <amount>.\n\
              Trạng thái: <status>.\n\
              Chi tiết và cách nộp tại: <lookup_url>"
         }
         NotificationKind::Withdrawn => {
-            "Kính gửi ông/bà <customer_name>,\n\
+            "Kính gửi <customer_name>,\n\
              Hồ sơ <dossier_code> (<procedure_name>) đã được rút theo đề nghị của ông/bà; \
              <agency_name> dừng giải quyết hồ sơ này.\n\
              Trạng thái: <status>.\n\
              Chi tiết tại: <lookup_url>"
         }
         NotificationKind::Stopped => {
-            "Kính gửi ông/bà <customer_name>,\n\
+            "Kính gửi <customer_name>,\n\
              <agency_name> đã dừng giải quyết hồ sơ <dossier_code> (<procedure_name>).\n\
              Lý do: <reason>\n\
              Trạng thái: <status>.\n\
              Chi tiết tại: <lookup_url>"
         }
         NotificationKind::ResultReady => {
-            "Kính gửi ông/bà <customer_name>,\n\
+            "Kính gửi <customer_name>,\n\
              Hồ sơ <dossier_code> (<procedure_name>) đã có kết quả, mời ông/bà đến \
              <agency_name> nhận kết quả và mang theo Giấy tiếp nhận hồ sơ và hẹn trả kết quả.\n\
              Trạng thái: <status>.\n\
              Chi tiết tại: <lookup_url>"
         }
         NotificationKind::ResultReadyEarly => {
-            "Kính gửi ông/bà <customer_name>,\n\
+            "Kính gửi <customer_name>,\n\
              Hồ sơ <dossier_code> (<procedure_name>) đã có kết quả trước ngày hẹn trả \
              (<due_date>), mời ông/bà đến <agency_name> nhận kết quả và mang theo Giấy tiếp \
              nhận hồ sơ và hẹn trả kết quả.\n\
@@ -238,14 +240,14 @@ pub fn text_vi(kind: NotificationKind) -> &'static str {
              Chi tiết tại: <lookup_url>"
         }
         NotificationKind::ResultReturned => {
-            "Kính gửi ông/bà <customer_name>,\n\
+            "Kính gửi <customer_name>,\n\
              Hồ sơ <dossier_code> (<procedure_name>) đã được <agency_name> trả kết quả. Cảm \
              ơn ông/bà đã sử dụng dịch vụ công.\n\
              Trạng thái: <status>.\n\
              Xem lại hồ sơ tại: <lookup_url>"
         }
         NotificationKind::DueDateChanged => {
-            "Kính gửi ông/bà <customer_name>,\n\
+            "Kính gửi <customer_name>,\n\
              <agency_name> hẹn lại ngày trả kết quả hồ sơ <dossier_code> (<procedure_name>): \
              từ ngày <old_due_date> sang ngày <new_due_date>.\n\
              Lý do: <reason>\n\

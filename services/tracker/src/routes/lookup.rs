@@ -54,16 +54,16 @@ pub async fn lookup_page(State(state): State<AppState>, Path(token): Path<String
         Ok(history) => history,
         Err(e) => return failure(&e),
     };
-    let office = state
+    let (office, oa_id) = state
         .tenants
         .current()
         .get(&dossier.tenant)
-        .map(|t| t.name.clone())
+        .map(|t| (t.name.clone(), t.zalo.oa_id.clone()))
         .unwrap_or_default();
     let today = vietnam_day(&state.clock.now());
     page(
         StatusCode::OK,
-        render_page(&office, &dossier, &history, today),
+        render_page(&office, &oa_id, &dossier, &history, today),
     )
 }
 
@@ -118,6 +118,7 @@ li{position:relative;padding:0 0 12px 20px;border-left:2px solid #d4dbe4;margin-
 li:last-child{border-left-color:transparent}\
 li::before{content:'';position:absolute;left:-7px;top:4px;width:12px;height:12px;border-radius:50%;background:#0b5cad}\
 .when{display:block;color:#5a6675;font-size:.85rem}\
+a.follow{display:inline-block;padding:8px 16px;border-radius:8px;background:#0068ff;color:#fff;font-weight:600;text-decoration:none}\
 ul.docs{margin:4px 0 0;padding-left:20px}ul.docs li{border:0;padding:0;margin:0}ul.docs li::before{display:none}\
 .muted{color:#5a6675;font-size:.85rem}";
 
@@ -132,10 +133,12 @@ fn layout(title: &str, body: &str) -> String {
 }
 
 /// The page for a dossier on `today` (a Vietnamese day). `office` is the tenant's
-/// display name. Statuses read as citizens say them ([`DossierStatus::citizen_vi`]),
-/// moments as "lúc 04:54 ngày 02/12/2026".
+/// display name, `oa_id` its Zalo Official Account (the page invites the citizen to
+/// follow it; none when empty). Statuses read as citizens say them
+/// ([`DossierStatus::citizen_vi`]), moments as "lúc 04:54 ngày 02/12/2026".
 pub fn render_page(
     office: &str,
+    oa_id: &str,
     dossier: &DossierState,
     history: &[HistoryEntry],
     today: NaiveDate,
@@ -179,6 +182,7 @@ pub fn render_page(
 
     render_facts(&mut body, dossier);
     render_timeline(&mut body, &applied);
+    render_invite(&mut body, office, oa_id);
     let _ = write!(
         body,
         "<p class=\"muted\">Cập nhật {}. Thông tin chỉ dùng để theo dõi tiến độ.",
@@ -193,6 +197,29 @@ pub fn render_page(
     }
     body.push_str("</p>");
     layout(&format!("Tra cứu hồ sơ {}", dossier.dossier_code), &body)
+}
+
+/// The invitation to follow the province's Zalo OA, and what a follower gets: every
+/// change of the dossier as a free OA message instead of a paid ZNS, and the
+/// province's announcements. The QR code on the receipt leads here.
+fn render_invite(body: &mut String, office: &str, oa_id: &str) {
+    if oa_id.is_empty() {
+        return;
+    }
+    let who = if office.is_empty() {
+        "cơ quan giải quyết".to_owned()
+    } else {
+        escape(office)
+    };
+    let _ = write!(
+        body,
+        "<section class=\"card invite\"><h2>Nhận thông báo qua Zalo</h2>\
+         <p>Quan tâm Zalo OA của {who} để nhận ngay trên Zalo mỗi thay đổi của hồ sơ, \
+         đường dẫn tra cứu này và các thông báo của tỉnh.</p>\
+         <p><a class=\"follow\" href=\"https://zalo.me/{}\" rel=\"noopener noreferrer\">\
+         Quan tâm Zalo OA</a></p></section>",
+        escape(oa_id)
+    );
 }
 
 /// The details of the current status: the documents to bring (5), the amount due (6),
@@ -427,6 +454,7 @@ mod tests {
         ];
         let html = render_page(
             "Trung tâm <Phục vụ>",
+            "",
             &dossier(),
             &history,
             NaiveDate::from_ymd_opt(2026, 12, 2).unwrap(),
@@ -463,6 +491,7 @@ mod tests {
         d.status = status;
         d.completed_at = None;
         render_page(
+            "",
             "",
             &d,
             &[entry(status, details)],
@@ -511,6 +540,41 @@ mod tests {
         assert!(!html.contains("Giấy tiếp nhận"), "{html}");
         let html = page_in(DossierStatus::Withdrawn, EventDetails::default());
         assert!(html.contains("Hồ sơ đã được rút theo đề nghị của ông/bà"));
+    }
+
+    #[test]
+    fn the_page_invites_the_citizen_to_follow_the_provinces_oa() {
+        let html = render_page(
+            "Trung tâm Phục vụ hành chính công",
+            "9876543210987654321",
+            &dossier(),
+            &[],
+            NaiveDate::from_ymd_opt(2026, 12, 2).unwrap(),
+        );
+        assert!(
+            html.contains("href=\"https://zalo.me/9876543210987654321\""),
+            "{html}"
+        );
+        assert!(html.contains("Quan tâm Zalo OA của Trung tâm Phục vụ hành chính công"));
+        assert!(html.contains("các thông báo của tỉnh"));
+        assert!(
+            !html.contains(" src="),
+            "still nothing loaded from elsewhere"
+        );
+    }
+
+    #[test]
+    fn an_organisation_owner_is_shown_by_its_name() {
+        let mut d = dossier();
+        d.applicant_masked = "Công ty TNHH Thương mại Việt Tiến".into();
+        let html = render_page(
+            "",
+            "",
+            &d,
+            &[],
+            NaiveDate::from_ymd_opt(2026, 12, 2).unwrap(),
+        );
+        assert!(html.contains("<dt>Chủ hồ sơ</dt><dd>Công ty TNHH Thương mại Việt Tiến</dd>"));
     }
 
     #[test]

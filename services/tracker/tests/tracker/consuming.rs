@@ -42,7 +42,7 @@ async fn an_event_becomes_the_dossiers_state_and_plans_a_receipt_with_the_right_
         Some("3512873524511234567")
     );
     let p = &n.request.params;
-    assert_eq!(p["customer_name"], "Trần Thị Bích");
+    assert_eq!(p["customer_name"], "ông/bà Trần Thị Bích");
     assert_eq!(p["dossier_code"], code);
     assert_eq!(p["procedure_name"], "Đăng ký kết hôn");
     assert_eq!(p["status"], "Đã tiếp nhận hồ sơ");
@@ -269,7 +269,7 @@ async fn a_dossier_filed_on_behalf_of_the_owner_notifies_the_filer() {
     let n = &observed[0].request;
     assert_eq!(n.recipient.phone.as_deref(), Some("84912345678"));
     assert_eq!(n.recipient.zalo_user_id, None);
-    assert_eq!(n.params["customer_name"], "Lê Văn Cường");
+    assert_eq!(n.params["customer_name"], "ông/bà Lê Văn Cường");
     app.stop().await;
 }
 
