@@ -22,6 +22,8 @@
 pub(crate) mod api;
 pub mod audience;
 pub(crate) mod fanout;
+#[cfg(test)]
+mod fuzz;
 pub(crate) mod gate;
 pub mod opt_out;
 pub(crate) mod store;
