@@ -12,6 +12,7 @@ mod console;
 mod dead_letters_cli;
 mod faults;
 mod ingress;
+mod openapi;
 mod pipeline;
 mod processes;
 mod schema;

@@ -16,12 +16,14 @@
 //!   dead letters of what it refuses (stamped with the verified tenant only).
 //! - [`publish`]: turning accepted events into confirmed messages.
 //! - [`metrics`]: Prometheus counters.
+//! - [`openapi`]: the OpenAPI document (`/openapi.json`).
 //!
 //! [`DossierEvent`]: loa_contracts::DossierEvent
 
 pub mod configuration;
 pub mod ingress;
 pub mod metrics;
+pub mod openapi;
 pub mod publish;
 pub mod routes;
 pub mod rules;

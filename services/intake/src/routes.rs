@@ -8,13 +8,50 @@ use axum::{
     Json,
 };
 use loa_contracts::{DossierEvent, ValidationError};
+use loa_platform::http::openapi::{ErrorBody, JsonRefusals, SourceRefusals};
 use loa_platform::{
     amqp::Publisher,
     http::{source_tenant, ApiError, JsonBody},
     LiveTenants,
 };
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 use std::sync::Arc;
+use utoipa::ToSchema;
+
+/// `202` to `POST /v1/events`: RabbitMQ has the event.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventAccepted {
+    /// The accepted event's id.
+    pub event_id: String,
+}
+
+/// The answer to `POST /v1/events/batch`: a result per item, in order.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchAnswer {
+    /// Items accepted (RabbitMQ has them).
+    pub accepted: usize,
+    /// Items refused.
+    pub rejected: usize,
+    /// One result per item of the request, in its order.
+    pub results: Vec<ItemResult>,
+}
+
+/// One batch item's result.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ItemResult {
+    /// The item's position in the request, from 0.
+    pub index: usize,
+    /// `202` accepted, else the status a lone `POST /v1/events` would have had.
+    pub status: u16,
+    /// The item's `event_id`, when it had one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    /// Why it was refused; `field` is prefixed `events[<index>].`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub error: Option<Value>,
+}
 
 /// Shared by every request.
 #[derive(Clone)]
@@ -97,6 +134,15 @@ fn unavailable(e: &loa_platform::amqp::PublishError) -> ApiError {
 }
 
 /// `POST /v1/events`: one event. `202 {"event_id"}` once RabbitMQ confirmed it.
+#[utoipa::path(post, path = "/v1/events", tag = "events",
+    security(("source_token" = [])),
+    request_body(content = ref("#/components/schemas/DossierEvent"), description = "One dossier event"),
+    responses(
+        (status = 202, body = EventAccepted, description = "RabbitMQ confirmed the event"),
+        (status = 503, body = ErrorBody, description = "Not stored: retry after `Retry-After`",
+            headers(("Retry-After" = u64, description = "Seconds"))),
+        SourceRefusals, JsonRefusals,
+    ))]
 pub async fn post_event(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -123,12 +169,22 @@ pub async fn post_event(
             unavailable(&e)
         })?;
     metrics::events("http", "accepted", 1);
-    Ok((StatusCode::ACCEPTED, Json(json!({"event_id": event_id}))).into_response())
+    Ok((StatusCode::ACCEPTED, Json(EventAccepted { event_id })).into_response())
 }
 
 /// `POST /v1/events/batch`: up to `max_batch` events as `{"events": [...]}` (or a bare
 /// array). Valid events are published together; the answer lists a result per item in
 /// order. `202` when every item was accepted, `207` when some were refused.
+#[utoipa::path(post, path = "/v1/events/batch", tag = "events",
+    security(("source_token" = [])),
+    request_body(content = ref("#/components/schemas/DossierEventBatch"), description = "Up to `intake.max_batch` events"),
+    responses(
+        (status = 202, body = BatchAnswer, description = "Every item was accepted"),
+        (status = 207, body = BatchAnswer, description = "Some items were refused; the others are accepted"),
+        (status = 503, body = ErrorBody, description = "Nothing is known to be stored: resend the batch after `Retry-After`",
+            headers(("Retry-After" = u64, description = "Seconds"))),
+        SourceRefusals, JsonRefusals,
+    ))]
 pub async fn post_batch(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -177,7 +233,12 @@ pub async fn post_batch(
     for (i, item) in items.iter().enumerate() {
         match accept(item, &tenant, &state.rules, now) {
             Ok(event) => {
-                results.push(json!({"index": i, "status": 202, "event_id": event.event_id}));
+                results.push(ItemResult {
+                    index: i,
+                    status: 202,
+                    event_id: Some(event.event_id.clone()),
+                    error: None,
+                });
                 accepted.push(event);
             }
             Err(mut e) => {
@@ -185,12 +246,15 @@ pub async fn post_batch(
                     Some(f) if !f.is_empty() => format!("events[{i}].{f}"),
                     _ => format!("events[{i}]"),
                 });
-                let mut r = json!({"index": i, "status": e.status.as_u16()});
-                r["error"] = e.body()["error"].clone();
-                if let Some(id) = item.get("event_id").and_then(Value::as_str) {
-                    r["event_id"] = json!(id);
-                }
-                results.push(r);
+                results.push(ItemResult {
+                    index: i,
+                    status: e.status.as_u16(),
+                    event_id: item
+                        .get("event_id")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned),
+                    error: Some(e.body()["error"].clone()),
+                });
             }
         }
     }
@@ -216,7 +280,11 @@ pub async fn post_batch(
     };
     Ok((
         status,
-        Json(json!({"accepted": n_ok, "rejected": n_bad, "results": results})),
+        Json(BatchAnswer {
+            accepted: n_ok,
+            rejected: n_bad,
+            results,
+        }),
     )
         .into_response())
 }
@@ -224,6 +292,7 @@ pub async fn post_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn the_counted_length_is_the_length_of_the_compact_serialisation() {

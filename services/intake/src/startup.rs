@@ -75,6 +75,7 @@ impl Application {
             )
             .with_state(state)
             .merge(http::ops_router(readiness))
+            .merge(http::openapi::openapi_router(&crate::openapi::document()))
             .fallback(http::fallback);
         Ok(Self {
             listener,

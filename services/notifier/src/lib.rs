@@ -75,6 +75,7 @@ pub mod deliveries;
 pub mod engine;
 mod limits;
 mod metrics;
+pub mod openapi;
 mod routes;
 mod startup;
 pub mod zalo;

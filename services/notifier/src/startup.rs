@@ -293,6 +293,9 @@ impl Application {
             clock: self.clock.clone(),
         })
         .merge(ops_router(readiness))
+        .merge(loa_platform::http::openapi::openapi_router(
+            &crate::openapi::document(),
+        ))
         .fallback(fallback);
 
         let consumer = |queue: &str, status: BrokerStatus| {

@@ -64,7 +64,7 @@ impl OrderingKey {
 
 /// How a dossier stands against its appointment date (ngày hẹn trả), decided per
 /// calendar day in Asia/Ho_Chi_Minh as the provinces report it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Timeliness {
     /// Finished before the appointment day (trước hạn).

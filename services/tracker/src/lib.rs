@@ -30,6 +30,7 @@
 //! - [`retention`]: personal data past a tenant's `retention_days` reduced to masked
 //!   forms (one eraser at a time across replicas).
 //! - [`metrics`]: `loa_tracker_*` Prometheus metrics.
+//! - [`openapi`]: the OpenAPI document (`/openapi.json`).
 //! - [`startup`]: the [`Application`] (build, then run until stopped).
 
 pub mod clock;
@@ -38,6 +39,7 @@ pub mod consumer;
 pub mod domain;
 pub mod lifecycle;
 pub mod metrics;
+pub mod openapi;
 pub mod overdue;
 pub mod planning;
 pub mod relay;

@@ -356,7 +356,7 @@ pub fn statement(tenant: &str, q: &SearchQuery) -> (String, Params) {
 }
 
 /// One dossier in a search result.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DossierSummary {
     /// The code printed on the receipt.
     pub code: String,
@@ -379,7 +379,7 @@ pub struct DossierSummary {
 }
 
 /// A page of results.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SearchPage {
     /// Newest first.
     pub dossiers: Vec<DossierSummary>,
@@ -448,7 +448,7 @@ pub async fn search(
 }
 
 /// Today's numbers for the overview page.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Overview {
     /// Today in Vietnam.
     pub day: NaiveDate,

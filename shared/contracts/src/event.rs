@@ -726,6 +726,30 @@ pub fn json_schema() -> String {
     text
 }
 
+/// The JSON Schemas of `T` and of every type it refers to, by name, with references of
+/// the form `<prefix><name>` (`#/components/schemas/` for OpenAPI and AsyncAPI), so the
+/// API documents carry the very schemas the committed event schema has.
+pub fn schemas_for<T: schemars::JsonSchema>(prefix: &str) -> serde_json::Map<String, Value> {
+    let settings = schemars::gen::SchemaSettings::draft07().with(|s| {
+        s.definitions_path = prefix.to_owned();
+        s.meta_schema = None;
+    });
+    let root = settings.into_generator().into_root_schema_for::<T>();
+    let mut out = serde_json::Map::new();
+    for (name, schema) in root.definitions {
+        out.insert(
+            name,
+            serde_json::to_value(schema).expect("a schema serialises"),
+        );
+    }
+    let mut main = serde_json::to_value(root.schema).expect("a schema serialises");
+    if let Some(obj) = main.as_object_mut() {
+        obj.remove("title");
+    }
+    out.insert(T::schema_name(), main);
+    out
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

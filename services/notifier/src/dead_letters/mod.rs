@@ -537,7 +537,7 @@ pub struct ListFilter {
 }
 
 /// One dead letter as the API and the CLI show it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeadLetterView {
     /// Row id (for replays and paging).
     pub id: i64,
@@ -562,6 +562,7 @@ pub struct DeadLetterView {
     /// How often it was replayed.
     pub replay_count: i32,
     /// The body, when it is JSON.
+    #[schema(value_type = Option<Object>)]
     pub body: Option<Value>,
     /// The body as text, when it is not JSON.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -643,7 +644,7 @@ pub enum Selection {
 }
 
 /// A dead letter a replay left alone, and why.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Skipped {
     /// Its id.
     pub id: i64,
@@ -652,7 +653,7 @@ pub struct Skipped {
 }
 
 /// What a replay did.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ReplayReport {
     /// How many were republished and marked replayed.
     pub replayed: usize,
@@ -1028,6 +1029,20 @@ fn bad_query(field: &str, message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message).with_field(field)
 }
 
+/// What to replay: exactly one of `ids`, `all` or `filter` (documentation: the
+/// handler reads the body field by field, naming the one that is wrong).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct ReplayRequest {
+    /// These dead letters (ids of this tenant's).
+    ids: Option<Vec<i64>>,
+    /// `true`: every dead letter not replayed yet.
+    all: Option<bool>,
+    /// Those whose reason starts with `reason` and/or that died in `source_queue`.
+    #[schema(value_type = Option<Object>)]
+    filter: Option<serde_json::Value>,
+}
+
 fn bad_body(field: &str, message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message).with_field(field)
 }
@@ -1216,14 +1231,31 @@ fn parse_filter(value: &Value) -> Result<Selection, ApiError> {
     })
 }
 
-#[derive(Serialize)]
-struct ListPage {
+/// A page of dead letters, oldest first.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ListPage {
+    /// The dead letters.
     dead_letters: Vec<DeadLetterView>,
     /// Pass as `after_id` for the next page; `null` on the last page.
     next_after_id: Option<i64>,
 }
 
-async fn list_handler(
+/// `GET /v1/dead-letters`.
+#[utoipa::path(get, path = "/v1/dead-letters", tag = "dead letters", security(("admin_token" = []), ("service_token" = [], "tenant" = [])),
+    params(
+        ("reason" = Option<String>, Query, description = "Reasons starting with this"),
+        ("source_queue" = Option<String>, Query, description = "Only from this queue"),
+        ("since" = Option<String>, Query, description = "Died at or after this RFC 3339 time"),
+        ("replayed" = Option<bool>, Query, description = "Replayed already, or not"),
+        ("after_id" = Option<i64>, Query, description = "The `next_after_id` of the previous page"),
+        ("limit" = Option<i64>, Query, description = "Dead letters per page"),
+    ),
+    responses(
+        (status = 200, body = ListPage),
+        (status = 400, body = loa_platform::http::openapi::ErrorBody, description = "A parameter out of its rules (`invalid_query`), or `invalid_header`"),
+        loa_platform::http::openapi::AdminRefusals,
+    ))]
+pub(crate) async fn list_handler(
     State(state): State<DeadLetters>,
     headers: HeaderMap,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
@@ -1241,7 +1273,16 @@ async fn list_handler(
     }))
 }
 
-async fn replay_handler(
+/// `POST /v1/dead-letters/replay`.
+#[utoipa::path(post, path = "/v1/dead-letters/replay", tag = "dead letters", security(("admin_token" = []), ("service_token" = [], "tenant" = [])),
+    request_body(content = ReplayRequest),
+    responses(
+        (status = 200, body = ReplayReport),
+        (status = 503, body = loa_platform::http::openapi::ErrorBody, description = "The broker did not confirm: what was replayed stays replayed; retry",
+            headers(("Retry-After" = u64, description = "Seconds"))),
+        loa_platform::http::openapi::JsonRefusals, loa_platform::http::openapi::AdminRefusals,
+    ))]
+pub(crate) async fn replay_handler(
     State(state): State<DeadLetters>,
     headers: HeaderMap,
     JsonBody(body): JsonBody<Value>,

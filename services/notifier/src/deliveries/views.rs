@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 
 /// One delivery as the deliveries API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeliveryView {
     /// The request's id (Zalo's `tracking_id`).
     pub notification_id: String,
@@ -83,18 +83,19 @@ pub async fn list_for_dossier(
 }
 
 /// One row of a delivery's history, as the deliveries API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct HistoryEntry {
     /// The status the delivery moved to.
     pub status: String,
     /// When.
     pub at: DateTime<Utc>,
     /// What else is known (channel, `msg_id`, error).
+    #[schema(value_type = Object)]
     pub detail: Value,
 }
 
 /// Receipt times and history of one delivery.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct ReceiptView {
     /// When the phone received it (Zalo's `delivery_time`).
     pub delivered_at: Option<DateTime<Utc>>,

@@ -99,7 +99,7 @@ pub(crate) async fn resume(pool: &Pool, tenant: &str) -> anyhow::Result<u64> {
 }
 
 /// A tenant's pause as `GET /v1/pause` shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub(crate) struct PauseView {
     /// The tenant.
     pub tenant: String,
@@ -176,7 +176,7 @@ pub(crate) struct PauseState {
 }
 
 /// Answer of `POST /v1/pause/resume`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct Resumed {
     /// The tenant (from the admin token).
     pub tenant: String,
@@ -188,6 +188,8 @@ pub(crate) struct Resumed {
 
 /// `POST /v1/pause/resume`: the admin of the tenant whose token is presented resumes
 /// its sending.
+#[utoipa::path(post, path = "/v1/pause/resume", tag = "admin", security(("admin_token" = []), ("service_token" = [], "tenant" = [])),
+    responses((status = 200, body = Resumed), loa_platform::http::openapi::AdminRefusals))]
 pub(crate) async fn resume_handler(
     State(state): State<PauseState>,
     headers: HeaderMap,
@@ -202,6 +204,8 @@ pub(crate) async fn resume_handler(
 }
 
 /// `GET /v1/pause`: the pause state of the token's tenant.
+#[utoipa::path(get, path = "/v1/pause", tag = "admin", security(("admin_token" = []), ("service_token" = [], "tenant" = [])),
+    responses((status = 200, body = PauseView), loa_platform::http::openapi::AdminRefusals))]
 pub(crate) async fn status_handler(
     State(state): State<PauseState>,
     headers: HeaderMap,

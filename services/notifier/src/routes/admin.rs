@@ -47,7 +47,11 @@ use deadpool_postgres::Pool;
 use loa_contracts::time::{vietnam, vietnam_day};
 use loa_platform::{
     amqp::Publisher,
-    http::{admin_tenant, ApiError},
+    http::{
+        admin_tenant,
+        openapi::{AdminRefusals, ErrorBody, JsonRefusals},
+        ApiError,
+    },
     LiveTenants,
 };
 use serde::Serialize;
@@ -91,7 +95,7 @@ fn day_start(day: NaiveDate) -> DateTime<Utc> {
 }
 
 /// The ZNS quota of the day as last reported.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct QuotaView {
     /// Zalo's daily quota.
     pub daily_quota: Option<i32>,
@@ -102,7 +106,7 @@ pub(crate) struct QuotaView {
 }
 
 /// The send rate against the tenant's limit.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct RateView {
     /// The tenant's `rate_per_second`.
     pub limit_per_second: f64,
@@ -111,7 +115,7 @@ pub(crate) struct RateView {
 }
 
 /// The OA's access token.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct TokenView {
     /// When the access token expires (refreshed well before).
     pub access_expires_at: Option<DateTime<Utc>>,
@@ -120,7 +124,7 @@ pub(crate) struct TokenView {
 }
 
 /// `GET /v1/overview`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct Overview {
     /// Today in Vietnam.
     pub day: NaiveDate,
@@ -138,7 +142,10 @@ pub(crate) struct Overview {
     pub dead_letters_unreplayed: i64,
 }
 
-async fn overview(
+/// `GET /v1/overview`.
+#[utoipa::path(get, path = "/v1/overview", tag = "admin", security(("admin_token" = []), ("service_token" = [], "tenant" = [])),
+    responses((status = 200, body = Overview), AdminRefusals))]
+pub(crate) async fn overview(
     State(state): State<AdminState>,
     headers: HeaderMap,
 ) -> Result<Json<Overview>, ApiError> {
@@ -218,7 +225,7 @@ pub(crate) const ATTENTION_STATES: [DeliveryStatus; 5] = [
 ];
 
 /// One delivery needing attention.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct AttentionView {
     /// The request's id.
     pub notification_id: String,
@@ -231,6 +238,7 @@ pub(crate) struct AttentionView {
     /// Channel tried.
     pub channel: String,
     /// Current status.
+    #[schema(value_type = String)]
     pub status: DeliveryStatus,
     /// Attempts so far.
     pub attempts: i32,
@@ -253,11 +261,13 @@ pub(crate) struct AttentionView {
 }
 
 /// A page of deliveries needing attention.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct AttentionPage {
     /// Newest change first.
     pub deliveries: Vec<AttentionView>,
-    /// Pass as `after` for the next page; null on the last.
+    /// Pass as `after` for the next page; null on the last (always present: it tells
+    /// this page from a dossier's deliveries).
+    #[schema(required = true)]
     pub next_after: Option<String>,
 }
 
@@ -371,7 +381,7 @@ pub(crate) async fn list_by_status(
 }
 
 /// What an action did.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct ActionResult {
     /// The delivery.
     pub notification_id: String,
@@ -436,7 +446,18 @@ async fn change_parked(
     Ok(true)
 }
 
-async fn resend(
+/// `POST /v1/deliveries/{id}/resend`.
+#[utoipa::path(post, path = "/v1/deliveries/{id}/resend", tag = "admin", security(("admin_token" = []), ("service_token" = [], "tenant" = [])),
+    params(("id" = String, Path, description = "The delivery's notification id")),
+    responses(
+        (status = 200, body = ActionResult),
+        (status = 404, body = ErrorBody, description = "No such delivery for this tenant"),
+        (status = 409, body = ErrorBody, description = "Not in a state a resend applies to (`conflict`)"),
+        (status = 503, body = ErrorBody, description = "The broker did not confirm the replay: retry",
+            headers(("Retry-After" = u64, description = "Seconds"))),
+        AdminRefusals,
+    ))]
+pub(crate) async fn resend(
     State(state): State<AdminState>,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -513,7 +534,16 @@ async fn resend(
     }))
 }
 
-async fn cancel(
+/// `POST /v1/deliveries/{id}/cancel`.
+#[utoipa::path(post, path = "/v1/deliveries/{id}/cancel", tag = "admin", security(("admin_token" = []), ("service_token" = [], "tenant" = [])),
+    params(("id" = String, Path, description = "The delivery's notification id")),
+    responses(
+        (status = 200, body = ActionResult),
+        (status = 404, body = ErrorBody, description = "No such delivery for this tenant"),
+        (status = 409, body = ErrorBody, description = "Not parked (deferred, held, ambiguous): `conflict`"),
+        AdminRefusals,
+    ))]
+pub(crate) async fn cancel(
     State(state): State<AdminState>,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -543,7 +573,8 @@ async fn cancel(
 }
 
 /// One message a citizen sent the OA.
-#[derive(Debug, Serialize)]
+/// A message a citizen texted the OA.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct CitizenMessageView {
     /// Row id (paging).
     pub id: i64,
@@ -560,7 +591,8 @@ pub(crate) struct CitizenMessageView {
 }
 
 /// A page of citizen messages.
-#[derive(Debug, Serialize)]
+/// A page of citizens' messages, newest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct CitizenMessagesPage {
     /// Newest first.
     pub messages: Vec<CitizenMessageView>,
@@ -568,7 +600,18 @@ pub(crate) struct CitizenMessagesPage {
     pub next_before_id: Option<i64>,
 }
 
-async fn citizen_messages(
+/// `GET /v1/citizen-messages`.
+#[utoipa::path(get, path = "/v1/citizen-messages", tag = "admin", security(("admin_token" = []), ("service_token" = [], "tenant" = [])),
+    params(
+        ("before_id" = Option<i64>, Query, description = "The `next_before_id` of the previous page"),
+        ("limit" = Option<i64>, Query, description = "Messages per page, 1..200 (50)"),
+    ),
+    responses(
+        (status = 200, body = CitizenMessagesPage),
+        (status = 400, body = ErrorBody, description = "A parameter out of its rules (`invalid_query`), or `invalid_header`"),
+        AdminRefusals,
+    ))]
+pub(crate) async fn citizen_messages(
     State(state): State<AdminState>,
     headers: HeaderMap,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
@@ -642,7 +685,8 @@ async fn citizen_messages(
 }
 
 /// What `POST /v1/zalo/authorization` answers.
-#[derive(Debug, Serialize)]
+/// The stored authorisation.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct Authorized {
     /// The tenant.
     pub tenant: String,
@@ -650,11 +694,31 @@ pub(crate) struct Authorized {
     pub access_expires_at: DateTime<Utc>,
 }
 
+/// The body of `POST /v1/zalo/authorization` (documentation: the handler reads it
+/// field by field, naming the one that is wrong).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct AuthorizationCode {
+    /// The code Zalo's consent page returned, 1..512 characters.
+    code: String,
+    /// The PKCE verifier of the code challenge sent to Zalo, 1..512 characters.
+    code_verifier: String,
+}
+
 fn bad_body(field: &str, message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message).with_field(field)
 }
 
-async fn authorize(
+/// `POST /v1/zalo/authorization`.
+#[utoipa::path(post, path = "/v1/zalo/authorization", tag = "admin", security(("admin_token" = []), ("service_token" = [], "tenant" = [])),
+    request_body(content = AuthorizationCode),
+    responses(
+        (status = 200, body = Authorized, description = "The new token pair is stored"),
+        (status = 503, body = ErrorBody, description = "Zalo did not answer: retry",
+            headers(("Retry-After" = u64, description = "Seconds"))),
+        JsonRefusals, AdminRefusals,
+    ))]
+pub(crate) async fn authorize(
     State(state): State<AdminState>,
     headers: HeaderMap,
     loa_platform::http::JsonBody(body): loa_platform::http::JsonBody<serde_json::Value>,

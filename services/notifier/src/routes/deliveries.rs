@@ -13,13 +13,16 @@ use crate::deliveries::{self, DeliveryView, ReceiptView};
 use axum::{
     extract::{rejection::QueryRejection, Query, State},
     http::{HeaderMap, StatusCode},
-    response::{IntoResponse, Response},
     routing::get,
     Json, Router,
 };
 use deadpool_postgres::Pool;
 use loa_platform::{
-    http::{admin_tenant, ApiError},
+    http::{
+        admin_tenant,
+        openapi::{AdminRefusals, ErrorBody},
+        ApiError,
+    },
     LiveTenants,
 };
 use serde::Serialize;
@@ -41,14 +44,27 @@ pub(crate) fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-#[derive(Serialize)]
+/// A dossier's deliveries.
+#[derive(Serialize, utoipa::ToSchema)]
 struct DeliveriesPage {
+    /// The dossier.
     dossier_code: String,
+    /// Its deliveries, oldest first.
     deliveries: Vec<DeliveryWithHistory>,
 }
 
+/// `GET /v1/deliveries`'s answer: a dossier's deliveries, or a page of those in a state.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+enum DeliveriesAnswer {
+    /// `?dossier_code=`.
+    ByDossier(DeliveriesPage),
+    /// `?status=`.
+    ByStatus(super::admin::AttentionPage),
+}
+
 /// A delivery with its receipt times (`delivered_at`, `seen_at`) and its history.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct DeliveryWithHistory {
     #[serde(flatten)]
     delivery: DeliveryView,
@@ -56,16 +72,30 @@ struct DeliveryWithHistory {
     receipts: ReceiptView,
 }
 
+/// `GET /v1/deliveries`.
+#[utoipa::path(get, path = "/v1/deliveries", tag = "admin",
+    security(("admin_token" = []), ("service_token" = [], "tenant" = [])),
+    params(
+        ("dossier_code" = Option<String>, Query, description = "A dossier's deliveries with their history"),
+        ("status" = Option<String>, Query, description = "Without `dossier_code`: `failed`, `deferred`, `held`, `ambiguous` or `retrying`"),
+        ("after" = Option<String>, Query, description = "With `status`: the `next_after` of the previous page"),
+        ("limit" = Option<i64>, Query, description = "With `status`: 1..200 (50)"),
+    ),
+    responses(
+        (status = 200, body = DeliveriesAnswer),
+        (status = 400, body = ErrorBody, description = "No `dossier_code` nor `status`, or a parameter out of its rules; `field` names it"),
+        AdminRefusals,
+    ))]
 async fn list_deliveries(
     State(state): State<AppState>,
     headers: HeaderMap,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<DeliveriesAnswer>, ApiError> {
     let tenant = admin_tenant(&state.tenants.current(), &headers)?;
     let params = query.map(|Query(q)| q).unwrap_or_default();
     if params.contains_key("status") && !params.contains_key("dossier_code") {
         let page = super::admin::list_by_status(&state.pool, &tenant.id, &params).await?;
-        return Ok(Json(page).into_response());
+        return Ok(Json(DeliveriesAnswer::ByStatus(page)));
     }
     let dossier_code = params
         .get("dossier_code")
@@ -80,6 +110,16 @@ async fn list_deliveries(
             )
             .with_field("dossier_code")
         })?;
+    // `status`, `after` and `limit` page a listing by state; a dossier's deliveries
+    // come whole, so they would be silently ignored here.
+    if let Some(other) = params.keys().find(|k| k.as_str() != "dossier_code") {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            format!("`{other}` does not apply to a dossier's deliveries (`dossier_code`)"),
+        )
+        .with_field(other.clone()));
+    }
     if dossier_code.chars().count() > 50 {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -101,9 +141,8 @@ async fn list_deliveries(
             delivery,
         })
         .collect();
-    Ok(Json(DeliveriesPage {
+    Ok(Json(DeliveriesAnswer::ByDossier(DeliveriesPage {
         dossier_code,
         deliveries,
-    })
-    .into_response())
+    })))
 }

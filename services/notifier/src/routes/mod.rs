@@ -16,9 +16,9 @@
 //! are not found, never forbidden. An address that keeps failing to authenticate is
 //! held back ([`AuthThrottle`]).
 
-mod admin;
-mod deliveries;
-mod webhook;
+pub(crate) mod admin;
+pub(crate) mod deliveries;
+pub(crate) mod webhook;
 
 pub(crate) use webhook::init_metrics;
 

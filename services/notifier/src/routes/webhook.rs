@@ -42,7 +42,19 @@ pub(crate) fn router(state: WebhookState) -> Router {
         .with_state(state)
 }
 
-async fn receive(
+/// `POST /zalo/webhook`.
+#[utoipa::path(post, path = "/zalo/webhook", tag = "zalo",
+    params(("X-ZEvent-Signature" = String, Header, description = "`mac=` SHA-256 of app id, body, timestamp and the OA secret key")),
+    request_body(content = Object, description = "A Zalo webhook event (`app_id`, `event_name`, `timestamp`, …)"),
+    responses(
+        (status = 200, body = Object, description = "Recorded (`{\"received\": true}`, with `\"duplicate\": true` for a redelivery)"),
+        (status = 400, body = loa_platform::http::openapi::ErrorBody, description = "Not an event Loa can read; `field` names why"),
+        (status = 401, body = loa_platform::http::openapi::ErrorBody, description = "Bad signature or stale timestamp"),
+        (status = 403, body = loa_platform::http::openapi::ErrorBody, description = "An app id of no configured tenant"),
+        (status = 503, body = loa_platform::http::openapi::ErrorBody, description = "Not recorded: Zalo redelivers",
+            headers(("Retry-After" = u64, description = "Seconds"))),
+    ))]
+pub(crate) async fn receive(
     State(state): State<WebhookState>,
     headers: HeaderMap,
     body: Bytes,

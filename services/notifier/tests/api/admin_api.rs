@@ -151,6 +151,24 @@ async fn a_bad_delivery_state_is_a_400_naming_the_field() {
 }
 
 #[tokio::test]
+async fn a_dossiers_deliveries_refuse_the_paging_of_a_listing_by_state_naming_it() {
+    // Found by Schemathesis: `limit` and `after` were ignored beside `dossier_code`.
+    let app = spawn_app().await;
+    let (status, body) = get(
+        &app,
+        "/v1/deliveries?dossier_code=HS-1&limit=100000",
+        "demo-admin",
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (400, Some("limit"))
+    );
+    let (status, body) = get(&app, "/v1/deliveries?dossier_code=HS-1", "demo-admin").await;
+    assert_eq!((status, body["deliveries"].clone()), (200, json!([])));
+}
+
+#[tokio::test]
 async fn the_overview_counts_todays_deliveries_with_the_quota_rate_pause_and_token() {
     // Arrange
     let app = spawn_app().await;

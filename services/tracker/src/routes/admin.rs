@@ -13,10 +13,32 @@ use axum::{
     http::{HeaderMap, StatusCode},
     Json,
 };
-use loa_platform::http::{admin_tenant, ApiError};
+use loa_platform::http::{
+    admin_tenant,
+    openapi::{AdminRefusals, ErrorBody},
+    ApiError,
+};
 use std::collections::HashMap;
 
 /// `GET /v1/dossiers`.
+#[utoipa::path(get, path = "/v1/dossiers", tag = "dossiers",
+    security(("admin_token" = []), ("service_token" = [], "tenant" = [])),
+    params(
+        ("q" = Option<String>, Query, description = "A dossier code prefix, or an applicant's phone (exact)"),
+        ("agency" = Option<String>, Query, description = "Agency code"),
+        ("procedure" = Option<String>, Query, description = "Procedure code"),
+        ("status" = Option<String>, Query, description = "National status code 1..10 or its name"),
+        ("timeliness" = Option<String>, Query, description = "`overdue` or `early`"),
+        ("from" = Option<String>, Query, description = "Received on or after this day, YYYY-MM-DD"),
+        ("to" = Option<String>, Query, description = "Received on or before this day, YYYY-MM-DD"),
+        ("after" = Option<String>, Query, description = "The `next` of the previous page"),
+        ("limit" = Option<i64>, Query, description = "Dossiers per page, 1..100 (20)"),
+    ),
+    responses(
+        (status = 200, body = SearchPage, description = "Newest first"),
+        (status = 400, body = ErrorBody, description = "A parameter out of its rules (`invalid_query`), named in `field`; or `invalid_header`"),
+        AdminRefusals,
+    ))]
 pub async fn search_dossiers(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -34,6 +56,9 @@ pub async fn search_dossiers(
 }
 
 /// `GET /v1/overview`.
+#[utoipa::path(get, path = "/v1/overview", tag = "dossiers",
+    security(("admin_token" = []), ("service_token" = [], "tenant" = [])),
+    responses((status = 200, body = Overview), AdminRefusals))]
 pub async fn overview(
     State(state): State<AppState>,
     headers: HeaderMap,

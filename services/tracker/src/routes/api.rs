@@ -20,13 +20,17 @@ use loa_contracts::{
     DossierStatus,
 };
 use loa_platform::{
-    http::{admin_tenant, ApiError},
+    http::{
+        admin_tenant,
+        openapi::{AdminRefusals, ErrorBody},
+        ApiError,
+    },
     TenantSettings,
 };
 use serde::Serialize;
 
 /// A status with its code, English name and Vietnamese label.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct StatusView {
     /// National code 1..10.
     pub code: u8,
@@ -47,7 +51,7 @@ impl From<DossierStatus> for StatusView {
 }
 
 /// A code and a name (procedure, agency).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct NamedView {
     /// Catalogue code.
     pub code: String,
@@ -56,7 +60,7 @@ pub struct NamedView {
 }
 
 /// One history entry.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct HistoryView {
     /// The event's id.
     pub event_id: String,
@@ -78,7 +82,7 @@ pub struct HistoryView {
 }
 
 /// The dossier as the API returns it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DossierView {
     /// The code printed on the receipt.
     pub code: String,
@@ -165,6 +169,14 @@ async fn find(state: &AppState, tenant: &str, code: &str) -> Result<DossierState
 }
 
 /// `GET /v1/dossiers/{code}`: the dossier's current state, timeliness and history.
+#[utoipa::path(get, path = "/v1/dossiers/{code}", tag = "dossiers",
+    security(("admin_token" = []), ("service_token" = [], "tenant" = [])),
+    params(("code" = String, Path, description = "The dossier code printed on the receipt")),
+    responses(
+        (status = 200, body = DossierView),
+        (status = 404, body = ErrorBody, description = "No such dossier for this tenant"),
+        AdminRefusals,
+    ))]
 pub async fn get_dossier(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -182,6 +194,14 @@ pub async fn get_dossier(
 }
 
 /// `GET /v1/dossiers/{code}/qr.svg`: a QR code of the lookup link, for the paper receipt.
+#[utoipa::path(get, path = "/v1/dossiers/{code}/qr.svg", tag = "dossiers",
+    security(("admin_token" = []), ("service_token" = [], "tenant" = [])),
+    params(("code" = String, Path, description = "The dossier code printed on the receipt")),
+    responses(
+        (status = 200, body = String, content_type = "image/svg+xml", description = "The lookup link as a QR code"),
+        (status = 404, body = ErrorBody, description = "No such dossier for this tenant"),
+        AdminRefusals,
+    ))]
 pub async fn get_qr(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -39,6 +39,14 @@ const PAGE_HEADERS: [(HeaderName, &str); 5] = [
 ];
 
 /// `GET /tra-cuu/{token}`.
+#[utoipa::path(get, path = "/tra-cuu/{token}", tag = "public",
+    params(("token" = String, Path, description = "The lookup token of the dossier's link")),
+    responses(
+        (status = 200, body = String, content_type = "text/html", description = "The dossier's public page, in Vietnamese"),
+        (status = 404, body = String, content_type = "text/html", description = "No dossier has this token"),
+        (status = 429, body = loa_platform::http::openapi::ErrorBody, description = "Too many lookups from this address (`rate_limited`)",
+            headers(("Retry-After" = u64, description = "Seconds"))),
+    ))]
 pub async fn lookup_page(State(state): State<AppState>, Path(token): Path<String>) -> Response {
     if !is_lookup_token(&token) {
         return page(StatusCode::NOT_FOUND, render_not_found());

@@ -50,6 +50,9 @@ pub fn router(state: AppState, readiness: Readiness, lookup: RateLimiter) -> Rou
         )
         .with_state(state)
         .merge(ops_router(readiness))
+        .merge(loa_platform::http::openapi::openapi_router(
+            &crate::openapi::document(),
+        ))
         .fallback(loa_platform::http::fallback)
         .layer(from_fn_with_state(
             AuthThrottle::default(),

@@ -12,6 +12,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod openapi;
 pub mod rate;
 pub mod serve;
 
