@@ -26,6 +26,65 @@ fn the_committed_dossier_event_schema_is_current() {
 }
 
 #[test]
+fn the_committed_asyncapi_document_is_current() {
+    use loa_platform::amqp::asyncapi;
+    assert_committed("docs/asyncapi.yaml", &asyncapi::yaml(&asyncapi::document()));
+}
+
+#[test]
+fn the_asyncapi_document_names_every_queue_exchange_and_header_loa_uses() {
+    use loa_platform::amqp::{consumer, topology};
+    let text = loa_platform::amqp::asyncapi::yaml(&loa_platform::amqp::asyncapi::document());
+    for name in [
+        topology::EX_INGRESS,
+        topology::EX_EVENTS,
+        topology::EX_NOTIFICATIONS,
+        topology::EX_DEAD,
+        topology::Q_INGRESS,
+        topology::Q_TRACKER_EVENTS,
+        topology::Q_NOTIFIER_TRANSACTIONAL,
+        topology::Q_NOTIFIER_BROADCAST,
+        topology::Q_DEAD,
+        topology::H_TRACEPARENT,
+        topology::H_ATTEMPT,
+        topology::H_REASON,
+        topology::H_SOURCE_QUEUE,
+        consumer::H_TENANT,
+        consumer::H_SOURCE,
+        consumer::H_SOURCE_TOKEN,
+        "dossier_event.v1",
+        "dossier_event_batch.v1",
+        "notification_request.v1",
+        "notification_batch.v1",
+    ] {
+        assert!(
+            text.contains(&format!("\"{name}\"")) || text.contains(&format!("{name}:")),
+            "docs/asyncapi.yaml lacks {name}"
+        );
+    }
+}
+
+/// Every message the services publish parses as its envelope and carries the `type`
+/// tag the document's payload schema for it requires.
+#[test]
+fn the_asyncapi_payloads_carry_the_tags_the_envelopes_serialise() {
+    let doc = loa_platform::amqp::asyncapi::document();
+    let messages = &doc["components"]["messages"];
+    for (message, tag) in [
+        ("dossierEvent", "dossier_event.v1"),
+        ("dossierEventBatch", "dossier_event_batch.v1"),
+        ("notificationRequest", "notification_request.v1"),
+        ("notificationBatch", "notification_batch.v1"),
+    ] {
+        let payload = messages[message]["payload"].to_string();
+        assert!(
+            payload.contains(&format!("\"{tag}\"")),
+            "{message} does not require type {tag}"
+        );
+    }
+}
+
+#[test]
 fn the_committed_openapi_documents_are_current() {
     use loa_platform::http::openapi::pretty;
     assert_committed(

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 // The variants differ in size, but an envelope lives only between decoding and
 // dispatch; boxing would cost an allocation per message for nothing.
 #[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type")]
 pub enum Envelope {
     /// A validated, normalised dossier event (intake → tracker, `loa.events`).
@@ -35,7 +35,7 @@ pub enum Envelope {
 }
 
 /// The body of a [`Envelope::DossierEventBatchV1`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DossierEventBatch {
     /// The tenant of every event (so a dead-lettered batch is listed under it).
     pub tenant: String,
@@ -45,7 +45,7 @@ pub struct DossierEventBatch {
 
 /// One event of a [`DossierEventBatch`], with the trace context a message of its own
 /// would carry in its `traceparent` header.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PackedEvent {
     /// W3C trace context of the event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -55,7 +55,7 @@ pub struct PackedEvent {
 }
 
 /// The body of a [`Envelope::NotificationBatchV1`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct NotificationBatch {
     /// The tenant of every request (so a dead-lettered batch is listed under it).
     pub tenant: String,

@@ -7,7 +7,19 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
 /// Which message a citizen gets. Each kind maps to one Zalo template per tenant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum NotificationKind {
     /// Status 2: the electronic receipt, with dates and the lookup link.
@@ -151,7 +163,7 @@ impl std::fmt::Display for NotificationKind {
 
 /// Transactional messages (case updates) and broadcasts travel in separate lanes so a
 /// million-recipient broadcast never delays a case update.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Lane {
     /// Case updates.
@@ -178,7 +190,7 @@ impl std::fmt::Display for Lane {
 }
 
 /// Who gets a message: by Zalo user id when they follow the OA, else by phone.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Recipient {
     /// Canonical `84…` number.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -189,7 +201,7 @@ pub struct Recipient {
 }
 
 /// A message to deliver.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct NotificationRequest {
     /// Deterministic id (see [`notification_id`]): the notifier's idempotency key and the
     /// `tracking_id` sent to Zalo.
@@ -225,7 +237,7 @@ pub struct NotificationRequest {
 
 /// Which broadcast a request belongs to, and to whom in its audience: the notifier's
 /// progress counters, its monthly promotion cap per citizen and pause / cancel read it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct BroadcastRef {
     /// The broadcast's id.
     pub id: String,

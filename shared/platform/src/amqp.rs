@@ -7,6 +7,7 @@
 //! connection), and every loop rebuilds its connection from scratch after any error
 //! instead of trusting in-place recovery.
 
+pub mod asyncapi;
 pub mod consumer;
 pub mod publisher;
 pub mod queue_health;
