@@ -1063,6 +1063,14 @@ fn text_filter(
             format!("`{field}` has at most 200 characters"),
         ));
     }
+    // PostgreSQL refuses a NUL in text, and no reason or queue name holds a control
+    // character.
+    if value.chars().any(char::is_control) {
+        return Err(error(
+            field,
+            format!("`{field}` must not contain control characters"),
+        ));
+    }
     Ok(value.to_owned())
 }
 

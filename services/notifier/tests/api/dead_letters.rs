@@ -748,3 +748,15 @@ async fn upgrading_scrubs_stored_tokens_and_the_body_tenants_of_ingress_dead_let
     assert_eq!(rows[1].0.as_deref(), Some("demo"), "came through intake");
     assert_eq!(rows[1].1, json!({"x-loa-reason": "r"}));
 }
+
+#[tokio::test]
+async fn a_dead_letter_filter_with_a_control_character_is_a_400_naming_it() {
+    // Found by Schemathesis: a NUL in `reason` reached PostgreSQL and was a 500.
+    let app = spawn_app().await;
+    let r = get_dead_letters(&app, "?reason=%00x", Some("demo-admin")).await;
+    assert_eq!(r.status(), 400);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["field"], "reason");
+    let r = get_dead_letters(&app, "?reason=zalo", Some("demo-admin")).await;
+    assert_eq!(r.status(), 200);
+}
