@@ -7,8 +7,24 @@ use crate::helpers::{receipt_event, TestSystem};
 use std::path::Path;
 
 /// Runs `scripts/schemathesis` against `base` with `token`, and fails with its report
-/// if any check failed.
+/// if any check failed. A run that found no failure but stopped on an error inside
+/// Schemathesis itself (Hypothesis' source inspection now and then trips over its own
+/// recursion limit) is run once more; a failing check is never retried.
 async fn schemathesis(base: &str, token: &str) {
+    for attempt in 1..=2 {
+        let (ok, report) = run_schemathesis(base, token).await;
+        if ok && report.contains("passed") {
+            return;
+        }
+        let internal_only = !report.contains("FAILURES") && report.contains("Runtime Error");
+        assert!(
+            internal_only && attempt == 1,
+            "Schemathesis found answers that break {base}/openapi.json:\n{report}"
+        );
+    }
+}
+
+async fn run_schemathesis(base: &str, token: &str) -> (bool, String) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let config = root.join("tests/e2e/schemathesis.toml");
     let output = tokio::process::Command::new(root.join("scripts/schemathesis"))
@@ -42,14 +58,7 @@ async fn schemathesis(base: &str, token: &str) {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(
-        output.status.success(),
-        "Schemathesis found answers that break {base}/openapi.json:\n{report}"
-    );
-    assert!(
-        report.contains("passed"),
-        "Schemathesis ran no test against {base}:\n{report}"
-    );
+    (output.status.success(), report)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
