@@ -194,6 +194,7 @@ impl Application {
             max_in_flight: settings.max_in_flight,
             leases: leases.clone(),
             marks: DispatchMarks::start(pool.clone()),
+            pacer: Default::default(),
         });
         let fanout = Fanout {
             pool: pool.clone(),

@@ -48,6 +48,7 @@ use crate::{
         self, Claim, DeliveryStatus, NewDelivery, Outcome, Prior, Record, Status, Transition,
     },
     limits::{
+        pacer::Pacer,
         pause, quota,
         ratelimit::{RateLimiter, Want},
     },
@@ -176,6 +177,8 @@ pub(crate) struct SenderParts {
     pub leases: Arc<Leases>,
     /// Where each send's dispatch mark is written before its call.
     pub marks: deliveries::DispatchMarks,
+    /// Spreads late sends that would leave together (see [`crate::limits::pacer`]).
+    pub pacer: Pacer,
 }
 
 /// Sends notification requests. Cheap to clone (`Arc` inside).
@@ -903,6 +906,11 @@ impl Sender {
                                 let reason = format!("the send was not made: {e:#}");
                                 return (k, SendOutcome::NotDispatched(reason), None);
                             }
+                            let app = &work.tenant.zalo;
+                            self.inner
+                                .pacer
+                                .wait(&work.tenant.id, app.rate_per_second, app.burst)
+                                .await;
                             let (outcome, token) = self.send_once(work).await;
                             (k, outcome, token)
                         }

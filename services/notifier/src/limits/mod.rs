@@ -3,6 +3,7 @@
 //! row per tenant shared by every lane and replica). One statement answers all three
 //! for a batch (`notifier.take_send_slots`).
 
+pub(crate) mod pacer;
 pub(crate) mod pause;
 pub(crate) mod quota;
 pub(crate) mod ratelimit;
