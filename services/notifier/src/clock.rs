@@ -1,63 +1,8 @@
-//! The notifier's wall clock: real time plus an adjustable offset.
+//! The notifier's wall clock ([`loa_platform::clock::Clock`]).
 //!
 //! Every wall-clock decision of the delivery engine reads it: night-ban and quota-day
 //! deferrals (06:05 and 00:05 Asia/Ho_Chi_Minh), `not_before`, the quota day a Zalo
-//! answer is counted on, when an ambiguous send is rechecked and when a deferred
-//! request is due. Tests (and a demo) move it to 23:00 or to the next morning instead of
-//! waiting hours, the way the sandbox's `POST /_sandbox/clock` moves Zalo's.
-//!
-//! Pacing and the rate limit do not use it: they run on the database's
-//! `clock_timestamp()` and tokio's monotonic clock, which no test should bend.
+//! answer is counted on, when an ambiguous send is rechecked, when a deferred request is
+//! due, and broadcasts' quiet hours and schedules.
 
-use chrono::{DateTime, Duration, Utc};
-use std::sync::{
-    atomic::{AtomicI64, Ordering},
-    Arc,
-};
-
-/// Real time shifted by an offset. Cheap to clone; clones share the offset.
-#[derive(Debug, Clone, Default)]
-pub struct Clock {
-    offset_ms: Arc<AtomicI64>,
-}
-
-impl Clock {
-    /// The real clock.
-    pub fn real() -> Self {
-        Self::default()
-    }
-
-    /// The notifier's current instant.
-    pub fn now(&self) -> DateTime<Utc> {
-        Utc::now() + Duration::milliseconds(self.offset_ms.load(Ordering::Relaxed))
-    }
-
-    /// Makes the clock read `at` now; it keeps ticking from there.
-    pub fn set_now(&self, at: DateTime<Utc>) {
-        let offset = (at - Utc::now()).num_milliseconds();
-        self.offset_ms.store(offset, Ordering::Relaxed);
-    }
-
-    /// Back to real time.
-    pub fn reset(&self) {
-        self.offset_ms.store(0, Ordering::Relaxed);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_set_clock_keeps_ticking_from_the_value_set_and_clones_share_it() {
-        let clock = Clock::real();
-        let copy = clock.clone();
-        let target = DateTime::parse_from_rfc3339("2030-01-01T16:00:00Z")
-            .unwrap()
-            .to_utc();
-        clock.set_now(target);
-        assert!((copy.now() - target).num_seconds().abs() < 2);
-        clock.reset();
-        assert!((copy.now() - Utc::now()).num_seconds().abs() < 2);
-    }
-}
+pub use loa_platform::clock::Clock;

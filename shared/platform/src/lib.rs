@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //!
+//! - [`clock`]: the wall clock services decide dates by, movable in tests.
 //! - [`config`]: layered settings (defaults, TOML file, `LOA_*` environment).
 //! - [`tenants`]: provinces / OAs, their Zalo apps, upstream sources and admin tokens,
 //!   reloaded without restart.
@@ -16,6 +17,7 @@
 //! - [`testing`]: a fresh database and vhost per test.
 
 pub mod amqp;
+pub mod clock;
 pub mod config;
 pub mod credential;
 pub mod db;
