@@ -29,6 +29,10 @@
 //!   `loa_tracker_overdue_dossiers`.
 //! - [`retention`]: personal data past a tenant's `retention_days` reduced to masked
 //!   forms (one eraser at a time across replicas).
+//! - [`ratings`]: citizens' satisfaction ratings (one per dossier, changeable for a
+//!   window), from the lookup page's form and Zalo's rating template.
+//! - [`stats`]: `GET /v1/stats`, the province's report: received, completed, early /
+//!   on time / late, median processing time, ratings.
 //! - [`metrics`]: `loa_tracker_*` Prometheus metrics.
 //! - [`openapi`]: the OpenAPI document (`/openapi.json`).
 //! - [`startup`]: the [`Application`] (build, then run until stopped).
@@ -42,11 +46,13 @@ pub mod metrics;
 pub mod openapi;
 pub mod overdue;
 pub mod planning;
+pub mod ratings;
 pub mod relay;
 pub mod retention;
 pub mod routes;
 pub mod search;
 pub mod startup;
+pub mod stats;
 pub mod store;
 
 pub use configuration::TrackerSettings;

@@ -121,6 +121,17 @@ static PERSONAL_DATA_ERASED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+static RATINGS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "loa_tracker_ratings_total",
+        "Satisfaction ratings recorded (a first rating or a change inside the window), by \
+         tenant and level (very_satisfied, satisfied, dissatisfied), from the lookup page or \
+         Zalo's rating template.",
+        &["tenant", "level"]
+    )
+    .expect("metric registers once")
+});
+
 static RELAY_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
     register_histogram!(
         "loa_tracker_outbox_relay_seconds",
@@ -141,6 +152,7 @@ pub fn register() {
     LazyLock::force(&RELAY_SECONDS);
     LazyLock::force(&OVERDUE);
     LazyLock::force(&PERSONAL_DATA_ERASED);
+    LazyLock::force(&RATINGS);
 }
 
 /// Creates every outcome's series at zero for each configured tenant (and for
@@ -163,6 +175,9 @@ pub fn init(tenants: &loa_platform::Tenants) {
             PLANNED.with_label_values(&[tenant.id.as_str(), kind.as_str()]);
         }
         PERSONAL_DATA_ERASED.with_label_values(&[tenant.id.as_str()]);
+        for level in crate::ratings::RatingLevel::ALL {
+            RATINGS.with_label_values(&[tenant.id.as_str(), level.as_str()]);
+        }
         // Not known until the first sweep: NaN, not a misleading 0.
         let overdue = OVERDUE.with_label_values(&[tenant.id.as_str()]);
         if overdue.get() == 0.0 {
@@ -176,6 +191,11 @@ pub fn personal_data_erased(tenant: &str, dossiers: u64) {
     PERSONAL_DATA_ERASED
         .with_label_values(&[tenant])
         .inc_by(dossiers);
+}
+
+/// Counts one rating recorded.
+pub fn rating(tenant: &str, level: crate::ratings::RatingLevel) {
+    RATINGS.with_label_values(&[tenant, level.as_str()]).inc();
 }
 
 /// Sets a tenant's count of open overdue dossiers.

@@ -2,7 +2,7 @@
 //! `docs/api/tracker.openapi.json`. To document a new endpoint: `#[utoipa::path]` on
 //! its handler, and its name in `paths(...)` below.
 
-use crate::routes::{admin, api, lookup};
+use crate::routes::{admin, api, lookup, rating, stats};
 use serde_json::Value;
 use utoipa::OpenApi;
 
@@ -10,7 +10,7 @@ use utoipa::OpenApi;
 #[openapi(
     info(
         title = "Loa tracker",
-        description = "Dossiers as their events made them: the admin API, receipt QR codes, the public lookup page."
+        description = "Dossiers as their events made them: the admin API, receipt QR codes, the public lookup page and its rating form, the statistics."
     ),
     paths(
         api::get_dossier,
@@ -18,6 +18,8 @@ use utoipa::OpenApi;
         admin::search_dossiers,
         admin::overview,
         lookup::lookup_page,
+        rating::submit_rating,
+        stats::get_stats,
     )
 )]
 struct TrackerApi;

@@ -202,6 +202,31 @@ CREATE INDEX dossiers_marked_overdue ON tracker.dossiers (tenant)
 ALTER TABLE tracker.dossiers ADD COLUMN personal_data_erased_at timestamptz;
 "#,
     },
+    Migration {
+        version: 10,
+        name: "ratings: one per dossier; statistics by completion day",
+        // See `crate::ratings` and `crate::stats`. `first_rated_at` starts the window in
+        // which the rating may still be changed; the statistics read ratings by the day
+        // they were last given and dossiers by their completion day.
+        sql: r#"
+CREATE TABLE tracker.ratings (
+    tenant          text COLLATE "C" NOT NULL,
+    dossier_code    text COLLATE "C" NOT NULL,
+    level           text COLLATE "C" NOT NULL
+                    CHECK (level IN ('very_satisfied', 'satisfied', 'dissatisfied')),
+    comment         text NOT NULL DEFAULT '',
+    source          text COLLATE "C" NOT NULL CHECK (source IN ('page', 'zalo')),
+    zalo_msg_id     text COLLATE "C",
+    first_rated_at  timestamptz NOT NULL,
+    rated_at        timestamptz NOT NULL,
+    changes         integer NOT NULL DEFAULT 0,
+    PRIMARY KEY (tenant, dossier_code)
+);
+CREATE INDEX ratings_by_rated_at ON tracker.ratings (tenant, rated_at);
+CREATE INDEX dossiers_by_completed ON tracker.dossiers (tenant, completed_at)
+    WHERE completed_at IS NOT NULL;
+"#,
+    },
 ];
 
 /// The tracker's migrations, in order (an upgrade test applies a prefix of them).

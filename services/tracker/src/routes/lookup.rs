@@ -34,7 +34,7 @@ const PAGE_HEADERS: [(HeaderName, &str); 5] = [
     (HeaderName::from_static("x-robots-tag"), "noindex, nofollow"),
     (
         header::CONTENT_SECURITY_POLICY,
-        "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
     ),
 ];
 
@@ -68,11 +68,41 @@ pub async fn lookup_page(State(state): State<AppState>, Path(token): Path<String
         .get(&dossier.tenant)
         .map(|t| (t.name.clone(), t.zalo.oa_id.clone()))
         .unwrap_or_default();
-    let today = vietnam_day(&state.clock.now());
+    let now = state.clock.now();
+    let today = vietnam_day(&now);
+    let rating = match rating_section(&state, &dossier, now).await {
+        Ok(section) => section,
+        Err(e) => return failure(&e),
+    };
     page(
         StatusCode::OK,
-        render_page(&office, &oa_id, &dossier, &history, today),
+        render_page_with(&office, &oa_id, &dossier, &history, today, &rating),
     )
+}
+
+/// The rating form or the rating given, once the result was returned.
+async fn rating_section(
+    state: &AppState,
+    dossier: &DossierState,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<String> {
+    if dossier.status != DossierStatus::ResultReturned {
+        return Ok(String::new());
+    }
+    let rating =
+        crate::ratings::rating_of(&state.pool, &dossier.tenant, &dossier.dossier_code).await?;
+    let window_days = state
+        .tenants
+        .current()
+        .get(&dossier.tenant)
+        .map_or(7, |t| t.rating_window_days);
+    Ok(super::rating::render_section(
+        &state.lookup_secret,
+        dossier,
+        rating.as_ref(),
+        window_days,
+        now,
+    ))
 }
 
 fn failure(e: &anyhow::Error) -> Response {
@@ -128,9 +158,13 @@ li::before{content:'';position:absolute;left:-7px;top:4px;width:12px;height:12px
 .when{display:block;color:#5a6675;font-size:.85rem}\
 a.follow{display:inline-block;padding:8px 16px;border-radius:8px;background:#0068ff;color:#fff;font-weight:600;text-decoration:none}\
 ul.docs{margin:4px 0 0;padding-left:20px}ul.docs li{border:0;padding:0;margin:0}ul.docs li::before{display:none}\
-.muted{color:#5a6675;font-size:.85rem}";
+.muted{color:#5a6675;font-size:.85rem}\
+fieldset{border:0;margin:0 0 8px;padding:0}legend{font-weight:600;margin-bottom:4px}\
+label.level{display:block;padding:8px 0;font-size:1.05rem}label.level input{margin-right:8px}\
+textarea{width:100%;font:inherit;padding:8px;border:1px solid #c4ccd6;border-radius:8px;margin:4px 0 8px}\
+button{padding:10px 18px;border:0;border-radius:8px;background:#0b5cad;color:#fff;font:inherit;font-weight:600}";
 
-fn layout(title: &str, body: &str) -> String {
+pub(crate) fn layout(title: &str, body: &str) -> String {
     format!(
         "<!DOCTYPE html>\n<html lang=\"vi\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
@@ -150,6 +184,19 @@ pub fn render_page(
     dossier: &DossierState,
     history: &[HistoryEntry],
     today: NaiveDate,
+) -> String {
+    render_page_with(office, oa_id, dossier, history, today, "")
+}
+
+/// [`render_page`] with the rating section (already rendered, see
+/// [`super::rating::render_section`]) after the dossier's facts.
+pub fn render_page_with(
+    office: &str,
+    oa_id: &str,
+    dossier: &DossierState,
+    history: &[HistoryEntry],
+    today: NaiveDate,
+    rating: &str,
 ) -> String {
     // An event the lifecycle refused did not change the dossier: not the citizen's news.
     let applied: Vec<&HistoryEntry> = history.iter().filter(|e| !e.invalid_transition).collect();
@@ -189,6 +236,7 @@ pub fn render_page(
     body.push_str("</section>");
 
     render_facts(&mut body, dossier);
+    body.push_str(rating);
     render_timeline(&mut body, &applied);
     render_invite(&mut body, office, oa_id);
     let _ = write!(

@@ -1,13 +1,20 @@
 //! The tracker's HTTP surface: the authorised dossier API and receipt QR codes
 //! ([`api`]), the console's search and overview ([`admin`]), the public lookup page
-//! ([`lookup`]), and the shared ops endpoints.
+//! ([`lookup`]) with its rating form ([`rating`]), the statistics ([`stats`]), and the
+//! shared ops endpoints.
 
 pub mod admin;
 pub mod api;
 pub mod lookup;
+pub mod rating;
+pub mod stats;
 
 use crate::clock::Clock;
-use axum::{middleware::from_fn_with_state, routing::get, Router};
+use axum::{
+    middleware::from_fn_with_state,
+    routing::{get, post},
+    Router,
+};
 use deadpool_postgres::Pool;
 use loa_platform::{
     http::{
@@ -46,8 +53,13 @@ pub fn router(state: AppState, readiness: Readiness, lookup: RateLimiter) -> Rou
         .route("/v1/dossiers/{code}/qr.svg", get(api::get_qr))
         .route(
             "/tra-cuu/{token}",
-            get(lookup::lookup_page).route_layer(from_fn_with_state(lookup, limit_rate)),
+            get(lookup::lookup_page).route_layer(from_fn_with_state(lookup.clone(), limit_rate)),
         )
+        .route(
+            "/tra-cuu/{token}/danh-gia",
+            post(rating::submit_rating).route_layer(from_fn_with_state(lookup, limit_rate)),
+        )
+        .route("/v1/stats", get(stats::get_stats))
         .with_state(state)
         .merge(ops_router(readiness))
         .merge(loa_platform::http::openapi::openapi_router(

@@ -40,6 +40,14 @@ pub struct TenantSettings {
     /// removed (Decree 13/2023: no longer than the purpose needs). Unset: kept.
     #[serde(default)]
     pub retention_days: Option<u32>,
+    /// Days a citizen may still change the rating they gave a dossier, counted from
+    /// the first rating (one rating per dossier; a change replaces it).
+    #[serde(default = "default_rating_window_days")]
+    pub rating_window_days: u32,
+}
+
+fn default_rating_window_days() -> u32 {
+    7
 }
 
 /// An upstream one-stop system and its credential.
@@ -263,6 +271,7 @@ pub fn demo_tenant(sandbox_url: &str) -> TenantSettings {
         zalo,
         broadcasts: BroadcastSettings::default(),
         retention_days: None,
+        rating_window_days: default_rating_window_days(),
     }
 }
 

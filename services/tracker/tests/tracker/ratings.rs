@@ -1,0 +1,388 @@
+//! Citizens' ratings through the lookup page's form: only after the result was
+//! returned, one per dossier, changeable inside the tenant's window and final after
+//! it, forged posts refused, counted in `loa_tracker_ratings_total`.
+
+use crate::helpers::*;
+use chrono::{DateTime, Duration, Utc};
+use loa_platform::{testing::TestEnv, Secret};
+use loa_tracker::{lookup_token, ratings::form_token};
+use serde_json::Value;
+
+/// A tracker with the lookup rate limit out of the way.
+async fn spawn(env: &TestEnv) -> TestApp {
+    TestApp::spawn(
+        env,
+        loa_tracker::TrackerSettings {
+            lookup_rate_per_minute: 6_000,
+            lookup_burst: 1_000,
+            ..settings(false)
+        },
+    )
+    .await
+}
+
+/// A `demo` dossier received, ready and returned (status 10); its lookup token.
+async fn returned_dossier(broker: &Broker, app: &TestApp, suffix: &str) -> String {
+    let code = dossier_code(suffix);
+    let ids = [2, 9, 10].map(|s| format!("evt-r{suffix}-{s}"));
+    broker
+        .publish(&event(&ids[0], &code, 2, "2026-11-28T09:30:00+07:00"))
+        .await;
+    broker
+        .publish(&event(&ids[1], &code, 9, "2026-12-01T15:00:00+07:00"))
+        .await;
+    broker
+        .publish(&event(&ids[2], &code, 10, "2026-12-02T08:00:00+07:00"))
+        .await;
+    app.wait_applied(&ids.each_ref().map(String::as_str)).await;
+    lookup_token(&Secret::new(SECRET), "demo", &code)
+}
+
+/// Posts the form as a browser would, with `fields` as given.
+async fn post(
+    app: &TestApp,
+    token: &str,
+    fields: &[(&str, &str)],
+    html: bool,
+) -> reqwest::Response {
+    let body: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(fields)
+        .finish();
+    let mut request = reqwest::Client::new()
+        .post(format!("{}/tra-cuu/{token}/danh-gia", app.address))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body);
+    if html {
+        request = request.header("accept", "text/html,application/xhtml+xml");
+    }
+    request.send().await.unwrap()
+}
+
+/// The form's hidden fields as the page served at the tracker's `now` carries them.
+fn genuine(token: &str, now: DateTime<Utc>) -> (String, String) {
+    let issued = now.timestamp();
+    (
+        issued.to_string(),
+        form_token(&Secret::new(SECRET), token, issued),
+    )
+}
+
+async fn rate(app: &TestApp, token: &str, level: &str, comment: &str) -> reqwest::Response {
+    let (issued, form) = genuine(token, app.clock.now());
+    post(
+        app,
+        token,
+        &[
+            ("issued", &issued),
+            ("form_token", &form),
+            ("level", level),
+            ("comment", comment),
+        ],
+        true,
+    )
+    .await
+}
+
+async fn stored(app: &TestApp) -> Vec<(String, String, String, i32)> {
+    let client = app.pool.get().await.unwrap();
+    client
+        .query(
+            "SELECT dossier_code, level, comment, changes FROM tracker.ratings ORDER BY dossier_code",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect()
+}
+
+async fn ratings_metric(app: &TestApp, level: &str) -> f64 {
+    app.metric(&format!(
+        "loa_tracker_ratings_total{{level=\"{level}\",tenant=\"demo\"}}"
+    ))
+    .await
+    .unwrap_or_else(|| panic!("no {level} series"))
+}
+
+#[tokio::test]
+async fn a_returned_dossiers_page_carries_the_form_and_a_rating_is_recorded_once() {
+    // Arrange
+    let env = TestEnv::new().await.unwrap();
+    let broker = Broker::connect(&env).await;
+    let app = spawn(&env).await;
+    let token = returned_dossier(&broker, &app, "0501").await;
+    let before = ratings_metric(&app, "satisfied").await;
+
+    // Act
+    let page = reqwest::get(format!("{}/tra-cuu/{token}", app.address))
+        .await
+        .unwrap();
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let html = page.text().await.unwrap();
+    let first = rate(
+        &app,
+        &token,
+        "satisfied",
+        "Cán bộ\r\nhướng dẫn tận tình\u{202E}",
+    )
+    .await;
+    let first_status = first.status();
+    let confirmation = first.text().await.unwrap();
+
+    // Assert
+    assert!(csp.contains("form-action 'self'"), "{csp}");
+    for expected in [
+        "Đánh giá mức độ hài lòng",
+        &format!("action=\"{token}/danh-gia\""),
+        "value=\"very_satisfied\"",
+        "Rất hài lòng",
+        "Hài lòng",
+        "Không hài lòng",
+        "name=\"form_token\"",
+        "<textarea",
+    ] {
+        assert!(html.contains(expected), "missing {expected:?} in {html}");
+    }
+    assert!(!html.contains("<script"), "the form needs no JavaScript");
+    assert_eq!(first_status, 200, "{confirmation}");
+    assert!(
+        confirmation.contains("Cảm ơn ông/bà đã đánh giá"),
+        "{confirmation}"
+    );
+    assert!(confirmation.contains("Hài lòng"), "{confirmation}");
+    assert!(
+        confirmation.contains("có thể đổi đánh giá đến hết ngày"),
+        "{confirmation}"
+    );
+    assert_eq!(
+        stored(&app).await,
+        vec![(
+            dossier_code("0501"),
+            "satisfied".to_owned(),
+            "Cán bộ  hướng dẫn tận tình".to_owned(),
+            0
+        )]
+    );
+    // Other tests of this binary rate in the same process (one registry): at least ours.
+    assert!(ratings_metric(&app, "satisfied").await >= before + 1.0);
+    let again = reqwest::get(format!("{}/tra-cuu/{token}", app.address))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        again.contains("Ông/bà đã đánh giá: <strong class=\"given\">Hài lòng</strong>"),
+        "{again}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_rating_is_changeable_inside_the_window_and_final_after_it() {
+    // Arrange
+    let env = TestEnv::new().await.unwrap();
+    let broker = Broker::connect(&env).await;
+    let app = spawn(&env).await;
+    let token = returned_dossier(&broker, &app, "0502").await;
+    let start = app.clock.now();
+    assert_eq!(
+        rate(&app, &token, "dissatisfied", "Chờ lâu").await.status(),
+        200
+    );
+
+    // Act: six days later the citizen changes it; eight days after the first rating
+    // (the demo tenant's window is 7 days) they try again.
+    app.clock.set_now(start + Duration::days(6));
+    let changed = rate(&app, &token, "very_satisfied", "").await.status();
+    let after_change = stored(&app).await;
+    app.clock.set_now(start + Duration::days(8));
+    let late = rate(&app, &token, "dissatisfied", "Đổi ý").await;
+    let late_status = late.status();
+    let late_page = late.text().await.unwrap();
+    let page = reqwest::get(format!("{}/tra-cuu/{token}", app.address))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let (issued, form) = genuine(&token, app.clock.now());
+    let late_json: Value = post(
+        &app,
+        &token,
+        &[
+            ("issued", &issued),
+            ("form_token", &form),
+            ("level", "satisfied"),
+        ],
+        false,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+
+    // Assert
+    assert_eq!(changed, 200);
+    let one = vec![(
+        dossier_code("0502"),
+        "very_satisfied".to_owned(),
+        String::new(),
+        1,
+    )];
+    assert_eq!(after_change, one, "still one rating per dossier, changed");
+    assert_eq!(late_status, 409);
+    assert!(
+        late_page.contains("Đã hết thời hạn đổi đánh giá"),
+        "{late_page}"
+    );
+    assert_eq!(late_json["error"]["code"], "rating_final");
+    assert_eq!(stored(&app).await, one, "a refused change changes nothing");
+    assert!(page.contains("Rất hài lòng"), "{page}");
+    assert!(
+        !page.contains("<form"),
+        "a final rating has no form: {page}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn forged_and_malformed_posts_are_refused_naming_the_field_and_change_nothing() {
+    // Arrange
+    let env = TestEnv::new().await.unwrap();
+    let broker = Broker::connect(&env).await;
+    let app = spawn(&env).await;
+    let token = returned_dossier(&broker, &app, "0503").await;
+    let other = returned_dossier(&broker, &app, "0504").await;
+    let now = app.clock.now();
+    let (issued, form) = genuine(&token, now);
+    let (other_issued, other_form) = genuine(&other, now);
+    let (old_issued, old_form) = genuine(&token, now - Duration::hours(25));
+    let long = "á".repeat(501);
+    let zeros = "0".repeat(32);
+
+    // Act + Assert
+    type Fields<'a> = &'a [(&'a str, &'a str)];
+    let cases: [(Fields<'_>, u16, &str); 7] = [
+        (&[("level", "satisfied")], 403, "form_token"),
+        (
+            &[
+                ("issued", &issued),
+                ("form_token", zeros.as_str()),
+                ("level", "satisfied"),
+            ],
+            403,
+            "form_token",
+        ),
+        (
+            &[
+                ("issued", &other_issued),
+                ("form_token", &other_form),
+                ("level", "satisfied"),
+            ],
+            403,
+            "form_token",
+        ),
+        (
+            &[
+                ("issued", &old_issued),
+                ("form_token", &old_form),
+                ("level", "satisfied"),
+            ],
+            403,
+            "form_token",
+        ),
+        (
+            &[
+                ("issued", &issued),
+                ("form_token", &form),
+                ("level", "rất hài lòng"),
+            ],
+            422,
+            "level",
+        ),
+        (&[("issued", &issued), ("form_token", &form)], 422, "level"),
+        (
+            &[
+                ("issued", &issued),
+                ("form_token", &form),
+                ("level", "satisfied"),
+                ("comment", &long),
+            ],
+            422,
+            "comment",
+        ),
+    ];
+    for (fields, status, field) in cases {
+        let response = post(&app, &token, fields, false).await;
+        assert_eq!(response.status(), status, "{fields:?}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["field"], field, "{fields:?}: {body}");
+    }
+    let cross_site = reqwest::Client::new()
+        .post(format!("{}/tra-cuu/{token}/danh-gia", app.address))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("sec-fetch-site", "cross-site")
+        .body(format!("issued={issued}&form_token={form}&level=satisfied"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross_site.status(), 403);
+    let as_json = reqwest::Client::new()
+        .post(format!("{}/tra-cuu/{token}/danh-gia", app.address))
+        .json(&serde_json::json!({"level": "satisfied"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(as_json.status(), 415);
+    let browser = post(&app, &token, &[("level", "satisfied")], true).await;
+    assert_eq!(browser.status(), 403);
+    let page = browser.text().await.unwrap();
+    assert!(
+        page.contains("Phiếu đánh giá đã hết hạn hoặc không hợp lệ"),
+        "{page}"
+    );
+    assert!(stored(&app).await.is_empty(), "nothing was recorded");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_dossier_whose_result_was_not_returned_cannot_be_rated() {
+    // Arrange
+    let env = TestEnv::new().await.unwrap();
+    let broker = Broker::connect(&env).await;
+    let app = spawn(&env).await;
+    let code = dossier_code("0505");
+    broker
+        .publish(&event("evt-r0505-9", &code, 9, "2026-12-01T15:00:00+07:00"))
+        .await;
+    app.wait_applied(&["evt-r0505-9"]).await;
+    let token = lookup_token(&Secret::new(SECRET), "demo", &code);
+
+    // Act
+    let page = app.lookup_page(&code).await;
+    let (issued, form) = genuine(&token, app.clock.now());
+    let response = post(
+        &app,
+        &token,
+        &[
+            ("issued", &issued),
+            ("form_token", &form),
+            ("level", "satisfied"),
+        ],
+        false,
+    )
+    .await;
+
+    // Assert
+    assert!(!page.contains("Đánh giá mức độ hài lòng"), "{page}");
+    assert_eq!(response.status(), 409);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "not_rateable");
+    assert!(stored(&app).await.is_empty());
+    app.stop().await;
+}
