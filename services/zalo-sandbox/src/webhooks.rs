@@ -1,7 +1,11 @@
 //! Webhooks as Zalo sends them: JSON bodies whose ids and timestamps are strings, signed
 //! with `X-ZEvent-Signature: mac=<hex sha256(app_id + body + timestamp + oa_secret_key)>`,
 //! POSTed from a background dispatcher so sending is never slowed, retried a few times
-//! with a short back-off when the receiver fails.
+//! with a short back-off when the receiver fails. When the receiver's connection
+//! cannot be opened at all (it is down, or restarting), the event is redelivered
+//! afterwards on Zalo's own schedule (+30 s, +5 min, +15 min, +30 min, +1 h, each with
+//! a `num_retry` header), so a receiver restarted within that time still gets the
+//! receipts of messages sent just before it went down, as it would from Zalo.
 
 use crate::{apps::App, sandbox::RecordedMessage};
 use serde_json::{json, Value};
@@ -33,6 +37,16 @@ const RETRY_BACKOFF: [Duration; 3] = [
     Duration::from_millis(200),
     Duration::from_secs(1),
     Duration::from_secs(3),
+];
+/// Zalo's redeliveries of an event whose receiver could not be connected to, after
+/// the first attempt: "sau 30 giây, sau 5 phút, sau 15 phút, sau 30 phút, sau 1 giờ".
+/// The sandbox starts them once its short retries have failed to connect too.
+const REDELIVERY: [Duration; 5] = [
+    Duration::from_secs(30),
+    Duration::from_secs(5 * 60),
+    Duration::from_secs(15 * 60),
+    Duration::from_secs(30 * 60),
+    Duration::from_secs(60 * 60),
 ];
 /// How long one POST may take.
 pub const POST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -232,7 +246,11 @@ async fn deliver(
         _ = tokio::time::sleep_until(job.due) => {}
         _ = stop.cancelled() => return,
     }
-    for attempt in 0..=RETRY_BACKOFF.len() {
+    // Since the first attempt: the short retries, then (while the receiver cannot be
+    // connected to) Zalo's redeliveries, each measured from the first attempt.
+    let first_attempt = Instant::now();
+    let mut redeliveries = REDELIVERY.iter();
+    for attempt in 0.. {
         let Some(url) = webhooks.url() else { return };
         let result = {
             let Ok(_slot) = in_flight.acquire().await else {
@@ -248,6 +266,7 @@ async fn deliver(
             }
             request.send().await
         };
+        let unreachable = matches!(&result, Err(e) if e.is_connect());
         match result {
             Ok(response) if response.status().is_success() => {
                 webhooks.sent.fetch_add(1, Ordering::Relaxed);
@@ -266,11 +285,16 @@ async fn deliver(
                 tracing::debug!(event = job.event, error.message = %e, attempt, "Webhook POST failed.");
             }
         }
-        let Some(backoff) = RETRY_BACKOFF.get(attempt) else {
-            break;
+        let next = match RETRY_BACKOFF.get(attempt) {
+            Some(backoff) => Instant::now() + *backoff,
+            None if unreachable => match redeliveries.next() {
+                Some(after) => (first_attempt + *after).max(Instant::now()),
+                None => break,
+            },
+            None => break,
         };
         tokio::select! {
-            _ = tokio::time::sleep(*backoff) => {}
+            _ = tokio::time::sleep_until(next) => {}
             _ = stop.cancelled() => break,
         }
     }

@@ -94,12 +94,13 @@ impl Leases {
         client
             .execute(
                 "UPDATE notifier.deliveries
-                    SET lease_until = now() + make_interval(secs => $3)
+                    SET lease_until = now() + make_interval(secs => $3::float8)
                   WHERE notification_id = ANY($1) AND lease_owner = $2
                     AND status = 'sending' AND lease_until IS NOT NULL
                     -- Only leases past half their period: a request claimed moments
                     -- ago (most of them, under load) costs no row version here.
-                    AND lease_until < now() + make_interval(secs => $3 / 2)",
+                    -- ($3 typed: `$3 / 2` alone made PostgreSQL infer an integer.)
+                    AND lease_until < now() + make_interval(secs => $3::float8 / 2)",
                 &[&ids, &self.owner, &self.period.as_secs_f64()],
             )
             .await

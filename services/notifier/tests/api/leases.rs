@@ -174,3 +174,43 @@ async fn a_send_a_dead_sender_may_have_made_waits_for_its_receipt_then_is_resent
         "{resends_before} → {resends}"
     );
 }
+
+#[tokio::test]
+async fn a_live_sender_renews_the_leases_of_requests_it_holds_longer_than_one_period() {
+    // Arrange: 1 s leases; two messages a second, so a batch of eight waits ~4 s for
+    // its send slots, its requests claimed (`sending`) all the while.
+    let app = spawn_app_configured(
+        |tenants| {
+            tenants[0].zalo.rate_per_second = 2.0;
+            tenants[0].zalo.burst = 1;
+        },
+        |settings| settings.lease_secs = 1,
+    )
+    .await;
+    let requests: Vec<NotificationRequest> = (0..8)
+        .map(|i| receipt_request(&format!("HS-LEASE-{i}")))
+        .collect();
+
+    // Act
+    app.publish_many(&requests).await;
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+
+    // Assert: what is still waiting holds a lease reaching past now (renewed), not
+    // one that lapsed a second after its claim.
+    let client = app.pool.get().await.unwrap();
+    let rows = client
+        .query(
+            "SELECT notification_id, lease_until > now()
+               FROM notifier.deliveries WHERE status = 'sending'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(!rows.is_empty(), "some requests still wait for their slots");
+    let lapsed: Vec<String> = rows
+        .iter()
+        .filter(|r| !r.get::<_, bool>(1))
+        .map(|r| r.get(0))
+        .collect();
+    assert!(lapsed.is_empty(), "leases lapsed while held: {lapsed:?}");
+}
