@@ -70,9 +70,47 @@ pub fn strip_invisible(text: &str) -> String {
         .collect()
 }
 
+/// Whether `c` is a combining diacritical mark (U+0300–U+036F): what a decomposed
+/// Vietnamese letter carries after its base letter, as some keyboards type it.
+pub fn is_combining_mark(c: char) -> bool {
+    ('\u{300}'..='\u{36f}').contains(&c)
+}
+
+/// Lowercases a Vietnamese letter and strips its diacritics (`Ứ` → `u`, `Đ` → `d`),
+/// so a citizen's chat command matches however it was typed ("Hủy", "HUY", "huỷ");
+/// drop [`is_combining_mark`]s first for decomposed text.
+pub fn fold_vietnamese(c: char) -> char {
+    const GROUPS: [(&str, char); 7] = [
+        ("àáảãạăằắẳẵặâầấẩẫậ", 'a'),
+        ("èéẻẽẹêềếểễệ", 'e'),
+        ("ìíỉĩị", 'i'),
+        ("òóỏõọôồốổỗộơờớởỡợ", 'o'),
+        ("ùúủũụưừứửữự", 'u'),
+        ("ỳýỷỹỵ", 'y'),
+        ("đ", 'd'),
+    ];
+    let lower = c.to_lowercase().next().unwrap_or(c);
+    GROUPS
+        .iter()
+        .find(|(group, _)| group.contains(lower))
+        .map_or(lower, |&(_, base)| base)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vietnamese_letters_fold_to_their_lowercase_base_letter() {
+        let folded: String = "Tra Cứu ĐĂNG KÝ Hủy"
+            .chars()
+            .filter(|c| !is_combining_mark(*c))
+            .map(fold_vietnamese)
+            .collect();
+        assert_eq!(folded, "tra cuu dang ky huy");
+        assert!(is_combining_mark('\u{301}'));
+        assert!(!is_combining_mark('a'));
+    }
 
     #[test]
     fn vietnamese_text_with_its_diacritics_and_spaces_is_visible() {

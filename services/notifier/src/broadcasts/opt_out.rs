@@ -8,6 +8,8 @@
 //! is not taken as an opt-out: unsubscribing someone by accident is worse than asking
 //! them to write one word again.
 
+use loa_contracts::text::{fold_vietnamese, is_combining_mark};
+
 /// What may follow `huy` in an opt-out.
 const OBJECTS: [&str; 5] = ["", "thong bao", "nhan tin", "dang ky", "tin"];
 
@@ -15,8 +17,8 @@ const OBJECTS: [&str; 5] = ["", "thong bao", "nhan tin", "dang ky", "tin"];
 pub fn is_opt_out(text: &str) -> bool {
     let folded: String = text
         .chars()
-        .filter(|c| !('\u{300}'..='\u{36f}').contains(c))
-        .map(fold)
+        .filter(|c| !is_combining_mark(*c))
+        .map(fold_vietnamese)
         .map(|c| if c.is_alphanumeric() { c } else { ' ' })
         .collect();
     let words: Vec<&str> = folded.split_whitespace().collect();
@@ -24,24 +26,6 @@ pub fn is_opt_out(text: &str) -> bool {
         Some((&"huy", rest)) => OBJECTS.contains(&rest.join(" ").as_str()),
         _ => false,
     }
-}
-
-/// Lowercases and strips a Vietnamese letter's diacritics.
-fn fold(c: char) -> char {
-    const GROUPS: [(&str, char); 7] = [
-        ("àáảãạăằắẳẵặâầấẩẫậ", 'a'),
-        ("èéẻẽẹêềếểễệ", 'e'),
-        ("ìíỉĩị", 'i'),
-        ("òóỏõọôồốổỗộơờớởỡợ", 'o'),
-        ("ùúủũụưừứửữự", 'u'),
-        ("ỳýỷỹỵ", 'y'),
-        ("đ", 'd'),
-    ];
-    let lower = c.to_lowercase().next().unwrap_or(c);
-    GROUPS
-        .iter()
-        .find(|(group, _)| group.contains(lower))
-        .map_or(lower, |&(_, base)| base)
 }
 
 #[cfg(test)]

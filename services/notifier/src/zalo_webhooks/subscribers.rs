@@ -16,7 +16,10 @@
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
-use loa_contracts::PhoneNumber;
+use loa_contracts::{
+    text::{fold_vietnamese, is_combining_mark},
+    PhoneNumber,
+};
 
 /// Records that `zalo_user_id` follows (or stopped following) the tenant's OA, as of
 /// `at` (Zalo's timestamp); an event older than what is on record changes nothing.
@@ -146,7 +149,7 @@ pub(crate) fn parse_lookup(text: &str) -> Option<String> {
     let chars: Vec<char> = text
         .trim()
         .chars()
-        .filter(|c| !('\u{300}'..='\u{36f}').contains(c))
+        .filter(|c| !is_combining_mark(*c))
         .collect();
     let folded: Vec<char> = chars.iter().map(|&c| fold_vietnamese(c)).collect();
     let mut i = 0;
@@ -177,24 +180,6 @@ pub(crate) fn parse_lookup(text: &str) -> Option<String> {
 
 fn is_separator(c: char) -> bool {
     c.is_whitespace() || c == '-' || c == '_'
-}
-
-/// Lowercases a character and strips Vietnamese diacritics (`Ứ` → `u`, `Đ` → `d`).
-fn fold_vietnamese(c: char) -> char {
-    const GROUPS: [(&str, char); 7] = [
-        ("àáảãạăằắẳẵặâầấẩẫậ", 'a'),
-        ("èéẻẽẹêềếểễệ", 'e'),
-        ("ìíỉĩị", 'i'),
-        ("òóỏõọôồốổỗộơờớởỡợ", 'o'),
-        ("ùúủũụưừứửữự", 'u'),
-        ("ỳýỷỹỵ", 'y'),
-        ("đ", 'd'),
-    ];
-    let lower = c.to_lowercase().next().unwrap_or(c);
-    GROUPS
-        .iter()
-        .find(|(group, _)| group.contains(lower))
-        .map_or(lower, |&(_, base)| base)
 }
 
 #[cfg(test)]
