@@ -321,6 +321,97 @@ pub fn progress_line(view: &Value, width: usize) -> String {
     )
 }
 
+/// Bytes of whole lines sent per import request: the file is read and sent part by
+/// part, so a million-line file never sits in memory (the notifier itself writes each
+/// part's lines as they arrive).
+const IMPORT_PART_BYTES: usize = 8 * 1024 * 1024;
+/// Bad lines printed (all are counted).
+const MAX_REJECTIONS_LISTED: usize = 1_000;
+
+/// One import request's body: whole lines of the file (a CSV part starts with the
+/// file's header again) and where they start in the file.
+#[derive(Debug, PartialEq, Eq)]
+struct ImportPart {
+    body: Vec<u8>,
+    /// The file's line number (1-based) of the part's first line after its header.
+    first_line: u64,
+    /// Whether the part starts with a repeated CSV header.
+    header: bool,
+}
+
+impl ImportPart {
+    /// The file's line number of the part's `line` (as the notifier numbers it).
+    fn file_line(&self, line: u64) -> u64 {
+        let skipped = u64::from(self.header);
+        (self.first_line + line).saturating_sub(1 + skipped)
+    }
+}
+
+/// Reads an import file into parts of at most about `limit` bytes of whole lines.
+struct ImportParts<R> {
+    reader: R,
+    csv: bool,
+    limit: usize,
+    /// The CSV header (the file's first line), repeated at the start of later parts.
+    header: Option<Vec<u8>>,
+    /// The file's line number of the next line to read.
+    next_line: u64,
+    done: bool,
+}
+
+impl<R: std::io::BufRead> ImportParts<R> {
+    fn new(reader: R, csv: bool, limit: usize) -> Self {
+        Self {
+            reader,
+            csv,
+            limit,
+            header: None,
+            next_line: 1,
+            done: false,
+        }
+    }
+
+    /// The next part, or `None` at the end of the file.
+    fn next_part(&mut self) -> std::io::Result<Option<ImportPart>> {
+        if self.done {
+            return Ok(None);
+        }
+        let mut body = Vec::new();
+        let header = self.header.is_some();
+        if let Some(h) = &self.header {
+            body.extend_from_slice(h);
+        }
+        let first_line = self.next_line;
+        let mut lines = 0;
+        loop {
+            let start = body.len();
+            if self.reader.read_until(b'\n', &mut body)? == 0 {
+                self.done = true;
+                break;
+            }
+            if !body.ends_with(b"\n") {
+                body.push(b'\n');
+            }
+            if self.csv && self.header.is_none() {
+                self.header = Some(body[start..].to_vec());
+            }
+            self.next_line += 1;
+            lines += 1;
+            if body.len() >= self.limit {
+                break;
+            }
+        }
+        if lines == 0 && first_line > 1 {
+            return Ok(None);
+        }
+        Ok(Some(ImportPart {
+            body,
+            first_line,
+            header,
+        }))
+    }
+}
+
 /// Runs a `loa subscribers` command.
 pub async fn run_subscribers(
     command: SubscribersCommand,
@@ -334,26 +425,45 @@ pub async fn run_subscribers(
                 || file
                     .extension()
                     .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
-            let body = std::fs::read(&file)
-                .with_context(|| format!("Failed to read {}", file.display()))?;
+            let file_name = file.display().to_string();
+            let reader = std::io::BufReader::new(
+                std::fs::File::open(&file)
+                    .with_context(|| format!("Failed to read {file_name}"))?,
+            );
             let content_type = if csv {
                 "text/csv"
             } else {
                 "application/x-ndjson"
             };
-            let answer = api
-                .call(
-                    api.http
-                        .post(format!("{}/v1/subscribers/import", api.base))
-                        .header("content-type", content_type)
-                        .body(body),
-                )
-                .await?;
-            println!(
-                "imported {}, updated {}, rejected {}",
-                answer["imported"], answer["updated"], answer["rejected_total"]
-            );
-            for r in answer["rejected"].as_array().into_iter().flatten() {
+            let mut parts = ImportParts::new(reader, csv, IMPORT_PART_BYTES);
+            let (mut imported, mut updated, mut rejected_total) = (0u64, 0u64, 0u64);
+            let mut rejected: Vec<Value> = Vec::new();
+            while let Some(mut part) = parts
+                .next_part()
+                .with_context(|| format!("Failed to read {file_name}"))?
+            {
+                let answer = api
+                    .call(
+                        api.http
+                            .post(format!("{}/v1/subscribers/import", api.base))
+                            .header("content-type", content_type)
+                            .body(std::mem::take(&mut part.body)),
+                    )
+                    .await?;
+                imported += answer["imported"].as_u64().unwrap_or(0);
+                updated += answer["updated"].as_u64().unwrap_or(0);
+                rejected_total += answer["rejected_total"].as_u64().unwrap_or(0);
+                for r in answer["rejected"].as_array().into_iter().flatten() {
+                    if rejected.len() < MAX_REJECTIONS_LISTED {
+                        let mut r = r.clone();
+                        let line = r["line"].as_u64().unwrap_or(0);
+                        r["line"] = json!(part.file_line(line));
+                        rejected.push(r);
+                    }
+                }
+            }
+            println!("imported {imported}, updated {updated}, rejected {rejected_total}");
+            for r in &rejected {
                 println!(
                     "  line {}: {} ({})",
                     r["line"],
@@ -369,6 +479,55 @@ pub async fn run_subscribers(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parts(text: &str, csv: bool, limit: usize) -> Vec<ImportPart> {
+        let mut parts = ImportParts::new(text.as_bytes(), csv, limit);
+        std::iter::from_fn(|| parts.next_part().unwrap()).collect()
+    }
+
+    #[test]
+    fn an_ndjson_file_is_sent_in_parts_of_whole_lines_numbered_as_in_the_file() {
+        let file = "{\"phone\": \"0912000001\"}\n{\"phone\": \"0912000002\"}\nbad\n{}";
+        let parts = parts(file, false, 30);
+        let bodies: Vec<&str> = parts
+            .iter()
+            .map(|p| std::str::from_utf8(&p.body).unwrap())
+            .collect();
+        assert_eq!(
+            bodies,
+            [
+                "{\"phone\": \"0912000001\"}\n{\"phone\": \"0912000002\"}\n",
+                "bad\n{}\n"
+            ]
+        );
+        // The notifier's line 1 of the second part is the file's line 3.
+        assert_eq!(parts[1].file_line(1), 3);
+        assert_eq!(parts[0].file_line(2), 2);
+    }
+
+    #[test]
+    fn a_csv_file_s_later_parts_repeat_its_header() {
+        let file = "phone,tags\n0912000001,a\n0912000002,b\n0912000003,c\n";
+        let parts = parts(file, true, 37);
+        let bodies: Vec<&str> = parts
+            .iter()
+            .map(|p| std::str::from_utf8(&p.body).unwrap())
+            .collect();
+        assert_eq!(
+            bodies,
+            [
+                "phone,tags\n0912000001,a\n0912000002,b\n",
+                "phone,tags\n0912000003,c\n"
+            ]
+        );
+        // The notifier's line 2 (after the header) of each part, in the file.
+        assert_eq!(parts[0].file_line(2), 2);
+        assert_eq!(parts[1].file_line(2), 4);
+        assert!(
+            self::parts("", true, 24).len() == 1,
+            "an empty file is one (empty) import"
+        );
+    }
 
     #[test]
     fn the_watch_line_shows_the_share_done_the_rate_and_the_time_left() {

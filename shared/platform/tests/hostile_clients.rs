@@ -3,8 +3,9 @@
 //! headers. Each must cost the service a bounded time and never lock out a client
 //! that behaves.
 
-use axum::{routing::post, Router};
-use loa_platform::http::{serve, HttpSettings, JsonBody};
+use axum::{body::Body, extract::Extension, routing::post, Router};
+use futures_util::StreamExt;
+use loa_platform::http::{serve, serve::BodyDeadline, HttpSettings, JsonBody};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 use tokio::{
@@ -35,12 +36,28 @@ impl Server {
         async fn echo(JsonBody(v): JsonBody<Value>) -> axum::Json<Value> {
             axum::Json(v)
         }
-        let router =
-            Router::new()
-                .route("/echo", post(echo))
-                .merge(loa_platform::http::ops_router(
-                    loa_platform::http::Readiness::new(),
-                ));
+        /// Counts a body's bytes as they stream in, its deadline renewed per chunk.
+        async fn count(Extension(deadline): Extension<BodyDeadline>, body: Body) -> String {
+            deadline.renew_per_chunk();
+            let mut stream = body.into_data_stream();
+            let mut n = 0;
+            while let Some(chunk) = stream.next().await {
+                match chunk {
+                    Ok(bytes) => n += bytes.len(),
+                    Err(e) if loa_platform::http::serve::is_body_timeout(&e) => {
+                        return "body_timeout".to_owned()
+                    }
+                    Err(e) => return e.to_string(),
+                }
+            }
+            format!("{n} bytes")
+        }
+        let router = Router::new()
+            .route("/echo", post(echo))
+            .route("/count", post(count))
+            .merge(loa_platform::http::ops_router(
+                loa_platform::http::Readiness::new(),
+            ));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let cancel = CancellationToken::new();
@@ -144,6 +161,52 @@ async fn a_body_that_stalls_ends_its_request_with_408() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("\"body_timeout\""), "{answer}");
     assert!(started.elapsed() < Duration::from_secs(3));
+    server.stop().await;
+}
+
+/// Sends `chunks` chunks of ten bytes to `path`, one every `every`, then ends the
+/// body (chunked encoding); what the server answered.
+async fn send_slowly(
+    addr: std::net::SocketAddr,
+    path: &str,
+    chunks: usize,
+    every: Duration,
+) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    for _ in 0..chunks {
+        tokio::time::sleep(every).await;
+        if s.write_all(b"a\r\n0123456789\r\n").await.is_err() {
+            break;
+        }
+    }
+    let _ = s.write_all(b"0\r\n\r\n").await;
+    read_until_closed(&mut s, Duration::from_secs(10))
+        .await
+        .expect("the connection ends")
+}
+
+#[tokio::test]
+async fn a_streaming_route_may_take_longer_than_the_body_timeout_while_its_body_keeps_flowing() {
+    // Arrange: a 1 s body timeout; bodies that take 2.5 s, a chunk every 250 ms.
+    let server = Server::start(limits()).await;
+    let every = Duration::from_millis(250);
+
+    // Act
+    let streamed = send_slowly(server.addr, "/count", 10, every).await;
+    let whole = send_slowly(server.addr, "/echo", 10, every).await;
+    let stalled = send_slowly(server.addr, "/count", 1, Duration::from_millis(2_500)).await;
+
+    // Assert: the renewing route read all 100 bytes; the other still has its
+    // whole-body deadline; a gap longer than the timeout still ends the body.
+    assert!(streamed.starts_with("HTTP/1.1 200"), "{streamed}");
+    assert!(streamed.ends_with("100 bytes"), "{streamed}");
+    assert!(whole.starts_with("HTTP/1.1 408"), "{whole}");
+    assert!(stalled.ends_with("body_timeout"), "{stalled}");
     server.stop().await;
 }
 

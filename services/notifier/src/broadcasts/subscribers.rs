@@ -210,7 +210,7 @@ pub(crate) async fn join_phones<C: deadpool_postgres::GenericClient>(
     Ok(())
 }
 
-/// Who an opt-out names.
+/// Who an opt-out or an opt-in names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Citizen {
     /// By phone (`84…`).
@@ -249,5 +249,40 @@ pub(crate) async fn opt_out<C: deadpool_postgres::GenericClient>(
         )
         .await
         .context("Failed to opt a citizen out")?;
+    Ok(row.get(0))
+}
+
+/// Opts a citizen in to announcements: they agreed to hear them (again), so a
+/// former opt-out is lifted and later broadcasts reach them (if they follow the OA or
+/// have a phone). A row is created for a citizen not in the audience yet. Returns
+/// whether anything changed (false: they were already opted in).
+pub(crate) async fn opt_in<C: deadpool_postgres::GenericClient>(
+    client: &C,
+    tenant: &str,
+    citizen: &Citizen,
+) -> anyhow::Result<bool> {
+    let (conflict, phone, user) = match citizen {
+        Citizen::Phone(p) => ("(tenant, phone)", Some(p.as_str()), None),
+        Citizen::ZaloUser(u) => ("(tenant, zalo_user_id)", None, Some(u.as_str())),
+    };
+    let row = client
+        .query_one(
+            &format!(
+                "WITH before AS (
+                     SELECT announcements, opted_out_at FROM notifier.subscribers
+                      WHERE tenant = $1 AND (phone = $2 OR zalo_user_id = $3)
+                 )
+                 INSERT INTO notifier.subscribers AS s
+                        (tenant, zalo_user_id, phone, following, updated_at, announcements)
+                 VALUES ($1, $3, $2, NULL, '-infinity', true)
+                 ON CONFLICT {conflict} DO UPDATE
+                    SET announcements = true, opted_out_at = NULL
+                 RETURNING NOT EXISTS (SELECT 1 FROM before
+                                        WHERE announcements AND opted_out_at IS NULL)"
+            ),
+            &[&tenant, &phone, &user],
+        )
+        .await
+        .context("Failed to opt a citizen in")?;
     Ok(row.get(0))
 }

@@ -6,8 +6,14 @@
 //!   answers `200 {"imported", "updated", "rejected": [{"line", "field", "message"}],
 //!   "rejected_total"}`; the list names the first [`MAX_LISTED`] bad lines. A bad line
 //!   never stops the import; a bad CSV header (nothing is written then) is a `422`.
+//!   The body is not held to the server's whole-body deadline (a million lines take
+//!   longer than 30 s to write): it must only keep flowing, each chunk within the
+//!   body timeout of the one before ([`serve::BodyDeadline`]).
 //! - `POST /v1/subscribers/opt-out` with `{"phone"}` or `{"zalo_user_id"}`: the
 //!   citizen gets no later broadcast, whatever is imported afterwards.
+//! - `POST /v1/subscribers/opt-in` with `{"phone"}` or `{"zalo_user_id"}`: the citizen
+//!   agreed (again) to hear announcements: a former opt-out is lifted, and later
+//!   broadcasts reach them.
 
 use super::{
     audience::{self, CsvColumns, Format, Rejection},
@@ -15,7 +21,7 @@ use super::{
 };
 use axum::{
     body::Body,
-    extract::State,
+    extract::{Extension, State},
     http::{header::CONTENT_TYPE, HeaderMap, StatusCode},
     routing::post,
     Json, Router,
@@ -49,6 +55,7 @@ pub(crate) fn router(state: SubscribersState) -> Router {
     Router::new()
         .route("/v1/subscribers/import", post(import))
         .route("/v1/subscribers/opt-out", post(opt_out))
+        .route("/v1/subscribers/opt-in", post(opt_in))
         .with_state(state)
 }
 
@@ -147,10 +154,15 @@ fn rejection(line: usize, field: &str, message: impl Into<String>) -> Rejection 
 /// `POST /v1/subscribers/import`.
 async fn import(
     State(state): State<SubscribersState>,
+    deadline: Option<Extension<serve::BodyDeadline>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<ImportResult>, ApiError> {
     let tenant = admin_tenant(&state.tenants.current(), &headers)?;
+    // Only an admin's body may take longer than the whole-body deadline.
+    if let Some(Extension(deadline)) = deadline {
+        deadline.renew_per_chunk();
+    }
     let media = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -274,7 +286,32 @@ async fn opt_out(
     }))
 }
 
-/// Who an opt-out body names: exactly one of `phone` and `zalo_user_id`.
+/// `POST /v1/subscribers/opt-in`'s answer.
+#[derive(Debug, Serialize)]
+struct OptedIn {
+    opted_in: bool,
+    /// Whether this changed anything (false: they were already opted in).
+    changed: bool,
+}
+
+/// `POST /v1/subscribers/opt-in`.
+async fn opt_in(
+    State(state): State<SubscribersState>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Json<OptedIn>, ApiError> {
+    let tenant = admin_tenant(&state.tenants.current(), &headers)?;
+    let citizen = citizen_of(&body)?;
+    let client = state.pool.get().await.map_err(anyhow::Error::from)?;
+    let changed = subscribers::opt_in(&client, &tenant.id, &citizen).await?;
+    tracing::info!(tenant = %tenant.id, changed, "A citizen was opted in to announcements.");
+    Ok(Json(OptedIn {
+        opted_in: true,
+        changed,
+    }))
+}
+
+/// Who an opt-out or opt-in body names: exactly one of `phone` and `zalo_user_id`.
 fn citizen_of(body: &Value) -> Result<Citizen, ApiError> {
     let invalid = |field: &str, message: &str| {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message).with_field(field)

@@ -19,9 +19,14 @@ async fn import(app: &TestApp, token: &str, content_type: &str, body: &str) -> (
 }
 
 async fn opt_out(app: &TestApp, token: &str, body: Value) -> (u16, Value) {
+    opt(app, "opt-out", token, body).await
+}
+
+/// `POST /v1/subscribers/<which>` (`opt-out`, `opt-in`) as `token`.
+async fn opt(app: &TestApp, which: &str, token: &str, body: Value) -> (u16, Value) {
     let r = app
         .http
-        .post(format!("{}/v1/subscribers/opt-out", app.address))
+        .post(format!("{}/v1/subscribers/{which}", app.address))
         .bearer_auth(token)
         .json(&body)
         .send()
@@ -198,6 +203,98 @@ async fn an_opt_out_by_the_api_outlasts_a_later_import_and_names_a_bad_field() {
         (422, Some("phone"))
     );
     assert_eq!(unauthorised, 401);
+}
+
+#[tokio::test]
+async fn an_opt_in_by_the_api_lifts_an_opt_out_adds_an_unknown_citizen_and_names_a_bad_field() {
+    // Arrange: one citizen imported without announcements, then opted out.
+    let app = spawn_app().await;
+    let line = r#"{"phone": "0912345678", "tags": ["ward:a"], "announcements": false}"#;
+    import(&app, "demo-admin", "application/x-ndjson", line).await;
+    opt_out(&app, "demo-admin", json!({"phone": "0912345678"})).await;
+
+    // Act
+    let (status, body) = opt(
+        &app,
+        "opt-in",
+        "demo-admin",
+        json!({"phone": "0912 345 678"}),
+    )
+    .await;
+    let (_, again) = opt(
+        &app,
+        "opt-in",
+        "demo-admin",
+        json!({"phone": "+84912345678"}),
+    )
+    .await;
+    let (_, unknown) = opt(
+        &app,
+        "opt-in",
+        "demo-admin",
+        json!({"zalo_user_id": "u-7200"}),
+    )
+    .await;
+    let (both, both_body) = opt(
+        &app,
+        "opt-in",
+        "demo-admin",
+        json!({"phone": "0912345678", "zalo_user_id": "u-7200"}),
+    )
+    .await;
+    let (bad, bad_body) = opt(&app, "opt-in", "demo-admin", json!({"zalo_user_id": "a b"})).await;
+    let (unauthorised, _) = opt(&app, "opt-in", "wrong", json!({"phone": "0912345678"})).await;
+    let (other_tenant, _) = opt(
+        &app,
+        "opt-in",
+        "other-admin",
+        json!({"phone": "0987654321"}),
+    )
+    .await;
+
+    // Assert: both opted in, the imported one keeping its tags; nothing else written.
+    assert_eq!(
+        (
+            status,
+            body["opted_in"].as_bool(),
+            body["changed"].as_bool()
+        ),
+        (200, Some(true), Some(true)),
+        "{body}"
+    );
+    assert_eq!(again["changed"], false);
+    assert_eq!(unknown["changed"], true);
+    let rows = audience(&app, "demo").await;
+    assert_eq!(
+        rows,
+        [
+            (
+                Some("84912345678".to_owned()),
+                None,
+                vec!["ward:a".to_owned()],
+                true,
+                false
+            ),
+            (None, Some("u-7200".to_owned()), vec![], true, false),
+        ]
+    );
+    assert_eq!(
+        (both, both_body["error"]["field"].as_str()),
+        (422, Some("zalo_user_id"))
+    );
+    assert_eq!(
+        (bad, bad_body["error"]["field"].as_str()),
+        (422, Some("zalo_user_id"))
+    );
+    assert_eq!(unauthorised, 401);
+    assert_eq!(other_tenant, 200);
+    let others = audience(&app, "other").await;
+    assert_eq!(
+        others.len(),
+        1,
+        "the other tenant's own citizen: {others:?}"
+    );
+    assert_eq!(others[0].0.as_deref(), Some("84987654321"));
 }
 
 #[tokio::test]

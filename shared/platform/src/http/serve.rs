@@ -7,7 +7,10 @@
 //!   a slowloris client that trickles its headers, or parks connections, loses them;
 //! - **bodies in time**: a body must arrive whole within
 //!   [`HttpSettings::body_timeout_secs`] of the headers; a stalled one ends the request
-//!   with `408 body_timeout` and the connection;
+//!   with `408 body_timeout` and the connection. A route that reads a large body as it
+//!   streams in (an import of a million lines) may ask, through the request's
+//!   [`BodyDeadline`], for the deadline to be renewed with every chunk instead: the
+//!   body must then keep flowing (no gap longer than the timeout), however long it is;
 //! - **bounded headers**: at most [`HttpSettings::max_header_bytes`] of request line and
 //!   headers (a `431` beyond), and at most 100 header fields;
 //! - **bounded connections**: at most [`HttpSettings::max_connections`] open at once;
@@ -31,7 +34,10 @@ use std::{
     future::Future,
     net::SocketAddr,
     pin::Pin,
-    sync::Arc,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
     task::{Context, Poll},
     time::Duration,
 };
@@ -147,10 +153,29 @@ pub async fn listen(key: &str, addr: SocketAddr) -> Result<TcpListener, ListenEr
     })
 }
 
-/// A body that must arrive whole before its deadline.
+/// A body that must arrive whole before its deadline (or, once its route asked
+/// through [`BodyDeadline`], with no gap between chunks longer than the timeout).
 struct TimedBody {
     inner: Body,
     deadline: Pin<Box<tokio::time::Sleep>>,
+    timeout: Duration,
+    per_chunk: Arc<AtomicBool>,
+}
+
+/// A request's hold on its body deadline, in its extensions (requests served by
+/// [`serve`] have one). A handler that consumes a long body as it streams, writing
+/// as it reads, calls [`Self::renew_per_chunk`] so a slow but steady upload is not
+/// cut at the whole-body deadline; a stalled one still ends with `408 body_timeout`.
+#[derive(Debug, Clone, Default)]
+pub struct BodyDeadline {
+    per_chunk: Arc<AtomicBool>,
+}
+
+impl BodyDeadline {
+    /// From now on, every chunk that arrives gives the body another full timeout.
+    pub fn renew_per_chunk(&self) {
+        self.per_chunk.store(true, Ordering::Relaxed);
+    }
 }
 
 /// The error a [`TimedBody`] ends with when its client stalls;
@@ -168,6 +193,10 @@ impl HttpBody for TimedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
         if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
+            if matches!(frame, Some(Ok(_))) && self.per_chunk.load(Ordering::Relaxed) {
+                let renewed = tokio::time::Instant::now() + self.timeout;
+                self.deadline.as_mut().reset(renewed);
+            }
             return Poll::Ready(frame);
         }
         match self.deadline.as_mut().poll(cx) {
@@ -239,10 +268,14 @@ pub async fn serve(
                     let client = trust.client_of(peer.ip(), &parts.headers);
                     parts.extensions.insert(ConnectInfo(peer));
                     parts.extensions.insert(client);
+                    let deadline = BodyDeadline::default();
                     let body = Body::new(TimedBody {
                         inner: Body::new(body),
                         deadline: Box::pin(tokio::time::sleep(body_timeout)),
+                        timeout: body_timeout,
+                        per_chunk: Arc::clone(&deadline.per_chunk),
                     });
+                    parts.extensions.insert(deadline);
                     let request = Request::from_parts(parts, body);
                     let router = router.clone();
                     async move {
