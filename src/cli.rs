@@ -133,12 +133,26 @@ pub async fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<()>
     };
     // The demo's story goes to stdout; the services' logs wait until it is told.
     let story_logs = demo::StoryLogs::held();
-    if let Command::Demo { .. } = cli.command {
+    // Held until the command returns: dropping it sends the spans still buffered.
+    let _traces = if let Command::Demo { .. } = cli.command {
         let logs = story_logs.clone();
         loa_platform::telemetry::init(settings.common.log_format, filter, move || logs.writer());
+        None
+    } else if let Command::Run { target } = &cli.command {
+        // Only the services export spans: `loa-intake`, …, `loa-all` in one process.
+        let service = clap::ValueEnum::to_possible_value(target)
+            .map_or_else(|| "loa".to_owned(), |v| format!("loa-{}", v.get_name()));
+        loa_platform::telemetry::init_with_traces(
+            settings.common.log_format,
+            filter,
+            std::io::stderr,
+            settings.common.otlp_endpoint.as_deref(),
+            &service,
+        )?
     } else {
         loa_platform::telemetry::init(settings.common.log_format, filter, std::io::stderr);
-    }
+        None
+    };
     match cli.command {
         Command::Run { target } => {
             let cancel = loa_platform::shutdown::on_signal();

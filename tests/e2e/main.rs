@@ -18,3 +18,4 @@ mod processes;
 mod schema;
 mod security;
 mod tenants_reload;
+mod traces;

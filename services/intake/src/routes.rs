@@ -3,7 +3,8 @@
 use crate::{metrics, publish, rules::EventRules};
 use axum::{
     extract::State,
-    http::{HeaderMap, StatusCode},
+    http::{HeaderMap, HeaderValue, StatusCode},
+    middleware::Next,
     response::{IntoResponse, Response},
     Json,
 };
@@ -12,11 +13,12 @@ use loa_platform::http::openapi::{ErrorBody, JsonRefusals, SourceRefusals};
 use loa_platform::{
     amqp::Publisher,
     http::{source_tenant, ApiError, JsonBody},
-    LiveTenants,
+    telemetry, LiveTenants,
 };
 use serde::Serialize;
 use serde_json::Value;
 use std::sync::Arc;
+use tracing::Instrument;
 use utoipa::ToSchema;
 
 /// `202` to `POST /v1/events`: RabbitMQ has the event.
@@ -119,6 +121,29 @@ fn json_len(value: &Value) -> usize {
         Ok(()) => counter.0,
         Err(_) => usize::MAX,
     }
+}
+
+/// Middleware of the event routes when traces are exported: the request is an
+/// `intake.request` span, the child of the client's `traceparent` when it sends a
+/// valid one, and the handler sees the span's own `traceparent` in its place, so the
+/// events it publishes continue this span.
+pub async fn trace_request(mut request: axum::extract::Request, next: Next) -> Response {
+    let span = tracing::info_span!(
+        parent: None,
+        "intake.request",
+        otel.kind = "server",
+        http.request.method = %request.method(),
+        http.route = %request.uri().path(),
+        http.response.status_code = tracing::field::Empty,
+    );
+    telemetry::set_remote_parent(&span, traceparent(request.headers()));
+    if let Some(own) = telemetry::traceparent_of(&span).and_then(|t| HeaderValue::from_str(&t).ok())
+    {
+        request.headers_mut().insert("traceparent", own);
+    }
+    let response = next.run(request).instrument(span.clone()).await;
+    span.record("http.response.status_code", response.status().as_u16());
+    response
 }
 
 fn traceparent(headers: &HeaderMap) -> Option<&str> {

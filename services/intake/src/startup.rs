@@ -64,7 +64,7 @@ impl Application {
             .max_event_bytes
             .saturating_mul(settings.max_batch)
             .min(16 * 1024 * 1024);
-        let router = Router::new()
+        let events = Router::new()
             .route(
                 "/v1/events",
                 post(routes::post_event).layer(DefaultBodyLimit::max(settings.max_event_bytes)),
@@ -73,7 +73,14 @@ impl Application {
                 "/v1/events/batch",
                 post(routes::post_batch).layer(DefaultBodyLimit::max(batch_limit)),
             )
-            .with_state(state)
+            .with_state(state);
+        // Requests are spans only when spans are exported.
+        let events = if loa_platform::telemetry::traces_on() {
+            events.layer(axum::middleware::from_fn(routes::trace_request))
+        } else {
+            events
+        };
+        let router = events
             .merge(http::ops_router(readiness))
             .merge(http::openapi::openapi_router(&crate::openapi::document()))
             .fallback(http::fallback);

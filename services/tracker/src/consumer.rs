@@ -26,7 +26,7 @@ use loa_platform::{
         consumer::{header, H_TENANT},
         topology, Disposition, OutgoingMessage, Publisher,
     },
-    LiveTenants, Secret, Tenants,
+    telemetry, LiveTenants, Secret, Tenants,
 };
 use std::{
     sync::{
@@ -37,6 +37,7 @@ use std::{
 };
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// Everything the batch handler needs; shared by the consumer loop.
 pub struct EventHandler {
@@ -150,7 +151,16 @@ impl EventHandler {
             public_base_url: &self.public_base_url,
             now: self.clock.now(),
         };
-        match store::apply_batch(&self.pool, &context, &events).await {
+        // Spans only when they are exported; `_event_spans` end with the batch.
+        let (batch_span, _event_spans) = if telemetry::traces_on() {
+            trace_batch(&mut events)
+        } else {
+            (tracing::Span::none(), Vec::new())
+        };
+        match store::apply_batch(&self.pool, &context, &events)
+            .instrument(batch_span)
+            .await
+        {
             Ok(outcome) => {
                 self.failures.store(0, Ordering::Relaxed);
                 for (event, result) in events.iter().zip(&outcome.outcomes) {
@@ -238,6 +248,31 @@ impl EventHandler {
             }
         }
     }
+}
+
+/// Opens the batch's `tracker.batch` span and, per event, a `tracker.event` span
+/// continuing the event's trace (the child of intake's span, through its
+/// `traceparent`), linked from the batch span. Each event then carries its own span's
+/// `traceparent` on to the notifications it plans, so the notifier's spans are its
+/// children.
+fn trace_batch(events: &mut [IncomingEvent]) -> (tracing::Span, Vec<tracing::Span>) {
+    let batch = tracing::info_span!("tracker.batch", events = events.len());
+    let mut spans = Vec::with_capacity(events.len());
+    for incoming in events.iter_mut() {
+        let span = tracing::info_span!(
+            parent: None,
+            "tracker.event",
+            tenant = %incoming.event.tenant,
+            event_id = %incoming.event.event_id,
+        );
+        telemetry::set_remote_parent(&span, incoming.traceparent.as_deref());
+        if let Some(own) = telemetry::traceparent_of(&span) {
+            telemetry::add_remote_link(&batch, Some(&own));
+            incoming.traceparent = Some(own);
+        }
+        spans.push(span);
+    }
+    (batch, spans)
 }
 
 /// The prefix of the reason of an event whose id was reused (a reason's leading code

@@ -107,6 +107,12 @@ pub struct CommonSettings {
     pub public_base_url: String,
     /// `pretty` for terminals, `json` for production (`LOA_LOG_FORMAT`).
     pub log_format: LogFormat,
+    /// Base URL of an OpenTelemetry collector's OTLP/HTTP receiver
+    /// (`LOA_OTLP_ENDPOINT`, e.g. `http://127.0.0.1:4318`): when set, the spans of
+    /// intake's requests, the tracker's batches and the notifier's sends (and Zalo
+    /// calls) are exported to `<endpoint>/v1/traces` as OTLP JSON and JSON log lines
+    /// carry their `trace_id`. Unset (the default), no span is made or exported.
+    pub otlp_endpoint: Option<String>,
     /// Path of the tenants file (`LOA_TENANTS_FILE`); without it the built-in `demo`
     /// tenant, wired to the local sandbox, is used.
     pub tenants_file: Option<PathBuf>,
@@ -137,6 +143,7 @@ impl Default for CommonSettings {
             database_pool_size: 16,
             public_base_url: "http://127.0.0.1:8081".to_owned(),
             log_format: LogFormat::Pretty,
+            otlp_endpoint: None,
             tenants_file: None,
             tenants_poll_ms: 5_000,
             sandbox_url: "http://127.0.0.1:8090".to_owned(),

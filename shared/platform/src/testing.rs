@@ -5,6 +5,8 @@
 //! `postgres://postgres@127.0.0.1:5432`) and `LOA_TEST_AMQP_URL` (default
 //! `amqp://guest:guest@127.0.0.1:5672`); vhosts are made with `rabbitmqctl`.
 
+pub mod otlp;
+
 use anyhow::Context;
 use std::{
     process::Command,

@@ -65,6 +65,7 @@ use lapin::message::Delivery;
 use loa_contracts::{phone::mask_phone, Envelope, Lane, NotificationRequest};
 use loa_platform::{
     amqp::{consumer::header, topology, Disposition, OutgoingMessage},
+    telemetry,
     tenants::ZaloAppSettings,
     LiveTenants, Secret, TenantSettings,
 };
@@ -75,6 +76,7 @@ use std::{
     time::Duration,
 };
 use tokio::time::Instant;
+use tracing::Instrument;
 
 /// How often a batch still waiting for send slots looks at its broadcasts again
 /// (pause, cancel, end, quiet hours take effect within this, plus one send).
@@ -1242,8 +1244,41 @@ impl Sender {
 
     /// One Zalo call for a request on its current channel. Returns the outcome and
     /// the access token it used (to replace it if Zalo refused it).
-    #[tracing::instrument(level = "debug", skip_all, fields(notification_id = %work.incoming.request.notification_id, tenant = %work.tenant.id, channel = work.channel.as_str()))]
+    ///
+    /// With traces exported, the attempt is a `notifier.send` span continuing the
+    /// request's trace (the child of the tracker's span, through its `trace_context`),
+    /// around a `zalo.call` span for the HTTP call itself.
     async fn send_once(&self, work: &Work<'_>) -> (SendOutcome, Option<Secret>) {
+        if !telemetry::traces_on() {
+            return self.attempt(work).await;
+        }
+        let request = &work.incoming.request;
+        let span = tracing::info_span!(
+            parent: None,
+            "notifier.send",
+            otel.kind = "client",
+            notification_id = %request.notification_id,
+            tenant = %work.tenant.id,
+            kind = request.kind.as_str(),
+            channel = work.channel.as_str(),
+            outcome = tracing::field::Empty,
+        );
+        telemetry::set_remote_parent(&span, request.trace_context.as_deref());
+        let (outcome, token) = self.attempt(work).instrument(span.clone()).await;
+        span.record(
+            "outcome",
+            match &outcome {
+                SendOutcome::Sent(_) => "sent",
+                SendOutcome::Failed(_) => "failed",
+                _ => "not_sent",
+            },
+        );
+        (outcome, token)
+    }
+
+    /// [`Self::send_once`]'s attempt itself.
+    #[tracing::instrument(level = "debug", skip_all, fields(notification_id = %work.incoming.request.notification_id, tenant = %work.tenant.id, channel = work.channel.as_str()))]
+    async fn attempt(&self, work: &Work<'_>) -> (SendOutcome, Option<Secret>) {
         let request = &work.incoming.request;
         let app = &work.tenant.zalo;
         let token = match self.inner.tokens.access_token(&work.tenant.id).await {
@@ -1263,6 +1298,7 @@ impl Sender {
                 self.inner
                     .zalo
                     .send_zns(app, token.expose(), &message)
+                    .instrument(zalo_call_span("zns"))
                     .await
             }
             Channel::OaTemplate => {
@@ -1275,6 +1311,7 @@ impl Sender {
                 self.inner
                     .zalo
                     .send_oa_template(app, token.expose(), &message)
+                    .instrument(zalo_call_span("oa_template"))
                     .await
             }
             Channel::None => {
@@ -1338,6 +1375,16 @@ fn decide_for(
         }
     }
     policy::decide(outcome, &ctx, settings)
+}
+
+/// The span of one Zalo API call (`api`: `zns`, `oa_template`), a child of the
+/// current `notifier.send`; none when traces are off.
+fn zalo_call_span(api: &'static str) -> tracing::Span {
+    if telemetry::traces_on() {
+        tracing::info_span!("zalo.call", otel.kind = "client", zalo.api = api)
+    } else {
+        tracing::Span::none()
+    }
 }
 
 fn no_token(e: TokenError) -> SendOutcome {
