@@ -134,3 +134,49 @@ async fn one_trace_covers_intake_the_tracker_the_notifier_and_its_zalo_call_acro
     assert_eq!(line["trace_id"], trace, "{line}");
     assert!(!logged.contains("903123456"), "phones stay masked");
 }
+
+#[tokio::test]
+async fn spans_still_buffered_are_sent_when_a_service_stops_on_sigterm() {
+    // Arrange: intake exports only every ten minutes; the tracker declares the
+    // exchanges and exports nothing.
+    let receiver = OtlpReceiver::start().await.unwrap();
+    let env = TestEnv::new().await.unwrap();
+    let ports = Ports::free();
+    let _tracker = spawn("tracker", &env, &ports, &[]);
+    let mut intake = spawn(
+        "intake",
+        &env,
+        &ports,
+        &[
+            ("LOA_OTLP_ENDPOINT", receiver.endpoint.as_str()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "600000"),
+        ],
+    );
+    let client = reqwest::Client::new();
+    wait_ready(&client, &[&base(ports.tracker), &base(ports.intake)]).await;
+    let resp = client
+        .post(format!("{}/v1/events", base(ports.intake)))
+        .bearer_auth("demo-token")
+        .json(&receipt_event("trace-2", "H56-0302"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(receiver.spans().is_empty(), "held until the export is due");
+
+    // Act
+    intake.signal("TERM");
+    loa_platform::testing::eventually(Duration::from_secs(20), || {
+        let stopped = !intake.is_running();
+        async move { stopped.then_some(()) }
+    })
+    .await
+    .expect("intake stops on SIGTERM");
+
+    // Assert
+    let spans = receiver.spans();
+    assert_eq!(spans.len(), 1, "{spans:#?}");
+    assert_eq!(spans[0].name, "intake.request");
+    assert_eq!(spans[0].service, "loa-intake");
+}
