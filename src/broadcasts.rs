@@ -480,6 +480,13 @@ pub async fn run_subscribers(
 mod tests {
     use super::*;
 
+    fn bodies(parts: &[ImportPart]) -> Vec<&str> {
+        parts
+            .iter()
+            .map(|p| std::str::from_utf8(&p.body).unwrap())
+            .collect()
+    }
+
     fn parts(text: &str, csv: bool, limit: usize) -> Vec<ImportPart> {
         let mut parts = ImportParts::new(text.as_bytes(), csv, limit);
         std::iter::from_fn(|| parts.next_part().unwrap()).collect()
@@ -489,10 +496,7 @@ mod tests {
     fn an_ndjson_file_is_sent_in_parts_of_whole_lines_numbered_as_in_the_file() {
         let file = "{\"phone\": \"0912000001\"}\n{\"phone\": \"0912000002\"}\nbad\n{}";
         let parts = parts(file, false, 30);
-        let bodies: Vec<&str> = parts
-            .iter()
-            .map(|p| std::str::from_utf8(&p.body).unwrap())
-            .collect();
+        let bodies = bodies(&parts);
         assert_eq!(
             bodies,
             [
@@ -509,10 +513,7 @@ mod tests {
     fn a_csv_file_s_later_parts_repeat_its_header() {
         let file = "phone,tags\n0912000001,a\n0912000002,b\n0912000003,c\n";
         let parts = parts(file, true, 37);
-        let bodies: Vec<&str> = parts
-            .iter()
-            .map(|p| std::str::from_utf8(&p.body).unwrap())
-            .collect();
+        let bodies = bodies(&parts);
         assert_eq!(
             bodies,
             [

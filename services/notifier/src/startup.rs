@@ -195,6 +195,7 @@ impl Application {
             leases: leases.clone(),
             marks: DispatchMarks::start(pool.clone()),
             pacer: Default::default(),
+            quota_asked: Default::default(),
         });
         let fanout = Fanout {
             pool: pool.clone(),

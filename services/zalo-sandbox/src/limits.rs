@@ -1,5 +1,7 @@
 //! Zalo's throttles: a token bucket per app and API family (-32), a daily quota per OA
-//! (-144, counted per Vietnamese calendar day) and the ZNS night window (-133).
+//! (-144, counted per Vietnamese calendar day), the ZNS night window (-133) and, when
+//! asked, Zalo's rules for promotions (tag 3): at most a share of the day's quota
+//! (25 % on Zalo) and at most a few per citizen per calendar month (4 on Zalo).
 
 use crate::zalo::Api;
 use chrono::{DateTime, NaiveDate, Timelike, Utc};
@@ -19,6 +21,12 @@ pub struct ApiLimits {
     pub daily_quota: Option<u64>,
     /// Refuse sends between 22:00 and 06:00 Asia/Ho_Chi_Minh.
     pub night_ban: bool,
+    /// Promotions (tag-3 templates) per day at most this share of `daily_quota`
+    /// (Zalo's is 0.25); `None`: not enforced. Beyond it: `-147`.
+    pub promotion_share: Option<f64>,
+    /// Promotions one citizen (phone or user id) gets per calendar month in Vietnam
+    /// at most (Zalo's is 4); `None`: not enforced. Beyond it: `-1471`.
+    pub promotion_monthly_per_user: Option<u32>,
 }
 
 /// ZNS OAs get a daily quota by default, like on Zalo; OA messages do not.
@@ -39,6 +47,8 @@ impl ApiLimits {
             burst: None,
             daily_quota: (api == Api::Zns).then_some(DEFAULT_ZNS_DAILY_QUOTA),
             night_ban: false,
+            promotion_share: None,
+            promotion_monthly_per_user: None,
         }
     }
 
@@ -120,6 +130,33 @@ impl QuotaCounter {
     }
 }
 
+/// Promotions each citizen got per calendar month (Asia/Ho_Chi_Minh).
+#[derive(Debug, Clone, Default)]
+pub struct MonthlyPerUser {
+    month: Option<(i32, u32)>,
+    sent: std::collections::HashMap<String, u32>,
+}
+
+impl MonthlyPerUser {
+    /// Counts one promotion to `recipient` in the month of `at` unless they already
+    /// had `cap` this month (then `false`, nothing counted).
+    pub fn try_send(&mut self, recipient: &str, cap: u32, at: DateTime<Utc>) -> bool {
+        use chrono::Datelike;
+        let day = quota_day(at);
+        let month = (day.year(), day.month());
+        if self.month != Some(month) {
+            self.month = Some(month);
+            self.sent.clear();
+        }
+        let n = self.sent.entry(recipient.to_owned()).or_default();
+        if *n >= cap {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+}
+
 /// The quota day of an instant (quotas reset at 00:00 Asia/Ho_Chi_Minh).
 pub fn quota_day(at: DateTime<Utc>) -> NaiveDate {
     loa_contracts::time::vietnam_day(&at)
@@ -155,6 +192,18 @@ mod tests {
         assert_eq!(q.try_use(2, d1), Some(0));
         assert_eq!(q.try_use(2, d1), None);
         assert_eq!(q.try_use(2, d1.succ_opt().unwrap()), Some(1));
+    }
+
+    #[test]
+    fn a_citizen_gets_at_most_the_cap_of_promotions_in_a_vietnamese_month() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let mut m = MonthlyPerUser::default();
+        let nov = at("2026-11-30T10:00:00+07:00");
+        assert!((0..4).all(|_| m.try_send("84912000001", 4, nov)));
+        assert!(!m.try_send("84912000001", 4, nov));
+        assert!(m.try_send("84912000002", 4, nov), "another citizen");
+        // 17:00 UTC on 30/11 is already December in Vietnam.
+        assert!(m.try_send("84912000001", 4, at("2026-11-30T17:00:00Z")));
     }
 
     #[test]

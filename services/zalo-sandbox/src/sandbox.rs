@@ -178,6 +178,10 @@ impl Stats {
 struct AppRuntime {
     buckets: [Option<TokenBucket>; 2],
     quota: [QuotaCounter; 2],
+    /// Promotions sent today, against their share of the daily quota.
+    promotions: [QuotaCounter; 2],
+    /// Promotions per citizen this month.
+    monthly: [limits::MonthlyPerUser; 2],
     followers: HashMap<String, Follower>,
 }
 
@@ -386,6 +390,36 @@ impl Sandbox {
                 rate_headers,
                 delay,
             );
+        }
+        let promotion = content
+            .template_id
+            .as_deref()
+            .and_then(|id| app.template_kinds.get(id))
+            .is_some_and(|kind| kind.is_promotion());
+        if promotion {
+            let day = limits::quota_day(clock_now);
+            if let (Some(share), Some(daily)) = (limits.promotion_share, limits.daily_quota) {
+                // Whole messages only: a share is rounded down.
+                let allowed = (daily as f64 * share.clamp(0.0, 1.0)).floor() as u64;
+                if runtime.promotions[limit_idx].remaining(allowed, day) == 0 {
+                    let refusal = Refusal::Zalo(ZaloError::code(codes::KIND_DAILY_QUOTA));
+                    return outcome(st, refusal, rate_headers, delay);
+                }
+            }
+            if let Some(cap) = limits.promotion_monthly_per_user {
+                let recipient = content.phone.as_deref().or(content.user_id.as_deref());
+                let recipient = recipient.unwrap_or_default();
+                if !runtime.monthly[limit_idx].try_send(recipient, cap, clock_now) {
+                    let refusal = Refusal::Zalo(ZaloError::code(codes::USER_MONTHLY_PROMOTIONS));
+                    return outcome(st, refusal, rate_headers, delay);
+                }
+            }
+            if let Some(daily) = limits.daily_quota {
+                let allowed = limits
+                    .promotion_share
+                    .map_or(daily, |s| (daily as f64 * s.clamp(0.0, 1.0)).floor() as u64);
+                let _ = runtime.promotions[limit_idx].try_use(allowed, day);
+            }
         }
         let quota = match limits.daily_quota {
             Some(daily) => {

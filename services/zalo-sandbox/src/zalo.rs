@@ -36,6 +36,11 @@ pub mod codes {
     pub const ZNS_NIGHT: i64 = -133;
     /// ZNS: the OA's daily quota is used up.
     pub const DAILY_QUOTA: i64 = -144;
+    /// A daily quota of one kind of message spent: the sandbox's answer to promotions
+    /// beyond their share of the day's quota (Zalo does not document that one's code).
+    pub const KIND_DAILY_QUOTA: i64 = -147;
+    /// The citizen had their promotions for the month.
+    pub const USER_MONTHLY_PROMOTIONS: i64 = -1471;
     /// OA: sending failed.
     pub const OA_SEND_FAILED: i64 = -200;
     /// OA: a field of the request is invalid.

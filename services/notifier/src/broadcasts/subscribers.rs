@@ -219,6 +219,16 @@ pub(crate) enum Citizen {
     ZaloUser(String),
 }
 
+impl Citizen {
+    /// The unique key naming the citizen's row, and the phone and user id to bind.
+    fn key(&self) -> (&'static str, Option<&str>, Option<&str>) {
+        match self {
+            Self::Phone(p) => ("(tenant, phone)", Some(p.as_str()), None),
+            Self::ZaloUser(u) => ("(tenant, zalo_user_id)", None, Some(u.as_str())),
+        }
+    }
+}
+
 /// Opts a citizen out of every later broadcast: a row that stays opted out whatever
 /// is imported later (one is created for a citizen not in the audience yet). Returns
 /// whether they were opted in (or unknown) until now.
@@ -227,10 +237,7 @@ pub(crate) async fn opt_out<C: deadpool_postgres::GenericClient>(
     tenant: &str,
     citizen: &Citizen,
 ) -> anyhow::Result<bool> {
-    let (conflict, phone, user) = match citizen {
-        Citizen::Phone(p) => ("(tenant, phone)", Some(p.as_str()), None),
-        Citizen::ZaloUser(u) => ("(tenant, zalo_user_id)", None, Some(u.as_str())),
-    };
+    let (conflict, phone, user) = citizen.key();
     let row = client
         .query_one(
             &format!(
@@ -261,10 +268,7 @@ pub(crate) async fn opt_in<C: deadpool_postgres::GenericClient>(
     tenant: &str,
     citizen: &Citizen,
 ) -> anyhow::Result<bool> {
-    let (conflict, phone, user) = match citizen {
-        Citizen::Phone(p) => ("(tenant, phone)", Some(p.as_str()), None),
-        Citizen::ZaloUser(u) => ("(tenant, zalo_user_id)", None, Some(u.as_str())),
-    };
+    let (conflict, phone, user) = citizen.key();
     let row = client
         .query_one(
             &format!(

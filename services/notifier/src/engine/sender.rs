@@ -181,6 +181,8 @@ pub(crate) struct SenderParts {
     pub marks: deliveries::DispatchMarks,
     /// Spreads late sends that would leave together (see [`crate::limits::pacer`]).
     pub pacer: Pacer,
+    /// The tenants whose ZNS quota this process asked Zalo for, per quota day.
+    pub quota_asked: quota::Asked,
 }
 
 /// Sends notification requests. Cheap to clone (`Arc` inside).
@@ -1091,6 +1093,12 @@ impl Sender {
                 (*tenant_id, &tenant.zalo, want)
             })
             .collect();
+        // Promotions stop at a share of the day's quota: know it before the first one.
+        for (tenant_id, app, want) in &wants {
+            if want.promotion && want.zns > 0 {
+                self.know_quota(tenant_id, app).await;
+            }
+        }
         let limiter = &self.inner.limiter;
         let grants = match with_db_retries("take send slots", || limiter.take_many(&wants)).await {
             Ok(grants) => grants,
@@ -1146,6 +1154,45 @@ impl Sender {
             }
         }
         (sends, later, wait)
+    }
+
+    /// Makes sure the day's ZNS quota of `tenant` is on record before promotions go:
+    /// Zalo reports it in every ZNS success, but the day's first sends would otherwise
+    /// go before any answer, past the promotion share. Asks `GET /message/quota` once
+    /// per tenant and quota day when nothing is on record; a failure is logged and the
+    /// sends go as before (the first answer fills the figure in).
+    async fn know_quota(&self, tenant: &str, app: &ZaloAppSettings) {
+        let day = loa_contracts::time::vietnam_day(&self.inner.clock.now());
+        let key = (tenant.to_owned(), day);
+        let mut asked_today = self.inner.quota_asked.lock().await;
+        if asked_today.contains(&key) {
+            return;
+        }
+        let asked = async {
+            if quota::is_known(&self.inner.pool, tenant, day).await? {
+                return Ok(());
+            }
+            let token = self
+                .inner
+                .tokens
+                .access_token(tenant)
+                .await
+                .map_err(|e| anyhow::anyhow!("no access token: {e}"))?;
+            let (daily, remaining) = self
+                .inner
+                .zalo
+                .zns_quota(app, token.expose())
+                .await
+                .map_err(|f| anyhow::anyhow!("{}", f.detail))?;
+            let mut seen = quota::Observation::default();
+            seen.accepted(daily, remaining);
+            quota::observe_many(&self.inner.pool, day, &[(tenant, &seen)]).await
+        };
+        asked_today.retain(|(_, d)| *d >= day);
+        asked_today.insert(key);
+        if let Err(e) = asked.await {
+            tracing::warn!(tenant, error.message = %e, "Failed to read the day's ZNS quota; promotions go until Zalo's first answer.");
+        }
     }
 
     /// Settles the broadcast messages among `pending` whose broadcast was paused,

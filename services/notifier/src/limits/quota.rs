@@ -18,13 +18,45 @@
 //! The gate lowers `remaining` by every ZNS send it lets through, so replicas cannot
 //! overshoot the reserve between two answers; [`observe_many`] then takes Zalo's figure
 //! (the lower of both: an answer may predate sends still in flight) and gives back the
-//! reservations that did not reach Zalo. A new day starts without a row: nothing is
-//! known, everything may go, and the first answer fills it in.
+//! reservations that did not reach Zalo. A new day starts without a row; before the
+//! day's first promotion the sender asks Zalo (`GET /message/quota`) so the promotion
+//! share holds from the first send; otherwise the first answer fills it in.
 
 use crate::metrics;
 use anyhow::Context;
 use chrono::NaiveDate;
 use deadpool_postgres::Pool;
+use std::{collections::HashSet, sync::Arc};
+
+/// The tenants whose quota one process asked Zalo for, per quota day, so it asks at
+/// most once a day per tenant (see the sender's `know_quota`). Whoever holds it while
+/// asking makes the other batches of the process wait for the answer, so none of them
+/// sends a promotion before the quota is on record. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Asked(Arc<tokio::sync::Mutex<HashSet<(String, NaiveDate)>>>);
+
+impl Asked {
+    /// Locks the record of what was asked.
+    pub(crate) async fn lock(&self) -> tokio::sync::MutexGuard<'_, HashSet<(String, NaiveDate)>> {
+        self.0.lock().await
+    }
+}
+
+/// Whether the tenant's quota for `day` is on record (Zalo reported it).
+pub(crate) async fn is_known(pool: &Pool, tenant: &str, day: NaiveDate) -> anyhow::Result<bool> {
+    let client = pool
+        .get()
+        .await
+        .context("Failed to get a PostgreSQL connection")?;
+    let row = client
+        .query_opt(
+            "SELECT 1 FROM notifier.zns_quota WHERE tenant = $1 AND day = $2 AND daily_quota IS NOT NULL",
+            &[&tenant, &day],
+        )
+        .await
+        .context("Failed to read the ZNS quota")?;
+    Ok(row.is_some())
+}
 
 /// What one batch learnt about a tenant's quota.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

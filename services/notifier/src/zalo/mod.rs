@@ -220,6 +220,23 @@ impl ZaloClient {
         accepted(Api::Zns, &data, "msg_id")
     }
 
+    /// The OA's ZNS quota today, as `GET {business_url}/message/quota` reports it:
+    /// `(dailyQuota, remainingQuota)` (strings on the wire; absent ones are `None`).
+    pub(crate) async fn zns_quota(
+        &self,
+        app: &ZaloAppSettings,
+        access_token: &str,
+    ) -> Result<(Option<i64>, Option<i64>), ZaloFailure> {
+        let url = format!("{}/message/quota", app.business_url.trim_end_matches('/'));
+        let request = self.http.get(url).header("access_token", access_token);
+        let body = call(Api::Zns, request, parse_envelope).await?;
+        let data = body.get("data").unwrap_or(&Value::Null);
+        Ok((
+            data.get("dailyQuota").and_then(lenient_i64),
+            data.get("remainingQuota").and_then(lenient_i64),
+        ))
+    }
+
     /// Sends a ZBS template message to a follower by Zalo user id.
     pub(crate) async fn send_oa_template(
         &self,

@@ -232,6 +232,49 @@ async fn slow_app(rate: f64) -> TestApp {
     .await
 }
 
+/// Imports `n` citizens of `ward:a` and starts a broadcast to all of them; its id,
+/// once the sandbox has taken `started` of its messages.
+async fn running_broadcast(app: &TestApp, n: usize, started: usize) -> String {
+    import(app, "demo-admin", &citizens(0, n, &["ward:a"])).await;
+    let id = create(app, &announcement(json!({"all": true}))).await;
+    eventually(PATIENCE, || async {
+        (sends_by_phone(app).await.len() >= started).then_some(())
+    })
+    .await
+    .expect("the broadcast is under way");
+    id
+}
+
+/// `POST /v1/broadcasts/{id}/{action}` (`pause`, `resume`, `cancel`) as the demo admin.
+async fn act(app: &TestApp, id: &str, action: &str) -> (u16, Value) {
+    post(
+        app,
+        &format!("/v1/broadcasts/{id}/{action}"),
+        "demo-admin",
+        &json!({}),
+    )
+    .await
+}
+
+/// A notifier without quiet hours or transactional reserve, whose sandbox allows
+/// `daily_quota` ZNS messages a day (a quarter of them promotions).
+async fn quota_app(daily_quota: u64) -> TestApp {
+    let app = spawn_app_with(|tenants| {
+        tenants[0].broadcasts.quiet_hours = QuietHours::NONE;
+        tenants[0].zalo.transactional_reserve = 0.0;
+    })
+    .await;
+    let r = app
+        .http
+        .post(format!("{}/_sandbox/limits", app.sandbox_url))
+        .json(&json!({"api": "zns", "daily_quota": daily_quota}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    app
+}
+
 /// A notifier whose demo tenant has no quiet hours, so a test does not depend on the
 /// hour it runs at (quiet hours have a test of their own).
 async fn any_hour_app() -> TestApp {
@@ -242,40 +285,16 @@ async fn any_hour_app() -> TestApp {
 async fn a_paused_broadcast_stops_within_two_seconds_and_a_resume_finishes_it_once_each() {
     // Arrange: 60 citizens at 10 messages a second.
     let app = slow_app(10.0).await;
-    import(&app, "demo-admin", &citizens(0, 60, &["ward:a"])).await;
-    let id = create(&app, &announcement(json!({"all": true}))).await;
-    eventually(PATIENCE, || async {
-        (sends_by_phone(&app).await.len() >= 5).then_some(())
-    })
-    .await
-    .expect("the broadcast starts");
+    let id = running_broadcast(&app, 60, 5).await;
 
     // Act
-    let (status, paused) = post(
-        &app,
-        &format!("/v1/broadcasts/{id}/pause"),
-        "demo-admin",
-        &json!({}),
-    )
-    .await;
+    let (status, paused) = act(&app, &id, "pause").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after_pause = sends_by_phone(&app).await.len();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let later = sends_by_phone(&app).await.len();
-    let (again, _) = post(
-        &app,
-        &format!("/v1/broadcasts/{id}/pause"),
-        "demo-admin",
-        &json!({}),
-    )
-    .await;
-    let (resumed, _) = post(
-        &app,
-        &format!("/v1/broadcasts/{id}/resume"),
-        "demo-admin",
-        &json!({}),
-    )
-    .await;
+    let (again, _) = act(&app, &id, "pause").await;
+    let (resumed, _) = act(&app, &id, "resume").await;
     let done = until_state(&app, &id, "completed").await;
 
     // Assert
@@ -294,32 +313,14 @@ async fn a_paused_broadcast_stops_within_two_seconds_and_a_resume_finishes_it_on
 async fn a_cancelled_broadcast_sends_nothing_more_and_counts_the_rest_as_skipped() {
     // Arrange
     let app = slow_app(10.0).await;
-    import(&app, "demo-admin", &citizens(0, 80, &["ward:a"])).await;
-    let id = create(&app, &announcement(json!({"all": true}))).await;
-    eventually(PATIENCE, || async {
-        (sends_by_phone(&app).await.len() >= 5).then_some(())
-    })
-    .await
-    .expect("the broadcast starts");
+    let id = running_broadcast(&app, 80, 5).await;
 
     // Act
-    let (status, _) = post(
-        &app,
-        &format!("/v1/broadcasts/{id}/cancel"),
-        "demo-admin",
-        &json!({}),
-    )
-    .await;
+    let (status, _) = act(&app, &id, "cancel").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after_cancel = sends_by_phone(&app).await.len();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let (resume, _) = post(
-        &app,
-        &format!("/v1/broadcasts/{id}/resume"),
-        "demo-admin",
-        &json!({}),
-    )
-    .await;
+    let (resume, _) = act(&app, &id, "resume").await;
 
     // Assert: every citizen is accounted for, as sent or skipped.
     assert_eq!(status, 200);
@@ -413,13 +414,7 @@ async fn a_citizen_gets_at_most_four_promotions_a_month_and_the_fifth_is_skipped
 async fn a_case_update_overtakes_a_broadcast_that_saturates_the_rate_limit() {
     // Arrange: 300 citizens at 20 messages a second (15 s of broadcast).
     let app = slow_app(20.0).await;
-    import(&app, "demo-admin", &citizens(0, 300, &["ward:a"])).await;
-    let id = create(&app, &announcement(json!({"all": true}))).await;
-    eventually(PATIENCE, || async {
-        (sends_by_phone(&app).await.len() >= 40).then_some(())
-    })
-    .await
-    .expect("the broadcast is under way");
+    let id = running_broadcast(&app, 300, 40).await;
 
     // Act
     let receipt = receipt_request("HS-OVERTAKE-1");
@@ -535,4 +530,74 @@ async fn a_broadcast_to_20000_subscribers_completes_at_the_configured_rate_witho
         rate >= RATE * 0.7 && rate <= RATE * 1.05 + 50.0 / took,
         "{rate:.0}/s over {took:.1} s against {RATE}/s"
     );
+}
+
+#[tokio::test]
+async fn promotions_stop_at_a_quarter_of_the_day_s_zns_quota_and_the_rest_waits_for_the_next_day() {
+    // Arrange: 40 ZNS messages a day, so 10 promotions (tag 3); no transactional
+    // reserve, so only the promotion share binds. A case update makes the day's quota
+    // known, as Zalo reports it with every ZNS success.
+    let app = quota_app(40).await;
+    let update = receipt_request("HS-PROMO-1");
+    app.publish(&update).await;
+    app.delivery_with_status(&update.notification_id, "sent")
+        .await;
+    import(&app, "demo-admin", &citizens(0, 16, &["ward:a"])).await;
+
+    // Act
+    let id = create(&app, &announcement(json!({"all": true}))).await;
+    let view = eventually(PATIENCE, || async {
+        let view = show(&app, &id).await;
+        (view["sent"] == 10 && view["deferred"] == 6).then_some(view)
+    })
+    .await
+    .expect("ten promotions sent, six deferred");
+
+    // Assert: Zalo got the case update and ten promotions; the six others wait for
+    // the next quota day, none failed; a case update still goes.
+    assert_eq!(sends_by_phone(&app).await.len(), 11, "{view}");
+    assert_eq!(view["failed"], json!({}), "{view}");
+    let client = app.pool.get().await.unwrap();
+    let next_day = loa_notifier::zalo::errors::next_quota_day(app.clock.now());
+    let waiting: Vec<Option<DateTime<Utc>>> = client
+        .query(
+            "SELECT not_before FROM notifier.deliveries WHERE broadcast_id = $1 AND status = 'deferred'",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(waiting, vec![Some(next_day); 6]);
+    let later = receipt_request("HS-PROMO-2");
+    app.publish(&later).await;
+    app.delivery_with_status(&later.notification_id, "sent")
+        .await;
+}
+
+#[tokio::test]
+async fn promotions_stop_at_a_quarter_of_the_quota_even_when_they_are_the_day_s_first_sends() {
+    // Arrange: 40 ZNS messages a day (10 promotions); nothing sent yet today, so the
+    // notifier does not know the quota when the broadcast starts.
+    let app = quota_app(40).await;
+    import(&app, "demo-admin", &citizens(0, 16, &["ward:a"])).await;
+
+    // Act
+    let id = create(&app, &announcement(json!({"all": true}))).await;
+    let view = eventually(PATIENCE, || async {
+        let view = show(&app, &id).await;
+        (view["sent"].as_i64().unwrap_or(0) + view["deferred"].as_i64().unwrap_or(0) == 16)
+            .then_some(view)
+    })
+    .await
+    .expect("every promotion sent or deferred");
+
+    // Assert
+    assert_eq!(
+        (view["sent"].clone(), view["deferred"].clone()),
+        (json!(10), json!(6)),
+        "{view}"
+    );
+    assert_eq!(sends_by_phone(&app).await.len(), 10);
 }

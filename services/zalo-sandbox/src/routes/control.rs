@@ -222,6 +222,8 @@ pub async fn set_limits(
             "burst",
             "daily_quota",
             "night_ban",
+            "promotion_share",
+            "promotion_monthly_per_user",
         ],
         "",
     )?;
@@ -256,6 +258,27 @@ pub async fn set_limits(
     }
     if f.has("night_ban") {
         limits.night_ban = f.bool("night_ban")?.unwrap_or(false);
+    }
+    if f.has("promotion_share") {
+        limits.promotion_share = match f.f64("promotion_share")? {
+            Some(s) if !(0.0..=1.0).contains(&s) => {
+                return Err(f.error(
+                    "promotion_share",
+                    "`promotion_share` must be between 0 and 1 (null removes the rule)",
+                ))
+            }
+            s => s,
+        };
+    }
+    if f.has("promotion_monthly_per_user") {
+        limits.promotion_monthly_per_user = match f.u64("promotion_monthly_per_user")? {
+            None => None,
+            Some(n @ 0..=1_000) => u32::try_from(n).ok(),
+            Some(_) => return Err(f.error(
+                "promotion_monthly_per_user",
+                "`promotion_monthly_per_user` must be between 0 and 1000 (null removes the rule)",
+            )),
+        };
     }
     sandbox.set_limits(api, limits.clone());
     tracing::info!(api = api.as_str(), ?limits, "Sandbox limits changed.");

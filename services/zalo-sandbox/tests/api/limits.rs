@@ -1,6 +1,7 @@
 use crate::helpers::{spawn_app, PHONE};
 use chrono::Utc;
 use futures_util::future::join_all;
+use loa_contracts::NotificationKind;
 use serde_json::json;
 
 #[tokio::test]
@@ -138,4 +139,56 @@ async fn bad_limit_input_is_refused_naming_the_field() {
         let error: serde_json::Value = response.json().await.unwrap();
         assert_eq!(error["error"]["field"], field, "{error}");
     }
+}
+
+#[tokio::test]
+async fn promotions_are_refused_beyond_their_share_of_the_day_and_a_citizen_s_monthly_cap() {
+    // Arrange: 8 ZNS messages a day, a quarter (2) for promotions; one a month each.
+    let app = spawn_app().await;
+    let token = app.access_token().await;
+    let set = app
+        .control_ok(
+            "limits",
+            json!({"api": "zns", "daily_quota": 8, "promotion_share": 0.25,
+                   "promotion_monthly_per_user": 1}),
+        )
+        .await;
+    let promotion = |phone: &str| {
+        let data: serde_json::Map<String, serde_json::Value> = NotificationKind::Announcement
+            .required_params()
+            .iter()
+            .map(|p| ((*p).to_owned(), json!(format!("giá trị {p}"))))
+            .collect();
+        json!({
+            "phone": phone,
+            "template_id": app.template_id(NotificationKind::Announcement),
+            "template_data": data,
+            "tracking_id": format!("promo-{phone}"),
+        })
+    };
+
+    // Act
+    let first = app.send_zns(&token, &promotion("84912000001")).await;
+    let again = app.send_zns(&token, &promotion("84912000001")).await;
+    let second = app.send_zns(&token, &promotion("84912000002")).await;
+    let third = app.send_zns(&token, &promotion("84912000003")).await;
+    let receipt = app
+        .send_zns(&token, &app.zns_body(PHONE, "not-a-promotion"))
+        .await;
+    let bad = app
+        .control("limits", json!({"api": "zns", "promotion_share": 1.5}))
+        .await;
+
+    // Assert: the cap per citizen, then the share; other templates unaffected, and
+    // only accepted messages use the daily quota.
+    assert_eq!(set["limits"]["promotion_share"], 0.25);
+    assert_eq!(first["error"], 0, "{first}");
+    assert_eq!(again["error"], -1471, "{again}");
+    assert_eq!(second["error"], 0, "{second}");
+    assert_eq!(third["error"], -147, "{third}");
+    assert_eq!(receipt["error"], 0, "{receipt}");
+    assert_eq!(receipt["data"]["quota"]["remainingQuota"], "5");
+    assert_eq!(bad.status(), 422);
+    let body: serde_json::Value = bad.json().await.unwrap();
+    assert_eq!(body["error"]["field"], "promotion_share", "{body}");
 }
