@@ -2,7 +2,7 @@
 
 use crate::{
     bench, broadcasts, chaos, console, dead_letters, demo, runner, secrets, settings::Settings,
-    tokens,
+    stats, tokens,
 };
 use clap::{Parser, Subcommand};
 use std::{ffi::OsString, path::PathBuf};
@@ -63,6 +63,10 @@ pub enum Command {
         #[command(subcommand)]
         command: broadcasts::SubscribersCommand,
     },
+    /// The province's report over a period, per agency or procedure, through the
+    /// tracker's `GET /v1/stats`: received, completed early / on time / late, median
+    /// processing time, ratings.
+    Stats(stats::StatsArgs),
     /// Manage the admin console's accounts, straight against the database
     /// (`LOA_DATABASE_URL`).
     Console {
@@ -123,6 +127,7 @@ pub async fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<()>
             | Command::DeadLetters { .. }
             | Command::Broadcasts { .. }
             | Command::Subscribers { .. }
+            | Command::Stats(_)
             | Command::Console { .. }
             | Command::Secrets { .. }
             | Command::Demo { .. }
@@ -170,6 +175,7 @@ pub async fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<()>
         }
         Command::DeadLetters { command } => dead_letters::run(command, &settings).await,
         Command::Console { command } => console::run(command, &settings).await,
+        Command::Stats(args) => stats::run(&args, &settings).await,
         Command::Secrets { .. } => secrets::rotate_key(&settings).await,
         Command::Broadcasts { api, command } => broadcasts::run(command, &api, &settings).await,
         Command::Subscribers { api, command } => {

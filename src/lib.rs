@@ -13,6 +13,7 @@
 //! - [`broadcasts`]: `loa broadcasts …` and `loa subscribers import`, through the
 //!   notifier's API.
 //! - [`dead_letters`]: `loa dead-letters list|replay`.
+//! - [`stats`]: `loa stats`, the province's report through the tracker's API.
 //! - [`console`]: `loa console add-user`.
 //! - [`tokens`]: `loa tokens new|hash`.
 //! - [`secrets`]: `loa secrets new-key|rotate-key`, the keys of the Zalo tokens at rest.
@@ -28,4 +29,5 @@ pub mod production;
 pub mod runner;
 pub mod secrets;
 pub mod settings;
+pub mod stats;
 pub mod tokens;

@@ -15,6 +15,7 @@ mod ingress;
 mod openapi;
 mod pipeline;
 mod processes;
+mod ratings;
 mod schema;
 mod security;
 mod tenants_reload;

@@ -72,8 +72,9 @@ pub fn kind_for(event: &DossierEvent, due_at: Option<DateTime<Utc>>) -> Option<N
 }
 
 /// Plans the notifications for an event that became its dossier's current state:
-/// the one its status deserves, and a [`NotificationKind::DueDateChanged`] when it
-/// moved the appointment of a dossier still being processed to another day. Nothing
+/// the one its status deserves, a [`NotificationKind::DueDateChanged`] when it
+/// moved the appointment of a dossier still being processed to another day, and the
+/// [`NotificationKind::RatingRequest`] once the result was returned (status 10). Nothing
 /// when the citizen did not opt into Zalo. The recipient is the authorised filer when
 /// there is one; the parameters are exactly the kind's
 /// [`NotificationKind::required_params`].
@@ -88,8 +89,21 @@ pub fn plan(event: &DossierEvent, context: &PlanContext<'_>) -> Vec<Notification
     if moves_appointment(event, context) {
         planned.push(request(NotificationKind::DueDateChanged, event, context));
     }
+    if event.status == DossierStatus::ResultReturned {
+        // Its link opens the lookup page at its rating form.
+        let url = format!("{}#{RATING_ANCHOR}", context.lookup_url);
+        let rating = PlanContext {
+            lookup_url: &url,
+            ..context.clone()
+        };
+        planned.push(request(NotificationKind::RatingRequest, event, &rating));
+    }
     planned
 }
+
+/// The id of the lookup page's rating section: a rating request's link ends in
+/// `#danh-gia`.
+pub const RATING_ANCHOR: &str = "danh-gia";
 
 /// Whether `event` set an appointment on another day than the one the dossier had,
 /// while the dossier is still being processed. A receipt already carries its date,
@@ -380,14 +394,33 @@ mod tests {
             ),
             (DossierStatus::Withdrawn, NotificationKind::Withdrawn),
             (DossierStatus::Stopped, NotificationKind::Stopped),
-            (
-                DossierStatus::ResultReturned,
-                NotificationKind::ResultReturned,
-            ),
         ];
         for (status, kind) in cases {
             assert_eq!(plan_one(&event(status)).kind, kind);
         }
+    }
+
+    #[test]
+    fn a_returned_result_plans_its_message_and_a_rating_request_linking_to_the_form() {
+        let e = event(DossierStatus::ResultReturned);
+        let planned = plan(&e, &context(&e));
+        let kinds: Vec<NotificationKind> = planned.iter().map(|n| n.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                NotificationKind::ResultReturned,
+                NotificationKind::RatingRequest
+            ]
+        );
+        let rating = &planned[1];
+        assert_eq!(rating.params["lookup_url"], format!("{URL}#danh-gia"));
+        assert_eq!(planned[0].params["lookup_url"], URL);
+        assert_eq!(rating.params["status"], "Mời đánh giá sự hài lòng");
+        assert_ne!(rating.notification_id, planned[0].notification_id);
+        assert_eq!(
+            rating.notification_id,
+            notification_id("demo", "evt-1", NotificationKind::RatingRequest)
+        );
     }
 
     #[test]

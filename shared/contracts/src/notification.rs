@@ -44,6 +44,11 @@ pub enum NotificationKind {
     /// ngày trả kết quả", or a new date after a supplement): the citizen is told the
     /// old and the new date, and why when the source says.
     DueDateChanged,
+    /// After status 10: the invitation to rate the service (Rất hài lòng / Hài lòng /
+    /// Không hài lòng), its link leading to the lookup page's rating form. Registered
+    /// as Zalo's service-rating template (type 5) where the province can, the citizen
+    /// rates inside Zalo too (`user_feedback`).
+    RatingRequest,
     /// A policy announcement broadcast to the tenant's opted-in subscribers: a
     /// promotion (Zalo's tag 3), so Zalo's promotion rules apply to it.
     Announcement,
@@ -51,7 +56,7 @@ pub enum NotificationKind {
 
 impl NotificationKind {
     /// Every kind: the case updates and the announcement.
-    pub const ALL: [NotificationKind; 11] = [
+    pub const ALL: [NotificationKind; 12] = [
         Self::Receipt,
         Self::Refused,
         Self::SupplementRequested,
@@ -62,11 +67,12 @@ impl NotificationKind {
         Self::ResultReadyEarly,
         Self::ResultReturned,
         Self::DueDateChanged,
+        Self::RatingRequest,
         Self::Announcement,
     ];
 
     /// The kinds a dossier's status change plans (the tracker's).
-    pub const CASE_UPDATES: [NotificationKind; 10] = [
+    pub const CASE_UPDATES: [NotificationKind; 11] = [
         Self::Receipt,
         Self::Refused,
         Self::SupplementRequested,
@@ -77,6 +83,7 @@ impl NotificationKind {
         Self::ResultReadyEarly,
         Self::ResultReturned,
         Self::DueDateChanged,
+        Self::RatingRequest,
     ];
 
     /// The snake_case name used in config, metrics and ids.
@@ -92,6 +99,7 @@ impl NotificationKind {
             Self::ResultReadyEarly => "result_ready_early",
             Self::ResultReturned => "result_returned",
             Self::DueDateChanged => "due_date_changed",
+            Self::RatingRequest => "rating_request",
             Self::Announcement => "announcement",
         }
     }
@@ -125,7 +133,9 @@ impl NotificationKind {
             Self::PaymentRequested => base_and!("amount"),
             Self::ResultReadyEarly => base_and!("due_date"),
             Self::DueDateChanged => base_and!("old_due_date", "new_due_date", "reason"),
-            Self::Withdrawn | Self::ResultReady | Self::ResultReturned => base_and!(),
+            Self::Withdrawn | Self::ResultReady | Self::ResultReturned | Self::RatingRequest => {
+                base_and!()
+            }
             Self::Announcement => &["title", "body", "link"],
         }
     }
@@ -144,6 +154,7 @@ impl NotificationKind {
             Self::ResultReadyEarly => "410019",
             Self::ResultReturned => "410010",
             Self::DueDateChanged => "410011",
+            Self::RatingRequest => "410012",
             Self::Announcement => "420001",
         }
     }

@@ -155,6 +155,7 @@ pub fn status_vi(kind: NotificationKind) -> &'static str {
         NotificationKind::ResultReadyEarly => "Có kết quả trước hạn",
         NotificationKind::ResultReturned => "Đã trả kết quả",
         NotificationKind::DueDateChanged => "Hẹn lại ngày trả kết quả",
+        NotificationKind::RatingRequest => "Mời đánh giá sự hài lòng",
         NotificationKind::Announcement => "Thông báo chính sách",
     }
 }
@@ -172,6 +173,7 @@ pub fn title_vi(kind: NotificationKind) -> &'static str {
         NotificationKind::ResultReadyEarly => "Hồ sơ có kết quả trước hạn",
         NotificationKind::ResultReturned => "Đã trả kết quả",
         NotificationKind::DueDateChanged => "Hẹn lại ngày trả kết quả",
+        NotificationKind::RatingRequest => "Đánh giá mức độ hài lòng",
         NotificationKind::Announcement => "Thông báo của tỉnh",
     }
 }
@@ -254,6 +256,14 @@ pub fn text_vi(kind: NotificationKind) -> &'static str {
              Trạng thái: <status>.\n\
              Chi tiết tại: <lookup_url>"
         }
+        NotificationKind::RatingRequest => {
+            "Kính gửi <customer_name>,\n\
+             Hồ sơ <dossier_code> (<procedure_name>) đã được <agency_name> trả kết quả. \
+             Ông/bà vui lòng dành ít phút đánh giá mức độ hài lòng (Rất hài lòng, Hài lòng \
+             hoặc Không hài lòng) để cơ quan phục vụ tốt hơn.\n\
+             Trạng thái: <status>.\n\
+             Đánh giá tại: <lookup_url>"
+        }
         NotificationKind::Announcement => {
             "<title>\n\
              <body>\n\
@@ -304,6 +314,15 @@ pub fn markdown() -> String {
                 "| `{}` | {} | {} | {} |\n",
                 spec.name, spec.zalo_type, spec.max_chars, spec.meaning
             ));
+        }
+        if kind == NotificationKind::RatingRequest {
+            doc.push_str(
+                "\nWhere Zalo allows it, register this one as type 5 (service rating, \
+                 \"Đánh giá dịch vụ\"): the citizen then rates inside Zalo, and Zalo's \
+                 `user_feedback` webhook counts the rating (5 stars: Rất hài lòng, 3-4: Hài \
+                 lòng, 1-2: Không hài lòng). The link leads to the lookup page's rating form \
+                 either way.\n",
+            );
         }
         if kind.is_promotion() {
             doc.push_str(&format!(

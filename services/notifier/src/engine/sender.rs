@@ -782,6 +782,17 @@ impl Sender {
                 continue;
             };
             let Some(template_id) = tenant.zalo.template_for(request.kind) else {
+                // A province that registered no rating template asks for ratings on the
+                // lookup page only: no error, nothing to replay.
+                if request.kind == loa_contracts::NotificationKind::RatingRequest {
+                    let channel = Channel::for_request(request);
+                    let skipped = SendOutcome::Skipped("no_rating_template");
+                    settled.insert(
+                        i,
+                        self.settled_early(skipped, channel, false, incoming, now),
+                    );
+                    continue;
+                }
                 settled.insert(
                     i,
                     unsendable(format!(

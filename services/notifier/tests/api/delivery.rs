@@ -1,4 +1,4 @@
-use crate::helpers::{receipt_request, spawn_app, spawn_app_with, PHONE};
+use crate::helpers::{receipt_request, request_for, spawn_app, spawn_app_with, PHONE};
 use loa_contracts::NotificationKind;
 use loa_platform::amqp::topology;
 use serde_json::json;
@@ -141,6 +141,32 @@ async fn a_kind_without_a_configured_template_is_dead_lettered_with_a_clear_reas
     let (status, ..) = app.delivery(&request.notification_id).await.unwrap();
     assert_eq!(status, "failed");
     assert!(app.sandbox_messages().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_rating_request_of_a_tenant_without_a_rating_template_is_skipped_not_dead_lettered() {
+    // Arrange
+    let app = spawn_app_with(|tenants| {
+        tenants[0].zalo.templates.remove("rating_request");
+    })
+    .await;
+    let request = request_for("demo", "HS-0016", NotificationKind::RatingRequest);
+    let receipt = receipt_request("HS-0017");
+
+    // Act
+    app.publish(&request).await;
+    app.publish(&receipt).await;
+
+    // Assert
+    let (_, _, _, reason, _) = app
+        .delivery_with_status(&request.notification_id, "skipped")
+        .await;
+    assert_eq!(reason.as_deref(), Some("no_rating_template"));
+    app.delivery_with_status(&receipt.notification_id, "sent")
+        .await;
+    assert!(app.take_dead_letters().await.is_empty());
+    let sent = app.sandbox_messages().await;
+    assert_eq!(sent.len(), 1, "only the receipt reached Zalo: {sent:#?}");
 }
 
 #[tokio::test]

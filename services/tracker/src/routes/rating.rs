@@ -22,7 +22,7 @@ use axum::{
     response::{Html, IntoResponse, Response},
 };
 use chrono::{DateTime, Utc};
-use loa_contracts::{time::format_date_vn, DossierStatus};
+use loa_contracts::{time::format_moment_vn, DossierStatus};
 use loa_platform::{http::ApiError, Secret};
 use std::fmt::Write;
 
@@ -67,8 +67,8 @@ pub fn render_section(
         }
         let _ = write!(
             html,
-            "<p class=\"muted\">Ông/bà có thể đổi đánh giá đến hết ngày {}.</p>",
-            escape(&format_date_vn(&until))
+            "<p class=\"muted\">Ông/bà có thể đổi đánh giá đến {}.</p>",
+            escape(&format_moment_vn(&until))
         );
     } else {
         html.push_str(
@@ -360,11 +360,11 @@ async fn submit(
     let body = format!(
         "<h1>Cảm ơn ông/bà đã đánh giá</h1><section class=\"card\">\
          <p>Hồ sơ {code}: <strong class=\"given\">{level}</strong></p>\
-         <p class=\"muted\">Ông/bà có thể đổi đánh giá đến hết ngày {until}.</p>\
+         <p class=\"muted\">Ông/bà có thể đổi đánh giá đến {until}.</p>\
          <p><a href=\"../{token}\">Quay lại trang tra cứu</a></p></section>",
         code = escape(&dossier.dossier_code),
         level = escape(rating.level.label_vi()),
-        until = escape(&format_date_vn(&until)),
+        until = escape(&format_moment_vn(&until)),
         token = escape(token),
     );
     Ok(page_layout("Cảm ơn ông/bà đã đánh giá", &body))

@@ -155,7 +155,7 @@ async fn a_returned_dossiers_page_carries_the_form_and_a_rating_is_recorded_once
     );
     assert!(confirmation.contains("Hài lòng"), "{confirmation}");
     assert!(
-        confirmation.contains("có thể đổi đánh giá đến hết ngày"),
+        confirmation.contains("có thể đổi đánh giá đến lúc "),
         "{confirmation}"
     );
     assert_eq!(
