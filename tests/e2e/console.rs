@@ -578,3 +578,280 @@ async fn an_admin_reauthorises_the_zalo_oa_and_sending_goes_on_with_the_new_refr
     browser.quit().await;
     sys.stop().await;
 }
+
+/// A system whose `demo` tenant sends slowly (5 a second) and has no quiet hours, so a
+/// broadcast runs long enough to be watched and paused whatever the hour.
+async fn slow_system() -> TestSystem {
+    let env = loa_platform::testing::TestEnv::new()
+        .await
+        .expect("PostgreSQL and RabbitMQ are reachable");
+    let mut settings = crate::helpers::test_settings(&env);
+    let mut tenants: Vec<loa_platform::TenantSettings> = settings.tenants.all().to_vec();
+    for t in &mut tenants {
+        t.broadcasts.quiet_hours = loa_platform::tenants::QuietHours::NONE;
+        if t.id == "demo" {
+            t.zalo.rate_per_second = 5.0;
+            t.zalo.burst = 5;
+        }
+    }
+    settings.tenants = loa_platform::Tenants::new(tenants).expect("valid tenants");
+    TestSystem::start_with(env, settings).await
+}
+
+/// Announcements the sandbox accepted, per phone.
+async fn announcements(sys: &TestSystem) -> std::collections::HashMap<String, usize> {
+    let template = loa_contracts::NotificationKind::Announcement.default_template_id();
+    let mut by_phone = std::collections::HashMap::new();
+    for m in sys.sandbox_messages().await {
+        if m["template_id"].as_str() == Some(template) {
+            if let Some(p) = m["phone"].as_str() {
+                *by_phone.entry(p.to_owned()).or_insert(0) += 1;
+            }
+        }
+    }
+    by_phone
+}
+
+fn number(text: &str) -> i64 {
+    text.chars()
+        .filter(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn an_admin_imports_citizens_opts_one_out_composes_a_broadcast_with_a_preview_and_watches_it_move_pause_and_finish(
+) {
+    // Arrange: an admin and a viewer of `demo`, an admin of `other`; a CSV of 400
+    // citizens (odd lines in ward phu-thuy and topic nong-nghiep) and one bad line.
+    let sys = slow_system().await;
+    add_user(&sys, "demo", "hoa", "admin", "mật-khẩu-của-Hoa").await;
+    add_user(&sys, "demo", "xem", "viewer", "chỉ-xem-thôi").await;
+    add_user(&sys, "other", "tuan", "admin", "mật-khẩu-của-Tuấn").await;
+    let dir = std::env::temp_dir().join(format!("loa-console-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let csv = dir.join("cong-dan.csv");
+    let mut lines = vec!["phone,zalo_user_id,tags,announcements".to_owned()];
+    for i in 1..=400 {
+        let tags = if i % 2 == 1 {
+            "ward:phu-thuy|topic:nong-nghiep"
+        } else {
+            "ward:duc-long"
+        };
+        lines.push(format!("0912 {i:06},,{tags},true"));
+    }
+    lines.push("12,,ward:phu-thuy,true".to_owned());
+    std::fs::write(&csv, lines.join("\n") + "\n").unwrap();
+    let browser = Browser::start().await;
+    sign_in(&browser, &sys, Some("demo"), "hoa", "mật-khẩu-của-Hoa").await;
+
+    // Act + Assert: the import, page by page.
+    browser
+        .click("nav.sections a[href='/admin/subscribers']")
+        .await;
+    browser.screenshot("20-subscribers-empty").await;
+    browser.upload("#file", &csv).await;
+    browser.click("#import").await;
+    let imported = browser.text().await;
+    assert!(
+        imported.contains("Đã thêm 400 người, cập nhật 0 người, 1 dòng bị từ chối."),
+        "{imported}"
+    );
+    let rejected = browser.text_of("#rejected").await;
+    assert!(
+        rejected.contains("402"),
+        "the bad line is named: {rejected}"
+    );
+    browser.screenshot("21-subscribers-imported").await;
+
+    // Search by phone (shown masked), then opt that citizen out.
+    browser
+        .goto(&format!(
+            "{}/admin/subscribers?q=0912%20000%20003",
+            sys.console
+        ))
+        .await;
+    let found = browser.text_of("#subscribers").await;
+    assert!(found.contains("8491*****03"), "{found}");
+    assert!(
+        !found.contains("84912000003"),
+        "never the whole phone: {found}"
+    );
+    assert!(
+        found.contains("ward:phu-thuy") && found.contains("Đang nhận"),
+        "{found}"
+    );
+    browser.fill("#who", "0912000003").await;
+    browser.click("#opt-out").await;
+    assert!(browser
+        .text()
+        .await
+        .contains("Công dân này sẽ không nhận thông báo nào nữa."));
+    assert_eq!(number(&browser.text_of("#reachable-total").await), 399);
+    browser.screenshot("22-subscriber-opted-out").await;
+
+    // Compose: a wrong expression is named, the preview counts the audience.
+    browser
+        .click("nav.sections a[href='/admin/broadcasts']")
+        .await;
+    browser.click("#compose").await;
+    browser
+        .fill("#title", "Hỗ trợ giống lúa vụ Đông Xuân")
+        .await;
+    browser.fill("#param_title", "Hỗ trợ giống lúa").await;
+    browser
+        .fill(
+            "#param_body",
+            "Kính gửi {name}: UBND tỉnh hỗ trợ 50% giá giống lúa vụ Đông Xuân 2026–2027.",
+        )
+        .await;
+    browser
+        .fill("#param_link", "https://binhthuan.gov.vn/ho-tro-giong")
+        .await;
+    browser.check("input[name=audience][value=tags]").await;
+    browser
+        .fill("#tags", "ward:phu-thuy AND (topic:nong-nghiep")
+        .await;
+    browser.click("#preview").await;
+    let refused = browser.text().await;
+    assert!(refused.contains("Biểu thức nhãn không hợp lệ"), "{refused}");
+    assert_eq!(
+        browser.find_all("#title").await.len(),
+        1,
+        "the form comes back filled"
+    );
+    browser.screenshot("23-broadcast-bad-expression").await;
+    browser
+        .fill("#tags", "ward:phu-thuy AND topic:nong-nghiep")
+        .await;
+    browser.click("#preview").await;
+    assert_eq!(
+        number(&browser.text_of("#audience-count").await),
+        199,
+        "200 in the ward, one opted out"
+    );
+    assert!(browser
+        .text_of("#preview-result")
+        .await
+        .contains("hỗ trợ 50% giá giống lúa"));
+    browser.screenshot("24-broadcast-preview").await;
+
+    // Start it, and watch the page move on its own.
+    browser.click("#create").await;
+    assert!(browser.text().await.contains("Đã tạo thông báo."));
+    let id = browser
+        .url()
+        .await
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned();
+    let first = eventually(Duration::from_secs(30), || async {
+        let sent = number(&browser.text_of("#count-sent").await);
+        (sent > 0).then_some(sent)
+    })
+    .await
+    .expect("sending starts");
+    browser.screenshot("25-broadcast-running").await;
+    eventually(Duration::from_secs(30), || async {
+        (number(&browser.text_of("#count-sent").await) > first).then_some(())
+    })
+    .await
+    .expect("the page refreshes itself and the count moves");
+    browser.click("#broadcast-pause").await;
+    assert!(browser.text().await.contains("Đã tạm dừng thông báo."));
+    assert_eq!(browser.text_of("#broadcast-state").await, "Tạm dừng");
+    browser.screenshot("26-broadcast-paused").await;
+    // What was in flight lands (however loaded the machine); then nothing more.
+    let at_pause = eventually(Duration::from_secs(30), || async {
+        let before: usize = announcements(&sys).await.values().sum();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let after: usize = announcements(&sys).await.values().sum();
+        (before == after).then_some(after)
+    })
+    .await
+    .expect("the sends in flight at the pause settle");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let later: usize = announcements(&sys).await.values().sum();
+    assert_eq!(at_pause, later, "a paused broadcast sends nothing");
+    assert!(later < 199, "paused before the end ({later} sent)");
+
+    // Another tenant's admin cannot open it; a viewer sees it but cannot act.
+    let other = Browser::start().await;
+    sign_in(&other, &sys, Some("other"), "tuan", "mật-khẩu-của-Tuấn").await;
+    other
+        .goto(&format!("{}/admin/broadcasts/{id}", sys.console))
+        .await;
+    assert!(other.title().await.starts_with("Không tìm thấy"));
+    other
+        .goto(&format!("{}/admin/subscribers", sys.console))
+        .await;
+    assert_eq!(number(&other.text_of("#reachable-total").await), 0);
+    other.quit().await;
+    let viewer = Browser::start().await;
+    sign_in(&viewer, &sys, Some("demo"), "xem", "chỉ-xem-thôi").await;
+    viewer
+        .goto(&format!("{}/admin/broadcasts/{id}", sys.console))
+        .await;
+    assert!(viewer
+        .text()
+        .await
+        .contains("Hỗ trợ giống lúa vụ Đông Xuân"));
+    assert!(viewer.find_all("#broadcast-resume").await.is_empty());
+    viewer
+        .goto(&format!("{}/admin/broadcasts/new", sys.console))
+        .await;
+    assert!(
+        viewer.find_all("#create").await.is_empty(),
+        "no compose for a viewer"
+    );
+    viewer.quit().await;
+
+    // Resume: it finishes, everyone in the audience told once, the opted-out never.
+    browser.click("#broadcast-resume").await;
+    eventually(Duration::from_secs(180), || async {
+        (browser.text_of("#broadcast-state").await == "Hoàn thành").then_some(())
+    })
+    .await
+    .expect("the broadcast completes");
+    browser.screenshot("27-broadcast-completed").await;
+    let told = announcements(&sys).await;
+    assert_eq!(told.len(), 199, "{told:?}");
+    assert!(told.values().all(|n| *n == 1), "each once: {told:?}");
+    assert!(!told.contains_key("84912000003"), "the opted-out citizen");
+    assert!(!told.contains_key("84912000002"), "outside the tags");
+    browser
+        .click("nav.sections a[href='/admin/broadcasts']")
+        .await;
+    assert!(browser.text_of("#broadcasts").await.contains("Hoàn thành"));
+    browser.screenshot("28-broadcasts-list").await;
+
+    let client = db(&sys).await;
+    let actions: Vec<String> = client
+        .query(
+            "SELECT action FROM console.audit_log WHERE tenant = 'demo' AND actor = 'hoa' ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "sign_in",
+            "subscribers_import",
+            "subscriber_opt_out",
+            "broadcast_create",
+            "broadcast_pause",
+            "broadcast_resume"
+        ]
+    );
+    browser.quit().await;
+    sys.stop().await;
+}

@@ -215,6 +215,40 @@ impl Browser {
         .await;
     }
 
+    /// Chooses a file for the `<input type=file>` matching `css`.
+    pub async fn upload(&self, css: &str, path: &std::path::Path) {
+        let id = self.find(css).await;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{id}/value"),
+            Some(json!({"text": path.to_str().expect("a UTF-8 path")})),
+        )
+        .await;
+    }
+
+    /// The text of the first element matching `css`, waiting until one exists (a page
+    /// that reloads itself may be between two loads).
+    pub async fn text_of(&self, css: &str) -> String {
+        loa_platform::testing::eventually(Duration::from_secs(20), || async {
+            let found = self
+                .try_call(
+                    reqwest::Method::POST,
+                    "/element",
+                    Some(json!({"using": "css selector", "value": css})),
+                )
+                .await
+                .ok()?;
+            let id = found.as_object()?.values().next()?.as_str()?.to_owned();
+            let text = self
+                .try_call(reqwest::Method::GET, &format!("/element/{id}/text"), None)
+                .await
+                .ok()?;
+            text.as_str().map(str::to_owned)
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no element matches {css:?}"))
+    }
+
     /// Clicks the element matching `css` without leaving the page (a checkbox, an
     /// option).
     pub async fn check(&self, css: &str) {

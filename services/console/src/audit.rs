@@ -32,11 +32,23 @@ pub enum Action {
     AccountCreate,
     /// The Zalo OA re-authorised (a new refresh token stored).
     ZaloReauthorize,
+    /// A broadcast created (started now or scheduled).
+    BroadcastCreate,
+    /// A broadcast paused.
+    BroadcastPause,
+    /// A paused broadcast resumed.
+    BroadcastResume,
+    /// A broadcast cancelled.
+    BroadcastCancel,
+    /// Subscribers imported from a CSV file.
+    SubscribersImport,
+    /// A citizen opted out of broadcasts by an admin.
+    SubscriberOptOut,
 }
 
 impl Action {
     /// Every action, for the audit page's filter.
-    pub const ALL: [Action; 10] = [
+    pub const ALL: [Action; 16] = [
         Self::SignIn,
         Self::SignInFailed,
         Self::SignInLocked,
@@ -47,6 +59,12 @@ impl Action {
         Self::TenantResume,
         Self::AccountCreate,
         Self::ZaloReauthorize,
+        Self::BroadcastCreate,
+        Self::BroadcastPause,
+        Self::BroadcastResume,
+        Self::BroadcastCancel,
+        Self::SubscribersImport,
+        Self::SubscriberOptOut,
     ];
 
     /// The stored name.
@@ -62,6 +80,12 @@ impl Action {
             Self::TenantResume => "tenant_resume",
             Self::AccountCreate => "account_create",
             Self::ZaloReauthorize => "zalo_reauthorize",
+            Self::BroadcastCreate => "broadcast_create",
+            Self::BroadcastPause => "broadcast_pause",
+            Self::BroadcastResume => "broadcast_resume",
+            Self::BroadcastCancel => "broadcast_cancel",
+            Self::SubscribersImport => "subscribers_import",
+            Self::SubscriberOptOut => "subscriber_opt_out",
         }
     }
 
@@ -78,6 +102,12 @@ impl Action {
             Self::TenantResume => "Tiếp tục gửi tin",
             Self::AccountCreate => "Tạo tài khoản",
             Self::ZaloReauthorize => "Cấp quyền lại Zalo OA",
+            Self::BroadcastCreate => "Tạo thông báo",
+            Self::BroadcastPause => "Tạm dừng thông báo",
+            Self::BroadcastResume => "Tiếp tục thông báo",
+            Self::BroadcastCancel => "Huỷ thông báo",
+            Self::SubscribersImport => "Nhập danh sách người nhận",
+            Self::SubscriberOptOut => "Ngừng gửi thông báo cho công dân",
         }
     }
 

@@ -118,6 +118,28 @@ impl Backend {
         decode(response).await
     }
 
+    /// `POST path` with a raw body of `content_type` (a CSV import), as JSON, allowed
+    /// `timeout` instead of the usual per-call time-out (an import of many lines
+    /// takes longer than a page's call).
+    pub async fn post_raw<T: DeserializeOwned>(
+        &self,
+        service: Service,
+        tenant: &str,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<T, BackendError> {
+        let response = self
+            .request(reqwest::Method::POST, service, tenant, path)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .timeout(timeout)
+            .body(body)
+            .send()
+            .await;
+        decode(response).await
+    }
+
     /// `GET path` as raw bytes (an SVG).
     pub async fn get_bytes(
         &self,

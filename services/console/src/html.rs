@@ -20,6 +20,10 @@ pub enum Section {
     Dossiers,
     /// Deliveries by state.
     Messages,
+    /// Policy broadcasts: compose, progress, pause / resume / cancel.
+    Broadcasts,
+    /// The broadcasts' audience: search, import, opt-outs.
+    Subscribers,
     /// Dead letters.
     DeadLetters,
     /// What citizens texted the OA.
@@ -28,12 +32,13 @@ pub enum Section {
     Audit,
 }
 
-/// The navigation: (section, label, path). Broadcasts and subscribers (issue 10)
-/// slot in after `Messages` when the notifier serves them.
-pub const NAV: [(Section, &str, &str); 6] = [
+/// The navigation: (section, label, path).
+pub const NAV: [(Section, &str, &str); 8] = [
     (Section::Overview, "Tổng quan", "/admin/overview"),
     (Section::Dossiers, "Hồ sơ", "/admin/dossiers"),
     (Section::Messages, "Tin nhắn", "/admin/messages"),
+    (Section::Broadcasts, "Thông báo", "/admin/broadcasts"),
+    (Section::Subscribers, "Người nhận", "/admin/subscribers"),
     (Section::DeadLetters, "Thư lỗi", "/admin/dead-letters"),
     (
         Section::CitizenMessages,
@@ -54,6 +59,9 @@ pub struct Frame<'a> {
     pub tenant_name: &'a str,
     /// The highlighted section.
     pub section: Section,
+    /// Reload the page every so many seconds (a running broadcast's progress), with
+    /// no script.
+    pub refresh_seconds: Option<u32>,
 }
 
 /// A whole page: `frame` is `None` for the sign-in and error pages.
@@ -67,6 +75,9 @@ pub fn page(title: &str, frame: Option<&Frame<'_>>, body: Markup) -> Markup {
                 meta name="robots" content="noindex, nofollow";
                 title { (title) " · Loa" }
                 link rel="stylesheet" href=(STYLESHEET_PATH);
+                @if let Some(seconds) = frame.and_then(|f| f.refresh_seconds) {
+                    meta http-equiv="refresh" content=(seconds);
+                }
             }
             body {
                 @if let Some(frame) = frame {
@@ -161,6 +172,7 @@ pub fn kind_vi(kind: &str) -> &'static str {
         "result_ready_early" => "Có kết quả trước hạn",
         "result_returned" => "Đã trả kết quả",
         "due_date_changed" => "Hẹn lại ngày trả kết quả",
+        "announcement" => "Thông báo chính sách",
         _ => "Khác",
     }
 }
@@ -206,7 +218,9 @@ td.nowrap{white-space:nowrap}\
 form.filters{display:grid;grid-template-columns:repeat(auto-fill,minmax(170px,1fr));gap:10px;align-items:end}\
 label{display:block;font-size:.85rem;color:#5a6675}\
 input,select{width:100%;padding:8px;border:1px solid #c4ccd7;border-radius:6px;font-size:1rem;background:#fff}\
-input[type=checkbox]{width:auto}\
+input[type=checkbox],input[type=radio]{width:auto;margin:0}\
+fieldset{border:1px solid #d4dbe4;border-radius:8px;padding:10px 12px;display:grid;gap:8px}legend{font-size:.85rem;color:#5a6675;padding:0 4px}\
+fieldset label{display:flex;gap:8px;align-items:center;color:inherit;font-size:1rem}\
 button,.button{display:inline-block;background:#0b5cad;color:#fff;border:0;border-radius:6px;padding:9px 14px;font-size:.95rem;cursor:pointer;text-decoration:none}\
 button.secondary{background:#e8eef6;color:#0b3d6e}button.danger{background:#a3231a}\
 form.inline{display:inline;margin:0}\
@@ -223,6 +237,10 @@ ol.timeline li::before{content:'';position:absolute;left:-7px;top:4px;width:12px
 .qr img{width:200px;height:200px;background:#fff}\
 .signin{max-width:380px;margin:40px auto}.signin form{display:grid;gap:12px}\
 .pager{display:flex;justify-content:flex-end;margin-top:10px}\
+textarea{width:100%;min-height:110px;padding:8px;border:1px solid #c4ccd7;border-radius:6px;font:inherit}\
+form.compose{display:grid;gap:12px}\
+progress{width:100%;height:14px}\
+.preview{border-left:4px solid #0b5cad;background:#f7f9fc;padding:10px 12px;border-radius:6px;white-space:pre-wrap}\
 @media print{header.top,nav.sections,form,.no-print{display:none}body{background:#fff}.card{box-shadow:none}}";
 
 #[cfg(test)]
@@ -251,6 +269,7 @@ mod tests {
             session: &session,
             tenant_name: "Sở \"A\" & <B>",
             section: Section::Dossiers,
+            refresh_seconds: None,
         };
         let html = page("<Hồ sơ>", Some(&frame), html! { p { ("a<b") } }).into_string();
         assert!(!html.contains("<script>"), "{html}");
@@ -268,6 +287,7 @@ mod tests {
             session: &session,
             tenant_name: "Demo",
             section: Section::Dossiers,
+            refresh_seconds: None,
         };
         let html = page("Hồ sơ", Some(&frame), html! {}).into_string();
         assert!(html.contains("lang=\"vi\""));

@@ -3,6 +3,7 @@
 //! its handler, and its name in `paths(...)` below.
 
 use crate::{
+    broadcasts::subscribers_search,
     dead_letters,
     limits::pause,
     routes::{admin, deliveries, webhook},
@@ -27,6 +28,7 @@ use utoipa::OpenApi;
         pause::resume_handler,
         dead_letters::list_handler,
         dead_letters::replay_handler,
+        subscribers_search::search,
         webhook::receive,
     )
 )]

@@ -7,12 +7,14 @@
 //! (`303`), which says what happened.
 
 pub mod audit_log;
+pub mod broadcasts;
 pub mod citizen_messages;
 pub mod dead_letters;
 pub mod dossiers;
 pub mod messages;
 pub mod overview;
 pub mod sign_in;
+pub mod subscribers;
 pub mod zalo;
 
 use crate::{
@@ -46,6 +48,21 @@ pub fn router(state: AppState, readiness: Readiness) -> Router {
         .route("/admin/messages", get(messages::list))
         .route("/admin/messages/{id}/resend", post(messages::resend))
         .route("/admin/messages/{id}/cancel", post(messages::cancel))
+        .route("/admin/broadcasts", get(broadcasts::list))
+        .route(
+            "/admin/broadcasts/new",
+            get(broadcasts::compose).post(broadcasts::submit),
+        )
+        .route("/admin/broadcasts/{id}", get(broadcasts::show))
+        .route("/admin/broadcasts/{id}/pause", post(broadcasts::pause))
+        .route("/admin/broadcasts/{id}/resume", post(broadcasts::resume))
+        .route("/admin/broadcasts/{id}/cancel", post(broadcasts::cancel))
+        .route("/admin/subscribers", get(subscribers::list))
+        .route(
+            "/admin/subscribers/import",
+            post(subscribers::import).layer(subscribers::upload_limit()),
+        )
+        .route("/admin/subscribers/opt-out", post(subscribers::opt_out))
         .route("/admin/dead-letters", get(dead_letters::list))
         .route("/admin/dead-letters/replay", post(dead_letters::replay))
         .route("/admin/citizen-messages", get(citizen_messages::list))
@@ -78,6 +95,7 @@ pub(crate) fn frame<'a>(
         session: &signed_in.session,
         tenant_name,
         section,
+        refresh_seconds: None,
     }
 }
 

@@ -12,7 +12,8 @@
 //! - [`fanout`]: expands running broadcasts into per-recipient requests on the
 //!   broadcast lane (keyset pages, confirmed publishes, checkpoints, leases);
 //! - [`api`]: the `/v1/broadcasts` routes;
-//! - [`subscribers_api`]: `POST /v1/subscribers/import`, `POST /v1/subscribers/opt-out`.
+//! - [`subscribers_api`]: `POST /v1/subscribers/import`, `POST /v1/subscribers/opt-out`;
+//! - [`subscribers_search`]: `GET /v1/subscribers`, masked, for the console.
 //!
 //! The audience is `notifier.subscribers`: one row per citizen of a tenant, known by
 //! Zalo user id (follow webhooks), by phone (imports, shared phones) or both. Opt-in
@@ -29,6 +30,7 @@ pub mod opt_out;
 pub(crate) mod store;
 mod subscribers;
 pub(crate) mod subscribers_api;
+pub(crate) mod subscribers_search;
 pub mod targeting;
 
 pub use opt_out::is_opt_out;

@@ -74,6 +74,12 @@ pub(crate) fn router(api: Api) -> Router {
                 tenants: api.tenants.clone(),
             },
         ))
+        .merge(crate::broadcasts::subscribers_search::router(
+            crate::broadcasts::subscribers_api::SubscribersState {
+                pool: api.pool.clone(),
+                tenants: api.tenants.clone(),
+            },
+        ))
         .merge(crate::broadcasts::api::router(
             crate::broadcasts::api::BroadcastsState {
                 pool: api.pool.clone(),
