@@ -8,6 +8,7 @@ mod helpers_process;
 mod helpers_webdriver;
 
 mod broadcasts;
+mod chat;
 mod console;
 mod dead_letters_cli;
 mod faults;

@@ -77,6 +77,11 @@ pub struct NotifierSettings {
     pub webhook_max_age_secs: u64,
     /// How far ahead of our clock a webhook's `timestamp` may be, in seconds.
     pub webhook_max_ahead_secs: u64,
+    /// Chat lookups ("tra cứu <mã>") answered per Zalo user in
+    /// `chat_lookup_window_secs`; the excess is kept, counted and not answered.
+    pub chat_lookups_per_window: u32,
+    /// The window of `chat_lookups_per_window`, in seconds.
+    pub chat_lookup_window_secs: u64,
     /// Keys that seal the Zalo tokens at rest (`LOA_NOTIFIER__TOKEN_KEYS`): entries
     /// `<id>:<64 hex digits>` (`loa secrets new-key`), the first sealing, the others
     /// only opening values sealed before a rotation ([`crate::zalo::sealing`]).
@@ -87,6 +92,14 @@ pub struct NotifierSettings {
 }
 
 impl NotifierSettings {
+    /// Each Zalo user's chat lookup limit, as configured.
+    pub fn lookup_limit(&self) -> crate::zalo_webhooks::LookupLimit {
+        crate::zalo_webhooks::LookupLimit {
+            max: self.chat_lookups_per_window,
+            window: std::time::Duration::from_secs(self.chat_lookup_window_secs),
+        }
+    }
+
     /// The keys that seal the Zalo tokens at rest, from `token_keys` or
     /// `token_keys_file` (the public development key when neither is set).
     pub fn keyring(
@@ -124,6 +137,8 @@ impl Default for NotifierSettings {
             rate_limit_penalty_ms: 1_000,
             webhook_max_age_secs: 86_400,
             webhook_max_ahead_secs: 300,
+            chat_lookups_per_window: 5,
+            chat_lookup_window_secs: 600,
             token_keys: None,
             token_keys_file: None,
         }

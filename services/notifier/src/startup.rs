@@ -83,6 +83,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "broadcasts: audience, progress, promotion caps",
         sql: include_str!("migrations/0011_broadcasts.sql"),
     },
+    Migration {
+        version: 12,
+        name: "chat lookups: what became of each, the per-user limit's index",
+        sql: include_str!("migrations/0012_chat_lookups.sql"),
+    },
 ];
 
 /// Applies the notifier's migrations. Idempotent; safe with replicas starting at once.
@@ -286,6 +291,7 @@ impl Application {
             pool: self.pool.clone(),
             tenants: self.tenants.clone(),
             freshness: self.freshness,
+            lookup_limit: self.settings.lookup_limit(),
             publisher: Arc::new(loa_platform::amqp::Publisher::new(
                 self.amqp_url.clone(),
                 "loa-notifier-admin",
@@ -346,16 +352,25 @@ impl Application {
         };
         let receipts = zalo_webhooks::run_reconciler(self.pool.clone(), cancel.clone());
         let pruner = zalo_webhooks::run_pruner(self.pool.clone(), cancel.clone());
+        let lookups = zalo_webhooks::run_lookup_relay(
+            self.pool.clone(),
+            Arc::new(loa_platform::amqp::Publisher::new(
+                self.amqp_url.clone(),
+                "loa-notifier-lookups",
+            )),
+            cancel.clone(),
+        );
         let dead_letter_consumer = dead_letters.run_consumer(dead_letter_status, cancel.clone());
         tracing::info!(port = self.port, "Notifier listening.");
-        let (served, (), (), (), (), (), ()) = tokio::join!(
+        let (served, (), (), (), (), (), (), ()) = tokio::join!(
             serve(self.listener, router, cancel.clone(), &self.http),
             transactional,
             broadcast,
             refresher,
             dead_letter_consumer,
             receipts,
-            pruner
+            pruner,
+            lookups
         );
         served
     }

@@ -37,6 +37,7 @@
 //! - [`openapi`]: the OpenAPI document (`/openapi.json`).
 //! - [`startup`]: the [`Application`] (build, then run until stopped).
 
+pub mod chat;
 pub mod clock;
 pub mod configuration;
 pub mod consumer;

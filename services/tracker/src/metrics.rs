@@ -178,6 +178,7 @@ pub fn init(tenants: &loa_platform::Tenants) {
         for level in crate::ratings::RatingLevel::ALL {
             RATINGS.with_label_values(&[tenant.id.as_str(), level.as_str()]);
         }
+        crate::chat::init_metrics(&tenant.id);
         // Not known until the first sweep: NaN, not a misleading 0.
         let overdue = OVERDUE.with_label_values(&[tenant.id.as_str()]);
         if overdue.get() == 0.0 {

@@ -144,13 +144,20 @@ impl Application {
                 pool.clone(),
                 tenants.clone(),
                 settings.lookup_secret.clone(),
-                public_base_url,
+                public_base_url.clone(),
                 relay_wake.clone(),
                 cancel.clone(),
                 Arc::new(Publisher::new(&amqp_url, "loa-tracker-dead-letters")),
             )
             .with_clock(clock.clone()),
         );
+        let lookups = Arc::new(crate::chat::LookupHandler {
+            pool: pool.clone(),
+            tenants: tenants.clone(),
+            lookup_secret: settings.lookup_secret.clone(),
+            public_base_url: public_base_url.clone(),
+            relay_wake: relay_wake.clone(),
+        });
         let relay_stop = CancellationToken::new();
         tracing::info!(port, relay = settings.relay_enabled, "Tracker started.");
 
@@ -169,6 +176,31 @@ impl Application {
                     cancel.cancel();
                 }
                 served
+            }
+        };
+        let lookup_consumer = {
+            let lookup_settings = BatchConsumerSettings {
+                queue: topology::Q_TRACKER_CITIZEN.to_owned(),
+                name: "loa-tracker-citizen".to_owned(),
+                prefetch: 64,
+                batch_size: 32,
+                batch_wait: Duration::ZERO,
+                max_batches_in_flight: 1,
+            };
+            let amqp_url = amqp_url.clone();
+            let cancel = cancel.clone();
+            async move {
+                run_batch_consumer(
+                    &amqp_url,
+                    lookup_settings,
+                    BrokerStatus::default(),
+                    cancel,
+                    |batch| {
+                        let lookups = lookups.clone();
+                        async move { lookups.handle(&batch).await }
+                    },
+                )
+                .await;
             }
         };
         let consumer = {
@@ -191,17 +223,21 @@ impl Application {
             let amqp_url = amqp_url.clone();
             let cancel = cancel.clone();
             async move {
-                run_batch_consumer(
-                    &amqp_url,
-                    consumer_settings,
-                    consumer_status,
-                    cancel,
-                    |batch| {
-                        let handler = handler.clone();
-                        async move { handler.handle(&batch).await }
-                    },
-                )
-                .await;
+                // Chat lookups write to the outbox too: both consumers settle their last
+                // batch before the relay drains.
+                tokio::join!(
+                    run_batch_consumer(
+                        &amqp_url,
+                        consumer_settings,
+                        consumer_status,
+                        cancel,
+                        |batch| {
+                            let handler = handler.clone();
+                            async move { handler.handle(&batch).await }
+                        },
+                    ),
+                    lookup_consumer
+                );
                 // The last batch is settled: now the relay may drain and stop.
                 relay_stop.cancel();
             }

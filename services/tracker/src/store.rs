@@ -1056,7 +1056,9 @@ pub fn notification_routing_key(n: &NotificationRequest) -> String {
     n.routing_key()
 }
 
-async fn insert_outbox(
+/// Writes planned notifications to the outbox (a notification id already there is
+/// skipped); returns the ids newly written.
+pub(crate) async fn insert_outbox(
     tx: &deadpool_postgres::Transaction<'_>,
     planned: &[NotificationRequest],
 ) -> anyhow::Result<HashSet<String>> {

@@ -147,7 +147,15 @@ pub struct Follower {
     pub following: bool,
     /// The phone the follower shared, if any.
     pub phone: Option<String>,
+    /// The user's last interaction with the OA (follow, a message, shared details),
+    /// by the sandbox clock: consultation messages are refused 7 days after it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_interaction_at: Option<DateTime<Utc>>,
 }
+
+/// How long after a user's last interaction the OA may send them consultation
+/// messages (Zalo's rule; `-230` after it).
+pub const CS_WINDOW: chrono::Duration = chrono::Duration::days(7);
 
 #[derive(Debug, Default)]
 struct Stats {
@@ -369,10 +377,22 @@ impl Sandbox {
         };
         if oa {
             let user = content.user_id.as_deref().unwrap_or_default();
-            if !runtime.followers.get(user).is_some_and(|f| f.following) {
+            let follower = runtime.followers.get(user);
+            if !follower.is_some_and(|f| f.following) {
                 return outcome(
                     st,
                     Refusal::Zalo(ZaloError::code(codes::NOT_FOLLOWER)),
+                    rate_headers,
+                    delay,
+                );
+            }
+            let in_window = follower
+                .and_then(|f| f.last_interaction_at)
+                .is_some_and(|at| clock_now - at <= CS_WINDOW);
+            if request.channel == Channel::OaCs && !in_window {
+                return outcome(
+                    st,
+                    Refusal::Zalo(ZaloError::code(codes::NOT_INTERACTED)),
                     rate_headers,
                     delay,
                 );
@@ -617,7 +637,22 @@ impl Sandbox {
         if phone.is_some() {
             follower.phone = phone;
         }
+        if following {
+            follower.last_interaction_at = Some(self.clock.now());
+        }
         follower.clone()
+    }
+
+    /// Records that `user_id` interacted with an app's OA now (wrote to it, tapped a
+    /// button): it opens the 7-day window for consultation messages.
+    pub fn interacted(&self, app: &App, user_id: &str) {
+        let now = self.clock.now();
+        let mut st = self.lock();
+        let follower = st.per_app[app.idx]
+            .followers
+            .entry(user_id.to_owned())
+            .or_default();
+        follower.last_interaction_at = Some(now);
     }
 
     /// Records the phone a user shared with an app's OA (`user_submit_info`), without
@@ -629,6 +664,7 @@ impl Sandbox {
             .entry(user_id.to_owned())
             .or_default();
         follower.phone = Some(phone);
+        follower.last_interaction_at = Some(self.clock.now());
         follower.clone()
     }
 

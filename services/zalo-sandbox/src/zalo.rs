@@ -51,6 +51,9 @@ pub mod codes {
     pub const NOT_FOLLOWER: i64 = -213;
     /// OA: access token invalid or expired.
     pub const OA_INVALID_TOKEN: i64 = -216;
+    /// OA: a consultation message to a user whose last interaction with the OA is
+    /// more than 7 days old.
+    pub const NOT_INTERACTED: i64 = -230;
     /// OA: no template sending at night.
     pub const OA_NIGHT: i64 = -234;
     /// OAuth: a parameter is missing or invalid.

@@ -3,7 +3,7 @@
 //! A `type` tag names the message and its version, so a consumer can refuse what it does
 //! not understand (dead-letter it) instead of misreading it.
 
-use crate::{DossierEvent, NotificationRequest};
+use crate::{ChatLookup, DossierEvent, NotificationRequest};
 use serde::{Deserialize, Serialize};
 
 /// Every message Loa services exchange over RabbitMQ.
@@ -32,6 +32,11 @@ pub enum Envelope {
     /// own id, retries and dead letter.
     #[serde(rename = "notification_batch.v1")]
     NotificationBatchV1(NotificationBatch),
+    /// A citizen's chat lookup to answer (notifier → tracker, `loa.citizen`,
+    /// `lookup.<tenant>`); the answer is a `notification_request.v1` of kind
+    /// `chat_reply`.
+    #[serde(rename = "chat_lookup.v1")]
+    ChatLookupV1(ChatLookup),
 }
 
 /// The body of a [`Envelope::DossierEventBatchV1`].

@@ -10,12 +10,14 @@
 //! - [`phone`]: Vietnamese mobile numbers, normalised to `84` + 9 digits.
 //! - [`event`]: [`DossierEvent`] v1 (upstream → intake → tracker) and its validation.
 //! - [`notification`]: [`NotificationRequest`] (tracker → notifier) and its kinds.
+//! - [`citizen`]: [`ChatLookup`], a citizen's chat lookup (notifier → tracker).
 //! - [`envelope`]: the versioned, tagged envelope every AMQP body is wrapped in.
 //! - [`error`]: [`ValidationError`], which always names the offending field.
 //! - [`text`]: invisible and text-direction characters, refused or stripped.
 //! - [`time`]: Vietnamese local time and `dd/MM/yyyy` formatting.
 //! - [`templates`]: what citizens read: each kind's Zalo template text and parameters.
 
+pub mod citizen;
 pub mod envelope;
 pub mod error;
 pub mod event;
@@ -26,6 +28,7 @@ pub mod templates;
 pub mod text;
 pub mod time;
 
+pub use citizen::ChatLookup;
 pub use envelope::{DossierEventBatch, Envelope, NotificationBatch, PackedEvent};
 pub use error::ValidationError;
 pub use event::{Agency, ApplicantKind, Channels, DossierEvent, Fee, Person, Procedure};

@@ -52,10 +52,16 @@ pub enum NotificationKind {
     /// A policy announcement broadcast to the tenant's opted-in subscribers: a
     /// promotion (Zalo's tag 3), so Zalo's promotion rules apply to it.
     Announcement,
+    /// The answer to a citizen's chat lookup ("tra cứu <mã>"): a free-text OA
+    /// consultation message (`/v3.0/oa/message/cs`) to the Zalo user who asked, inside
+    /// Zalo's 7-day window after their message; no template, its one parameter is
+    /// `text`. Not in [`Self::ALL`], which lists the kinds sent with a template.
+    ChatReply,
 }
 
 impl NotificationKind {
-    /// Every kind: the case updates and the announcement.
+    /// Every kind sent with a Zalo template: the case updates and the announcement
+    /// (the chat reply, free text, is not one).
     pub const ALL: [NotificationKind; 12] = [
         Self::Receipt,
         Self::Refused,
@@ -101,12 +107,22 @@ impl NotificationKind {
             Self::DueDateChanged => "due_date_changed",
             Self::RatingRequest => "rating_request",
             Self::Announcement => "announcement",
+            Self::ChatReply => "chat_reply",
         }
     }
 
     /// Looks a kind up by name.
     pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.as_str() == name)
+        Self::ALL
+            .into_iter()
+            .chain([Self::ChatReply])
+            .find(|k| k.as_str() == name)
+    }
+
+    /// Whether this kind is sent as a free-text OA consultation message (to a Zalo
+    /// user id, inside the 7-day window) rather than with a template.
+    pub fn is_consultation(self) -> bool {
+        self == Self::ChatReply
     }
 
     /// The template parameters a template for this kind must be sent with. The sandbox
@@ -137,6 +153,7 @@ impl NotificationKind {
                 base_and!()
             }
             Self::Announcement => &["title", "body", "link"],
+            Self::ChatReply => &["text"],
         }
     }
 
@@ -156,6 +173,8 @@ impl NotificationKind {
             Self::DueDateChanged => "410011",
             Self::RatingRequest => "410012",
             Self::Announcement => "420001",
+            // Free text: no template.
+            Self::ChatReply => "",
         }
     }
 
@@ -330,7 +349,13 @@ mod tests {
         }
         for k in NotificationKind::ALL {
             assert_eq!(NotificationKind::from_name(k.as_str()), Some(k));
+            assert!(!k.is_consultation(), "{k}");
         }
+        assert_eq!(
+            NotificationKind::from_name("chat_reply"),
+            Some(NotificationKind::ChatReply)
+        );
+        assert!(NotificationKind::ChatReply.is_consultation());
         assert_eq!(
             NotificationKind::Announcement.required_params(),
             ["title", "body", "link"]

@@ -8,7 +8,7 @@
 //! Texts use ZNS's `<param>` placeholders; `customer_name` carries the address
 //! ("ông/bà Trần Thị Bích", or an organisation's name as it is).
 
-use crate::NotificationKind;
+use crate::{DossierStatus, NotificationKind};
 use std::collections::BTreeMap;
 
 /// A ZNS template's tag: every Loa message is about the citizen's own dossier, so
@@ -157,6 +157,7 @@ pub fn status_vi(kind: NotificationKind) -> &'static str {
         NotificationKind::DueDateChanged => "Hẹn lại ngày trả kết quả",
         NotificationKind::RatingRequest => "Mời đánh giá sự hài lòng",
         NotificationKind::Announcement => "Thông báo chính sách",
+        NotificationKind::ChatReply => "Trả lời tra cứu",
     }
 }
 
@@ -175,6 +176,7 @@ pub fn title_vi(kind: NotificationKind) -> &'static str {
         NotificationKind::DueDateChanged => "Hẹn lại ngày trả kết quả",
         NotificationKind::RatingRequest => "Đánh giá mức độ hài lòng",
         NotificationKind::Announcement => "Thông báo của tỉnh",
+        NotificationKind::ChatReply => "Trả lời tra cứu hồ sơ qua tin nhắn",
     }
 }
 
@@ -270,6 +272,7 @@ pub fn text_vi(kind: NotificationKind) -> &'static str {
              Chi tiết tại: <link>\n\
              (Nhắn \"huỷ\" để không nhận thông báo này nữa.)"
         }
+        NotificationKind::ChatReply => "<text>",
     }
 }
 
@@ -283,6 +286,34 @@ pub fn render(kind: NotificationKind, params: &BTreeMap<String, String>) -> Stri
         }
     }
     out
+}
+
+/// The answer to a chat lookup from a user linked to the dossier (a consultation
+/// message, free text, not a template): the status in the citizen's words, the
+/// appointment date (`dd/MM/yyyy`, when the dossier has one) and the lookup link.
+pub fn chat_reply_found(
+    dossier_code: &str,
+    status: &str,
+    due_date: Option<&str>,
+    lookup_url: &str,
+) -> String {
+    let due = due_date
+        .map(|d| format!("Ngày hẹn trả kết quả: {d}.\n"))
+        .unwrap_or_default();
+    format!("Hồ sơ {dossier_code}: {status}.\n{due}Chi tiết tại: {lookup_url}")
+}
+
+/// The answer to a chat lookup the citizen may not see through chat (no phone the
+/// user shared with the OA is the dossier's, or no such dossier: the same words, so the reply reveals
+/// nothing about the dossier, not even whether it exists): how to look it up.
+pub fn chat_reply_not_linked(dossier_code: &str) -> String {
+    format!(
+        "Cảm ơn ông/bà đã nhắn tin. Vì lý do bảo mật, thông tin hồ sơ {dossier_code} chỉ \
+         được trả lời qua tin nhắn khi số điện thoại đăng ký hồ sơ đã được chia sẻ với Zalo \
+         OA này.\n\
+         Ông/bà có thể quét mã QR trên Giấy tiếp nhận hồ sơ và hẹn trả kết quả để tra cứu, \
+         hoặc chia sẻ số điện thoại với OA rồi nhắn lại \"tra cứu {dossier_code}\"."
+    )
 }
 
 /// `docs/zalo-templates.md`, the ready-to-submit drafts, as this module says them.
@@ -338,6 +369,22 @@ pub fn markdown() -> String {
             ));
         }
     }
+    doc.push_str(&format!(
+        "\n## `chat_reply`: {}\n\n\
+         Not a template: the answer to a citizen who writes \"tra cứu <mã hồ sơ>\" (or the\n\
+         code alone) to the OA, sent as an OA consultation message\n\
+         (`/v3.0/oa/message/cs`) inside Zalo's 7-day window after their message. To a\n\
+         user who shared the dossier's phone with the OA:\n\n```text\n{}\n```\n\n\
+         To anyone else, whether or not the dossier exists:\n\n```text\n{}\n```\n",
+        title_vi(NotificationKind::ChatReply),
+        chat_reply_found(
+            "000.00.06.H56-261128-0001",
+            DossierStatus::Processing.citizen_vi(),
+            Some("15/12/2026"),
+            "https://tracuu.example.vn/tra-cuu/<token>"
+        ),
+        chat_reply_not_linked("000.00.06.H56-261128-0001")
+    ));
     doc
 }
 

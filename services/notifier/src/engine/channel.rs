@@ -21,6 +21,8 @@ pub(crate) enum Channel {
     Zns,
     /// ZBS template by Zalo user id (followers).
     OaTemplate,
+    /// Consultation text by Zalo user id (chat replies, inside Zalo's 7-day window).
+    OaCs,
     /// No channel could be chosen (no recipient, no template).
     None,
 }
@@ -31,6 +33,7 @@ impl Channel {
         match self {
             Self::Zns => "zns",
             Self::OaTemplate => "oa_template",
+            Self::OaCs => "oa_cs",
             Self::None => "none",
         }
     }
@@ -69,6 +72,17 @@ impl Route {
             .clone()
             .filter(|p| !p.trim().is_empty());
         let mut channels = Vec::with_capacity(2);
+        if request.kind.is_consultation() {
+            // Free text to the user who wrote: there is no other channel for it.
+            if user_id.is_some() {
+                channels.push(Channel::OaCs);
+            }
+            return Self {
+                user_id,
+                phone,
+                channels,
+            };
+        }
         if user_id.is_some() {
             channels.push(Channel::OaTemplate);
         }

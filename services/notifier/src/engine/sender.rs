@@ -54,7 +54,8 @@ use crate::{
     },
     metrics,
     zalo::{
-        Accepted, ErrorClass, OaTemplateMessage, TokenError, TokenManager, ZaloClient, ZnsMessage,
+        Accepted, CsMessage, CsRecipient, CsText, ErrorClass, OaTemplateMessage, TokenError,
+        TokenManager, ZaloClient, ZnsMessage,
     },
     zalo_webhooks,
 };
@@ -781,7 +782,12 @@ impl Sender {
                 );
                 continue;
             };
-            let Some(template_id) = tenant.zalo.template_for(request.kind) else {
+            let template_id = if request.kind.is_consultation() {
+                Some("")
+            } else {
+                tenant.zalo.template_for(request.kind)
+            };
+            let Some(template_id) = template_id else {
                 // A province that registered no rating template asks for ratings on the
                 // lookup page only: no error, nothing to replay.
                 if request.kind == loa_contracts::NotificationKind::RatingRequest {
@@ -1372,6 +1378,22 @@ impl Sender {
                     .instrument(zalo_call_span("oa_template"))
                     .await
             }
+            Channel::OaCs => {
+                let text = request.params.get("text").map(String::as_str);
+                let Some(text) = text.filter(|t| !t.trim().is_empty()) else {
+                    return (
+                        SendOutcome::Unsendable("a chat reply without `text`".to_owned()),
+                        None,
+                    );
+                };
+                let message = CsMessage {
+                    recipient: CsRecipient {
+                        user_id: work.route.user_id.as_deref().unwrap_or_default(),
+                    },
+                    message: CsText { text },
+                };
+                self.inner.zalo.send_cs(app, token.expose(), &message).await
+            }
             Channel::None => {
                 return (
                     SendOutcome::Unsendable("no channel for this recipient".to_owned()),
@@ -1428,6 +1450,17 @@ fn decide_for(
             if matches!(f.code, Some(-1471 | -1472)) {
                 return Decision::Skip {
                     reason: "recipient_limit",
+                };
+            }
+        }
+    }
+    // A chat reply to a user whose last message to the OA is more than 7 days old:
+    // Zalo never takes it, and it is no error (the citizen can write again).
+    if work.channel == Channel::OaCs {
+        if let SendOutcome::Failed(f) = outcome {
+            if matches!(f.code, Some(-230 | -232)) {
+                return Decision::Skip {
+                    reason: "outside_cs_window",
                 };
             }
         }
@@ -1661,6 +1694,7 @@ fn envelope_type(envelope: &Envelope) -> &'static str {
         Envelope::DossierEventBatchV1(_) => "dossier_event_batch.v1",
         Envelope::NotificationRequestV1(_) => "notification_request.v1",
         Envelope::NotificationBatchV1(_) => "notification_batch.v1",
+        Envelope::ChatLookupV1(_) => "chat_lookup.v1",
     }
 }
 

@@ -41,6 +41,8 @@ pub(crate) struct Api {
     pub(crate) tenants: LiveTenants,
     /// How recent a webhook must be.
     pub(crate) freshness: Freshness,
+    /// Each Zalo user's chat lookups per window.
+    pub(crate) lookup_limit: crate::zalo_webhooks::LookupLimit,
     /// Publishes what admins send again (resent deliveries).
     pub(crate) publisher: Arc<Publisher>,
     /// The dead letters' store and replay.
@@ -98,5 +100,6 @@ pub(crate) fn router(api: Api) -> Router {
             pool: api.pool,
             tenants: api.tenants,
             freshness: api.freshness,
+            lookup_limit: api.lookup_limit,
         }))
 }

@@ -2,7 +2,9 @@
 //! records and applies it ([`crate::zalo_webhooks::store`]) and answers within Zalo's
 //! 2 s.
 
-use crate::zalo_webhooks::{authenticate, event_label, store, Freshness, Stored, KNOWN_EVENTS};
+use crate::zalo_webhooks::{
+    authenticate, event_label, store, Freshness, LookupLimit, Stored, KNOWN_EVENTS,
+};
 use axum::{body::Bytes, extract::State, http::HeaderMap, routing::post, Json, Router};
 use chrono::Utc;
 use deadpool_postgres::Pool;
@@ -33,6 +35,8 @@ pub(crate) struct WebhookState {
     pub tenants: LiveTenants,
     /// How recent a webhook must be.
     pub freshness: Freshness,
+    /// Each Zalo user's chat lookups per window.
+    pub lookup_limit: LookupLimit,
 }
 
 /// `POST /zalo/webhook`.
@@ -76,13 +80,16 @@ pub(crate) async fn receive(
             }
         };
     let label = event_label(Some(&webhook.event_name));
-    let stored = tokio::time::timeout(ANSWER_WITHIN, store(&state.pool, &tenant.id, &webhook))
-        .await
-        .unwrap_or_else(|_| {
-            Err(anyhow::anyhow!(
-                "recording the webhook took longer than {ANSWER_WITHIN:?}"
-            ))
-        });
+    let stored = tokio::time::timeout(
+        ANSWER_WITHIN,
+        store(&state.pool, &tenant.id, &webhook, state.lookup_limit),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(anyhow::anyhow!(
+            "recording the webhook took longer than {ANSWER_WITHIN:?}"
+        ))
+    });
     match stored {
         Ok(Stored::Accepted) => {
             count(&tenant.id, label, "accepted");
@@ -114,6 +121,7 @@ pub(crate) fn init_metrics(tenants: &Tenants) {
                 WEBHOOKS.with_label_values(&[&tenant.id, event, outcome]);
             }
         }
+        crate::zalo_webhooks::lookups::init_metrics(&tenant.id);
     }
 }
 

@@ -53,19 +53,22 @@ pub enum Api {
     Zns,
     /// `POST {openapi_url}/v3.0/oa/message/template`.
     OaTemplate,
+    /// `POST {openapi_url}/v3.0/oa/message/cs`: consultation text (chat replies).
+    OaCs,
     /// `POST {oauth_url}/v4/oa/access_token`.
     OAuth,
 }
 
 impl Api {
     /// Every API, for creating the metrics' series at zero.
-    pub const ALL: [Api; 3] = [Self::Zns, Self::OaTemplate, Self::OAuth];
+    pub const ALL: [Api; 4] = [Self::Zns, Self::OaTemplate, Self::OaCs, Self::OAuth];
 
     /// Stable label.
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Zns => "zns",
             Self::OaTemplate => "oa_template",
+            Self::OaCs => "oa_cs",
             Self::OAuth => "oauth",
         }
     }
@@ -147,6 +150,30 @@ pub(crate) struct OaTemplateMessage<'a> {
     pub template_data: &'a BTreeMap<String, String>,
     /// Our notification id (Zalo documents no echo on this channel; sent anyway).
     pub tracking_id: &'a str,
+}
+
+/// A consultation text to a Zalo user (`/v3.0/oa/message/cs`), Zalo's shape:
+/// `{"recipient": {"user_id"}, "message": {"text"}}`.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct CsMessage<'a> {
+    /// Who gets it.
+    pub recipient: CsRecipient<'a>,
+    /// What it says.
+    pub message: CsText<'a>,
+}
+
+/// The recipient of a [`CsMessage`].
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct CsRecipient<'a> {
+    /// The citizen's user id for this OA.
+    pub user_id: &'a str,
+}
+
+/// The text of a [`CsMessage`] (at most 2,000 characters).
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct CsText<'a> {
+    /// The text.
+    pub text: &'a str,
 }
 
 /// Zalo accepted a message.
@@ -255,6 +282,27 @@ impl ZaloClient {
             .json(message);
         let data = call(Api::OaTemplate, request, parse_envelope).await?;
         accepted(Api::OaTemplate, &data, "message_id")
+    }
+
+    /// Sends a consultation text to a Zalo user (inside Zalo's 7-day window after the
+    /// user's last interaction, else `-230`).
+    pub(crate) async fn send_cs(
+        &self,
+        app: &ZaloAppSettings,
+        access_token: &str,
+        message: &CsMessage<'_>,
+    ) -> Result<Accepted, ZaloFailure> {
+        let url = format!(
+            "{}/v3.0/oa/message/cs",
+            app.openapi_url.trim_end_matches('/')
+        );
+        let request = self
+            .http
+            .post(url)
+            .header("access_token", access_token)
+            .json(message);
+        let data = call(Api::OaCs, request, parse_envelope).await?;
+        accepted(Api::OaCs, &data, "message_id")
     }
 
     /// Trades a refresh token for a new pair. The refresh token is single-use: after

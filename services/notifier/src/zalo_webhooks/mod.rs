@@ -2,17 +2,25 @@
 //! chat and ratings. Dependencies run one way: the webhook is checked
 //! ([`signature`], [`parse`]), stored with its effect ([`store`]), and the effect is
 //! a receipt moving a delivery on ([`receipts`] → [`crate::deliveries`]) or a change
-//! to the OA's users ([`subscribers`]).
+//! to the OA's users ([`subscribers`]). A citizen's chat message is read by
+//! [`command`]: "huỷ" opts out of broadcasts, a dossier lookup is kept and relayed to
+//! the tracker ([`lookups`]).
 
+pub mod command;
+#[cfg(test)]
+mod command_fuzz;
 mod fields;
 #[cfg(test)]
 mod fuzz;
+pub(crate) mod lookups;
 mod parse;
 mod receipts;
 mod signature;
 mod store;
 mod subscribers;
 
+pub(crate) use lookups::run_relay as run_lookup_relay;
+pub use lookups::{forward_batch as forward_chat_lookups, LookupLimit};
 pub(crate) use parse::{authenticate, event_label, Freshness, KNOWN_EVENTS};
 pub(crate) use receipts::{run_reconciler, settle_from_stored_receipts};
 pub use store::prune_events;

@@ -3,6 +3,8 @@
 //! settled events past their retention.
 
 use super::{
+    command::{self, Command},
+    lookups::{self, LookupLimit},
     parse::{Event, Webhook},
     receipts::{self, Applied},
     subscribers,
@@ -71,8 +73,14 @@ pub(crate) enum Stored {
     Duplicate,
 }
 
-/// Records a verified webhook and applies it, in one transaction.
-pub(crate) async fn store(pool: &Pool, tenant: &str, webhook: &Webhook) -> anyhow::Result<Stored> {
+/// Records a verified webhook and applies it, in one transaction. `limit` bounds each
+/// user's chat lookups.
+pub(crate) async fn store(
+    pool: &Pool,
+    tenant: &str,
+    webhook: &Webhook,
+    limit: LookupLimit,
+) -> anyhow::Result<Stored> {
     let mut client = pool
         .get()
         .await
@@ -122,29 +130,26 @@ pub(crate) async fn store(pool: &Pool, tenant: &str, webhook: &Webhook) -> anyho
             user_id,
             msg_id,
             text,
-        } if crate::broadcasts::is_opt_out(text) => {
-            let citizen = crate::broadcasts::Citizen::ZaloUser(user_id.clone());
-            crate::broadcasts::opt_out(&tx, tenant, &citizen).await?;
-            "applied"
-        }
-        Event::Text {
-            user_id,
-            msg_id,
-            text,
-        } => match subscribers::parse_lookup(text) {
-            Some(code) => {
-                subscribers::record_lookup(
+        } => match command::parse(text) {
+            Command::OptOut => {
+                let citizen = crate::broadcasts::Citizen::ZaloUser(user_id.clone());
+                crate::broadcasts::opt_out(&tx, tenant, &citizen).await?;
+                "applied"
+            }
+            Command::Lookup { code } => {
+                lookups::record(
                     &tx,
                     tenant,
                     user_id,
                     msg_id,
                     &code,
                     webhook.occurred_at,
+                    limit,
                 )
                 .await?;
                 "applied"
             }
-            None => "ignored",
+            Command::Other => "ignored",
         },
         Event::Feedback(feedback) => {
             subscribers::record_feedback(&tx, tenant, feedback).await?;

@@ -484,6 +484,7 @@ pub async fn user_text(
         .filter(|t| !t.trim().is_empty())
         .ok_or_else(|| f.error("text", "`text` is required"))?;
     let msg_id = new_msg_id();
+    sandbox.interacted(&app, &user_id);
     let at_ms = sandbox.clock.now_ms();
     let event = webhooks::user_text_event(&app, &user_id, &text, &msg_id, at_ms);
     let queued = send_now(&sandbox, &app, "user_send_text", &event, at_ms);

@@ -115,3 +115,34 @@ async fn user_detail_shows_the_phone_a_follower_shared() {
     assert_eq!(detail["data"]["user_is_follower"], true);
     assert_eq!(detail["data"]["shared_info"]["phone"], "84903123456");
 }
+
+#[tokio::test]
+async fn a_consultation_message_more_than_7_days_after_the_user_s_last_interaction_answers_minus_230(
+) {
+    // Arrange: the user followed, then wrote nothing for 8 days.
+    let app = spawn_app().await;
+    app.follow("5006", None).await;
+    app.control_ok("clock", json!({"offset_secs": 8 * 86_400}))
+        .await;
+    let token = app.access_token().await;
+
+    // Act
+    let outside = app.send_cs(&token, "5006", "Trả lời tra cứu").await;
+    let user_text = app
+        .client
+        .post(format!("{}/_sandbox/users/5006/text", app.base))
+        .json(&json!({"text": "tra cứu H56-261128-0001"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(user_text.status(), 200);
+    let after_writing = app.send_cs(&token, "5006", "Trả lời tra cứu").await;
+
+    // Assert: refused outside the window, accepted once the user wrote again; a ZBS
+    // template by user id is not bound to the window.
+    assert_eq!(outside["error"], -230, "{outside}");
+    assert_eq!(after_writing["error"], 0, "{after_writing}");
+    let recorded = app.messages("?user_id=5006").await;
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(recorded[0]["channel"], "oa_cs");
+}

@@ -8,9 +8,9 @@
 use super::{
     consumer::{H_SOURCE, H_SOURCE_TOKEN, H_TENANT},
     topology::{
-        DELIVERY_LIMIT, EX_DEAD, EX_EVENTS, EX_INGRESS, EX_NOTIFICATIONS, H_ATTEMPT, H_REASON,
-        H_SOURCE_QUEUE, H_TRACEPARENT, Q_DEAD, Q_INGRESS, Q_NOTIFIER_BROADCAST,
-        Q_NOTIFIER_TRANSACTIONAL, Q_TRACKER_EVENTS,
+        DELIVERY_LIMIT, EX_CITIZEN, EX_DEAD, EX_EVENTS, EX_INGRESS, EX_NOTIFICATIONS, H_ATTEMPT,
+        H_REASON, H_SOURCE_QUEUE, H_TRACEPARENT, Q_DEAD, Q_INGRESS, Q_NOTIFIER_BROADCAST,
+        Q_NOTIFIER_TRANSACTIONAL, Q_TRACKER_CITIZEN, Q_TRACKER_EVENTS,
     },
 };
 use loa_contracts::{event::schemas_for, DossierEvent, Envelope};
@@ -211,6 +211,13 @@ pub fn document() -> Value {
             "Up to `relay_pack` requests of one tenant and lane, routed `<lane>.<tenant>.batch`; each settled on its own.",
         ),
         message(
+            "chatLookup",
+            "chat_lookup.v1",
+            payload("chat_lookup.v1"),
+            headers(&[], vec![traceparent()]),
+            "A citizen's \"tra cứu <mã>\" to the OA, routed `lookup.<tenant>`, with the phones linked to the Zalo user; the tracker answers with a `notification_request.v1` of kind `chat_reply` (id from the tenant and `msg_id`).",
+        ),
+        message(
             "deadLetter",
             "A dead letter",
             json!({"description": "The body as it was when it died: any of the messages above, or what a publisher sent to loa.ingress"}),
@@ -240,12 +247,16 @@ pub fn document() -> Value {
         "retryTiers": exchange_channel("{routingKey}", "notifier.delay.{ms}ms", "fanout",
             &["notificationRequest", "notificationBatch"],
             "One fanout exchange and one quorum queue per retry tier (per-message TTL with jitter), dead-lettered back to loa.notifications with the routing key kept."),
+        "citizen": exchange_channel("lookup.{tenant}", EX_CITIZEN, "topic", &["chatLookup"],
+            "What citizens ask the OA in chat that the tracker answers."),
         "deadLetters": exchange_channel("{routingKey}", EX_DEAD, "topic", &["deadLetter"],
             "Dead letters from every queue, with their original routing key."),
         "intakeIngress": queue_channel(Q_INGRESS, &format!("{EX_INGRESS} `#`"), true, &["upstreamEvent"],
             "Intake's queue of upstream events."),
         "trackerEvents": queue_channel(Q_TRACKER_EVENTS, &format!("{EX_EVENTS} `dossier.#`"), true,
             &["dossierEvent", "dossierEventBatch"], "The tracker's queue."),
+        "trackerCitizen": queue_channel(Q_TRACKER_CITIZEN, &format!("{EX_CITIZEN} `lookup.#`"), true,
+            &["chatLookup"], "The tracker's queue of chat lookups to answer."),
         "notifierTransactional": queue_channel(Q_NOTIFIER_TRANSACTIONAL, &format!("{EX_NOTIFICATIONS} `transactional.#`"), true,
             &["notificationRequest", "notificationBatch"], "Case updates for the notifier."),
         "notifierBroadcast": queue_channel(Q_NOTIFIER_BROADCAST, &format!("{EX_NOTIFICATIONS} `broadcast.#`"), true,
@@ -258,6 +269,8 @@ pub fn document() -> Value {
         "intakeConsumesIngress": operation("receive", "intakeIngress", "Intake validates, forwards (confirmed) and only then acks."),
         "intakePublishesEvents": operation("send", "events", "Intake publishes what it accepted (HTTP or AMQP), confirmed before it answers."),
         "trackerConsumesEvents": operation("receive", "trackerEvents", "The tracker applies a batch in one transaction, then acks."),
+        "notifierPublishesLookups": operation("send", "citizen", "The notifier's relay publishes the chat lookups its webhook recorded, confirmed, then marks them forwarded."),
+        "trackerConsumesLookups": operation("receive", "trackerCitizen", "The tracker writes each lookup's answer to its outbox in one transaction, then acks."),
         "relayPublishesNotifications": operation("send", "notifications", "The outbox relay publishes planned notifications, confirmed, then deletes their rows."),
         "notifierConsumesTransactional": operation("receive", "notifierTransactional", "The notifier claims, sends, records, then acks, retries or dead-letters."),
         "notifierConsumesBroadcast": operation("receive", "notifierBroadcast", "As for case updates, with their own concurrency."),

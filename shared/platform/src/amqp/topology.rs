@@ -14,6 +14,9 @@ pub const EX_INGRESS: &str = "loa.ingress";
 pub const EX_EVENTS: &str = "loa.events";
 /// Notification requests, routed `<lane>.<tenant>.<kind>`.
 pub const EX_NOTIFICATIONS: &str = "loa.notifications";
+/// What citizens ask the OA that the tracker answers (chat lookups), routed
+/// `lookup.<tenant>`.
+pub const EX_CITIZEN: &str = "loa.citizen";
 /// Dead letters from every queue, keeping the original routing key.
 pub const EX_DEAD: &str = "loa.dead";
 
@@ -21,6 +24,8 @@ pub const EX_DEAD: &str = "loa.dead";
 pub const Q_INGRESS: &str = "intake.ingress";
 /// The tracker's queue on [`EX_EVENTS`].
 pub const Q_TRACKER_EVENTS: &str = "tracker.events";
+/// The tracker's queue on [`EX_CITIZEN`]: chat lookups to answer.
+pub const Q_TRACKER_CITIZEN: &str = "tracker.citizen";
 /// Case updates for the notifier.
 pub const Q_NOTIFIER_TRANSACTIONAL: &str = "notifier.transactional";
 /// Broadcast messages for the notifier, a separate lane so they never delay case updates.
@@ -81,13 +86,14 @@ pub async fn declare_delay_tier(
 
 /// Declares the whole topology. Idempotent.
 pub async fn declare(channel: &Channel) -> anyhow::Result<()> {
-    for ex in [EX_INGRESS, EX_EVENTS, EX_NOTIFICATIONS, EX_DEAD] {
+    for ex in [EX_INGRESS, EX_EVENTS, EX_NOTIFICATIONS, EX_CITIZEN, EX_DEAD] {
         declare_exchange(channel, ex).await?;
     }
     declare_queue(channel, Q_DEAD, None).await?;
     bind(channel, Q_DEAD, EX_DEAD, "#").await?;
     declare_work_queue(channel, Q_INGRESS, EX_INGRESS, &["#"]).await?;
     declare_work_queue(channel, Q_TRACKER_EVENTS, EX_EVENTS, &["dossier.#"]).await?;
+    declare_work_queue(channel, Q_TRACKER_CITIZEN, EX_CITIZEN, &["lookup.#"]).await?;
     declare_work_queue(
         channel,
         Q_NOTIFIER_TRANSACTIONAL,
