@@ -267,6 +267,8 @@ pub struct Sandbox {
     pub stop: CancellationToken,
     state: Mutex<State>,
     next_fault_id: AtomicU64,
+    /// Article broadcasts accepted (`POST /v2.0/oa/message`), oldest first.
+    broadcasts: Mutex<Vec<crate::routes::broadcast::RecordedBroadcast>>,
 }
 
 impl Sandbox {
@@ -285,6 +287,7 @@ impl Sandbox {
                 per_app,
             }),
             next_fault_id: AtomicU64::new(1),
+            broadcasts: Mutex::new(Vec::new()),
             settings,
             apps,
             webhooks,
@@ -617,6 +620,22 @@ impl Sandbox {
             Some(daily) => (daily, st.per_app[app.idx].quota[0].remaining(daily, day)),
             None => NO_QUOTA_REPORTED,
         }
+    }
+
+    /// Keeps an accepted Article broadcast for `GET /_sandbox/broadcasts`.
+    pub fn record_broadcast(&self, broadcast: crate::routes::broadcast::RecordedBroadcast) {
+        self.broadcasts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(broadcast);
+    }
+
+    /// The Article broadcasts accepted so far, oldest first.
+    pub fn broadcasts(&self) -> Vec<crate::routes::broadcast::RecordedBroadcast> {
+        self.broadcasts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Records that `user_id` follows (or stopped following) an app's OA, remembering

@@ -10,6 +10,7 @@
 //! | `POST /v3.0/oa/message/cs`, `POST /v3.0/oa/message/template`, `GET /v2.0/oa/getoa`, `GET /v3.0/oa/user/detail` | OA API ([`oa`]) |
 //! | `/_sandbox/…` | messages, stats, faults, limits, clock, tokens, webhook URL, simulated users (follow, unfollow, text, shared details) and ratings of a recorded message ([`control`]) |
 
+pub mod broadcast;
 pub mod control;
 pub mod input;
 pub mod oa;
@@ -48,6 +49,8 @@ pub fn router(sandbox: Arc<Sandbox>) -> Router {
         .route("/message/template", post(zns::send_template))
         .route("/message/quota", get(zns::quota))
         .route("/v3.0/oa/message/cs", post(oa::send_cs))
+        .route("/v2.0/oa/message", post(broadcast::send_broadcast))
+        .route("/_sandbox/broadcasts", get(broadcast::list))
         .route("/v3.0/oa/message/template", post(oa::send_template))
         .route("/v2.0/oa/getoa", get(oa::get_oa))
         .route("/v3.0/oa/user/detail", get(oa::user_detail))

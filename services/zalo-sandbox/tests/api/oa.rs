@@ -146,3 +146,73 @@ async fn a_consultation_message_more_than_7_days_after_the_user_s_last_interacti
     assert_eq!(recorded.len(), 1);
     assert_eq!(recorded[0]["channel"], "oa_cs");
 }
+
+/// An Article broadcast's body with `target`.
+fn article_broadcast(target: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "recipient": {"target": target},
+        "message": {"attachment": {"type": "template", "payload": {
+            "template_type": "media",
+            "elements": [{"media_type": "article", "attachment_id": "article-bao-so-9"}]
+        }}}
+    })
+}
+
+#[tokio::test]
+async fn an_article_broadcast_is_accepted_in_both_sdk_encodings_of_its_target() {
+    // Arrange
+    let app = crate::helpers::spawn_app().await;
+    let token = app.access_token().await;
+
+    // Act: the Java SDK's integers and `platform`, the .NET SDK's strings and
+    // `platforms`; a 1:1 message on the same path; a bad target; a bad token.
+    let mut answers = Vec::new();
+    for target in [
+        serde_json::json!({"cities": 4, "platform": 2}),
+        serde_json::json!({"cities": "4,9", "platforms": "1,2"}),
+        serde_json::json!({"cities": "4,x"}),
+    ] {
+        let r = app
+            .post_zalo("/v2.0/oa/message", &token, &article_broadcast(target))
+            .await;
+        answers.push(r.json::<serde_json::Value>().await.unwrap());
+    }
+    let one_to_one =
+        serde_json::json!({"recipient": {"user_id": "7001"}, "message": {"text": "chào"}});
+    let v2 = app.post_zalo("/v2.0/oa/message", &token, &one_to_one).await;
+    let v2: serde_json::Value = v2.json().await.unwrap();
+    let no_token = app
+        .post_zalo(
+            "/v2.0/oa/message",
+            "nope",
+            &article_broadcast(serde_json::json!({})),
+        )
+        .await;
+    let no_token: serde_json::Value = no_token.json().await.unwrap();
+    let recorded: serde_json::Value = app
+        .client
+        .get(format!("{}/_sandbox/broadcasts", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+
+    // Assert
+    assert_eq!(answers[0]["error"], 0, "{}", answers[0]);
+    assert!(answers[0]["data"]["message_id"].is_string());
+    assert_eq!(answers[1]["error"], 0, "{}", answers[1]);
+    assert_eq!(answers[2]["error"], -201, "{}", answers[2]);
+    assert!(answers[2]["message"].as_str().unwrap().contains("cities"));
+    assert_eq!(v2["error"], -240, "{v2}");
+    assert_ne!(no_token["error"], 0, "{no_token}");
+    let list = recorded["broadcasts"].as_array().unwrap();
+    assert_eq!(list.len(), 2, "{recorded}");
+    assert_eq!(list[0]["target"]["cities"], serde_json::json!([4]));
+    assert_eq!(list[0]["target"]["platforms"], serde_json::json!([2]));
+    assert_eq!(list[0]["target"]["encoding"], "java");
+    assert_eq!(list[1]["target"]["cities"], serde_json::json!([4, 9]));
+    assert_eq!(list[1]["target"]["encoding"], "dotnet");
+    assert_eq!(list[1]["attachment_id"], "article-bao-so-9");
+}
