@@ -104,6 +104,7 @@ pub struct Application {
     amqp_url: String,
     settings: NotifierSettings,
     tokens: Arc<TokenManager>,
+    zalo: ZaloClient,
     keyring: sealing::Keyring,
     sender: Sender,
     clock: Clock,
@@ -170,7 +171,7 @@ impl Application {
         let leases = Leases::new(pool.clone(), Duration::from_secs(settings.lease_secs));
         let sender = Sender::new(SenderParts {
             pool: pool.clone(),
-            zalo,
+            zalo: zalo.clone(),
             tokens: tokens.clone(),
             tenants: tenants.clone(),
             clock: clock.clone(),
@@ -229,6 +230,7 @@ impl Application {
             amqp_url: common.amqp_url.clone(),
             settings: settings.clone(),
             tokens,
+            zalo,
             keyring,
             sender,
             clock,
@@ -299,6 +301,8 @@ impl Application {
             dead_letters: dead_letters.clone(),
             keyring: self.keyring.clone(),
             clock: self.clock.clone(),
+            zalo: self.zalo.clone(),
+            tokens: self.tokens.clone(),
         })
         .merge(ops_router(readiness))
         .merge(loa_platform::http::openapi::openapi_router(

@@ -8,6 +8,12 @@
 //!   created. Parameters are checked against the template before anything is stored;
 //!   `{name}` in a parameter becomes each citizen's name. A bad tag expression is a
 //!   `422` naming its position.
+//! - `POST /v1/broadcasts` with `{"title", "article": {"attachment_id", "cities":
+//!   [<Zalo city code>…]}}`, for a tenant with `[tenants.broadcasts]
+//!   article_broadcasts`: one call to the OA's broadcast endpoint, Zalo reaching the
+//!   OA's followers in those provinces or cities itself (no fan-out, no subscribers);
+//!   `201 {"id", "state": "completed", "zalo_msg_id"}`. Not in the tenant's quiet
+//!   hours (`409 quiet_hours`); Zalo refusing it is a `502` with Zalo's code.
 //! - `GET /v1/broadcasts?limit=` and `GET /v1/broadcasts/{id}`: state and progress.
 //! - `POST /v1/broadcasts/{id}/pause`, `/resume`, `/cancel`: `409` when the
 //!   broadcast's state does not allow it.
@@ -54,6 +60,10 @@ pub(crate) struct BroadcastsState {
     pub tenants: LiveTenants,
     /// The notifier's wall clock (schedules, quiet hours).
     pub clock: Clock,
+    /// Zalo, for Article broadcasts.
+    pub zalo: crate::zalo::ZaloClient,
+    /// Access tokens for them.
+    pub tokens: std::sync::Arc<crate::zalo::TokenManager>,
 }
 
 /// The broadcast routes.
@@ -69,6 +79,19 @@ pub(crate) fn router(state: BroadcastsState) -> Router {
 
 fn invalid(field: &str, message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message).with_field(field)
+}
+
+/// A broadcast's `title`, trimmed: for admins, not sent to citizens.
+fn title_of(body: &Value) -> Result<String, ApiError> {
+    match &body["title"] {
+        Value::String(t) if !t.trim().is_empty() && t.chars().count() <= MAX_TITLE => {
+            Ok(t.trim().to_owned())
+        }
+        _ => Err(invalid(
+            "title",
+            format!("`title` is a non-empty string of at most {MAX_TITLE} characters"),
+        )),
+    }
 }
 
 /// A create request, checked.
@@ -96,17 +119,7 @@ fn check(body: &Value, tenant: &TenantSettings, now: DateTime<Utc>) -> Result<Ch
             return Err(invalid(key, format!("unknown field `{key}`")));
         }
     }
-    let title = match &body["title"] {
-        Value::String(t) if !t.trim().is_empty() && t.chars().count() <= MAX_TITLE => {
-            t.trim().to_owned()
-        }
-        _ => {
-            return Err(invalid(
-                "title",
-                format!("`title` is a non-empty string of at most {MAX_TITLE} characters"),
-            ))
-        }
-    };
+    let title = title_of(body)?;
     let audience = &body["audience"];
     let tags = match (audience.get("all"), audience.get("tags")) {
         (Some(Value::Bool(true)), None) => None,
@@ -256,6 +269,9 @@ async fn create(
 ) -> Result<Response, ApiError> {
     let tenant = admin_tenant(&state.tenants.current(), &headers)?;
     let now = state.clock.now();
+    if body.get("article").is_some() {
+        return create_article(&state, &tenant, &body, now).await;
+    }
     let checked = check(&body, &tenant, now)?;
     let (audience, sample_name) =
         count_audience(&state.pool, &tenant.id, checked.tags.as_ref()).await?;
@@ -293,6 +309,127 @@ async fn create(
     Ok((
         StatusCode::CREATED,
         Json(json!({"id": stored.id, "state": stored.state, "audience": stored.audience})),
+    )
+        .into_response())
+}
+
+/// Longest Article attachment id, in characters.
+const MAX_ATTACHMENT_ID: usize = 100;
+/// Most cities one Article broadcast targets (Vietnam has 63 provinces and cities).
+const MAX_CITIES: usize = 63;
+
+/// An Article broadcast's request, checked: title, attachment id and city codes.
+fn check_article(
+    body: &Value,
+    tenant: &TenantSettings,
+) -> Result<(String, String, Vec<u32>), ApiError> {
+    let Some(object) = body.as_object() else {
+        return Err(invalid("body", "the body is a JSON object"));
+    };
+    if let Some(key) = object
+        .keys()
+        .find(|k| !["title", "article"].contains(&k.as_str()))
+    {
+        return Err(invalid(
+            key,
+            format!("an Article broadcast has only `title` and `article`, not `{key}`"),
+        ));
+    }
+    if !tenant.broadcasts.article_broadcasts {
+        return Err(invalid(
+            "article",
+            "this tenant does not send Article broadcasts ([tenants.broadcasts] article_broadcasts)",
+        ));
+    }
+    let title = title_of(body)?;
+    let article = &body["article"];
+    let attachment_id = match &article["attachment_id"] {
+        Value::String(id)
+            if !id.trim().is_empty()
+                && id.chars().count() <= MAX_ATTACHMENT_ID
+                && id
+                    .trim()
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) =>
+        {
+            id.trim().to_owned()
+        }
+        _ => {
+            return Err(invalid(
+                "article.attachment_id",
+                format!(
+                "the Article's Zalo id: up to {MAX_ATTACHMENT_ID} letters, digits, `-`, `_` or `.`"
+            ),
+            ))
+        }
+    };
+    let cities: Option<Vec<u32>> = article["cities"].as_array().and_then(|codes| {
+        codes
+            .iter()
+            .map(|c| {
+                c.as_u64()
+                    .filter(|n| (1..=999).contains(n))
+                    .map(|n| n as u32)
+            })
+            .collect()
+    });
+    let cities = match cities {
+        Some(c) if !c.is_empty() && c.len() <= MAX_CITIES => c,
+        _ => {
+            return Err(invalid(
+                "article.cities",
+                format!("1 to {MAX_CITIES} of Zalo's province or city codes (integers 1 to 999)"),
+            ))
+        }
+    };
+    Ok((title, attachment_id, cities))
+}
+
+/// `POST /v1/broadcasts` with `article`: one call to the OA's broadcast endpoint.
+async fn create_article(
+    state: &BroadcastsState,
+    tenant: &TenantSettings,
+    body: &Value,
+    now: DateTime<Utc>,
+) -> Result<Response, ApiError> {
+    let (title, attachment_id, cities) = check_article(body, tenant)?;
+    if tenant.broadcasts.quiet_hours.contains(now) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "quiet_hours",
+            "the tenant's quiet hours hold broadcasts now: send it after them",
+        )
+        .with_field("article"));
+    }
+    let zalo_refused = |message: String| {
+        ApiError::new(StatusCode::BAD_GATEWAY, "zalo_error", message).with_field("article")
+    };
+    let token = state
+        .tokens
+        .access_token(&tenant.id)
+        .await
+        .map_err(|e| zalo_refused(format!("no access token for the OA: {e}")))?;
+    let msg_id = state
+        .zalo
+        .send_article_broadcast(&tenant.zalo, token.expose(), &attachment_id, &cities)
+        .await
+        .map_err(|f| zalo_refused(f.to_string()))?;
+    let new = NewBroadcast {
+        id: format!("b{:016x}", rand::random::<u64>()),
+        tenant: tenant.id.clone(),
+        title,
+        audience_tags: None,
+        template: "article".to_owned(),
+        params: json!({"attachment_id": attachment_id, "cities": cities}),
+        start_at: now,
+        end_at: None,
+        audience: 0,
+    };
+    let stored = store::insert_article(&state.pool, &new, &msg_id).await?;
+    tracing::info!(tenant = %tenant.id, broadcast = %stored.id, cities = cities.len(), "Article broadcast sent.");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"id": stored.id, "state": stored.state, "zalo_msg_id": msg_id})),
     )
         .into_response())
 }

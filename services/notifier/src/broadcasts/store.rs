@@ -159,6 +159,41 @@ pub(crate) async fn insert(pool: &Pool, new: &NewBroadcast) -> anyhow::Result<Br
     from_row(&row)
 }
 
+/// Stores an Article broadcast Zalo accepted (`zalo_msg_id`): completed at once,
+/// never expanded (Zalo itself reaches the followers it targets).
+pub(crate) async fn insert_article(
+    pool: &Pool,
+    new: &NewBroadcast,
+    zalo_msg_id: &str,
+) -> anyhow::Result<Broadcast> {
+    let client = pool
+        .get()
+        .await
+        .context("Failed to get a PostgreSQL connection")?;
+    let row = client
+        .query_one(
+            &format!(
+                "INSERT INTO notifier.broadcasts
+                        (id, tenant, title, audience_tags, template, params, state, start_at,
+                         audience, expanded_at, finished_at, zalo_msg_id)
+                 VALUES ($1, $2, $3, NULL, $4, $5, 'completed', $6, 0, now(), now(), $7)
+                 RETURNING {COLUMNS}"
+            ),
+            &[
+                &new.id,
+                &new.tenant,
+                &new.title,
+                &new.template,
+                &new.params,
+                &new.start_at,
+                &zalo_msg_id,
+            ],
+        )
+        .await
+        .context("Failed to store an Article broadcast")?;
+    from_row(&row)
+}
+
 /// One of the tenant's broadcasts.
 pub(crate) async fn get(pool: &Pool, tenant: &str, id: &str) -> anyhow::Result<Option<Broadcast>> {
     let client = pool

@@ -51,6 +51,10 @@ pub(crate) struct Api {
     pub(crate) keyring: crate::zalo::sealing::Keyring,
     /// The notifier's wall clock (broadcast schedules).
     pub(crate) clock: crate::clock::Clock,
+    /// Zalo, for the calls an admin's request makes itself (Article broadcasts).
+    pub(crate) zalo: crate::zalo::ZaloClient,
+    /// Access tokens for those calls.
+    pub(crate) tokens: Arc<crate::zalo::TokenManager>,
 }
 
 /// Every API route.
@@ -87,6 +91,8 @@ pub(crate) fn router(api: Api) -> Router {
                 pool: api.pool.clone(),
                 tenants: api.tenants.clone(),
                 clock: api.clock,
+                zalo: api.zalo,
+                tokens: api.tokens,
             },
         ))
         .merge(api.dead_letters.router())

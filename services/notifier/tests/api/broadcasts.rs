@@ -601,3 +601,72 @@ async fn promotions_stop_at_a_quarter_of_the_quota_even_when_they_are_the_day_s_
     );
     assert_eq!(sends_by_phone(&app).await.len(), 10);
 }
+
+#[tokio::test]
+async fn an_article_broadcast_by_city_is_one_zalo_call_for_a_tenant_that_allows_it() {
+    // Arrange: the demo tenant sends Article broadcasts; the other does not.
+    let app = spawn_app_with(|tenants| {
+        tenants[0].broadcasts.quiet_hours = QuietHours::NONE;
+        tenants[0].broadcasts.article_broadcasts = true;
+    })
+    .await;
+    import(&app, "demo-admin", &citizens(0, 3, &["ward:a"])).await;
+    let article = |cities: Value| json!({"title": "Bão số 9", "article": {"attachment_id": "bai-viet-bao-so-9", "cities": cities}});
+
+    // Act
+    let (status, created) = post(
+        &app,
+        "/v1/broadcasts",
+        "demo-admin",
+        &article(json!([4, 9])),
+    )
+    .await;
+    let (bad_cities, bad_cities_body) = post(
+        &app,
+        "/v1/broadcasts",
+        "demo-admin",
+        &article(json!(["Hà Nội"])),
+    )
+    .await;
+    let (not_allowed, not_allowed_body) =
+        post(&app, "/v1/broadcasts", "other-admin", &article(json!([4]))).await;
+    let mut mixed = article(json!([4]));
+    mixed["audience"] = json!({"all": true});
+    let (mixed_status, mixed_body) = post(&app, "/v1/broadcasts", "demo-admin", &mixed).await;
+
+    // Assert: one broadcast reached Zalo, targeted by city in the .NET encoding; no
+    // message to any subscriber; bad requests name their field and send nothing.
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["state"], "completed");
+    let id = created["id"].as_str().unwrap();
+    let view = show(&app, id).await;
+    assert_eq!(view["state"], "completed", "{view}");
+    let recorded: Value = app
+        .http
+        .get(format!("{}/_sandbox/broadcasts", app.sandbox_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let list = recorded["broadcasts"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{recorded}");
+    assert_eq!(list[0]["message_id"], created["zalo_msg_id"]);
+    assert_eq!(list[0]["target"]["cities"], json!([4, 9]));
+    assert_eq!(list[0]["target"]["encoding"], "dotnet");
+    assert_eq!(list[0]["attachment_id"], "bai-viet-bao-so-9");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(sends_by_phone(&app).await.is_empty(), "no fan-out");
+    for (status, body, field) in [
+        (bad_cities, bad_cities_body, "article.cities"),
+        (not_allowed, not_allowed_body, "article"),
+        (mixed_status, mixed_body, "audience"),
+    ] {
+        assert_eq!(
+            (status, body["error"]["field"].as_str()),
+            (422, Some(field)),
+            "{body}"
+        );
+    }
+}
