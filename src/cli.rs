@@ -2,7 +2,7 @@
 
 use crate::{
     bench, broadcasts, chaos, console, dead_letters, demo, runner, secrets, settings::Settings,
-    stats, tokens,
+    stats, subjects, tokens,
 };
 use clap::{Parser, Subcommand};
 use std::{ffi::OsString, path::PathBuf};
@@ -67,6 +67,17 @@ pub enum Command {
     /// tracker's `GET /v1/stats`: received, completed early / on time / late, median
     /// processing time, ratings.
     Stats(stats::StatsArgs),
+    /// A citizen's personal data (Decree 13/2023): erase it everywhere at their request,
+    /// through the tracker's and the notifier's APIs (`LOA_ADMIN_TOKEN`,
+    /// `LOA_TRACKER_URL`, `LOA_NOTIFIER_URL`).
+    Subjects {
+        /// The services and the admin token.
+        #[command(flatten)]
+        api: subjects::SubjectsArgs,
+        /// What to do.
+        #[command(subcommand)]
+        command: subjects::SubjectsCommand,
+    },
     /// Manage the admin console's accounts, straight against the database
     /// (`LOA_DATABASE_URL`).
     Console {
@@ -128,6 +139,7 @@ pub async fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<()>
             | Command::Broadcasts { .. }
             | Command::Subscribers { .. }
             | Command::Stats(_)
+            | Command::Subjects { .. }
             | Command::Console { .. }
             | Command::Secrets { .. }
             | Command::Demo { .. }
@@ -181,6 +193,7 @@ pub async fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<()>
         Command::Subscribers { api, command } => {
             broadcasts::run_subscribers(command, &api, &settings).await
         }
+        Command::Subjects { api, command } => subjects::run(command, &api, &settings).await,
         Command::Bench { output, command } => {
             bench::run(command, &output, &settings, cli.config.as_deref()).await
         }

@@ -14,6 +14,8 @@
 //!   notifier's API.
 //! - [`dead_letters`]: `loa dead-letters list|replay`.
 //! - [`stats`]: `loa stats`, the province's report through the tracker's API.
+//! - [`subjects`]: `loa subjects erase`, a citizen's erasure request to the tracker and
+//!   the notifier.
 //! - [`console`]: `loa console add-user`.
 //! - [`tokens`]: `loa tokens new|hash`.
 //! - [`secrets`]: `loa secrets new-key|rotate-key`, the keys of the Zalo tokens at rest.
@@ -30,4 +32,5 @@ pub mod runner;
 pub mod secrets;
 pub mod settings;
 pub mod stats;
+pub mod subjects;
 pub mod tokens;

@@ -10,7 +10,7 @@ use loa_platform::amqp::topology;
 use serde_json::{json, Value};
 use std::time::Duration;
 
-async fn publish_ingress(amqp_url: &str, token: Option<&str>, body: &[u8]) {
+pub(crate) async fn publish_ingress(amqp_url: &str, token: Option<&str>, body: &[u8]) {
     let conn = Connection::connect(amqp_url, ConnectionProperties::default())
         .await
         .unwrap();

@@ -19,5 +19,6 @@ mod processes;
 mod ratings;
 mod schema;
 mod security;
+mod subjects;
 mod tenants_reload;
 mod traces;

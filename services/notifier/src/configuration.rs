@@ -82,6 +82,9 @@ pub struct NotifierSettings {
     pub chat_lookups_per_window: u32,
     /// The window of `chat_lookups_per_window`, in seconds.
     pub chat_lookup_window_secs: u64,
+    /// Seconds between two retention sweeps (personal data past its tenant's
+    /// `retention_days`: [`crate::personal_data::retention`]); at least 1.
+    pub retention_sweep_secs: u64,
     /// Keys that seal the Zalo tokens at rest (`LOA_NOTIFIER__TOKEN_KEYS`): entries
     /// `<id>:<64 hex digits>` (`loa secrets new-key`), the first sealing, the others
     /// only opening values sealed before a rotation ([`crate::zalo::sealing`]).
@@ -139,6 +142,7 @@ impl Default for NotifierSettings {
             webhook_max_ahead_secs: 300,
             chat_lookups_per_window: 5,
             chat_lookup_window_secs: 600,
+            retention_sweep_secs: 3_600,
             token_keys: None,
             token_keys_file: None,
         }

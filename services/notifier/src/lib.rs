@@ -29,6 +29,8 @@
 //! - [`broadcasts`]: policy broadcasts: the audience (imports, opt-outs), tag
 //!   targeting, the broadcasts and their fan-out, the sender's broadcast gate.
 //! - [`dead_letters`]: every service's dead letters: consume, store, list, replay.
+//! - [`personal_data`]: retention (`retention_days` after a row's last change) and a
+//!   citizen's erasure request, audited in `erasures`.
 //! - [`routes`]: the HTTP API, one router.
 //! - [`clock`]: the wall clock of deferrals, movable in tests.
 //! - [`metrics`]: the notifier's Prometheus metrics.
@@ -65,7 +67,10 @@
 //!   cap of promotions per citizen.
 //! - `dead_letters (id PK, content_hash UNIQUE, tenant, source_queue, exchange,
 //!   routing_key, reason, headers jsonb, body bytea, message_id, dead_at, deaths,
-//!   replayed_at, replay_count, created_at)`: every dead letter, once, replayable.
+//!   replayed_at, replay_count, created_at, personal_data_erased_at)`: every dead
+//!   letter, once, replayable until its persons are masked.
+//! - `erasures (id PK, tenant, phone_hash, requested_by, credential, erased_at,
+//!   removed)`: the audit of citizens' erasure requests.
 
 pub mod broadcasts;
 pub mod clock;
@@ -76,6 +81,7 @@ pub mod engine;
 mod limits;
 mod metrics;
 pub mod openapi;
+pub mod personal_data;
 mod routes;
 mod startup;
 pub mod zalo;

@@ -42,6 +42,17 @@ static DELIVERIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
     .expect("metric registers once")
 });
+static PERSONAL_DATA_ERASED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "loa_notifier_personal_data_erased_total",
+        "Rows whose personal data the retention sweep erased or reduced to masked forms \
+         (the tenant's retention_days after their last change), by tenant and what they were \
+         (deliveries, dead_letters, citizen_messages); dead letters without a tenant count \
+         under `unknown`.",
+        &["tenant", "kind"]
+    )
+    .expect("metric registers once")
+});
 static EVENT_TO_SEND: LazyLock<HistogramVec> = LazyLock::new(|| {
     register_histogram_vec!(
         "loa_notifier_event_to_send_seconds",
@@ -109,15 +120,29 @@ const DELIVERY_OUTCOMES_AT_ZERO: [&str; 2] = ["sent", "failed"];
 /// hold a value must not go back to NaN).
 static INITIALISED: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(Mutex::default);
 
+/// What the retention sweep erases, as `loa_notifier_personal_data_erased_total`'s
+/// `kind` label.
+pub(crate) const PERSONAL_DATA_KINDS: [&str; 3] =
+    ["deliveries", "dead_letters", "citizen_messages"];
+
+/// Counts rows whose personal data the retention sweep erased.
+pub(crate) fn personal_data_erased(tenant: &str, kind: &str, rows: u64) {
+    PERSONAL_DATA_ERASED
+        .with_label_values(&[tenant, kind])
+        .inc_by(rows);
+}
+
 /// Creates every series whose labels are known from the configuration, so `/metrics`
 /// shows them from the start (dashboards have data, and `rate()` / `increase()` in an
 /// alert see the first retry, dead letter or refresh failure, which a series born at 1
 /// would hide): per kind the event-to-send latency; per tenant the deliveries sent and
 /// failed by channel and kind, the retries by reason, ambiguous sends by cause, their
-/// resends, token refresh failures by class at zero, and not paused. The quota and the
+/// resends, token refresh failures by class and personal data erased at zero, and not
+/// paused. The quota and the
 /// token expiry are unknown until Zalo answers: NaN, which no alert's comparison takes
 /// for a value. Idempotent; call it again after the tenants changed.
 pub(crate) fn init(tenants: &Tenants) {
+    PERSONAL_DATA_ERASED.with_label_values(&[crate::dead_letters::UNKNOWN_TENANT, "dead_letters"]);
     for kind in NotificationKind::ALL {
         EVENT_TO_SEND.with_label_values(&[kind.as_str()]);
     }
@@ -146,6 +171,9 @@ pub(crate) fn init(tenants: &Tenants) {
             AMBIGUOUS.with_label_values(&[tenant, cause]);
         }
         AMBIGUOUS_RESENDS.with_label_values(&[tenant]);
+        for kind in PERSONAL_DATA_KINDS {
+            PERSONAL_DATA_ERASED.with_label_values(&[tenant, kind]);
+        }
         for class in ErrorClass::ALL {
             TOKEN_REFRESH_FAILURES.with_label_values(&[tenant, class.as_str()]);
         }

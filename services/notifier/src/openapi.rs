@@ -6,6 +6,7 @@ use crate::{
     broadcasts::subscribers_search,
     dead_letters,
     limits::pause,
+    personal_data::erasure,
     routes::{admin, deliveries, webhook},
 };
 use serde_json::Value;
@@ -15,7 +16,7 @@ use utoipa::OpenApi;
 #[openapi(
     info(
         title = "Loa notifier",
-        description = "Deliveries to Zalo and what admins do with them: deliveries, pauses, dead letters, citizens' messages, the OA's authorisation, and Zalo's webhook."
+        description = "Deliveries to Zalo and what admins do with them: deliveries, pauses, dead letters, citizens' messages, the OA's authorisation, a citizen's erasure request, and Zalo's webhook."
     ),
     paths(
         deliveries::list_deliveries,
@@ -29,6 +30,7 @@ use utoipa::OpenApi;
         dead_letters::list_handler,
         dead_letters::replay_handler,
         subscribers_search::search,
+        erasure::erase_handler,
         webhook::receive,
     )
 )]

@@ -88,6 +88,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "chat lookups: what became of each, the per-user limit's index",
         sql: include_str!("migrations/0012_chat_lookups.sql"),
     },
+    Migration {
+        version: 13,
+        name: "personal data: erased dead letters, the erasures' audit",
+        sql: include_str!("migrations/0013_personal_data.sql"),
+    },
 ];
 
 /// Applies the notifier's migrations. Idempotent; safe with replicas starting at once.
@@ -364,9 +369,16 @@ impl Application {
             )),
             cancel.clone(),
         );
+        let retention = crate::personal_data::retention::run_retention(
+            self.pool.clone(),
+            self.tenants.clone(),
+            self.clock.clone(),
+            Duration::from_secs(self.settings.retention_sweep_secs.max(1)),
+            cancel.clone(),
+        );
         let dead_letter_consumer = dead_letters.run_consumer(dead_letter_status, cancel.clone());
         tracing::info!(port = self.port, "Notifier listening.");
-        let (served, (), (), (), (), (), (), ()) = tokio::join!(
+        let (served, (), (), (), (), (), (), (), ()) = tokio::join!(
             serve(self.listener, router, cancel.clone(), &self.http),
             transactional,
             broadcast,
@@ -374,7 +386,8 @@ impl Application {
             dead_letter_consumer,
             receipts,
             pruner,
-            lookups
+            lookups,
+            retention
         );
         served
     }

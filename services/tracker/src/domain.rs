@@ -148,30 +148,9 @@ pub fn is_completion(status: DossierStatus) -> bool {
     )
 }
 
-/// Masks a Vietnamese full name for the public page: the family name stays, every
-/// other word becomes its initial (`Trần Thị Bích` → `Trần T. B.`). A single word
-/// becomes its initial.
-pub fn mask_name(full_name: &str) -> String {
-    let words: Vec<&str> = full_name.split_whitespace().collect();
-    let initial = |w: &str| {
-        w.chars()
-            .next()
-            .map(|c| format!("{}.", c.to_uppercase()))
-            .unwrap_or_default()
-    };
-    match words.as_slice() {
-        [] => String::new(),
-        [only] => initial(only),
-        [family, rest @ ..] => {
-            let mut out = (*family).to_owned();
-            for w in rest {
-                out.push(' ');
-                out.push_str(&initial(w));
-            }
-            out
-        }
-    }
-}
+/// Masks a Vietnamese full name for the public page (`Trần Thị Bích` → `Trần T. B.`);
+/// shared with retention and erasure, which leave the same form.
+pub use loa_contracts::personal::mask_name;
 
 #[cfg(test)]
 mod tests {

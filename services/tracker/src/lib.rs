@@ -33,6 +33,8 @@
 //!   window), from the lookup page's form and Zalo's rating template.
 //! - [`stats`]: `GET /v1/stats`, the province's report: received, completed, early /
 //!   on time / late, median processing time, ratings.
+//! - [`erasure`]: a citizen's erasure request: the dossiers naming their phone masked,
+//!   audited in `tracker.erasures`.
 //! - [`metrics`]: `loa_tracker_*` Prometheus metrics.
 //! - [`openapi`]: the OpenAPI document (`/openapi.json`).
 //! - [`startup`]: the [`Application`] (build, then run until stopped).
@@ -42,6 +44,7 @@ pub mod clock;
 pub mod configuration;
 pub mod consumer;
 pub mod domain;
+pub mod erasure;
 pub mod lifecycle;
 pub mod metrics;
 pub mod openapi;

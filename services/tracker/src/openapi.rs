@@ -10,13 +10,14 @@ use utoipa::OpenApi;
 #[openapi(
     info(
         title = "Loa tracker",
-        description = "Dossiers as their events made them: the admin API, receipt QR codes, the public lookup page and its rating form, the statistics."
+        description = "Dossiers as their events made them: the admin API, receipt QR codes, the public lookup page and its rating form, the statistics, a citizen's erasure request."
     ),
     paths(
         api::get_dossier,
         api::get_qr,
         admin::search_dossiers,
         admin::overview,
+        admin::erase_subject,
         lookup::lookup_page,
         rating::submit_rating,
         stats::get_stats,

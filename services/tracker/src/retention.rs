@@ -1,14 +1,15 @@
 //! Personal data retention: a tenant's `retention_days` after a dossier's last event,
 //! the names and phones in its history are reduced to masked forms (`Trần T. B.`,
-//! `8490*****56`), Zalo user ids dropped, and its phone search keys
-//! (`tracker.dossier_phones`) deleted; the dossier, its statuses and dates stay, so
+//! `8490*****56`), Zalo user ids dropped, its phone search keys
+//! (`tracker.dossier_phones`) deleted and its rating's comment cleared; the dossier, its statuses and dates stay, so
 //! the province's statistics and the lookup page still work.
 //!
 //! Every replica runs the sweep on a timer; one at a time erases (a transaction-scoped
 //! advisory lock), in batches of [`BATCH`] dossiers per transaction, each counted in
 //! `loa_tracker_personal_data_erased_total{tenant}`. A dossier's last event is its
 //! `updated_at` (set by every applied event); an erased one carries
-//! `personal_data_erased_at` and is not looked at again.
+//! `personal_data_erased_at` and is not looked at again unless an event arrived after
+//! it (which brings a name and a phone again).
 //!
 //! An erased event still decodes for a late event's refold ([`decode_erased`]): its
 //! masked phones are read as a placeholder that is never sent to (only the incoming
@@ -119,7 +120,8 @@ pub async fn erase_expired(
         let codes: Vec<String> = tx
             .query(
                 "SELECT dossier_code FROM tracker.dossiers
-                  WHERE tenant = $1 AND updated_at < $2 AND personal_data_erased_at IS NULL
+                  WHERE tenant = $1 AND updated_at < $2
+                    AND (personal_data_erased_at IS NULL OR personal_data_erased_at < updated_at)
                   ORDER BY updated_at LIMIT $3
                   FOR UPDATE SKIP LOCKED",
                 &[&tenant, &cutoff, &BATCH],
@@ -141,13 +143,16 @@ pub async fn erase_expired(
     }
 }
 
-/// Masks the persons of every event of `codes` and drops their phone keys, in `tx`.
+/// Masks the persons of every event of `codes`, drops their phone keys and clears
+/// their ratings' comments, in `tx`;
+/// returns how many events were masked. Retention and a citizen's erasure
+/// ([`crate::erasure`]) both leave this.
 pub(crate) async fn erase_dossiers(
     tx: &deadpool_postgres::Transaction<'_>,
     tenant: &str,
     codes: &[String],
     now: DateTime<Utc>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<u64> {
     let rows = tx
         .query(
             "SELECT event_id, event::text FROM tracker.dossier_events
@@ -179,6 +184,14 @@ pub(crate) async fn erase_dossiers(
     )
     .await
     .context("Failed to delete the phone keys")?;
+    // What the citizen wrote with their rating may name them; the rating stays.
+    tx.execute(
+        "UPDATE tracker.ratings SET comment = ''
+          WHERE tenant = $1 AND dossier_code = ANY($2) AND comment <> ''",
+        &[&tenant, &codes],
+    )
+    .await
+    .context("Failed to clear the ratings' comments")?;
     tx.execute(
         "UPDATE tracker.dossiers SET personal_data_erased_at = $3
           WHERE tenant = $1 AND dossier_code = ANY($2)",
@@ -186,7 +199,7 @@ pub(crate) async fn erase_dossiers(
     )
     .await
     .context("Failed to mark the dossiers erased")?;
-    Ok(())
+    Ok(ids.len() as u64)
 }
 
 /// Erases what is past every tenant's retention every `interval` until `cancel`.

@@ -227,6 +227,24 @@ CREATE INDEX dossiers_by_completed ON tracker.dossiers (tenant, completed_at)
     WHERE completed_at IS NOT NULL;
 "#,
     },
+    Migration {
+        version: 11,
+        name: "erasure requests' audit",
+        // See `crate::erasure` and `loa_platform::erasure`: who asked, when, a hash of
+        // the phone (never the phone), what was removed.
+        sql: r#"
+CREATE TABLE tracker.erasures (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    tenant       text COLLATE "C" NOT NULL,
+    phone_hash   text COLLATE "C" NOT NULL,
+    requested_by text NOT NULL,
+    credential   text NOT NULL,
+    erased_at    timestamptz NOT NULL,
+    removed      jsonb NOT NULL
+);
+CREATE INDEX erasures_by_phone_hash ON tracker.erasures (tenant, phone_hash);
+"#,
+    },
 ];
 
 /// The tracker's migrations, in order (an upgrade test applies a prefix of them).

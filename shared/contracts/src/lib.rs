@@ -8,6 +8,8 @@
 //!
 //! - [`status`]: the national dossier status codes 1..10 with their Vietnamese labels.
 //! - [`phone`]: Vietnamese mobile numbers, normalised to `84` + 9 digits.
+//! - [`personal`]: names, phones and Zalo ids in stored messages reduced to masked
+//!   forms (retention, erasure).
 //! - [`event`]: [`DossierEvent`] v1 (upstream → intake → tracker) and its validation.
 //! - [`notification`]: [`NotificationRequest`] (tracker → notifier) and its kinds.
 //! - [`citizen`]: [`ChatLookup`], a citizen's chat lookup (notifier → tracker).
@@ -22,6 +24,7 @@ pub mod envelope;
 pub mod error;
 pub mod event;
 pub mod notification;
+pub mod personal;
 pub mod phone;
 pub mod status;
 pub mod templates;

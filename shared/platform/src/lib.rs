@@ -12,6 +12,8 @@
 //! - [`telemetry`]: `tracing` subscriber set-up (pretty or JSON).
 //! - [`amqp`]: connections, the topology, a confirming publisher and a batch consumer.
 //! - [`db`]: the Postgres pool and embedded migrations.
+//! - [`erasure`]: a citizen's erasure request, its report and audit row, shared by
+//!   the services that hold personal data.
 //! - [`http`]: the JSON error body, health, readiness and metrics endpoints, serving.
 //! - [`shutdown`]: one cancellation token tripped by SIGTERM or Ctrl-C.
 //! - [`testing`]: a fresh database and vhost per test.
@@ -21,6 +23,7 @@ pub mod clock;
 pub mod config;
 pub mod credential;
 pub mod db;
+pub mod erasure;
 pub mod http;
 pub mod secret;
 pub mod shutdown;

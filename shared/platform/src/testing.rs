@@ -168,3 +168,50 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// Every column of `schema` (text, JSON, bytes, arrays) in which some row's digits,
+/// taken together, hold `digits`, as `table.column`: how tests prove that a phone
+/// number is gone in whatever form it was written (`0903 123 456`, `+84 903.123.456`).
+pub async fn columns_naming(
+    pool: &deadpool_postgres::Pool,
+    schema: &str,
+    digits: &str,
+) -> anyhow::Result<Vec<String>> {
+    let client = pool.get().await.context("a test connection")?;
+    let columns = client
+        .query(
+            "SELECT table_name::text, column_name::text, data_type::text
+               FROM information_schema.columns
+              WHERE table_schema = $1
+                AND data_type IN ('text', 'character varying', 'jsonb', 'json', 'bytea', 'ARRAY')
+              ORDER BY table_name, column_name",
+            &[&schema],
+        )
+        .await
+        .context("Failed to list the schema's columns")?;
+    anyhow::ensure!(!columns.is_empty(), "schema {schema} has no text column");
+    let mut found = Vec::new();
+    for c in &columns {
+        let (table, column, kind): (String, String, String) = (c.get(0), c.get(1), c.get(2));
+        let text = if kind == "bytea" {
+            format!("encode(\"{column}\", 'escape')")
+        } else {
+            format!("\"{column}\"::text")
+        };
+        let n: i64 = client
+            .query_one(
+                &format!(
+                    "SELECT count(*) FROM \"{schema}\".\"{table}\"
+                      WHERE strpos(regexp_replace({text}, '[^0-9]', '', 'g'), $1) > 0"
+                ),
+                &[&digits],
+            )
+            .await
+            .with_context(|| format!("Failed to search {schema}.{table}.{column}"))?
+            .get(0);
+        if n > 0 {
+            found.push(format!("{table}.{column}"));
+        }
+    }
+    Ok(found)
+}

@@ -732,7 +732,8 @@ pub async fn replay(
         let rows = tx
             .query(
                 &format!(
-                    "SELECT id, tenant, exchange, routing_key, headers, body, message_id
+                    "SELECT id, tenant, exchange, routing_key, headers, body, message_id,
+                            personal_data_erased_at IS NOT NULL
                        FROM notifier.dead_letters
                       WHERE id > $1 AND id <= $2
                         AND ($3::text IS NULL OR tenant = $3)
@@ -766,6 +767,15 @@ pub async fn replay(
         for row in &rows {
             let id: i64 = row.get(0);
             found.insert(id);
+            if row.get::<_, bool>(7) {
+                report.skipped.push(Skipped {
+                    id,
+                    why: "its personal data was erased (retention or the citizen's request): \
+                          replayed, it would carry masked phones"
+                        .into(),
+                });
+                continue;
+            }
             let Some(exchange) = row.get::<_, Option<String>>(2) else {
                 report.skipped.push(Skipped {
                     id,

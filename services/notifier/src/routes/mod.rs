@@ -9,6 +9,7 @@
 //!   `POST /v1/subscribers/opt-out`;
 //! - [`crate::broadcasts::api`]: `/v1/broadcasts` (create, list, show, pause, resume,
 //!   cancel);
+//! - [`crate::personal_data::erasure`]: `POST /v1/subjects/erase`;
 //! - [`webhook`]: `POST /zalo/webhook`.
 //!
 //! Every route but the webhook needs a tenant admin token (or the console's service
@@ -90,9 +91,16 @@ pub(crate) fn router(api: Api) -> Router {
             crate::broadcasts::api::BroadcastsState {
                 pool: api.pool.clone(),
                 tenants: api.tenants.clone(),
-                clock: api.clock,
+                clock: api.clock.clone(),
                 zalo: api.zalo,
                 tokens: api.tokens,
+            },
+        ))
+        .merge(crate::personal_data::erasure::router(
+            crate::personal_data::erasure::ErasureState {
+                pool: api.pool.clone(),
+                tenants: api.tenants.clone(),
+                clock: api.clock.clone(),
             },
         ))
         .merge(api.dead_letters.router())

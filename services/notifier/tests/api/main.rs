@@ -12,6 +12,7 @@ mod helpers;
 mod leases;
 mod ops;
 mod packed;
+mod personal_data;
 mod quota;
 mod rate_limit;
 mod retries;

@@ -4,7 +4,8 @@
 //! - `GET /v1/dossiers?q=&agency=&procedure=&status=&timeliness=&from=&to=&after=&limit=`:
 //!   search ([`crate::search`]); `400` naming the offending parameter;
 //! - `GET /v1/overview`: today's events, dossiers received today, open dossiers past
-//!   their due day.
+//!   their due day;
+//! - `POST /v1/subjects/erase`: a citizen's erasure request ([`crate::erasure`]).
 
 use super::AppState;
 use crate::search::{self, Overview, SearchPage};
@@ -13,11 +14,15 @@ use axum::{
     http::{HeaderMap, StatusCode},
     Json,
 };
-use loa_platform::http::{
-    admin_tenant,
-    openapi::{AdminRefusals, ErrorBody},
-    ApiError,
+use loa_platform::{
+    erasure::{credential_kind, ErasureReport, ErasureRequest},
+    http::{
+        admin_tenant,
+        openapi::{AdminRefusals, ErrorBody, JsonRefusals},
+        ApiError, JsonBody,
+    },
 };
+use serde_json::Value;
 use std::collections::HashMap;
 
 /// `GET /v1/dossiers`.
@@ -67,4 +72,38 @@ pub async fn overview(
     Ok(Json(
         search::overview(&state.pool, &tenant.id, state.clock.now()).await?,
     ))
+}
+
+/// `POST /v1/subjects/erase`.
+#[utoipa::path(post, path = "/v1/subjects/erase", tag = "personal data",
+    security(("admin_token" = []), ("service_token" = [], "tenant" = [])),
+    request_body(content = loa_platform::erasure::ErasureRequestBody),
+    responses(
+        (status = 200, body = ErasureReport, description = "Erased (or nothing was left: zero counts); audited either way"),
+        JsonRefusals, AdminRefusals,
+    ))]
+pub async fn erase_subject(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Json<ErasureReport>, ApiError> {
+    let tenants = state.tenants.current();
+    let tenant = admin_tenant(&tenants, &headers)?;
+    let request = ErasureRequest::parse(&body)?;
+    let report = crate::erasure::erase_subject(
+        &state.pool,
+        &state.lookup_secret,
+        &tenant.id,
+        &request,
+        credential_kind(&tenants, &headers),
+        state.clock.now(),
+    )
+    .await?;
+    tracing::info!(
+        tenant = %tenant.id,
+        audit_id = report.audit_id,
+        removed = ?report.removed,
+        "A citizen's personal data was erased at their request."
+    );
+    Ok(Json(report))
 }

@@ -49,6 +49,10 @@ pub fn router(state: AppState, readiness: Readiness, lookup: RateLimiter) -> Rou
     Router::new()
         .route("/v1/dossiers", get(admin::search_dossiers))
         .route("/v1/overview", get(admin::overview))
+        .route(
+            loa_platform::erasure::PATH,
+            axum::routing::post(admin::erase_subject),
+        )
         .route("/v1/dossiers/{code}", get(api::get_dossier))
         .route("/v1/dossiers/{code}/qr.svg", get(api::get_qr))
         .route(

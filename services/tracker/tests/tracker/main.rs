@@ -4,6 +4,7 @@
 mod abuse;
 mod consuming;
 mod due_dates;
+mod erasure;
 mod helpers;
 mod http;
 mod lifecycle;

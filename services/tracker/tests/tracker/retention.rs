@@ -116,3 +116,52 @@ async fn only_one_replica_erases_at_a_time() {
     assert!(free.erased_here);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_event_arriving_after_an_erasure_is_erased_again_past_its_retention() {
+    // Arrange: a dossier erased at its citizen's request, then a new event naming them
+    // again (the upstream still has their number), 40 days ago.
+    let env = TestEnv::new().await.unwrap();
+    let broker = Broker::connect(&env).await;
+    let app = TestApp::spawn(&env, settings(false)).await;
+    let code = dossier_code("0911");
+    broker
+        .publish(&event("a-1", &code, 2, "2026-11-28T09:30:00+07:00"))
+        .await;
+    app.wait_applied(&["a-1"]).await;
+    let erased = reqwest::Client::new()
+        .post(format!("{}/v1/subjects/erase", app.address))
+        .bearer_auth("demo-admin")
+        .json(&serde_json::json!({"phone": "0903123456", "requested_by": "An"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(erased.status(), 200);
+    broker
+        .publish(&event("a-2", &code, 4, "2026-11-28T11:00:00+07:00"))
+        .await;
+    app.wait_applied(&["a-2"]).await;
+    assert!(history_text(&app, &code).await.contains("84903123456"));
+    let client = app.pool.get().await.unwrap();
+    client
+        .execute(
+            "UPDATE tracker.dossiers
+                SET updated_at = now() - interval '40 days',
+                    personal_data_erased_at = now() - interval '41 days'
+              WHERE dossier_code = $1",
+            &[&code],
+        )
+        .await
+        .unwrap();
+
+    // Act
+    let swept = loa_tracker::retention::erase_expired(&app.pool, "demo", 30, Utc::now())
+        .await
+        .unwrap();
+
+    // Assert
+    assert_eq!(swept.dossiers, 1);
+    let history = history_text(&app, &code).await;
+    assert!(!history.contains("84903123456"), "{history}");
+    app.stop().await;
+}
