@@ -1,8 +1,9 @@
 //! Personal data retention: a tenant's `retention_days` after a dossier's last event,
 //! the names and phones in its history are reduced to masked forms (`Trần T. B.`,
 //! `8490*****56`), Zalo user ids dropped, its phone search keys
-//! (`tracker.dossier_phones`) deleted and its rating's comment cleared; the dossier, its statuses and dates stay, so
-//! the province's statistics and the lookup page still work.
+//! (`tracker.dossier_phones`) deleted and its rating's comment cleared; the dossier,
+//! its statuses, dates and rating stay, so the province's statistics and the lookup
+//! page still work.
 //!
 //! Every replica runs the sweep on a timer; one at a time erases (a transaction-scoped
 //! advisory lock), in batches of [`BATCH`] dossiers per transaction, each counted in

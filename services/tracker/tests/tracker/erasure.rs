@@ -59,6 +59,19 @@ async fn an_erased_citizens_dossiers_are_masked_everywhere_in_the_tracker_and_th
         ))
         .await;
     app.wait_applied(&["e-1", "e-2", "e-3"]).await;
+    // Their rating's comment names them too (as a citizen may write it on the form).
+    app.pool
+        .get()
+        .await
+        .unwrap()
+        .execute(
+            "INSERT INTO tracker.ratings
+                    (tenant, dossier_code, level, comment, source, first_rated_at, rated_at)
+             VALUES ('demo', $1, 'satisfied', 'Gọi tôi: 0903.123.456', 'page', now(), now())",
+            &[&own],
+        )
+        .await
+        .unwrap();
     assert!(!columns_naming(&app.pool, "tracker", "903123456")
         .await
         .unwrap()
@@ -100,6 +113,14 @@ async fn an_erased_citizens_dossiers_are_masked_everywhere_in_the_tracker_and_th
         assert!(!history.contains(gone), "{gone} left in {history}");
     }
     assert_eq!(app.status_of(&own).await, Some(2));
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM tracker.ratings WHERE comment = '' AND level = 'satisfied'"
+        )
+        .await,
+        1,
+        "the rating stays, without its comment"
+    );
     assert_eq!(app.status_of(&filed).await, Some(2));
     let search = app.admin_get("/v1/dossiers?q=0903123456").await;
     assert_eq!(search["dossiers"], json!([]), "{search}");
