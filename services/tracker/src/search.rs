@@ -201,7 +201,9 @@ pub fn parse(
     let mut to = None;
     for (key, raw) in params {
         let value = raw.trim();
-        if value.is_empty() {
+        // An empty form field means no filter; an empty `limit` is no number (the
+        // console always sends one).
+        if value.is_empty() && key != "limit" {
             continue;
         }
         match key.as_str() {
@@ -574,6 +576,7 @@ mod tests {
             (vec![("from", "04/12/2026")], "from"),
             (vec![("from", "2026-12-04"), ("to", "2026-12-01")], "to"),
             (vec![("limit", "0")], "limit"),
+            (vec![("limit", "")], "limit"),
             (vec![("after", "garbage")], "after"),
             (vec![("q", &"x".repeat(51))], "q"),
             (vec![("sort", "name")], "sort"),
