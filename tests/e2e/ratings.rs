@@ -140,3 +140,101 @@ async fn a_citizen_rates_from_the_rating_requests_link_in_a_real_browser_and_sta
     );
     sys.stop().await;
 }
+
+#[tokio::test]
+async fn a_rating_given_in_zalo_on_the_rating_request_counts_as_the_dossiers_rating() {
+    // Arrange: a returned dossier whose rating request reached the citizen; the
+    // sandbox's webhooks go to this system's notifier.
+    let sys = TestSystem::start().await;
+    let notifier = sys
+        .system
+        .as_ref()
+        .and_then(|s| s.notifier_port)
+        .expect("the notifier runs");
+    let pointed = sys
+        .client
+        .post(format!("{}/_sandbox/webhook", sys.sandbox))
+        .json(&json!({"url": format!("http://127.0.0.1:{notifier}/zalo/webhook")}))
+        .send()
+        .await
+        .unwrap();
+    assert!(pointed.status().is_success());
+    for event in [
+        receipt_event("zrate-2", "H56-0502"),
+        status_event(
+            "zrate-10",
+            "H56-0502",
+            json!(10),
+            "2026-12-02T08:30:00+07:00",
+        ),
+    ] {
+        assert_eq!(sys.post_event("demo-token", &event).await.status(), 202);
+    }
+    let messages = sys.settle_messages(3).await;
+    let request = messages
+        .iter()
+        .find(|m| m["template_id"] == NotificationKind::RatingRequest.default_template_id())
+        .unwrap_or_else(|| panic!("a rating request reached Zalo: {messages:#?}"))
+        .clone();
+    let msg_id = request["msg_id"].as_str().unwrap();
+
+    // Act: the citizen gives it two stars inside Zalo; Zalo's webhook reaches the
+    // notifier, which forwards the rating to the tracker.
+    let rated = sys
+        .client
+        .post(format!(
+            "{}/_sandbox/messages/{msg_id}/feedback",
+            sys.sandbox
+        ))
+        .json(&json!({"rate": 2, "note": "Phải chờ\nlâu"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        rated.status().is_success(),
+        "{}",
+        rated.text().await.unwrap()
+    );
+    let stats = loa_platform::testing::eventually(std::time::Duration::from_secs(30), || async {
+        let v: Value = sys
+            .client
+            .get(format!(
+                "{}/v1/stats?from=2026-11-01&to=2026-12-31",
+                sys.tracker
+            ))
+            .bearer_auth("demo-admin")
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (v["total"]["ratings"]["total"] == 1).then_some(v)
+    })
+    .await
+    .expect("the rating given in Zalo reached the statistics");
+    let link = request["template_data"]["lookup_url"].as_str().unwrap();
+    let path = &link[link.find("/tra-cuu/").unwrap()..];
+    let page = sys
+        .client
+        .get(format!("{}{path}", sys.tracker))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+
+    // Assert
+    assert_eq!(stats["total"]["ratings"]["dissatisfied"], 1, "{stats:#}");
+    assert_eq!(stats["total"]["satisfied_share"], 0.0, "{stats:#}");
+    assert!(
+        page.contains("Ông/bà đã đánh giá: <strong class=\"given\">Không hài lòng</strong>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("Phải chờ lâu"),
+        "the note, its line break a space: {page}"
+    );
+    sys.stop().await;
+}

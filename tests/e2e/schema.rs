@@ -56,6 +56,9 @@ fn the_asyncapi_document_names_every_queue_exchange_and_header_loa_uses() {
         "dossier_event_batch.v1",
         "notification_request.v1",
         "notification_batch.v1",
+        topology::EX_CITIZEN,
+        topology::Q_TRACKER_CITIZEN,
+        "citizen_feedback.v1",
     ] {
         assert!(
             text.contains(&format!("\"{name}\"")) || text.contains(&format!("{name}:")),
@@ -75,6 +78,7 @@ fn the_asyncapi_payloads_carry_the_tags_the_envelopes_serialise() {
         ("dossierEventBatch", "dossier_event_batch.v1"),
         ("notificationRequest", "notification_request.v1"),
         ("notificationBatch", "notification_batch.v1"),
+        ("citizenFeedback", "citizen_feedback.v1"),
     ] {
         let payload = messages[message]["payload"].to_string();
         assert!(

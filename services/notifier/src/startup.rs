@@ -93,6 +93,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "personal data: erased dead letters, the erasures' audit",
         sql: include_str!("migrations/0013_personal_data.sql"),
     },
+    Migration {
+        version: 14,
+        name: "ratings given in Zalo forwarded to the tracker",
+        sql: include_str!("migrations/0014_feedback_forwarding.sql"),
+    },
 ];
 
 /// Applies the notifier's migrations. Idempotent; safe with replicas starting at once.
@@ -376,9 +381,17 @@ impl Application {
             Duration::from_secs(self.settings.retention_sweep_secs.max(1)),
             cancel.clone(),
         );
+        let feedback = zalo_webhooks::run_feedback_relay(
+            self.pool.clone(),
+            Arc::new(loa_platform::amqp::Publisher::new(
+                self.amqp_url.clone(),
+                "loa-notifier-feedback",
+            )),
+            cancel.clone(),
+        );
         let dead_letter_consumer = dead_letters.run_consumer(dead_letter_status, cancel.clone());
         tracing::info!(port = self.port, "Notifier listening.");
-        let (served, (), (), (), (), (), (), (), ()) = tokio::join!(
+        let (served, (), (), (), (), (), (), (), (), ()) = tokio::join!(
             serve(self.listener, router, cancel.clone(), &self.http),
             transactional,
             broadcast,
@@ -387,7 +400,8 @@ impl Application {
             receipts,
             pruner,
             lookups,
-            retention
+            retention,
+            feedback
         );
         served
     }

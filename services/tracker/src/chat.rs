@@ -1,6 +1,8 @@
 //! Chat lookups, the tracker's half: consumes `tracker.citizen` (`chat_lookup.v1`,
 //! relayed by the notifier from a citizen's "tra cứu <mã>" to the OA) and writes the
-//! answer, a `chat_reply` notification to the Zalo user who asked, to the outbox.
+//! answer, a `chat_reply` notification to the Zalo user who asked, to the outbox. The
+//! queue also carries ratings given in Zalo (`citizen_feedback.v1`), handed to
+//! [`crate::ratings::apply_zalo_feedback`].
 //!
 //! The answer tells the dossier's status in the citizen's words, its appointment date
 //! and its lookup link only when one of the phones the notifier linked to that user
@@ -124,6 +126,18 @@ impl LookupHandler {
                     dispositions[i] =
                         Disposition::DeadLetter("a chat lookup of an unknown tenant".to_owned());
                 }
+                // Ratings given in Zalo share the queue (see `crate::ratings`).
+                Ok(Envelope::CitizenFeedbackV1(feedback)) => {
+                    dispositions[i] = match tenants.get(&feedback.tenant) {
+                        Some(tenant) => {
+                            self.count_feedback(&feedback, tenant.rating_window_days)
+                                .await
+                        }
+                        None => Disposition::DeadLetter(
+                            "a rating given in Zalo of an unknown tenant".to_owned(),
+                        ),
+                    };
+                }
                 Ok(_) => {
                     dispositions[i] = Disposition::DeadLetter(
                         "unexpected message type on the chat lookups queue".to_owned(),
@@ -155,6 +169,23 @@ impl LookupHandler {
             }
         }
         dispositions
+    }
+
+    /// Records a rating given in Zalo as its dossier's; gives it back when the
+    /// database fails.
+    async fn count_feedback(
+        &self,
+        feedback: &loa_contracts::CitizenFeedback,
+        window_days: u32,
+    ) -> Disposition {
+        match crate::ratings::apply_zalo_feedback(&self.pool, feedback, window_days).await {
+            Ok(_) => Disposition::Ack,
+            Err(e) => {
+                tracing::warn!(error.cause_chain = ?e, error.message = %e, "Failed to record a rating given in Zalo; returning it to the queue.");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                Disposition::Retry
+            }
+        }
     }
 
     async fn answer(&self, lookups: &[(usize, ChatLookup)]) -> anyhow::Result<Vec<Finding>> {

@@ -432,6 +432,10 @@ pub fn decode_body(body: &[u8], tenants: &Tenants) -> Result<Body, Poison> {
             "unexpected message type (a chat lookup) on the events queue",
             UNKNOWN_TENANT,
         )),
+        Envelope::CitizenFeedbackV1(_) => Err(Poison::new(
+            "unexpected message type (a citizen's rating) on the events queue",
+            UNKNOWN_TENANT,
+        )),
     }
 }
 

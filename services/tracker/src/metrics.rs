@@ -132,6 +132,18 @@ static RATINGS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+static ZALO_FEEDBACK: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "loa_tracker_zalo_feedback_total",
+        "Ratings given in Zalo (user_feedback on a rating template) the notifier forwarded, \
+         by tenant and outcome: recorded, duplicate (a redelivery), window_closed (the \
+         dossier's rating is final), not_rateable (result not returned), ignored (no such \
+         dossier, no stars).",
+        &["tenant", "outcome"]
+    )
+    .expect("metric registers once")
+});
+
 static RELAY_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
     register_histogram!(
         "loa_tracker_outbox_relay_seconds",
@@ -153,6 +165,7 @@ pub fn register() {
     LazyLock::force(&OVERDUE);
     LazyLock::force(&PERSONAL_DATA_ERASED);
     LazyLock::force(&RATINGS);
+    LazyLock::force(&ZALO_FEEDBACK);
 }
 
 /// Creates every outcome's series at zero for each configured tenant (and for
@@ -179,6 +192,9 @@ pub fn init(tenants: &loa_platform::Tenants) {
             RATINGS.with_label_values(&[tenant.id.as_str(), level.as_str()]);
         }
         crate::chat::init_metrics(&tenant.id);
+        for outcome in crate::ratings::FeedbackOutcome::ALL {
+            ZALO_FEEDBACK.with_label_values(&[tenant.id.as_str(), outcome.as_str()]);
+        }
         // Not known until the first sweep: NaN, not a misleading 0.
         let overdue = OVERDUE.with_label_values(&[tenant.id.as_str()]);
         if overdue.get() == 0.0 {
@@ -197,6 +213,13 @@ pub fn personal_data_erased(tenant: &str, dossiers: u64) {
 /// Counts one rating recorded.
 pub fn rating(tenant: &str, level: crate::ratings::RatingLevel) {
     RATINGS.with_label_values(&[tenant, level.as_str()]).inc();
+}
+
+/// Counts one rating given in Zalo by what became of it.
+pub fn zalo_feedback(tenant: &str, outcome: crate::ratings::FeedbackOutcome) {
+    ZALO_FEEDBACK
+        .with_label_values(&[tenant, outcome.as_str()])
+        .inc();
 }
 
 /// Sets a tenant's count of open overdue dossiers.

@@ -138,6 +138,9 @@ pub enum Submitted {
     Changed(Rating),
     /// The rating is final: its change window has passed. Nothing changed.
     WindowClosed(Rating),
+    /// This very rating given in Zalo (the same rated message) was recorded already:
+    /// a redelivery. Nothing changed.
+    Duplicate(Rating),
 }
 
 /// Cleans a citizen's comment: line breaks and tabs become spaces, every other
@@ -249,7 +252,8 @@ pub struct Submission<'a> {
 }
 
 /// Records a rating: the dossier's first, or a change inside the window (one
-/// statement, so two posts at once cannot both count as the first). The caller has
+/// statement, so two posts at once cannot both count as the first); a rating given
+/// in Zalo that was recorded already (same rated message) changes nothing. The caller has
 /// checked that the dossier's result was returned. Counts what it recorded in
 /// `loa_tracker_ratings_total`.
 pub async fn submit(pool: &Pool, s: &Submission<'_>) -> anyhow::Result<Submitted> {
@@ -265,6 +269,7 @@ pub async fn submit(pool: &Pool, s: &Submission<'_>) -> anyhow::Result<Submitted
                     zalo_msg_id = EXCLUDED.zalo_msg_id, rated_at = EXCLUDED.rated_at,
                     changes = r.changes + 1
               WHERE r.first_rated_at + $8::bigint * interval '1 second' >= EXCLUDED.rated_at
+                AND (EXCLUDED.zalo_msg_id IS NULL OR r.zalo_msg_id IS DISTINCT FROM EXCLUDED.zalo_msg_id)
              RETURNING level, comment, first_rated_at, rated_at, (xmax = 0) AS inserted",
             &[
                 &s.tenant,
@@ -289,12 +294,108 @@ pub async fn submit(pool: &Pool, s: &Submission<'_>) -> anyhow::Result<Submitted
             })
         }
         None => {
-            let kept = rating_of(pool, s.tenant, s.dossier_code)
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("a refused rating change has no rating"))?;
-            Ok(Submitted::WindowClosed(kept))
+            let row = client
+                .query_one(
+                    "SELECT level, comment, first_rated_at, rated_at, zalo_msg_id FROM tracker.ratings
+                     WHERE tenant = $1 AND dossier_code = $2",
+                    &[&s.tenant, &s.dossier_code],
+                )
+                .await?;
+            let kept = rating_from_row(&row)?;
+            let same_message =
+                s.zalo_msg_id.is_some() && row.get::<_, Option<&str>>(4) == s.zalo_msg_id;
+            Ok(if same_message {
+                Submitted::Duplicate(kept)
+            } else {
+                Submitted::WindowClosed(kept)
+            })
         }
     }
+}
+
+/// What became of a rating given in Zalo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedbackOutcome {
+    /// Recorded as the dossier's rating (its first, or a change inside the window).
+    Recorded,
+    /// The same rating again (a redelivery): nothing changed.
+    Duplicate,
+    /// The dossier's rating is final: nothing changed.
+    WindowClosed,
+    /// The dossier's result was not returned: not a rating of the service.
+    NotRateable,
+    /// No such dossier, or no readable star count.
+    Ignored,
+}
+
+impl FeedbackOutcome {
+    /// The `outcome` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Recorded => "recorded",
+            Self::Duplicate => "duplicate",
+            Self::WindowClosed => "window_closed",
+            Self::NotRateable => "not_rateable",
+            Self::Ignored => "ignored",
+        }
+    }
+
+    /// Every outcome, for the series at zero.
+    pub const ALL: [FeedbackOutcome; 5] = [
+        Self::Recorded,
+        Self::Duplicate,
+        Self::WindowClosed,
+        Self::NotRateable,
+        Self::Ignored,
+    ];
+}
+
+/// Records a rating a citizen gave in Zalo (forwarded by the notifier) as its
+/// dossier's rating, under the same rules as the page's: only once the result was
+/// returned, one per dossier, changeable inside the tenant's window, which counts
+/// from Zalo's time of the rating. Counted in `loa_tracker_zalo_feedback_total`.
+pub async fn apply_zalo_feedback(
+    pool: &Pool,
+    feedback: &loa_contracts::CitizenFeedback,
+    window_days: u32,
+) -> anyhow::Result<FeedbackOutcome> {
+    let outcome = match (
+        RatingLevel::from_stars(i64::from(feedback.stars)),
+        crate::store::dossier_by_code(pool, &feedback.tenant, &feedback.dossier_code).await?,
+    ) {
+        (Some(level), Some(dossier)) => {
+            if dossier.status != loa_contracts::DossierStatus::ResultReturned {
+                FeedbackOutcome::NotRateable
+            } else {
+                let comment = clean_comment(&feedback.note).unwrap_or_else(|| {
+                    clean_comment(&feedback.note.chars().take(MAX_COMMENT).collect::<String>())
+                        .unwrap_or_default()
+                });
+                let submitted = submit(
+                    pool,
+                    &Submission {
+                        tenant: &feedback.tenant,
+                        dossier_code: &feedback.dossier_code,
+                        level,
+                        comment: &comment,
+                        source: RatingSource::Zalo,
+                        zalo_msg_id: Some(&feedback.msg_id),
+                        at: feedback.submitted_at,
+                        window_days,
+                    },
+                )
+                .await?;
+                match submitted {
+                    Submitted::Recorded(_) | Submitted::Changed(_) => FeedbackOutcome::Recorded,
+                    Submitted::Duplicate(_) => FeedbackOutcome::Duplicate,
+                    Submitted::WindowClosed(_) => FeedbackOutcome::WindowClosed,
+                }
+            }
+        }
+        _ => FeedbackOutcome::Ignored,
+    };
+    crate::metrics::zalo_feedback(&feedback.tenant, outcome);
+    Ok(outcome)
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! A `type` tag names the message and its version, so a consumer can refuse what it does
 //! not understand (dead-letter it) instead of misreading it.
 
-use crate::{ChatLookup, DossierEvent, NotificationRequest};
+use crate::{ChatLookup, CitizenFeedback, DossierEvent, NotificationRequest};
 use serde::{Deserialize, Serialize};
 
 /// Every message Loa services exchange over RabbitMQ.
@@ -37,6 +37,10 @@ pub enum Envelope {
     /// `chat_reply`.
     #[serde(rename = "chat_lookup.v1")]
     ChatLookupV1(ChatLookup),
+    /// A rating a citizen gave inside Zalo (notifier → tracker, `loa.citizen`,
+    /// `feedback.<tenant>`), counted as the dossier's rating.
+    #[serde(rename = "citizen_feedback.v1")]
+    CitizenFeedbackV1(CitizenFeedback),
 }
 
 /// The body of a [`Envelope::DossierEventBatchV1`].

@@ -13,6 +13,7 @@
 //! - [`event`]: [`DossierEvent`] v1 (upstream → intake → tracker) and its validation.
 //! - [`notification`]: [`NotificationRequest`] (tracker → notifier) and its kinds.
 //! - [`citizen`]: [`ChatLookup`], a citizen's chat lookup (notifier → tracker).
+//! - [`feedback`]: [`CitizenFeedback`], a rating given in Zalo (notifier → tracker).
 //! - [`envelope`]: the versioned, tagged envelope every AMQP body is wrapped in.
 //! - [`error`]: [`ValidationError`], which always names the offending field.
 //! - [`text`]: invisible and text-direction characters, refused or stripped.
@@ -23,6 +24,7 @@ pub mod citizen;
 pub mod envelope;
 pub mod error;
 pub mod event;
+pub mod feedback;
 pub mod notification;
 pub mod personal;
 pub mod phone;
@@ -35,6 +37,7 @@ pub use citizen::ChatLookup;
 pub use envelope::{DossierEventBatch, Envelope, NotificationBatch, PackedEvent};
 pub use error::ValidationError;
 pub use event::{Agency, ApplicantKind, Channels, DossierEvent, Fee, Person, Procedure};
+pub use feedback::CitizenFeedback;
 pub use notification::{BroadcastRef, Lane, NotificationKind, NotificationRequest, Recipient};
 pub use phone::PhoneNumber;
 pub use status::DossierStatus;

@@ -1695,6 +1695,7 @@ fn envelope_type(envelope: &Envelope) -> &'static str {
         Envelope::NotificationRequestV1(_) => "notification_request.v1",
         Envelope::NotificationBatchV1(_) => "notification_batch.v1",
         Envelope::ChatLookupV1(_) => "chat_lookup.v1",
+        Envelope::CitizenFeedbackV1(_) => "citizen_feedback.v1",
     }
 }
 

@@ -4,11 +4,13 @@
 //! a receipt moving a delivery on ([`receipts`] → [`crate::deliveries`]) or a change
 //! to the OA's users ([`subscribers`]). A citizen's chat message is read by
 //! [`command`]: "huỷ" opts out of broadcasts, a dossier lookup is kept and relayed to
-//! the tracker ([`lookups`]).
+//! the tracker ([`lookups`]). A rating given in Zalo (`user_feedback`) is kept and
+//! relayed to the tracker as its dossier's rating ([`feedback`]).
 
 pub mod command;
 #[cfg(test)]
 mod command_fuzz;
+pub(crate) mod feedback;
 mod fields;
 #[cfg(test)]
 mod fuzz;
@@ -19,6 +21,8 @@ mod signature;
 mod store;
 mod subscribers;
 
+pub use feedback::forward_batch as forward_ratings;
+pub(crate) use feedback::run_relay as run_feedback_relay;
 pub(crate) use lookups::run_relay as run_lookup_relay;
 pub use lookups::{forward_batch as forward_chat_lookups, LookupLimit};
 pub(crate) use parse::{authenticate, event_label, Freshness, KNOWN_EVENTS};

@@ -345,7 +345,7 @@ async fn submit(
     .await?;
     let rating = match submitted {
         Submitted::Recorded(r) | Submitted::Changed(r) => r,
-        Submitted::WindowClosed(_) => {
+        Submitted::WindowClosed(_) | Submitted::Duplicate(_) => {
             return Err(Refusal::new(
                 StatusCode::CONFLICT,
                 "rating_final",

@@ -386,3 +386,89 @@ async fn a_dossier_whose_result_was_not_returned_cannot_be_rated() {
     assert!(stored(&app).await.is_empty());
     app.stop().await;
 }
+
+/// Publishes a rating given in Zalo as the notifier's relay does.
+async fn publish_feedback(env: &TestEnv, feedback: &loa_contracts::CitizenFeedback) {
+    use loa_platform::amqp::{topology, OutgoingMessage, Publisher};
+    let publisher = Publisher::new(env.amqp_url.clone(), "test-feedback");
+    publisher
+        .publish(&OutgoingMessage {
+            exchange: topology::EX_CITIZEN.into(),
+            routing_key: feedback.routing_key(),
+            body: loa_contracts::Envelope::CitizenFeedbackV1(feedback.clone()).to_bytes(),
+            message_id: format!("feedback-{}", feedback.msg_id),
+            headers: Vec::new(),
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_rating_given_in_zalo_counts_once_however_often_it_is_delivered() {
+    // Arrange
+    let env = TestEnv::new().await.unwrap();
+    let broker = Broker::connect(&env).await;
+    let app = spawn(&env).await;
+    returned_dossier(&broker, &app, "0506").await;
+    let code = dossier_code("0507");
+    broker
+        .publish(&event("evt-r0507-9", &code, 9, "2026-12-01T15:00:00+07:00"))
+        .await;
+    app.wait_applied(&["evt-r0507-9"]).await;
+    let feedback = loa_contracts::CitizenFeedback {
+        tenant: "demo".into(),
+        dossier_code: dossier_code("0506"),
+        msg_id: "zalo-msg-1".into(),
+        stars: 4,
+        note: "Nhanh\u{0007} gọn".into(),
+        submitted_at: app.clock.now(),
+    };
+    let not_returned = loa_contracts::CitizenFeedback {
+        dossier_code: code.clone(),
+        msg_id: "zalo-msg-2".into(),
+        ..feedback.clone()
+    };
+    let outcome =
+        |o: &str| format!("loa_tracker_zalo_feedback_total{{outcome=\"{o}\",tenant=\"demo\"}}");
+    let duplicates = app.metric(&outcome("duplicate")).await.unwrap();
+
+    // Act: the same rating delivered three times, and one for a dossier not returned.
+    for _ in 0..3 {
+        publish_feedback(&env, &feedback).await;
+    }
+    publish_feedback(&env, &not_returned).await;
+
+    // Assert
+    let first = loa_platform::testing::eventually(WAIT, || async {
+        let got = stored(&app).await;
+        (!got.is_empty()).then_some(got)
+    })
+    .await
+    .unwrap();
+    loa_platform::testing::eventually(WAIT, || async {
+        (app.metric(&outcome("duplicate")).await? >= duplicates + 2.0).then_some(())
+    })
+    .await
+    .expect("the repeats are counted as duplicates");
+    assert_eq!(
+        stored(&app).await,
+        vec![(
+            dossier_code("0506"),
+            "satisfied".to_owned(),
+            "Nhanh gọn".to_owned(),
+            0
+        )],
+        "one rating, never changed by its repeats: {first:?}"
+    );
+    let page = app.lookup_page(&dossier_code("0506")).await;
+    assert!(
+        page.contains("Ông/bà đã đánh giá: <strong class=\"given\">Hài lòng</strong>"),
+        "{page}"
+    );
+    loa_platform::testing::eventually(WAIT, || async {
+        (app.metric(&outcome("not_rateable")).await? >= 1.0).then_some(())
+    })
+    .await
+    .expect("the rating of a dossier not returned is refused");
+    app.stop().await;
+}

@@ -14,8 +14,8 @@ pub const EX_INGRESS: &str = "loa.ingress";
 pub const EX_EVENTS: &str = "loa.events";
 /// Notification requests, routed `<lane>.<tenant>.<kind>`.
 pub const EX_NOTIFICATIONS: &str = "loa.notifications";
-/// What citizens ask the OA that the tracker answers (chat lookups), routed
-/// `lookup.<tenant>`.
+/// What citizens ask or tell the OA that the tracker handles: chat lookups, routed
+/// `lookup.<tenant>`, and ratings given in Zalo, routed `feedback.<tenant>`.
 pub const EX_CITIZEN: &str = "loa.citizen";
 /// Dead letters from every queue, keeping the original routing key.
 pub const EX_DEAD: &str = "loa.dead";
@@ -24,7 +24,7 @@ pub const EX_DEAD: &str = "loa.dead";
 pub const Q_INGRESS: &str = "intake.ingress";
 /// The tracker's queue on [`EX_EVENTS`].
 pub const Q_TRACKER_EVENTS: &str = "tracker.events";
-/// The tracker's queue on [`EX_CITIZEN`]: chat lookups to answer.
+/// The tracker's queue on [`EX_CITIZEN`]: chat lookups to answer, ratings to count.
 pub const Q_TRACKER_CITIZEN: &str = "tracker.citizen";
 /// Case updates for the notifier.
 pub const Q_NOTIFIER_TRANSACTIONAL: &str = "notifier.transactional";
@@ -93,7 +93,13 @@ pub async fn declare(channel: &Channel) -> anyhow::Result<()> {
     bind(channel, Q_DEAD, EX_DEAD, "#").await?;
     declare_work_queue(channel, Q_INGRESS, EX_INGRESS, &["#"]).await?;
     declare_work_queue(channel, Q_TRACKER_EVENTS, EX_EVENTS, &["dossier.#"]).await?;
-    declare_work_queue(channel, Q_TRACKER_CITIZEN, EX_CITIZEN, &["lookup.#"]).await?;
+    declare_work_queue(
+        channel,
+        Q_TRACKER_CITIZEN,
+        EX_CITIZEN,
+        &["lookup.#", "feedback.#"],
+    )
+    .await?;
     declare_work_queue(
         channel,
         Q_NOTIFIER_TRANSACTIONAL,
