@@ -98,6 +98,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "ratings given in Zalo forwarded to the tracker",
         sql: include_str!("migrations/0014_feedback_forwarding.sql"),
     },
+    Migration {
+        version: 15,
+        name: "cancelled deliveries are final",
+        sql: include_str!("migrations/0015_cancelled_deliveries.sql"),
+    },
 ];
 
 /// Applies the notifier's migrations. Idempotent; safe with replicas starting at once.

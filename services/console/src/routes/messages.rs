@@ -1,4 +1,4 @@
-//! `GET /admin/messages?status=failed|deferred|held|ambiguous|retrying`: deliveries in
+//! `GET /admin/messages?status=failed|deferred|held|ambiguous|retrying|cancelled`: deliveries in
 //! one state with their reasons; `POST /admin/messages/{id}/resend` and `/cancel`
 //! act on one (admins only, audited).
 
@@ -18,12 +18,13 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 
 /// The states an admin looks at, with their tab labels.
-const STATES: [(&str, &str); 5] = [
+const STATES: [(&str, &str); 6] = [
     ("failed", "Thất bại"),
     ("deferred", "Hoãn gửi"),
     ("held", "Tạm giữ"),
     ("ambiguous", "Chưa rõ kết quả"),
     ("retrying", "Đang thử lại"),
+    ("cancelled", "Đã huỷ"),
 ];
 
 /// `GET /admin/messages`.

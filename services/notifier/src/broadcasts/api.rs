@@ -478,6 +478,10 @@ fn view(b: Broadcast, counts: Option<&BTreeMap<String, i64>>) -> BroadcastView {
     };
     let failed = by_prefix("failed:");
     let mut skipped = by_prefix("skipped:");
+    // Recipients whose parked message an admin cancelled one by one.
+    if n("cancelled") > 0 {
+        *skipped.entry("cancelled".to_owned()).or_default() += n("cancelled");
+    }
     if let (Some(reason), true) = (&b.left_out_reason, b.left_out > 0) {
         *skipped.entry(reason.clone()).or_default() += b.left_out;
     }

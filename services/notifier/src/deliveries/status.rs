@@ -31,11 +31,15 @@ pub enum DeliveryStatus {
     /// was cancelled or ended, the citizen opted out or reached the monthly cap of
     /// promotions (the reason is in `last_error`). Never claimed again.
     Skipped,
+    /// Cancelled by an admin while it was parked: never sent, never claimed again
+    /// (a request for it coming again, from the tracker's relay or a replay, is
+    /// dropped as already settled), and not a failure.
+    Cancelled,
 }
 
 impl DeliveryStatus {
     /// Every status.
-    pub const ALL: [DeliveryStatus; 10] = [
+    pub const ALL: [DeliveryStatus; 11] = [
         Self::Sending,
         Self::Sent,
         Self::Delivered,
@@ -46,6 +50,7 @@ impl DeliveryStatus {
         Self::Held,
         Self::Ambiguous,
         Self::Skipped,
+        Self::Cancelled,
     ];
 
     /// The stored name.
@@ -61,6 +66,7 @@ impl DeliveryStatus {
             Self::Held => "held",
             Self::Ambiguous => "ambiguous",
             Self::Skipped => "skipped",
+            Self::Cancelled => "cancelled",
         }
     }
 
@@ -74,9 +80,10 @@ impl DeliveryStatus {
         matches!(self, Self::Sent | Self::Delivered | Self::Seen)
     }
 
-    /// Whether nothing more will be done with it: it reached Zalo, or was skipped.
+    /// Whether nothing more will be done with it: it reached Zalo, was skipped, or
+    /// was cancelled.
     pub fn is_settled(self) -> bool {
-        self.is_final() || self == Self::Skipped
+        self.is_final() || matches!(self, Self::Skipped | Self::Cancelled)
     }
 
     /// Whether the request waits in the table (its AMQP message is gone) for the
@@ -145,6 +152,7 @@ mod tests {
             (Held, false, true, false),
             (Ambiguous, false, true, false),
             (Skipped, false, false, false),
+            (Cancelled, false, false, false),
         ];
         assert_eq!(table.len(), DeliveryStatus::ALL.len());
         for (s, is_final, parked, received) in table {
@@ -154,5 +162,10 @@ mod tests {
                 "{s}"
             );
         }
+        assert!(Skipped.is_settled() && Cancelled.is_settled() && Sent.is_settled());
+        assert!(
+            !Failed.is_settled(),
+            "a replay may claim a failed one again"
+        );
     }
 }

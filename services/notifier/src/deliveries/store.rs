@@ -145,7 +145,7 @@ pub async fn claim(
                         END,
                         dispatched_at = NULL, request = NULL, updated_at = now()
                   WHERE d.status NOT IN ('sent', 'delivered', 'seen', 'deferred', 'held', 'ambiguous',
-                                         'skipped')
+                                         'skipped', 'cancelled')
                     AND NOT (d.status = 'sending' AND d.lease_until IS NOT NULL AND d.lease_until > now())
                  RETURNING d.notification_id, d.attempts, d.prior_doubt
              )

@@ -216,12 +216,13 @@ pub(crate) async fn overview(
 }
 
 /// The states an admin lists deliveries by.
-pub(crate) const ATTENTION_STATES: [DeliveryStatus; 5] = [
+pub(crate) const ATTENTION_STATES: [DeliveryStatus; 6] = [
     DeliveryStatus::Failed,
     DeliveryStatus::Deferred,
     DeliveryStatus::Held,
     DeliveryStatus::Ambiguous,
     DeliveryStatus::Retrying,
+    DeliveryStatus::Cancelled,
 ];
 
 /// One delivery needing attention.
@@ -555,7 +556,7 @@ pub(crate) async fn cancel(
         &tenant,
         &id,
         "UPDATE notifier.deliveries
-            SET status = 'failed', request = NULL, not_before = NULL, recheck_at = NULL,
+            SET status = 'cancelled', request = NULL, not_before = NULL, recheck_at = NULL,
                 last_error_code = NULL, last_error = 'Cancelled by an admin', updated_at = now()
           WHERE tenant = $1 AND notification_id = $2 AND status IN ('deferred', 'held', 'ambiguous')",
         "cancelled",

@@ -5,7 +5,7 @@
 //!   deliveries are invisible, not forbidden, so codes cannot be probed. Each
 //!   delivery comes with `delivered_at`, `seen_at` and its `history` (one entry per
 //!   status transition, from `notifier.delivery_events`).
-//!   With `?status=failed|deferred|held|ambiguous|retrying` instead, the tenant's
+//!   With `?status=failed|deferred|held|ambiguous|retrying|cancelled` instead, the tenant's
 //!   deliveries in that state ([`super::admin::list_by_status`]).
 //! - `POST /zalo/webhook` lives in [`super::webhook`].
 
@@ -77,7 +77,7 @@ struct DeliveryWithHistory {
     security(("admin_token" = []), ("service_token" = [], "tenant" = [])),
     params(
         ("dossier_code" = Option<String>, Query, description = "A dossier's deliveries with their history"),
-        ("status" = Option<String>, Query, description = "Without `dossier_code`: `failed`, `deferred`, `held`, `ambiguous` or `retrying`"),
+        ("status" = Option<String>, Query, description = "Without `dossier_code`: `failed`, `deferred`, `held`, `ambiguous`, `retrying` or `cancelled`"),
         ("after" = Option<String>, Query, description = "With `status`: the `next_after` of the previous page"),
         ("limit" = Option<i64>, Query, description = "With `status`: 1..200 (50)"),
     ),

@@ -106,21 +106,55 @@ async fn a_cancelled_delivery_is_never_sent_and_says_why() {
         (200, Some("cancelled")),
         "{body}"
     );
-    assert_eq!(again, 409, "a failed delivery cannot be cancelled twice");
+    assert_eq!(again, 409, "a cancelled delivery cannot be cancelled twice");
     let (state, .., error, _) = app.delivery(&id).await.unwrap();
     assert_eq!(
         (state.as_str(), error.as_deref()),
-        ("failed", Some("Cancelled by an admin"))
+        ("cancelled", Some("Cancelled by an admin"))
     );
     assert!(app.messages_for(&id).await.is_empty(), "nothing was sent");
     assert!(history(&app, &id).await.contains(&"cancelled".to_owned()));
+    let (_, cancelled) = get(&app, "/v1/deliveries?status=cancelled", "demo-admin").await;
+    assert_eq!(cancelled["deliveries"][0]["notification_id"], id.as_str());
+    assert_eq!(cancelled["deliveries"][0]["can_resend"], false);
+    assert_eq!(cancelled["deliveries"][0]["can_cancel"], false);
     let (_, failed) = get(&app, "/v1/deliveries?status=failed", "demo-admin").await;
-    assert_eq!(failed["deliveries"][0]["notification_id"], id.as_str());
-    assert_eq!(failed["deliveries"][0]["can_resend"], false);
     assert_eq!(
-        failed["deliveries"][0]["last_error"],
-        "Cancelled by an admin"
+        failed["deliveries"].as_array().map(Vec::len),
+        Some(0),
+        "a cancellation is not a failure: {failed}"
     );
+}
+
+#[tokio::test]
+async fn a_cancelled_delivery_whose_request_comes_again_is_still_not_sent() {
+    // Arrange: cancelled while parked; then the tracker's relay publishes the same
+    // request again (at-least-once), due now.
+    let app = spawn_app().await;
+    let id = deferred_receipt(&app, "HS-A103").await;
+    let (status, _) = post(&app, &format!("/v1/deliveries/{id}/cancel"), "demo-admin").await;
+    assert_eq!(status, 200);
+    let mut again = receipt_request("HS-A103");
+    again.notification_id = id.clone();
+
+    // Act
+    app.publish(&again).await;
+    let mut later = receipt_request("HS-A104");
+    later.notification_id = format!("{id}-later");
+    app.publish(&later).await;
+
+    // Assert: a request published after it went out, so the first was handled.
+    eventually(PATIENCE, || async {
+        (!app.messages_for(&later.notification_id).await.is_empty()).then_some(())
+    })
+    .await
+    .expect("the later request is sent");
+    assert!(
+        app.messages_for(&id).await.is_empty(),
+        "the cancelled delivery stays unsent"
+    );
+    let (state, ..) = app.delivery(&id).await.unwrap();
+    assert_eq!(state, "cancelled");
 }
 
 #[tokio::test]
