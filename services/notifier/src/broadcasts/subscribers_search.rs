@@ -29,6 +29,9 @@ use tokio_postgres::types::ToSql;
 
 /// Largest page.
 const MAX_LIMIT: i64 = 200;
+/// The query parameters it reads; any other is refused, so a misspelt filter is not
+/// silently ignored.
+const PARAMETERS: [&str; 5] = ["q", "tag", "opted", "after_id", "limit"];
 
 /// The search route.
 pub(crate) fn router(state: SubscribersState) -> Router {
@@ -106,23 +109,30 @@ pub(crate) async fn search(
 ) -> Result<Json<SubscriberPage>, ApiError> {
     let tenant = admin_tenant(&state.tenants.current(), &headers)?;
     let Query(query) = query.map_err(|e| invalid("query", &e.body_text()))?;
+    if let Some(unknown) = query.keys().find(|k| !PARAMETERS.contains(&k.as_str())) {
+        return Err(invalid(
+            unknown,
+            &format!(
+                "unknown parameter `{unknown}`: one of {}",
+                PARAMETERS.join(", ")
+            ),
+        ));
+    }
     let text = |name: &str| query.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
-    let limit = match text("limit") {
-        None => 50,
-        Some(l) => l
-            .parse::<i64>()
-            .ok()
-            .filter(|l| (1..=MAX_LIMIT).contains(l))
-            .ok_or_else(|| invalid("limit", "`limit` is 1 to 200"))?,
+    let number = |name: &str, low: i64, high: i64, rule: &str| -> Result<Option<i64>, ApiError> {
+        query
+            .get(name)
+            .map(|v| {
+                v.trim()
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|n| (low..=high).contains(n))
+                    .ok_or_else(|| invalid(name, rule))
+            })
+            .transpose()
     };
-    let after_id = match text("after_id") {
-        None => 0,
-        Some(a) => a
-            .parse::<i64>()
-            .ok()
-            .filter(|a| *a >= 0)
-            .ok_or_else(|| invalid("after_id", "`after_id` is a subscriber id"))?,
-    };
+    let limit = number("limit", 1, MAX_LIMIT, "`limit` is 1 to 200")?.unwrap_or(50);
+    let after_id = number("after_id", 0, i64::MAX, "`after_id` is a subscriber id")?.unwrap_or(0);
     let mut conditions = vec!["tenant = $1".to_owned(), "id > $2".to_owned()];
     let mut binds: Vec<Box<dyn ToSql + Sync + Send>> =
         vec![Box::new(tenant.id.clone()), Box::new(after_id)];
