@@ -121,6 +121,16 @@ static PERSONAL_DATA_ERASED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+static RESULT_DOWNLOADS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "loa_tracker_result_downloads_total",
+        "Electronic results opened through the lookup page's download link (a 303 to the \
+         province's document store), by tenant.",
+        &["tenant"]
+    )
+    .expect("metric registers once")
+});
+
 static RATINGS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "loa_tracker_ratings_total",
@@ -164,6 +174,7 @@ pub fn register() {
     LazyLock::force(&RELAY_SECONDS);
     LazyLock::force(&OVERDUE);
     LazyLock::force(&PERSONAL_DATA_ERASED);
+    LazyLock::force(&RESULT_DOWNLOADS);
     LazyLock::force(&RATINGS);
     LazyLock::force(&ZALO_FEEDBACK);
 }
@@ -188,6 +199,7 @@ pub fn init(tenants: &loa_platform::Tenants) {
             PLANNED.with_label_values(&[tenant.id.as_str(), kind.as_str()]);
         }
         PERSONAL_DATA_ERASED.with_label_values(&[tenant.id.as_str()]);
+        RESULT_DOWNLOADS.with_label_values(&[tenant.id.as_str()]);
         for level in crate::ratings::RatingLevel::ALL {
             RATINGS.with_label_values(&[tenant.id.as_str(), level.as_str()]);
         }
@@ -208,6 +220,11 @@ pub fn personal_data_erased(tenant: &str, dossiers: u64) {
     PERSONAL_DATA_ERASED
         .with_label_values(&[tenant])
         .inc_by(dossiers);
+}
+
+/// Counts one download of an electronic result through the lookup page.
+pub fn result_download(tenant: &str) {
+    RESULT_DOWNLOADS.with_label_values(&[tenant]).inc();
 }
 
 /// Counts one rating recorded.

@@ -10,7 +10,7 @@ use utoipa::OpenApi;
 #[openapi(
     info(
         title = "Loa tracker",
-        description = "Dossiers as their events made them: the admin API, receipt QR codes, the public lookup page and its rating form, the statistics, a citizen's erasure request."
+        description = "Dossiers as their events made them: the admin API, receipt QR codes, the public lookup page with its rating form and electronic result downloads, the statistics, a citizen's erasure request."
     ),
     paths(
         api::get_dossier,
@@ -19,6 +19,7 @@ use utoipa::OpenApi;
         admin::overview,
         admin::erase_subject,
         lookup::lookup_page,
+        lookup::download_result,
         rating::submit_rating,
         stats::get_stats,
     )

@@ -201,6 +201,12 @@ fn param(
                 truncate(&joined, MAX_FREE_TEXT, true)
             })
             .unwrap_or_default(),
+        // A result with an electronic copy links to it through the lookup page, which
+        // counts the download (followers get the same link in the OA message).
+        "electronic_copy" => match &event.result_document {
+            Some(_) => templates::electronic_copy_ready(&result_download_url(context.lookup_url)),
+            None => NONE_VI.to_owned(),
+        },
         "amount" => event
             .fee
             .as_ref()
@@ -216,6 +222,12 @@ fn param(
         (_, "reason") => NO_REASON_GIVEN_VI.to_owned(),
         _ => NONE_VI.to_owned(),
     }
+}
+
+/// The lookup page's link to a dossier's electronic result (`…/tra-cuu/{token}/ket-qua`),
+/// from its lookup link: it counts the download and redirects to the document store.
+pub fn result_download_url(lookup_url: &str) -> String {
+    format!("{}/ket-qua", lookup_url.trim_end_matches('/'))
 }
 
 /// How a message addresses its recipient: "ông/bà" and a person's name, an
@@ -297,6 +309,7 @@ mod tests {
             reason: None,
             required_documents: None,
             fee: None,
+            result_document: None,
             channels: Channels {
                 zalo: true,
                 broadcast: false,
@@ -421,6 +434,42 @@ mod tests {
             rating.notification_id,
             notification_id("demo", "evt-1", NotificationKind::RatingRequest)
         );
+    }
+
+    #[test]
+    fn a_result_with_an_electronic_copy_says_it_is_ready_and_links_to_the_counted_download() {
+        let mut e = event(DossierStatus::ResultReady);
+        e.occurred_at = DateTime::parse_from_rfc3339("2026-12-03T08:00:00+07:00").unwrap();
+        assert_eq!(plan_one(&e).params["electronic_copy"], "Không có");
+        e.result_document = Some(loa_contracts::ResultDocument {
+            name: "Trích lục khai sinh".into(),
+            url: "https://vbdt.example.gov.vn/kq/1.pdf".into(),
+        });
+        for status in [DossierStatus::ResultReady, DossierStatus::ResultReturned] {
+            e.status = status;
+            let n = plan(&e, &context(&e)).remove(0);
+            assert_eq!(
+                n.params["electronic_copy"],
+                format!("Đã sẵn sàng, tải tại {URL}/ket-qua"),
+                "{status:?}"
+            );
+            let text = templates::render(n.kind, &n.params);
+            assert!(
+                text.contains(&format!(
+                    "Bản điện tử của kết quả: Đã sẵn sàng, tải tại {URL}/ket-qua"
+                )),
+                "{text}"
+            );
+            assert!(
+                !text.contains("vbdt.example.gov.vn"),
+                "the store's own link never leaves through a message"
+            );
+        }
+        e.status = DossierStatus::ResultReady;
+        e.occurred_at = DateTime::parse_from_rfc3339("2026-12-01T08:00:00+07:00").unwrap();
+        let early = plan_one(&e);
+        assert_eq!(early.kind, NotificationKind::ResultReadyEarly);
+        assert!(early.params["electronic_copy"].ends_with("/ket-qua"));
     }
 
     #[test]

@@ -46,8 +46,12 @@ pub struct Erased {
 
 /// The persons of a stored event (`applicant`, `on_behalf_of`) reduced to masked
 /// forms: family name and initials, the phone's first four and last two digits, no
-/// Zalo user id. Idempotent.
+/// Zalo user id. The link to the electronic result goes too: the document behind it
+/// is the citizen's, and the lookup page would keep offering it. Idempotent.
 pub fn erase_persons(event: &mut Value) {
+    if let Some(fields) = event.as_object_mut() {
+        fields.remove("result_document");
+    }
     for key in ["applicant", "on_behalf_of"] {
         let Some(person) = event.get_mut(key).and_then(Value::as_object_mut) else {
             continue;
@@ -241,11 +245,12 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn erasing_masks_names_and_phones_drops_zalo_ids_and_is_idempotent() {
+    fn erasing_masks_names_and_phones_drops_zalo_ids_and_result_links_and_is_idempotent() {
         let mut event = json!({
             "applicant": {"name": "Trần Thị Bích", "phone": "84903123456", "zalo_user_id": "123"},
             "on_behalf_of": {"name": "Lê Văn Tám", "phone": "84912345678"},
-            "reason": "Thiếu giấy tờ"
+            "reason": "Thiếu giấy tờ",
+            "result_document": {"name": "Trích lục", "url": "https://vbdt.example.gov.vn/1.pdf"}
         });
         erase_persons(&mut event);
         let once = event.clone();

@@ -23,7 +23,7 @@ use crate::{
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
-use loa_contracts::{DossierEvent, DossierStatus, Envelope, NotificationRequest};
+use loa_contracts::{DossierEvent, DossierStatus, Envelope, NotificationRequest, ResultDocument};
 use loa_platform::{db::Migration, Secret};
 use std::collections::{HashMap, HashSet};
 use tokio_postgres::{types::Json, Row};
@@ -245,6 +245,15 @@ CREATE TABLE tracker.erasures (
 CREATE INDEX erasures_by_phone_hash ON tracker.erasures (tenant, phone_hash);
 "#,
     },
+    Migration {
+        version: 12,
+        name: "electronic results: downloads through the lookup page",
+        // The link itself stays in the result event (`dossier_events.event`): Loa keeps
+        // the link, never the document. See `crate::routes::lookup::download_result`.
+        sql: r#"
+ALTER TABLE tracker.dossiers ADD COLUMN result_downloads bigint NOT NULL DEFAULT 0;
+"#,
+    },
 ];
 
 /// The tracker's migrations, in order (an upgrade test applies a prefix of them).
@@ -324,6 +333,9 @@ pub struct EventDetails {
     pub fee_vnd: Option<i64>,
     /// What the amount is for.
     pub fee_description: Option<String>,
+    /// The electronic result a result event (9, 10) linked to: shown only through the
+    /// lookup token, downloaded through `/tra-cuu/{token}/ket-qua`.
+    pub result_document: Option<ResultDocument>,
 }
 
 /// The public lookup link of a dossier.
@@ -1144,6 +1156,33 @@ pub async fn dossier_by_token(pool: &Pool, token: &str) -> anyhow::Result<Option
     row.as_ref().map(state_from_row).transpose()
 }
 
+/// The electronic result a dossier's lookup page offers: the one carried by its newest
+/// result event (9, 10) the lifecycle applied, if any.
+pub fn result_document(history: &[HistoryEntry]) -> Option<&ResultDocument> {
+    history
+        .iter()
+        .rev()
+        .filter(|e| !e.invalid_transition)
+        .find_map(|e| e.details.result_document.as_ref())
+}
+
+/// Counts one download of a dossier's electronic result; the new count.
+pub async fn count_result_download(pool: &Pool, tenant: &str, code: &str) -> anyhow::Result<i64> {
+    let client = pool
+        .get()
+        .await
+        .context("Failed to get a PostgreSQL connection")?;
+    let row = client
+        .query_one(
+            "UPDATE tracker.dossiers SET result_downloads = result_downloads + 1
+              WHERE tenant = $1 AND dossier_code = $2 RETURNING result_downloads",
+            &[&tenant, &code],
+        )
+        .await
+        .context("Failed to count a result download")?;
+    Ok(row.get(0))
+}
+
 /// A dossier's full history, in order of occurrence.
 pub async fn history(pool: &Pool, tenant: &str, code: &str) -> anyhow::Result<Vec<HistoryEntry>> {
     let client = pool
@@ -1155,7 +1194,8 @@ pub async fn history(pool: &Pool, tenant: &str, code: &str) -> anyhow::Result<Ve
             "SELECT event_id, status, occurred_at, sequence, invalid_transition,
                     (event->>'due_at')::timestamptz, event->>'reason',
                     (event->'required_documents')::text,
-                    (event->'fee'->>'amount_vnd')::bigint, event->'fee'->>'description'
+                    (event->'fee'->>'amount_vnd')::bigint, event->'fee'->>'description',
+                    event->'result_document'->>'name', event->'result_document'->>'url'
              FROM tracker.dossier_events
              WHERE tenant = $1 AND dossier_code = $2
              ORDER BY occurred_at, sequence NULLS LAST, status, recorded_at",
@@ -1180,6 +1220,10 @@ pub async fn history(pool: &Pool, tenant: &str, code: &str) -> anyhow::Result<Ve
                         .unwrap_or_default(),
                     fee_vnd: r.get(8),
                     fee_description: r.get(9),
+                    result_document: match (r.get(10), r.get(11)) {
+                        (Some(name), Some(url)) => Some(ResultDocument { name, url }),
+                        _ => None,
+                    },
                 },
             })
         })

@@ -25,6 +25,10 @@ pub const MAX_EVENT_ID: usize = 100;
 pub const MAX_NAME: usize = 300;
 /// Longest accepted free text (reason, document names).
 pub const MAX_TEXT: usize = 2000;
+/// Longest accepted name of an electronic result document.
+pub const MAX_RESULT_NAME: usize = 200;
+/// Longest accepted link to an electronic result document.
+pub const MAX_RESULT_URL: usize = 2000;
 /// Most required documents listed in one event.
 pub const MAX_DOCUMENTS: usize = 50;
 /// How far beyond the present an appointment (`due_at`) may be: procedures take days
@@ -89,6 +93,11 @@ pub struct DossierEvent {
     /// Fees due (status 6).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fee: Option<Fee>,
+    /// The electronic result (status 9 or 10 only): a link into the province's
+    /// document store. Loa keeps the link, never the document, and shows it only
+    /// through the dossier's lookup token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_document: Option<ResultDocument>,
     /// The citizen's opt-ins; absent means no opt-in (nothing is sent).
     #[serde(default)]
     pub channels: Channels,
@@ -168,6 +177,17 @@ pub struct Fee {
     pub description: Option<String>,
 }
 
+/// An electronic result document: where the citizen can download the result the
+/// agency issued (a signed PDF in the province's document store).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ResultDocument {
+    /// What the document is, e.g. `Trích lục khai sinh (bản điện tử)`; 1..200 characters.
+    pub name: String,
+    /// Where it is: an `https://` link of at most 2000 characters.
+    #[schemars(regex(pattern = r"^https://"))]
+    pub url: String,
+}
+
 /// The citizen's opt-ins, recorded at the desk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
 pub struct Channels {
@@ -236,6 +256,30 @@ impl DossierEvent {
                 description: r.opt_text("description", MAX_NAME)?,
             })
         })?;
+        let result_document = r.opt_object("result_document", |r| {
+            let name = r.text("name", MAX_RESULT_NAME)?;
+            let url = r.text("url", MAX_RESULT_URL)?;
+            if !is_https_url(&url) {
+                return Err(ValidationError::new(
+                    r.path("url"),
+                    "invalid_url",
+                    "must be an https:// link with a host, percent-encoded (no spaces or quotes)",
+                ));
+            }
+            Ok(ResultDocument { name, url })
+        })?;
+        if result_document.is_some()
+            && !matches!(
+                status,
+                DossierStatus::ResultReady | DossierStatus::ResultReturned
+            )
+        {
+            return Err(ValidationError::new(
+                "result_document",
+                "result_document_not_allowed",
+                "a result document may come only with status 9 (result_ready) or 10 (result_returned)",
+            ));
+        }
         let channels = r
             .opt_object("channels", |r| {
                 Ok(Channels {
@@ -260,6 +304,7 @@ impl DossierEvent {
             reason,
             required_documents,
             fee,
+            result_document,
             channels,
             accepted_at: None,
         })
@@ -436,6 +481,8 @@ struct Content<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     required_documents: Option<&'a [String]>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    result_document: Option<&'a ResultDocument>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     sequence: Option<i64>,
     status: DossierStatus,
     tenant: &'a str,
@@ -458,6 +505,7 @@ impl<'a> Content<'a> {
             reason: event.reason.as_deref(),
             received_at: event.received_at.map(utc),
             required_documents: event.required_documents.as_deref(),
+            result_document: event.result_document.as_ref(),
             sequence: event.sequence,
             status: event.status,
             tenant: &event.tenant,
@@ -688,6 +736,25 @@ impl<'a> Reader<'a> {
             zalo_user_id,
         })
     }
+}
+
+/// Whether `url` is an `https://` link with a host and nothing that would need
+/// escaping to be one (spaces, quotes, angle brackets): the lookup page redirects to it,
+/// so a `javascript:` or plain `http://` link must never get that far.
+fn is_https_url(url: &str) -> bool {
+    let Some(rest) = url
+        .get(..8)
+        .filter(|scheme| scheme.eq_ignore_ascii_case("https://"))
+        .map(|_| &url[8..])
+    else {
+        return false;
+    };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    !host.is_empty()
+        && !host.starts_with('@')
+        && url
+            .chars()
+            .all(|c| c.is_ascii_graphic() && !matches!(c, '"' | '<' | '>' | '\\' | '`'))
 }
 
 /// Whether `code` has the shape of a Vietnamese tax code (mã số thuế): 10 digits, or
@@ -1038,6 +1105,79 @@ pub(crate) mod tests {
 
         assert_ne!(reused.content_digest(), original.content_digest());
         assert_eq!(reused.differing_fields(&original), ["applicant", "status"]);
+    }
+
+    #[test]
+    fn a_result_document_comes_with_a_result_over_https_and_bad_ones_name_their_field() {
+        let mut v = sample();
+        v["status"] = json!("result_ready");
+        v["result_document"] = json!({"name": " Trích lục khai sinh ",
+            "url": "https://vbdt.example.gov.vn/ket-qua/HS-1.pdf?sig=a%20b"});
+        let e = DossierEvent::from_json(&v).unwrap();
+        let doc = e.result_document.clone().unwrap();
+        assert_eq!(doc.name, "Trích lục khai sinh");
+        let back: DossierEvent = serde_json::from_value(serde_json::to_value(&e).unwrap()).unwrap();
+        assert_eq!(back, e);
+        assert!(
+            e.differing_fields(
+                &DossierEvent::from_json(&{
+                    let mut w = v.clone();
+                    w.as_object_mut().unwrap().remove("result_document");
+                    w
+                })
+                .unwrap()
+            ) == ["result_document"]
+        );
+        v["status"] = json!(10);
+        assert!(DossierEvent::from_json(&v).is_ok());
+
+        let refused = |mutate: &dyn Fn(&mut Value)| {
+            let mut w = v.clone();
+            mutate(&mut w);
+            let e = DossierEvent::from_json(&w).unwrap_err();
+            (e.field, e.code)
+        };
+        let field = |f: &str, c: &'static str| (f.to_owned(), c);
+        assert_eq!(
+            refused(&|w| w["status"] = json!(5)),
+            field("result_document", "result_document_not_allowed")
+        );
+        for url in [
+            "http://vbdt.example.gov.vn/a.pdf",
+            "javascript:alert(1)",
+            "https://",
+            "https:///a.pdf",
+            "https://vbdt.example.gov.vn/a b.pdf",
+            "https://vbdt.example.gov.vn/\"><script>",
+            "ftp://vbdt.example.gov.vn/a.pdf",
+        ] {
+            assert_eq!(
+                refused(&|w| w["result_document"]["url"] = json!(url)),
+                field("result_document.url", "invalid_url"),
+                "{url}"
+            );
+        }
+        assert_eq!(
+            refused(&|w| w["result_document"]["url"] =
+                json!(format!("https://a.vn/{}", "x".repeat(2000)))),
+            field("result_document.url", "invalid_text")
+        );
+        assert_eq!(
+            refused(&|w| w["result_document"]["name"] = json!("x".repeat(201))),
+            field("result_document.name", "invalid_text")
+        );
+        assert_eq!(
+            refused(&|w| w["result_document"]["name"] = json!("Kết\u{202E}quả")),
+            field("result_document.name", "invalid_text")
+        );
+        assert_eq!(
+            refused(&|w| w["result_document"] = json!({"name": "Kết quả"})),
+            field("result_document.url", "missing_field")
+        );
+        assert_eq!(
+            refused(&|w| w["result_document"] = json!("https://a.vn/x.pdf")),
+            field("result_document", "invalid_type")
+        );
     }
 
     #[test]

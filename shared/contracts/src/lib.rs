@@ -36,7 +36,9 @@ pub mod time;
 pub use citizen::ChatLookup;
 pub use envelope::{DossierEventBatch, Envelope, NotificationBatch, PackedEvent};
 pub use error::ValidationError;
-pub use event::{Agency, ApplicantKind, Channels, DossierEvent, Fee, Person, Procedure};
+pub use event::{
+    Agency, ApplicantKind, Channels, DossierEvent, Fee, Person, Procedure, ResultDocument,
+};
 pub use feedback::CitizenFeedback;
 pub use notification::{BroadcastRef, Lane, NotificationKind, NotificationRequest, Recipient};
 pub use phone::PhoneNumber;

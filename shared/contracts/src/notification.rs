@@ -147,11 +147,10 @@ impl NotificationKind {
             Self::Refused | Self::Stopped => base_and!("reason"),
             Self::SupplementRequested => base_and!("documents"),
             Self::PaymentRequested => base_and!("amount"),
-            Self::ResultReadyEarly => base_and!("due_date"),
+            Self::ResultReadyEarly => base_and!("due_date", "electronic_copy"),
+            Self::ResultReady | Self::ResultReturned => base_and!("electronic_copy"),
             Self::DueDateChanged => base_and!("old_due_date", "new_due_date", "reason"),
-            Self::Withdrawn | Self::ResultReady | Self::ResultReturned | Self::RatingRequest => {
-                base_and!()
-            }
+            Self::Withdrawn | Self::RatingRequest => base_and!(),
             Self::Announcement => &["title", "body", "link"],
             Self::ChatReply => &["text"],
         }
@@ -375,7 +374,11 @@ mod tests {
 
     #[test]
     fn kinds_add_their_own_parameters_to_the_base_six() {
-        assert_eq!(NotificationKind::ResultReady.required_params().len(), 6);
+        assert_eq!(NotificationKind::Withdrawn.required_params().len(), 6);
+        assert_eq!(
+            &NotificationKind::ResultReady.required_params()[6..],
+            ["electronic_copy"]
+        );
         assert_eq!(
             &NotificationKind::Receipt.required_params()[6..],
             ["received_date", "due_date"]

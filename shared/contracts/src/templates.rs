@@ -112,6 +112,14 @@ pub fn param_spec(name: &str) -> Option<ParamSpec> {
             200,
             "the documents to bring, separated by \"; \", or a pointer to the lookup page",
         ),
+        "electronic_copy" => spec(
+            "electronic_copy",
+            "Tên sản phẩm / Thương hiệu",
+            250,
+            "whether the result has an electronic copy: \"Đã sẵn sàng, tải tại \" and the \
+             lookup page's download link (which counts the download and leads to the \
+             province's document store), or \"Không có\"",
+        ),
         "title" => spec(
             "title",
             "Tên sản phẩm / Thương hiệu",
@@ -159,6 +167,12 @@ pub fn status_vi(kind: NotificationKind) -> &'static str {
         NotificationKind::Announcement => "Thông báo chính sách",
         NotificationKind::ChatReply => "Trả lời tra cứu",
     }
+}
+
+/// The `electronic_copy` parameter of a result with an electronic copy: it is ready,
+/// and where to download it (`download_url`, the lookup page's counted link).
+pub fn electronic_copy_ready(download_url: &str) -> String {
+    format!("Đã sẵn sàng, tải tại {download_url}")
 }
 
 /// The template's name in Zalo's template manager.
@@ -232,6 +246,7 @@ pub fn text_vi(kind: NotificationKind) -> &'static str {
             "Kính gửi <customer_name>,\n\
              Hồ sơ <dossier_code> (<procedure_name>) đã có kết quả, mời ông/bà đến \
              <agency_name> nhận kết quả và mang theo Giấy tiếp nhận hồ sơ và hẹn trả kết quả.\n\
+             Bản điện tử của kết quả: <electronic_copy>\n\
              Trạng thái: <status>.\n\
              Chi tiết tại: <lookup_url>"
         }
@@ -240,6 +255,7 @@ pub fn text_vi(kind: NotificationKind) -> &'static str {
              Hồ sơ <dossier_code> (<procedure_name>) đã có kết quả trước ngày hẹn trả \
              (<due_date>), mời ông/bà đến <agency_name> nhận kết quả và mang theo Giấy tiếp \
              nhận hồ sơ và hẹn trả kết quả.\n\
+             Bản điện tử của kết quả: <electronic_copy>\n\
              Trạng thái: <status>.\n\
              Chi tiết tại: <lookup_url>"
         }
@@ -247,6 +263,7 @@ pub fn text_vi(kind: NotificationKind) -> &'static str {
             "Kính gửi <customer_name>,\n\
              Hồ sơ <dossier_code> (<procedure_name>) đã được <agency_name> trả kết quả. Cảm \
              ơn ông/bà đã sử dụng dịch vụ công.\n\
+             Bản điện tử của kết quả: <electronic_copy>\n\
              Trạng thái: <status>.\n\
              Xem lại hồ sơ tại: <lookup_url>"
         }

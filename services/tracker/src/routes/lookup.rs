@@ -21,7 +21,7 @@ use axum::{
 use chrono::NaiveDate;
 use loa_contracts::{
     time::{format_date_vn, format_moment_vn, vietnam_day},
-    DossierStatus,
+    DossierStatus, ResultDocument,
 };
 use std::fmt::Write;
 
@@ -77,6 +77,66 @@ pub async fn lookup_page(State(state): State<AppState>, Path(token): Path<String
     page(
         StatusCode::OK,
         render_page_with(&office, &oa_id, &dossier, &history, today, &rating),
+    )
+}
+
+/// `GET /tra-cuu/{token}/ket-qua`: the electronic result's download, through Loa so it
+/// is counted (column `result_downloads`, metric `loa_tracker_result_downloads_total`),
+/// answered with a `303` to the link the source gave. Loa never holds the document. No
+/// `Referer` leaves with the redirect, so the store never sees the lookup token.
+#[utoipa::path(get, path = "/tra-cuu/{token}/ket-qua", tag = "public",
+    params(("token" = String, Path, description = "The lookup token of the dossier's link")),
+    responses(
+        (status = 303, description = "To the electronic result in the province's document store",
+            headers(("Location" = String, description = "The https link the result event carried"))),
+        (status = 404, body = String, content_type = "text/html", description = "No dossier has this token, or it has no electronic result"),
+        (status = 429, body = loa_platform::http::openapi::ErrorBody, description = "Too many lookups from this address (`rate_limited`)",
+            headers(("Retry-After" = u64, description = "Seconds"))),
+    ))]
+pub async fn download_result(State(state): State<AppState>, Path(token): Path<String>) -> Response {
+    if !is_lookup_token(&token) {
+        return page(StatusCode::NOT_FOUND, render_not_found());
+    }
+    let dossier = match store::dossier_by_token(&state.pool, &token).await {
+        Ok(Some(dossier)) => dossier,
+        Ok(None) => return page(StatusCode::NOT_FOUND, render_not_found()),
+        Err(e) => return failure(&e),
+    };
+    let history = match store::history(&state.pool, &dossier.tenant, &dossier.dossier_code).await {
+        Ok(history) => history,
+        Err(e) => return failure(&e),
+    };
+    let Some(document) = store::result_document(&history) else {
+        return page(StatusCode::NOT_FOUND, render_no_result(&token));
+    };
+    if let Err(e) =
+        store::count_result_download(&state.pool, &dossier.tenant, &dossier.dossier_code).await
+    {
+        return failure(&e);
+    }
+    crate::metrics::result_download(&dossier.tenant);
+    (
+        StatusCode::SEE_OTHER,
+        [
+            (header::LOCATION, document.url.as_str()),
+            (header::CACHE_CONTROL, "no-store"),
+            (header::REFERRER_POLICY, "no-referrer"),
+        ],
+    )
+        .into_response()
+}
+
+/// The page for a dossier whose result has no electronic copy (a link kept from
+/// before, or typed by hand).
+fn render_no_result(token: &str) -> String {
+    layout(
+        "Chưa có kết quả điện tử",
+        &format!(
+            "<h1>Chưa có kết quả điện tử</h1>\
+             <p>Hồ sơ này chưa có bản điện tử của kết quả.</p>\
+             <p><a href=\"../{}\">Quay lại trang tra cứu</a></p>",
+            escape(token)
+        ),
     )
 }
 
@@ -236,6 +296,9 @@ pub fn render_page_with(
     body.push_str("</section>");
 
     render_facts(&mut body, dossier);
+    if let Some(document) = store::result_document(history) {
+        render_result_document(&mut body, dossier, document);
+    }
     body.push_str(rating);
     render_timeline(&mut body, &applied);
     render_invite(&mut body, office, oa_id);
@@ -253,6 +316,19 @@ pub fn render_page_with(
     }
     body.push_str("</p>");
     layout(&format!("Tra cứu hồ sơ {}", dossier.dossier_code), &body)
+}
+
+/// The electronic result's download, through Loa's counted link (relative to the
+/// page, so it works behind any base URL); the store's own link is never on the page.
+fn render_result_document(body: &mut String, dossier: &DossierState, document: &ResultDocument) {
+    let _ = write!(
+        body,
+        "<section class=\"card result\"><h2>Kết quả điện tử</h2><p>{}</p>\
+         <p><a class=\"follow\" href=\"{}/ket-qua\" rel=\"noopener noreferrer\">\
+         Tải kết quả điện tử</a></p></section>",
+        escape(&document.name),
+        escape(&dossier.lookup_token)
+    );
 }
 
 /// The invitation to follow the province's Zalo OA, and what a follower gets: every

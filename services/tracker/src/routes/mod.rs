@@ -60,6 +60,11 @@ pub fn router(state: AppState, readiness: Readiness, lookup: RateLimiter) -> Rou
             get(lookup::lookup_page).route_layer(from_fn_with_state(lookup.clone(), limit_rate)),
         )
         .route(
+            "/tra-cuu/{token}/ket-qua",
+            get(lookup::download_result)
+                .route_layer(from_fn_with_state(lookup.clone(), limit_rate)),
+        )
+        .route(
             "/tra-cuu/{token}/danh-gia",
             post(rating::submit_rating).route_layer(from_fn_with_state(lookup, limit_rate)),
         )

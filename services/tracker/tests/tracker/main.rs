@@ -10,6 +10,7 @@ mod http;
 mod lifecycle;
 mod outbox;
 mod ratings;
+mod results;
 mod retention;
 mod search;
 mod stats;
