@@ -3,7 +3,7 @@
 //! its handler, and its name in `paths(...)` below.
 
 use crate::{
-    broadcasts::subscribers_search,
+    broadcasts::{api as broadcasts, subscribers_api as subscribers, subscribers_search},
     dead_letters,
     limits::pause,
     personal_data::erasure,
@@ -16,7 +16,7 @@ use utoipa::OpenApi;
 #[openapi(
     info(
         title = "Loa notifier",
-        description = "Deliveries to Zalo and what admins do with them: deliveries, pauses, dead letters, citizens' messages, the OA's authorisation, a citizen's erasure request, and Zalo's webhook."
+        description = "Deliveries to Zalo and what admins do with them: deliveries, pauses, dead letters, broadcasts and their subscribers, citizens' messages, the OA's authorisation, a citizen's erasure request, and Zalo's webhook."
     ),
     paths(
         deliveries::list_deliveries,
@@ -29,6 +29,15 @@ use utoipa::OpenApi;
         pause::resume_handler,
         dead_letters::list_handler,
         dead_letters::replay_handler,
+        broadcasts::create,
+        broadcasts::list,
+        broadcasts::show,
+        broadcasts::pause,
+        broadcasts::resume,
+        broadcasts::cancel,
+        subscribers::import,
+        subscribers::opt_out,
+        subscribers::opt_in,
         subscribers_search::search,
         erasure::erase_handler,
         webhook::receive,

@@ -36,7 +36,11 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use loa_contracts::NotificationKind;
 use loa_platform::{
-    http::{admin_tenant, ApiError, JsonBody},
+    http::{
+        admin_tenant,
+        openapi::{AdminRefusals, ErrorBody, JsonRefusals},
+        ApiError, JsonBody,
+    },
     LiveTenants, TenantSettings,
 };
 use serde::Serialize;
@@ -84,12 +88,16 @@ fn invalid(field: &str, message: impl Into<String>) -> ApiError {
 /// A broadcast's `title`, trimmed: for admins, not sent to citizens.
 fn title_of(body: &Value) -> Result<String, ApiError> {
     match &body["title"] {
-        Value::String(t) if !t.trim().is_empty() && t.chars().count() <= MAX_TITLE => {
+        Value::String(t)
+            if !t.trim().is_empty()
+                && t.chars().count() <= MAX_TITLE
+                && !t.contains(char::is_control) =>
+        {
             Ok(t.trim().to_owned())
         }
         _ => Err(invalid(
             "title",
-            format!("`title` is a non-empty string of at most {MAX_TITLE} characters"),
+            format!("`title` is a non-empty string of at most {MAX_TITLE} characters, without control characters"),
         )),
     }
 }
@@ -181,10 +189,14 @@ fn check(body: &Value, tenant: &TenantSettings, now: DateTime<Utc>) -> Result<Ch
                 format!("the template has no parameter `{name}`"),
             ));
         }
-        if value.as_str().is_none_or(|v| v.chars().count() > MAX_PARAM) {
+        // PostgreSQL's jsonb holds no NUL.
+        if value
+            .as_str()
+            .is_none_or(|v| v.chars().count() > MAX_PARAM || v.contains('\0'))
+        {
             return Err(invalid(
                 &field,
-                format!("a string of at most {MAX_PARAM} characters"),
+                format!("a string of at most {MAX_PARAM} characters, without NUL"),
             ));
         }
     }
@@ -261,8 +273,58 @@ async fn count_audience(
     Ok((row.get(0), row.get(1)))
 }
 
-/// `POST /v1/broadcasts`.
-async fn create(
+/// `POST /v1/broadcasts`'s answer: the broadcast stored.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct Created {
+    id: String,
+    state: BroadcastState,
+    /// A template broadcast: the subscribers it reaches as it is created.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    audience: Option<i64>,
+    /// An Article broadcast: the message id Zalo gave it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    zalo_msg_id: Option<String>,
+}
+
+/// What one citizen would receive, shown by a dry run.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct Preview {
+    template: String,
+    /// The tenant's Zalo template id for it.
+    template_id: Option<String>,
+    /// The parameters, `{name}` replaced by one subscriber's name.
+    params: BTreeMap<String, String>,
+}
+
+/// `POST /v1/broadcasts` with `"dry_run": true`: nothing is created.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct DryRun {
+    /// Subscribers the broadcast would reach now.
+    audience: i64,
+    preview: Preview,
+}
+
+/// `POST /v1/broadcasts`: the body is checked by hand (see the module docs), so the
+/// document shows it as an object with examples.
+#[utoipa::path(post, path = "/v1/broadcasts", tag = "broadcasts",
+    security(("admin_token" = []), ("service_token" = [], "tenant" = [])),
+    request_body(content = Object, description = "A template broadcast `{\"title\", \"audience\": {\"all\": true} | {\"tags\": \"<expression>\"}, \"message\": {\"template\", \"params\"}, \"start_at\"?, \"end_at\"?, \"dry_run\"?}`, or an Article broadcast `{\"title\", \"article\": {\"attachment_id\", \"cities\": [<Zalo city code>…]}}` (docs/broadcasts.md)",
+        example = json!({
+            "title": "Lịch nghỉ Tết",
+            "audience": {"tags": "phuong-1 AND NOT test"},
+            "message": {"template": "announcement", "params": {
+                "title": "Lịch nghỉ Tết", "body": "Kính gửi {name}: bộ phận một cửa nghỉ từ 14/02/2026.",
+                "link": "https://example.gov.vn/tet"}},
+            "dry_run": true,
+        })),
+    responses(
+        (status = 201, body = Created, description = "Stored: a template broadcast starts at `start_at`; an Article broadcast was sent"),
+        (status = 200, body = DryRun, description = "A dry run: nothing is stored"),
+        (status = 409, body = ErrorBody, description = "An Article broadcast in the tenant's quiet hours (`quiet_hours`)"),
+        (status = 502, body = ErrorBody, description = "Zalo refused an Article broadcast (`zalo_error`); nothing is stored"),
+        JsonRefusals, AdminRefusals,
+    ))]
+pub(crate) async fn create(
     State(state): State<BroadcastsState>,
     headers: HeaderMap,
     JsonBody(body): JsonBody<Value>,
@@ -277,20 +339,28 @@ async fn create(
         count_audience(&state.pool, &tenant.id, checked.tags.as_ref()).await?;
     if checked.dry_run {
         let name = sample_name.as_deref().unwrap_or(NO_NAME);
-        let params: BTreeMap<&String, String> = checked
+        let params: BTreeMap<String, String> = checked
             .params
             .iter()
-            .map(|(k, v)| (k, v.as_str().unwrap_or_default().replace("{name}", name)))
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v.as_str().unwrap_or_default().replace("{name}", name),
+                )
+            })
             .collect();
         let kind = NotificationKind::from_name(&checked.template);
-        return Ok(Json(json!({
-            "audience": audience,
-            "preview": {
-                "template": checked.template,
-                "template_id": kind.and_then(|k| tenant.zalo.template_for(k)),
-                "params": params,
+        let template_id = kind
+            .and_then(|k| tenant.zalo.template_for(k))
+            .map(str::to_owned);
+        return Ok(Json(DryRun {
+            audience,
+            preview: Preview {
+                template: checked.template,
+                template_id,
+                params,
             },
-        }))
+        })
         .into_response());
     }
     let new = NewBroadcast {
@@ -308,7 +378,12 @@ async fn create(
     tracing::info!(tenant = %tenant.id, broadcast = %stored.id, audience, "Broadcast created.");
     Ok((
         StatusCode::CREATED,
-        Json(json!({"id": stored.id, "state": stored.state, "audience": stored.audience})),
+        Json(Created {
+            id: stored.id,
+            state: stored.state,
+            audience: Some(stored.audience),
+            zalo_msg_id: None,
+        }),
     )
         .into_response())
 }
@@ -429,13 +504,18 @@ async fn create_article(
     tracing::info!(tenant = %tenant.id, broadcast = %stored.id, cities = cities.len(), "Article broadcast sent.");
     Ok((
         StatusCode::CREATED,
-        Json(json!({"id": stored.id, "state": stored.state, "zalo_msg_id": msg_id})),
+        Json(Created {
+            id: stored.id,
+            state: stored.state,
+            audience: None,
+            zalo_msg_id: Some(msg_id),
+        }),
     )
         .into_response())
 }
 
 /// A broadcast with its progress, as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct BroadcastView {
     id: String,
     title: String,
@@ -456,6 +536,8 @@ pub(crate) struct BroadcastView {
     eta_seconds: Option<i64>,
     tags: Option<String>,
     template: String,
+    /// The template's parameters, or an Article's `attachment_id` and `cities`.
+    #[schema(value_type = Object)]
     params: Value,
     start_at: DateTime<Utc>,
     end_at: Option<DateTime<Utc>>,
@@ -517,12 +599,27 @@ fn view(b: Broadcast, counts: Option<&BTreeMap<String, i64>>) -> BroadcastView {
     }
 }
 
+/// `GET /v1/broadcasts`'s answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct BroadcastList {
+    /// Newest first.
+    broadcasts: Vec<BroadcastView>,
+}
+
 /// `GET /v1/broadcasts?limit=`.
-async fn list(
+#[utoipa::path(get, path = "/v1/broadcasts", tag = "broadcasts",
+    security(("admin_token" = []), ("service_token" = [], "tenant" = [])),
+    params(("limit" = Option<i64>, Query, description = "1..500 (50)")),
+    responses(
+        (status = 200, body = BroadcastList),
+        (status = 400, body = ErrorBody, description = "A parameter out of its rules (`invalid_query`); `field` names it"),
+        AdminRefusals,
+    ))]
+pub(crate) async fn list(
     State(state): State<BroadcastsState>,
     headers: HeaderMap,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<BroadcastList>, ApiError> {
     let tenant = admin_tenant(&state.tenants.current(), &headers)?;
     let Query(query) = query.map_err(|e| {
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()).with_field("query")
@@ -552,11 +649,19 @@ async fn list(
             view(b, c.as_ref())
         })
         .collect();
-    Ok(Json(json!({ "broadcasts": views })))
+    Ok(Json(BroadcastList { broadcasts: views }))
 }
 
 /// `GET /v1/broadcasts/{id}`.
-async fn show(
+#[utoipa::path(get, path = "/v1/broadcasts/{id}", tag = "broadcasts",
+    security(("admin_token" = []), ("service_token" = [], "tenant" = [])),
+    params(("id" = String, Path, description = "The broadcast's id")),
+    responses(
+        (status = 200, body = BroadcastView),
+        (status = 404, body = ErrorBody, description = "No such broadcast for this tenant"),
+        AdminRefusals,
+    ))]
+pub(crate) async fn show(
     State(state): State<BroadcastsState>,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -593,7 +698,16 @@ async fn act(
 }
 
 /// `POST /v1/broadcasts/{id}/pause`.
-async fn pause(
+#[utoipa::path(post, path = "/v1/broadcasts/{id}/pause", tag = "broadcasts",
+    security(("admin_token" = []), ("service_token" = [], "tenant" = [])),
+    params(("id" = String, Path, description = "The broadcast's id")),
+    responses(
+        (status = 200, body = BroadcastView, description = "Holds a running or scheduled broadcast"),
+        (status = 404, body = ErrorBody, description = "No such broadcast for this tenant"),
+        (status = 409, body = ErrorBody, description = "The broadcast's state does not allow it (`invalid_state`)"),
+        AdminRefusals,
+    ))]
+pub(crate) async fn pause(
     State(state): State<BroadcastsState>,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -602,7 +716,16 @@ async fn pause(
 }
 
 /// `POST /v1/broadcasts/{id}/resume`.
-async fn resume(
+#[utoipa::path(post, path = "/v1/broadcasts/{id}/resume", tag = "broadcasts",
+    security(("admin_token" = []), ("service_token" = [], "tenant" = [])),
+    params(("id" = String, Path, description = "The broadcast's id")),
+    responses(
+        (status = 200, body = BroadcastView, description = "Lets a paused broadcast go on"),
+        (status = 404, body = ErrorBody, description = "No such broadcast for this tenant"),
+        (status = 409, body = ErrorBody, description = "The broadcast's state does not allow it (`invalid_state`)"),
+        AdminRefusals,
+    ))]
+pub(crate) async fn resume(
     State(state): State<BroadcastsState>,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -611,7 +734,16 @@ async fn resume(
 }
 
 /// `POST /v1/broadcasts/{id}/cancel`.
-async fn cancel(
+#[utoipa::path(post, path = "/v1/broadcasts/{id}/cancel", tag = "broadcasts",
+    security(("admin_token" = []), ("service_token" = [], "tenant" = [])),
+    params(("id" = String, Path, description = "The broadcast's id")),
+    responses(
+        (status = 200, body = BroadcastView, description = "Stops a broadcast for good"),
+        (status = 404, body = ErrorBody, description = "No such broadcast for this tenant"),
+        (status = 409, body = ErrorBody, description = "The broadcast's state does not allow it (`invalid_state`)"),
+        AdminRefusals,
+    ))]
+pub(crate) async fn cancel(
     State(state): State<BroadcastsState>,
     headers: HeaderMap,
     Path(id): Path<String>,

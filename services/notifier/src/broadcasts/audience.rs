@@ -39,7 +39,7 @@ pub struct ImportLine {
 }
 
 /// A line that could not be imported.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Rejection {
     /// 1-based line number in the body (the CSV header is line 1).
     pub line: usize,
@@ -296,12 +296,14 @@ impl RawLine {
         let name = blank(self.name);
         if name
             .as_ref()
-            .is_some_and(|n| n.chars().count() > MAX_NAME_CHARS)
+            .is_some_and(|n| n.chars().count() > MAX_NAME_CHARS || n.contains(char::is_control))
         {
             return Err(reject(
                 number,
                 "name",
-                format!("a name has at most {MAX_NAME_CHARS} characters"),
+                format!(
+                    "a name has at most {MAX_NAME_CHARS} characters, without control characters"
+                ),
             ));
         }
         Ok(ImportLine {

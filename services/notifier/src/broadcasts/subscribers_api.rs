@@ -30,7 +30,11 @@ use deadpool_postgres::Pool;
 use futures_util::StreamExt;
 use loa_contracts::PhoneNumber;
 use loa_platform::{
-    http::{admin_tenant, serve, ApiError, JsonBody},
+    http::{
+        admin_tenant,
+        openapi::{AdminRefusals, ErrorBody, JsonRefusals},
+        serve, ApiError, JsonBody,
+    },
     LiveTenants,
 };
 use serde::Serialize;
@@ -60,11 +64,15 @@ pub(crate) fn router(state: SubscribersState) -> Router {
 }
 
 /// An import's answer.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
 pub(crate) struct ImportResult {
+    /// New subscribers.
     imported: u64,
+    /// Subscribers already known, changed by their line.
     updated: u64,
+    /// The first bad lines (at most 1000), each naming its field.
     rejected: Vec<Rejection>,
+    /// Every bad line, listed or not.
     rejected_total: u64,
 }
 
@@ -152,7 +160,22 @@ fn rejection(line: usize, field: &str, message: impl Into<String>) -> Rejection 
 }
 
 /// `POST /v1/subscribers/import`.
-async fn import(
+#[utoipa::path(post, path = "/v1/subscribers/import", tag = "broadcasts",
+    security(("admin_token" = []), ("service_token" = [], "tenant" = [])),
+    request_body(description = "One subscriber a line: NDJSON objects `{\"phone\"|\"zalo_user_id\", \"name\"?, \"tags\"?, \"announcements\"?}`, or CSV with a header line (docs/broadcasts.md)",
+        content(
+            (String = "application/x-ndjson"),
+            (String = "text/csv", example = json!("phone,zalo_user_id,tags,announcements\n0912345678,,phuong-1,true\n")),
+        )),
+    responses(
+        (status = 200, body = ImportResult, description = "Imported; bad lines are listed and counted, never stop the import"),
+        (status = 400, body = ErrorBody, description = "The body broke off (`invalid_body`), or `invalid_header`"),
+        (status = 408, body = ErrorBody, description = "The body stopped flowing (`body_timeout`)"),
+        (status = 415, body = ErrorBody, description = "Neither `application/x-ndjson` nor `text/csv` (`unsupported_media_type`)"),
+        (status = 422, body = ErrorBody, description = "A CSV body without a valid header line (`invalid_header`); nothing is written"),
+        AdminRefusals,
+    ))]
+pub(crate) async fn import(
     State(state): State<SubscribersState>,
     deadline: Option<Extension<serve::BodyDeadline>>,
     headers: HeaderMap,
@@ -262,15 +285,32 @@ async fn import(
 }
 
 /// `POST /v1/subscribers/opt-out`'s answer.
-#[derive(Debug, Serialize)]
-struct OptedOut {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct OptedOut {
     opted_out: bool,
     /// Whether this changed anything (false: they had already opted out).
     changed: bool,
 }
 
+/// Who an opt-out or opt-in names: exactly one of `phone` and `zalo_user_id`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct CitizenRef {
+    /// A phone number in any format intake accepts.
+    phone: Option<String>,
+    /// A Zalo user id (letters, digits, `_`, `-`; up to 64).
+    zalo_user_id: Option<String>,
+}
+
 /// `POST /v1/subscribers/opt-out`.
-async fn opt_out(
+#[utoipa::path(post, path = "/v1/subscribers/opt-out", tag = "broadcasts",
+    security(("admin_token" = []), ("service_token" = [], "tenant" = [])),
+    request_body(content = CitizenRef, example = json!({"phone": "0912345678"})),
+    responses(
+        (status = 200, body = OptedOut, description = "The citizen gets no later broadcast"),
+        JsonRefusals, AdminRefusals,
+    ))]
+pub(crate) async fn opt_out(
     State(state): State<SubscribersState>,
     headers: HeaderMap,
     JsonBody(body): JsonBody<Value>,
@@ -287,15 +327,22 @@ async fn opt_out(
 }
 
 /// `POST /v1/subscribers/opt-in`'s answer.
-#[derive(Debug, Serialize)]
-struct OptedIn {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct OptedIn {
     opted_in: bool,
     /// Whether this changed anything (false: they were already opted in).
     changed: bool,
 }
 
 /// `POST /v1/subscribers/opt-in`.
-async fn opt_in(
+#[utoipa::path(post, path = "/v1/subscribers/opt-in", tag = "broadcasts",
+    security(("admin_token" = []), ("service_token" = [], "tenant" = [])),
+    request_body(content = CitizenRef, example = json!({"zalo_user_id": "3512873524511234567"})),
+    responses(
+        (status = 200, body = OptedIn, description = "Later broadcasts reach the citizen"),
+        JsonRefusals, AdminRefusals,
+    ))]
+pub(crate) async fn opt_in(
     State(state): State<SubscribersState>,
     headers: HeaderMap,
     JsonBody(body): JsonBody<Value>,

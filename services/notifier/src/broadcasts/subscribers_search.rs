@@ -156,10 +156,10 @@ pub(crate) async fn search(
         }
     }
     if let Some(tag) = text("tag") {
-        if tag.len() > 100 {
-            return Err(invalid("tag", "a tag has at most 100 characters"));
-        }
-        binds.push(Box::new(vec![tag.to_owned()]));
+        // Stored tags are normalised: search by the same form (and never send
+        // PostgreSQL text it cannot hold, such as a NUL).
+        let tag = super::targeting::normalize_tag(tag).map_err(|m| invalid("tag", &m))?;
+        binds.push(Box::new(vec![tag]));
         conditions.push(format!("tags @> ${}::text[]", binds.len()));
     }
     match text("opted") {

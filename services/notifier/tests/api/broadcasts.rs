@@ -222,6 +222,34 @@ async fn a_dry_run_counts_and_previews_and_bad_requests_name_their_field() {
     );
 }
 
+#[tokio::test]
+async fn a_nul_character_in_a_broadcast_s_title_or_parameters_is_refused_by_its_field_not_a_500() {
+    // Arrange: PostgreSQL holds no NUL in text nor in jsonb.
+    let app = any_hour_app().await;
+    let mut title = announcement(json!({"all": true}));
+    title["title"] = json!("Lịch\u{0}");
+    let mut param = announcement(json!({"all": true}));
+    param["message"]["params"]["body"] = json!("Kính gửi\u{0} {name}");
+
+    // Act
+    let (title_status, title_error) = post(&app, "/v1/broadcasts", "demo-admin", &title).await;
+    let (param_status, param_error) = post(&app, "/v1/broadcasts", "demo-admin", &param).await;
+
+    // Assert
+    assert_eq!(
+        (title_status, title_error["error"]["field"].as_str()),
+        (422, Some("title")),
+        "{title_error}"
+    );
+    assert_eq!(
+        (param_status, param_error["error"]["field"].as_str()),
+        (422, Some("message.params.body")),
+        "{param_error}"
+    );
+    let (_, list) = get(&app, "/v1/broadcasts", "demo-admin").await;
+    assert_eq!(list["broadcasts"], json!([]), "nothing is stored");
+}
+
 /// A notifier whose demo tenant sends `rate` messages per second, at any hour.
 async fn slow_app(rate: f64) -> TestApp {
     spawn_app_with(|tenants| {

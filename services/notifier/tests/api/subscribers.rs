@@ -432,3 +432,35 @@ async fn one_tenant_s_admin_imports_and_opts_out_in_their_own_tenant_only() {
     assert!(other[0].4, "opted out in its own tenant");
     assert_eq!(unauthorised, 401);
 }
+
+#[tokio::test]
+async fn a_nul_character_in_a_searched_tag_or_an_imported_name_is_refused_by_its_field_not_a_500() {
+    // Arrange: PostgreSQL cannot hold a NUL in text (Schemathesis sent one as `tag`).
+    let app = spawn_app().await;
+    let lines = "{\"phone\": \"0912345678\", \"name\": \"L\\u0000an\", \"announcements\": true}\n\
+                 {\"phone\": \"0912345679\", \"name\": \"Lan\", \"announcements\": true}\n";
+
+    // Act
+    let (import_status, imported) = import(&app, "demo-admin", "application/x-ndjson", lines).await;
+    let r = app
+        .http
+        .get(format!("{}/v1/subscribers?tag=%00ward", app.address))
+        .bearer_auth("demo-admin")
+        .send()
+        .await
+        .unwrap();
+    let (search_status, search): (u16, Value) = (r.status().as_u16(), r.json().await.unwrap());
+
+    // Assert: the bad line is named and the good one imported; the search is a 400.
+    assert_eq!(import_status, 200, "{imported}");
+    assert_eq!(imported["imported"], 1, "{imported}");
+    assert_eq!(
+        imported["rejected"],
+        json!([{"line": 1, "field": "name", "message": imported["rejected"][0]["message"]}])
+    );
+    assert_eq!(
+        (search_status, search["error"]["field"].as_str()),
+        (400, Some("tag")),
+        "{search}"
+    );
+}
