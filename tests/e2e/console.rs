@@ -134,8 +134,25 @@ async fn an_admin_signs_in_finds_a_dossier_by_phone_opens_it_and_replays_a_dead_
     .expect("the dead letter is stored");
     client
         .execute(
-            "INSERT INTO notifier.citizen_messages (tenant, zalo_user_id, kind, dossier_code, msg_id, received_at)
-             VALUES ('demo', '3512873524511234567', 'lookup', $1, 'chat-1', now())",
+            "INSERT INTO notifier.citizen_messages (tenant, zalo_user_id, kind, dossier_code, msg_id, received_at, forwarded_at)
+             VALUES ('demo', '3512873524511234567', 'lookup', $1, 'chat-1', now() - interval '1 minute', now())",
+            &[&code],
+        )
+        .await
+        .unwrap();
+    // What Loa answered it (the reply's delivery), and a lookup over the limit.
+    client
+        .execute(
+            "INSERT INTO notifier.deliveries (notification_id, tenant, kind, lane, dossier_code, channel, status, sent_at)
+             VALUES ($1, 'demo', 'chat_reply', 'transactional', $2, 'oa_cs', 'sent', '2026-12-04T09:30:00Z')",
+            &[&loa_contracts::citizen::chat_reply_id("demo", "chat-1"), &code],
+        )
+        .await
+        .unwrap();
+    client
+        .execute(
+            "INSERT INTO notifier.citizen_messages (tenant, zalo_user_id, kind, dossier_code, msg_id, received_at, outcome)
+             VALUES ('demo', '3512873524511234567', 'lookup', $1, 'chat-2', now(), 'rate_limited')",
             &[&code],
         )
         .await
@@ -254,6 +271,14 @@ async fn an_admin_signs_in_finds_a_dossier_by_phone_opens_it_and_replays_a_dead_
         "{chats}"
     );
     assert!(!chats.contains("3512873524511234567"));
+    assert!(
+        chats.contains("Đã trả lời (tin tư vấn OA) lúc 04/12/2026 16:30"),
+        "what Loa answered: {chats}"
+    );
+    assert!(
+        chats.contains("Không trả lời: công dân tra cứu quá nhiều lần"),
+        "{chats}"
+    );
     browser.screenshot("08-citizen-messages").await;
 
     browser.click("nav.sections a[href='/admin/audit']").await;

@@ -146,6 +146,7 @@ pub fn delivery_status_vi(status: &str) -> &'static str {
         "held" => "Tạm giữ",
         "ambiguous" => "Chưa rõ kết quả",
         "cancelled" => "Đã huỷ",
+        "skipped" => "Bỏ qua",
         _ => "Khác",
     }
 }
@@ -173,6 +174,8 @@ pub fn kind_vi(kind: &str) -> &'static str {
         "result_returned" => "Đã trả kết quả",
         "due_date_changed" => "Hẹn lại ngày trả kết quả",
         "announcement" => "Thông báo chính sách",
+        "rating_request" => "Mời đánh giá",
+        "chat_reply" => "Trả lời tra cứu qua chat",
         _ => "Khác",
     }
 }

@@ -36,12 +36,15 @@ impl ChatLookup {
     /// The notification id of the answer: the same however often the lookup is
     /// delivered (32 hex characters, as every notification id).
     pub fn reply_id(&self) -> String {
-        let digest = Sha256::digest(format!(
-            "{}\u{1f}chat_reply\u{1f}{}",
-            self.tenant, self.msg_id
-        ));
-        hex::encode(&digest[..16])
+        chat_reply_id(&self.tenant, &self.msg_id)
     }
+}
+
+/// The notification id of the answer to a tenant's chat message `msg_id`: how the
+/// console finds what Loa answered a citizen.
+pub fn chat_reply_id(tenant: &str, msg_id: &str) -> String {
+    let digest = Sha256::digest(format!("{tenant}\u{1f}chat_reply\u{1f}{msg_id}"));
+    hex::encode(&digest[..16])
 }
 
 #[cfg(test)]

@@ -39,7 +39,7 @@ pub async fn list(
         h1 { "Tin nhắn công dân gửi OA" }
         div.scroll {
             table #citizen-messages {
-                thead { tr { th { "Thời gian" } th { "Người gửi (Zalo)" } th { "Nội dung" } th { "Xử lý" } } }
+                thead { tr { th { "Thời gian" } th { "Người gửi (Zalo)" } th { "Nội dung" } th { "Loa đã trả lời" } } }
                 tbody {
                     @for m in &messages {
                         tr {
@@ -53,11 +53,7 @@ pub async fn list(
                                     _ => { "—" }
                                 }
                             }
-                            td {
-                                @if let Some(at) = m["forwarded_at"].as_str() {
-                                    "Đã chuyển để trả lời lúc " (html::datetime_vn_str(at))
-                                } @else { span.muted { "Chưa xử lý" } }
-                            }
+                            td.answer { (answer_vi(m)) }
                         }
                     }
                     @if messages.is_empty() { tr { td colspan="4" { "Chưa có tin nhắn nào." } } }
@@ -75,4 +71,32 @@ pub async fn list(
         "Tin công dân",
         body,
     ))
+}
+
+/// What Loa did with a citizen's message, in Vietnamese: the reply's delivery, or why
+/// there is none (yet).
+fn answer_vi(m: &Value) -> String {
+    if m["outcome"] == "rate_limited" {
+        return "Không trả lời: công dân tra cứu quá nhiều lần trong thời gian ngắn.".to_owned();
+    }
+    let reply = &m["reply"];
+    match reply["status"].as_str() {
+        Some("sent" | "delivered" | "seen") => format!(
+            "Đã trả lời (tin tư vấn OA){}",
+            reply["sent_at"]
+                .as_str()
+                .map(|at| format!(" lúc {}", html::datetime_vn_str(at)))
+                .unwrap_or_default()
+        ),
+        Some("skipped") if reply["last_error"] == "outside_cs_window" => {
+            "Không gửi được: đã quá 7 ngày kể từ lần cuối công dân tương tác với OA.".to_owned()
+        }
+        Some("failed") => format!(
+            "Gửi trả lời thất bại: {}",
+            reply["last_error"].as_str().unwrap_or("không rõ lý do")
+        ),
+        Some(status) => format!("Trả lời: {}", html::delivery_status_vi(status)),
+        None if m["forwarded_at"].is_string() => "Đang soạn câu trả lời.".to_owned(),
+        None => "Chưa xử lý.".to_owned(),
+    }
 }

@@ -589,6 +589,26 @@ pub(crate) struct CitizenMessageView {
     pub received_at: DateTime<Utc>,
     /// When it was handed over to be answered.
     pub forwarded_at: Option<DateTime<Utc>>,
+    /// `forward` (to be answered) or `rate_limited` (over the per-user limit, never
+    /// answered).
+    pub outcome: String,
+    /// What Loa answered: the reply's delivery, once the tracker's answer reached
+    /// the notifier.
+    pub reply: Option<ReplyView>,
+}
+
+/// The delivery of the answer to a citizen's message.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct ReplyView {
+    /// The reply's notification id.
+    pub notification_id: String,
+    /// Its delivery status (`sent`, `skipped` outside Zalo's 7-day window, …).
+    #[schema(value_type = String)]
+    pub status: DeliveryStatus,
+    /// Why it was not sent, if it was not.
+    pub last_error: Option<String>,
+    /// When Zalo accepted it.
+    pub sent_at: Option<DateTime<Utc>>,
 }
 
 /// A page of citizen messages.
@@ -647,16 +667,43 @@ pub(crate) async fn citizen_messages(
         .context("Failed to get a PostgreSQL connection")?;
     let rows = client
         .query(
-            "SELECT id, zalo_user_id, kind, dossier_code, received_at, forwarded_at
+            "SELECT id, zalo_user_id, kind, dossier_code, received_at, forwarded_at, outcome, msg_id
                FROM notifier.citizen_messages
               WHERE tenant = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
             &[&tenant.id, &before, &limit],
         )
         .await
         .context("Failed to list citizen messages")?;
-    let messages: Vec<CitizenMessageView> = rows
+    let reply_ids: Vec<String> = rows
+        .iter()
+        .map(|r| loa_contracts::citizen::chat_reply_id(&tenant.id, r.get::<_, &str>(7)))
+        .collect();
+    let mut replies: HashMap<String, ReplyView> = client
+        .query(
+            "SELECT notification_id, status, last_error, sent_at FROM notifier.deliveries
+              WHERE tenant = $1 AND notification_id = ANY($2)",
+            &[&tenant.id, &reply_ids],
+        )
+        .await
+        .context("Failed to read the replies to citizen messages")?
         .iter()
         .map(|r| {
+            let id: String = r.get(0);
+            (
+                id.clone(),
+                ReplyView {
+                    notification_id: id,
+                    status: r.get(1),
+                    last_error: r.get(2),
+                    sent_at: r.get(3),
+                },
+            )
+        })
+        .collect();
+    let messages: Vec<CitizenMessageView> = rows
+        .iter()
+        .zip(&reply_ids)
+        .map(|(r, reply_id)| {
             let user: String = r.get(1);
             let tail: String = user
                 .chars()
@@ -673,6 +720,8 @@ pub(crate) async fn citizen_messages(
                 dossier_code: r.get(3),
                 received_at: r.get(4),
                 forwarded_at: r.get(5),
+                outcome: r.get(6),
+                reply: replies.remove(reply_id),
             }
         })
         .collect();
