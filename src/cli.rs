@@ -100,7 +100,8 @@ pub enum Command {
         command: secrets::SecretsCommand,
     },
     /// Benchmarks: the broker baseline, the pipeline end to end, latency at fixed
-    /// loads, and a held Zalo rate limit. Each writes reports under `target/bench-results/`.
+    /// loads, a held Zalo rate limit, and a broadcast's import and fan-out. Each
+    /// writes reports under `target/bench-results/`.
     Bench {
         /// Output options.
         #[command(flatten)]

@@ -12,6 +12,8 @@
 //! - [`pipeline`]: N events end to end, with the baseline measured in the same run.
 //! - [`latency`]: fixed offered loads and their latency distribution.
 //! - [`ratelimit`]: a Zalo rate limit held for a while: share achieved, -32 seen.
+//! - [`fanout`]: a 1,000,000-citizen import and broadcast fan-out (issue 10), with
+//!   the broker and a PostgreSQL `COPY` as same-run baselines.
 //! - [`system`]: the services under test, in this process or as child processes.
 //! - [`load`]: the events, batches and the intake / sandbox client.
 //! - [`procstat`]: CPU and memory from `/proc`, and the machine's description.
@@ -19,6 +21,7 @@
 //! - [`report`]: tables and report files.
 
 pub mod broker;
+pub mod fanout;
 pub mod latency;
 pub mod load;
 pub mod pipeline;
@@ -60,9 +63,13 @@ pub enum BenchCommand {
     Latency(latency::LatencyArgs),
     /// A Zalo rate limit held for a while: achieved share of it and -32 answers.
     Ratelimit(ratelimit::RatelimitArgs),
+    /// A broadcast audience imported through the streamed import, then one broadcast
+    /// to all of it expanded and enqueued: lines/s, recipients/s, the notifier's peak
+    /// RSS.
+    Fanout(fanout::FanoutArgs),
 }
 
-/// A goal of issue 4 and how this run did against it.
+/// A goal of an issue (4, 10) and how this run did against it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Goal {
     /// What is measured.
@@ -239,6 +246,7 @@ pub async fn run(
             BenchCommand::Pipeline(args) => pipeline::run(settings, config_file, args).await,
             BenchCommand::Latency(args) => latency::run(settings, config_file, args).await,
             BenchCommand::Ratelimit(args) => ratelimit::run(settings, config_file, args).await,
+            BenchCommand::Fanout(args) => fanout::run(settings, config_file, args).await,
         }
     };
     let outcome = tokio::select! {

@@ -15,7 +15,7 @@ use crate::{
 };
 use anyhow::Context;
 use loa_platform::{
-    tenants::{demo_tenant, TenantSettings},
+    tenants::{demo_tenant, QuietHours, TenantSettings},
     testing::TestEnv,
     CommonSettings, Credential, Secret, Tenants,
 };
@@ -74,6 +74,8 @@ pub fn bench_tenants(n: usize, sandbox_url: &str, rate: ZaloRate) -> Vec<TenantS
             t.zalo.refresh_token = Secret::new(format!("bench-refresh-token-{i:02}"));
             t.zalo.rate_per_second = rate.per_second;
             t.zalo.burst = rate.burst;
+            // A benchmark runs at any hour: broadcasts are not held at night.
+            t.broadcasts.quiet_hours = QuietHours::NONE;
             t
         })
         .collect()
@@ -138,7 +140,13 @@ pub fn tenants_toml(tenants: &[TenantSettings]) -> String {
             .iter()
             .map(|(k, v)| format!("{k} = {}", q(v)))
             .collect();
-        let _ = writeln!(out, "templates = {{ {} }}\n", templates.join(", "));
+        let _ = writeln!(out, "templates = {{ {} }}", templates.join(", "));
+        let _ = writeln!(
+            out,
+            "[tenants.broadcasts]\nquiet_hours = {}\narticle_broadcasts = {}\n",
+            q(&t.broadcasts.quiet_hours.to_string()),
+            t.broadcasts.article_broadcasts
+        );
     }
     out
 }
