@@ -10,7 +10,7 @@
 //!   while it runs (no script);
 //! - `POST /admin/broadcasts/{id}/pause`, `/resume`, `/cancel` (admins only, audited).
 
-use super::{audited, frame, int, section_page, text};
+use super::{act_on_notifier, audited, frame, int, section_page, text, NotifierAction};
 use crate::{
     audit::Action,
     backend::{segment, BackendError, Service},
@@ -550,29 +550,14 @@ async fn act(
     verb: &str,
     action: Action,
 ) -> Result<Response, PageError> {
-    signed_in.require_csrf(form)?;
-    signed_in.require_admin()?;
-    let answer: Value = state
-        .backend
-        .post(
-            Service::Notifier,
-            signed_in.tenant(),
-            &format!("/v1/broadcasts/{}/{verb}", segment(id)),
-            &json!({}),
-        )
-        .await?;
-    audited(
-        state,
-        signed_in,
+    let act = NotifierAction {
         action,
-        Some(id),
-        json!({"state": answer["state"], "sent": answer["sent"], "audience": answer["audience"]}),
-    )
-    .await?;
-    Ok(see_other(&format!(
-        "/admin/broadcasts/{}?done={verb}",
-        segment(id)
-    )))
+        object: Some(id),
+        path: format!("/v1/broadcasts/{}/{verb}", segment(id)),
+        audit_fields: &["state", "sent", "audience"],
+        then: format!("/admin/broadcasts/{}?done={verb}", segment(id)),
+    };
+    act_on_notifier(state, signed_in, form, act).await
 }
 
 /// `POST /admin/broadcasts/{id}/pause`.

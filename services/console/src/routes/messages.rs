@@ -2,19 +2,19 @@
 //! one state with their reasons; `POST /admin/messages/{id}/resend` and `/cancel`
 //! act on one (admins only, audited).
 
-use super::{audited, int, section_page, text};
+use super::{act_on_notifier, int, section_page, text, NotifierAction};
 use crate::{
     audit::Action,
     backend::{segment, Service},
     html::{self, Section},
-    web::{see_other, AppState, FormData, PageError, SignedIn},
+    web::{AppState, FormData, PageError, SignedIn},
 };
 use axum::{
     extract::{Path, Query, State},
     response::Response,
 };
 use maud::html;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::HashMap;
 
 /// The states an admin looks at, with their tab labels.
@@ -131,32 +131,18 @@ async fn act(
     action: Action,
     verb: &str,
 ) -> Result<Response, PageError> {
-    signed_in.require_csrf(form)?;
-    signed_in.require_admin()?;
-    let answer: Value = state
-        .backend
-        .post(
-            Service::Notifier,
-            signed_in.tenant(),
-            &format!("/v1/deliveries/{}/{verb}", segment(id)),
-            &json!({}),
-        )
-        .await?;
-    audited(
-        state,
-        signed_in,
-        action,
-        Some(id),
-        json!({"result": answer["result"]}),
-    )
-    .await?;
     let status = form
         .get("status")
         .filter(|s| STATES.iter().any(|(k, _)| k == s))
         .unwrap_or("failed");
-    Ok(see_other(&format!(
-        "/admin/messages?status={status}&done={verb}"
-    )))
+    let act = NotifierAction {
+        action,
+        object: Some(id),
+        path: format!("/v1/deliveries/{}/{verb}", segment(id)),
+        audit_fields: &["result"],
+        then: format!("/admin/messages?status={status}&done={verb}"),
+    };
+    act_on_notifier(state, signed_in, form, act).await
 }
 
 /// `POST /admin/messages/{id}/resend`.

@@ -19,8 +19,9 @@ pub mod zalo;
 
 use crate::{
     audit::{self, Action},
+    backend::Service,
     html::{self, Frame, Section},
-    web::{page_response, see_other, AppState, PageError, SignedIn},
+    web::{page_response, see_other, AppState, FormData, PageError, SignedIn},
 };
 use axum::{
     http::{header, StatusCode},
@@ -29,7 +30,7 @@ use axum::{
     Router,
 };
 use loa_platform::http::{ops_router, Readiness};
-use serde_json::Value;
+use serde_json::{json, Map, Value};
 
 /// The whole router.
 pub fn router(state: AppState, readiness: Readiness) -> Router {
@@ -120,6 +121,53 @@ pub(crate) async fn audited(
     )
     .await?;
     Ok(())
+}
+
+/// An admin's action that the notifier carries out for the admin's tenant (resend a
+/// message, pause a broadcast, resume the tenant): one shape for every such button,
+/// so each is checked, audited and answered alike.
+pub(crate) struct NotifierAction<'a> {
+    /// What the audit log calls it.
+    pub action: Action,
+    /// The audited object (a delivery's or a broadcast's id), if any.
+    pub object: Option<&'a str>,
+    /// The notifier's endpoint, posted `{}` (`/v1/broadcasts/{id}/pause`).
+    pub path: String,
+    /// The fields of the notifier's answer the audit row keeps.
+    pub audit_fields: &'a [&'a str],
+    /// The page the browser goes to afterwards, which says what happened.
+    pub then: String,
+}
+
+/// Carries out `act`: the form's CSRF token and the admin role first, then the post to
+/// the notifier, the audit row, and `303` to `act.then`. A refusal or an unreachable
+/// notifier is the error page ([`PageError`]), and then nothing is audited.
+pub(crate) async fn act_on_notifier(
+    state: &AppState,
+    signed_in: &SignedIn,
+    form: &FormData,
+    act: NotifierAction<'_>,
+) -> Result<Response, PageError> {
+    signed_in.require_csrf(form)?;
+    signed_in.require_admin()?;
+    let answer: Value = state
+        .backend
+        .post(Service::Notifier, signed_in.tenant(), &act.path, &json!({}))
+        .await?;
+    let detail: Map<String, Value> = act
+        .audit_fields
+        .iter()
+        .map(|field| ((*field).to_owned(), answer[*field].clone()))
+        .collect();
+    audited(
+        state,
+        signed_in,
+        act.action,
+        act.object,
+        Value::Object(detail),
+    )
+    .await?;
+    Ok(see_other(&act.then))
 }
 
 /// A JSON number as an integer (0 when absent).

@@ -2,12 +2,12 @@
 //! the pause with its reason and a resume button, and the OA token's expiry.
 //! `POST /admin/overview/resume` resumes a paused tenant.
 
-use super::{audited, frame, int, text};
+use super::{act_on_notifier, frame, int, text, NotifierAction};
 use crate::{
     audit::Action,
     backend::Service,
     html::{self, Section},
-    web::{page_response, see_other, AppState, FormData, PageError, SignedIn},
+    web::{page_response, AppState, FormData, PageError, SignedIn},
 };
 use axum::{
     extract::{Query, State},
@@ -15,7 +15,7 @@ use axum::{
     response::Response,
 };
 use maud::html;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::HashMap;
 
 /// `GET /admin/overview`.
@@ -136,24 +136,12 @@ pub async fn resume(
     signed_in: SignedIn,
     form: FormData,
 ) -> Result<Response, PageError> {
-    signed_in.require_csrf(&form)?;
-    signed_in.require_admin()?;
-    let answer: Value = state
-        .backend
-        .post(
-            Service::Notifier,
-            signed_in.tenant(),
-            "/v1/pause/resume",
-            &json!({}),
-        )
-        .await?;
-    audited(
-        &state,
-        &signed_in,
-        Action::TenantResume,
-        None,
-        json!({"released": answer["released"]}),
-    )
-    .await?;
-    Ok(see_other("/admin/overview?done=resumed"))
+    let act = NotifierAction {
+        action: Action::TenantResume,
+        object: None,
+        path: "/v1/pause/resume".to_owned(),
+        audit_fields: &["released"],
+        then: "/admin/overview?done=resumed".to_owned(),
+    };
+    act_on_notifier(&state, &signed_in, &form, act).await
 }
