@@ -23,7 +23,7 @@ use super::{
     store::{self, Acted, Action, Broadcast, BroadcastState, NewBroadcast},
     targeting,
 };
-use crate::clock::Clock;
+use crate::{clock::Clock, routes::query::QueryParams};
 use anyhow::Context;
 use axum::{
     extract::{rejection::QueryRejection, Path, Query, State},
@@ -621,24 +621,7 @@ pub(crate) async fn list(
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<BroadcastList>, ApiError> {
     let tenant = admin_tenant(&state.tenants.current(), &headers)?;
-    let Query(query) = query.map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()).with_field("query")
-    })?;
-    let limit = match query.get("limit") {
-        None => 50,
-        Some(l) => l
-            .parse::<i64>()
-            .ok()
-            .filter(|l| (1..=500).contains(l))
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_query",
-                    "`limit` is 1 to 500",
-                )
-                .with_field("limit")
-            })?,
-    };
+    let limit = QueryParams::read(query)?.limit(50, 500)?;
     let broadcasts = store::list(&state.pool, &tenant.id, limit).await?;
     let ids: Vec<&str> = broadcasts.iter().map(|b| b.id.as_str()).collect();
     let counts = store::counts(&state.pool, &ids).await?;

@@ -9,10 +9,11 @@
 //! admin finds a citizen by the full value but a page never lists them.
 
 use super::subscribers_api::SubscribersState;
+use crate::routes::query::{invalid_query, QueryParams};
 use anyhow::Context;
 use axum::{
     extract::{rejection::QueryRejection, Query, State},
-    http::{HeaderMap, StatusCode},
+    http::HeaderMap,
     routing::get,
     Json, Router,
 };
@@ -71,10 +72,6 @@ pub(crate) struct SubscriberPage {
     reachable_total: i64,
 }
 
-fn invalid(field: &str, message: &str) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message).with_field(field)
-}
-
 fn mask_user(user: &str) -> String {
     let tail: String = user
         .chars()
@@ -108,35 +105,16 @@ pub(crate) async fn search(
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<SubscriberPage>, ApiError> {
     let tenant = admin_tenant(&state.tenants.current(), &headers)?;
-    let Query(query) = query.map_err(|e| invalid("query", &e.body_text()))?;
-    if let Some(unknown) = query.keys().find(|k| !PARAMETERS.contains(&k.as_str())) {
-        return Err(invalid(
-            unknown,
-            &format!(
-                "unknown parameter `{unknown}`: one of {}",
-                PARAMETERS.join(", ")
-            ),
-        ));
-    }
-    let text = |name: &str| query.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
-    let number = |name: &str, low: i64, high: i64, rule: &str| -> Result<Option<i64>, ApiError> {
-        query
-            .get(name)
-            .map(|v| {
-                v.trim()
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|n| (low..=high).contains(n))
-                    .ok_or_else(|| invalid(name, rule))
-            })
-            .transpose()
-    };
-    let limit = number("limit", 1, MAX_LIMIT, "`limit` is 1 to 200")?.unwrap_or(50);
-    let after_id = number("after_id", 0, i64::MAX, "`after_id` is a subscriber id")?.unwrap_or(0);
+    let query = QueryParams::read(query)?;
+    query.allow_only(&PARAMETERS)?;
+    let limit = query.limit(50, MAX_LIMIT)?;
+    let after_id = query
+        .int("after_id", 0..=i64::MAX, "`after_id` is a subscriber id")?
+        .unwrap_or(0);
     let mut conditions = vec!["tenant = $1".to_owned(), "id > $2".to_owned()];
     let mut binds: Vec<Box<dyn ToSql + Sync + Send>> =
         vec![Box::new(tenant.id.clone()), Box::new(after_id)];
-    if let Some(q) = text("q") {
+    if let Some(q) = query.text("q") {
         // A phone when it reads as one, else a Zalo user id.
         match PhoneNumber::parse(q) {
             Ok(phone) => {
@@ -148,25 +126,25 @@ pub(crate) async fn search(
                 conditions.push(format!("zalo_user_id = ${}", binds.len()));
             }
             Err(_) => {
-                return Err(invalid(
+                return Err(invalid_query(
                     "q",
                     "`q` is a phone number or a Zalo user id (letters and digits)",
                 ))
             }
         }
     }
-    if let Some(tag) = text("tag") {
+    if let Some(tag) = query.text("tag") {
         // Stored tags are normalised: search by the same form (and never send
         // PostgreSQL text it cannot hold, such as a NUL).
-        let tag = super::targeting::normalize_tag(tag).map_err(|m| invalid("tag", &m))?;
+        let tag = super::targeting::normalize_tag(tag).map_err(|m| invalid_query("tag", m))?;
         binds.push(Box::new(vec![tag]));
         conditions.push(format!("tags @> ${}::text[]", binds.len()));
     }
-    match text("opted") {
+    match query.text("opted") {
         None => {}
         Some("in") => conditions.push(format!("({})", super::api::REACHABLE)),
         Some("out") => conditions.push("opted_out_at IS NOT NULL".to_owned()),
-        Some(_) => return Err(invalid("opted", "`opted` is `in` or `out`")),
+        Some(_) => return Err(invalid_query("opted", "`opted` is `in` or `out`")),
     }
     binds.push(Box::new(limit + 1));
     let sql = format!(

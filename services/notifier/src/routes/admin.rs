@@ -26,6 +26,7 @@
 //! `cancelled`). A delivery that is no longer in a state the action applies to (the
 //! scheduler or a sender took it meanwhile) is a `409`.
 
+use super::query::{invalid_query, QueryParams};
 use crate::{
     dead_letters::{self, Selection},
     deliveries::DeliveryStatus,
@@ -80,10 +81,6 @@ pub(crate) fn router(state: AdminState) -> Router {
         .route("/v1/citizen-messages", get(citizen_messages))
         .route("/v1/zalo/authorization", post(authorize))
         .with_state(state)
-}
-
-fn bad(field: &str, message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message).with_field(field)
 }
 
 fn day_start(day: NaiveDate) -> DateTime<Utc> {
@@ -277,49 +274,36 @@ pub(crate) struct AttentionPage {
 pub(crate) async fn list_by_status(
     pool: &Pool,
     tenant: &str,
-    params: &HashMap<String, String>,
+    params: &QueryParams,
 ) -> Result<AttentionPage, ApiError> {
-    let mut status = None;
-    let mut after: Option<(DateTime<Utc>, String)> = None;
-    let mut limit: i64 = 50;
-    for (key, value) in params {
-        let value = value.trim();
-        match key.as_str() {
-            "status" => {
-                status = Some(
-                    ATTENTION_STATES
-                        .into_iter()
-                        .find(|s| s.as_str() == value)
-                        .ok_or_else(|| {
-                            let names: Vec<&str> =
-                                ATTENTION_STATES.iter().map(|s| s.as_str()).collect();
-                            bad("status", format!("`status` is one of {}", names.join(", ")))
-                        })?,
-                )
-            }
-            "after" => {
-                let parsed = value.split_once('_').and_then(|(micros, id)| {
+    params.allow_only(&["status", "after", "limit", "dossier_code"])?;
+    let status = params
+        .get("status")
+        .ok_or_else(|| invalid_query("status", "`status` or `dossier_code` is required"))?;
+    let status = ATTENTION_STATES
+        .into_iter()
+        .find(|s| s.as_str() == status)
+        .ok_or_else(|| {
+            let names: Vec<&str> = ATTENTION_STATES.iter().map(|s| s.as_str()).collect();
+            invalid_query("status", format!("`status` is one of {}", names.join(", ")))
+        })?;
+    let after = params
+        .get("after")
+        .map(|value| {
+            value
+                .split_once('_')
+                .and_then(|(micros, id)| {
                     Some((
                         DateTime::from_timestamp_micros(micros.parse().ok()?)?,
                         id.to_owned(),
                     ))
-                });
-                after = Some(parsed.ok_or_else(|| {
-                    bad("after", "`after` is the `next_after` of a previous page")
-                })?);
-            }
-            "limit" => {
-                limit = value
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|n| (1..=200).contains(n))
-                    .ok_or_else(|| bad("limit", "`limit` is an integer from 1 to 200"))?
-            }
-            "dossier_code" => {}
-            other => return Err(bad(other, format!("unknown query parameter `{other}`"))),
-        }
-    }
-    let status = status.ok_or_else(|| bad("status", "`status` or `dossier_code` is required"))?;
+                })
+                .ok_or_else(|| {
+                    invalid_query("after", "`after` is the `next_after` of a previous page")
+                })
+        })
+        .transpose()?;
+    let limit = params.limit(50, 200)?;
     let (after_at, after_id) = after.unwrap_or((DateTime::<Utc>::MAX_UTC, String::new()));
     let client = pool
         .get()
@@ -638,28 +622,16 @@ pub(crate) async fn citizen_messages(
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<CitizenMessagesPage>, ApiError> {
     let tenant = admin_tenant(&state.tenants.current(), &headers)?;
-    let Query(params) = query.map_err(|e| bad("query", e.body_text()))?;
-    let mut before = i64::MAX;
-    let mut limit: i64 = 50;
-    for (key, value) in &params {
-        match key.as_str() {
-            "before_id" => {
-                before = value
-                    .trim()
-                    .parse()
-                    .map_err(|_| bad("before_id", "`before_id` is an integer"))?
-            }
-            "limit" => {
-                limit = value
-                    .trim()
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|n| (1..=200).contains(n))
-                    .ok_or_else(|| bad("limit", "`limit` is an integer from 1 to 200"))?
-            }
-            other => return Err(bad(other, format!("unknown query parameter `{other}`"))),
-        }
-    }
+    let params = QueryParams::read(query)?;
+    params.allow_only(&["before_id", "limit"])?;
+    let before = params
+        .int(
+            "before_id",
+            i64::MIN..=i64::MAX,
+            "`before_id` is an integer",
+        )?
+        .unwrap_or(i64::MAX);
+    let limit = params.limit(50, 200)?;
     let client = state
         .pool
         .get()

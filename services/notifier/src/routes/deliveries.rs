@@ -94,7 +94,7 @@ async fn list_deliveries(
     let tenant = admin_tenant(&state.tenants.current(), &headers)?;
     let params = query.map(|Query(q)| q).unwrap_or_default();
     if params.contains_key("status") && !params.contains_key("dossier_code") {
-        let page = super::admin::list_by_status(&state.pool, &tenant.id, &params).await?;
+        let page = super::admin::list_by_status(&state.pool, &tenant.id, &params.into()).await?;
         return Ok(Json(DeliveriesAnswer::ByStatus(page)));
     }
     let dossier_code = params

@@ -19,6 +19,7 @@
 
 pub(crate) mod admin;
 pub(crate) mod deliveries;
+pub(crate) mod query;
 pub(crate) mod webhook;
 
 pub(crate) use webhook::init_metrics;
