@@ -207,6 +207,42 @@ impl std::fmt::Debug for TokenPair {
     }
 }
 
+/// One of Zalo's endpoints that send a message.
+struct SendEndpoint {
+    /// The API its calls are counted as.
+    api: Api,
+    /// Its path under the app's base URL.
+    path: &'static str,
+    /// The field of Zalo's `data` that holds the message's id.
+    id_field: &'static str,
+}
+
+impl SendEndpoint {
+    const fn new(api: Api, path: &'static str, id_field: &'static str) -> Self {
+        Self {
+            api,
+            path,
+            id_field,
+        }
+    }
+}
+
+/// A ZNS template message by phone (under `business_url`).
+const ZNS_TEMPLATE: SendEndpoint = SendEndpoint::new(Api::Zns, "/message/template", "msg_id");
+
+/// A ZBS template message to a follower (under `openapi_url`).
+const OA_TEMPLATE: SendEndpoint =
+    SendEndpoint::new(Api::OaTemplate, "/v3.0/oa/message/template", "message_id");
+
+/// An Article broadcast to followers (under `openapi_url`), counted with the OA's
+/// template sends: the same API family and limits.
+const OA_ARTICLE_BROADCAST: SendEndpoint =
+    SendEndpoint::new(Api::OaTemplate, "/v2.0/oa/message", "message_id");
+
+/// A consultation text to a Zalo user (under `openapi_url`).
+const OA_CONSULTATION: SendEndpoint =
+    SendEndpoint::new(Api::OaCs, "/v3.0/oa/message/cs", "message_id");
+
 /// One shared HTTP client for every tenant's Zalo calls. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct ZaloClient {
@@ -234,17 +270,8 @@ impl ZaloClient {
         access_token: &str,
         message: &ZnsMessage<'_>,
     ) -> Result<Accepted, ZaloFailure> {
-        let url = format!(
-            "{}/message/template",
-            app.business_url.trim_end_matches('/')
-        );
-        let request = self
-            .http
-            .post(url)
-            .header("access_token", access_token)
-            .json(message);
-        let data = call(Api::Zns, request, parse_envelope).await?;
-        accepted(Api::Zns, &data, "msg_id")
+        self.post_message(&ZNS_TEMPLATE, &app.business_url, access_token, message)
+            .await
     }
 
     /// The OA's ZNS quota today, as `GET {business_url}/message/quota` reports it:
@@ -276,7 +303,6 @@ impl ZaloClient {
         attachment_id: &str,
         cities: &[u32],
     ) -> Result<String, ZaloFailure> {
-        let url = format!("{}/v2.0/oa/message", app.openapi_url.trim_end_matches('/'));
         let cities: Vec<String> = cities.iter().map(u32::to_string).collect();
         let body = serde_json::json!({
             "recipient": {"target": {"cities": cities.join(",")}},
@@ -285,14 +311,9 @@ impl ZaloClient {
                 "elements": [{"media_type": "article", "attachment_id": attachment_id}],
             }}},
         });
-        let request = self
-            .http
-            .post(url)
-            .header("access_token", access_token)
-            .json(&body);
-        // Counted with the OA's template sends: the same API family and limits.
-        let data = call(Api::OaTemplate, request, parse_envelope).await?;
-        accepted(Api::OaTemplate, &data, "message_id").map(|a| a.msg_id)
+        self.post_message(&OA_ARTICLE_BROADCAST, &app.openapi_url, access_token, &body)
+            .await
+            .map(|a| a.msg_id)
     }
 
     /// Sends a ZBS template message to a follower by Zalo user id.
@@ -302,17 +323,8 @@ impl ZaloClient {
         access_token: &str,
         message: &OaTemplateMessage<'_>,
     ) -> Result<Accepted, ZaloFailure> {
-        let url = format!(
-            "{}/v3.0/oa/message/template",
-            app.openapi_url.trim_end_matches('/')
-        );
-        let request = self
-            .http
-            .post(url)
-            .header("access_token", access_token)
-            .json(message);
-        let data = call(Api::OaTemplate, request, parse_envelope).await?;
-        accepted(Api::OaTemplate, &data, "message_id")
+        self.post_message(&OA_TEMPLATE, &app.openapi_url, access_token, message)
+            .await
     }
 
     /// Sends a consultation text to a Zalo user (inside Zalo's 7-day window after the
@@ -323,17 +335,28 @@ impl ZaloClient {
         access_token: &str,
         message: &CsMessage<'_>,
     ) -> Result<Accepted, ZaloFailure> {
-        let url = format!(
-            "{}/v3.0/oa/message/cs",
-            app.openapi_url.trim_end_matches('/')
-        );
+        self.post_message(&OA_CONSULTATION, &app.openapi_url, access_token, message)
+            .await
+    }
+
+    /// Posts `message` with the OA's access token to `endpoint` under `base_url` and
+    /// reads Zalo's id of the message: every send reads Zalo's answer (its error
+    /// codes, a success without an id) the same way.
+    async fn post_message(
+        &self,
+        endpoint: &SendEndpoint,
+        base_url: &str,
+        access_token: &str,
+        message: &impl Serialize,
+    ) -> Result<Accepted, ZaloFailure> {
+        let url = format!("{}{}", base_url.trim_end_matches('/'), endpoint.path);
         let request = self
             .http
             .post(url)
             .header("access_token", access_token)
             .json(message);
-        let data = call(Api::OaCs, request, parse_envelope).await?;
-        accepted(Api::OaCs, &data, "message_id")
+        let data = call(endpoint.api, request, parse_envelope).await?;
+        accepted(endpoint.api, &data, endpoint.id_field)
     }
 
     /// Trades a refresh token for a new pair. The refresh token is single-use: after
