@@ -21,13 +21,19 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use loa_contracts::{phone::mask_phone, DossierEvent};
-use loa_platform::LiveTenants;
+use loa_platform::{
+    sweep::{in_locked_batches, SweepLock},
+    LiveTenants,
+};
 use serde_json::Value;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// Advisory-lock key of the retention sweep (namespace, key): one eraser at a time.
-const RETENTION_LOCK: (i32, i32) = (7302, 2);
+/// Advisory lock of the retention sweep: one eraser at a time.
+const RETENTION_LOCK: SweepLock = SweepLock {
+    key: (7302, 2),
+    name: "the retention sweep",
+};
 
 /// Dossiers erased per transaction.
 pub const BATCH: i64 = 200;
@@ -97,55 +103,45 @@ pub async fn erase_expired(
     now: DateTime<Utc>,
 ) -> anyhow::Result<Erased> {
     let cutoff = now - chrono::Duration::days(i64::from(days));
-    let mut total = Erased {
-        erased_here: true,
-        dossiers: 0,
-    };
-    loop {
-        let mut client = pool
-            .get()
-            .await
-            .context("Failed to get a PostgreSQL connection")?;
-        let tx = client
-            .transaction()
-            .await
-            .context("Failed to begin the retention sweep")?;
-        let locked: bool = tx
-            .query_one(
-                "SELECT pg_try_advisory_xact_lock($1, $2)",
-                &[&RETENTION_LOCK.0, &RETENTION_LOCK.1],
-            )
-            .await
-            .context("Failed to try the retention sweep's lock")?
-            .get(0);
-        if !locked {
-            total.erased_here = total.dossiers > 0;
-            return Ok(total);
-        }
-        let codes: Vec<String> = tx
-            .query(
-                "SELECT dossier_code FROM tracker.dossiers
-                  WHERE tenant = $1 AND updated_at < $2
-                    AND (personal_data_erased_at IS NULL OR personal_data_erased_at < updated_at)
-                  ORDER BY updated_at LIMIT $3
-                  FOR UPDATE SKIP LOCKED",
-                &[&tenant, &cutoff, &BATCH],
-            )
-            .await
-            .context("Failed to find dossiers past their retention")?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        if codes.is_empty() {
-            return Ok(total);
-        }
-        erase_dossiers(&tx, tenant, &codes, now).await?;
-        tx.commit()
-            .await
-            .context("Failed to commit the retention sweep")?;
-        metrics::personal_data_erased(tenant, codes.len() as u64);
-        total.dossiers += codes.len() as u64;
-    }
+    let mut total = Erased::default();
+    let held = in_locked_batches(
+        pool,
+        &RETENTION_LOCK,
+        |tx| {
+            let tenant = tenant.to_owned();
+            Box::pin(async move {
+                let codes: Vec<String> = tx
+                    .query(
+                        "SELECT dossier_code FROM tracker.dossiers
+                          WHERE tenant = $1 AND updated_at < $2
+                            AND (personal_data_erased_at IS NULL OR personal_data_erased_at < updated_at)
+                          ORDER BY updated_at LIMIT $3
+                          FOR UPDATE SKIP LOCKED",
+                        &[&tenant, &cutoff, &BATCH],
+                    )
+                    .await
+                    .context("Failed to find dossiers past their retention")?
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect();
+                if !codes.is_empty() {
+                    erase_dossiers(tx, &tenant, &codes, now).await?;
+                }
+                Ok(codes.len() as u64)
+            })
+        },
+        |dossiers| {
+            if dossiers > 0 {
+                metrics::personal_data_erased(tenant, dossiers);
+                total.dossiers += dossiers;
+            }
+            // Until a batch finds none left.
+            dossiers > 0
+        },
+    )
+    .await?;
+    total.erased_here = held || total.dossiers > 0;
+    Ok(total)
 }
 
 /// Masks the persons of every event of `codes`, drops their phone keys and clears

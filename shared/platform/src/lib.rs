@@ -16,6 +16,8 @@
 //!   the services that hold personal data.
 //! - [`http`]: the JSON error body, health, readiness and metrics endpoints, serving.
 //! - [`shutdown`]: one cancellation token tripped by SIGTERM or Ctrl-C.
+//! - [`sweep`]: a periodic sweep done in batches by one replica at a time (an
+//!   advisory lock per batch).
 //! - [`testing`]: a fresh database and vhost per test.
 
 pub mod amqp;
@@ -27,6 +29,7 @@ pub mod erasure;
 pub mod http;
 pub mod secret;
 pub mod shutdown;
+pub mod sweep;
 pub mod telemetry;
 pub mod tenants;
 pub mod testing;

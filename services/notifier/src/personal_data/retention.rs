@@ -22,12 +22,18 @@ use crate::{clock::Clock, dead_letters::UNKNOWN_TENANT, metrics};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Pool, Transaction};
-use loa_platform::LiveTenants;
+use loa_platform::{
+    sweep::{in_locked_batches, SweepLock},
+    LiveTenants,
+};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// Advisory-lock key of the notifier's retention sweep (namespace, key).
-const RETENTION_LOCK: (i32, i32) = (7303, 1);
+/// Advisory lock of the notifier's retention sweep.
+const RETENTION_LOCK: SweepLock = SweepLock {
+    key: (7303, 1),
+    name: "the retention sweep",
+};
 
 /// Rows of one kind erased per transaction.
 pub const BATCH: i64 = 500;
@@ -65,56 +71,44 @@ pub async fn erase_expired(
 ) -> anyhow::Result<Erased> {
     let cutoff = now - chrono::Duration::days(i64::from(days));
     let label = tenant.unwrap_or(UNKNOWN_TENANT);
-    let mut total = Erased {
-        erased_here: true,
-        ..Erased::default()
-    };
-    loop {
-        let mut client = pool
-            .get()
-            .await
-            .context("Failed to get a PostgreSQL connection")?;
-        let tx = client
-            .transaction()
-            .await
-            .context("Failed to begin the retention sweep")?;
-        let locked: bool = tx
-            .query_one(
-                "SELECT pg_try_advisory_xact_lock($1, $2)",
-                &[&RETENTION_LOCK.0, &RETENTION_LOCK.1],
-            )
-            .await
-            .context("Failed to try the retention sweep's lock")?
-            .get(0);
-        if !locked {
-            total.erased_here = total.total() > 0;
-            return Ok(total);
-        }
-        let deliveries = give_up_parked(&tx, tenant, cutoff, now).await?;
-        let dead_letters = mask_dead_letters(&tx, tenant, cutoff, now).await?;
-        let citizen_messages = delete_lookups(&tx, tenant, cutoff).await?;
-        tx.commit()
-            .await
-            .context("Failed to commit the retention sweep")?;
-        for (kind, n) in [
-            ("deliveries", deliveries),
-            ("dead_letters", dead_letters),
-            ("citizen_messages", citizen_messages),
-        ] {
-            if n > 0 {
-                metrics::personal_data_erased(label, kind, n);
+    let mut total = Erased::default();
+    let held = in_locked_batches(
+        pool,
+        &RETENTION_LOCK,
+        |tx| {
+            let tenant = tenant.map(str::to_owned);
+            Box::pin(async move {
+                let tenant = tenant.as_deref();
+                Ok(Erased {
+                    erased_here: true,
+                    deliveries: give_up_parked(tx, tenant, cutoff, now).await?,
+                    dead_letters: mask_dead_letters(tx, tenant, cutoff, now).await?,
+                    citizen_messages: delete_lookups(tx, tenant, cutoff).await?,
+                })
+            })
+        },
+        |batch| {
+            for (kind, n) in [
+                ("deliveries", batch.deliveries),
+                ("dead_letters", batch.dead_letters),
+                ("citizen_messages", batch.citizen_messages),
+            ] {
+                if n > 0 {
+                    metrics::personal_data_erased(label, kind, n);
+                }
             }
-        }
-        total.deliveries += deliveries;
-        total.dead_letters += dead_letters;
-        total.citizen_messages += citizen_messages;
-        if deliveries < BATCH as u64
-            && dead_letters < BATCH as u64
-            && citizen_messages < BATCH as u64
-        {
-            return Ok(total);
-        }
-    }
+            total.deliveries += batch.deliveries;
+            total.dead_letters += batch.dead_letters;
+            total.citizen_messages += batch.citizen_messages;
+            // A full batch of any kind: there may be more.
+            [batch.deliveries, batch.dead_letters, batch.citizen_messages]
+                .iter()
+                .any(|n| *n >= BATCH as u64)
+        },
+    )
+    .await?;
+    total.erased_here = held || total.total() > 0;
+    Ok(total)
 }
 
 /// Gives up a batch of parked deliveries last changed before `cutoff`.
