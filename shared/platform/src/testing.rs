@@ -215,3 +215,59 @@ pub async fn columns_naming(
     }
     Ok(found)
 }
+
+/// Posts a citizen's erasure request (`POST {address}/v1/subjects/erase`, the same in
+/// every service that holds personal data: [`crate::erasure`]) with the bearer
+/// `token`: the status and the JSON answer (`null` when there is none).
+pub async fn request_erasure(
+    address: &str,
+    token: &str,
+    body: &serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let answer = reqwest::Client::new()
+        .post(format!("{address}/v1/subjects/erase"))
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .expect("the service answers an erasure request");
+    let status = answer.status().as_u16();
+    (status, answer.json().await.unwrap_or_default())
+}
+
+/// Checks the refusals every service's erasure endpoint owes (as the admin
+/// `demo-admin` of `demo`): `bad_phone`, a phone that is not one, is `422` naming
+/// `phone`; a request without `requested_by` is `422` naming it; an unknown token is
+/// `401`. What a refusal must leave untouched is the caller's to check.
+pub async fn assert_erasure_refusals(address: &str, bad_phone: &str) {
+    // Act
+    let bad_phone = request_erasure(
+        address,
+        "demo-admin",
+        &serde_json::json!({"phone": bad_phone, "requested_by": "An"}),
+    )
+    .await;
+    let nobody = request_erasure(
+        address,
+        "demo-admin",
+        &serde_json::json!({"phone": "0903123456"}),
+    )
+    .await;
+    let wrong_token = request_erasure(
+        address,
+        "nope",
+        &serde_json::json!({"phone": "0903123456", "requested_by": "An"}),
+    )
+    .await;
+
+    // Assert
+    assert_eq!(
+        (bad_phone.0, bad_phone.1["error"]["field"].as_str()),
+        (422, Some("phone"))
+    );
+    assert_eq!(
+        (nobody.0, nobody.1["error"]["field"].as_str()),
+        (422, Some("requested_by"))
+    );
+    assert_eq!(wrong_token.0, 401);
+}
