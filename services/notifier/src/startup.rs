@@ -371,12 +371,10 @@ impl Application {
         };
         let receipts = zalo_webhooks::run_reconciler(self.pool.clone(), cancel.clone());
         let pruner = zalo_webhooks::run_pruner(self.pool.clone(), cancel.clone());
-        let lookups = zalo_webhooks::run_lookup_relay(
+        let lookups = zalo_webhooks::run_relay(
+            &zalo_webhooks::CHAT_LOOKUPS,
             self.pool.clone(),
-            Arc::new(loa_platform::amqp::Publisher::new(
-                self.amqp_url.clone(),
-                "loa-notifier-lookups",
-            )),
+            self.amqp_url.clone(),
             cancel.clone(),
         );
         let retention = crate::personal_data::retention::run_retention(
@@ -386,12 +384,10 @@ impl Application {
             Duration::from_secs(self.settings.retention_sweep_secs.max(1)),
             cancel.clone(),
         );
-        let feedback = zalo_webhooks::run_feedback_relay(
+        let feedback = zalo_webhooks::run_relay(
+            &zalo_webhooks::RATINGS,
             self.pool.clone(),
-            Arc::new(loa_platform::amqp::Publisher::new(
-                self.amqp_url.clone(),
-                "loa-notifier-feedback",
-            )),
+            self.amqp_url.clone(),
             cancel.clone(),
         );
         let dead_letter_consumer = dead_letters.run_consumer(dead_letter_status, cancel.clone());

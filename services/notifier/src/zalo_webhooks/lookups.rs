@@ -1,27 +1,25 @@
 //! Chat lookups, the notifier's half: a citizen's "tra cứu <mã>" is kept in
 //! `notifier.citizen_messages` by the webhook's own transaction ([`record`], which
-//! also applies the per-user limit), and [`run_relay`] hands each kept lookup to the
-//! tracker on `loa.citizen` (`chat_lookup.v1`, published with confirms, then marked
-//! forwarded), with the phones linked to the Zalo user who asked. The tracker answers
-//! with a `chat_reply` notification, which the sender delivers as an OA consultation
-//! message like any other delivery.
+//! also applies the per-user limit), and the relay [`CHAT_LOOKUPS`] hands each kept
+//! lookup to the tracker on `loa.citizen` (`chat_lookup.v1`, published with confirms,
+//! then marked forwarded), with the phones linked to the Zalo user who asked. The
+//! tracker answers with a `chat_reply` notification, which the sender delivers as an
+//! OA consultation message like any other delivery.
 //!
 //! A redelivered webhook never reaches [`record`] (webhook dedup), and a message kept
 //! twice is one row (`UNIQUE (tenant, msg_id)`); a lookup published twice (a crash
 //! between the confirm and the mark) is answered once: the reply's notification id
 //! comes from the message id.
 
+use super::relay::Relay;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use deadpool_postgres::{GenericClient, Pool};
+use deadpool_postgres::GenericClient;
 use loa_contracts::{ChatLookup, Envelope};
-use loa_platform::amqp::{topology, OutgoingMessage, Publisher};
+use loa_platform::amqp::{topology, OutgoingMessage};
 use prometheus::{register_int_counter_vec, IntCounterVec};
-use std::{
-    sync::{Arc, LazyLock},
-    time::Duration,
-};
-use tokio_util::sync::CancellationToken;
+use std::{sync::LazyLock, time::Duration};
+use tokio_postgres::Row;
 
 static LOOKUPS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
@@ -138,98 +136,50 @@ pub(crate) async fn record<C: GenericClient>(
     Ok(kept)
 }
 
-/// Most lookups forwarded per transaction.
-const RELAY_BATCH: i64 = 100;
-/// How often the relay looks for lookups to forward when it found none.
-const RELAY_IDLE: Duration = Duration::from_millis(200);
-
-/// Forwards kept lookups to the tracker until `cancel` fires (every replica may run
-/// it: rows are claimed with `SKIP LOCKED`).
-pub(crate) async fn run_relay(pool: Pool, publisher: Arc<Publisher>, cancel: CancellationToken) {
-    loop {
-        let wait = match forward_batch(&pool, &publisher).await {
-            Ok(n) if n as i64 >= RELAY_BATCH => Duration::ZERO,
-            Ok(_) => RELAY_IDLE,
-            Err(e) => {
-                tracing::warn!(error.cause_chain = ?e, error.message = %e, "Failed to forward chat lookups; retrying.");
-                Duration::from_secs(1)
-            }
-        };
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(wait) => {}
+/// Forwards kept lookups to the tracker, each with the phones linked to the Zalo user
+/// who asked.
+pub(crate) const CHAT_LOOKUPS: Relay = Relay {
+    what: "chat lookups",
+    connection: "loa-notifier-lookups",
+    unforwarded: "SELECT m.id, m.tenant, m.zalo_user_id, m.msg_id, m.dossier_code, m.received_at,
+                         coalesce(array_agg(DISTINCT s.phone) FILTER (WHERE s.phone IS NOT NULL), '{}')
+                    FROM (SELECT id, tenant, zalo_user_id, msg_id, dossier_code, received_at
+                            FROM notifier.citizen_messages
+                           WHERE forwarded_at IS NULL AND outcome = 'forward' AND kind = 'lookup'
+                           ORDER BY id
+                           LIMIT $1
+                             FOR UPDATE SKIP LOCKED) m
+                    LEFT JOIN notifier.subscribers s
+                           ON s.tenant = m.tenant AND s.zalo_user_id = m.zalo_user_id
+                   GROUP BY m.id, m.tenant, m.zalo_user_id, m.msg_id, m.dossier_code, m.received_at
+                   ORDER BY m.id",
+    message: lookup_message,
+    mark_forwarded: "UPDATE notifier.citizen_messages SET forwarded_at = now() WHERE id = ANY($1)",
+    keys: |rows| vec![Box::new(rows.iter().map(|r| r.get(0)).collect::<Vec<i64>>())],
+    forwarded: |rows| {
+        for row in rows {
+            let tenant: &str = row.get(1);
+            LOOKUPS.with_label_values(&[tenant, "forwarded"]).inc();
         }
-    }
-}
+    },
+    idle: Duration::from_millis(200),
+};
 
-/// Publishes one batch of kept lookups (confirmed) and marks them forwarded, in one
-/// transaction holding their rows. Returns how many were forwarded.
-pub async fn forward_batch(pool: &Pool, publisher: &Publisher) -> anyhow::Result<usize> {
-    let mut client = pool
-        .get()
-        .await
-        .context("Failed to get a PostgreSQL connection")?;
-    let tx = client
-        .transaction()
-        .await
-        .context("Failed to begin a transaction")?;
-    let rows = tx
-        .query(
-            "SELECT m.id, m.tenant, m.zalo_user_id, m.msg_id, m.dossier_code, m.received_at,
-                    coalesce(array_agg(DISTINCT s.phone) FILTER (WHERE s.phone IS NOT NULL), '{}')
-               FROM (SELECT id, tenant, zalo_user_id, msg_id, dossier_code, received_at
-                       FROM notifier.citizen_messages
-                      WHERE forwarded_at IS NULL AND outcome = 'forward' AND kind = 'lookup'
-                      ORDER BY id
-                      LIMIT $1
-                        FOR UPDATE SKIP LOCKED) m
-               LEFT JOIN notifier.subscribers s
-                      ON s.tenant = m.tenant AND s.zalo_user_id = m.zalo_user_id
-              GROUP BY m.id, m.tenant, m.zalo_user_id, m.msg_id, m.dossier_code, m.received_at
-              ORDER BY m.id",
-            &[&RELAY_BATCH],
-        )
-        .await
-        .context("Failed to read the chat lookups to forward")?;
-    if rows.is_empty() {
-        return Ok(0);
-    }
-    let mut ids: Vec<i64> = Vec::with_capacity(rows.len());
-    let mut messages = Vec::with_capacity(rows.len());
-    for row in &rows {
-        ids.push(row.get(0));
-        let lookup = ChatLookup {
-            tenant: row.get(1),
-            zalo_user_id: row.get(2),
-            msg_id: row.get(3),
-            dossier_code: row.get::<_, Option<String>>(4).unwrap_or_default(),
-            received_at: row.get(5),
-            linked_phones: row.get(6),
-        };
-        messages.push(OutgoingMessage {
-            exchange: topology::EX_CITIZEN.to_owned(),
-            routing_key: lookup.routing_key(),
-            message_id: lookup.reply_id(),
-            body: Envelope::ChatLookupV1(lookup).to_bytes(),
-            headers: Vec::new(),
-        });
-    }
-    publisher
-        .publish_all(&messages)
-        .await
-        .context("Failed to publish chat lookups")?;
-    tx.execute(
-        "UPDATE notifier.citizen_messages SET forwarded_at = now() WHERE id = ANY($1)",
-        &[&ids],
-    )
-    .await
-    .context("Failed to mark chat lookups forwarded")?;
-    tx.commit()
-        .await
-        .context("Failed to commit forwarded chat lookups")?;
-    for row in &rows {
-        let tenant: &str = row.get(1);
-        LOOKUPS.with_label_values(&[tenant, "forwarded"]).inc();
-    }
-    Ok(rows.len())
+/// A kept lookup's message.
+fn lookup_message(row: &Row) -> Option<OutgoingMessage> {
+    let lookup = ChatLookup {
+        tenant: row.get(1),
+        zalo_user_id: row.get(2),
+        msg_id: row.get(3),
+        dossier_code: row.get::<_, Option<String>>(4).unwrap_or_default(),
+        received_at: row.get(5),
+        linked_phones: row.get(6),
+    };
+    Some(OutgoingMessage {
+        exchange: topology::EX_CITIZEN.to_owned(),
+        routing_key: lookup.routing_key(),
+        message_id: lookup.reply_id(),
+        body: Envelope::ChatLookupV1(lookup).to_bytes(),
+        headers: Vec::new(),
+    })
 }

@@ -5,7 +5,8 @@
 //! to the OA's users ([`subscribers`]). A citizen's chat message is read by
 //! [`command`]: "huỷ" opts out of broadcasts, a dossier lookup is kept and relayed to
 //! the tracker ([`lookups`]). A rating given in Zalo (`user_feedback`) is kept and
-//! relayed to the tracker as its dossier's rating ([`feedback`]).
+//! relayed to the tracker as its dossier's rating ([`feedback`]). Both relays are one
+//! loop ([`relay`]).
 
 pub mod command;
 #[cfg(test)]
@@ -17,15 +18,16 @@ mod fuzz;
 pub(crate) mod lookups;
 mod parse;
 mod receipts;
+pub(crate) mod relay;
 mod signature;
 mod store;
 mod subscribers;
 
-pub use feedback::forward_batch as forward_ratings;
-pub(crate) use feedback::run_relay as run_feedback_relay;
-pub(crate) use lookups::run_relay as run_lookup_relay;
-pub use lookups::{forward_batch as forward_chat_lookups, LookupLimit};
+pub(crate) use feedback::RATINGS;
+pub use lookups::LookupLimit;
+pub(crate) use lookups::CHAT_LOOKUPS;
 pub(crate) use parse::{authenticate, event_label, Freshness, KNOWN_EVENTS};
 pub(crate) use receipts::{run_reconciler, settle_from_stored_receipts};
+pub(crate) use relay::run_relay;
 pub use store::prune_events;
 pub(crate) use store::{run_pruner, store, Stored};
