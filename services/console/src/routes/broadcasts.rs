@@ -10,7 +10,7 @@
 //!   while it runs (no script);
 //! - `POST /admin/broadcasts/{id}/pause`, `/resume`, `/cancel` (admins only, audited).
 
-use super::{act_on_notifier, audited, frame, int, section_page, text, NotifierAction};
+use super::{audited, frame, int, section_page, text, NotifierAction, ObjectButton};
 use crate::{
     audit::Action,
     backend::{segment, BackendError, Service},
@@ -542,76 +542,31 @@ pub async fn show(
     ))
 }
 
-async fn act(
-    state: &AppState,
-    signed_in: &SignedIn,
-    id: &str,
-    form: &FormData,
-    verb: &str,
-    action: Action,
-) -> Result<Response, PageError> {
+async fn act(button: ObjectButton, verb: &str, action: Action) -> Result<Response, PageError> {
+    let id = segment(&button.id);
     let act = NotifierAction {
         action,
-        object: Some(id),
-        path: format!("/v1/broadcasts/{}/{verb}", segment(id)),
+        object: Some(&button.id),
+        path: format!("/v1/broadcasts/{id}/{verb}"),
         audit_fields: &["state", "sent", "audience"],
-        then: format!("/admin/broadcasts/{}?done={verb}", segment(id)),
+        then: format!("/admin/broadcasts/{id}?done={verb}"),
     };
-    act_on_notifier(state, signed_in, form, act).await
+    button.act(act).await
 }
 
 /// `POST /admin/broadcasts/{id}/pause`.
-pub async fn pause(
-    State(state): State<AppState>,
-    signed_in: SignedIn,
-    Path(id): Path<String>,
-    form: FormData,
-) -> Result<Response, PageError> {
-    act(
-        &state,
-        &signed_in,
-        &id,
-        &form,
-        "pause",
-        Action::BroadcastPause,
-    )
-    .await
+pub async fn pause(button: ObjectButton) -> Result<Response, PageError> {
+    act(button, "pause", Action::BroadcastPause).await
 }
 
 /// `POST /admin/broadcasts/{id}/resume`.
-pub async fn resume(
-    State(state): State<AppState>,
-    signed_in: SignedIn,
-    Path(id): Path<String>,
-    form: FormData,
-) -> Result<Response, PageError> {
-    act(
-        &state,
-        &signed_in,
-        &id,
-        &form,
-        "resume",
-        Action::BroadcastResume,
-    )
-    .await
+pub async fn resume(button: ObjectButton) -> Result<Response, PageError> {
+    act(button, "resume", Action::BroadcastResume).await
 }
 
 /// `POST /admin/broadcasts/{id}/cancel`.
-pub async fn cancel(
-    State(state): State<AppState>,
-    signed_in: SignedIn,
-    Path(id): Path<String>,
-    form: FormData,
-) -> Result<Response, PageError> {
-    act(
-        &state,
-        &signed_in,
-        &id,
-        &form,
-        "cancel",
-        Action::BroadcastCancel,
-    )
-    .await
+pub async fn cancel(button: ObjectButton) -> Result<Response, PageError> {
+    act(button, "cancel", Action::BroadcastCancel).await
 }
 
 #[cfg(test)]

@@ -2,15 +2,15 @@
 //! one state with their reasons; `POST /admin/messages/{id}/resend` and `/cancel`
 //! act on one (admins only, audited).
 
-use super::{act_on_notifier, int, section_page, text, NotifierAction};
+use super::{int, section_page, text, NotifierAction, ObjectButton};
 use crate::{
     audit::Action,
     backend::{segment, Service},
     html::{self, Section},
-    web::{AppState, FormData, PageError, SignedIn},
+    web::{AppState, PageError, SignedIn},
 };
 use axum::{
-    extract::{Path, Query, State},
+    extract::{Query, State},
     response::Response,
 };
 use maud::html;
@@ -123,60 +123,29 @@ pub async fn list(
     ))
 }
 
-async fn act(
-    state: &AppState,
-    signed_in: &SignedIn,
-    id: &str,
-    form: &FormData,
-    action: Action,
-    verb: &str,
-) -> Result<Response, PageError> {
-    let status = form
+async fn act(button: ObjectButton, action: Action, verb: &str) -> Result<Response, PageError> {
+    let id = segment(&button.id);
+    let status = button
+        .form
         .get("status")
         .filter(|s| STATES.iter().any(|(k, _)| k == s))
         .unwrap_or("failed");
     let act = NotifierAction {
         action,
-        object: Some(id),
-        path: format!("/v1/deliveries/{}/{verb}", segment(id)),
+        object: Some(&button.id),
+        path: format!("/v1/deliveries/{id}/{verb}"),
         audit_fields: &["result"],
         then: format!("/admin/messages?status={status}&done={verb}"),
     };
-    act_on_notifier(state, signed_in, form, act).await
+    button.act(act).await
 }
 
 /// `POST /admin/messages/{id}/resend`.
-pub async fn resend(
-    State(state): State<AppState>,
-    signed_in: SignedIn,
-    Path(id): Path<String>,
-    form: FormData,
-) -> Result<Response, PageError> {
-    act(
-        &state,
-        &signed_in,
-        &id,
-        &form,
-        Action::DeliveryResend,
-        "resend",
-    )
-    .await
+pub async fn resend(button: ObjectButton) -> Result<Response, PageError> {
+    act(button, Action::DeliveryResend, "resend").await
 }
 
 /// `POST /admin/messages/{id}/cancel`.
-pub async fn cancel(
-    State(state): State<AppState>,
-    signed_in: SignedIn,
-    Path(id): Path<String>,
-    form: FormData,
-) -> Result<Response, PageError> {
-    act(
-        &state,
-        &signed_in,
-        &id,
-        &form,
-        Action::DeliveryCancel,
-        "cancel",
-    )
-    .await
+pub async fn cancel(button: ObjectButton) -> Result<Response, PageError> {
+    act(button, Action::DeliveryCancel, "cancel").await
 }

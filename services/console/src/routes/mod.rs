@@ -24,6 +24,7 @@ use crate::{
     web::{page_response, see_other, AppState, FormData, PageError, SignedIn},
 };
 use axum::{
+    extract::{FromRequest, Path, State},
     http::{header, StatusCode},
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -121,6 +122,27 @@ pub(crate) async fn audited(
     )
     .await?;
     Ok(())
+}
+
+/// What a button on one object posts (`POST …/{id}/resend`, `…/{id}/pause`): the
+/// session, the object's id from the path and the form (its CSRF token), extracted in
+/// that order as a handler's arguments would be.
+#[derive(FromRequest)]
+#[from_request(state(AppState))]
+pub struct ObjectButton {
+    state: State<AppState>,
+    signed_in: SignedIn,
+    /// The object's id, as the path gives it.
+    pub id: Path<String>,
+    /// The form, with the CSRF token and what the page sends back to.
+    pub form: FormData,
+}
+
+impl ObjectButton {
+    /// Carries out `act` for the admin who pressed the button ([`act_on_notifier`]).
+    pub(crate) async fn act(&self, act: NotifierAction<'_>) -> Result<Response, PageError> {
+        act_on_notifier(&self.state, &self.signed_in, &self.form, act).await
+    }
 }
 
 /// An admin's action that the notifier carries out for the admin's tenant (resend a
