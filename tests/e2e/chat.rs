@@ -15,26 +15,8 @@ async fn start() -> TestSystem {
     let mut settings = test_settings(&env);
     settings.services.notifier.chat_lookups_per_window = 3;
     let sys = TestSystem::start_with(env, settings).await;
-    point_webhooks_at_notifier(&sys, true).await;
+    sys.point_webhooks_at_notifier(true).await;
     sys
-}
-
-/// Points the sandbox's webhooks at this system's notifier (`on`), or turns them off.
-async fn point_webhooks_at_notifier(sys: &TestSystem, on: bool) {
-    let port = sys
-        .system
-        .as_ref()
-        .and_then(|s| s.notifier_port)
-        .expect("the notifier runs");
-    let url = on.then(|| format!("http://127.0.0.1:{port}/zalo/webhook"));
-    let r = sys
-        .client
-        .post(format!("{}/_sandbox/webhook", sys.sandbox))
-        .json(&json!({ "url": url }))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success());
 }
 
 async fn user(sys: &TestSystem, user_id: &str, action: &str, body: Value) -> Value {
@@ -307,7 +289,7 @@ async fn a_replayed_lookup_webhook_is_answered_once() {
     let sys = start().await;
     dossier(&sys).await;
     follower_with_phone(&sys, "u-replay", "0903123456").await;
-    point_webhooks_at_notifier(&sys, false).await;
+    sys.point_webhooks_at_notifier(false).await;
     let written = user(
         &sys,
         "u-replay",
@@ -335,7 +317,7 @@ async fn a_reply_outside_zalo_s_7_day_window_is_recorded_as_skipped_with_its_rea
     let sys = start().await;
     dossier(&sys).await;
     follower_with_phone(&sys, "u-late", "0903123456").await;
-    point_webhooks_at_notifier(&sys, false).await;
+    sys.point_webhooks_at_notifier(false).await;
     let written = user(
         &sys,
         "u-late",

@@ -94,7 +94,9 @@ async fn post_dossier(sys: &TestSystem, token: &str, event: serde_json::Value, a
 async fn an_admin_signs_in_finds_a_dossier_by_phone_opens_it_and_replays_a_dead_letter() {
     // Arrange: an account, a dossier that moved on, a dead letter (an ingress message
     // with demo's source token and a status intake refuses: a dead letter belongs to
-    // the tenant of the token intake verified), a citizen's chat lookup.
+    // the tenant of the token intake verified), a citizen's chat lookup, and two other
+    // texts the citizen writes to the OA through the sandbox (the first of the day
+    // answered automatically, the second not).
     let sys = TestSystem::start().await;
     add_user(&sys, "demo", "lan", "admin", "mật-khẩu-của-Lan").await;
     let code = "000.00.06.H56-261204-0777";
@@ -157,6 +159,56 @@ async fn an_admin_signs_in_finds_a_dossier_by_phone_opens_it_and_replays_a_dead_
         )
         .await
         .unwrap();
+    sys.point_webhooks_at_notifier(true).await;
+    let followed = sys
+        .client
+        .post(format!(
+            "{}/_sandbox/users/3512873524511234567/follow",
+            sys.sandbox
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert!(followed.status().is_success());
+    let write = |text: &'static str| {
+        sys.client
+            .post(format!(
+                "{}/_sandbox/users/3512873524511234567/text",
+                sys.sandbox
+            ))
+            .json(&json!({ "text": text }))
+            .send()
+    };
+    let wrote: serde_json::Value = write("<b>Cho hỏi</b> thủ tục cấp lại sổ đỏ\ncần giấy tờ gì?")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let reply_id = loa_contracts::citizen::chat_reply_id("demo", wrote["msg_id"].as_str().unwrap());
+    eventually(WAIT, || async {
+        client
+            .query_opt(
+                "SELECT 1 FROM notifier.deliveries WHERE notification_id = $1 AND status = 'sent'",
+                &[&reply_id],
+            )
+            .await
+            .ok()?
+    })
+    .await
+    .expect("the first text of the day is answered");
+    assert!(write("Cảm ơn cán bộ").await.unwrap().status().is_success());
+    eventually(WAIT, || async {
+        client
+            .query_opt(
+                "SELECT 1 FROM notifier.citizen_messages WHERE outcome = 'answered_today'",
+                &[],
+            )
+            .await
+            .ok()?
+    })
+    .await
+    .expect("the second text is kept");
     let browser = Browser::start().await;
 
     // Act + Assert, page by page.
@@ -279,7 +331,41 @@ async fn an_admin_signs_in_finds_a_dossier_by_phone_opens_it_and_replays_a_dead_
         chats.contains("Không trả lời: công dân tra cứu quá nhiều lần"),
         "{chats}"
     );
+    // The texts, as written (escaped: the markup shows as typed), with their answers.
+    assert!(
+        chats.contains("<b>Cho hỏi</b> thủ tục cấp lại sổ đỏ\ncần giấy tờ gì?"),
+        "{chats}"
+    );
+    assert!(browser
+        .source()
+        .await
+        .contains("&lt;b&gt;Cho hỏi&lt;/b&gt;"));
+    assert!(
+        chats.contains("Đã gửi lời hướng dẫn tự động (tin tư vấn OA) lúc"),
+        "{chats}"
+    );
+    assert!(
+        chats.contains("Không trả lời tự động: công dân đã nhận lời hướng dẫn trong ngày"),
+        "{chats}"
+    );
     browser.screenshot("08-citizen-messages").await;
+    browser
+        .click("#citizen-message-kinds a[href='/admin/citizen-messages?kind=text']")
+        .await;
+    let texts = browser.text_of("#citizen-messages").await;
+    assert!(
+        texts.contains("Cảm ơn cán bộ") && !texts.contains("Tra cứu hồ sơ"),
+        "{texts}"
+    );
+    browser.screenshot("08b-citizen-texts").await;
+    browser
+        .click("#citizen-message-kinds a[href='/admin/citizen-messages?kind=lookup']")
+        .await;
+    let lookups = browser.text_of("#citizen-messages").await;
+    assert!(
+        lookups.contains("Tra cứu hồ sơ") && !lookups.contains("Cảm ơn cán bộ"),
+        "{lookups}"
+    );
 
     browser.click("nav.sections a[href='/admin/audit']").await;
     let audit = browser.text().await;
@@ -738,6 +824,15 @@ async fn an_admin_imports_citizens_opts_one_out_composes_a_broadcast_with_a_prev
     browser
         .fill("#tags", "ward:phu-thuy AND (topic:nong-nghiep")
         .await;
+    // While typing, the script says where the expression goes wrong; no button pressed.
+    let live = eventually(WAIT, || async {
+        let live = browser.text_of("#live-audience").await;
+        live.contains("ký tự thứ 37").then_some(live)
+    })
+    .await
+    .expect("the live count names the position of the error");
+    assert!(live.contains("Biểu thức nhãn không hợp lệ"), "{live}");
+    browser.screenshot("23a-broadcast-live-error").await;
     browser.click("#preview").await;
     let refused = browser.text().await;
     assert!(refused.contains("Biểu thức nhãn không hợp lệ"), "{refused}");
@@ -747,9 +842,22 @@ async fn an_admin_imports_citizens_opts_one_out_composes_a_broadcast_with_a_prev
         "the form comes back filled"
     );
     browser.screenshot("23-broadcast-bad-expression").await;
+    browser.fill("#tags", "ward:duc-long").await;
+    // The live count follows the expression as it is typed, without any button.
+    eventually(WAIT, || async {
+        (number(&browser.text_of("#live-audience").await) == 200).then_some(())
+    })
+    .await
+    .expect("the live count of the other ward");
     browser
         .fill("#tags", "ward:phu-thuy AND topic:nong-nghiep")
         .await;
+    eventually(WAIT, || async {
+        (number(&browser.text_of("#live-audience").await) == 199).then_some(())
+    })
+    .await
+    .expect("the live count changes with the expression");
+    browser.screenshot("23b-broadcast-live-count").await;
     browser.click("#preview").await;
     assert_eq!(
         number(&browser.text_of("#audience-count").await),

@@ -141,6 +141,25 @@ impl TestSystem {
             .expect("tracker answers")
     }
 
+    /// Points the sandbox's webhooks at this system's notifier (`on`), or turns them
+    /// off.
+    pub async fn point_webhooks_at_notifier(&self, on: bool) {
+        let port = self
+            .system
+            .as_ref()
+            .and_then(|s| s.notifier_port)
+            .expect("the notifier runs");
+        let url = on.then(|| format!("http://127.0.0.1:{port}/zalo/webhook"));
+        let r = self
+            .client
+            .post(format!("{}/_sandbox/webhook", self.sandbox))
+            .json(&json!({ "url": url }))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+
     /// Stops the system gracefully.
     pub async fn stop(mut self) {
         if let Some(system) = self.system.take() {

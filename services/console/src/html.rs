@@ -4,7 +4,9 @@
 //! Pages are [`maud`] templates: markup checked at compile time, and every
 //! interpolated value HTML-escaped unless explicitly marked otherwise (which nothing
 //! in the console does). The stylesheet is embedded and served by the console; no
-//! page loads anything from elsewhere, and none needs JavaScript.
+//! page loads anything from elsewhere, and none needs JavaScript (the one script,
+//! the compose form's live audience count, only adds to a form that works without
+//! it: [`crate::routes::audience`]).
 
 use crate::sessions::Session;
 use chrono::{DateTime, Utc};
@@ -218,6 +220,8 @@ table{width:100%;border-collapse:collapse;background:#fff}\
 th,td{text-align:left;padding:8px;border-bottom:1px solid #e3e8ef;vertical-align:top}\
 th{font-size:.85rem;color:#5a6675;font-weight:600;white-space:nowrap}\
 td.nowrap{white-space:nowrap}\
+.citizen-text{white-space:pre-wrap;overflow-wrap:anywhere}\
+.live{min-height:1.4em;margin:4px 0 0;font-size:.9rem;color:#1c5d2b}.live.error{color:#a3261b}\
 form.filters{display:grid;grid-template-columns:repeat(auto-fill,minmax(170px,1fr));gap:10px;align-items:end}\
 label{display:block;font-size:.85rem;color:#5a6675}\
 input,select{width:100%;padding:8px;border:1px solid #c4ccd7;border-radius:6px;font-size:1rem;background:#fff}\

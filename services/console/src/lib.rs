@@ -4,8 +4,9 @@
 //! `console`); everything else it shows or changes it asks of the tracker's and the
 //! notifier's admin APIs, with a service credential and the signed-in account's
 //! tenant (see [`backend`]), so it holds no copy of their data and needs no broker.
-//! Pages are rendered on the server, in Vietnamese, usable on a phone, with no
-//! JavaScript and nothing loaded from elsewhere.
+//! Pages are rendered on the server, in Vietnamese, usable on a phone, need no
+//! JavaScript (one small script of the console's own adds a live audience count to
+//! the broadcast compose form) and load nothing from elsewhere.
 //!
 //! # Layout
 //!

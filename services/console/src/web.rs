@@ -207,7 +207,8 @@ impl<S: Send + Sync> FromRequest<S> for FormData {
     }
 }
 
-/// Headers of every page: not cached, not framed, nothing loaded from elsewhere.
+/// Headers of every page: not cached, not framed, nothing loaded from elsewhere (the
+/// console's own stylesheet and scripts, and its own JSON, only).
 const PAGE_HEADERS: [(HeaderName, &str); 5] = [
     (header::CONTENT_TYPE, "text/html; charset=utf-8"),
     (header::CACHE_CONTROL, "no-store"),
@@ -215,7 +216,7 @@ const PAGE_HEADERS: [(HeaderName, &str); 5] = [
     (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
     (
         header::CONTENT_SECURITY_POLICY,
-        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+        "default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
     ),
 ];
 

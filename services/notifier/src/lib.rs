@@ -53,8 +53,10 @@
 //! - `subscribers (id PK, tenant, zalo_user_id UNIQUE per tenant, phone UNIQUE per
 //!   tenant, following, updated_at, tags, announcements, opted_out_at, name,
 //!   imported_at)`: the OA's users and the broadcasts' audience.
-//! - `citizen_messages (id, tenant, zalo_user_id, kind, dossier_code, msg_id,
-//!   received_at, forwarded_at)`: "tra cứu" chat lookups for the tracker.
+//! - `citizen_messages (id, tenant, zalo_user_id, kind lookup|text, dossier_code,
+//!   msg_id, received_at, forwarded_at, outcome forward|rate_limited|answered_today,
+//!   body, body_truncated)`: "tra cứu" chat lookups for the tracker, and the other
+//!   texts citizens sent (sanitized, at most 2,000 characters) with their reply.
 //! - `citizen_feedback ((tenant, msg_id) PK, tracking_id, rating, note, feedbacks,
 //!   submitted_at, received_at)`: ratings from `user_feedback`, for the ratings feature.
 //! - `broadcasts (id PK, tenant, title, audience_tags, template, params, state

@@ -31,6 +31,7 @@ use utoipa::OpenApi;
         dead_letters::replay_handler,
         broadcasts::create,
         broadcasts::list,
+        broadcasts::audience,
         broadcasts::show,
         broadcasts::pause,
         broadcasts::resume,

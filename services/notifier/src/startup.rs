@@ -103,6 +103,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "cancelled deliveries are final",
         sql: include_str!("migrations/0015_cancelled_deliveries.sql"),
     },
+    Migration {
+        version: 16,
+        name: "other citizen texts kept with their automatic reply",
+        sql: include_str!("migrations/0016_citizen_texts.sql"),
+    },
 ];
 
 /// Applies the notifier's migrations. Idempotent; safe with replicas starting at once.
@@ -377,6 +382,12 @@ impl Application {
             self.amqp_url.clone(),
             cancel.clone(),
         );
+        let text_replies = zalo_webhooks::run_relay(
+            &zalo_webhooks::TEXT_REPLIES,
+            self.pool.clone(),
+            self.amqp_url.clone(),
+            cancel.clone(),
+        );
         let retention = crate::personal_data::retention::run_retention(
             self.pool.clone(),
             self.tenants.clone(),
@@ -392,7 +403,7 @@ impl Application {
         );
         let dead_letter_consumer = dead_letters.run_consumer(dead_letter_status, cancel.clone());
         tracing::info!(port = self.port, "Notifier listening.");
-        let (served, (), (), (), (), (), (), (), (), ()) = tokio::join!(
+        let (served, (), (), (), (), (), (), (), (), (), ()) = tokio::join!(
             serve(self.listener, router, cancel.clone(), &self.http),
             transactional,
             broadcast,
@@ -401,6 +412,7 @@ impl Application {
             receipts,
             pruner,
             lookups,
+            text_replies,
             retention,
             feedback
         );

@@ -333,6 +333,18 @@ pub fn chat_reply_not_linked(dossier_code: &str) -> String {
     )
 }
 
+/// The automatic answer to a citizen's other text to the OA (neither a lookup nor
+/// "huỷ"), sent once per user and day: a message that goes unanswered looks like a
+/// dead channel, so the citizen learns that it was received, that the province's staff
+/// read the OA's messages, and how to look a dossier up themselves. It promises no
+/// answer time and repeats nothing of what they wrote.
+pub fn chat_reply_other_text() -> &'static str {
+    "Cảm ơn ông/bà đã nhắn tin. Tin nhắn đã được ghi nhận; cán bộ phụ trách sẽ đọc và \
+     phản hồi khi cần.\n\
+     Để tra cứu hồ sơ, ông/bà nhắn \"tra cứu <mã hồ sơ>\" (mã in trên Giấy tiếp nhận hồ \
+     sơ và hẹn trả kết quả) hoặc quét mã QR trên giấy đó."
+}
+
 /// `docs/zalo-templates.md`, the ready-to-submit drafts, as this module says them.
 pub fn markdown() -> String {
     let mut doc = String::from(
@@ -392,7 +404,10 @@ pub fn markdown() -> String {
          code alone) to the OA, sent as an OA consultation message\n\
          (`/v3.0/oa/message/cs`) inside Zalo's 7-day window after their message. To a\n\
          user who shared the dossier's phone with the OA:\n\n```text\n{}\n```\n\n\
-         To anyone else, whether or not the dossier exists:\n\n```text\n{}\n```\n",
+         To anyone else, whether or not the dossier exists:\n\n```text\n{}\n```\n\n\
+         Any other text (neither a lookup nor \"huỷ\") gets this answer, once per user and\n\
+         day (Vietnam time); the text is kept for the console's citizen messages page:\n\n\
+         ```text\n{}\n```\n",
         title_vi(NotificationKind::ChatReply),
         chat_reply_found(
             "000.00.06.H56-261128-0001",
@@ -400,7 +415,8 @@ pub fn markdown() -> String {
             Some("15/12/2026"),
             "https://tracuu.example.vn/tra-cuu/<token>"
         ),
-        chat_reply_not_linked("000.00.06.H56-261128-0001")
+        chat_reply_not_linked("000.00.06.H56-261128-0001"),
+        chat_reply_other_text()
     ));
     doc
 }

@@ -1,7 +1,9 @@
 //! Policy broadcasts, over the notifier's `/v1/broadcasts` API:
 //!
 //! - `GET /admin/broadcasts`: past and running broadcasts with their progress;
-//! - `GET /admin/broadcasts/new`: the compose form (admins only);
+//! - `GET /admin/broadcasts/new`: the compose form (admins only), whose audience
+//!   count follows the tag expression as it is typed when scripts run
+//!   ([`super::audience`]);
 //! - `POST /admin/broadcasts/new` with `action=preview`: the same form again with the
 //!   audience it reaches now and what one citizen would receive (a dry run, nothing
 //!   created); with `action=create`: the broadcast is created (now or at the time
@@ -277,8 +279,10 @@ fn compose_page(
                 legend { "Người nhận" }
                 label { input type="radio" name="audience" value="all" checked[draft.audience_all]; " Mọi công dân đã đồng ý nhận thông báo" }
                 label { input type="radio" name="audience" value="tags" checked[!draft.audience_all]; " Theo nhãn" }
-                input #tags name="tags" placeholder="ward:phu-thuy AND (topic:nong-nghiep OR topic:thuy-san)" value=(draft.tags) aria-label="Biểu thức nhãn";
+                input #tags name="tags" placeholder="ward:phu-thuy AND (topic:nong-nghiep OR topic:thuy-san)" value=(draft.tags) aria-label="Biểu thức nhãn" aria-describedby="live-audience";
                 p.muted { "Dùng AND, OR, NOT và dấu ngoặc." }
+                // Filled by the compose script as the admin types; empty without it.
+                p #live-audience .live aria-live="polite" {}
             }
             div.grid {
                 div { label for="start_at" { "Bắt đầu (để trống: gửi ngay)" } input #start_at type="datetime-local" name="start_at" value=(draft.start_at); }
@@ -290,6 +294,7 @@ fn compose_page(
                 button #create type="submit" name="action" value="create" { "Tạo thông báo" }
             }
         }
+        script src=(super::audience::SCRIPT_PATH) defer {}
         @if let Some(p) = preview {
             section.card #preview-result {
                 h2 { "Xem trước" }

@@ -6,6 +6,7 @@
 //! `admin` role and is audited. After an action the browser is sent back to a page
 //! (`303`), which says what happened.
 
+pub mod audience;
 pub mod audit_log;
 pub mod broadcasts;
 pub mod citizen_messages;
@@ -40,6 +41,7 @@ pub fn router(state: AppState, readiness: Readiness) -> Router {
         .route("/admin", get(|| async { see_other("/admin/overview") }))
         .route("/admin/", get(|| async { see_other("/admin/overview") }))
         .route(html::STYLESHEET_PATH, get(stylesheet))
+        .route(audience::SCRIPT_PATH, get(audience::script))
         .route("/admin/sign-in", get(sign_in::form).post(sign_in::submit))
         .route("/admin/sign-out", post(sign_in::sign_out))
         .route("/admin/overview", get(overview::show))
@@ -55,6 +57,7 @@ pub fn router(state: AppState, readiness: Readiness) -> Router {
             "/admin/broadcasts/new",
             get(broadcasts::compose).post(broadcasts::submit),
         )
+        .route("/admin/broadcasts/audience", get(audience::count))
         .route("/admin/broadcasts/{id}", get(broadcasts::show))
         .route("/admin/broadcasts/{id}/pause", post(broadcasts::pause))
         .route("/admin/broadcasts/{id}/resume", post(broadcasts::resume))

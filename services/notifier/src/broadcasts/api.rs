@@ -14,6 +14,10 @@
 //!   OA's followers in those provinces or cities itself (no fan-out, no subscribers);
 //!   `201 {"id", "state": "completed", "zalo_msg_id"}`. Not in the tenant's quiet
 //!   hours (`409 quiet_hours`); Zalo refusing it is a `502` with Zalo's code.
+//! - `GET /v1/broadcasts/audience?tags=<expression>`: how many subscribers a
+//!   broadcast to those tags (or, without `tags`, to everyone) would reach now; a bad
+//!   expression is a `422` naming its position. Read-only: the console's compose
+//!   form asks it while the admin types.
 //! - `GET /v1/broadcasts?limit=` and `GET /v1/broadcasts/{id}`: state and progress.
 //! - `POST /v1/broadcasts/{id}/pause`, `/resume`, `/cancel`: `409` when the
 //!   broadcast's state does not allow it.
@@ -74,6 +78,7 @@ pub(crate) struct BroadcastsState {
 pub(crate) fn router(state: BroadcastsState) -> Router {
     Router::new()
         .route("/v1/broadcasts", post(create).get(list))
+        .route("/v1/broadcasts/audience", get(audience))
         .route("/v1/broadcasts/{id}", get(show))
         .route("/v1/broadcasts/{id}/pause", post(pause))
         .route("/v1/broadcasts/{id}/resume", post(resume))
@@ -597,6 +602,48 @@ fn view(b: Broadcast, counts: Option<&BTreeMap<String, i64>>) -> BroadcastView {
         created_at: b.created_at,
         finished_at: b.finished_at,
     }
+}
+
+/// `GET /v1/broadcasts/audience`'s answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct AudienceCount {
+    /// Subscribers the audience reaches now (opted in, not opted out, following).
+    audience: i64,
+}
+
+/// `GET /v1/broadcasts/audience?tags=`.
+#[utoipa::path(get, path = "/v1/broadcasts/audience", tag = "broadcasts",
+    security(("admin_token" = []), ("service_token" = [], "tenant" = [])),
+    params(("tags" = Option<String>, Query, description = "A tag expression (`ward:phu-thuy AND (topic:nong-nghiep OR topic:thuy-san)`); everyone reachable when absent")),
+    responses(
+        (status = 200, body = AudienceCount),
+        (status = 400, body = ErrorBody, description = "An unknown parameter (`invalid_query`); `field` names it"),
+        (status = 422, body = ErrorBody, description = "The expression does not parse (`invalid_tags`, field `tags`); the message ends with `at position <n>`, the 1-based character where it goes wrong"),
+        AdminRefusals,
+    ))]
+pub(crate) async fn audience(
+    State(state): State<BroadcastsState>,
+    headers: HeaderMap,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Json<AudienceCount>, ApiError> {
+    let tenant = admin_tenant(&state.tenants.current(), &headers)?;
+    let params = QueryParams::read(query)?;
+    params.allow_only(&["tags"])?;
+    let tags = params
+        .get("tags")
+        .map(|expression| {
+            targeting::parse(expression).map_err(|e| {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_tags",
+                    e.to_string(),
+                )
+                .with_field("tags")
+            })
+        })
+        .transpose()?;
+    let (audience, _) = count_audience(&state.pool, &tenant.id, tags.as_ref()).await?;
+    Ok(Json(AudienceCount { audience }))
 }
 
 /// `GET /v1/broadcasts`'s answer.

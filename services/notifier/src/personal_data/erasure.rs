@@ -7,8 +7,10 @@
 //!    monthly promotion counts are deleted;
 //! 3. parked requests addressed to their phone or user ids are given up (`failed`,
 //!    body dropped);
-//! 4. their chat lookups, the webhooks they sent or received (already stored with the
-//!    phone masked) and the ratings those webhooks carried are deleted;
+//! 4. their chat lookups and texts, any text to the OA that names their phone (in any
+//!    written form: its digits are compared), the webhooks they sent or received
+//!    (already stored with the phone masked) and the ratings those webhooks carried
+//!    are deleted;
 //! 5. dead letters (the tenant's, and those no tenant was verified for) whose body
 //!    names the phone (in any written form: their digits are compared) or a user id
 //!    have their persons masked, and are dropped whole when the number is still in
@@ -131,14 +133,20 @@ pub async fn erase_subject(
     }
     removed.insert("deliveries".to_owned(), parked.len() as u64);
 
-    // 4. What they wrote and what Zalo said about them.
+    // 4. What they wrote, what anyone wrote naming their number (`0903 123 456`,
+    //    `+84 903.123.456`: the digits are compared), and what Zalo said about them.
+    let national = &phone[2..];
     let lookups = tx
         .execute(
-            "DELETE FROM notifier.citizen_messages WHERE tenant = $1 AND zalo_user_id = ANY($2)",
-            &[&tenant, &users],
+            "DELETE FROM notifier.citizen_messages
+              WHERE tenant = $1
+                AND (zalo_user_id = ANY($2)
+                     OR (kind = 'text'
+                         AND strpos(regexp_replace(body, '[^0-9]', '', 'g'), $3) > 0))",
+            &[&tenant, &users, &national],
         )
         .await
-        .context("Failed to delete the citizen's chat lookups")?;
+        .context("Failed to delete the citizen's chat lookups and texts")?;
     let webhook_msg_ids: Vec<Option<String>> = tx
         .query(
             "DELETE FROM notifier.webhook_events
@@ -171,7 +179,6 @@ pub async fn erase_subject(
 
     // 5. Dead letters naming them, in whatever form the upstream wrote the number
     //    (`+84 903.123.456`): their digits are compared, not their text.
-    let national = &phone[2..];
     let users_quoted: Vec<Vec<u8>> = users
         .iter()
         .map(|u| format!("\"{u}\"").into_bytes())

@@ -2,16 +2,18 @@
 //!
 //! - [`retention`]: a tenant's `retention_days` after a row's last change, parked
 //!   requests are given up (their bodies hold the recipient's phone and name), dead
-//!   letters' bodies reduced to masked forms, chat lookups deleted once done with; one
+//!   letters' bodies reduced to masked forms, chat lookups and texts deleted once done with; one
 //!   replica at a time, in batches, counted in `loa_notifier_personal_data_erased_total`.
 //! - [`erasure`]: a citizen's erasure request (`POST /v1/subjects/erase`): their
-//!   subscriber row, opt-ins and tags, parked requests, chat lookups, webhooks, ratings
-//!   and the dead letters naming their phone, audited in `notifier.erasures`.
+//!   subscriber row, opt-ins and tags, parked requests, chat lookups and texts (theirs,
+//!   and anyone's naming their phone), webhooks, ratings and the dead letters naming
+//!   their phone, audited in `notifier.erasures`.
 //!
 //! The notifier keeps no dossier history: what it holds of a person sits in parked
 //! request bodies (`deliveries.request`, only while a delivery waits), dead-letter
-//! bodies, the audience (`subscribers`), chat lookups and ratings, and webhook bodies
-//! (stored with the phone masked, deleted after 7 days). Retention is keyed on each
+//! bodies, the audience (`subscribers`), chat lookups, texts and ratings, and webhook
+//! bodies (stored with the phone masked and a text's words dropped, deleted after 7
+//! days). Retention is keyed on each
 //! row's own last change: a delivery's `updated_at`, a dead letter's last death
 //! (`dead_at`), a lookup's `received_at`. The audience is not subject to retention: a
 //! citizen stays in it until they unfollow, opt out or ask to be erased.

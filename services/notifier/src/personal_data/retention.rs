@@ -10,7 +10,8 @@
 //!   at again and is never replayed. Dead letters without a verified tenant (refused
 //!   at the ingress) follow the shortest retention of any tenant;
 //! - a chat lookup already forwarded to the tracker (or never to be: over the
-//!   per-user limit) is deleted.
+//!   per-user limit), and a citizen's other text already answered (or not to be:
+//!   answered that day already), is deleted.
 //!
 //! Every replica runs the sweep on a timer; one at a time erases (a transaction-scoped
 //! advisory lock), [`BATCH`] rows of a kind per transaction, each counted in
@@ -50,7 +51,7 @@ pub struct Erased {
     pub deliveries: u64,
     /// Dead letters whose bodies were masked.
     pub dead_letters: u64,
-    /// Forwarded chat lookups deleted.
+    /// Chat lookups and texts deleted (forwarded or answered, or never to be).
     pub citizen_messages: u64,
 }
 
@@ -201,8 +202,8 @@ pub(crate) async fn store_masked_dead_letters(
     Ok(())
 }
 
-/// Deletes a batch of chat lookups received before `cutoff` and done with (forwarded,
-/// or never to be).
+/// Deletes a batch of citizens' messages (chat lookups and other texts) received
+/// before `cutoff` and done with (forwarded or answered, or never to be).
 async fn delete_lookups(
     tx: &Transaction<'_>,
     tenant: Option<&str>,
@@ -221,7 +222,7 @@ async fn delete_lookups(
         &[&tenant, &cutoff, &BATCH],
     )
     .await
-    .context("Failed to delete chat lookups past their retention")
+    .context("Failed to delete citizens' messages past their retention")
 }
 
 /// Erases what is past every tenant's retention (and the untenanted dead letters',

@@ -14,7 +14,8 @@
 //!   has its dead letter replayed;
 //! - `POST /v1/deliveries/{id}/cancel`: a parked delivery (deferred, held, ambiguous)
 //!   is never sent: `failed`, its stored request dropped;
-//! - `GET /v1/citizen-messages?before_id=&limit=`: what citizens texted the OA;
+//! - `GET /v1/citizen-messages?kind=lookup|text&before_id=&limit=`: what citizens
+//!   texted the OA (chat lookups and other texts) and what Loa answered;
 //! - `POST /v1/zalo/authorization` with `{"code", "code_verifier"}`: after an OA admin
 //!   re-authorised the app (Zalo's consent page, PKCE), exchanges the code with Zalo
 //!   (the app secret stays here) and stores the new token pair, so an expired or
@@ -565,16 +566,22 @@ pub(crate) struct CitizenMessageView {
     pub id: i64,
     /// The sender, masked (`…4567`): enough to tell senders apart.
     pub zalo_user: String,
-    /// `lookup`.
+    /// `lookup` ("tra cứu <mã>") or `text` (anything else).
     pub kind: String,
-    /// The dossier code asked about.
+    /// The dossier code asked about (lookups).
     pub dossier_code: Option<String>,
+    /// What the citizen wrote (texts), without invisible or control characters, at
+    /// most 2,000 characters. Plain text: escape it to show it.
+    pub text: Option<String>,
+    /// Whether `text` was cut at 2,000 characters.
+    pub text_truncated: bool,
     /// When Zalo received it.
     pub received_at: DateTime<Utc>,
     /// When it was handed over to be answered.
     pub forwarded_at: Option<DateTime<Utc>>,
-    /// `forward` (to be answered) or `rate_limited` (over the per-user limit, never
-    /// answered).
+    /// `forward` (to be answered), `rate_limited` (a lookup over the per-user limit,
+    /// never answered) or `answered_today` (a text whose sender already got the day's
+    /// automatic reply: not answered again).
     pub outcome: String,
     /// What Loa answered: the reply's delivery, once the tracker's answer reached
     /// the notifier.
@@ -608,6 +615,7 @@ pub(crate) struct CitizenMessagesPage {
 /// `GET /v1/citizen-messages`.
 #[utoipa::path(get, path = "/v1/citizen-messages", tag = "admin", security(("admin_token" = []), ("service_token" = [], "tenant" = [])),
     params(
+        ("kind" = Option<String>, Query, description = "`lookup` or `text`; both when absent"),
         ("before_id" = Option<i64>, Query, description = "The `next_before_id` of the previous page"),
         ("limit" = Option<i64>, Query, description = "Messages per page, 1..200 (50)"),
     ),
@@ -623,7 +631,16 @@ pub(crate) async fn citizen_messages(
 ) -> Result<Json<CitizenMessagesPage>, ApiError> {
     let tenant = admin_tenant(&state.tenants.current(), &headers)?;
     let params = QueryParams::read(query)?;
-    params.allow_only(&["before_id", "limit"])?;
+    params.allow_only(&["kind", "before_id", "limit"])?;
+    let kind = params
+        .get("kind")
+        .map(|value| {
+            ["lookup", "text"]
+                .into_iter()
+                .find(|k| *k == value)
+                .ok_or_else(|| invalid_query("kind", "`kind` is `lookup` or `text`"))
+        })
+        .transpose()?;
     let before = params
         .int(
             "before_id",
@@ -639,10 +656,12 @@ pub(crate) async fn citizen_messages(
         .context("Failed to get a PostgreSQL connection")?;
     let rows = client
         .query(
-            "SELECT id, zalo_user_id, kind, dossier_code, received_at, forwarded_at, outcome, msg_id
+            "SELECT id, zalo_user_id, kind, dossier_code, received_at, forwarded_at, outcome, msg_id,
+                    body, body_truncated
                FROM notifier.citizen_messages
-              WHERE tenant = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
-            &[&tenant.id, &before, &limit],
+              WHERE tenant = $1 AND id < $2 AND ($4::text IS NULL OR kind = $4)
+              ORDER BY id DESC LIMIT $3",
+            &[&tenant.id, &before, &limit, &kind],
         )
         .await
         .context("Failed to list citizen messages")?;
@@ -690,6 +709,8 @@ pub(crate) async fn citizen_messages(
                 zalo_user: format!("…{tail}"),
                 kind: r.get(2),
                 dossier_code: r.get(3),
+                text: r.get(8),
+                text_truncated: r.get(9),
                 received_at: r.get(4),
                 forwarded_at: r.get(5),
                 outcome: r.get(6),

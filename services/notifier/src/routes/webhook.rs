@@ -122,6 +122,7 @@ pub(crate) fn init_metrics(tenants: &Tenants) {
             }
         }
         crate::zalo_webhooks::lookups::init_metrics(&tenant.id);
+        crate::zalo_webhooks::texts::init_metrics(&tenant.id);
     }
 }
 

@@ -4,9 +4,10 @@
 //! a receipt moving a delivery on ([`receipts`] → [`crate::deliveries`]) or a change
 //! to the OA's users ([`subscribers`]). A citizen's chat message is read by
 //! [`command`]: "huỷ" opts out of broadcasts, a dossier lookup is kept and relayed to
-//! the tracker ([`lookups`]). A rating given in Zalo (`user_feedback`) is kept and
-//! relayed to the tracker as its dossier's rating ([`feedback`]). Both relays are one
-//! loop ([`relay`]).
+//! the tracker ([`lookups`]), any other text is kept and the user's first of the day
+//! answered ([`texts`]). A rating given in Zalo (`user_feedback`) is kept and
+//! relayed to the tracker as its dossier's rating ([`feedback`]). The three relays are
+//! one loop ([`relay`]).
 
 pub mod command;
 #[cfg(test)]
@@ -22,6 +23,7 @@ pub(crate) mod relay;
 mod signature;
 mod store;
 mod subscribers;
+pub(crate) mod texts;
 
 pub(crate) use feedback::RATINGS;
 pub use lookups::LookupLimit;
@@ -31,3 +33,4 @@ pub(crate) use receipts::{run_reconciler, settle_from_stored_receipts};
 pub(crate) use relay::run_relay;
 pub use store::prune_events;
 pub(crate) use store::{run_pruner, store, Stored};
+pub(crate) use texts::TEXT_REPLIES;

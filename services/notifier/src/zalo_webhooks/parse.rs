@@ -15,7 +15,8 @@
 //!    webhook finds its key taken and has no second effect, but is answered 200;
 //! 5. in the same transaction the event takes effect: receipts move deliveries on
 //!    ([`super::receipts`]), follow / unfollow / shared phones update the subscribers,
-//!    chat lookups and ratings are kept ([`super::subscribers`]).
+//!    chat lookups, other texts and ratings are kept ([`super::lookups`],
+//!    [`super::texts`], [`super::subscribers`]).
 //!
 //! The tenant is found by `app_id`, which every event Zalo sends carries (a ZNS
 //! receipt carries no `oa_id`); `oa_id` is only a fallback.
@@ -384,8 +385,10 @@ pub(crate) fn event_label(name: Option<&str>) -> &'static str {
 }
 
 /// The body as kept in `notifier.webhook_events`: a ZNS receipt's recipient (a phone
-/// number) masked, what a user shared (`info`) dropped, and a rating's free text
-/// (`message.note`, kept in `notifier.citizen_feedback` only) dropped.
+/// number) masked, what a user shared (`info`) dropped, a rating's free text
+/// (`message.note`, kept in `notifier.citizen_feedback` only) and what a citizen
+/// wrote (`message.text` of `user_send_text`, kept sanitized in
+/// `notifier.citizen_messages` only, where retention and erasure find it) dropped.
 fn redacted(body: &Value) -> Value {
     let mut body = body.clone();
     if let Some(id) = body.pointer_mut("/recipient/id") {
@@ -396,10 +399,18 @@ fn redacted(body: &Value) -> Value {
     if let Some(info) = body.get_mut("info") {
         *info = json!("redacted");
     }
-    if body.get("event_name").and_then(Value::as_str) == Some("user_feedback") {
-        if let Some(note) = body.pointer_mut("/message/note") {
-            *note = json!("redacted");
+    match body.get("event_name").and_then(Value::as_str) {
+        Some("user_feedback") => {
+            if let Some(note) = body.pointer_mut("/message/note") {
+                *note = json!("redacted");
+            }
         }
+        Some("user_send_text") => {
+            if let Some(text) = body.pointer_mut("/message/text") {
+                *text = json!("redacted");
+            }
+        }
+        _ => {}
     }
     body
 }

@@ -1,9 +1,11 @@
-//! The relays onto `loa.citizen`: what the webhook kept for the tracker (chat lookups,
-//! [`super::lookups`]; ratings, [`super::feedback`]) is read in batches, published
-//! with confirms and marked forwarded, in one transaction that holds the rows
-//! (`FOR UPDATE SKIP LOCKED`, so every replica may run a relay). A row is published at
-//! least once: a crash between the confirm and the mark publishes it again, and the
-//! tracker keys what it receives, so it counts once.
+//! The relays of what the webhook kept: for the tracker on `loa.citizen` (chat
+//! lookups, [`super::lookups`]; ratings, [`super::feedback`]) and the automatic answers
+//! to citizens' other texts on `loa.notifications` ([`super::texts`]). Rows are read
+//! in batches, published with confirms and marked forwarded, in one transaction that
+//! holds the rows (`FOR UPDATE SKIP LOCKED`, so every replica may run a relay). A row
+//! is published at least once: a crash between the confirm and the mark publishes it
+//! again, and the receiver keys what it receives (the tracker by message, the sender by
+//! notification id), so it counts once.
 
 use anyhow::Context;
 use deadpool_postgres::Pool;

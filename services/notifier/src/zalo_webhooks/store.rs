@@ -7,7 +7,7 @@ use super::{
     lookups::{self, LookupLimit},
     parse::{Event, Webhook},
     receipts::{self, Applied},
-    subscribers,
+    subscribers, texts,
 };
 use anyhow::Context;
 use deadpool_postgres::Pool;
@@ -149,7 +149,10 @@ pub(crate) async fn store(
                 .await?;
                 "applied"
             }
-            Command::Other => "ignored",
+            Command::Other => {
+                texts::record(&tx, tenant, user_id, msg_id, text, webhook.occurred_at).await?;
+                "applied"
+            }
         },
         Event::Feedback(feedback) => {
             subscribers::record_feedback(&tx, tenant, feedback).await?;

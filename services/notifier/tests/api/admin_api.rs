@@ -260,6 +260,46 @@ async fn citizen_messages_are_listed_newest_first_with_the_sender_masked() {
 }
 
 #[tokio::test]
+async fn citizen_messages_are_filtered_by_kind_and_a_text_comes_with_its_words_and_cut_flag() {
+    // Arrange: a lookup and two texts of demo's, a text of another tenant's.
+    let app = spawn_app().await;
+    let client = app.pool.get().await.unwrap();
+    client
+        .batch_execute(
+            "INSERT INTO notifier.citizen_messages
+                    (tenant, zalo_user_id, kind, dossier_code, msg_id, received_at, outcome, forwarded_at, body, body_truncated)
+             VALUES ('demo', '3512873524511234567', 'lookup', 'HS-1', 'k1', now(), 'forward', now(), NULL, false),
+                    ('demo', '3512873524511234567', 'text', NULL, 'k2', now(), 'forward', now(), '<b>Xin chào</b>', false),
+                    ('demo', '3512873524511234567', 'text', NULL, 'k3', now(), 'answered_today', NULL, 'Dài quá', true),
+                    ('other', '3512873524511230000', 'text', NULL, 'k4', now(), 'forward', now(), 'Của tỉnh khác', false)",
+        )
+        .await
+        .unwrap();
+
+    // Act
+    let (status, texts) = get(&app, "/v1/citizen-messages?kind=text", "demo-admin").await;
+    let (_, lookups) = get(&app, "/v1/citizen-messages?kind=lookup", "demo-admin").await;
+    let (_, both) = get(&app, "/v1/citizen-messages", "demo-admin").await;
+    let (bad, refusal) = get(&app, "/v1/citizen-messages?kind=rating", "demo-admin").await;
+
+    // Assert
+    assert_eq!(status, 200, "{texts}");
+    let texts = texts["messages"].as_array().unwrap();
+    assert_eq!(texts.len(), 2);
+    assert_eq!(texts[0]["text"], "Dài quá");
+    assert_eq!(texts[0]["text_truncated"], true);
+    assert_eq!(texts[0]["outcome"], "answered_today");
+    assert_eq!(texts[1]["text"], "<b>Xin chào</b>");
+    assert_eq!(texts[1]["kind"], "text");
+    assert_eq!(lookups["messages"].as_array().unwrap().len(), 1);
+    assert_eq!(lookups["messages"][0]["text"], Value::Null);
+    assert_eq!(both["messages"].as_array().unwrap().len(), 3);
+    assert!(!both.to_string().contains("Của tỉnh khác"));
+    assert_eq!(bad, 400);
+    assert_eq!(refusal["error"]["field"], "kind");
+}
+
+#[tokio::test]
 async fn an_authorization_code_zalo_refuses_is_a_422_naming_the_code_and_keeps_the_tokens() {
     // Arrange
     let app = spawn_app().await;

@@ -223,6 +223,55 @@ async fn a_dry_run_counts_and_previews_and_bad_requests_name_their_field() {
 }
 
 #[tokio::test]
+async fn the_audience_of_a_tag_expression_is_counted_for_its_tenant_and_a_bad_one_names_its_position(
+) {
+    // Arrange: three citizens in ward a (one also in topic x), two in ward b; one of
+    // ward a opted out; another tenant's citizen in ward a.
+    let app = spawn_app().await;
+    import(&app, "demo-admin", &citizens(0, 2, &["ward:a"])).await;
+    import(&app, "demo-admin", &citizens(2, 1, &["ward:a", "topic:x"])).await;
+    import(&app, "demo-admin", &citizens(3, 2, &["ward:b"])).await;
+    import(
+        &app,
+        "demo-admin",
+        &[json!({"phone": phone(9), "tags": ["ward:a"], "announcements": false})],
+    )
+    .await;
+    import(&app, "other-admin", &citizens(20, 1, &["ward:a"])).await;
+
+    // Act
+    let count = |query: &'static str| get(&app, query, "demo-admin");
+    let (status, ward_a) = count("/v1/broadcasts/audience?tags=ward%3Aa").await;
+    let (_, narrowed) =
+        count("/v1/broadcasts/audience?tags=ward%3Aa%20AND%20NOT%20topic%3Ax").await;
+    let (_, everyone) = count("/v1/broadcasts/audience").await;
+    let (bad_status, bad) = count("/v1/broadcasts/audience?tags=ward%3Aa%20AND%20(topic%3Ax").await;
+    let (unknown_status, unknown) = count("/v1/broadcasts/audience?tag=ward%3Aa").await;
+    let (other_status, other) =
+        get(&app, "/v1/broadcasts/audience?tags=ward%3Aa", "other-admin").await;
+
+    // Assert
+    assert_eq!(status, 200, "{ward_a}");
+    assert_eq!(ward_a, json!({"audience": 3}));
+    assert_eq!(narrowed["audience"], 2);
+    assert_eq!(everyone["audience"], 5);
+    assert_eq!(bad_status, 422);
+    assert_eq!(bad["error"]["field"], "tags");
+    assert!(
+        bad["error"]["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("at position 20"),
+        "{bad}"
+    );
+    assert_eq!(
+        (unknown_status, unknown["error"]["field"].as_str()),
+        (400, Some("tag"))
+    );
+    assert_eq!((other_status, other["audience"].as_i64()), (200, Some(1)));
+}
+
+#[tokio::test]
 async fn a_nul_character_in_a_broadcast_s_title_or_parameters_is_refused_by_its_field_not_a_500() {
     // Arrange: PostgreSQL holds no NUL in text nor in jsonb.
     let app = any_hour_app().await;

@@ -86,6 +86,23 @@ async fn lookup(app: &TestApp, msg_id: &str, user: &str, forwarded: bool) {
         .unwrap();
 }
 
+/// A citizen's other text to the OA, answered (its reply published) or not (the
+/// user had been answered that day already).
+async fn text(app: &TestApp, msg_id: &str, user: &str, body: &str, answered: bool) {
+    let client = app.pool.get().await.unwrap();
+    client
+        .execute(
+            "INSERT INTO notifier.citizen_messages
+                    (tenant, zalo_user_id, kind, msg_id, received_at, outcome, forwarded_at, body)
+             VALUES ('demo', $1, 'text', $2, now(),
+                     CASE WHEN $3 THEN 'forward' ELSE 'answered_today' END,
+                     CASE WHEN $3 THEN now() END, $4)",
+            &[&user, &msg_id, &answered, &body],
+        )
+        .await
+        .unwrap();
+}
+
 async fn age(app: &TestApp, sql: &str, key: &(dyn tokio_postgres::types::ToSql + Sync)) {
     let client = app.pool.get().await.unwrap();
     assert_eq!(client.execute(sql, &[key]).await.unwrap(), 1, "{sql}");
@@ -262,6 +279,89 @@ async fn past_its_retention_a_parked_request_is_given_up_a_dead_letter_masked_an
         .as_str()
         .unwrap()
         .contains("erased"));
+}
+
+#[tokio::test]
+async fn past_its_retention_a_citizens_text_is_deleted_answered_or_not_and_a_newer_one_is_kept() {
+    // Arrange: two texts received 40 days ago (one answered, one not: the user had
+    // their answer that day), one today.
+    let app = spawn_app().await;
+    let user = "7000000000000000042";
+    text(&app, "t-old", user, "Tôi là Bích, số 0903 123 456", true).await;
+    text(&app, "t-old-unanswered", user, "Cán bộ ơi?", false).await;
+    text(&app, "t-new", user, "Cảm ơn cán bộ", true).await;
+    for msg in ["t-old", "t-old-unanswered"] {
+        age(
+            &app,
+            "UPDATE notifier.citizen_messages SET received_at = now() - interval '40 days' WHERE msg_id = $1",
+            &msg,
+        )
+        .await;
+    }
+
+    // Act: a 30-day window.
+    let erased = erase_expired(&app.pool, Some("demo"), 30, app.clock.now())
+        .await
+        .unwrap();
+
+    // Assert
+    assert_eq!(erased.citizen_messages, 2);
+    assert_eq!(lookups(&app).await, ["t-new"]);
+}
+
+#[tokio::test]
+async fn an_erasure_deletes_the_citizens_texts_and_anyones_text_naming_their_number_and_nothing_else(
+) {
+    // Arrange: the citizen (PHONE, Zalo user 7000000000000000042) wrote to the OA;
+    // someone else wrote their number (dotted), and another number.
+    let app = spawn_app().await;
+    let r = app
+        .http
+        .post(format!("{}/v1/subscribers/import", app.address))
+        .bearer_auth("demo-admin")
+        .header("content-type", "application/x-ndjson")
+        .body(r#"{"phone": "0903 123 456", "zalo_user_id": "7000000000000000042", "announcements": true}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    text(
+        &app,
+        "t-mine",
+        "7000000000000000042",
+        "Cho tôi hỏi về hồ sơ đất",
+        true,
+    )
+    .await;
+    text(
+        &app,
+        "t-naming",
+        "7000000000000000077",
+        "Nhờ cán bộ gọi lại cho mẹ tôi: 0903.123.456",
+        true,
+    )
+    .await;
+    text(
+        &app,
+        "t-other",
+        "7000000000000000077",
+        "Số của tôi là 0912 345 678",
+        false,
+    )
+    .await;
+
+    // Act
+    let (status, report) = erase(
+        &app,
+        "demo-admin",
+        json!({"phone": "84903123456", "requested_by": "Phiếu PYC-2026-18"}),
+    )
+    .await;
+
+    // Assert
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["removed"]["citizen_messages"], 2, "{report}");
+    assert_eq!(lookups(&app).await, ["t-other"]);
 }
 
 #[tokio::test]

@@ -745,7 +745,7 @@ async fn a_tra_cuu_chat_message_is_kept_as_a_lookup() {
         assert!(r.status().is_success());
     }
 
-    // Assert: both are stored, one is a lookup.
+    // Assert: both are stored, one is a lookup (the other is a text, below).
     eventually(PATIENCE, || async {
         (count(
             &app,
@@ -760,7 +760,7 @@ async fn a_tra_cuu_chat_message_is_kept_as_a_lookup() {
     let client = app.pool.get().await.unwrap();
     let rows = client
         .query(
-            "SELECT zalo_user_id, dossier_code, kind FROM notifier.citizen_messages",
+            "SELECT zalo_user_id, dossier_code, kind FROM notifier.citizen_messages WHERE kind = 'lookup'",
             &[],
         )
         .await
@@ -769,6 +769,132 @@ async fn a_tra_cuu_chat_message_is_kept_as_a_lookup() {
     assert_eq!(rows[0].get::<_, String>(0), "u-7002");
     assert_eq!(rows[0].get::<_, String>(1), "HS-0410");
     assert_eq!(rows[0].get::<_, String>(2), "lookup");
+}
+
+/// The user writes `text` to the OA through the sandbox (which then counts them as
+/// having interacted); returns the sandbox's answer, with the webhook it sent.
+async fn citizen_writes(app: &TestApp, user: &str, text: &str) -> Value {
+    let r = app
+        .http
+        .post(format!("{}/_sandbox/users/{user}/text", app.sandbox_url))
+        .json(&json!({ "text": text }))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    r.json().await.unwrap()
+}
+
+/// The sandbox's consultation messages to `user`.
+async fn consultation_texts(app: &TestApp, user: &str) -> Vec<String> {
+    app.sandbox_messages()
+        .await
+        .into_iter()
+        .filter(|m| m["channel"] == "oa_cs" && m["user_id"] == user)
+        .map(|m| m["text"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_citizens_other_texts_are_kept_once_sanitized_and_cut_and_only_the_first_of_the_day_is_answered(
+) {
+    // Arrange
+    let app = spawn_app().await;
+    point_sandbox_at_notifier(&app).await;
+    let user = "7000000000000000071";
+    let dirty = format!(
+        "Cho tôi hỏi\u{200B} \u{202E}thủ tục\u{202C} cấp lại\u{0} sổ đỏ\u{FEFF}.\n{}",
+        "ạ".repeat(2100)
+    );
+    let later = json!({
+        "app_id": DEMO_APP, "oa_id": DEMO_OA, "event_name": "user_send_text",
+        "sender": {"id": user}, "recipient": {"id": DEMO_OA},
+        "message": {"msg_id": "text-later", "text": dirty},
+        "timestamp": now_ms().to_string(),
+    });
+
+    let r = app
+        .http
+        .post(format!("{}/_sandbox/users/{user}/follow", app.sandbox_url))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+
+    // Act: a first text through the sandbox, a second one (long, with invisible and
+    // control characters) straight from "Zalo", which then redelivers it.
+    let first = citizen_writes(&app, user, "Xin chào cán bộ, tôi cần hỏi về hồ sơ đất đai").await;
+    let first_msg_id = first["msg_id"].as_str().unwrap().to_owned();
+    eventually(PATIENCE, || async {
+        (count(
+            &app,
+            "SELECT count(*) FROM notifier.citizen_messages WHERE kind = 'text'",
+        )
+        .await
+            == 1)
+            .then_some(())
+    })
+    .await
+    .expect("the first text is kept");
+    let second = post_signed(&app, &later).await;
+    let replayed = post_signed(&app, &later).await;
+
+    // Assert: two rows, the second sanitized and cut, nothing stored twice.
+    assert_eq!(second.status(), 200);
+    assert_eq!(replayed.status(), 200);
+    let client = app.pool.get().await.unwrap();
+    let rows = client
+        .query(
+            "SELECT msg_id, zalo_user_id, body, body_truncated, outcome
+               FROM notifier.citizen_messages WHERE kind = 'text' ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].get::<_, String>(0), first_msg_id);
+    assert_eq!(rows[0].get::<_, String>(1), user);
+    assert_eq!(
+        rows[0].get::<_, String>(2),
+        "Xin chào cán bộ, tôi cần hỏi về hồ sơ đất đai"
+    );
+    assert!(!rows[0].get::<_, bool>(3));
+    assert_eq!(rows[0].get::<_, String>(4), "forward");
+    let body: String = rows[1].get(2);
+    assert_eq!(rows[1].get::<_, String>(0), "text-later");
+    assert!(
+        body.starts_with("Cho tôi hỏi thủ tục cấp lại sổ đỏ.\nạạ"),
+        "{}",
+        &body[..60]
+    );
+    assert_eq!(body.chars().count(), 2000);
+    assert!(rows[1].get::<_, bool>(3), "the text says it was cut");
+    assert_eq!(rows[1].get::<_, String>(4), "answered_today");
+    // The stored webhooks keep no words of the citizen's.
+    let stored: Vec<Value> = client
+        .query(
+            "SELECT body FROM notifier.webhook_events WHERE event_name = 'user_send_text'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(stored.len(), 2);
+    assert!(stored.iter().all(|b| b["message"]["text"] == "redacted"));
+
+    // What Loa answered: one consultation message, to the first text only.
+    let reply_id = loa_contracts::citizen::chat_reply_id("demo", &first_msg_id);
+    app.delivery_with_status(&reply_id, "sent").await;
+    let texts = consultation_texts(&app, user).await;
+    assert_eq!(texts.len(), 1, "{texts:?}");
+    assert!(texts[0].contains("tra cứu <mã hồ sơ>"), "{}", texts[0]);
+    assert_eq!(
+        app.delivery(&loa_contracts::citizen::chat_reply_id("demo", "text-later"))
+            .await,
+        None
+    );
 }
 
 #[tokio::test]

@@ -281,6 +281,7 @@ pub fn document() -> Value {
         "notifierPublishesFeedback": operation("send", "citizen", "The notifier's feedback relay publishes the ratings its webhook recorded, confirmed, then marks them forwarded."),
         "trackerConsumesFeedback": operation("receive", "trackerCitizen", "The tracker records each rating as its dossier's (one per rated message), then acks."),
         "relayPublishesNotifications": operation("send", "notifications", "The outbox relay publishes planned notifications, confirmed, then deletes their rows."),
+        "notifierPublishesTextReplies": operation("send", "notifications", "The notifier's text reply relay publishes the automatic `chat_reply` to a citizen's first other text of the day (id from the tenant and `msg_id`), confirmed, then marks the text forwarded."),
         "notifierConsumesTransactional": operation("receive", "notifierTransactional", "The notifier claims, sends, records, then acks, retries or dead-letters."),
         "notifierConsumesBroadcast": operation("receive", "notifierBroadcast", "As for case updates, with their own concurrency."),
         "notifierRetries": operation("send", "retryTiers", "A transient failure waits in a retry tier with `x-loa-attempt` + 1."),
