@@ -90,6 +90,19 @@ fn invalid(field: &str, message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message).with_field(field)
 }
 
+/// A tag expression, or a `422 invalid_tags` naming `field` whose message ends with
+/// the position where the expression goes wrong.
+fn parse_tags(expression: &str, field: &str) -> Result<targeting::Expr, ApiError> {
+    targeting::parse(expression).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_tags",
+            e.to_string(),
+        )
+        .with_field(field)
+    })
+}
+
 /// A broadcast's `title`, trimmed: for admins, not sent to citizens.
 fn title_of(body: &Value) -> Result<String, ApiError> {
     match &body["title"] {
@@ -136,16 +149,7 @@ fn check(body: &Value, tenant: &TenantSettings, now: DateTime<Utc>) -> Result<Ch
     let audience = &body["audience"];
     let tags = match (audience.get("all"), audience.get("tags")) {
         (Some(Value::Bool(true)), None) => None,
-        (None, Some(Value::String(expression))) => {
-            Some(targeting::parse(expression).map_err(|e| {
-                ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_tags",
-                    e.to_string(),
-                )
-                .with_field("audience.tags")
-            })?)
-        }
+        (None, Some(Value::String(expression))) => Some(parse_tags(expression, "audience.tags")?),
         _ => {
             return Err(invalid(
                 "audience",
@@ -631,16 +635,7 @@ pub(crate) async fn audience(
     params.allow_only(&["tags"])?;
     let tags = params
         .get("tags")
-        .map(|expression| {
-            targeting::parse(expression).map_err(|e| {
-                ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_tags",
-                    e.to_string(),
-                )
-                .with_field("tags")
-            })
-        })
+        .map(|expression| parse_tags(expression, "tags"))
         .transpose()?;
     let (audience, _) = count_audience(&state.pool, &tenant.id, tags.as_ref()).await?;
     Ok(Json(AudienceCount { audience }))

@@ -108,6 +108,18 @@ async fn age(app: &TestApp, sql: &str, key: &(dyn tokio_postgres::types::ToSql +
     assert_eq!(client.execute(sql, &[key]).await.unwrap(), 1, "{sql}");
 }
 
+/// Makes citizens' messages (lookups, texts) 40 days old.
+async fn age_citizen_messages(app: &TestApp, msg_ids: &[&str]) {
+    for msg in msg_ids {
+        age(
+            app,
+            "UPDATE notifier.citizen_messages SET received_at = now() - interval '40 days' WHERE msg_id = $1",
+            msg,
+        )
+        .await;
+    }
+}
+
 async fn delivery_row(app: &TestApp, id: &str) -> (String, Option<Value>, Option<String>) {
     let client = app.pool.get().await.unwrap();
     let row = client
@@ -201,14 +213,7 @@ async fn past_its_retention_a_parked_request_is_given_up_a_dead_letter_masked_an
         &old_letter,
     )
     .await;
-    for msg in ["m-old", "m-old-unforwarded", "m-old-limited"] {
-        age(
-            &app,
-            "UPDATE notifier.citizen_messages SET received_at = now() - interval '40 days' WHERE msg_id = $1",
-            &msg,
-        )
-        .await;
-    }
+    age_citizen_messages(&app, &["m-old", "m-old-unforwarded", "m-old-limited"]).await;
 
     // Act: a 30-day window, twice.
     let now = app.clock.now();
@@ -290,14 +295,7 @@ async fn past_its_retention_a_citizens_text_is_deleted_answered_or_not_and_a_new
     text(&app, "t-old", user, "Tôi là Bích, số 0903 123 456", true).await;
     text(&app, "t-old-unanswered", user, "Cán bộ ơi?", false).await;
     text(&app, "t-new", user, "Cảm ơn cán bộ", true).await;
-    for msg in ["t-old", "t-old-unanswered"] {
-        age(
-            &app,
-            "UPDATE notifier.citizen_messages SET received_at = now() - interval '40 days' WHERE msg_id = $1",
-            &msg,
-        )
-        .await;
-    }
+    age_citizen_messages(&app, &["t-old", "t-old-unanswered"]).await;
 
     // Act: a 30-day window.
     let erased = erase_expired(&app.pool, Some("demo"), 30, app.clock.now())
