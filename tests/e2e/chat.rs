@@ -20,15 +20,7 @@ async fn start() -> TestSystem {
 }
 
 async fn user(sys: &TestSystem, user_id: &str, action: &str, body: Value) -> Value {
-    let r = sys
-        .client
-        .post(format!("{}/_sandbox/users/{user_id}/{action}", sys.sandbox))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "{action}: {}", r.status());
-    r.json().await.unwrap()
+    sandbox_control(sys, &format!("users/{user_id}/{action}"), body).await
 }
 
 async fn query_i64(sys: &TestSystem, sql: &str, params: &[&str]) -> i64 {
@@ -367,10 +359,232 @@ async fn a_reply_outside_zalo_s_7_day_window_is_recorded_as_skipped_with_its_rea
     sys.stop().await;
 }
 
+/// The dossier's receipt, sent by ZNS to 0903 123 456 (nobody follows the OA with
+/// that phone), once Zalo's delivery receipt for it reached the notifier: its Zalo
+/// message id.
+async fn delivered_receipt_zns(sys: &TestSystem) -> String {
+    dossier(sys).await;
+    let messages = sys.sandbox_messages().await;
+    let zns = messages
+        .iter()
+        .find(|m| m["channel"] == "zns" && m["phone"] == "84903123456")
+        .unwrap_or_else(|| panic!("the receipt went by ZNS: {messages:#?}"));
+    let msg_id = zns["msg_id"].as_str().unwrap().to_owned();
+    eventually(Duration::from_secs(20), || async {
+        (query_i64(
+            sys,
+            "SELECT count(*) FROM notifier.deliveries WHERE zalo_msg_id = $1 AND status IN ('delivered', 'seen')",
+            &[&msg_id],
+        )
+        .await
+            == 1)
+            .then_some(())
+    })
+    .await
+    .expect("Zalo's delivery receipt of the ZNS reached the notifier");
+    msg_id
+}
+
+/// The Zalo users the notifier has linked to 0903 123 456, with how.
+async fn links_of_the_dossier_s_phone(sys: &TestSystem) -> Vec<(String, Option<String>)> {
+    let pool = loa_platform::db::pool(&sys.env.database_url, 1).unwrap();
+    pool.get()
+        .await
+        .unwrap()
+        .query(
+            "SELECT zalo_user_id, phone_source FROM notifier.subscribers
+              WHERE phone = '84903123456' AND zalo_user_id IS NOT NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+async fn sandbox_control(sys: &TestSystem, path: &str, body: Value) -> Value {
+    let r = sys
+        .client
+        .post(format!("{}/_sandbox/{path}", sys.sandbox))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{path}: {}", r.status());
+    r.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_citizen_who_only_received_a_zns_and_tapped_its_button_gets_the_status_in_chat() {
+    // Arrange: the citizen follows the OA (it answers in chat only to followers) but
+    // never shared a phone with it; the receipt reached their phone by ZNS, and they
+    // tapped its button.
+    let sys = start().await;
+    user(&sys, "u-tapped", "follow", json!({})).await;
+    let msg_id = delivered_receipt_zns(&sys).await;
+    let tapped = sandbox_control(
+        &sys,
+        &format!("messages/{msg_id}/click"),
+        json!({"user_id": "u-tapped", "title": "Xem chi tiết"}),
+    )
+    .await;
+    assert_eq!(tapped["event"]["sender"]["id"], "u-tapped");
+    assert_eq!(tapped["event"]["event_name"], "user_click_response_button");
+    eventually(Duration::from_secs(20), || async {
+        (!links_of_the_dossier_s_phone(&sys).await.is_empty()).then_some(())
+    })
+    .await
+    .expect("the tap linked the phone the ZNS reached");
+
+    // Act
+    user(
+        &sys,
+        "u-tapped",
+        "text",
+        json!({"text": format!("tra cứu {CODE}")}),
+    )
+    .await;
+
+    // Assert
+    let texts = replies(&sys, "u-tapped", 1).await;
+    assert_eq!(texts.len(), 1, "{texts:#?}");
+    assert!(
+        texts[0].starts_with(&format!("Hồ sơ {CODE}: Hồ sơ đã được tiếp nhận.")),
+        "{}",
+        texts[0]
+    );
+    assert_eq!(
+        links_of_the_dossier_s_phone(&sys).await,
+        [("u-tapped".to_owned(), Some("zns_interaction".to_owned()))]
+    );
+    sys.stop().await;
+}
+
+#[tokio::test]
+async fn a_citizen_who_only_received_the_zns_gets_the_polite_reply() {
+    // Arrange: the ZNS was delivered (Zalo's receipt names the phone, not the user),
+    // and the citizen (a follower who shared no phone) did nothing with it.
+    let sys = start().await;
+    user(&sys, "u-reader", "follow", json!({})).await;
+    delivered_receipt_zns(&sys).await;
+
+    // Act
+    user(
+        &sys,
+        "u-reader",
+        "text",
+        json!({"text": format!("tra cứu {CODE}")}),
+    )
+    .await;
+
+    // Assert
+    let texts = replies(&sys, "u-reader", 1).await;
+    assert_eq!(texts.len(), 1, "{texts:#?}");
+    assert!(
+        texts[0].starts_with("Cảm ơn ông/bà đã nhắn tin."),
+        "{}",
+        texts[0]
+    );
+    assert!(links_of_the_dossier_s_phone(&sys).await.is_empty());
+    sys.stop().await;
+}
+
+#[tokio::test]
+async fn answers_naming_a_zns_loa_never_sent_another_tenant_s_or_another_tracking_id_link_nothing()
+{
+    // Arrange: Loa's receipt ZNS was delivered; a receipt and a tap for a message Loa
+    // never sent (to the same phone), a tap on Loa's message with a forged tracking
+    // id, all signed with the OA's key, and a tap on it signed for another tenant.
+    let sys = start().await;
+    user(&sys, "u-forger", "follow", json!({})).await;
+    let msg_id = delivered_receipt_zns(&sys).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        .to_string();
+    let foreign = "feedfeedfeedfeedfeed";
+    let tenants = crate::helpers::test_tenants();
+    let app_id = tenants.get("demo").unwrap().zalo.app_id.clone();
+    let other_app_id = tenants.get("other").unwrap().zalo.app_id.clone();
+    let answer_for = |app_id: &str, msg: &str, tracking: &str, user: &str| {
+        json!({"app_id": app_id, "sender": {"id": user}, "recipient": {"id": "2000000000000000001"},
+               "user_id_by_app": user, "event_name": "user_click_response_button",
+               "message": {"msg_id": msg, "tracking_id": tracking,
+                           "button": {"title": "Xem chi tiết", "payload": ""}},
+               "timestamp": now})
+    };
+    let answer = |msg: &str, tracking: &str, user: &str| answer_for(&app_id, msg, tracking, user);
+    let foreign_receipt = json!({
+        "app_id": app_id, "sender": {"id": "2000000000000000001"}, "recipient": {"id": "84903123456"},
+        "event_name": "user_received_message",
+        "message": {"msg_id": foreign, "tracking_id": "not-ours", "delivery_time": now},
+        "timestamp": now});
+
+    // Act
+    assert_eq!(post_signed(&sys, &foreign_receipt).await.status(), 200);
+    assert_eq!(
+        post_signed(&sys, &answer(foreign, "not-ours", "u-forger"))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        post_signed(&sys, &answer("0123456789abcdef0123", "", "u-forger"))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        post_signed(&sys, &answer(&msg_id, "forged-id", "u-forger"))
+            .await
+            .status(),
+        200
+    );
+    let elsewhere = answer_for(&other_app_id, &msg_id, "", "u-forger");
+    assert_eq!(
+        post_signed_for(&sys, "other", &elsewhere).await.status(),
+        200
+    );
+    user(
+        &sys,
+        "u-forger",
+        "text",
+        json!({"text": format!("tra cứu {CODE}")}),
+    )
+    .await;
+
+    // Assert
+    let texts = replies(&sys, "u-forger", 1).await;
+    assert!(
+        texts[0].starts_with("Cảm ơn ông/bà đã nhắn tin."),
+        "{}",
+        texts[0]
+    );
+    assert!(links_of_the_dossier_s_phone(&sys).await.is_empty());
+    assert_eq!(
+        query_i64(
+            &sys,
+            "SELECT count(*) FROM notifier.webhook_events
+              WHERE event_name = 'user_click_response_button' AND outcome = 'ignored'",
+            &[],
+        )
+        .await,
+        4
+    );
+    sys.stop().await;
+}
+
 /// Posts a webhook body to the notifier signed as the sandbox signs it.
 async fn post_signed(sys: &TestSystem, event: &Value) -> reqwest::Response {
+    post_signed_for(sys, "demo", event).await
+}
+
+/// Posts a webhook body to the notifier signed as `tenant`'s Zalo app.
+async fn post_signed_for(sys: &TestSystem, tenant: &str, event: &Value) -> reqwest::Response {
     let tenants = crate::helpers::test_tenants();
-    let demo = tenants.get("demo").unwrap();
+    let demo = tenants.get(tenant).unwrap();
     let body = serde_json::to_vec(event).unwrap();
     let signature = loa_zalo_sandbox::webhook_signature(
         &demo.zalo.app_id,

@@ -108,6 +108,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "other citizen texts kept with their automatic reply",
         sql: include_str!("migrations/0016_citizen_texts.sql"),
     },
+    Migration {
+        version: 17,
+        name: "phones linked by a citizen's answer to a ZNS",
+        sql: include_str!("migrations/0017_zns_interaction_links.sql"),
+    },
 ];
 
 /// Applies the notifier's migrations. Idempotent; safe with replicas starting at once.

@@ -687,6 +687,30 @@ impl Sandbox {
         follower.clone()
     }
 
+    /// The Zalo user id of the person whose phone `phone` is, as this app knows them:
+    /// a user who shared that phone with its OA, else an id the sandbox derives from
+    /// the phone (Zalo gives every account one id per app; the same phone always maps
+    /// to the same id here).
+    pub fn user_of_phone(&self, app: &App, phone: &str) -> String {
+        let known = self.lock().per_app[app.idx]
+            .followers
+            .iter()
+            .filter(|(_, f)| f.phone.as_deref() == Some(phone))
+            .map(|(id, _)| id.clone())
+            .min();
+        known.unwrap_or_else(|| {
+            use sha2::{Digest, Sha256};
+            let digest = Sha256::digest(format!("{}:{phone}", app.app_id).as_bytes());
+            let mut n = [0u8; 8];
+            n.copy_from_slice(&digest[..8]);
+            // Zalo's user ids are 19-digit decimal strings.
+            format!(
+                "{}",
+                1_000_000_000_000_000_000 + u64::from_be_bytes(n) % 8_000_000_000_000_000_000
+            )
+        })
+    }
+
     /// The recorded message with Zalo message id `msg_id`, if still recorded.
     pub fn message(&self, msg_id: &str) -> Option<Arc<RecordedMessage>> {
         self.lock()

@@ -303,8 +303,10 @@ async fn deliver(
 
 // Event bodies carry what Zalo's carry and nothing more: a client must not come to
 // depend on a field only the sandbox sends. Events with a sender and a recipient name
-// the OA there and have no top-level `oa_id` (a ZNS receipt has none); `follow`,
-// `unfollow` and `user_feedback` have no sender and name the OA in `oa_id`.
+// the OA there and have no top-level `oa_id` (a ZNS receipt has none); `follow` and
+// `unfollow` have no sender and name the OA in `oa_id`. A citizen's answer to a ZNS
+// (`user_feedback`, `user_click_response_button`) comes from the citizen: `sender.id`
+// is their Zalo user id, unlike the ZNS receipt, whose recipient is only the phone.
 
 /// `user_received_message`: a ZNS receipt (recipient = phone, with `delivery_time` and
 /// `tracking_id`) or an OA receipt (recipient = user id, `msg_id` only).
@@ -392,14 +394,24 @@ pub struct Feedback {
     pub feedbacks: Vec<String>,
 }
 
-/// `user_feedback`: a citizen rated a ZNS message sent with a rating template. Like
-/// `follow`, it has no sender or recipient; `message` names the rated message by its
-/// `msg_id` and our `tracking_id`, with the rating, the note and the phrases ticked.
-pub fn feedback_event(app: &App, msg: &RecordedMessage, feedback: &Feedback, at_ms: i64) -> Value {
+/// `user_feedback`: a citizen rated a ZNS message sent with a rating template. It
+/// comes from the citizen (`sender.id`, their Zalo user id for this app) to the OA;
+/// `message` names the rated message by its `msg_id` and our `tracking_id`, with the
+/// rating, the note and the phrases ticked.
+pub fn feedback_event(
+    app: &App,
+    msg: &RecordedMessage,
+    user_id: &str,
+    feedback: &Feedback,
+    at_ms: i64,
+) -> Value {
     let timestamp = at_ms.to_string();
     json!({
         "app_id": app.app_id,
         "oa_id": app.oa_id,
+        "sender": {"id": user_id},
+        "recipient": {"id": app.oa_id},
+        "user_id_by_app": user_id,
         "event_name": "user_feedback",
         "message": {
             "msg_id": msg.msg_id,
@@ -410,6 +422,31 @@ pub fn feedback_event(app: &App, msg: &RecordedMessage, feedback: &Feedback, at_
             "submit_time": timestamp,
         },
         "timestamp": timestamp,
+    })
+}
+
+/// `user_click_response_button`: a citizen tapped a button of a ZNS message they
+/// received. From the citizen (`sender.id`) to the OA; `message` names the ZNS by its
+/// `msg_id` and our `tracking_id`, with the button's title and payload.
+pub fn click_event(
+    app: &App,
+    msg: &RecordedMessage,
+    user_id: &str,
+    button: &Value,
+    at_ms: i64,
+) -> Value {
+    json!({
+        "app_id": app.app_id,
+        "sender": {"id": user_id},
+        "recipient": {"id": app.oa_id},
+        "user_id_by_app": user_id,
+        "event_name": "user_click_response_button",
+        "message": {
+            "msg_id": msg.msg_id,
+            "tracking_id": msg.tracking_id.clone().unwrap_or_default(),
+            "button": button,
+        },
+        "timestamp": at_ms.to_string(),
     })
 }
 

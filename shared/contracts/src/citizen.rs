@@ -18,9 +18,10 @@ pub struct ChatLookup {
     pub msg_id: String,
     /// The dossier code as the citizen typed it.
     pub dossier_code: String,
-    /// Canonical `84…` phones linked to this user (today: the phone the user shared
-    /// with the OA, `user_submit_info`). The tracker answers with the dossier only
-    /// when one of them is a phone of the dossier.
+    /// Canonical `84…` phones linked to this user: the phone the user shared with the
+    /// OA (`user_submit_info`), or the phone a ZNS of ours reached that the user
+    /// answered (a rating or a tapped button). The tracker answers with the dossier
+    /// only when one of them is a phone of the dossier.
     #[serde(default)]
     pub linked_phones: Vec<String>,
     /// When the citizen sent it (Zalo's time).

@@ -9,8 +9,9 @@
 //!    body dropped);
 //! 4. their chat lookups and texts, any text to the OA that names their phone (in any
 //!    written form: its digits are compared), the webhooks they sent or received
-//!    (already stored with the phone masked) and the ratings those webhooks carried
-//!    are deleted;
+//!    (already stored with the phone masked), the ratings those webhooks carried and
+//!    the phone ZNS receipts said were reached (`zns_recipients`, which answers link
+//!    from) are deleted;
 //! 5. dead letters (the tenant's, and those no tenant was verified for) whose body
 //!    names the phone (in any written form: their digits are compared) or a user id
 //!    have their persons masked, and are dropped whole when the number is still in
@@ -173,6 +174,16 @@ pub async fn erase_subject(
         )
         .await
         .context("Failed to delete the citizen's ratings")?;
+    // The phones ZNS receipts said their messages reached (the links answers made
+    // from them went with the subscriber rows).
+    let reached = tx
+        .execute(
+            "DELETE FROM notifier.zns_recipients WHERE tenant = $1 AND phone = $2",
+            &[&tenant, &phone],
+        )
+        .await
+        .context("Failed to delete the ZNS receipts' phones")?;
+    removed.insert("zns_recipients".to_owned(), reached);
     removed.insert("citizen_messages".to_owned(), lookups);
     removed.insert("webhooks".to_owned(), webhook_msg_ids.len() as u64);
     removed.insert("ratings".to_owned(), ratings);

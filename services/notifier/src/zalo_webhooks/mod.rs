@@ -7,7 +7,8 @@
 //! the tracker ([`lookups`]), any other text is kept and the user's first of the day
 //! answered ([`texts`]). A rating given in Zalo (`user_feedback`) is kept and
 //! relayed to the tracker as its dossier's rating ([`feedback`]). The three relays are
-//! one loop ([`relay`]).
+//! one loop ([`relay`]). A citizen's answer to a delivered ZNS (a rating, a tapped
+//! button) links the phone it reached to them, for chat lookups ([`zns_links`]).
 
 pub mod command;
 #[cfg(test)]
@@ -24,6 +25,7 @@ mod signature;
 mod store;
 mod subscribers;
 pub(crate) mod texts;
+pub(crate) mod zns_links;
 
 pub(crate) use feedback::RATINGS;
 pub use lookups::LookupLimit;

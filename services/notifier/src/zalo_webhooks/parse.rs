@@ -16,7 +16,9 @@
 //! 5. in the same transaction the event takes effect: receipts move deliveries on
 //!    ([`super::receipts`]), follow / unfollow / shared phones update the subscribers,
 //!    chat lookups, other texts and ratings are kept ([`super::lookups`],
-//!    [`super::texts`], [`super::subscribers`]).
+//!    [`super::texts`], [`super::subscribers`]), and a ZNS receipt's phone is kept for
+//!    a citizen's answer to that ZNS (a rating, a tapped button) to link it to them
+//!    ([`super::zns_links`]).
 //!
 //! The tenant is found by `app_id`, which every event Zalo sends carries (a ZNS
 //! receipt carries no `oa_id`); `oa_id` is only a fallback.
@@ -29,7 +31,7 @@ use super::{
     receipts::{self, Receipt},
     signature::{signature_matches, SIGNATURE_HEADER},
     store::EVENT_RETENTION,
-    subscribers,
+    subscribers, zns_links,
 };
 use crate::NotifierSettings;
 use axum::http::{HeaderMap, StatusCode};
@@ -41,7 +43,7 @@ use sha2::{Digest, Sha256};
 use std::time::Duration;
 
 /// Event names with their own label value; every other name counts as `other`.
-pub(crate) const KNOWN_EVENTS: [&str; 8] = [
+pub(crate) const KNOWN_EVENTS: [&str; 9] = [
     "user_received_message",
     "user_seen_message",
     "follow",
@@ -49,6 +51,7 @@ pub(crate) const KNOWN_EVENTS: [&str; 8] = [
     "user_submit_info",
     "user_send_text",
     "user_feedback",
+    "user_click_response_button",
     "oa_send_text",
 ];
 
@@ -97,6 +100,9 @@ pub(crate) struct Webhook {
     pub dedup_key: String,
     /// `message.msg_id`, when there is one.
     pub msg_id: Option<String>,
+    /// The phone a ZNS receipt says the message reached (`recipient.id`), kept apart
+    /// from the stored body (which masks it) for [`super::zns_links`].
+    pub zns_recipient: Option<PhoneNumber>,
     /// What it means for us.
     pub event: Event,
     /// The body as stored: phone numbers masked, shared personal info dropped.
@@ -124,6 +130,8 @@ pub(crate) enum Event {
     },
     /// `user_feedback`: a citizen rated a message sent with a rating template.
     Feedback(subscribers::Feedback),
+    /// `user_click_response_button`: a citizen tapped a button of a ZNS they received.
+    Click(zns_links::Interaction),
     /// `user_send_text`: a citizen wrote to the OA.
     Text {
         /// `sender.id`.
@@ -318,6 +326,12 @@ fn parse(body: &Value, raw_body: &[u8], occurred_at: DateTime<Utc>) -> Result<We
             phone: text_at(body, &["info", "phone"]).and_then(|p| PhoneNumber::parse(&p).ok()),
         },
         "user_feedback" => Event::Feedback(feedback_fields(body, occurred_at)?),
+        "user_click_response_button" => Event::Click(zns_links::Interaction {
+            user_id: required(body, &["sender", "id"])?,
+            msg_id: required(body, &["message", "msg_id"])?,
+            tracking_id: text_at(body, &["message", "tracking_id"]),
+            at: occurred_at,
+        }),
         "user_send_text" => Event::Text {
             user_id: required(body, &["sender", "id"])?,
             msg_id: required(body, &["message", "msg_id"])?,
@@ -328,11 +342,21 @@ fn parse(body: &Value, raw_body: &[u8], occurred_at: DateTime<Utc>) -> Result<We
     let dedup_key = msg_id
         .clone()
         .unwrap_or_else(|| hex::encode(Sha256::digest(raw_body)));
+    // A ZNS receipt (it has a delivery time) names the phone the message reached.
+    let zns_recipient = match &event {
+        Event::Receipt(Receipt::Received { .. })
+            if text_at(body, &["message", "delivery_time"]).is_some() =>
+        {
+            text_at(body, &["recipient", "id"]).and_then(|p| PhoneNumber::parse(&p).ok())
+        }
+        _ => None,
+    };
     Ok(Webhook {
         event_name,
         occurred_at,
         dedup_key,
         msg_id,
+        zns_recipient,
         event,
         stored_body: redacted(body),
     })
@@ -362,6 +386,7 @@ fn feedback_fields(
         })
         .unwrap_or_default();
     Ok(subscribers::Feedback {
+        user_id: text_at(body, &["sender", "id"]),
         msg_id: required(body, &["message", "msg_id"])?,
         tracking_id: text_at(body, &["message", "tracking_id"]),
         rating,
@@ -624,6 +649,7 @@ mod tests {
         assert_eq!(
             webhook.event,
             Event::Feedback(subscribers::Feedback {
+                user_id: None,
                 msg_id: "m9".into(),
                 tracking_id: Some("n9".into()),
                 rating: Some(5),

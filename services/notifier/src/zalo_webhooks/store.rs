@@ -6,8 +6,10 @@ use super::{
     command::{self, Command},
     lookups::{self, LookupLimit},
     parse::{Event, Webhook},
-    receipts::{self, Applied},
-    subscribers, texts,
+    receipts::{self, Applied, Receipt},
+    subscribers::{self, PhoneSource},
+    texts,
+    zns_links::{self, Interaction, Linked},
 };
 use anyhow::Context;
 use deadpool_postgres::Pool;
@@ -20,7 +22,8 @@ use tokio_util::sync::CancellationToken;
 pub const EVENT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Deletes settled webhook events older than [`EVENT_RETENTION`], a few thousand
-/// rows per statement so no transaction grows large. Returns the rows deleted.
+/// rows per statement so no transaction grows large, and the phones ZNS messages
+/// reached past [`zns_links::KEPT_FOR`]. Returns the rows deleted.
 pub async fn prune_events(pool: &Pool) -> anyhow::Result<u64> {
     let client = pool
         .get()
@@ -42,6 +45,7 @@ pub async fn prune_events(pool: &Pool) -> anyhow::Result<u64> {
             .context("Failed to prune webhook events")?;
         deleted += n;
         if n < 5000 {
+            deleted += zns_links::prune(&client).await?;
             return Ok(deleted);
         }
     }
@@ -110,10 +114,31 @@ pub(crate) async fn store(
         return Ok(Stored::Duplicate);
     }
     let outcome = match &webhook.event {
-        Event::Receipt(receipt) => match receipts::apply(&tx, tenant, receipt).await? {
-            Applied::Done => "applied",
-            Applied::Waiting => "pending",
-        },
+        Event::Receipt(receipt) => {
+            if let (
+                Receipt::Received {
+                    msg_id,
+                    tracking_id,
+                    at,
+                },
+                Some(phone),
+            ) = (receipt, &webhook.zns_recipient)
+            {
+                zns_links::remember_recipient(
+                    &tx,
+                    tenant,
+                    msg_id,
+                    tracking_id.as_deref(),
+                    phone,
+                    *at,
+                )
+                .await?;
+            }
+            match receipts::apply(&tx, tenant, receipt).await? {
+                Applied::Done => "applied",
+                Applied::Waiting => "pending",
+            }
+        }
         Event::Follow { user_id, following } => {
             subscribers::set_following(&tx, tenant, user_id, *following, webhook.occurred_at)
                 .await?;
@@ -123,7 +148,15 @@ pub(crate) async fn store(
             user_id,
             phone: Some(phone),
         } => {
-            subscribers::set_phone(&tx, tenant, user_id, phone, webhook.occurred_at).await?;
+            subscribers::set_phone(
+                &tx,
+                tenant,
+                user_id,
+                phone,
+                webhook.occurred_at,
+                PhoneSource::SubmitInfo,
+            )
+            .await?;
             "applied"
         }
         Event::Text {
@@ -156,8 +189,21 @@ pub(crate) async fn store(
         },
         Event::Feedback(feedback) => {
             subscribers::record_feedback(&tx, tenant, feedback).await?;
+            if let Some(user_id) = &feedback.user_id {
+                let answer = Interaction {
+                    user_id: user_id.clone(),
+                    msg_id: feedback.msg_id.clone(),
+                    tracking_id: feedback.tracking_id.clone(),
+                    at: webhook.occurred_at,
+                };
+                zns_links::link_answer(&tx, tenant, &answer).await?;
+            }
             "applied"
         }
+        Event::Click(answer) => match zns_links::link_answer(&tx, tenant, answer).await? {
+            Linked::Yes => "applied",
+            Linked::No => "ignored",
+        },
         Event::SubmitInfo { phone: None, .. } | Event::Other => "ignored",
     };
     tx.execute(

@@ -4,7 +4,8 @@
 //! `notifier.subscribers (tenant, zalo_user_id, phone, following, updated_at)` is
 //! written from `follow` / `unfollow` webhooks (`updated_at` is Zalo's event time, so
 //! an older event arriving late cannot undo a newer one) and from `user_submit_info`
-//! (the only webhook that carries a phone). Webhooks never carry the phone otherwise.
+//! (the only webhook that carries a phone with the user) and from a user's answer to
+//! a ZNS delivered to a phone ([`super::zns_links`]); `phone_source` says which.
 //!
 //! `notifier.citizen_feedback` keeps the ratings citizens give a message sent
 //! with a rating template (`user_feedback`), for the ratings feature.
@@ -40,14 +41,36 @@ pub(crate) async fn set_following<C: GenericClient>(
     Ok(())
 }
 
-/// Records the phone a user shared with the OA (`user_submit_info`). A user not on
-/// record yet is kept as not following until Zalo says otherwise.
+/// How a phone came to be linked to a Zalo user (`subscribers.phone_source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PhoneSource {
+    /// The user shared it with the OA (`user_submit_info`).
+    SubmitInfo,
+    /// The user answered (rated, tapped a button of) a ZNS of ours that Zalo
+    /// delivered to that phone ([`super::zns_links`]).
+    ZnsInteraction,
+}
+
+impl PhoneSource {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::SubmitInfo => "user_submit_info",
+            Self::ZnsInteraction => "zns_interaction",
+        }
+    }
+}
+
+/// Links `phone` to a Zalo user: the phone they shared with the OA, or the phone a
+/// ZNS they answered reached (`source`). A user has one phone on record (the latest
+/// link), and a phone one user. A user not on record yet is kept as not following
+/// until Zalo says otherwise.
 pub(crate) async fn set_phone<C: GenericClient>(
     client: &C,
     tenant: &str,
     zalo_user_id: &str,
     phone: &PhoneNumber,
     at: DateTime<Utc>,
+    source: PhoneSource,
 ) -> anyhow::Result<()> {
     // A phone names one citizen per tenant: an imported phone-only row joins this user.
     crate::broadcasts::join_phones(
@@ -59,10 +82,18 @@ pub(crate) async fn set_phone<C: GenericClient>(
     .await?;
     client
         .execute(
-            "INSERT INTO notifier.subscribers (tenant, zalo_user_id, phone, following, updated_at)
-             VALUES ($1, $2, $3, false, $4)
-             ON CONFLICT (tenant, zalo_user_id) DO UPDATE SET phone = EXCLUDED.phone",
-            &[&tenant, &zalo_user_id, &phone.as_str(), &at],
+            "INSERT INTO notifier.subscribers
+                    (tenant, zalo_user_id, phone, following, updated_at, phone_source)
+             VALUES ($1, $2, $3, false, $4, $5)
+             ON CONFLICT (tenant, zalo_user_id) DO UPDATE
+                SET phone = EXCLUDED.phone, phone_source = EXCLUDED.phone_source",
+            &[
+                &tenant,
+                &zalo_user_id,
+                &phone.as_str(),
+                &at,
+                &source.as_str(),
+            ],
         )
         .await
         .context("Failed to record a subscriber's phone")?;
@@ -72,6 +103,8 @@ pub(crate) async fn set_phone<C: GenericClient>(
 /// A citizen's rating of a message sent with a rating template (`user_feedback`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Feedback {
+    /// `sender.id`: the Zalo user who rated (links the rated ZNS's phone to them).
+    pub user_id: Option<String>,
     /// Zalo's id of the rated message.
     pub msg_id: String,
     /// Our notification id, echoed by Zalo (`message.tracking_id`).

@@ -442,6 +442,18 @@ async fn an_erased_citizen_leaves_no_trace_in_the_notifier_and_the_request_is_au
     lookup(&app, "m-theirs", "7000000000000000043", true).await;
     let my_letter = dead_letter(&app, "demo", &dead_event("dl-mine", "+84 903.123.456")).await;
     let their_letter = dead_letter(&app, "demo", &dead_event("dl-theirs", "84912345678")).await;
+    // The phones ZNS receipts said were reached (what an answer to a ZNS links from).
+    app.pool
+        .get()
+        .await
+        .unwrap()
+        .execute(
+            "INSERT INTO notifier.zns_recipients (tenant, msg_id, tracking_id, phone, delivered_at)
+             VALUES ('demo', 'z-mine', NULL, $1, now()), ('demo', 'z-theirs', NULL, '84912345678', now())",
+            &[&PHONE],
+        )
+        .await
+        .unwrap();
     assert!(!columns_naming(&app.pool, "notifier", "903123456")
         .await
         .unwrap()
@@ -466,7 +478,8 @@ async fn an_erased_citizen_leaves_no_trace_in_the_notifier_and_the_request_is_au
     assert_eq!(
         report["removed"],
         json!({"citizen_messages": 1, "dead_letters": 1, "deliveries": 1,
-               "promotion_counts": 0, "ratings": 0, "subscribers": 1, "webhooks": 0}),
+               "promotion_counts": 0, "ratings": 0, "subscribers": 1, "webhooks": 0,
+               "zns_recipients": 1}),
     );
     assert_eq!(report["service"], "notifier");
     assert_eq!(report["tenant"], "demo");

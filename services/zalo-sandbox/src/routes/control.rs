@@ -539,23 +539,52 @@ pub async fn submit_info(
     })))
 }
 
-/// `POST /_sandbox/messages/{msg_id}/feedback` `{"rate": 1..5, "note": "…",
-/// "feedbacks": ["…"]}` (only `rate` required): the citizen who got that recorded
-/// message (sent with a rating template) rates it; emits `user_feedback` from the
-/// message's app, naming the message's `msg_id` and `tracking_id`.
-pub async fn feedback(
-    State(sandbox): State<Arc<Sandbox>>,
-    Path(msg_id): Path<String>,
-    JsonBody(body): JsonBody<Value>,
-) -> Answer {
-    let message = sandbox.message(&msg_id).ok_or_else(|| {
+/// The recorded message `msg_id` and the app that sent it, for a citizen's answer to it.
+fn answered_message(
+    sandbox: &Sandbox,
+    msg_id: &str,
+) -> Result<(Arc<RecordedMessage>, Arc<App>), ApiError> {
+    let message = sandbox.message(msg_id).ok_or_else(|| {
         ApiError::not_found(format!("no recorded message `{msg_id}`")).with_field("msg_id")
     })?;
     let app = sandbox.apps.get(&message.app_id).cloned().ok_or_else(|| {
         ApiError::not_found(format!("no Zalo app `{}` is registered", message.app_id))
             .with_field("msg_id")
     })?;
-    let f = Fields::new(body, &["rate", "note", "feedbacks"], "")?;
+    Ok((message, app))
+}
+
+/// Who answers a message: `user_id` when the control names one, else the message's
+/// recipient as Zalo knows them (the OA user it went to, or the account of the phone
+/// a ZNS reached, [`Sandbox::user_of_phone`]).
+fn answering_user(
+    sandbox: &Sandbox,
+    app: &App,
+    message: &RecordedMessage,
+    f: &Fields,
+) -> Result<String, ApiError> {
+    if let Some(user_id) = f.str("user_id")?.filter(|u| !u.trim().is_empty()) {
+        return Ok(user_id);
+    }
+    Ok(match (&message.user_id, &message.phone) {
+        (Some(user_id), _) => user_id.clone(),
+        (None, Some(phone)) => sandbox.user_of_phone(app, phone),
+        (None, None) => String::new(),
+    })
+}
+
+/// `POST /_sandbox/messages/{msg_id}/feedback` `{"rate": 1..5, "note": "…",
+/// "feedbacks": ["…"], "user_id": "…"}` (only `rate` required): the citizen who got
+/// that recorded message (sent with a rating template) rates it; emits `user_feedback`
+/// from the citizen (`sender.id`: `user_id`, by default the recipient's Zalo user id)
+/// to the message's app, naming the message's `msg_id` and `tracking_id`.
+pub async fn feedback(
+    State(sandbox): State<Arc<Sandbox>>,
+    Path(msg_id): Path<String>,
+    JsonBody(body): JsonBody<Value>,
+) -> Answer {
+    let (message, app) = answered_message(&sandbox, &msg_id)?;
+    let f = Fields::new(body, &["rate", "note", "feedbacks", "user_id"], "")?;
     let rate = match f.u64("rate")? {
         Some(r @ 1..=5) => u8::try_from(r).unwrap_or(5),
         Some(_) => return Err(f.error("rate", "`rate` must be between 1 and 5")),
@@ -566,12 +595,58 @@ pub async fn feedback(
         note: f.str("note")?.unwrap_or_default(),
         feedbacks: f.strings("feedbacks")?.unwrap_or_default(),
     };
+    let user_id = answering_user(&sandbox, &app, &message, &f)?;
+    sandbox.interacted(&app, &user_id);
     let at_ms = sandbox.clock.now_ms();
-    let event = webhooks::feedback_event(&app, &message, &feedback, at_ms);
+    let event = webhooks::feedback_event(&app, &message, &user_id, &feedback, at_ms);
     let queued = send_now(&sandbox, &app, "user_feedback", &event, at_ms);
     Ok(Json(json!({
         "app_id": app.app_id,
         "msg_id": msg_id,
+        "user_id": user_id,
+        "webhook_queued": queued,
+        "event": event,
+    })))
+}
+
+/// `POST /_sandbox/messages/{msg_id}/click` `{"user_id": "…", "title": "…",
+/// "payload": "…"}` (all optional): the citizen who received that ZNS taps one of its
+/// buttons; emits `user_click_response_button` from the citizen (`sender.id`:
+/// `user_id`, by default the Zalo account of the phone the ZNS reached) naming the
+/// message's `msg_id` and `tracking_id`. Only a ZNS message has such buttons (400
+/// naming `msg_id` otherwise).
+pub async fn click(
+    State(sandbox): State<Arc<Sandbox>>,
+    Path(msg_id): Path<String>,
+    body: Bytes,
+) -> Answer {
+    let (message, app) = answered_message(&sandbox, &msg_id)?;
+    if message.channel != Channel::Zns {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+            "only a ZNS message has response buttons",
+        )
+        .with_field("msg_id"));
+    }
+    let f = optional_body(&body, &["user_id", "title", "payload"])?.unwrap_or(Fields::new(
+        json!({}),
+        &[],
+        "",
+    )?);
+    let user_id = answering_user(&sandbox, &app, &message, &f)?;
+    let button = json!({
+        "title": f.str("title")?.unwrap_or_else(|| "Xem chi tiết".to_owned()),
+        "payload": f.str("payload")?.unwrap_or_default(),
+    });
+    sandbox.interacted(&app, &user_id);
+    let at_ms = sandbox.clock.now_ms();
+    let event = webhooks::click_event(&app, &message, &user_id, &button, at_ms);
+    let queued = send_now(&sandbox, &app, "user_click_response_button", &event, at_ms);
+    Ok(Json(json!({
+        "app_id": app.app_id,
+        "msg_id": msg_id,
+        "user_id": user_id,
         "webhook_queued": queued,
         "event": event,
     })))

@@ -87,6 +87,7 @@ pub fn router(sandbox: Arc<Sandbox>) -> Router {
             "/_sandbox/messages/{msg_id}/feedback",
             post(control::feedback),
         )
+        .route("/_sandbox/messages/{msg_id}/click", post(control::click))
         .with_state(sandbox)
         .merge(ops_router(Readiness::new()))
         .fallback(fallback)

@@ -200,6 +200,76 @@ async fn a_citizen_rating_a_zns_message_emits_user_feedback_naming_the_message()
         json!(["Đúng hẹn", "Thân thiện"])
     );
     assert!(body["message"]["submit_time"].is_string());
+    // From the citizen: the Zalo account of the phone the ZNS reached.
+    let rater = body["sender"]["id"].as_str().unwrap();
+    assert_eq!(rater.len(), 19, "{rater}");
+    assert!(rater.bytes().all(|b| b.is_ascii_digit()), "{rater}");
+}
+
+#[tokio::test]
+async fn a_citizen_tapping_a_zns_button_emits_user_click_response_button_from_the_citizen() {
+    // Arrange
+    let receiver = WebhookReceiver::spawn(0).await;
+    let app = spawn_app_with(SandboxSettings {
+        webhook_url: Some(receiver.url.clone()),
+        ..test_settings()
+    })
+    .await;
+    let token = app.access_token().await;
+    let sent = app.send_zns(&token, &app.zns_body(PHONE, "tapped-1")).await;
+    let msg_id = sent["data"]["msg_id"].as_str().unwrap().to_owned();
+    let receipt = receiver
+        .wait_for("user_received_message", |_| true)
+        .await
+        .json();
+
+    // Act
+    app.control_ok(
+        &format!("messages/{msg_id}/click"),
+        json!({"user_id": "7005", "title": "Xem chi tiết"}),
+    )
+    .await;
+    let default_user = app
+        .control(&format!("messages/{msg_id}/click"), json!({}))
+        .await
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+
+    // Assert: the receipt names the phone only; the tap names the user and the ZNS.
+    assert_eq!(receipt["recipient"]["id"], PHONE);
+    assert!(receipt
+        .get("sender")
+        .is_some_and(|s| s["id"] == app.tenant.zalo.oa_id));
+    let tapped = receiver
+        .wait_for("user_click_response_button", |b| {
+            b["sender"]["id"] == "7005"
+        })
+        .await;
+    assert!(signature_is_valid(
+        &tapped,
+        app.app_id(),
+        app.tenant.zalo.oa_secret_key.expose()
+    ));
+    let body = tapped.json();
+    assert_eq!(body["sender"]["id"], "7005");
+    assert_eq!(body["recipient"]["id"], app.tenant.zalo.oa_id);
+    assert_eq!(body["message"]["msg_id"], msg_id.as_str());
+    assert_eq!(body["message"]["tracking_id"], "tapped-1");
+    assert_eq!(body["message"]["button"]["title"], "Xem chi tiết");
+    assert!(body["timestamp"].is_string());
+    // Without a user named, the same account for the same phone every time.
+    let again = app
+        .control(&format!("messages/{msg_id}/click"), json!({}))
+        .await
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    assert_eq!(default_user["user_id"], again["user_id"]);
+    assert_eq!(
+        default_user["event"]["sender"]["id"],
+        default_user["user_id"]
+    );
 }
 
 #[tokio::test]
