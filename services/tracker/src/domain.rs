@@ -88,7 +88,7 @@ impl Timeliness {
             Self::OnTime => "Đúng hạn",
             Self::Overdue => "Quá hạn",
             Self::InProgress => "Đang trong hạn",
-            Self::Paused => "Tạm dừng, chờ ông/bà bổ sung giấy tờ",
+            Self::Paused => "Tạm dừng, chờ bổ sung giấy tờ",
         }
     }
 }

@@ -21,8 +21,6 @@ pub const MAX_CUSTOMER_NAME: usize = 30;
 pub const MAX_PROCEDURE_NAME: usize = 100;
 /// Our limit for free text (reason, documents), in line with ZNS's 200-character fields.
 pub const MAX_FREE_TEXT: usize = 200;
-/// Placeholder for a value that does not exist (no appointment date, no reason).
-pub const NONE_VI: &str = "Không có";
 /// The reason of a refusal, a stop or a new appointment the source gave none for (ZNS
 /// refuses an empty parameter; "Lý do: Không có" would tell the citizen nothing).
 pub const NO_REASON_GIVEN_VI: &str = "Cơ quan giải quyết chưa ghi lý do";
@@ -90,13 +88,10 @@ pub fn plan(event: &DossierEvent, context: &PlanContext<'_>) -> Vec<Notification
         planned.push(request(NotificationKind::DueDateChanged, event, context));
     }
     if event.status == DossierStatus::ResultReturned {
-        // Its link opens the lookup page at its rating form.
-        let url = format!("{}#{RATING_ANCHOR}", context.lookup_url);
-        let rating = PlanContext {
-            lookup_url: &url,
-            ..context.clone()
-        };
-        planned.push(request(NotificationKind::RatingRequest, event, &rating));
+        // Its link opens the lookup page at its rating form. The notifier sends it to
+        // followers (free) and by ZNS only as a rating template: the result message
+        // links to the same form, so a ZNS-only citizen pays for one message.
+        planned.push(request(NotificationKind::RatingRequest, event, context));
     }
     planned
 }
@@ -167,7 +162,14 @@ fn param(
         "procedure_name" => truncate(event.procedure.name.trim(), MAX_PROCEDURE_NAME, true),
         "status" => templates::status_vi(kind).to_owned(),
         "agency_name" => event.agency.name.trim().to_owned(),
-        "lookup_url" => context.lookup_url.to_owned(),
+        // A returned result's messages ask for the rating: their link opens the form.
+        "lookup_url" => match kind {
+            NotificationKind::ResultReturned | NotificationKind::RatingRequest => {
+                format!("{}#{RATING_ANCHOR}", context.lookup_url)
+            }
+            _ => context.lookup_url.to_owned(),
+        },
+        "addressee" => templates::addressee(event.recipient().kind).to_owned(),
         // A receipt is issued when the desk receives the dossier: without an explicit
         // reception time, the event's own time is it.
         "received_date" => format_date_vn(
@@ -178,11 +180,11 @@ fn param(
         "due_date" | "new_due_date" => context
             .due_at
             .map(|d| format_date_vn(&d))
-            .unwrap_or_else(|| NONE_VI.to_owned()),
+            .unwrap_or_else(|| templates::NO_DUE_DATE.to_owned()),
         "old_due_date" => context
             .previous_due_at
             .map(|d| format_date_vn(&d))
-            .unwrap_or_else(|| NONE_VI.to_owned()),
+            .unwrap_or_else(|| templates::NO_DUE_DATE.to_owned()),
         "reason" => event
             .reason
             .as_deref()
@@ -205,7 +207,7 @@ fn param(
         // counts the download (followers get the same link in the OA message).
         "electronic_copy" => match &event.result_document {
             Some(_) => templates::electronic_copy_ready(&result_download_url(context.lookup_url)),
-            None => NONE_VI.to_owned(),
+            None => templates::NO_ELECTRONIC_COPY.to_owned(),
         },
         "amount" => event
             .fee
@@ -220,7 +222,7 @@ fn param(
     match (kind, name) {
         (_, "documents" | "amount") => SEE_LOOKUP_VI.to_owned(),
         (_, "reason") => NO_REASON_GIVEN_VI.to_owned(),
-        _ => NONE_VI.to_owned(),
+        _ => SEE_LOOKUP_VI.to_owned(),
     }
 }
 
@@ -414,7 +416,7 @@ mod tests {
     }
 
     #[test]
-    fn a_returned_result_plans_its_message_and_a_rating_request_linking_to_the_form() {
+    fn a_returned_result_plans_its_message_and_a_rating_request_both_linking_to_the_form() {
         let e = event(DossierStatus::ResultReturned);
         let planned = plan(&e, &context(&e));
         let kinds: Vec<NotificationKind> = planned.iter().map(|n| n.kind).collect();
@@ -427,7 +429,16 @@ mod tests {
         );
         let rating = &planned[1];
         assert_eq!(rating.params["lookup_url"], format!("{URL}#danh-gia"));
-        assert_eq!(planned[0].params["lookup_url"], URL);
+        // A citizen reached by ZNS gets only the first (see the notifier's sender): it
+        // asks for the rating itself.
+        assert_eq!(planned[0].params["lookup_url"], format!("{URL}#danh-gia"));
+        let text = loa_contracts::templates::render(planned[0].kind, &planned[0].params);
+        assert!(
+            text.contains(&format!(
+                "Đánh giá mức độ hài lòng và xem lại hồ sơ tại: {URL}#danh-gia"
+            )),
+            "{text}"
+        );
         assert_eq!(rating.params["status"], "Mời đánh giá sự hài lòng");
         assert_ne!(rating.notification_id, planned[0].notification_id);
         assert_eq!(
@@ -440,7 +451,7 @@ mod tests {
     fn a_result_with_an_electronic_copy_says_it_is_ready_and_links_to_the_counted_download() {
         let mut e = event(DossierStatus::ResultReady);
         e.occurred_at = DateTime::parse_from_rfc3339("2026-12-03T08:00:00+07:00").unwrap();
-        assert_eq!(plan_one(&e).params["electronic_copy"], "Không có");
+        assert_eq!(plan_one(&e).params["electronic_copy"], "Không kèm theo");
         e.result_document = Some(loa_contracts::ResultDocument {
             name: "Trích lục khai sinh".into(),
             url: "https://vbdt.example.gov.vn/kq/1.pdf".into(),
@@ -552,13 +563,97 @@ mod tests {
     }
 
     #[test]
-    fn a_receipt_without_dates_uses_the_event_day_and_a_placeholder() {
+    fn a_receipt_without_dates_uses_the_event_day_and_says_the_appointment_will_be_announced() {
         let mut e = event(DossierStatus::Received);
         e.received_at = None;
         e.due_at = None;
         let n = plan_one(&e);
         assert_eq!(n.params["received_date"], "28/11/2026");
-        assert_eq!(n.params["due_date"], "Không có");
+        assert_eq!(n.params["due_date"], "Sẽ thông báo sau");
+        let text = loa_contracts::templates::render(n.kind, &n.params);
+        assert!(
+            text.contains("Ngày hẹn trả kết quả: Sẽ thông báo sau."),
+            "{text}"
+        );
+    }
+
+    /// Every status an event can carry, each planned for `e` as it is otherwise.
+    fn every_kind_planned(e: &DossierEvent) -> Vec<NotificationRequest> {
+        let mut planned = Vec::new();
+        for status in DossierStatus::ALL {
+            let mut e = e.clone();
+            e.status = status;
+            let mut ctx = context(&e);
+            if status == DossierStatus::Processing {
+                // And a moved appointment.
+                ctx.previous_due_at = Some(at("2026-12-01T10:00:00Z"));
+            }
+            planned.extend(plan(&e, &ctx));
+        }
+        planned
+    }
+
+    #[test]
+    fn no_message_says_khong_co_for_what_the_event_did_not_carry() {
+        // A procedure without an appointment date, a refusal and a stop without a
+        // reason, a result without an electronic copy, no documents, no amount.
+        let mut e = event(DossierStatus::Received);
+        e.due_at = None;
+        let mut planned = every_kind_planned(&e);
+        planned.extend(every_kind_planned(&event(DossierStatus::Received)));
+        let kinds: std::collections::HashSet<NotificationKind> =
+            planned.iter().map(|n| n.kind).collect();
+        assert!(kinds.len() >= 11, "{kinds:?}");
+        for n in &planned {
+            let text = loa_contracts::templates::render(n.kind, &n.params);
+            assert!(!text.contains("Không có"), "{}: {text}", n.kind);
+            assert!(!text.contains('<'), "{}: {text}", n.kind);
+        }
+    }
+
+    #[test]
+    fn every_kind_rendered_for_an_organisation_addresses_it_and_never_says_ong_ba() {
+        let mut e = event(DossierStatus::Received);
+        e.applicant.name = "Công ty TNHH Thương mại Việt Tiến".into();
+        e.applicant.kind = ApplicantKind::Organisation;
+        let mut planned = every_kind_planned(&e);
+        e.due_at = None;
+        planned.extend(every_kind_planned(&e));
+        let kinds: std::collections::HashSet<NotificationKind> =
+            planned.iter().map(|n| n.kind).collect();
+        assert!(kinds.len() >= 11, "{kinds:?}");
+        for n in &planned {
+            let text = loa_contracts::templates::render(n.kind, &n.params);
+            assert!(
+                !text.to_lowercase().contains("ông/bà"),
+                "{}: {text}",
+                n.kind
+            );
+            assert!(
+                !text.to_lowercase().contains("ông bà"),
+                "{}: {text}",
+                n.kind
+            );
+            assert!(
+                text.starts_with("Kính gửi Công ty TNHH"),
+                "{}: {text}",
+                n.kind
+            );
+            if n.kind.required_params().contains(&"addressee") {
+                assert!(text.contains("Quý tổ chức"), "{}: {text}", n.kind);
+            }
+        }
+        // A person is still "ông/bà", in the address and in the text.
+        let person = every_kind_planned(&event(DossierStatus::Received));
+        let withdrawn = person
+            .iter()
+            .find(|n| n.kind == NotificationKind::Withdrawn)
+            .unwrap();
+        let text = loa_contracts::templates::render(withdrawn.kind, &withdrawn.params);
+        assert!(
+            text.contains("đã được rút theo đề nghị của ông/bà;"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -23,7 +23,9 @@ use crate::{
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
-use loa_contracts::{DossierEvent, DossierStatus, Envelope, NotificationRequest, ResultDocument};
+use loa_contracts::{
+    ApplicantKind, DossierEvent, DossierStatus, Envelope, NotificationRequest, ResultDocument,
+};
 use loa_platform::{db::Migration, Secret};
 use std::collections::{HashMap, HashSet};
 use tokio_postgres::{types::Json, Row};
@@ -336,6 +338,9 @@ pub struct EventDetails {
     /// The electronic result a result event (9, 10) linked to: shown only through the
     /// lookup token, downloaded through `/tra-cuu/{token}/ket-qua`.
     pub result_document: Option<ResultDocument>,
+    /// Whether the applicant the event named is a person or an organisation: how the
+    /// page speaks to its reader.
+    pub applicant_kind: ApplicantKind,
 }
 
 /// The public lookup link of a dossier.
@@ -1195,7 +1200,8 @@ pub async fn history(pool: &Pool, tenant: &str, code: &str) -> anyhow::Result<Ve
                     (event->>'due_at')::timestamptz, event->>'reason',
                     (event->'required_documents')::text,
                     (event->'fee'->>'amount_vnd')::bigint, event->'fee'->>'description',
-                    event->'result_document'->>'name', event->'result_document'->>'url'
+                    event->'result_document'->>'name', event->'result_document'->>'url',
+                    event->'applicant'->>'kind'
              FROM tracker.dossier_events
              WHERE tenant = $1 AND dossier_code = $2
              ORDER BY occurred_at, sequence NULLS LAST, status, recorded_at",
@@ -1223,6 +1229,10 @@ pub async fn history(pool: &Pool, tenant: &str, code: &str) -> anyhow::Result<Ve
                     result_document: match (r.get(10), r.get(11)) {
                         (Some(name), Some(url)) => Some(ResultDocument { name, url }),
                         _ => None,
+                    },
+                    applicant_kind: match r.get::<_, Option<&str>>(12) {
+                        Some("organisation" | "organization") => ApplicantKind::Organisation,
+                        _ => ApplicantKind::Person,
                     },
                 },
             })

@@ -142,15 +142,17 @@ impl NotificationKind {
                 ]
             };
         }
+        // `addressee` ("ông/bà", or "Quý tổ chức" for an organisation) is the address
+        // inside the text, for the kinds whose text speaks to the applicant.
         match self {
-            Self::Receipt => base_and!("received_date", "due_date"),
+            Self::Receipt => base_and!("received_date", "due_date", "addressee"),
             Self::Refused | Self::Stopped => base_and!("reason"),
-            Self::SupplementRequested => base_and!("documents"),
+            Self::SupplementRequested => base_and!("documents", "addressee"),
             Self::PaymentRequested => base_and!("amount"),
-            Self::ResultReadyEarly => base_and!("due_date", "electronic_copy"),
-            Self::ResultReady | Self::ResultReturned => base_and!("electronic_copy"),
+            Self::ResultReadyEarly => base_and!("due_date", "electronic_copy", "addressee"),
+            Self::ResultReady | Self::ResultReturned => base_and!("electronic_copy", "addressee"),
             Self::DueDateChanged => base_and!("old_due_date", "new_due_date", "reason"),
-            Self::Withdrawn | Self::RatingRequest => base_and!(),
+            Self::Withdrawn | Self::RatingRequest => base_and!("addressee"),
             Self::Announcement => &["title", "body", "link"],
             Self::ChatReply => &["text"],
         }
@@ -374,14 +376,17 @@ mod tests {
 
     #[test]
     fn kinds_add_their_own_parameters_to_the_base_six() {
-        assert_eq!(NotificationKind::Withdrawn.required_params().len(), 6);
+        assert_eq!(
+            &NotificationKind::Withdrawn.required_params()[6..],
+            ["addressee"]
+        );
         assert_eq!(
             &NotificationKind::ResultReady.required_params()[6..],
-            ["electronic_copy"]
+            ["electronic_copy", "addressee"]
         );
         assert_eq!(
             &NotificationKind::Receipt.required_params()[6..],
-            ["received_date", "due_date"]
+            ["received_date", "due_date", "addressee"]
         );
         assert_eq!(
             &NotificationKind::Refused.required_params()[6..],

@@ -116,6 +116,18 @@ impl DossierStatus {
         }
     }
 
+    /// [`Self::citizen_vi`] for an applicant of `kind`: an organisation is addressed
+    /// as "Quý tổ chức" ([`crate::templates::addressee`]), never "ông/bà".
+    pub fn citizen_vi_for(self, kind: crate::ApplicantKind) -> &'static str {
+        match (self, kind) {
+            (_, crate::ApplicantKind::Person) => self.citizen_vi(),
+            (Self::PaymentRequested, _) => "Hồ sơ chờ Quý tổ chức nộp phí, lệ phí",
+            (Self::Withdrawn, _) => "Hồ sơ đã được rút theo đề nghị của Quý tổ chức",
+            (Self::ResultReady, _) => "Đã có kết quả, mời Quý tổ chức đến nhận",
+            _ => self.citizen_vi(),
+        }
+    }
+
     /// Whether no further status is expected (3, 7, 8, 10).
     pub fn is_terminal(self) -> bool {
         matches!(

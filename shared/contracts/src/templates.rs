@@ -6,14 +6,37 @@
 //! the Zalo sandbox renders every template message it accepts with these texts, so the
 //! demo shows what citizens will read; the tracker fills `status` from [`status_vi`].
 //! Texts use ZNS's `<param>` placeholders; `customer_name` carries the address
-//! ("ông/bà Trần Thị Bích", or an organisation's name as it is).
+//! ("ông/bà Trần Thị Bích", or an organisation's name as it is), and `addressee` how
+//! the text speaks to the applicant ([`addressee`]: "ông/bà", or "Quý tổ chức").
 
-use crate::{DossierStatus, NotificationKind};
+use crate::{ApplicantKind, DossierStatus, NotificationKind};
 use std::collections::BTreeMap;
 
 /// A ZNS template's tag: every Loa message is about the citizen's own dossier, so
 /// "Giao dịch" (Transaction, tag 1), which is allowed at any hour and needs no follow.
 pub const TAG: &str = "1 – Giao dịch (Transaction)";
+
+/// How the texts speak to an organisation (a business, an association, a state body):
+/// "Quý tổ chức", as public services write to organisations ("tổ chức, cá nhân"),
+/// never "ông/bà".
+pub const ORGANISATION_ADDRESSEE: &str = "Quý tổ chức";
+
+/// The `addressee` parameter: how a message speaks to an applicant of `kind` inside
+/// its text ("mời ông/bà đến nhận", "mời Quý tổ chức đến nhận").
+pub fn addressee(kind: ApplicantKind) -> &'static str {
+    match kind {
+        ApplicantKind::Person => "ông/bà",
+        ApplicantKind::Organisation => ORGANISATION_ADDRESSEE,
+    }
+}
+
+/// The `due_date` of a dossier without an appointment (procedures that have none):
+/// ZNS refuses an empty parameter, and "Không có" would read as "you get nothing".
+/// The citizen is told when the result is ready.
+pub const NO_DUE_DATE: &str = "Sẽ thông báo sau";
+
+/// The `electronic_copy` of a result the source attached no electronic copy to.
+pub const NO_ELECTRONIC_COPY: &str = "Không kèm theo";
 
 /// How Zalo checks one template parameter: the parameter type chosen when the
 /// template is registered, and the longest value it takes.
@@ -45,6 +68,13 @@ pub fn param_spec(name: &str) -> Option<ParamSpec> {
             30,
             "whom the message addresses: \"ông/bà\" and the person's name (the authorised \
              filer's when there is one), or an organisation's name as it is",
+        ),
+        "addressee" => spec(
+            "addressee",
+            "Tên khách hàng",
+            20,
+            "how the text speaks to the recipient: \"ông/bà\" for a person, \"Quý tổ \
+             chức\" for an organisation",
         ),
         "dossier_code" => spec(
             "dossier_code",
@@ -86,7 +116,8 @@ pub fn param_spec(name: &str) -> Option<ParamSpec> {
             "due_date",
             "Thời gian",
             20,
-            "appointment day, dd/MM/yyyy, or \"Không có\"",
+            "appointment day, dd/MM/yyyy, or \"Sẽ thông báo sau\" for a procedure \
+             without an appointment date (the citizen is told when the result is ready)",
         ),
         "old_due_date" => spec(
             "old_due_date",
@@ -118,7 +149,7 @@ pub fn param_spec(name: &str) -> Option<ParamSpec> {
             250,
             "whether the result has an electronic copy: \"Đã sẵn sàng, tải tại \" and the \
              lookup page's download link (which counts the download and leads to the \
-             province's document store), or \"Không có\"",
+             province's document store), or \"Không kèm theo\"",
         ),
         "title" => spec(
             "title",
@@ -203,8 +234,8 @@ pub fn text_vi(kind: NotificationKind) -> &'static str {
              <agency_name> đã tiếp nhận hồ sơ <dossier_code> (<procedure_name>) ngày \
              <received_date>. Ngày hẹn trả kết quả: <due_date>.\n\
              Trạng thái: <status>.\n\
-             Ông/bà vui lòng giữ Giấy tiếp nhận hồ sơ và hẹn trả kết quả. Theo dõi hồ sơ tại: \
-             <lookup_url>"
+             Xin <addressee> vui lòng giữ Giấy tiếp nhận hồ sơ và hẹn trả kết quả. Theo dõi hồ \
+             sơ tại: <lookup_url>"
         }
         NotificationKind::Refused => {
             "Kính gửi <customer_name>,\n\
@@ -216,7 +247,7 @@ pub fn text_vi(kind: NotificationKind) -> &'static str {
         NotificationKind::SupplementRequested => {
             "Kính gửi <customer_name>,\n\
              Để <agency_name> tiếp tục giải quyết hồ sơ <dossier_code> (<procedure_name>), \
-             ông/bà vui lòng bổ sung: <documents>\n\
+             <addressee> vui lòng bổ sung: <documents>\n\
              Thời gian chờ bổ sung không tính vào thời hạn giải quyết.\n\
              Trạng thái: <status>.\n\
              Chi tiết tại: <lookup_url>"
@@ -230,7 +261,7 @@ pub fn text_vi(kind: NotificationKind) -> &'static str {
         }
         NotificationKind::Withdrawn => {
             "Kính gửi <customer_name>,\n\
-             Hồ sơ <dossier_code> (<procedure_name>) đã được rút theo đề nghị của ông/bà; \
+             Hồ sơ <dossier_code> (<procedure_name>) đã được rút theo đề nghị của <addressee>; \
              <agency_name> dừng giải quyết hồ sơ này.\n\
              Trạng thái: <status>.\n\
              Chi tiết tại: <lookup_url>"
@@ -244,7 +275,7 @@ pub fn text_vi(kind: NotificationKind) -> &'static str {
         }
         NotificationKind::ResultReady => {
             "Kính gửi <customer_name>,\n\
-             Hồ sơ <dossier_code> (<procedure_name>) đã có kết quả, mời ông/bà đến \
+             Hồ sơ <dossier_code> (<procedure_name>) đã có kết quả, mời <addressee> đến \
              <agency_name> nhận kết quả và mang theo Giấy tiếp nhận hồ sơ và hẹn trả kết quả.\n\
              Bản điện tử của kết quả: <electronic_copy>\n\
              Trạng thái: <status>.\n\
@@ -253,7 +284,7 @@ pub fn text_vi(kind: NotificationKind) -> &'static str {
         NotificationKind::ResultReadyEarly => {
             "Kính gửi <customer_name>,\n\
              Hồ sơ <dossier_code> (<procedure_name>) đã có kết quả trước ngày hẹn trả \
-             (<due_date>), mời ông/bà đến <agency_name> nhận kết quả và mang theo Giấy tiếp \
+             (<due_date>), mời <addressee> đến <agency_name> nhận kết quả và mang theo Giấy tiếp \
              nhận hồ sơ và hẹn trả kết quả.\n\
              Bản điện tử của kết quả: <electronic_copy>\n\
              Trạng thái: <status>.\n\
@@ -262,10 +293,10 @@ pub fn text_vi(kind: NotificationKind) -> &'static str {
         NotificationKind::ResultReturned => {
             "Kính gửi <customer_name>,\n\
              Hồ sơ <dossier_code> (<procedure_name>) đã được <agency_name> trả kết quả. Cảm \
-             ơn ông/bà đã sử dụng dịch vụ công.\n\
+             ơn <addressee> đã sử dụng dịch vụ công.\n\
              Bản điện tử của kết quả: <electronic_copy>\n\
              Trạng thái: <status>.\n\
-             Xem lại hồ sơ tại: <lookup_url>"
+             Đánh giá mức độ hài lòng và xem lại hồ sơ tại: <lookup_url>"
         }
         NotificationKind::DueDateChanged => {
             "Kính gửi <customer_name>,\n\
@@ -278,7 +309,7 @@ pub fn text_vi(kind: NotificationKind) -> &'static str {
         NotificationKind::RatingRequest => {
             "Kính gửi <customer_name>,\n\
              Hồ sơ <dossier_code> (<procedure_name>) đã được <agency_name> trả kết quả. \
-             Ông/bà vui lòng dành ít phút đánh giá mức độ hài lòng (Rất hài lòng, Hài lòng \
+             Xin <addressee> vui lòng dành ít phút đánh giá mức độ hài lòng (Rất hài lòng, Hài lòng \
              hoặc Không hài lòng) để cơ quan phục vụ tốt hơn.\n\
              Trạng thái: <status>.\n\
              Đánh giá tại: <lookup_url>"
@@ -375,13 +406,34 @@ pub fn markdown() -> String {
                 spec.name, spec.zalo_type, spec.max_chars, spec.meaning
             ));
         }
+        if kind == NotificationKind::Receipt {
+            doc.push_str(
+                "\nA procedure without an appointment date (no `due_date` in the event) \
+                 gets \"Sẽ thông báo sau\" (\"to be announced\"): ZNS refuses an empty \
+                 parameter, \"Không có\" would read as \"none\", and the citizen is told \
+                 the moment the result is ready. The lookup page leaves the line out.\n",
+            );
+        }
+        if kind == NotificationKind::ResultReturned {
+            doc.push_str(
+                "\nIts link opens the lookup page at its rating form (`#danh-gia`): a \
+                 citizen reached by ZNS (paid per message) gets this one message at status \
+                 10, which asks for the rating too; see `rating_request`.\n",
+            );
+        }
         if kind == NotificationKind::RatingRequest {
             doc.push_str(
-                "\nWhere Zalo allows it, register this one as type 5 (service rating, \
-                 \"Đánh giá dịch vụ\"): the citizen then rates inside Zalo, and Zalo's \
+                "\nSent after `result_returned` to a follower of the OA (an OA message, \
+                 free). By ZNS, which the province pays per message, it is sent only when \
+                 the tenant registered it as Zalo's type 5 (service rating, \"Đánh giá \
+                 dịch vụ\") and says so (`zns_rating_template = true` under \
+                 `[tenants.zalo]`): the citizen then rates inside Zalo, and Zalo's \
                  `user_feedback` webhook counts the rating (5 stars: Rất hài lòng, 3-4: Hài \
-                 lòng, 1-2: Không hài lòng). The link leads to the lookup page's rating form \
-                 either way.\n",
+                 lòng, 1-2: Không hài lòng). Otherwise the ZNS is not sent (the delivery is \
+                 `skipped`, `rating_in_result_message`): the `result_returned` ZNS already \
+                 links to the rating form, and a second paid message for the same dossier \
+                 on the same day would double the province's cost for it. The link leads \
+                 to the lookup page's rating form either way.\n",
             );
         }
         if kind.is_promotion() {
@@ -462,7 +514,7 @@ mod tests {
         let text = render(NotificationKind::Withdrawn, &params);
         assert!(!text.contains('<'), "{text}");
         assert!(text.contains(
-            "Hồ sơ [dossier_code] ([procedure_name]) đã được rút theo đề nghị của ông/bà"
+            "Hồ sơ [dossier_code] ([procedure_name]) đã được rút theo đề nghị của [addressee]"
         ));
     }
 

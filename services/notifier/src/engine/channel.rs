@@ -96,6 +96,13 @@ impl Route {
         }
     }
 
+    /// The route without ZNS: for a message not worth a paid ZNS (a rating request
+    /// without a rating template, see the sender).
+    pub(crate) fn without_zns(mut self) -> Self {
+        self.channels.retain(|c| *c != Channel::Zns);
+        self
+    }
+
     /// The first channel (`None` when the request names no recipient).
     pub(crate) fn first(&self) -> Channel {
         self.channels.first().copied().unwrap_or(Channel::None)

@@ -83,6 +83,11 @@ use tracing::Instrument;
 /// (pause, cancel, end, quiet hours take effect within this, plus one send).
 const BROADCAST_RECHECK: Duration = Duration::from_millis(500);
 
+/// Why a rating request to a citizen reached only by ZNS is not sent: the tenant has
+/// no ZNS rating template (type 5), and the result's message already links to the
+/// rating form, so a second paid message would double the cost of status 10.
+pub const RATING_IN_RESULT_MESSAGE: &str = "rating_in_result_message";
+
 /// One decoded request with what its AMQP message said about it.
 #[derive(Debug, Clone)]
 pub(crate) struct Incoming {
@@ -868,7 +873,20 @@ impl Sender {
                     .get(&(request.tenant.clone(), p.clone()))
                     .map(String::as_str)
             });
-            let route = Route::plan(request, follower);
+            let mut route = Route::plan(request, follower);
+            if request.kind == loa_contracts::NotificationKind::RatingRequest
+                && !tenant.zalo.zns_rating_template
+            {
+                // One paid ZNS at status 10, not two: the result's own message links
+                // to the rating form. Followers still get the rating request (free).
+                route = route.without_zns();
+                if route.first() == Channel::None {
+                    let skipped = SendOutcome::Skipped(RATING_IN_RESULT_MESSAGE);
+                    let s = self.settled_early(skipped, Channel::Zns, false, incoming, now);
+                    settled.insert(i, s);
+                    continue;
+                }
+            }
             let channel = route.first();
             if channel == Channel::None {
                 let s = self.settled_early(

@@ -44,6 +44,28 @@ async fn set_clocks(app: &TestApp, at: DateTime<Utc>) {
 }
 
 /// The next instant after now that reads `h:m` in Vietnam.
+/// `user` follows the demo OA and shared [`PHONE`] (in the sandbox, and as the
+/// notifier's subscribers know it).
+async fn follows_with_phone(app: &TestApp, user: &str) {
+    sandbox_post(
+        app,
+        &format!("/_sandbox/users/{user}/follow"),
+        json!({"phone": PHONE}),
+    )
+    .await;
+    app.pool
+        .get()
+        .await
+        .unwrap()
+        .execute(
+            "INSERT INTO notifier.subscribers (tenant, zalo_user_id, phone, following, updated_at)
+             VALUES ('demo', $1, $2, true, now())",
+            &[&user, &PHONE],
+        )
+        .await
+        .unwrap();
+}
+
 fn next_vn(h: u32, m: u32) -> DateTime<Utc> {
     let now = Utc::now().with_timezone(&vietnam());
     let mut day = now.date_naive();
@@ -244,23 +266,7 @@ async fn a_follower_found_by_phone_gets_the_oa_template_by_user_id() {
     // Arrange: the citizen follows the OA and shared this phone.
     let app = spawn_app().await;
     let user = "8000000000000000002";
-    sandbox_post(
-        &app,
-        &format!("/_sandbox/users/{user}/follow"),
-        json!({"phone": PHONE}),
-    )
-    .await;
-    app.pool
-        .get()
-        .await
-        .unwrap()
-        .execute(
-            "INSERT INTO notifier.subscribers (tenant, zalo_user_id, phone, following, updated_at)
-             VALUES ('demo', $1, $2, true, now())",
-            &[&user, &PHONE],
-        )
-        .await
-        .unwrap();
+    follows_with_phone(&app, user).await;
     let request = receipt_request("HS-E004");
 
     // Act
@@ -712,4 +718,93 @@ async fn a_hung_zalo_call_holds_up_its_own_batch_only_while_the_lane_goes_on() {
         app.delivery_with_status(&request.notification_id, "sent")
             .await;
     }
+}
+
+/// The two messages the tracker plans for one dossier reaching status 10.
+fn status_10(dossier_code: &str) -> [NotificationRequest; 2] {
+    [
+        request_for("demo", dossier_code, NotificationKind::ResultReturned),
+        request_for("demo", dossier_code, NotificationKind::RatingRequest),
+    ]
+}
+
+#[tokio::test]
+async fn a_citizen_reached_only_by_zns_costs_one_zns_at_status_10_without_a_zns_rating_template() {
+    // Arrange: the tenant's rating template is not a type-5 (rating) one.
+    let app = spawn_app_with(|tenants| tenants[0].zalo.zns_rating_template = false).await;
+    let [result, rating] = status_10("HS-E10-A");
+
+    // Act
+    app.publish(&result).await;
+    app.publish(&rating).await;
+
+    // Assert: the result's ZNS went; the rating request's was not sent, and why.
+    app.delivery_with_status(&result.notification_id, "sent")
+        .await;
+    let (_, _, _, reason, _) = app
+        .delivery_with_status(&rating.notification_id, "skipped")
+        .await;
+    assert_eq!(reason.as_deref(), Some("rating_in_result_message"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let zns: Vec<Value> = app
+        .sandbox_messages()
+        .await
+        .into_iter()
+        .filter(|m| m["channel"] == "zns")
+        .collect();
+    assert_eq!(zns.len(), 1, "{zns:#?}");
+    assert_eq!(
+        zns[0]["template_id"],
+        NotificationKind::ResultReturned.default_template_id()
+    );
+    assert!(app.take_dead_letters().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_tenant_with_a_zns_rating_template_sends_the_rating_request_as_its_own_zns() {
+    // Arrange: the demo tenant's rating template is a type-5 one.
+    let app = spawn_app_with(|tenants| tenants[0].zalo.zns_rating_template = true).await;
+    let [result, rating] = status_10("HS-E10-B");
+
+    // Act
+    app.publish(&result).await;
+    app.publish(&rating).await;
+
+    // Assert
+    app.delivery_with_status(&result.notification_id, "sent")
+        .await;
+    app.delivery_with_status(&rating.notification_id, "sent")
+        .await;
+    let zns = app
+        .sandbox_messages()
+        .await
+        .into_iter()
+        .filter(|m| m["channel"] == "zns")
+        .count();
+    assert_eq!(zns, 2);
+}
+
+#[tokio::test]
+async fn a_follower_gets_both_status_10_messages_on_the_oa_and_no_zns() {
+    // Arrange: no ZNS rating template, but the citizen follows the OA (free).
+    let app = spawn_app_with(|tenants| tenants[0].zalo.zns_rating_template = false).await;
+    follows_with_phone(&app, "8000000000000000010").await;
+    let [result, rating] = status_10("HS-E10-C");
+
+    // Act
+    app.publish(&result).await;
+    app.publish(&rating).await;
+
+    // Assert
+    app.delivery_with_status(&result.notification_id, "sent")
+        .await;
+    app.delivery_with_status(&rating.notification_id, "sent")
+        .await;
+    let channels: Vec<Value> = app
+        .sandbox_messages()
+        .await
+        .into_iter()
+        .map(|m| m["channel"].clone())
+        .collect();
+    assert_eq!(channels, [json!("oa_template"), json!("oa_template")]);
 }

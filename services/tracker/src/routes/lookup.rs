@@ -20,8 +20,9 @@ use axum::{
 };
 use chrono::NaiveDate;
 use loa_contracts::{
+    templates,
     time::{format_date_vn, format_moment_vn, vietnam_day},
-    DossierStatus, ResultDocument,
+    ApplicantKind, DossierStatus, ResultDocument,
 };
 use std::fmt::Write;
 
@@ -70,7 +71,8 @@ pub async fn lookup_page(State(state): State<AppState>, Path(token): Path<String
         .unwrap_or_default();
     let now = state.clock.now();
     let today = vietnam_day(&now);
-    let rating = match rating_section(&state, &dossier, now).await {
+    let reader = applicant_kind(&history);
+    let rating = match rating_section(&state, &dossier, reader, now).await {
         Ok(section) => section,
         Err(e) => return failure(&e),
     };
@@ -144,6 +146,7 @@ fn render_no_result(token: &str) -> String {
 async fn rating_section(
     state: &AppState,
     dossier: &DossierState,
+    reader: ApplicantKind,
     now: chrono::DateTime<chrono::Utc>,
 ) -> anyhow::Result<String> {
     if dossier.status != DossierStatus::ResultReturned {
@@ -161,8 +164,29 @@ async fn rating_section(
         dossier,
         rating.as_ref(),
         window_days,
+        reader,
         now,
     ))
+}
+
+/// Whom the page speaks to: the applicant of the newest applied event (a person is
+/// "ông/bà", an organisation "Quý tổ chức").
+pub fn applicant_kind(history: &[HistoryEntry]) -> ApplicantKind {
+    history
+        .iter()
+        .rev()
+        .find(|e| !e.invalid_transition)
+        .map_or(ApplicantKind::Person, |e| e.details.applicant_kind)
+}
+
+/// "Ông/bà" or "Quý tổ chức", to begin a sentence with.
+fn addressee_capitalised(reader: ApplicantKind) -> String {
+    let you = templates::addressee(reader);
+    let mut chars = you.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
 }
 
 fn failure(e: &anyhow::Error) -> Response {
@@ -260,6 +284,7 @@ pub fn render_page_with(
 ) -> String {
     // An event the lifecycle refused did not change the dossier: not the citizen's news.
     let applied: Vec<&HistoryEntry> = history.iter().filter(|e| !e.invalid_transition).collect();
+    let reader = applicant_kind(history);
     let mut body = String::new();
     if !office.is_empty() {
         let _ = write!(body, "<p class=\"office\">{}</p>", escape(office));
@@ -270,7 +295,7 @@ pub fn render_page_with(
     let _ = write!(
         body,
         "<p class=\"status\">{}</p>",
-        escape(dossier.status.citizen_vi())
+        escape(dossier.status.citizen_vi_for(reader))
     );
     if let Some(t) = dossier.timeliness(today) {
         let class = match t {
@@ -292,7 +317,7 @@ pub fn render_page_with(
         .rev()
         .find(|e| e.status == dossier.status)
         .map(|e| &e.details);
-    render_details(&mut body, dossier, current);
+    render_details(&mut body, dossier, current, reader);
     body.push_str("</section>");
 
     render_facts(&mut body, dossier);
@@ -300,7 +325,7 @@ pub fn render_page_with(
         render_result_document(&mut body, dossier, document);
     }
     body.push_str(rating);
-    render_timeline(&mut body, &applied);
+    render_timeline(&mut body, &applied, reader);
     render_invite(&mut body, office, oa_id);
     let _ = write!(
         body,
@@ -309,9 +334,11 @@ pub fn render_page_with(
     );
     // The paper matters only where a result waits to be collected.
     if dossier.status == DossierStatus::ResultReady {
-        body.push_str(
-            " Khi đến nhận kết quả, ông/bà vui lòng mang theo Giấy tiếp nhận hồ sơ và hẹn \
+        let _ = write!(
+            body,
+            " Khi đến nhận kết quả, {} vui lòng mang theo Giấy tiếp nhận hồ sơ và hẹn \
              trả kết quả.",
+            templates::addressee(reader)
         );
     }
     body.push_str("</p>");
@@ -356,7 +383,13 @@ fn render_invite(body: &mut String, office: &str, oa_id: &str) {
 
 /// The details of the current status: the documents to bring (5), the amount due (6),
 /// the reason of a refusal or a stop (3, 8) when one was given; never "Lý do: Không có".
-fn render_details(body: &mut String, dossier: &DossierState, details: Option<&EventDetails>) {
+fn render_details(
+    body: &mut String,
+    dossier: &DossierState,
+    details: Option<&EventDetails>,
+    reader: ApplicantKind,
+) {
+    let you = addressee_capitalised(reader);
     let none = EventDetails::default();
     let details = details.unwrap_or(&none);
     match dossier.status {
@@ -370,7 +403,7 @@ fn render_details(body: &mut String, dossier: &DossierState, details: Option<&Ev
             if documents.is_empty() {
                 let _ = write!(
                     body,
-                    "<p>Ông/bà vui lòng liên hệ {} để biết giấy tờ cần bổ sung.</p>",
+                    "<p>{you} vui lòng liên hệ {} để biết giấy tờ cần bổ sung.</p>",
                     escape(&dossier.agency_name)
                 );
             } else {
@@ -398,7 +431,7 @@ fn render_details(body: &mut String, dossier: &DossierState, details: Option<&Ev
             None => {
                 let _ = write!(
                     body,
-                    "<p>Ông/bà vui lòng liên hệ {} để biết số tiền và cách nộp.</p>",
+                    "<p>{you} vui lòng liên hệ {} để biết số tiền và cách nộp.</p>",
                     escape(&dossier.agency_name)
                 );
             }
@@ -433,13 +466,10 @@ fn render_facts(body: &mut String, dossier: &DossierState) {
             .map(|d| format_date_vn(&d))
             .unwrap_or_else(|| "Chưa tiếp nhận".to_owned()),
     );
-    row(
-        "Ngày hẹn trả",
-        &dossier
-            .due_at
-            .map(|d| format_date_vn(&d))
-            .unwrap_or_else(|| "Không có".to_owned()),
-    );
+    // A procedure without an appointment date has no line for it (never "Không có").
+    if let Some(due) = dossier.due_at {
+        row("Ngày hẹn trả", &format_date_vn(&due));
+    }
     // The processing clock stops while the dossier waits for the citizen.
     if let Some(since) = dossier.paused_since {
         row(
@@ -473,7 +503,7 @@ fn render_facts(body: &mut String, dossier: &DossierState) {
 
 /// The applied events in order; every appointment the dossier was given shows where
 /// it was given.
-fn render_timeline(body: &mut String, applied: &[&HistoryEntry]) {
+fn render_timeline(body: &mut String, applied: &[&HistoryEntry], reader: ApplicantKind) {
     body.push_str("<section class=\"card\"><h2>Quá trình xử lý</h2><ol>");
     let mut appointment: Option<NaiveDate> = None;
     for entry in applied {
@@ -481,7 +511,7 @@ fn render_timeline(body: &mut String, applied: &[&HistoryEntry]) {
         let _ = write!(
             body,
             "<li>{}<span class=\"when\">{}</span>",
-            escape(entry.status.citizen_vi()),
+            escape(entry.status.citizen_vi_for(reader)),
             escape(&format_moment_vn(&entry.occurred_at))
         );
         if let (Some(before), Some(after), Some(due)) = (appointment, day, entry.due_at) {
@@ -672,6 +702,73 @@ mod tests {
         assert!(!html.contains("Giấy tiếp nhận"), "{html}");
         let html = page_in(DossierStatus::Withdrawn, EventDetails::default());
         assert!(html.contains("Hồ sơ đã được rút theo đề nghị của ông/bà"));
+    }
+
+    #[test]
+    fn an_organisation_s_page_addresses_it_and_never_says_ong_ba() {
+        let organisation = || EventDetails {
+            applicant_kind: ApplicantKind::Organisation,
+            ..EventDetails::default()
+        };
+        let mut pages = Vec::new();
+        for status in DossierStatus::ALL {
+            pages.push((status, page_in(status, organisation())));
+        }
+        // With the rating section a returned result carries.
+        let mut d = dossier();
+        d.status = DossierStatus::ResultReturned;
+        let section = crate::routes::rating::render_section(
+            &loa_platform::Secret::new("k"),
+            &d,
+            None,
+            7,
+            ApplicantKind::Organisation,
+            at("2026-12-02T10:00:00+07:00"),
+        );
+        assert!(section.contains("Ý kiến của Quý tổ chức"), "{section}");
+        pages.push((
+            DossierStatus::ResultReturned,
+            render_page_with(
+                "",
+                "",
+                &d,
+                &[entry(DossierStatus::ResultReturned, organisation())],
+                NaiveDate::from_ymd_opt(2026, 12, 2).unwrap(),
+                &section,
+            ),
+        ));
+        for (status, html) in &pages {
+            assert!(
+                !html.to_lowercase().contains("ông/bà"),
+                "{status:?}: {html}"
+            );
+        }
+        let ready = &pages[8].1;
+        assert!(
+            ready.contains("Đã có kết quả, mời Quý tổ chức đến nhận"),
+            "{ready}"
+        );
+        assert!(ready.contains("Khi đến nhận kết quả, Quý tổ chức vui lòng mang theo"));
+        let html = page_in(DossierStatus::SupplementRequested, organisation());
+        assert!(html.contains("<p>Quý tổ chức vui lòng liên hệ UBND phường Đức Thắng"));
+    }
+
+    #[test]
+    fn a_dossier_without_an_appointment_date_has_no_such_line_and_no_khong_co() {
+        let mut d = dossier();
+        d.due_at = None;
+        d.status = DossierStatus::Processing;
+        d.completed_at = None;
+        let html = render_page(
+            "",
+            "",
+            &d,
+            &[entry(DossierStatus::Processing, EventDetails::default())],
+            NaiveDate::from_ymd_opt(2026, 12, 1).unwrap(),
+        );
+        assert!(!html.contains("Ngày hẹn trả"), "{html}");
+        assert!(!html.contains("Không có"), "{html}");
+        assert!(html.contains("<dt>Ngày tiếp nhận</dt>"), "{html}");
     }
 
     #[test]

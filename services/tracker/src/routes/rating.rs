@@ -22,7 +22,7 @@ use axum::{
     response::{Html, IntoResponse, Response},
 };
 use chrono::{DateTime, Utc};
-use loa_contracts::{time::format_moment_vn, DossierStatus};
+use loa_contracts::{templates, time::format_moment_vn, ApplicantKind, DossierStatus};
 use loa_platform::{http::ApiError, Secret};
 use std::fmt::Write;
 
@@ -46,11 +46,18 @@ pub fn render_section(
     dossier: &DossierState,
     rating: Option<&Rating>,
     window_days: u32,
+    reader: ApplicantKind,
     now: DateTime<Utc>,
 ) -> String {
     if dossier.status != DossierStatus::ResultReturned {
         return String::new();
     }
+    // "ông/bà", or "Quý tổ chức" for an organisation's dossier.
+    let you = templates::addressee(reader);
+    let you_first = match reader {
+        ApplicantKind::Person => "Ông/bà",
+        ApplicantKind::Organisation => templates::ORGANISATION_ADDRESSEE,
+    };
     let mut html = String::from(
         "<section class=\"card rating\" id=\"danh-gia\"><h2>Đánh giá mức độ hài lòng</h2>",
     );
@@ -58,22 +65,26 @@ pub fn render_section(
         let until = r.changeable_until(window_days);
         let _ = write!(
             html,
-            "<p>Ông/bà đã đánh giá: <strong class=\"given\">{}</strong></p>",
+            "<p>{you_first} đã đánh giá: <strong class=\"given\">{}</strong></p>",
             escape(r.level.label_vi())
         );
         if now > until {
-            html.push_str("<p class=\"muted\">Cảm ơn ông/bà đã đánh giá.</p></section>");
+            let _ = write!(
+                html,
+                "<p class=\"muted\">Cảm ơn {you} đã đánh giá.</p></section>"
+            );
             return html;
         }
         let _ = write!(
             html,
-            "<p class=\"muted\">Ông/bà có thể đổi đánh giá đến {}.</p>",
+            "<p class=\"muted\">{you_first} có thể đổi đánh giá đến {}.</p>",
             escape(&format_moment_vn(&until))
         );
     } else {
-        html.push_str(
-            "<p>Ông/bà hài lòng thế nào với việc giải quyết hồ sơ này? \
-             Ý kiến của ông/bà giúp cơ quan phục vụ tốt hơn.</p>",
+        let _ = write!(
+            html,
+            "<p>{you_first} hài lòng thế nào với việc giải quyết hồ sơ này? \
+             Ý kiến của {you} giúp cơ quan phục vụ tốt hơn.</p>"
         );
     }
     let issued = now.timestamp();

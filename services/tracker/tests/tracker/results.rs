@@ -143,7 +143,7 @@ async fn a_result_without_an_electronic_copy_offers_no_download_and_a_bad_token_
         .iter()
         .find(|o| o.request.kind == NotificationKind::ResultReady)
         .unwrap();
-    assert_eq!(ready.request.params["electronic_copy"], "Không có");
+    assert_eq!(ready.request.params["electronic_copy"], "Không kèm theo");
     let (status, page) = &answers[0];
     assert_eq!(*status, 404);
     assert!(page.contains("Chưa có kết quả điện tử"), "{page}");

@@ -81,7 +81,7 @@ async fn the_page_the_apis_and_the_sweep_agree_on_early_overdue_and_waiting_doss
     assert!(badge(&late_page, "Quá hạn"), "{late_page}");
     let waiting_page = app.lookup_page(&waiting).await;
     assert!(
-        badge(&waiting_page, "Tạm dừng, chờ ông/bà bổ sung giấy tờ"),
+        badge(&waiting_page, "Tạm dừng, chờ bổ sung giấy tờ"),
         "{waiting_page}"
     );
     assert!(waiting_page.contains("từ ngày 01/12/2026 (không tính vào thời hạn giải quyết)"));

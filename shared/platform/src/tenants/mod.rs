@@ -91,6 +91,13 @@ pub struct ZaloAppSettings {
     /// Share of the daily ZNS quota kept for case updates; broadcasts stop first.
     #[serde(default = "default_reserve")]
     pub transactional_reserve: f64,
+    /// Whether the `rating_request` template is registered as Zalo's service-rating
+    /// template (type 5), so a citizen rates inside Zalo. Only then is the rating
+    /// request sent by ZNS (paid per message); otherwise a ZNS-only citizen gets one
+    /// message at status 10, the result's, which links to the rating form, and the
+    /// rating request goes to followers of the OA only (free).
+    #[serde(default)]
+    pub zns_rating_template: bool,
 }
 
 fn default_rate() -> f64 {
@@ -258,6 +265,8 @@ pub fn demo_tenant(sandbox_url: &str) -> TenantSettings {
         rate_per_second: default_rate(),
         burst: default_burst(),
         transactional_reserve: default_reserve(),
+        // The sandbox's demo rating template (410012) stands for a type-5 one.
+        zns_rating_template: true,
     };
     zalo.point_at(sandbox_url);
     TenantSettings {
