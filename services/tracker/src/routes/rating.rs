@@ -340,6 +340,14 @@ async fn submit(
         .current()
         .get(&dossier.tenant)
         .map_or(7, |t| t.rating_window_days);
+    // "ông/bà", or "Quý tổ chức" for an organisation's dossier, as on its page.
+    let history = store::history(&state.pool, &dossier.tenant, &dossier.dossier_code).await?;
+    let reader = super::lookup::applicant_kind(&history);
+    let you = templates::addressee(reader);
+    let you_first = match reader {
+        ApplicantKind::Person => "Ông/bà",
+        ApplicantKind::Organisation => templates::ORGANISATION_ADDRESSEE,
+    };
     let submitted = ratings::submit(
         &state.pool,
         &Submission {
@@ -356,29 +364,34 @@ async fn submit(
     .await?;
     let rating = match submitted {
         Submitted::Recorded(r) | Submitted::Changed(r) => r,
-        Submitted::WindowClosed(_) | Submitted::Duplicate(_) => {
-            return Err(Refusal::new(
-                StatusCode::CONFLICT,
-                "rating_final",
-                "level",
-                "The rating of this dossier can no longer be changed.",
-                "Đã hết thời hạn đổi đánh giá của hồ sơ này. Cảm ơn ông/bà đã đánh giá.",
-            )
-            .into())
-        }
+        Submitted::WindowClosed(_) | Submitted::Duplicate(_) => return Err(Refusal::new(
+            StatusCode::CONFLICT,
+            "rating_final",
+            "level",
+            "The rating of this dossier can no longer be changed.",
+            match reader {
+                ApplicantKind::Person => {
+                    "Đã hết thời hạn đổi đánh giá của hồ sơ này. Cảm ơn ông/bà đã đánh giá."
+                }
+                ApplicantKind::Organisation => {
+                    "Đã hết thời hạn đổi đánh giá của hồ sơ này. Cảm ơn Quý tổ chức đã đánh giá."
+                }
+            },
+        )
+        .into()),
     };
     let until = rating.changeable_until(window_days);
     let body = format!(
-        "<h1>Cảm ơn ông/bà đã đánh giá</h1><section class=\"card\">\
+        "<h1>Cảm ơn {you} đã đánh giá</h1><section class=\"card\">\
          <p>Hồ sơ {code}: <strong class=\"given\">{level}</strong></p>\
-         <p class=\"muted\">Ông/bà có thể đổi đánh giá đến {until}.</p>\
+         <p class=\"muted\">{you_first} có thể đổi đánh giá đến {until}.</p>\
          <p><a href=\"../{token}\">Quay lại trang tra cứu</a></p></section>",
         code = escape(&dossier.dossier_code),
         level = escape(rating.level.label_vi()),
         until = escape(&format_moment_vn(&until)),
         token = escape(token),
     );
-    Ok(page_layout("Cảm ơn ông/bà đã đánh giá", &body))
+    Ok(page_layout(&format!("Cảm ơn {you} đã đánh giá"), &body))
 }
 
 fn page_layout(title: &str, body: &str) -> String {

@@ -183,6 +183,52 @@ async fn a_returned_dossiers_page_carries_the_form_and_a_rating_is_recorded_once
 }
 
 #[tokio::test]
+async fn an_organisation_s_page_and_rating_confirmation_address_it_not_ong_ba() {
+    // Arrange: a company's dossier, returned.
+    let env = TestEnv::new().await.unwrap();
+    let broker = Broker::connect(&env).await;
+    let app = spawn(&env).await;
+    let code = dossier_code("0509");
+    let ids = [2, 10].map(|s| format!("evt-org-{s}"));
+    for (id, (status, at)) in ids.iter().zip([
+        (2, "2026-11-28T09:30:00+07:00"),
+        (10, "2026-12-02T08:00:00+07:00"),
+    ]) {
+        let company = event_with(id, &code, status, at, |v| {
+            v["applicant"] = serde_json::json!({
+                "name": "Công ty TNHH Thương mại Việt Tiến", "kind": "organisation",
+                "tax_code": "0312345678", "phone": "0903 123 456"});
+        });
+        broker.publish(&company).await;
+    }
+    app.wait_applied(&ids.each_ref().map(String::as_str)).await;
+    let token = lookup_token(&Secret::new(SECRET), "demo", &code);
+
+    // Act
+    let page = reqwest::get(format!("{}/tra-cuu/{token}", app.address))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let confirmation = rate(&app, &token, "very_satisfied", "").await;
+    let status = confirmation.status();
+    let confirmation = confirmation.text().await.unwrap();
+
+    // Assert
+    assert_eq!(status, 200, "{confirmation}");
+    for html in [&page, &confirmation] {
+        assert!(!html.to_lowercase().contains("ông/bà"), "{html}");
+        assert!(html.contains("Quý tổ chức"), "{html}");
+    }
+    assert!(page.contains("Công ty TNHH Thương mại Việt Tiến"), "{page}");
+    assert!(
+        confirmation.contains("Cảm ơn Quý tổ chức đã đánh giá"),
+        "{confirmation}"
+    );
+}
+
+#[tokio::test]
 async fn a_rating_is_changeable_inside_the_window_and_final_after_it() {
     // Arrange
     let env = TestEnv::new().await.unwrap();
