@@ -18,7 +18,13 @@ use std::time::Duration;
 const WAIT: Duration = Duration::from_secs(20);
 
 /// Creates an account the way `loa console add-user` does.
-async fn add_user(sys: &TestSystem, tenant: &str, username: &str, role: &str, password: &str) {
+pub(crate) async fn add_user(
+    sys: &TestSystem,
+    tenant: &str,
+    username: &str,
+    role: &str,
+    password: &str,
+) {
     let settings = crate::helpers::test_settings(&sys.env);
     loa::console::run(
         ConsoleCommand::AddUser {
@@ -34,7 +40,8 @@ async fn add_user(sys: &TestSystem, tenant: &str, username: &str, role: &str, pa
     .expect("the account is created");
 }
 
-async fn sign_in(
+/// Signs in through the form (the answer is the overview, or the form with an error).
+pub(crate) async fn sign_in(
     browser: &Browser,
     sys: &TestSystem,
     tenant: Option<&str>,
@@ -64,7 +71,8 @@ async fn sign_in(
     .expect("the sign-in was answered");
 }
 
-async fn db(sys: &TestSystem) -> deadpool_postgres::Object {
+/// A connection to the system's database.
+pub(crate) async fn db(sys: &TestSystem) -> deadpool_postgres::Object {
     loa_platform::db::pool(&sys.env.database_url, 1)
         .unwrap()
         .get()

@@ -10,6 +10,7 @@ mod helpers_webdriver;
 mod broadcasts;
 mod chat;
 mod console;
+mod console_messages;
 mod dead_letters_cli;
 mod faults;
 mod ingress;

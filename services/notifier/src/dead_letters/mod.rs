@@ -38,6 +38,7 @@
 //! tenant's rows, and rows without a tenant, are invisible. The CLI (an operator with
 //! database access) may see every tenant.
 
+use crate::routes::query::{invalid_query, QueryParams};
 use anyhow::Context;
 use axum::{
     extract::{rejection::QueryRejection, Query, State},
@@ -1035,10 +1036,6 @@ fn admin_tenant(state: &DeadLetters, headers: &HeaderMap) -> Result<String, ApiE
     loa_platform::http::admin_tenant(&state.tenants.current(), headers).map(|t| t.id)
 }
 
-fn bad_query(field: &str, message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message).with_field(field)
-}
-
 /// What to replay: exactly one of `ids`, `all` or `filter` (documentation: the
 /// handler reads the body field by field, naming the one that is wrong).
 #[derive(utoipa::ToSchema)]
@@ -1084,69 +1081,64 @@ fn text_filter(
     Ok(value.to_owned())
 }
 
-/// Parses `GET /v1/dead-letters` query parameters into a filter for `tenant`.
-pub(crate) fn parse_list_query(
-    tenant: &str,
-    params: &HashMap<String, String>,
-) -> Result<ListFilter, ApiError> {
-    let mut filter = ListFilter {
-        tenant: Some(tenant.to_owned()),
-        limit: 100,
-        ..ListFilter::default()
+/// The query parameters `GET /v1/dead-letters` knows.
+const LIST_PARAMETERS: [&str; 6] = [
+    "reason",
+    "source_queue",
+    "since",
+    "replayed",
+    "after_id",
+    "limit",
+];
+
+/// Reads `GET /v1/dead-letters` query parameters into a filter for `tenant`, the way
+/// every admin listing reads its query ([`QueryParams`]). Unlike the other listings'
+/// text filters, an empty `reason` or `source_queue` is refused rather than ignored:
+/// the same filter in a replay body selects, and an empty one there is an error too.
+pub(crate) fn parse_list_query(tenant: &str, params: &QueryParams) -> Result<ListFilter, ApiError> {
+    params.allow_only(&LIST_PARAMETERS)?;
+    let text = |name: &str| {
+        params
+            .get(name)
+            .map(|value| text_filter(name, value, invalid_query))
+            .transpose()
     };
-    let query_error = |f: &str, m: String| bad_query(f, m);
-    for (key, value) in params {
-        match key.as_str() {
-            "reason" => filter.reason = Some(text_filter("reason", value, query_error)?),
-            "source_queue" => {
-                filter.source_queue = Some(text_filter("source_queue", value, query_error)?)
-            }
-            "since" => {
-                let since = DateTime::parse_from_rfc3339(value.trim()).map_err(|_| {
-                    bad_query(
+    let since = params
+        .get("since")
+        .map(|value| {
+            DateTime::parse_from_rfc3339(value)
+                .map(|since| since.with_timezone(&Utc))
+                .map_err(|_| {
+                    invalid_query(
                         "since",
                         "`since` must be an RFC 3339 timestamp (2026-11-28T09:30:00+07:00)",
                     )
-                })?;
-                filter.since = Some(since.with_timezone(&Utc));
-            }
-            "replayed" => {
-                filter.replayed = Some(match value.trim() {
-                    "true" => true,
-                    "false" => false,
-                    _ => return Err(bad_query("replayed", "`replayed` is `true` or `false`")),
                 })
-            }
-            "limit" => {
-                filter.limit = value
-                    .trim()
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|n| (1..=MAX_PAGE).contains(n))
-                    .ok_or_else(|| {
-                        bad_query(
-                            "limit",
-                            format!("`limit` is an integer from 1 to {MAX_PAGE}"),
-                        )
-                    })?
-            }
-            "after_id" => {
-                filter.after_id = value
-                    .trim()
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|n| *n >= 0)
-                    .ok_or_else(|| bad_query("after_id", "`after_id` is a non-negative integer"))?
-            }
-            other => {
-                return Err(bad_query(
-                    other,
-                    format!("unknown query parameter `{other}`"),
-                ))
-            }
-        }
-    }
-    Ok(filter)
+        })
+        .transpose()?;
+    let replayed = params
+        .get("replayed")
+        .map(|value| match value {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err(invalid_query("replayed", "`replayed` is `true` or `false`")),
+        })
+        .transpose()?;
+    Ok(ListFilter {
+        tenant: Some(tenant.to_owned()),
+        reason: text("reason")?,
+        source_queue: text("source_queue")?,
+        since,
+        replayed,
+        after_id: params
+            .int(
+                "after_id",
+                0..=i64::MAX,
+                "`after_id` is a non-negative integer",
+            )?
+            .unwrap_or(0),
+        limit: params.limit(100, MAX_PAGE)?,
+    })
 }
 
 /// Parses a replay request body: exactly one of `{"ids": [..]}`, `{"all": true}`,
@@ -1279,8 +1271,7 @@ pub(crate) async fn list_handler(
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<ListPage>, ApiError> {
     let tenant = admin_tenant(&state, &headers)?;
-    let Query(params) = query.map_err(|e| bad_query("query", e.body_text()))?;
-    let filter = parse_list_query(&tenant, &params)?;
+    let filter = parse_list_query(&tenant, &QueryParams::read(query)?)?;
     let dead_letters = list(&state.pool, &filter).await?;
     let next_after_id = (dead_letters.len() as i64 == filter.limit)
         .then(|| dead_letters.last().map(|d| d.id))
@@ -1721,11 +1712,11 @@ mod tests {
     #[test]
     fn list_queries_are_validated_naming_the_parameter() {
         let q = |pairs: &[(&str, &str)]| {
-            let params = pairs
+            let params: HashMap<String, String> = pairs
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect();
-            parse_list_query("demo", &params)
+            parse_list_query("demo", &QueryParams::from(params))
         };
         let f = q(&[
             ("reason", "zalo error"),
