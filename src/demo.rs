@@ -75,7 +75,12 @@ fn story(run_id: &str, codes: &Codes) -> Vec<Step> {
             event: json!({
                 "event_id": format!("demo-{run_id}-4"), "tenant": "demo", "dossier_code": land, "status": "supplement_requested",
                 "occurred_at": ts(Duration::zero()), "received_at": ts(Duration::days(-5)), "due_at": ts(Duration::days(10)),
-                "procedure": {"code": "1.003003", "name": "Đăng ký biến động quyền sử dụng đất"},
+                // The catalogue's whole name: longer than a message's `procedure_name`
+                // takes, so the message shows it cut with "…" and the page whole.
+                "procedure": {"code": "1.013831", "name": "Đăng ký biến động quyền sử dụng đất, \
+                    quyền sở hữu tài sản gắn liền với đất trong các trường hợp chuyển nhượng, \
+                    thừa kế, tặng cho, góp vốn bằng quyền sử dụng đất, quyền sở hữu tài sản gắn \
+                    liền với đất; cho thuê, cho thuê lại quyền sử dụng đất"},
                 "agency": {"code": LAND_OFFICE, "name": "Chi nhánh Văn phòng đăng ký đất đai"},
                 "applicant": {"name": "Trần Thị Bích", "phone": "0358 777 888"},
                 "required_documents": ["Bản sao hợp đồng chuyển nhượng có công chứng"],

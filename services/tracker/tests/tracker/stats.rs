@@ -19,7 +19,7 @@ const AGENCIES: [(&str, &str); 3] = [
 const PROCEDURES: [(&str, &str); 3] = [
     ("1.001193", "Đăng ký khai sinh"),
     ("1.000894", "Đăng ký kết hôn"),
-    ("1.001022", "Đăng ký khai tử"),
+    ("1.000656", "Đăng ký khai tử"),
 ];
 const LEVELS: [&str; 3] = ["very_satisfied", "satisfied", "dissatisfied"];
 
