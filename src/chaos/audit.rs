@@ -159,6 +159,7 @@ pub fn planned(events: &[StoredEvent]) -> (HashMap<String, String>, Vec<String>)
             due_at: event.due_at.map(|t| t.to_utc()),
             // Every chaos event opens its own dossier: no appointment moves.
             previous_due_at: None,
+            previous_status: None,
             lookup_url: "",
             trace_context: None,
             now: chrono::Utc::now(),

@@ -39,6 +39,10 @@ pub struct PlanContext<'a> {
     /// The appointment the dossier had before this event, if any: when the event moves
     /// it to another day, the citizen is told ([`NotificationKind::DueDateChanged`]).
     pub previous_due_at: Option<DateTime<Utc>>,
+    /// The dossier's status before this event (`None` for its first event): a status 2
+    /// after the desk already received it (back from a supplement, 5 → 2) is a
+    /// re-reception, which owes no second receipt.
+    pub previous_status: Option<DossierStatus>,
     /// `{public_base_url}/tra-cuu/{lookup_token}`: no personal data in it.
     pub lookup_url: &'a str,
     /// The event's W3C `traceparent`, carried on to the notifier.
@@ -81,7 +85,7 @@ pub fn plan(event: &DossierEvent, context: &PlanContext<'_>) -> Vec<Notification
         return Vec::new();
     }
     let mut planned = Vec::new();
-    if let Some(kind) = kind_for(event, context.due_at) {
+    if let Some(kind) = kind_for(event, context.due_at).filter(|_| !re_reception(event, context)) {
         planned.push(request(kind, event, context));
     }
     if moves_appointment(event, context) {
@@ -100,22 +104,36 @@ pub fn plan(event: &DossierEvent, context: &PlanContext<'_>) -> Vec<Notification
 /// `#danh-gia`.
 pub const RATING_ANCHOR: &str = "danh-gia";
 
+/// Whether `event` receives again a dossier the desk had already received: status 2
+/// after a later status (back from a supplement, 5 → 2, dossier-domain §1) or after
+/// status 2 itself. The citizen holds the receipt already; a second one, with the new
+/// date and no word of the old, would read like another dossier. A new date is
+/// announced as [`NotificationKind::DueDateChanged`] instead (old and new date, and the
+/// reason), and the same date needs no message.
+pub fn re_reception(event: &DossierEvent, context: &PlanContext<'_>) -> bool {
+    event.status == DossierStatus::Received
+        && context
+            .previous_status
+            .is_some_and(|s| s != DossierStatus::Submitted)
+}
+
 /// Whether `event` set an appointment on another day than the one the dossier had,
-/// while the dossier is still being processed. A receipt already carries its date,
-/// and once the result exists (or the dossier closed) a new date means nothing to the
-/// citizen.
+/// while the dossier is still being processed (a re-reception included). A first
+/// receipt already carries its date, and once the result exists (or the dossier
+/// closed) a new date means nothing to the citizen.
 pub fn moves_appointment(event: &DossierEvent, context: &PlanContext<'_>) -> bool {
     let (Some(old), Some(new), Some(_)) = (context.previous_due_at, context.due_at, event.due_at)
     else {
         return false;
     };
     vietnam_day(&old) != vietnam_day(&new)
-        && matches!(
-            event.status,
-            DossierStatus::Processing
-                | DossierStatus::SupplementRequested
-                | DossierStatus::PaymentRequested
-        )
+        && (re_reception(event, context)
+            || matches!(
+                event.status,
+                DossierStatus::Processing
+                    | DossierStatus::SupplementRequested
+                    | DossierStatus::PaymentRequested
+            ))
 }
 
 /// One notification of `kind` about `event`.
@@ -325,6 +343,7 @@ mod tests {
             received_at: e.received_at.map(|d| d.with_timezone(&Utc)),
             due_at: e.due_at.map(|d| d.with_timezone(&Utc)),
             previous_due_at: None,
+            previous_status: None,
             lookup_url: URL,
             trace_context: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
             now: at("2026-11-28T02:30:02Z"),
@@ -712,6 +731,33 @@ mod tests {
                 NotificationKind::DueDateChanged
             ]
         );
+    }
+
+    #[test]
+    fn a_dossier_received_again_after_a_supplement_gets_the_new_date_not_a_second_receipt() {
+        // Back at status 2 after the citizen brought the documents (5 → 2), due later.
+        let mut e = event(DossierStatus::Received);
+        e.due_at = Some(DateTime::parse_from_rfc3339("2026-12-10T17:00:00+07:00").unwrap());
+        e.reason = Some("Đã nhận đủ giấy tờ bổ sung".into());
+        let mut ctx = context(&e);
+        ctx.previous_due_at = Some(at("2026-12-03T10:00:00Z"));
+        ctx.previous_status = Some(DossierStatus::SupplementRequested);
+        let planned = plan(&e, &ctx);
+        let kinds: Vec<_> = planned.iter().map(|n| n.kind).collect();
+        assert_eq!(kinds, [NotificationKind::DueDateChanged]);
+        assert_eq!(planned[0].params["old_due_date"], "03/12/2026");
+        assert_eq!(planned[0].params["new_due_date"], "10/12/2026");
+        assert_eq!(planned[0].params["reason"], "Đã nhận đủ giấy tờ bổ sung");
+
+        // The same appointment day: the citizen's receipt still holds, nothing to send.
+        ctx.previous_due_at = Some(at("2026-12-10T02:00:00Z"));
+        assert!(plan(&e, &ctx).is_empty());
+
+        // The first reception, after an online submission (1 → 2), is the receipt.
+        ctx.previous_status = Some(DossierStatus::Submitted);
+        ctx.previous_due_at = Some(at("2026-12-03T10:00:00Z"));
+        let kinds: Vec<_> = plan(&e, &ctx).iter().map(|n| n.kind).collect();
+        assert_eq!(kinds, [NotificationKind::Receipt]);
     }
 
     #[test]

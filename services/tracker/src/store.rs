@@ -554,7 +554,7 @@ pub async fn apply_batch(
                     outcomes[i] = EventOutcome::Applied;
                     planned.extend(plan_for(
                         &state,
-                        previous.due_at,
+                        Some(previous),
                         event,
                         traceparent.as_deref(),
                         context,
@@ -607,11 +607,11 @@ pub async fn apply_batch(
     })
 }
 
-/// Plans the notifications of an event that became `state`, whose appointment was
-/// `previous_due_at` before it.
+/// Plans the notifications of an event that became `state`, from `previous` (the
+/// dossier before it, `None` for its first event).
 fn plan_for(
     state: &DossierState,
-    previous_due_at: Option<DateTime<Utc>>,
+    previous: Option<&DossierState>,
     event: &DossierEvent,
     traceparent: Option<&str>,
     context: &ApplyContext<'_>,
@@ -622,7 +622,8 @@ fn plan_for(
         &PlanContext {
             received_at: state.received_at,
             due_at: state.due_at,
-            previous_due_at,
+            previous_due_at: previous.and_then(|p| p.due_at),
+            previous_status: previous.map(|p| p.status),
             lookup_url: &url,
             trace_context: traceparent,
             now: context.now,

@@ -326,7 +326,7 @@ pub fn render_page_with(
     }
     body.push_str(rating);
     render_timeline(&mut body, &applied, reader);
-    render_invite(&mut body, office, oa_id);
+    render_invite(&mut body, office, oa_id, &dossier.dossier_code, reader);
     let _ = write!(
         body,
         "<p class=\"muted\">Cập nhật {}. Thông tin chỉ dùng để theo dõi tiến độ.",
@@ -359,9 +359,16 @@ fn render_result_document(body: &mut String, dossier: &DossierState, document: &
 }
 
 /// The invitation to follow the province's Zalo OA, and what a follower gets: every
-/// change of the dossier as a free OA message instead of a paid ZNS, and the
-/// province's announcements. The QR code on the receipt leads here.
-fn render_invite(body: &mut String, office: &str, oa_id: &str) {
+/// change of the dossier as a free OA message instead of a paid ZNS, lookups by chat
+/// ("tra cứu <mã hồ sơ>", answered once the dossier's phone is linked to the follower)
+/// and the province's announcements. The QR code on the receipt leads here.
+fn render_invite(
+    body: &mut String,
+    office: &str,
+    oa_id: &str,
+    dossier_code: &str,
+    reader: ApplicantKind,
+) {
     if oa_id.is_empty() {
         return;
     }
@@ -374,10 +381,14 @@ fn render_invite(body: &mut String, office: &str, oa_id: &str) {
         body,
         "<section class=\"card invite\"><h2>Nhận thông báo qua Zalo</h2>\
          <p>Quan tâm Zalo OA của {who} để nhận ngay trên Zalo mỗi thay đổi của hồ sơ, \
-         đường dẫn tra cứu này và các thông báo của tỉnh.</p>\
+         đường dẫn tra cứu này và các thông báo của tỉnh. Khi đã chia sẻ số điện thoại \
+         đăng ký hồ sơ với OA, {you} nhắn “tra cứu {code}” cho OA để tra cứu hồ sơ ngay \
+         trong Zalo.</p>\
          <p><a class=\"follow\" href=\"https://zalo.me/{}\" rel=\"noopener noreferrer\">\
          Quan tâm Zalo OA</a></p></section>",
-        escape(oa_id)
+        escape(oa_id),
+        you = templates::addressee(reader),
+        code = escape(dossier_code),
     );
 }
 
@@ -772,7 +783,7 @@ mod tests {
     }
 
     #[test]
-    fn the_page_invites_the_citizen_to_follow_the_provinces_oa() {
+    fn the_page_invites_the_citizen_to_follow_the_provinces_oa_and_to_look_up_by_chat() {
         let html = render_page(
             "Trung tâm Phục vụ hành chính công",
             "9876543210987654321",
@@ -786,6 +797,11 @@ mod tests {
         );
         assert!(html.contains("Quan tâm Zalo OA của Trung tâm Phục vụ hành chính công"));
         assert!(html.contains("các thông báo của tỉnh"));
+        // Chat lookups, with this dossier's code (escaped) to write.
+        assert!(
+            html.contains("ông/bà nhắn “tra cứu H56-&lt;0001&gt;” cho OA để tra cứu"),
+            "{html}"
+        );
         assert!(
             !html.contains(" src="),
             "still nothing loaded from elsewhere"

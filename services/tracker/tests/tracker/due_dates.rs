@@ -93,3 +93,55 @@ async fn a_moved_appointment_is_announced_once_with_both_dates_and_kept_in_the_h
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_dossier_received_again_after_a_supplement_announces_its_new_date_not_a_second_receipt() {
+    // Arrange: received on 28/11, due on 03/12; the desk asks for a document.
+    let env = TestEnv::new().await.unwrap();
+    let broker = Broker::connect(&env).await;
+    let app = TestApp::spawn(&env, settings(true)).await;
+    let code = dossier_code("0902");
+    broker
+        .publish(&event("r-1", &code, 2, "2026-11-28T09:30:00+07:00"))
+        .await;
+    broker
+        .publish(&event_with(
+            "r-2",
+            &code,
+            5,
+            "2026-11-30T09:00:00+07:00",
+            |v: &mut Value| {
+                v["required_documents"] = json!(["Bản sao sổ hộ khẩu"]);
+            },
+        ))
+        .await;
+    app.wait_applied(&["r-1", "r-2"]).await;
+    app.wait_relayed().await;
+    broker.notifications().await;
+
+    // Act: the citizen brings it; the desk receives the dossier again (5 → 2), due later.
+    broker
+        .publish(&event_with(
+            "r-3",
+            &code,
+            2,
+            "2026-12-02T10:00:00+07:00",
+            |v: &mut Value| {
+                v["due_at"] = json!("2026-12-08T17:00:00+07:00");
+                v["reason"] = json!("Đã nhận đủ giấy tờ bổ sung");
+            },
+        ))
+        .await;
+    app.wait_applied(&["r-3"]).await;
+    app.wait_relayed().await;
+
+    // Assert: the new date with the old one and the reason, and no second receipt.
+    let observed = broker.notifications().await;
+    let kinds: Vec<NotificationKind> = observed.iter().map(|o| o.request.kind).collect();
+    assert_eq!(kinds, [NotificationKind::DueDateChanged], "{observed:?}");
+    let n = &observed[0].request;
+    assert_eq!(n.params["old_due_date"], "03/12/2026");
+    assert_eq!(n.params["new_due_date"], "08/12/2026");
+    assert_eq!(n.params["reason"], "Đã nhận đủ giấy tờ bổ sung");
+    app.stop().await;
+}
