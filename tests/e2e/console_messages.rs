@@ -94,6 +94,29 @@ async fn an_admin_resends_a_failed_message_and_cancels_a_held_one_and_the_citize
         browser.text().await
     );
     assert_eq!(browser.find_all(&resend).await.len(), 1, "with its button");
+    // Zalo's -108 in Vietnamese, Zalo's own words kept in small print for support.
+    assert_eq!(
+        rows_with(
+            &browser,
+            "#deliveries",
+            &[
+                "RESEND-0001",
+                "Số điện thoại không hợp lệ hoặc không dùng Zalo."
+            ]
+        )
+        .await,
+        1,
+        "the failed receipt's reason in Vietnamese: {}",
+        browser.text_of("#deliveries").await
+    );
+    assert!(
+        browser
+            .text_of("#deliveries small.raw-reason")
+            .await
+            .contains("-108"),
+        "the raw reason kept: {}",
+        browser.text_of("#deliveries").await
+    );
     browser.screenshot("messages-01-failed").await;
     browser.click("a[href='/admin/messages?status=held']").await;
     let cancel = format!("form[action='/admin/messages/{held}/cancel'] button");
@@ -103,6 +126,14 @@ async fn an_admin_resends_a_failed_message_and_cancels_a_held_one_and_the_citize
         browser.text().await
     );
     assert_eq!(browser.find_all(&cancel).await.len(), 1, "with its button");
+    assert!(
+        browser
+            .text_of("#deliveries")
+            .await
+            .contains("Tài khoản ZNS không đủ số dư"),
+        "the held receipt's reason in Vietnamese: {}",
+        browser.text_of("#deliveries").await
+    );
     browser.screenshot("messages-02-held").await;
 
     // Cancel the held receipt: it is listed under "Đã huỷ".
@@ -121,6 +152,17 @@ async fn an_admin_resends_a_failed_message_and_cancels_a_held_one_and_the_citize
         browser.text().await
     );
     assert!(browser.find_all(&cancel).await.is_empty(), "cancelled once");
+    assert_eq!(
+        rows_with(
+            &browser,
+            "#deliveries",
+            &["CANCEL-0001", "Cán bộ đã huỷ tin nhắn này."]
+        )
+        .await,
+        1,
+        "the cancellation's reason in Vietnamese: {}",
+        browser.text_of("#deliveries").await
+    );
     browser.screenshot("messages-03-cancelled").await;
 
     // Resume the tenant: what it still holds is released, the cancelled one is not.
@@ -188,22 +230,38 @@ async fn an_admin_resends_a_failed_message_and_cancels_a_held_one_and_the_citize
         browser.text().await
     );
 
-    // The audit page shows both actions (and the resume) by the admin.
+    // The audit page shows both actions (and the resume) by the admin: her display
+    // name, with her username in small print.
     browser.click("nav.sections a[href='/admin/audit']").await;
     assert_eq!(
-        rows_with(&browser, "table", &["mai", "Gửi lại tin nhắn", &failed]).await,
+        rows_with(
+            &browser,
+            "#audit",
+            &["Cán bộ mai (mai)", "Gửi lại tin nhắn", &failed]
+        )
+        .await,
         1,
         "{}",
         browser.text().await
     );
     assert_eq!(
-        rows_with(&browser, "table", &["mai", "Huỷ tin nhắn", &held]).await,
+        rows_with(
+            &browser,
+            "#audit",
+            &["Cán bộ mai (mai)", "Huỷ tin nhắn", &held]
+        )
+        .await,
         1,
         "{}",
         browser.text().await
     );
     assert_eq!(
-        rows_with(&browser, "table", &["mai", "Tiếp tục gửi tin"]).await,
+        rows_with(
+            &browser,
+            "#audit",
+            &["Cán bộ mai (mai)", "Tiếp tục gửi tin"]
+        )
+        .await,
         1,
         "{}",
         browser.text().await

@@ -167,8 +167,12 @@ pub struct StoredEntry {
     pub id: i64,
     /// When.
     pub at: DateTime<Utc>,
-    /// Who.
+    /// Who: the username (or `cli`) as it was stored.
     pub actor: String,
+    /// The actor's display name now, read from the accounts at read time so the log
+    /// itself stays as written; `None` for `cli`, a username typed at a failed sign-in
+    /// or an account that no longer exists.
+    pub actor_name: Option<String>,
     /// What (stored name; unknown names are kept as they are).
     pub action: String,
     /// Which object.
@@ -193,9 +197,11 @@ pub async fn list(
         .context("Failed to get a PostgreSQL connection")?;
     let rows = client
         .query(
-            "SELECT id, at, actor, action, object, address, detail FROM console.audit_log
-              WHERE tenant = $1 AND ($2::text IS NULL OR action = $2) AND id < $3
-              ORDER BY id DESC LIMIT $4",
+            "SELECT l.id, l.at, l.actor, l.action, l.object, l.address, l.detail, a.display_name
+               FROM console.audit_log l
+               LEFT JOIN console.accounts a ON a.tenant = l.tenant AND a.username = l.actor
+              WHERE l.tenant = $1 AND ($2::text IS NULL OR l.action = $2) AND l.id < $3
+              ORDER BY l.id DESC LIMIT $4",
             &[
                 &tenant,
                 &action.map(Action::as_str),
@@ -215,6 +221,7 @@ pub async fn list(
             object: r.get(4),
             address: r.get(5),
             detail: r.get(6),
+            actor_name: r.get(7),
         })
         .collect())
 }

@@ -30,6 +30,7 @@ pub mod configuration;
 pub mod html;
 pub mod lockout;
 pub mod metrics;
+pub mod reasons;
 pub mod routes;
 pub mod sessions;
 pub mod startup;

@@ -55,13 +55,18 @@ pub async fn show(
             div { button type="submit" { "Lọc" } }
         }
         div.scroll {
-            table {
+            table #audit {
                 thead { tr { th { "Thời gian" } th { "Người thực hiện" } th { "Thao tác" } th { "Đối tượng" } th { "Địa chỉ" } th { "Chi tiết" } } }
                 tbody {
                     @for e in &entries {
                         tr {
                             td.nowrap { (html::datetime_vn(&e.at)) }
-                            td { (e.actor) }
+                            td.actor {
+                                @match &e.actor_name {
+                                    Some(name) => { (name) " " small.muted { "(" (e.actor) ")" } }
+                                    None => { (e.actor) }
+                                }
+                            }
                             td { (action_label(&e.action)) }
                             td { (e.object.as_deref().unwrap_or("—")) }
                             td { (e.address.as_deref().unwrap_or("—")) }

@@ -7,6 +7,7 @@ use crate::{
     audit::Action,
     backend::Service,
     html::{self, Section},
+    reasons,
     web::{see_other, AppState, FormData, PageError, SignedIn},
 };
 use axum::{
@@ -57,7 +58,7 @@ pub async fn list(
                         tr {
                             @if can_act { td { input type="checkbox" name="id" value=(id) id={ "dl-" (id) } aria-label={ "Chọn thư lỗi " (id) }; } }
                             td.nowrap { (l["dead_at"].as_str().map(html::datetime_vn_str).unwrap_or_default()) }
-                            td { (text(&l["reason"], "")) }
+                            td { (reasons::cell(l["reason"].as_str(), None)) }
                             td { (text(&l["source_queue"], "")) }
                             td { (text(&l["routing_key"], "")) }
                             td { (int(&l["deaths"])) }

@@ -3,10 +3,11 @@
 //! one dossier with its timeline, every message sent for it with its history, the
 //! lookup link and the QR code to print (`/admin/dossiers/{code}/qr.svg`).
 
-use super::{int, section_page, text};
+use super::{section_page, text};
 use crate::{
     backend::{segment, BackendError, Service},
     html::{self, Section},
+    reasons,
     web::{AppState, PageError, SignedIn},
 };
 use axum::{
@@ -241,8 +242,8 @@ fn delivery(d: &Value) -> Markup {
                 " · " (html::channel_vi(d["channel"].as_str().unwrap_or("")))
                 " · " span class={ "badge " (status) } { (html::delivery_status_vi(status)) }
             }
-            @if let Some(error) = d["last_error"].as_str() {
-                p.muted { "Lỗi gần nhất: " (error) @if !d["last_error_code"].is_null() { " (mã " (int(&d["last_error_code"])) ")" } }
+            @if d["last_error"].is_string() || !d["last_error_code"].is_null() {
+                p { "Lý do gần nhất: " (reasons::cell(d["last_error"].as_str(), d["last_error_code"].as_i64())) }
             }
             ol.timeline {
                 @for h in d["history"].as_array().into_iter().flatten() {

@@ -7,6 +7,7 @@ use crate::{
     audit::Action,
     backend::{segment, Service},
     html::{self, Section},
+    reasons,
     web::{AppState, PageError, SignedIn},
 };
 use axum::{
@@ -82,8 +83,7 @@ pub async fn list(
                             td { (html::channel_vi(d["channel"].as_str().unwrap_or(""))) }
                             td { (int(&d["attempts"])) }
                             td {
-                                (d["last_error"].as_str().unwrap_or("—"))
-                                @if !d["last_error_code"].is_null() { span.muted { " (mã " (int(&d["last_error_code"])) ")" } }
+                                (reasons::cell(d["last_error"].as_str(), d["last_error_code"].as_i64()))
                                 @if let Some(at) = d["not_before"].as_str() { br; span.muted { "Gửi lúc " (html::datetime_vn_str(at)) } }
                             }
                             @if can_act {
