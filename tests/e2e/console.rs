@@ -71,6 +71,50 @@ pub(crate) async fn sign_in(
     .expect("the sign-in was answered");
 }
 
+/// Signs in over plain HTTP (the form's CSRF cookie and field, as a browser sends
+/// them) and returns the session cookie's value, or `None` when refused.
+pub(crate) async fn http_sign_in(
+    sys: &TestSystem,
+    tenant: &str,
+    username: &str,
+    password: &str,
+) -> Option<String> {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let cookie = |response: &reqwest::Response, name: &str| {
+        response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|v| v.strip_prefix(&format!("{name}=")))
+            .and_then(|v| v.split(';').next())
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    let form = client
+        .get(format!("{}/admin/sign-in", sys.console))
+        .send()
+        .await
+        .unwrap();
+    let csrf = cookie(&form, "loa_console_signin").expect("a sign-in cookie");
+    let answer = client
+        .post(format!("{}/admin/sign-in", sys.console))
+        .header("Cookie", format!("loa_console_signin={csrf}"))
+        .form(&[
+            ("tenant", tenant),
+            ("username", username),
+            ("password", password),
+            ("csrf", &csrf),
+        ])
+        .send()
+        .await
+        .unwrap();
+    cookie(&answer, "loa_console_session")
+}
+
 /// A connection to the system's database.
 pub(crate) async fn db(sys: &TestSystem) -> deadpool_postgres::Object {
     loa_platform::db::pool(&sys.env.database_url, 1)

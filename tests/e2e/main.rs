@@ -11,6 +11,8 @@ mod broadcasts;
 mod chat;
 mod console;
 mod console_messages;
+mod console_operations;
+mod console_speed;
 mod dead_letters_cli;
 mod faults;
 mod ingress;

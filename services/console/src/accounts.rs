@@ -263,9 +263,12 @@ pub const DEMO_USERNAME: &str = "demo";
 pub const DEMO_PASSWORD: &str = "demo-password";
 
 /// Creates `demo` / `demo-password` (admin) for the `demo` tenant if it has no such
-/// account yet. Called only in development mode, and only when the tenant exists.
+/// account yet, flagged as for development mode only (see
+/// [`remove_dev_mode_accounts`]). Called only in development mode, and only when the
+/// tenant exists. An existing `demo` account (one an operator made with
+/// `loa console add-user`) is left as it is.
 pub async fn ensure_demo_account(pool: &Pool) -> anyhow::Result<()> {
-    match add(
+    let created = match add(
         pool,
         &NewAccount {
             tenant: "demo",
@@ -277,9 +280,33 @@ pub async fn ensure_demo_account(pool: &Pool) -> anyhow::Result<()> {
     )
     .await
     {
-        Ok(_) | Err(AddUserError::Exists { .. }) => Ok(()),
-        Err(e) => Err(anyhow::anyhow!(e)).context("Failed to create the demo account"),
-    }
+        Ok(account) => account,
+        Err(AddUserError::Exists { .. }) => return Ok(()),
+        Err(e) => return Err(anyhow::anyhow!(e)).context("Failed to create the demo account"),
+    };
+    pool.get()
+        .await
+        .context("Failed to get a PostgreSQL connection")?
+        .execute(
+            "UPDATE console.accounts SET dev_mode_only = true WHERE id = $1",
+            &[&created.id],
+        )
+        .await
+        .context("Failed to flag the demo account")?;
+    Ok(())
+}
+
+/// Removes the accounts development mode created (the demo account, whose password
+/// is public), with their sessions: a console started outside development mode calls
+/// it, so `demo` / `demo-password` never signs in to a real deployment. Returns how
+/// many it removed.
+pub async fn remove_dev_mode_accounts(pool: &Pool) -> anyhow::Result<u64> {
+    pool.get()
+        .await
+        .context("Failed to get a PostgreSQL connection")?
+        .execute("DELETE FROM console.accounts WHERE dev_mode_only", &[])
+        .await
+        .context("Failed to remove the development mode accounts")
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! Building and running the console: the pool and migrations, the demo account in
-//! development mode, the HTTP listener.
+//! development mode (removed outside it), the HTTP listener.
 
 use crate::{
     accounts, backend::Backend, configuration::ConsoleSettings, routes::router, sessions, store,
@@ -20,7 +20,7 @@ pub struct Application {
 
 impl Application {
     /// Connects the pool, runs the `console` migrations, creates the demo account in
-    /// development mode, and binds the listener. Fails without a service credential
+    /// development mode (and removes it outside development mode), and binds the listener. Fails without a service credential
     /// (`LOA_SERVICE_TOKEN`): the console could not read anything.
     pub async fn build(
         common: &CommonSettings,
@@ -42,6 +42,14 @@ impl Application {
             tracing::warn!("The console runs in development mode: cookies without Secure, demo account enabled.");
             if tenants.current().get("demo").is_some() {
                 accounts::ensure_demo_account(&pool).await?;
+            }
+        } else {
+            let removed = accounts::remove_dev_mode_accounts(&pool).await?;
+            if removed > 0 {
+                tracing::warn!(
+                    removed,
+                    "Removed the development mode accounts (demo): the console is not in development mode."
+                );
             }
         }
         let backend = Backend::new(

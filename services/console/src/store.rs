@@ -17,6 +17,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "Zalo OA re-authorisations in flight",
         sql: include_str!("migrations/0002_zalo_authorizations.sql"),
     },
+    Migration {
+        version: 3,
+        name: "accounts for development mode only",
+        sql: include_str!("migrations/0003_dev_mode_accounts.sql"),
+    },
 ];
 
 /// Creates or upgrades the `console` schema. Idempotent; safe with replicas.

@@ -38,6 +38,7 @@
 //! - [`metrics`]: `loa_tracker_*` Prometheus metrics.
 //! - [`openapi`]: the OpenAPI document (`/openapi.json`).
 //! - [`startup`]: the [`Application`] (build, then run until stopped).
+//! - [`testing`]: test support (a tenant of 100,000 dossiers) for the speed tests.
 
 pub mod chat;
 pub mod clock;
@@ -58,6 +59,7 @@ pub mod search;
 pub mod startup;
 pub mod stats;
 pub mod store;
+pub mod testing;
 
 pub use configuration::TrackerSettings;
 pub use domain::{lookup_token, Timeliness};

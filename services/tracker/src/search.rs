@@ -327,7 +327,12 @@ pub fn statement(tenant: &str, q: &SearchQuery) -> (String, Params) {
         sql.push_str(&format!(" AND received_at < {}", bind(Box::new(before))));
     }
     const DAY: &str = "AT TIME ZONE 'Asia/Ho_Chi_Minh')::date";
-    const EFFECTIVE_DUE: &str = "due_at + paused_after_due_secs * interval '1 second'";
+    // The due day, pauses after the due date added. The seconds are added to the local
+    // time (Vietnam keeps no daylight saving time, so it is the same day as adding them
+    // to `due_at`): `timestamptz + interval` is only STABLE, and the partial index
+    // `dossiers_completed_early` (migration 15) needs an IMMUTABLE predicate, written
+    // exactly as here.
+    const DUE_DAY: &str = "((due_at AT TIME ZONE 'Asia/Ho_Chi_Minh') + paused_after_due_secs * interval '1 second')::date";
     match q.timeliness {
         Some(TimelinessFilter::Overdue) => {
             let (today, closed) = (
@@ -336,12 +341,12 @@ pub fn statement(tenant: &str, q: &SearchQuery) -> (String, Params) {
             );
             sql.push_str(&format!(
                 " AND (({})
-                    OR (completed_at IS NOT NULL AND (completed_at {DAY} > (({EFFECTIVE_DUE}) {DAY}))",
+                    OR (completed_at IS NOT NULL AND (completed_at {DAY} > {DUE_DAY}))",
                 overdue_open_sql(&today, &closed)
             ));
         }
         Some(TimelinessFilter::Early) => sql.push_str(&format!(
-            " AND completed_at IS NOT NULL AND (completed_at {DAY} < (({EFFECTIVE_DUE}) {DAY}"
+            " AND completed_at IS NOT NULL AND (completed_at {DAY} < {DUE_DAY}"
         )),
         None => {}
     }
