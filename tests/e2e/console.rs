@@ -347,6 +347,13 @@ async fn an_admin_signs_in_finds_a_dossier_by_phone_opens_it_and_replays_a_dead_
         letters.contains("invalid_status") && letters.contains("intake.ingress"),
         "{letters}"
     );
+    assert!(
+        browser
+            .text_of("#dead-letters")
+            .await
+            .contains("Hệ thống nguồn gửi dữ liệu sai"),
+        "the dead letter's reason in Vietnamese, the raw one kept: {letters}"
+    );
     browser.check(&format!("#dl-{dead_letter}")).await;
     browser.screenshot("06-dead-letters").await;
     browser.click("#replay-selected button[type=submit]").await;
@@ -424,6 +431,15 @@ async fn an_admin_signs_in_finds_a_dossier_by_phone_opens_it_and_replays_a_dead_
     for expected in ["Đăng nhập", "Xử lý lại thư lỗi", "Tạo tài khoản", "lan"] {
         assert!(audit.contains(expected), "missing {expected:?} in {audit}");
     }
+    // Who acted: her display name, her username in small print.
+    assert!(
+        browser
+            .text_of("#audit")
+            .await
+            .lines()
+            .any(|row| row.contains("Cán bộ lan (lan)") && row.contains("Xử lý lại thư lỗi")),
+        "the replay by Lan's display name: {audit}"
+    );
     browser.screenshot("09-audit").await;
     browser.resize(390, 844).await;
     browser

@@ -151,6 +151,14 @@ const PREFIXES: &[(&str, &str)] = &[
         "Dữ liệu nhận được không đọc được (sai định dạng).",
     ),
     (
+        "invalid_",
+        "Hệ thống nguồn gửi dữ liệu sai (trường nêu trong lý do gốc): cần sửa ở hệ thống nguồn rồi xử lý lại.",
+    ),
+    (
+        "missing_",
+        "Hệ thống nguồn gửi thiếu dữ liệu (trường nêu trong lý do gốc): cần sửa ở hệ thống nguồn rồi xử lý lại.",
+    ),
+    (
         "dead-lettered by the broker",
         "Hàng đợi từ chối tin (quá hạn hoặc quá dài).",
     ),
@@ -271,6 +279,11 @@ mod tests {
             .contains("giờ gửi"));
         assert!(explain("delivery limit exceeded", None).is_some());
         assert!(explain("unauthorized: unknown source token", None).is_some());
+        assert!(
+            explain("invalid_status: status: must be one of 1..10", None)
+                .unwrap()
+                .contains("dữ liệu sai")
+        );
     }
 
     #[test]
