@@ -169,6 +169,14 @@ async fn an_admin_resends_a_failed_message_and_cancels_a_held_one_and_the_citize
     browser
         .click("nav.sections a[href='/admin/overview']")
         .await;
+    assert!(
+        browser
+            .text_of("#pause")
+            .await
+            .contains("Đang tạm dừng gửi tin: Tài khoản ZNS không đủ số dư"),
+        "the pause's reason in Vietnamese: {}",
+        browser.text_of("#pause").await
+    );
     browser
         .click("form[action='/admin/overview/resume'] button")
         .await;

@@ -7,6 +7,7 @@ use crate::{
     audit::Action,
     backend::Service,
     html::{self, Section},
+    reasons,
     web::{page_response, AppState, FormData, PageError, SignedIn},
 };
 use axum::{
@@ -87,7 +88,12 @@ pub async fn show(
         section.card #pause {
             h2 { "Trạng thái gửi tin" }
             @if paused {
-                (html::notice(&format!("Đang tạm dừng gửi tin: {}", text(&pause["reason"], "không rõ lý do")), false))
+                p.notice.error role="status" {
+                    "Đang tạm dừng gửi tin: "
+                    @if pause["reason"].is_string() || !pause["error_code"].is_null() {
+                        (reasons::cell(pause["reason"].as_str(), pause["error_code"].as_i64()))
+                    } @else { "không rõ lý do" }
+                }
                 p.muted {
                     "Từ " (pause["paused_at"].as_str().map(html::datetime_vn_str).unwrap_or_default())
                     " · " (int(&pause["held"])) " tin đang tạm giữ"
