@@ -58,6 +58,38 @@ async fn an_event_posted_to_intake_yields_exactly_one_zns_message_with_the_right
 }
 
 #[tokio::test]
+async fn an_agency_name_longer_than_the_template_takes_is_delivered_cut_and_a_long_code_refused() {
+    // Arrange: intake takes names of 300 characters; the template's agency_name 200.
+    let sys = TestSystem::start().await;
+    let long_agency = "Chi nhánh Văn phòng đăng ký đất đai ".repeat(8);
+    let mut event = receipt_event("e2e-long-1", "H56-0002");
+    event["agency"]["name"] = json!(long_agency.trim());
+    let mut long_code = receipt_event("e2e-long-2", "000.00.06.H56-261128-0000000001");
+    long_code["agency"]["name"] = json!("UBND phường Đức Thắng");
+
+    // Act
+    let resp = sys.post_event("demo-token", &event).await;
+    let refused = sys.post_event("demo-token", &long_code).await;
+
+    // Assert: delivered (the sandbox refuses a parameter longer than its template
+    // registered, -1121, as Zalo does), the name cut with "…"; the code that no
+    // template can carry is refused at the door, naming the field.
+    assert_eq!(resp.status(), 202);
+    assert_eq!(refused.status(), 422);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["field"], "dossier_code", "{body}");
+    let messages = sys.settle_messages(1).await;
+    assert_eq!(messages.len(), 1, "{messages:#?}");
+    let agency = messages[0]["template_data"]["agency_name"]
+        .as_str()
+        .unwrap();
+    assert!(agency.chars().count() <= 200, "{agency}");
+    assert!(agency.ends_with('…'), "{agency}");
+    assert!(agency.starts_with("Chi nhánh Văn phòng đăng ký đất đai"));
+    sys.stop().await;
+}
+
+#[tokio::test]
 async fn the_same_event_posted_twice_still_yields_one_message() {
     let sys = TestSystem::start().await;
     let event = receipt_event("e2e-dup", "H56-0002");

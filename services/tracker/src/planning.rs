@@ -26,6 +26,13 @@ pub const MAX_FREE_TEXT: usize = 200;
 pub const NO_REASON_GIVEN_VI: &str = "Cơ quan giải quyết chưa ghi lý do";
 /// Placeholder pointing to the lookup page when the detail is not in the event.
 pub const SEE_LOOKUP_VI: &str = "Xem chi tiết tại trang tra cứu";
+/// The documents of a supplement request the source did not list: the lookup page has
+/// none to show either, so the message sends the citizen where the page does (to the
+/// agency), not to the page.
+pub const DOCUMENTS_ASK_AGENCY_VI: &str = "Liên hệ cơ quan giải quyết để biết giấy tờ cần bổ sung";
+/// The amount of a payment request the source did not give (the page says to ask the
+/// agency too); it fits the 20 characters of ZNS's amount parameter.
+pub const AMOUNT_ASK_AGENCY_VI: &str = "Liên hệ cơ quan";
 
 /// What planning needs besides the event: the dossier's effective dates (the event's
 /// own, or those the dossier already had when the event does not repeat them), the
@@ -235,10 +242,11 @@ fn param(
         _ => String::new(),
     };
     if !value.trim().is_empty() {
-        return value;
+        return templates::fit(name, &value);
     }
     match (kind, name) {
-        (_, "documents" | "amount") => SEE_LOOKUP_VI.to_owned(),
+        (_, "documents") => DOCUMENTS_ASK_AGENCY_VI.to_owned(),
+        (_, "amount") => AMOUNT_ASK_AGENCY_VI.to_owned(),
         (_, "reason") => NO_REASON_GIVEN_VI.to_owned(),
         _ => SEE_LOOKUP_VI.to_owned(),
     }
@@ -731,6 +739,48 @@ mod tests {
                 NotificationKind::DueDateChanged
             ]
         );
+    }
+
+    #[test]
+    fn without_documents_or_an_amount_the_message_sends_the_citizen_where_the_page_does() {
+        // The page says "liên hệ {agency} để biết giấy tờ cần bổ sung / số tiền và cách
+        // nộp" then: the message does not send the citizen to the page for them.
+        let e = event(DossierStatus::SupplementRequested);
+        let documents = &plan_one(&e).params["documents"];
+        assert_eq!(documents, DOCUMENTS_ASK_AGENCY_VI);
+        let e = event(DossierStatus::PaymentRequested);
+        let n = plan_one(&e);
+        assert_eq!(n.params["amount"], AMOUNT_ASK_AGENCY_VI);
+        for value in n.params.values() {
+            assert_ne!(value, SEE_LOOKUP_VI);
+        }
+        // The page shows no way to pay: the message promises none.
+        let text = templates::render(n.kind, &n.params);
+        assert!(!text.contains("cách nộp"), "{text}");
+    }
+
+    #[test]
+    fn no_parameter_is_longer_than_its_template_takes_and_long_names_are_cut() {
+        // Intake takes names of 300 characters; ZNS parameters take less.
+        for status in DossierStatus::ALL {
+            let mut e = event(status);
+            e.agency.name = "Ủy ban nhân dân ".repeat(19);
+            e.procedure.name = "Đăng ký ".repeat(40);
+            e.applicant.name = "Nguyễn ".repeat(40);
+            e.reason = Some("Lý do ".repeat(300));
+            e.required_documents = Some(vec!["Giấy tờ ".repeat(200)]);
+            for n in plan(&e, &context(&e)) {
+                for (name, value) in &n.params {
+                    let max = templates::param_spec(name).unwrap().max_chars;
+                    assert!(value.chars().count() <= max, "{} {name}: {value}", n.kind);
+                }
+                if let Some(agency) = n.params.get("agency_name") {
+                    // Cut at 199 characters, a space before the cut dropped.
+                    assert!(agency.chars().count() >= 198, "{agency}");
+                    assert!(agency.ends_with('…'), "{agency}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -49,14 +49,17 @@ impl App {
     }
 }
 
-/// Longest template parameter value ZNS accepts, in characters.
+/// Longest value ZNS accepts for a parameter a template did not register, in
+/// characters.
 pub const MAX_PARAM_CHARS: usize = 400;
 
 impl App {
     /// Checks a template id and its data the way ZNS does: the template must be
     /// registered for this app (-109), the data an object (-111 when absent or empty,
     /// -112 otherwise), every required parameter a non-empty string (-1122), no value
-    /// longer than [`MAX_PARAM_CHARS`] (-1121).
+    /// longer than its registered parameter's max length (the lengths of
+    /// `docs/zalo-templates.md`, as Zalo keeps them per template), or than
+    /// [`MAX_PARAM_CHARS`] for another (-1121).
     pub fn check_template(
         &self,
         template_id: Option<&Value>,
@@ -90,10 +93,14 @@ impl App {
         }
         for (name, value) in data {
             if let Value::String(v) = value {
-                if v.chars().count() > MAX_PARAM_CHARS {
+                let max = Some(name.as_str())
+                    .filter(|n| required.contains(n))
+                    .and_then(loa_contracts::templates::param_spec)
+                    .map_or(MAX_PARAM_CHARS, |spec| spec.max_chars);
+                if v.chars().count() > max {
                     return Err(ZaloError::new(
                         codes::PARAM_TOO_LONG,
-                        format!("Parameter `{name}` exceeds {MAX_PARAM_CHARS} characters"),
+                        format!("Parameter `{name}` exceeds {max} characters"),
                     ));
                 }
             }
@@ -242,6 +249,33 @@ mod tests {
         assert_eq!(text, loa_contracts::templates::render(kind, &params));
         assert!(text.contains("đã có kết quả trước ngày hẹn trả ([due_date])"));
         assert_eq!(apps.first().render("999", &data), None);
+    }
+
+    #[test]
+    fn a_registered_parameter_longer_than_its_template_allows_is_minus_1121() {
+        let tenants = Tenants::new(vec![loa_platform::tenants::demo_tenant("http://x")]).unwrap();
+        let apps = Apps::from_tenants(&tenants).unwrap();
+        let app = apps.first();
+        let id = serde_json::json!(NotificationKind::Withdrawn.default_template_id());
+        let data = |name: &str, value: String| {
+            let mut data: Map<String, Value> = NotificationKind::Withdrawn
+                .required_params()
+                .iter()
+                .map(|p| ((*p).to_owned(), Value::from("x")))
+                .collect();
+            data.insert(name.to_owned(), Value::from(value));
+            Value::Object(data)
+        };
+        let check = |name: &str, value: String| {
+            app.check_template(Some(&id), Some(&data(name, value)))
+                .map_err(|e| e.code)
+        };
+        // docs/zalo-templates.md: dossier_code 30, agency_name 200, customer_name 30.
+        assert!(check("agency_name", "Ủ".repeat(200)).is_ok());
+        assert_eq!(check("agency_name", "Ủ".repeat(201)).unwrap_err(), -1121);
+        assert!(check("dossier_code", "x".repeat(30)).is_ok());
+        assert_eq!(check("dossier_code", "x".repeat(31)).unwrap_err(), -1121);
+        assert_eq!(check("customer_name", "x".repeat(31)).unwrap_err(), -1121);
     }
 
     #[test]

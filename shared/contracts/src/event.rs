@@ -17,8 +17,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-/// Longest accepted dossier code (the national format is 25 characters).
-pub const MAX_DOSSIER_CODE: usize = 50;
+/// Longest accepted dossier code: what a ZNS template's `dossier_code` parameter (type
+/// "Mã số") carries, 30 characters; the national format is 25. A code is never cut (a
+/// cut one names another dossier), so a longer one is refused here.
+pub const MAX_DOSSIER_CODE: usize = 30;
 /// Longest accepted event id.
 pub const MAX_EVENT_ID: usize = 100;
 /// Longest accepted person, procedure or agency name.
@@ -857,6 +859,16 @@ pub(crate) mod tests {
         assert_eq!(e.routing_key(), "dossier.demo.2");
         let back: DossierEvent = serde_json::from_value(serde_json::to_value(&e).unwrap()).unwrap();
         assert_eq!(back, e);
+    }
+
+    #[test]
+    fn a_dossier_code_longer_than_a_zns_template_takes_is_refused_naming_the_field() {
+        // ZNS's `dossier_code` ("Mã số") takes 30 characters and a code is never cut.
+        let mut v = sample();
+        v["dossier_code"] = json!("000.00.06.H56-261128-000000001");
+        assert_eq!(DossierEvent::from_json(&v).unwrap().dossier_code.len(), 30);
+        let refused = refusal(|v| v["dossier_code"] = json!("000.00.06.H56-261128-0000000001"));
+        assert_eq!(refused.field, "dossier_code");
     }
 
     #[test]

@@ -141,7 +141,8 @@ pub fn param_spec(name: &str) -> Option<ParamSpec> {
             "documents",
             "Tên sản phẩm / Thương hiệu",
             200,
-            "the documents to bring, separated by \"; \", or a pointer to the lookup page",
+            "the documents to bring, separated by \"; \", or, when the source listed \
+             none, to ask the agency (as the lookup page says)",
         ),
         "electronic_copy" => spec(
             "electronic_copy",
@@ -173,10 +174,37 @@ pub fn param_spec(name: &str) -> Option<ParamSpec> {
             "amount",
             "Số lượng / Số tiền",
             20,
-            "the amount due, \"150.000 đồng\"",
+            "the amount due, \"150.000 đồng\", or \"Liên hệ cơ quan\" when the source \
+             gave none (as the lookup page says)",
         ),
         _ => return None,
     })
+}
+
+/// Whether Loa may cut a parameter's value to its length: a name or free text reads
+/// fine cut with "…"; a dossier code or a link cut short is wrong, not short.
+pub fn cuttable(name: &str) -> bool {
+    !matches!(
+        name,
+        "dossier_code" | "lookup_url" | "link" | "electronic_copy" | "status"
+    )
+}
+
+/// `value` as parameter `name` may carry it to Zalo, which refuses a value longer than
+/// the template registered (`-1121`): at most [`ParamSpec::max_chars`] characters (not
+/// bytes: Vietnamese is multi-byte), cut with "…" when [`cuttable`]. Anything else
+/// comes back whole, and whoever makes it keeps it within the limit (intake refuses a
+/// dossier code longer than `dossier_code` takes).
+pub fn fit(name: &str, value: &str) -> String {
+    match param_spec(name) {
+        Some(spec) if cuttable(name) && value.chars().count() > spec.max_chars => {
+            let mut out: String = value.chars().take(spec.max_chars - 1).collect();
+            out.truncate(out.trim_end().len());
+            out.push('…');
+            out
+        }
+        _ => value.to_owned(),
+    }
 }
 
 /// The short status a kind's message carries in its `status` parameter (at most 30
@@ -257,7 +285,7 @@ pub fn text_vi(kind: NotificationKind) -> &'static str {
              Hồ sơ <dossier_code> (<procedure_name>) tại <agency_name> cần nộp phí, lệ phí: \
              <amount>.\n\
              Trạng thái: <status>.\n\
-             Chi tiết và cách nộp tại: <lookup_url>"
+             Chi tiết tại: <lookup_url>"
         }
         NotificationKind::Withdrawn => {
             "Kính gửi <customer_name>,\n\
@@ -475,6 +503,26 @@ pub fn markdown() -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn names_are_fitted_to_their_parameter_with_an_ellipsis_and_codes_never_cut() {
+        let agency = "Ủ".repeat(300);
+        let fitted = fit("agency_name", &agency);
+        assert_eq!(fitted.chars().count(), 200);
+        assert!(fitted.ends_with('…'));
+        assert_eq!(
+            fit("agency_name", "UBND phường Đức Thắng"),
+            "UBND phường Đức Thắng"
+        );
+        let code = "x".repeat(40);
+        assert_eq!(fit("dossier_code", &code), code, "a code is never cut");
+        assert_eq!(
+            param_spec("dossier_code").unwrap().max_chars,
+            crate::event::MAX_DOSSIER_CODE,
+            "intake refuses what the template cannot carry"
+        );
+    }
+
     use super::*;
 
     #[test]

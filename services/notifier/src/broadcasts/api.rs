@@ -198,14 +198,16 @@ fn check(body: &Value, tenant: &TenantSettings, now: DateTime<Utc>) -> Result<Ch
                 format!("the template has no parameter `{name}`"),
             ));
         }
+        // What the template registered with Zalo takes (it refuses longer, -1121);
         // PostgreSQL's jsonb holds no NUL.
+        let max = loa_contracts::templates::param_spec(name).map_or(MAX_PARAM, |s| s.max_chars);
         if value
             .as_str()
-            .is_none_or(|v| v.chars().count() > MAX_PARAM || v.contains('\0'))
+            .is_none_or(|v| v.chars().count() > max || v.contains('\0'))
         {
             return Err(invalid(
                 &field,
-                format!("a string of at most {MAX_PARAM} characters, without NUL"),
+                format!("a string of at most {max} characters, without NUL"),
             ));
         }
     }

@@ -383,7 +383,9 @@ fn message(
             o.iter()
                 .map(|(k, v)| {
                     let text = v.as_str().unwrap_or_default();
-                    (k.clone(), text.replace("{name}", name.unwrap_or(NO_NAME)))
+                    // A long name may take `body` past what the template takes.
+                    let text = text.replace("{name}", name.unwrap_or(NO_NAME));
+                    (k.clone(), loa_contracts::templates::fit(k, &text))
                 })
                 .collect()
         })

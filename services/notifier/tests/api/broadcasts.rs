@@ -189,9 +189,17 @@ async fn a_dry_run_counts_and_previews_and_bad_requests_name_their_field() {
     let mut ends_before = announcement(json!({"all": true}));
     ends_before["end_at"] = json!("2020-01-01T00:00:00Z");
     let (end_status, end_error) = post(&app, "/v1/broadcasts", "demo-admin", &ends_before).await;
+    // Longer than the announcement template's title (100), which Zalo would refuse.
+    let mut long_title = announcement(json!({"all": true}));
+    long_title["message"]["params"]["title"] = json!("T".repeat(101));
+    let (long_status, long_error) = post(&app, "/v1/broadcasts", "demo-admin", &long_title).await;
 
     // Assert
     assert_eq!(status, 200, "{preview}");
+    assert_eq!(
+        (long_status, long_error["error"]["field"].as_str()),
+        (422, Some("message.params.title"))
+    );
     assert_eq!(preview["audience"], 3);
     assert_eq!(
         preview["preview"]["params"]["body"],

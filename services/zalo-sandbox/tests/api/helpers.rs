@@ -123,7 +123,11 @@ impl TestApp {
         let data: serde_json::Map<String, Value> = NotificationKind::Receipt
             .required_params()
             .iter()
-            .map(|p| ((*p).to_owned(), Value::from(format!("giá trị {p}"))))
+            // Within each parameter's registered length, as Loa sends them.
+            .map(|p| {
+                let value = loa_contracts::templates::fit(p, &format!("giá trị {p}"));
+                ((*p).to_owned(), Value::from(value))
+            })
             .collect();
         json!({
             "phone": phone,

@@ -157,7 +157,10 @@ async fn promotions_are_refused_beyond_their_share_of_the_day_and_a_citizen_s_mo
         let data: serde_json::Map<String, serde_json::Value> = NotificationKind::Announcement
             .required_params()
             .iter()
-            .map(|p| ((*p).to_owned(), json!(format!("giá trị {p}"))))
+            .map(|p| {
+                let value = loa_contracts::templates::fit(p, &format!("giá trị {p}"));
+                ((*p).to_owned(), json!(value))
+            })
             .collect();
         json!({
             "phone": phone,

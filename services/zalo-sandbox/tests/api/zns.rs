@@ -143,10 +143,17 @@ async fn zns_send_with_a_missing_or_empty_param_answers_minus_1122_and_a_long_on
     empty["template_data"]["due_date"] = json!("");
     let mut long = app.zns_body(PHONE, "t");
     long["template_data"]["reason"] = json!("x".repeat(401));
+    // Longer than the receipt template registered (agency_name 200, dossier_code 30).
+    let mut long_agency = app.zns_body(PHONE, "t");
+    long_agency["template_data"]["agency_name"] = json!("Ủ".repeat(201));
+    let mut long_code = app.zns_body(PHONE, "t");
+    long_code["template_data"]["dossier_code"] = json!("x".repeat(31));
 
     assert_eq!(app.send_zns(&token, &missing).await["error"], -1122);
     assert_eq!(app.send_zns(&token, &empty).await["error"], -1122);
     assert_eq!(app.send_zns(&token, &long).await["error"], -1121);
+    assert_eq!(app.send_zns(&token, &long_agency).await["error"], -1121);
+    assert_eq!(app.send_zns(&token, &long_code).await["error"], -1121);
 }
 
 #[tokio::test]
