@@ -390,3 +390,46 @@ async fn intake_answers_503_with_retry_after_when_rabbitmq_cannot_confirm() {
     cancel.cancel();
     server.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn an_organisation_s_dossier_is_addressed_and_shown_by_its_name_never_masked_or_as_ong_ba() {
+    // Arrange: a company files through the pipeline (kind organisation, tax code),
+    // its name within the 30 characters of `customer_name`.
+    let sys = TestSystem::start().await;
+    let company = "Công ty TNHH Việt Tiến";
+    let mut event = receipt_event("org-1", "H56-0010");
+    event["applicant"] = json!({
+        "kind": "organisation", "name": company, "tax_code": "0312345678",
+        "phone": "0903 123 456"
+    });
+
+    // Act
+    let resp = sys.post_event("demo-token", &event).await;
+
+    // Assert: the message addresses it by its name and as "Quý tổ chức".
+    assert_eq!(resp.status(), 202);
+    let messages = sys.settle_messages(1).await;
+    let data = &messages[0]["template_data"];
+    assert_eq!(data["customer_name"], company);
+    let read = messages[0]["rendered"].as_str().unwrap();
+    assert!(read.starts_with(&format!("Kính gửi {company},")), "{read}");
+    assert!(read.contains("Xin Quý tổ chức vui lòng giữ"), "{read}");
+    assert!(!read.to_lowercase().contains("ông/bà"), "{read}");
+
+    // The lookup page shows the name as it is: no initials, no "ông/bà".
+    let link = data["lookup_url"].as_str().unwrap();
+    let path = &link[link.find("/tra-cuu/").unwrap()..];
+    let page = reqwest::get(format!("{}{path}", sys.tracker))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(company), "{page}");
+    assert!(
+        !page.contains("Công T."),
+        "no personal-name masking: {page}"
+    );
+    assert!(!page.to_lowercase().contains("ông/bà"), "{page}");
+    sys.stop().await;
+}
