@@ -3,9 +3,15 @@
 //! and cancelled (issue 11).
 
 use crate::{
-    console::{add_user, http_sign_in},
-    helpers::{test_settings, TestSystem},
+    console::{add_user, db, http_sign_in, sign_in},
+    helpers::{receipt_event, test_settings, TestSystem},
+    helpers_webdriver::Browser,
 };
+use loa_platform::testing::eventually;
+use serde_json::json;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(30);
 
 #[tokio::test]
 async fn the_demo_account_signs_in_in_development_mode_and_is_removed_once_the_console_runs_outside_it(
@@ -45,5 +51,96 @@ async fn the_demo_account_signs_in_in_development_mode_and_is_removed_once_the_c
     assert_eq!(demo_again, None, "demo cannot sign in outside it");
     assert_eq!(old_session.status(), 303, "its session ended too");
     assert!(operator.is_some(), "an operator's account is kept");
+    sys.stop().await;
+}
+
+#[tokio::test]
+async fn a_tenant_paused_by_a_revoked_zalo_token_is_explained_in_vietnamese_and_resumed_from_the_overview(
+) {
+    // Arrange: Zalo revokes the access tokens and answers the refresh without tokens
+    // (a revoked refresh token); a receipt then pauses the tenant.
+    let sys = TestSystem::start().await;
+    add_user(&sys, "demo", "hoa", "admin", "mật-khẩu-của-Hoa").await;
+    let sandbox = |method: reqwest::Method, path: &str| {
+        sys.client
+            .request(method, format!("{}/_sandbox/{path}", sys.sandbox))
+    };
+    assert!(sandbox(reqwest::Method::POST, "tokens/expire")
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .is_success());
+    assert!(sandbox(reqwest::Method::POST, "faults")
+        .json(&json!({"api": "oauth", "no_tokens": true}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .is_success());
+    assert_eq!(
+        sys.post_event("demo-token", &receipt_event("pause-1", "PAUSE-1"))
+            .await
+            .status(),
+        202
+    );
+    let client = db(&sys).await;
+    let stored_reason: String = eventually(WAIT, || async {
+        client
+            .query_opt(
+                "SELECT reason FROM notifier.tenant_pauses WHERE tenant = 'demo' AND paused",
+                &[],
+            )
+            .await
+            .ok()?
+            .map(|r| r.get(0))
+    })
+    .await
+    .expect("the tenant is paused");
+    let browser = Browser::start().await;
+
+    // Act: the overview while paused; then Zalo answers again and the admin resumes.
+    sign_in(&browser, &sys, Some("demo"), "hoa", "mật-khẩu-của-Hoa").await;
+    let paused = browser.text().await;
+    let small_print = browser.text_of("#pause .raw-reason").await;
+    browser.screenshot("operations-01-paused").await;
+    assert!(sandbox(reqwest::Method::DELETE, "faults")
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .is_success());
+    browser
+        .click("form[action='/admin/overview/resume'] button")
+        .await;
+    let resumed = browser.text().await;
+    browser.screenshot("operations-02-resumed").await;
+
+    // Assert
+    assert!(
+        paused.contains(
+            "Đang tạm dừng gửi tin: Mã truy cập Zalo hết hạn hoặc bị thu hồi, cần cấp quyền lại"
+        ),
+        "{paused}"
+    );
+    assert!(paused.contains("Tiếp tục gửi tin"), "{paused}");
+    assert!(
+        small_print.contains(&stored_reason),
+        "the raw reason in small print: {small_print:?}, stored {stored_reason:?}"
+    );
+    assert!(resumed.contains("Đang gửi bình thường"), "{resumed}");
+    assert!(!resumed.contains("Đang tạm dừng gửi tin"), "{resumed}");
+    let audited: Vec<String> = client
+        .query(
+            "SELECT actor FROM console.audit_log WHERE action = 'tenant_resume' AND tenant = 'demo'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(audited, ["hoa"]);
+    browser.quit().await;
     sys.stop().await;
 }

@@ -202,10 +202,44 @@ pub fn explain(reason: &str, code: Option<i64>) -> Option<&'static str> {
         .map(|(_, vi)| *vi)
 }
 
+/// Why a tenant's sending is paused, for the overview.
+const TOKEN_LOST: &str = "Mã truy cập Zalo hết hạn hoặc bị thu hồi, cần cấp quyền lại cho OA (nút «Cấp quyền lại cho OA» bên dưới), rồi bấm «Tiếp tục gửi tin».";
+
+/// The Vietnamese explanation of a tenant's pause (`GET /v1/pause`: the reason and
+/// Zalo's code): a refresh token Zalo refused, revoked or spent, or an access token it
+/// no longer takes, means re-authorising the OA; any other reason is explained as a
+/// message's would be ([`explain`]); `None` when it is not a known one.
+pub fn pause(reason: &str, code: Option<i64>) -> Option<&'static str> {
+    let lower = reason.to_ascii_lowercase();
+    let token_code =
+        code.is_some_and(|c| (-14999..=-14000).contains(&c) || [-124, -216, -220].contains(&c));
+    if token_code
+        || lower.starts_with("token refresh failed")
+        || lower.contains("without an access token")
+        || lower.starts_with("no access token")
+    {
+        return Some(TOKEN_LOST);
+    }
+    explain(reason, code)
+}
+
 /// A reason's table cell content: the Vietnamese explanation with the raw reason
 /// (and code) in small print and as the `title`, or the raw reason alone when it is
 /// unknown, or "—" when there is none.
 pub fn cell(reason: Option<&str>, code: Option<i64>) -> Markup {
+    cell_with(reason, code, explain)
+}
+
+/// The overview's pause reason, as [`cell`] shows a message's, explained by [`pause`].
+pub fn pause_cell(reason: Option<&str>, code: Option<i64>) -> Markup {
+    cell_with(reason, code, pause)
+}
+
+fn cell_with(
+    reason: Option<&str>,
+    code: Option<i64>,
+    explain: fn(&str, Option<i64>) -> Option<&'static str>,
+) -> Markup {
     let raw = match (reason.filter(|r| !r.trim().is_empty()), code) {
         (Some(r), Some(c)) if !r.contains(&c.to_string()) => format!("{r} (mã {c})"),
         (Some(r), _) => r.to_owned(),
@@ -225,6 +259,26 @@ pub fn cell(reason: Option<&str>, code: Option<i64>) -> Markup {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pause_for_a_lost_token_asks_for_a_reauthorisation_and_others_are_explained_as_messages_are(
+    ) {
+        for (reason, code) in [
+            (
+                "token refresh failed: zalo error -14014: Invalid refresh token",
+                None,
+            ),
+            ("token refresh failed: refused", Some(-14014)),
+            ("token refresh failed: the answer holds no tokens", None),
+        ] {
+            assert_eq!(pause(reason, code), Some(TOKEN_LOST), "{reason}");
+        }
+        assert_eq!(
+            pause("zalo error -115: Not enough balance", Some(-115)),
+            Some("Tài khoản ZNS không đủ số dư: cần nạp thêm để gửi tiếp.")
+        );
+        assert_eq!(pause("something new", None), None);
+    }
 
     #[test]
     fn zalo_error_codes_are_explained_from_the_text_or_the_structured_code() {

@@ -91,7 +91,7 @@ pub async fn show(
                 p.notice.error role="status" {
                     "Đang tạm dừng gửi tin: "
                     @if pause["reason"].is_string() || !pause["error_code"].is_null() {
-                        (reasons::cell(pause["reason"].as_str(), pause["error_code"].as_i64()))
+                        (reasons::pause_cell(pause["reason"].as_str(), pause["error_code"].as_i64()))
                     } @else { "không rõ lý do" }
                 }
                 p.muted {
