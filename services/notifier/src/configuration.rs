@@ -64,6 +64,9 @@ pub struct NotifierSettings {
     /// Subscribers per page of a broadcast's fan-out: one publish with confirms and
     /// one checkpoint each.
     pub broadcast_chunk: usize,
+    /// Recipients per message the fan-out publishes (`notification_batch.v1`, as the
+    /// tracker's `relay_pack`); 1 publishes each alone.
+    pub broadcast_pack: usize,
     /// How often the broadcast fan-out looks for work, in ms.
     pub broadcast_interval_ms: u64,
     /// How long a -32 from Zalo pushes the tenant's next send back, in ms.
@@ -136,6 +139,7 @@ impl Default for NotifierSettings {
             rate_limit_horizon_ms: 2_000,
             rate_limit_broadcast_horizon_ms: 250,
             broadcast_chunk: 1_000,
+            broadcast_pack: 16,
             broadcast_interval_ms: 500,
             rate_limit_penalty_ms: 1_000,
             webhook_max_age_secs: 86_400,

@@ -235,6 +235,7 @@ impl Application {
             clock: clock.clone(),
             owner: leases.owner(),
             chunk: settings.broadcast_chunk.max(1),
+            pack: settings.broadcast_pack.max(1),
             interval: Duration::from_millis(settings.broadcast_interval_ms.max(10)),
         };
         let scheduler = Scheduler::new(

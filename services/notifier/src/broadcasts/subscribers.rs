@@ -90,7 +90,15 @@ pub(crate) async fn import_batch(
         .transaction()
         .await
         .context("Failed to begin an import transaction")?;
-    join_phones(&tx, tenant, &phones, &users).await?;
+    // Only a line naming both a phone and a user id can join rows (every statement
+    // of `join_phones` reads those lines alone): a phone-only import skips them.
+    if batch
+        .lines
+        .iter()
+        .any(|l| l.phone.is_some() && l.zalo_user_id.is_some())
+    {
+        join_phones(&tx, tenant, &phones, &users).await?;
+    }
     // Then every line is one upsert: by user id when it has one, else by phone.
     let upsert = |conflict: &str, set_phone: &str, which: &str| {
         format!(
@@ -110,14 +118,24 @@ pub(crate) async fn import_batch(
         )
     };
     let mut written = Written::default();
-    for sql in [
-        upsert(
-            "(tenant, zalo_user_id)",
-            "phone = coalesce(EXCLUDED.phone, s.phone),",
-            "l.uid IS NOT NULL",
+    let with_user = batch.users.len();
+    for (sql, lines) in [
+        (
+            upsert(
+                "(tenant, zalo_user_id)",
+                "phone = coalesce(EXCLUDED.phone, s.phone),",
+                "l.uid IS NOT NULL",
+            ),
+            with_user,
         ),
-        upsert("(tenant, phone)", "", "l.uid IS NULL"),
+        (
+            upsert("(tenant, phone)", "", "l.uid IS NULL"),
+            batch.len() - with_user,
+        ),
     ] {
+        if lines == 0 {
+            continue;
+        }
         let statement = tx
             .prepare_cached(&sql)
             .await

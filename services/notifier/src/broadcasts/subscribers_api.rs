@@ -41,7 +41,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 /// Lines written per transaction.
-pub(crate) const BATCH_LINES: usize = 2_000;
+pub(crate) const BATCH_LINES: usize = 10_000;
 /// Bad lines listed in an import's answer (all are counted).
 pub(crate) const MAX_LISTED: usize = 1_000;
 
@@ -76,7 +76,9 @@ pub(crate) struct ImportResult {
     rejected_total: u64,
 }
 
-/// Reads an import body's lines as they arrive and writes them in batches.
+/// Reads an import body's lines as they arrive and writes them in batches. One batch
+/// is written while the next is read: the transactions stay in the lines' order (a
+/// batch starts once the one before committed), and memory is two batches.
 struct Importer<'a> {
     pool: &'a Pool,
     tenant: &'a str,
@@ -84,6 +86,8 @@ struct Importer<'a> {
     format: Option<Format>,
     line: usize,
     batch: Batch,
+    /// The batch being written.
+    writing: Option<tokio::task::JoinHandle<anyhow::Result<subscribers::Written>>>,
     result: ImportResult,
 }
 
@@ -142,9 +146,28 @@ impl Importer<'_> {
         ));
     }
 
+    /// Waits for the batch being written, then starts writing the current one.
     async fn flush(&mut self) -> Result<(), ApiError> {
+        self.written().await?;
         let batch = std::mem::take(&mut self.batch);
-        let written = subscribers::import_batch(self.pool, self.tenant, &batch).await?;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let (pool, tenant) = (self.pool.clone(), self.tenant.to_owned());
+        self.writing = Some(tokio::spawn(async move {
+            subscribers::import_batch(&pool, &tenant, &batch).await
+        }));
+        Ok(())
+    }
+
+    /// Waits for the batch being written (if any) and counts it.
+    async fn written(&mut self) -> Result<(), ApiError> {
+        let Some(writing) = self.writing.take() else {
+            return Ok(());
+        };
+        let written = writing
+            .await
+            .map_err(|e| anyhow::anyhow!("an import batch's writer failed: {e}"))??;
         self.result.imported += written.imported;
         self.result.updated += written.updated;
         Ok(())
@@ -211,6 +234,7 @@ pub(crate) async fn import(
         format: (!csv).then_some(Format::Ndjson),
         line: 0,
         batch: Batch::default(),
+        writing: None,
         result: ImportResult::default(),
     };
     let mut stream = body.into_data_stream();
@@ -273,6 +297,7 @@ pub(crate) async fn import(
         .with_field("header"));
     }
     importer.flush().await?;
+    importer.written().await?;
     let result = importer.result;
     tracing::info!(
         tenant = %tenant.id,
