@@ -251,18 +251,26 @@ mod tests {
         assert_eq!(apps.first().render("999", &data), None);
     }
 
-    #[test]
-    fn a_registered_parameter_longer_than_its_template_allows_is_minus_1121() {
+    /// The demo tenant's apps, the id of its `withdrawn` template, and that template's
+    /// parameters, each "x".
+    fn withdrawn() -> (Apps, Value, Map<String, Value>) {
         let tenants = Tenants::new(vec![loa_platform::tenants::demo_tenant("http://x")]).unwrap();
         let apps = Apps::from_tenants(&tenants).unwrap();
-        let app = apps.first();
         let id = serde_json::json!(NotificationKind::Withdrawn.default_template_id());
+        let data = NotificationKind::Withdrawn
+            .required_params()
+            .iter()
+            .map(|p| ((*p).to_owned(), Value::from("x")))
+            .collect();
+        (apps, id, data)
+    }
+
+    #[test]
+    fn a_registered_parameter_longer_than_its_template_allows_is_minus_1121() {
+        let (apps, id, valid) = withdrawn();
+        let app = apps.first();
         let data = |name: &str, value: String| {
-            let mut data: Map<String, Value> = NotificationKind::Withdrawn
-                .required_params()
-                .iter()
-                .map(|p| ((*p).to_owned(), Value::from("x")))
-                .collect();
+            let mut data = valid.clone();
             data.insert(name.to_owned(), Value::from(value));
             Value::Object(data)
         };
@@ -280,15 +288,8 @@ mod tests {
 
     #[test]
     fn template_checks_follow_zns_codes_in_order() {
-        let tenants = Tenants::new(vec![loa_platform::tenants::demo_tenant("http://x")]).unwrap();
-        let apps = Apps::from_tenants(&tenants).unwrap();
+        let (apps, id, mut data) = withdrawn();
         let app = apps.first();
-        let id = serde_json::json!(NotificationKind::Withdrawn.default_template_id());
-        let mut data: Map<String, Value> = NotificationKind::Withdrawn
-            .required_params()
-            .iter()
-            .map(|p| ((*p).to_owned(), Value::from("x")))
-            .collect();
         assert!(app
             .check_template(Some(&id), Some(&Value::Object(data.clone())))
             .is_ok());
