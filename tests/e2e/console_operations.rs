@@ -144,3 +144,93 @@ async fn a_tenant_paused_by_a_revoked_zalo_token_is_explained_in_vietnamese_and_
     browser.quit().await;
     sys.stop().await;
 }
+
+#[tokio::test]
+async fn an_admin_schedules_a_broadcast_in_vietnam_time_sees_it_scheduled_and_cancels_it() {
+    // Arrange: an admin; a start three days ahead, 08:30 in Vietnam.
+    let sys = TestSystem::start().await;
+    add_user(&sys, "demo", "hoa", "admin", "mật-khẩu-của-Hoa").await;
+    let vietnam = chrono::FixedOffset::east_opt(7 * 3600).unwrap();
+    let day = (chrono::Utc::now().with_timezone(&vietnam) + chrono::Duration::days(3)).date_naive();
+    let picked = format!("{}T08:30", day.format("%Y-%m-%d"));
+    let shown = format!("{} 08:30", day.format("%d/%m/%Y"));
+    let browser = Browser::start().await;
+    sign_in(&browser, &sys, Some("demo"), "hoa", "mật-khẩu-của-Hoa").await;
+
+    // Act: compose with the start time, then open the list, then cancel.
+    browser
+        .click("nav.sections a[href='/admin/broadcasts']")
+        .await;
+    browser.click("#compose").await;
+    browser.fill("#title", "Lịch tiêm phòng gia súc").await;
+    browser.fill("#param_title", "Tiêm phòng gia súc").await;
+    browser
+        .fill(
+            "#param_body",
+            "Kính gửi {name}: phường tổ chức tiêm phòng gia súc miễn phí.",
+        )
+        .await;
+    browser
+        .fill("#param_link", "https://binhthuan.gov.vn/tiem-phong")
+        .await;
+    browser.set_value("#start_at", &picked).await;
+    browser
+        .screenshot("operations-03-broadcast-scheduling")
+        .await;
+    browser.click("#create").await;
+    let created = browser.text().await;
+    let state = browser.text_of("#broadcast-state").await;
+    let id = browser
+        .url()
+        .await
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned();
+    browser
+        .screenshot("operations-04-broadcast-scheduled")
+        .await;
+    browser
+        .goto(&format!("{}/admin/broadcasts", sys.console))
+        .await;
+    let listed = browser.text().await;
+    browser.screenshot("operations-05-broadcasts-list").await;
+    browser
+        .goto(&format!("{}/admin/broadcasts/{id}", sys.console))
+        .await;
+    browser.click("#broadcast-cancel").await;
+    let cancelled = browser.text().await;
+    let cancelled_state = browser.text_of("#broadcast-state").await;
+    browser
+        .screenshot("operations-06-broadcast-cancelled")
+        .await;
+
+    // Assert
+    assert!(created.contains("Đã tạo thông báo."), "{created}");
+    assert_eq!(state, "Đã lên lịch");
+    assert!(created.contains(&shown), "start {shown} on {created}");
+    assert!(
+        listed.contains(&format!("Đã lên lịch\nBắt đầu {shown}"))
+            || listed.contains(&format!("Đã lên lịch Bắt đầu {shown}")),
+        "{listed}"
+    );
+    assert!(cancelled.contains("Đã huỷ thông báo."), "{cancelled}");
+    assert_ne!(cancelled_state, "Đã lên lịch");
+    let audited: Vec<(String, String)> = db(&sys)
+        .await
+        .query(
+            "SELECT actor, object FROM console.audit_log WHERE action = 'broadcast_cancel'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(audited, [("hoa".to_owned(), id)]);
+    browser.quit().await;
+    sys.stop().await;
+}

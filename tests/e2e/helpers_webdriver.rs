@@ -261,6 +261,21 @@ impl Browser {
         .await;
     }
 
+    /// Sets the value of the input matching `css` as a picker would (a `datetime-local`
+    /// takes `2026-12-10T08:30` whatever the browser's locale; typed keys do not).
+    pub async fn set_value(&self, css: &str, value: &str) {
+        self.find(css).await;
+        self.call(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(json!({
+                "script": "document.querySelector(arguments[0]).value = arguments[1];",
+                "args": [css, value]
+            })),
+        )
+        .await;
+    }
+
     /// Clicks a link or a submit button and waits until the next page replaced this
     /// one (its old `body` is gone).
     pub async fn click(&self, css: &str) {

@@ -110,7 +110,12 @@ pub async fn list(
                         tr {
                             td.nowrap { (b["created_at"].as_str().map(html::datetime_vn_str).unwrap_or_default()) }
                             td { a href={ "/admin/broadcasts/" (segment(&id)) } { (text(&b["title"], "")) } }
-                            td { span class={ "badge " (text(&b["state"], "")) } { (state_vi(b["state"].as_str().unwrap_or(""))) } }
+                            td {
+                                span class={ "badge " (text(&b["state"], "")) } { (state_vi(b["state"].as_str().unwrap_or(""))) }
+                                @if b["state"] == "scheduled" {
+                                    br; small.muted.nowrap { "Bắt đầu " (b["start_at"].as_str().map(html::datetime_vn_str).unwrap_or_default()) }
+                                }
+                            }
                             td { (int(&b["audience"])) }
                             td { (int(&b["sent"])) }
                             td.nowrap { (percent(b)) " %" }
