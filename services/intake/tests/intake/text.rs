@@ -51,7 +51,7 @@ async fn an_electronic_result_is_accepted_with_a_result_over_https_and_otherwise
     let mut ready = event("x-result");
     ready["status"] = json!("result_ready");
     ready["result_document"] = document.clone();
-    let mut supplement = event("x-supplement");
+    let mut supplement = event("x-suppl");
     supplement["status"] = json!(5);
     supplement["result_document"] = document;
     let mut plain_http = ready.clone();
