@@ -1,6 +1,7 @@
 //! Test support: a tracker running in-process against a private database and vhost,
 //! a publisher feeding `loa.events`, and an observer of `notifier.transactional`.
 
+use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use lapin::{
     options::{BasicAckOptions, BasicGetOptions},
@@ -15,7 +16,10 @@ use loa_platform::{
     testing::{eventually, TestEnv},
     CommonSettings, Credential, Secret, Tenants,
 };
-use loa_tracker::{Application, TrackerSettings};
+use loa_tracker::{
+    store::{apply_batch, ApplyContext, BatchOutcome, IncomingEvent},
+    Application, TrackerSettings,
+};
 use serde_json::{json, Value};
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -181,6 +185,11 @@ impl TestApp {
     /// The public lookup page of a `demo` dossier.
     pub async fn lookup_page(&self, code: &str) -> String {
         let token = loa_tracker::lookup_token(&Secret::new(SECRET), "demo", code);
+        self.page_of_token(&token).await
+    }
+
+    /// The public lookup page behind `token`, as a citizen's browser gets it.
+    pub async fn page_of_token(&self, token: &str) -> String {
         reqwest::get(format!("{}/tra-cuu/{token}", self.address))
             .await
             .unwrap()
@@ -373,4 +382,69 @@ pub fn event_with(
 /// A unique dossier code per call.
 pub fn dossier_code(suffix: &str) -> String {
     format!("000.00.06.H56-261128-{suffix}")
+}
+
+/// A migrated database of its own and what the unit of work needs, for the tests that
+/// call `apply_batch` directly rather than through the consumer: each of them built the
+/// same pool, secret and context by hand.
+pub struct Direct {
+    /// The migrated database.
+    pub pool: Pool,
+    /// The private database and vhost (kept so that they outlive the pool).
+    pub env: TestEnv,
+    secret: Secret,
+    now: DateTime<Utc>,
+}
+
+impl Direct {
+    /// A fresh database, migrated, and a processing instant fixed at "now".
+    pub async fn new() -> Self {
+        let env = TestEnv::new().await.unwrap();
+        let pool = loa_platform::db::pool(&env.database_url, 4).unwrap();
+        loa_tracker::migrate(&pool).await.unwrap();
+        Self {
+            pool,
+            env,
+            secret: Secret::new(SECRET),
+            now: Utc::now(),
+        }
+    }
+
+    /// The context of every batch this fixture applies: the test secret, the test base
+    /// URL and the instant fixed at creation.
+    pub fn context(&self) -> ApplyContext<'_> {
+        self.context_at(self.now)
+    }
+
+    /// [`Direct::context`] at another processing instant.
+    pub fn context_at(&self, now: DateTime<Utc>) -> ApplyContext<'_> {
+        ApplyContext {
+            lookup_secret: &self.secret,
+            public_base_url: BASE_URL,
+            now,
+        }
+    }
+
+    /// Applies `events` as one batch with [`Direct::context`], on `pool`.
+    pub async fn apply_on(&self, pool: &Pool, events: &[DossierEvent]) -> BatchOutcome {
+        apply_batch(pool, &self.context(), &incoming(events))
+            .await
+            .unwrap()
+    }
+
+    /// Applies `events` as one batch with [`Direct::context`].
+    pub async fn apply(&self, events: &[DossierEvent]) -> BatchOutcome {
+        self.apply_on(&self.pool, events).await
+    }
+}
+
+/// Events as the consumer hands them to the store, each with the test trace context.
+pub fn incoming(events: &[DossierEvent]) -> Vec<IncomingEvent> {
+    events
+        .iter()
+        .map(|e| IncomingEvent {
+            event: e.clone(),
+            traceparent: Some(TRACEPARENT.into()),
+        })
+        .collect()
 }

@@ -259,12 +259,7 @@ async fn a_late_receipt_gives_the_page_its_reception_date_beside_its_timeline_en
     broker.publish(&ready).await;
     app.wait_applied(&["late-9"]).await;
     let token = lookup_token(&Secret::new(SECRET), "demo", &code);
-    let html = reqwest::get(format!("{}/tra-cuu/{token}", app.address))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = app.page_of_token(&token).await;
 
     // Assert: the state is the result's, the dates are the receipt's.
     assert_eq!(app.status_of(&code).await, Some(9));

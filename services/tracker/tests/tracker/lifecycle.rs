@@ -5,29 +5,13 @@
 use crate::helpers::*;
 use chrono::{DateTime, Duration, Utc};
 use loa_contracts::{DossierEvent, DossierStatus, NotificationKind};
-use loa_platform::{testing::TestEnv, Secret};
+use loa_platform::testing::TestEnv;
 use loa_tracker::{
     lifecycle::fold,
     metrics::EventOutcome,
-    store::{apply_batch, dossier_by_code, ApplyContext, IncomingEvent},
+    store::{apply_batch, dossier_by_code},
 };
 use proptest::{prelude::*, test_runner::TestRunner};
-
-fn incoming(events: &[DossierEvent]) -> Vec<IncomingEvent> {
-    events
-        .iter()
-        .map(|e| IncomingEvent {
-            event: e.clone(),
-            traceparent: None,
-        })
-        .collect()
-}
-
-async fn migrated_pool(env: &TestEnv) -> deadpool_postgres::Pool {
-    let pool = loa_platform::db::pool(&env.database_url, 4).unwrap();
-    loa_tracker::migrate(&pool).await.unwrap();
-    pool
-}
 
 /// `(event id, invalid_transition)` of a dossier's history rows, by event id.
 async fn flags(pool: &deadpool_postgres::Pool, code: &str) -> Vec<(String, bool)> {
@@ -48,36 +32,25 @@ async fn flags(pool: &deadpool_postgres::Pool, code: &str) -> Vec<(String, bool)
 #[tokio::test]
 async fn an_impossible_transition_is_kept_flagged_and_counted_but_neither_applied_nor_notified() {
     // Arrange
-    let env = TestEnv::new().await.unwrap();
-    let pool = migrated_pool(&env).await;
-    let secret = Secret::new(SECRET);
-    let context = ApplyContext {
-        lookup_secret: &secret,
-        public_base_url: BASE_URL,
-        now: Utc::now(),
-    };
+    let direct = Direct::new().await;
     let code = dossier_code("0701");
     let returned = [
         event("l-2", &code, 2, "2026-11-28T09:30:00+07:00"),
         event("l-10", &code, 10, "2026-12-02T10:00:00+07:00"),
     ];
-    apply_batch(&pool, &context, &incoming(&returned))
-        .await
-        .unwrap();
+    direct.apply(&returned).await;
 
     // Act: "refused at intake" after the result was returned, with a new appointment.
     let impossible = event_with("l-3", &code, 3, "2026-12-03T10:00:00+07:00", |v| {
         v["due_at"] = serde_json::json!("2026-12-20T17:00:00+07:00");
         v["reason"] = serde_json::json!("Thiếu giấy tờ");
     });
-    let outcome = apply_batch(&pool, &context, &incoming(&[impossible]))
-        .await
-        .unwrap();
+    let outcome = direct.apply(&[impossible]).await;
 
     // Assert
     assert_eq!(outcome.outcomes, [EventOutcome::InvalidTransition]);
     assert!(outcome.planned.is_empty(), "{:?}", outcome.planned);
-    let state = dossier_by_code(&pool, "demo", &code)
+    let state = dossier_by_code(&direct.pool, "demo", &code)
         .await
         .unwrap()
         .unwrap();
@@ -87,7 +60,7 @@ async fn an_impossible_transition_is_kept_flagged_and_counted_but_neither_applie
         DateTime::parse_from_rfc3339("2026-12-03T17:00:00+07:00").unwrap()
     );
     assert_eq!(
-        flags(&pool, &code).await,
+        flags(&direct.pool, &code).await,
         [
             ("l-10".to_owned(), false),
             ("l-2".to_owned(), false),
@@ -99,25 +72,14 @@ async fn an_impossible_transition_is_kept_flagged_and_counted_but_neither_applie
 #[tokio::test]
 async fn a_late_event_that_makes_a_transition_possible_unflags_it_and_applies_it() {
     // Arrange: 2, then 3 "refused at intake" (impossible after a reception)…
-    let env = TestEnv::new().await.unwrap();
-    let pool = migrated_pool(&env).await;
-    let secret = Secret::new(SECRET);
-    let context = ApplyContext {
-        lookup_secret: &secret,
-        public_base_url: BASE_URL,
-        now: Utc::now(),
-    };
+    let direct = Direct::new().await;
     let code = dossier_code("0702");
-    let first = apply_batch(
-        &pool,
-        &context,
-        &incoming(&[
+    let first = direct
+        .apply(&[
             event("m-2", &code, 2, "2026-11-28T09:30:00+07:00"),
             event("m-3", &code, 3, "2026-12-05T10:00:00+07:00"),
-        ]),
-    )
-    .await
-    .unwrap();
+        ])
+        .await;
     assert_eq!(
         first.outcomes,
         [EventOutcome::Applied, EventOutcome::InvalidTransition]
@@ -125,23 +87,19 @@ async fn a_late_event_that_makes_a_transition_possible_unflags_it_and_applies_it
 
     // Act: …until the supplement request between them arrives late: the citizen never
     // brought the documents, so the refusal is legal after all.
-    let late = apply_batch(
-        &pool,
-        &context,
-        &incoming(&[event("m-5", &code, 5, "2026-11-30T10:00:00+07:00")]),
-    )
-    .await
-    .unwrap();
+    let late = direct
+        .apply(&[event("m-5", &code, 5, "2026-11-30T10:00:00+07:00")])
+        .await;
 
     // Assert
     assert_eq!(late.outcomes, [EventOutcome::Stale]);
     assert!(late.planned.is_empty(), "a late event is history, not news");
-    let state = dossier_by_code(&pool, "demo", &code)
+    let state = dossier_by_code(&direct.pool, "demo", &code)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(state.status, DossierStatus::Refused);
-    assert!(flags(&pool, &code)
+    assert!(flags(&direct.pool, &code)
         .await
         .iter()
         .all(|(_, invalid)| !invalid));
@@ -150,29 +108,18 @@ async fn a_late_event_that_makes_a_transition_possible_unflags_it_and_applies_it
 #[tokio::test]
 async fn a_verdict_overturned_later_in_the_same_batch_is_the_one_kept() {
     // Arrange
-    let env = TestEnv::new().await.unwrap();
-    let pool = migrated_pool(&env).await;
-    let secret = Secret::new(SECRET);
-    let context = ApplyContext {
-        lookup_secret: &secret,
-        public_base_url: BASE_URL,
-        now: Utc::now(),
-    };
+    let direct = Direct::new().await;
     let code = dossier_code("0704");
 
     // Act: the refusal is impossible after the reception, until the late supplement
     // request in the same batch makes it legal.
-    let outcome = apply_batch(
-        &pool,
-        &context,
-        &incoming(&[
+    let outcome = direct
+        .apply(&[
             event("n-2", &code, 2, "2026-11-28T09:30:00+07:00"),
             event("n-3", &code, 3, "2026-12-05T10:00:00+07:00"),
             event("n-5", &code, 5, "2026-11-30T10:00:00+07:00"),
-        ]),
-    )
-    .await
-    .unwrap();
+        ])
+        .await;
 
     // Assert
     assert_eq!(
@@ -183,13 +130,13 @@ async fn a_verdict_overturned_later_in_the_same_batch_is_the_one_kept() {
             EventOutcome::Stale
         ]
     );
-    let state = dossier_by_code(&pool, "demo", &code)
+    let state = dossier_by_code(&direct.pool, "demo", &code)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(state.status, DossierStatus::Refused);
     assert_eq!(
-        flags(&pool, &code).await,
+        flags(&direct.pool, &code).await,
         [
             ("n-2".to_owned(), false),
             ("n-3".to_owned(), false),
@@ -205,23 +152,7 @@ async fn the_consumer_counts_an_impossible_transition_and_plans_nothing_for_it()
     let broker = Broker::connect(&env).await;
     let app = TestApp::spawn(&env, settings(true)).await;
     let code = dossier_code("0703");
-    let metric = || async {
-        let text = reqwest::get(format!("{}/metrics", app.address))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .find(|l| {
-                l.starts_with("loa_tracker_events_total{")
-                    && l.contains("outcome=\"invalid_transition\"")
-                    && l.contains("tenant=\"demo\"")
-            })
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap()
-    };
+    let invalid = r#"loa_tracker_events_total{outcome="invalid_transition",tenant="demo"}"#;
     broker
         .publish(&event("c-2", &code, 2, "2026-11-28T09:30:00+07:00"))
         .await;
@@ -240,7 +171,7 @@ async fn the_consumer_counts_an_impossible_transition_and_plans_nothing_for_it()
         kinds,
         [NotificationKind::Receipt, NotificationKind::Withdrawn]
     );
-    let before = metric().await;
+    let before = app.metric(invalid).await.unwrap();
 
     // Act: a result for a withdrawn dossier.
     broker
@@ -250,18 +181,10 @@ async fn the_consumer_counts_an_impossible_transition_and_plans_nothing_for_it()
     app.wait_relayed().await;
 
     // Assert
-    assert_eq!(metric().await, before + 1.0);
+    assert_eq!(app.metric(invalid).await, Some(before + 1.0));
     assert!(broker.notifications().await.is_empty());
     assert_eq!(app.status_of(&code).await, Some(7));
-    let dossier: serde_json::Value = reqwest::Client::new()
-        .get(format!("{}/v1/dossiers/{code}", app.address))
-        .bearer_auth("demo-admin")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let dossier = app.admin_get(&format!("/v1/dossiers/{code}")).await;
     let history = dossier["history"].as_array().unwrap();
     assert_eq!(history.len(), 3);
     assert_eq!(history[2]["event_id"], "c-9");
@@ -317,9 +240,7 @@ fn stream(code: String) -> impl Strategy<Value = (Vec<DossierEvent>, Vec<usize>,
 #[test]
 fn any_order_batching_and_repeats_of_a_dossiers_events_end_in_the_ordered_streams_state() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let env = runtime.block_on(TestEnv::new()).unwrap();
-    let pool = runtime.block_on(migrated_pool(&env));
-    let secret = Secret::new(SECRET);
+    let direct = runtime.block_on(Direct::new());
     let mut runner = TestRunner::new(ProptestConfig::with_cases(24));
     let case = std::cell::Cell::new(0);
     runner
@@ -338,13 +259,11 @@ fn any_order_batching_and_repeats_of_a_dossiers_events_end_in_the_ordered_stream
                     })
                     .collect();
                 runtime.block_on(async {
-                    let context = ApplyContext {
-                        lookup_secret: &secret,
-                        public_base_url: BASE_URL,
-                        now: DateTime::parse_from_rfc3339("2026-12-10T00:00:00Z")
+                    let context = direct.context_at(
+                        DateTime::parse_from_rfc3339("2026-12-10T00:00:00Z")
                             .unwrap()
                             .with_timezone(&Utc),
-                    };
+                    );
                     let delivered: Vec<DossierEvent> =
                         arrivals.iter().map(|&i| events[i].clone()).collect();
                     let mut rest = delivered.as_slice();
@@ -353,12 +272,12 @@ fn any_order_batching_and_repeats_of_a_dossiers_events_end_in_the_ordered_stream
                             break;
                         }
                         let (batch, after) = rest.split_at((*cut).min(rest.len()));
-                        apply_batch(&pool, &context, &incoming(batch))
+                        apply_batch(&direct.pool, &context, &incoming(batch))
                             .await
                             .unwrap();
                         rest = after;
                     }
-                    let stored = dossier_by_code(&pool, "demo", &code)
+                    let stored = dossier_by_code(&direct.pool, "demo", &code)
                         .await
                         .unwrap()
                         .unwrap();
@@ -372,7 +291,7 @@ fn any_order_batching_and_repeats_of_a_dossiers_events_end_in_the_ordered_stream
                         .map(|(id, v)| (id.clone(), !v.is_applied()))
                         .collect();
                     verdicts.sort();
-                    prop_assert_eq!(flags(&pool, &code).await, verdicts);
+                    prop_assert_eq!(flags(&direct.pool, &code).await, verdicts);
                     Ok(())
                 })
             },

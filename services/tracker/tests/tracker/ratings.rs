@@ -169,12 +169,7 @@ async fn a_returned_dossiers_page_carries_the_form_and_a_rating_is_recorded_once
     );
     // Other tests of this binary rate in the same process (one registry): at least ours.
     assert!(ratings_metric(&app, "satisfied").await >= before + 1.0);
-    let again = reqwest::get(format!("{}/tra-cuu/{token}", app.address))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let again = app.page_of_token(&token).await;
     assert!(
         again.contains("Ông/bà đã đánh giá: <strong class=\"given\">Hài lòng</strong>"),
         "{again}"
@@ -205,12 +200,7 @@ async fn an_organisation_s_page_and_rating_confirmation_address_it_not_ong_ba() 
     let token = lookup_token(&Secret::new(SECRET), "demo", &code);
 
     // Act
-    let page = reqwest::get(format!("{}/tra-cuu/{token}", app.address))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = app.page_of_token(&token).await;
     let confirmation = rate(&app, &token, "very_satisfied", "").await;
     let status = confirmation.status();
     let confirmation = confirmation.text().await.unwrap();
@@ -250,12 +240,7 @@ async fn a_rating_is_changeable_inside_the_window_and_final_after_it() {
     let late = rate(&app, &token, "dissatisfied", "Đổi ý").await;
     let late_status = late.status();
     let late_page = late.text().await.unwrap();
-    let page = reqwest::get(format!("{}/tra-cuu/{token}", app.address))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = app.page_of_token(&token).await;
     let (issued, form) = genuine(&token, app.clock.now());
     let late_json: Value = post(
         &app,

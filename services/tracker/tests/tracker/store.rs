@@ -3,43 +3,16 @@
 use crate::helpers::*;
 use chrono::Utc;
 use loa_contracts::NotificationKind;
-use loa_platform::{testing::TestEnv, Secret};
-use loa_tracker::{
-    metrics::EventOutcome,
-    store::{apply_batch, ApplyContext, EventConflict, IncomingEvent},
-};
+use loa_tracker::{metrics::EventOutcome, store::EventConflict};
 use serde_json::json;
-
-fn incoming(events: &[loa_contracts::DossierEvent]) -> Vec<IncomingEvent> {
-    events
-        .iter()
-        .map(|e| IncomingEvent {
-            event: e.clone(),
-            traceparent: Some(TRACEPARENT.into()),
-        })
-        .collect()
-}
-
-async fn migrated_pool(env: &TestEnv) -> deadpool_postgres::Pool {
-    let pool = loa_platform::db::pool(&env.database_url, 4).unwrap();
-    loa_tracker::migrate(&pool).await.unwrap();
-    loa_tracker::migrate(&pool).await.unwrap(); // idempotent
-    pool
-}
 
 #[tokio::test]
 async fn a_batch_applies_one_dossiers_events_in_order_and_classifies_each() {
     // Arrange
-    let env = TestEnv::new().await.unwrap();
-    let pool = migrated_pool(&env).await;
-    let secret = Secret::new(SECRET);
-    let context = ApplyContext {
-        lookup_secret: &secret,
-        public_base_url: BASE_URL,
-        now: Utc::now(),
-    };
+    let direct = Direct::new().await;
+    loa_tracker::migrate(&direct.pool).await.unwrap(); // idempotent
     let code = dossier_code("0301");
-    let batch = incoming(&[
+    let batch = [
         event("b-2", &code, 2, "2026-11-28T09:30:00+07:00"),
         event("b-4", &code, 4, "2026-11-29T09:30:00+07:00"),
         event("b-2", &code, 2, "2026-11-28T09:30:00+07:00"),
@@ -47,11 +20,11 @@ async fn a_batch_applies_one_dossiers_events_in_order_and_classifies_each() {
         event_with("b-9", &code, 9, "2026-12-01T10:00:00+07:00", |v| {
             v.as_object_mut().unwrap().remove("due_at");
         }),
-    ]);
+    ];
 
     // Act
-    let first = apply_batch(&pool, &context, &batch).await.unwrap();
-    let again = apply_batch(&pool, &context, &batch).await.unwrap();
+    let first = direct.apply(&batch).await;
+    let again = direct.apply(&batch).await;
 
     // Assert
     use EventOutcome::*;
@@ -69,7 +42,7 @@ async fn a_batch_applies_one_dossiers_events_in_order_and_classifies_each() {
     );
     assert_eq!(again.outcomes, vec![Duplicate; 5]);
     assert!(again.planned.is_empty());
-    let client = pool.get().await.unwrap();
+    let client = direct.pool.get().await.unwrap();
     let row = client
         .query_one(
             "SELECT status, last_event_id, due_at IS NOT NULL, completed_at IS NOT NULL, received_at IS NOT NULL
@@ -97,61 +70,31 @@ async fn a_batch_applies_one_dossiers_events_in_order_and_classifies_each() {
 #[tokio::test]
 async fn concurrent_batches_touching_the_same_dossiers_neither_deadlock_nor_regress() {
     // Arrange: two replicas get events of the same two dossiers in opposite orders.
-    let env = TestEnv::new().await.unwrap();
-    let pool = migrated_pool(&env).await;
-    let secret = Secret::new(SECRET);
-    let context = ApplyContext {
-        lookup_secret: &secret,
-        public_base_url: BASE_URL,
-        now: Utc::now(),
-    };
+    let direct = Direct::new().await;
     let (a, b) = (dossier_code("0302"), dossier_code("0303"));
-    let no_zalo = |v: &mut serde_json::Value| v["channels"]["zalo"] = json!(false);
+    let without_zalo = |id: String, code: &str, status, occurred_at| {
+        event_with(&id, code, status, occurred_at, |v| {
+            v["channels"]["zalo"] = json!(false)
+        })
+    };
     for round in 0..20 {
-        let one = incoming(&[
-            event_with(
-                &format!("a2-{round}"),
-                &a,
-                2,
-                "2026-11-28T09:30:00+07:00",
-                no_zalo,
-            ),
-            event_with(
-                &format!("b9-{round}"),
-                &b,
-                9,
-                "2026-12-01T09:30:00+07:00",
-                no_zalo,
-            ),
-        ]);
-        let two = incoming(&[
-            event_with(
-                &format!("b2-{round}"),
-                &b,
-                2,
-                "2026-11-28T09:30:00+07:00",
-                no_zalo,
-            ),
-            event_with(
-                &format!("a9-{round}"),
-                &a,
-                9,
-                "2026-12-01T09:30:00+07:00",
-                no_zalo,
-            ),
-        ]);
+        let one = [
+            without_zalo(format!("a2-{round}"), &a, 2, "2026-11-28T09:30:00+07:00"),
+            without_zalo(format!("b9-{round}"), &b, 9, "2026-12-01T09:30:00+07:00"),
+        ];
+        let two = [
+            without_zalo(format!("b2-{round}"), &b, 2, "2026-11-28T09:30:00+07:00"),
+            without_zalo(format!("a9-{round}"), &a, 9, "2026-12-01T09:30:00+07:00"),
+        ];
 
         // Act
-        let (r1, r2) = tokio::join!(
-            apply_batch(&pool, &context, &one),
-            apply_batch(&pool, &context, &two)
-        );
+        let both = tokio::join!(direct.apply(&one), direct.apply(&two));
 
-        // Assert
-        r1.unwrap();
-        r2.unwrap();
+        // Assert: neither batch failed or deadlocked (`apply` unwraps), each classified both.
+        assert_eq!(both.0.outcomes.len(), 2);
+        assert_eq!(both.1.outcomes.len(), 2);
     }
-    let client = pool.get().await.unwrap();
+    let client = direct.pool.get().await.unwrap();
     let statuses: Vec<i16> = client
         .query(
             "SELECT status FROM tracker.dossiers ORDER BY dossier_code",
@@ -168,14 +111,7 @@ async fn concurrent_batches_touching_the_same_dossiers_neither_deadlock_nor_regr
 #[tokio::test]
 async fn a_reused_event_id_with_other_content_is_a_conflict_and_an_identical_repeat_a_duplicate() {
     // Arrange
-    let env = TestEnv::new().await.unwrap();
-    let pool = migrated_pool(&env).await;
-    let secret = Secret::new(SECRET);
-    let context = ApplyContext {
-        lookup_secret: &secret,
-        public_base_url: BASE_URL,
-        now: Utc::now(),
-    };
+    let direct = Direct::new().await;
     let code = dossier_code("0304");
     let original = event("dupm-1", &code, 2, "2026-11-28T09:30:00+07:00");
     // The same event written differently (another phone format, another zone, a
@@ -203,22 +139,16 @@ async fn a_reused_event_id_with_other_content_is_a_conflict_and_an_identical_rep
     );
 
     // Act
-    let first = apply_batch(&pool, &context, &incoming(&[original]))
-        .await
-        .unwrap();
-    let later = apply_batch(
-        &pool,
-        &context,
-        &incoming(&[
+    let first = direct.apply(&[original]).await;
+    let later = direct
+        .apply(&[
             repeat,
             other_person,
             other_status,
             first_in_batch,
             second_in_batch,
-        ]),
-    )
-    .await
-    .unwrap();
+        ])
+        .await;
 
     // Assert
     use EventOutcome::*;
@@ -245,7 +175,7 @@ async fn a_reused_event_id_with_other_content_is_a_conflict_and_an_identical_rep
         ]
     );
     assert_eq!(later.planned.len(), 1, "only dupm-2's receipt is planned");
-    let client = pool.get().await.unwrap();
+    let client = direct.pool.get().await.unwrap();
     let kept: Vec<(String, i16)> = client
         .query(
             "SELECT event_id, status FROM tracker.dossier_events ORDER BY event_id",
@@ -275,20 +205,11 @@ async fn a_reused_event_id_with_other_content_is_a_conflict_and_an_identical_rep
 async fn an_event_recorded_before_digests_were_kept_is_compared_by_its_stored_body() {
     // Arrange: an event recorded, then its digest erased as a row from before
     // migration 6 has none.
-    let env = TestEnv::new().await.unwrap();
-    let pool = migrated_pool(&env).await;
-    let secret = Secret::new(SECRET);
-    let context = ApplyContext {
-        lookup_secret: &secret,
-        public_base_url: BASE_URL,
-        now: Utc::now(),
-    };
+    let direct = Direct::new().await;
     let code = dossier_code("0306");
     let original = event("old-1", &code, 2, "2026-11-28T09:30:00+07:00");
-    apply_batch(&pool, &context, &incoming(std::slice::from_ref(&original)))
-        .await
-        .unwrap();
-    let client = pool.get().await.unwrap();
+    direct.apply(std::slice::from_ref(&original)).await;
+    let client = direct.pool.get().await.unwrap();
     client
         .execute(
             "UPDATE tracker.dossier_events SET content_digest = NULL",
@@ -301,9 +222,7 @@ async fn an_event_recorded_before_digests_were_kept_is_compared_by_its_stored_bo
     });
 
     // Act
-    let outcome = apply_batch(&pool, &context, &incoming(&[original, changed]))
-        .await
-        .unwrap();
+    let outcome = direct.apply(&[original, changed]).await;
 
     // Assert
     assert_eq!(
@@ -317,29 +236,22 @@ async fn an_event_recorded_before_digests_were_kept_is_compared_by_its_stored_bo
 async fn replicas_applying_one_event_id_with_different_contents_at_once_keep_exactly_one() {
     // Arrange: two replicas (two pools, two transactions) get the same id with other
     // content at the same moment, round after round.
-    let env = TestEnv::new().await.unwrap();
-    let pool = migrated_pool(&env).await;
-    let other_pool = loa_platform::db::pool(&env.database_url, 4).unwrap();
-    let secret = Secret::new(SECRET);
-    let context = ApplyContext {
-        lookup_secret: &secret,
-        public_base_url: BASE_URL,
-        now: Utc::now(),
-    };
+    let direct = Direct::new().await;
+    let other_pool = loa_platform::db::pool(&direct.env.database_url, 4).unwrap();
     for round in 0..10 {
         let id = format!("race-{round}");
         let code = dossier_code(&format!("04{round:02}"));
-        let one = incoming(&[event(&id, &code, 2, "2026-11-28T09:30:00+07:00")]);
-        let two = incoming(&[event(&id, &code, 4, "2026-11-29T09:30:00+07:00")]);
+        let one = [event(&id, &code, 2, "2026-11-28T09:30:00+07:00")];
+        let two = [event(&id, &code, 4, "2026-11-29T09:30:00+07:00")];
 
         // Act
         let (a, b) = tokio::join!(
-            apply_batch(&pool, &context, &one),
-            apply_batch(&other_pool, &context, &two)
+            direct.apply_on(&direct.pool, &one),
+            direct.apply_on(&other_pool, &two)
         );
 
         // Assert
-        let mut outcomes = vec![a.unwrap().outcomes[0], b.unwrap().outcomes[0]];
+        let mut outcomes = vec![a.outcomes[0], b.outcomes[0]];
         outcomes.sort_by_key(|o| o.as_str());
         assert_eq!(
             outcomes,
