@@ -725,6 +725,24 @@ async fn flag_transitions(
     Ok(())
 }
 
+/// The tenants of the events at `indexes` and, in step, one more key of each (`key`):
+/// the two arrays the `unnest($1::text[], $2::text[])` look-ups take.
+fn key_columns<'a>(
+    events: &'a [IncomingEvent],
+    indexes: &[usize],
+    key: impl Fn(&'a DossierEvent) -> &'a String,
+) -> (Vec<&'a str>, Vec<&'a str>) {
+    indexes
+        .iter()
+        .map(|&i| {
+            (
+                events[i].event.tenant.as_str(),
+                key(&events[i].event).as_str(),
+            )
+        })
+        .unzip()
+}
+
 /// The stored content digests of events recorded before this batch (`indexes`: their
 /// first occurrences). A row recorded before digests were kept gets the digest of its
 /// stored event.
@@ -736,15 +754,7 @@ async fn stored_digests(
     if indexes.is_empty() {
         return Ok(HashMap::new());
     }
-    let (tenants, ids): (Vec<&str>, Vec<&str>) = indexes
-        .iter()
-        .map(|&i| {
-            (
-                events[i].event.tenant.as_str(),
-                events[i].event.event_id.as_str(),
-            )
-        })
-        .unzip();
+    let (tenants, ids) = key_columns(events, indexes, |e| &e.event_id);
     let select = tx
         .prepare_cached(
             "SELECT tenant, event_id, content_digest,
@@ -797,15 +807,7 @@ async fn explain_conflicts(
     if to_read.is_empty() {
         return Ok(conflicts);
     }
-    let (tenants, ids): (Vec<&str>, Vec<&str>) = to_read
-        .iter()
-        .map(|&i| {
-            (
-                events[i].event.tenant.as_str(),
-                events[i].event.event_id.as_str(),
-            )
-        })
-        .unzip();
+    let (tenants, ids) = key_columns(events, &to_read, |e| &e.event_id);
     let rows = tx
         .query(
             "SELECT tenant, event_id, event::text FROM tracker.dossier_events
@@ -898,16 +900,23 @@ async fn insert_history(
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
-/// The columns [`upsert_states`] writes, in its order.
-const WRITTEN_COLUMNS: &str = "tenant, dossier_code, status, procedure_code, procedure_name, agency_code, \
-     agency_name, applicant_masked, received_at, due_at, completed_at, lookup_token, last_event_id, \
-     last_sequence, last_occurred_at, last_stage, updated_at, due_sequence, due_occurred_at, due_stage, \
-     all_sequenced, paused_secs, paused_since, paused_after_due_secs";
+/// The columns [`upsert_states`] writes, in its order (a macro, so that
+/// [`STATE_COLUMNS`] can extend the same literal).
+macro_rules! written_columns {
+    () => {
+        "tenant, dossier_code, status, procedure_code, procedure_name, agency_code, \
+         agency_name, applicant_masked, received_at, due_at, completed_at, lookup_token, last_event_id, \
+         last_sequence, last_occurred_at, last_stage, updated_at, due_sequence, due_occurred_at, due_stage, \
+         all_sequenced, paused_secs, paused_since, paused_after_due_secs"
+    };
+}
 
-pub(crate) const STATE_COLUMNS: &str = "tenant, dossier_code, status, procedure_code, procedure_name, agency_code, \
-     agency_name, applicant_masked, received_at, due_at, completed_at, lookup_token, last_event_id, \
-     last_sequence, last_occurred_at, last_stage, updated_at, due_sequence, due_occurred_at, due_stage, \
-     all_sequenced, paused_secs, paused_since, paused_after_due_secs, overdue_since";
+/// The columns [`upsert_states`] writes, in its order.
+const WRITTEN_COLUMNS: &str = written_columns!();
+
+/// The columns a [`DossierState`] is read from: those written, and the overdue mark
+/// the overdue sweep sets.
+pub(crate) const STATE_COLUMNS: &str = concat!(written_columns!(), ", overdue_since");
 
 async fn load_states(
     tx: &deadpool_postgres::Transaction<'_>,
@@ -917,15 +926,7 @@ async fn load_states(
     if indexes.is_empty() {
         return Ok(HashMap::new());
     }
-    let (tenants, codes): (Vec<&str>, Vec<&str>) = indexes
-        .iter()
-        .map(|&i| {
-            (
-                events[i].event.tenant.as_str(),
-                events[i].event.dossier_code.as_str(),
-            )
-        })
-        .unzip();
+    let (tenants, codes) = key_columns(events, indexes, |e| &e.dossier_code);
     let select = tx
         .prepare_cached(&format!(
             "SELECT {STATE_COLUMNS} FROM tracker.dossiers
