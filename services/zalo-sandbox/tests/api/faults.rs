@@ -1,5 +1,4 @@
-use crate::helpers::{spawn_app, spawn_app_with, test_settings, WebhookReceiver, PHONE};
-use loa_zalo_sandbox::SandboxSettings;
+use crate::helpers::{spawn_app, spawn_app_with_receiver, test_settings, PHONE};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -105,12 +104,7 @@ async fn latency_is_added_to_every_request_of_the_api() {
 #[tokio::test]
 async fn a_hang_fault_records_the_message_and_sends_its_receipt_but_the_client_times_out() {
     // Arrange
-    let receiver = WebhookReceiver::spawn(0).await;
-    let app = spawn_app_with(SandboxSettings {
-        webhook_url: Some(receiver.url.clone()),
-        ..test_settings()
-    })
-    .await;
+    let (app, receiver) = spawn_app_with_receiver(test_settings(), 0).await;
     let token = app.access_token().await;
     app.control_ok(
         "faults",

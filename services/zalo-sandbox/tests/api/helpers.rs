@@ -52,6 +52,22 @@ pub async fn spawn_app_with(settings: SandboxSettings) -> TestApp {
     spawn_app_for(settings, tenants).await
 }
 
+/// A sandbox built from `settings` whose webhooks go, from the start, to a receiver of
+/// its own that answers 500 to its first `fail_first` deliveries: every webhook test
+/// began by wiring the two together.
+pub async fn spawn_app_with_receiver(
+    settings: SandboxSettings,
+    fail_first: usize,
+) -> (TestApp, WebhookReceiver) {
+    let receiver = WebhookReceiver::spawn(fail_first).await;
+    let app = spawn_app_with(SandboxSettings {
+        webhook_url: Some(receiver.url.clone()),
+        ..settings
+    })
+    .await;
+    (app, receiver)
+}
+
 pub async fn spawn_app_for(settings: SandboxSettings, tenants: Tenants) -> TestApp {
     let app = Application::build(&settings, tenants.clone())
         .await
@@ -137,6 +153,17 @@ impl TestApp {
         })
     }
 
+    /// Sends a valid receipt ZNS to [`PHONE`] with a fresh token, and returns the
+    /// `msg_id` the sandbox gave it: the tests of what a citizen does with a ZNS start
+    /// from one.
+    pub async fn send_receipt(&self, tracking_id: &str) -> String {
+        let token = self.access_token().await;
+        let sent = self
+            .send_zns(&token, &self.zns_body(PHONE, tracking_id))
+            .await;
+        sent["data"]["msg_id"].as_str().unwrap().to_owned()
+    }
+
     pub async fn post_zalo(&self, path: &str, token: &str, body: &Value) -> reqwest::Response {
         self.client
             .post(format!("{}{path}", self.base))
@@ -181,9 +208,15 @@ impl TestApp {
         response.json().await.unwrap()
     }
 
-    pub async fn messages(&self, query: &str) -> Vec<Value> {
+    /// A control call's JSON answer, whatever its status.
+    pub async fn control_json(&self, path: &str, body: Value) -> Value {
+        self.control(path, body).await.json().await.unwrap()
+    }
+
+    /// `GET /_sandbox/{path_and_query}`, as JSON: what the control API reports.
+    async fn control_get<T: serde::de::DeserializeOwned>(&self, path_and_query: &str) -> T {
         self.client
-            .get(format!("{}/_sandbox/messages{query}", self.base))
+            .get(format!("{}/_sandbox/{path_and_query}", self.base))
             .send()
             .await
             .unwrap()
@@ -192,15 +225,33 @@ impl TestApp {
             .unwrap()
     }
 
+    pub async fn messages(&self, query: &str) -> Vec<Value> {
+        self.control_get(&format!("messages{query}")).await
+    }
+
     pub async fn stats(&self) -> Value {
-        self.client
-            .get(format!("{}/_sandbox/stats", self.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.control_get("stats").await
+    }
+
+    /// Waits (up to `within`) until the sandbox counts `sent` webhooks delivered, and
+    /// returns its stats then: deliveries are asynchronous to the calls that cause them.
+    pub async fn wait_webhooks_sent(&self, sent: u64, within: Duration) -> Value {
+        loa_platform::testing::eventually(within, || async {
+            let stats = self.stats().await;
+            (stats["webhooks_sent"] == sent).then_some(stats)
+        })
+        .await
+        .unwrap()
+    }
+
+    /// Whether `received` bears this sandbox's signature (its app id and OA secret
+    /// key), as [`signature_is_valid`] checks it.
+    pub fn signed(&self, received: &Received) -> bool {
+        signature_is_valid(
+            received,
+            self.app_id(),
+            self.tenant.zalo.oa_secret_key.expose(),
+        )
     }
 
     pub async fn follow(&self, user_id: &str, body: Option<Value>) -> Value {

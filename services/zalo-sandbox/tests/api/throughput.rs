@@ -2,20 +2,14 @@
 //! share the machine). Run with
 //! `cargo test -p loa-zalo-sandbox --release --test api throughput -- --ignored --nocapture`.
 
-use crate::helpers::{spawn_app_with, test_settings, WebhookReceiver, PHONE};
+use crate::helpers::{spawn_app_with_receiver, test_settings, PHONE};
 use futures_util::{stream, StreamExt};
-use loa_zalo_sandbox::SandboxSettings;
 use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark: run on demand with --release"]
 async fn the_send_path_sustains_thousands_of_requests_per_second() {
-    let receiver = WebhookReceiver::spawn(0).await;
-    let app = spawn_app_with(SandboxSettings {
-        webhook_url: Some(receiver.url.clone()),
-        ..test_settings()
-    })
-    .await;
+    let (app, _receiver) = spawn_app_with_receiver(test_settings(), 0).await;
     let token = app.access_token().await;
     let body = app.zns_body(PHONE, "bench");
     let total = 20_000;
@@ -33,9 +27,6 @@ async fn the_send_path_sustains_thousands_of_requests_per_second() {
     println!("{total} sends in {elapsed:?}: {rate:.0} requests/s");
     assert_eq!(accepted, total as usize);
     assert!(rate > 2_000.0, "{rate:.0} requests/s");
-    loa_platform::testing::eventually(Duration::from_secs(30), || async {
-        (app.stats().await["webhooks_sent"] == u64::from(total as u32)).then_some(())
-    })
-    .await
-    .unwrap();
+    app.wait_webhooks_sent(u64::from(total as u32), Duration::from_secs(30))
+        .await;
 }

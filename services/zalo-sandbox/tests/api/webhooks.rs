@@ -1,18 +1,14 @@
 use crate::helpers::{
-    signature_is_valid, spawn_app, spawn_app_with, test_settings, WebhookReceiver, PHONE,
+    signature_is_valid, spawn_app, spawn_app_with_receiver, test_settings, WebhookReceiver, PHONE,
 };
 use loa_zalo_sandbox::SandboxSettings;
 use serde_json::json;
+use std::time::Duration;
 
 #[tokio::test]
 async fn zns_receipts_arrive_at_the_receiver_with_a_valid_signature() {
     // Arrange
-    let receiver = WebhookReceiver::spawn(0).await;
-    let app = spawn_app_with(SandboxSettings {
-        webhook_url: Some(receiver.url.clone()),
-        ..test_settings()
-    })
-    .await;
+    let (app, receiver) = spawn_app_with_receiver(test_settings(), 0).await;
     let token = app.access_token().await;
 
     // Act
@@ -26,12 +22,7 @@ async fn zns_receipts_arrive_at_the_receiver_with_a_valid_signature() {
             b["message"]["tracking_id"] == "receipt-1"
         })
         .await;
-    let oa_secret = app.tenant.zalo.oa_secret_key.expose();
-    assert!(
-        signature_is_valid(&receipt, app.app_id(), oa_secret),
-        "{:?}",
-        receipt.headers
-    );
+    assert!(app.signed(&receipt), "{:?}", receipt.headers);
     assert!(!signature_is_valid(
         &receipt,
         app.app_id(),
@@ -52,11 +43,7 @@ async fn zns_receipts_arrive_at_the_receiver_with_a_valid_signature() {
         .parse::<i64>()
         .is_ok());
     assert!(body["timestamp"].is_string());
-    loa_platform::testing::eventually(std::time::Duration::from_secs(5), || async {
-        (app.stats().await["webhooks_sent"] == 1).then_some(())
-    })
-    .await
-    .unwrap();
+    app.wait_webhooks_sent(1, Duration::from_secs(5)).await;
 }
 
 #[tokio::test]
@@ -73,11 +60,7 @@ async fn follow_emits_a_signed_follow_webhook_to_a_url_set_at_run_time() {
 
     // Assert
     let follow = receiver.wait_for("follow", |_| true).await;
-    assert!(signature_is_valid(
-        &follow,
-        app.app_id(),
-        app.tenant.zalo.oa_secret_key.expose()
-    ));
+    assert!(app.signed(&follow));
     let body = follow.json();
     assert_eq!(body["follower"]["id"], "7001");
     assert_eq!(body["oa_id"], app.tenant.zalo.oa_id);
@@ -87,13 +70,11 @@ async fn follow_emits_a_signed_follow_webhook_to_a_url_set_at_run_time() {
 
 #[tokio::test]
 async fn oa_receipts_seen_events_and_user_texts_are_emitted() {
-    let receiver = WebhookReceiver::spawn(0).await;
-    let app = spawn_app_with(SandboxSettings {
-        webhook_url: Some(receiver.url.clone()),
+    let settings = SandboxSettings {
         seen_rate: 1.0,
         ..test_settings()
-    })
-    .await;
+    };
+    let (app, receiver) = spawn_app_with_receiver(settings, 0).await;
     let token = app.access_token().await;
     app.follow("7002", None).await;
 
@@ -119,20 +100,13 @@ async fn oa_receipts_seen_events_and_user_texts_are_emitted() {
     assert_eq!(body["recipient"]["id"], app.tenant.zalo.oa_id);
     assert_eq!(body["message"]["text"], "tra cuu ABC");
     assert_eq!(body["message"]["msg_id"].as_str().unwrap().len(), 20);
-    assert!(signature_is_valid(
-        &text,
-        app.app_id(),
-        app.tenant.zalo.oa_secret_key.expose()
-    ));
+    assert!(app.signed(&text));
 }
 
 #[tokio::test]
 async fn a_user_sharing_their_details_emits_user_submit_info_with_the_phone_as_84() {
     // Arrange
-    let app = spawn_app().await;
-    let receiver = WebhookReceiver::spawn(0).await;
-    app.control_ok("webhook", json!({"url": receiver.url}))
-        .await;
+    let (app, receiver) = spawn_app_with_receiver(test_settings(), 0).await;
     app.follow("7004", None).await;
 
     // Act
@@ -145,11 +119,7 @@ async fn a_user_sharing_their_details_emits_user_submit_info_with_the_phone_as_8
 
     // Assert
     let shared = receiver.wait_for("user_submit_info", |_| true).await;
-    assert!(signature_is_valid(
-        &shared,
-        app.app_id(),
-        app.tenant.zalo.oa_secret_key.expose()
-    ));
+    assert!(app.signed(&shared));
     let body = shared.json();
     assert_eq!(body["sender"]["id"], "7004");
     assert_eq!(body["recipient"]["id"], app.tenant.zalo.oa_id);
@@ -163,15 +133,8 @@ async fn a_user_sharing_their_details_emits_user_submit_info_with_the_phone_as_8
 #[tokio::test]
 async fn a_citizen_rating_a_zns_message_emits_user_feedback_naming_the_message() {
     // Arrange
-    let receiver = WebhookReceiver::spawn(0).await;
-    let app = spawn_app_with(SandboxSettings {
-        webhook_url: Some(receiver.url.clone()),
-        ..test_settings()
-    })
-    .await;
-    let token = app.access_token().await;
-    let sent = app.send_zns(&token, &app.zns_body(PHONE, "rated-1")).await;
-    let msg_id = sent["data"]["msg_id"].as_str().unwrap().to_owned();
+    let (app, receiver) = spawn_app_with_receiver(test_settings(), 0).await;
+    let msg_id = app.send_receipt("rated-1").await;
 
     // Act
     app.control_ok(
@@ -183,11 +146,7 @@ async fn a_citizen_rating_a_zns_message_emits_user_feedback_naming_the_message()
 
     // Assert
     let rated = receiver.wait_for("user_feedback", |_| true).await;
-    assert!(signature_is_valid(
-        &rated,
-        app.app_id(),
-        app.tenant.zalo.oa_secret_key.expose()
-    ));
+    assert!(app.signed(&rated));
     let body = rated.json();
     assert_eq!(body["app_id"], app.app_id());
     assert_eq!(body["oa_id"], app.tenant.zalo.oa_id);
@@ -209,15 +168,8 @@ async fn a_citizen_rating_a_zns_message_emits_user_feedback_naming_the_message()
 #[tokio::test]
 async fn a_citizen_tapping_a_zns_button_emits_user_click_response_button_from_the_citizen() {
     // Arrange
-    let receiver = WebhookReceiver::spawn(0).await;
-    let app = spawn_app_with(SandboxSettings {
-        webhook_url: Some(receiver.url.clone()),
-        ..test_settings()
-    })
-    .await;
-    let token = app.access_token().await;
-    let sent = app.send_zns(&token, &app.zns_body(PHONE, "tapped-1")).await;
-    let msg_id = sent["data"]["msg_id"].as_str().unwrap().to_owned();
+    let (app, receiver) = spawn_app_with_receiver(test_settings(), 0).await;
+    let msg_id = app.send_receipt("tapped-1").await;
     let receipt = receiver
         .wait_for("user_received_message", |_| true)
         .await
@@ -230,11 +182,8 @@ async fn a_citizen_tapping_a_zns_button_emits_user_click_response_button_from_th
     )
     .await;
     let default_user = app
-        .control(&format!("messages/{msg_id}/click"), json!({}))
-        .await
-        .json::<serde_json::Value>()
-        .await
-        .unwrap();
+        .control_json(&format!("messages/{msg_id}/click"), json!({}))
+        .await;
 
     // Assert: the receipt names the phone only; the tap names the user and the ZNS.
     assert_eq!(receipt["recipient"]["id"], PHONE);
@@ -246,11 +195,7 @@ async fn a_citizen_tapping_a_zns_button_emits_user_click_response_button_from_th
             b["sender"]["id"] == "7005"
         })
         .await;
-    assert!(signature_is_valid(
-        &tapped,
-        app.app_id(),
-        app.tenant.zalo.oa_secret_key.expose()
-    ));
+    assert!(app.signed(&tapped));
     let body = tapped.json();
     assert_eq!(body["sender"]["id"], "7005");
     assert_eq!(body["recipient"]["id"], app.tenant.zalo.oa_id);
@@ -260,11 +205,8 @@ async fn a_citizen_tapping_a_zns_button_emits_user_click_response_button_from_th
     assert!(body["timestamp"].is_string());
     // Without a user named, the same account for the same phone every time.
     let again = app
-        .control(&format!("messages/{msg_id}/click"), json!({}))
-        .await
-        .json::<serde_json::Value>()
-        .await
-        .unwrap();
+        .control_json(&format!("messages/{msg_id}/click"), json!({}))
+        .await;
     assert_eq!(default_user["user_id"], again["user_id"]);
     assert_eq!(
         default_user["event"]["sender"]["id"],
@@ -274,23 +216,13 @@ async fn a_citizen_tapping_a_zns_button_emits_user_click_response_button_from_th
 
 #[tokio::test]
 async fn a_failed_webhook_post_is_retried() {
-    let receiver = WebhookReceiver::spawn(1).await;
-    let app = spawn_app_with(SandboxSettings {
-        webhook_url: Some(receiver.url.clone()),
-        ..test_settings()
-    })
-    .await;
+    let (app, receiver) = spawn_app_with_receiver(test_settings(), 1).await;
 
     app.follow("7003", None).await;
 
     let follow = receiver.wait_for("follow", |_| true).await;
     assert_eq!(follow.headers["num_retry"], "1");
-    let stats = loa_platform::testing::eventually(std::time::Duration::from_secs(5), || async {
-        let stats = app.stats().await;
-        (stats["webhooks_sent"] == 1).then_some(stats)
-    })
-    .await
-    .unwrap();
+    let stats = app.wait_webhooks_sent(1, Duration::from_secs(5)).await;
     assert_eq!(stats["webhooks_failed"], 0);
 }
 
@@ -306,16 +238,9 @@ async fn simulated_user_endpoints_refuse_bad_input_naming_the_field() {
     let no_such_message = app
         .control("messages/0123456789abcdef0123/feedback", json!({"rate": 5}))
         .await;
-    let token = app.access_token().await;
-    let sent = app.send_zns(&token, &app.zns_body(PHONE, "r")).await;
+    let msg_id = app.send_receipt("r").await;
     let rate_six = app
-        .control(
-            &format!(
-                "messages/{}/feedback",
-                sent["data"]["msg_id"].as_str().unwrap()
-            ),
-            json!({"rate": 6}),
-        )
+        .control(&format!("messages/{msg_id}/feedback"), json!({"rate": 6}))
         .await;
     let unknown_app = app
         .client
