@@ -398,15 +398,34 @@ fn optional_body(body: &Bytes, allowed: &[&str]) -> Result<Option<Fields>, ApiEr
     Fields::new(value, allowed, "").map(Some)
 }
 
-fn send_now(sandbox: &Sandbox, app: &App, event: &'static str, body: &Value, at_ms: i64) -> bool {
-    sandbox.webhooks.is_enabled()
+/// Emits `app`'s webhook `name` now, its body built by `event` for this instant (when
+/// webhooks are on), and answers the control call with the app's id, `fields`, whether
+/// the webhook was queued and the event itself: every simulated user action ends so.
+fn emit(
+    sandbox: &Sandbox,
+    app: &App,
+    name: &'static str,
+    event: impl FnOnce(i64) -> Value,
+    fields: Value,
+) -> Answer {
+    let at_ms = sandbox.clock.now_ms();
+    let event = event(at_ms);
+    let queued = sandbox.webhooks.is_enabled()
         && sandbox.webhooks.enqueue(WebhookJob::new(
             app,
-            event,
-            body,
+            name,
+            &event,
             &at_ms.to_string(),
             Duration::ZERO,
-        ))
+        ));
+    let mut answer = serde_json::Map::new();
+    answer.insert("app_id".to_owned(), json!(app.app_id));
+    if let Value::Object(fields) = fields {
+        answer.extend(fields);
+    }
+    answer.insert("webhook_queued".to_owned(), json!(queued));
+    answer.insert("event".to_owned(), event);
+    Ok(Json(Value::Object(answer)))
 }
 
 /// `POST /_sandbox/users/{id}/follow[?app_id=]`, body optional `{"phone": "84…"}`: the
@@ -450,23 +469,17 @@ fn set_following(
         None => None,
     };
     let follower = sandbox.set_follower(&app, &user_id, following, phone);
-    let at_ms = sandbox.clock.now_ms();
-    let event = webhooks::follow_event(&app, &user_id, following, at_ms);
-    let queued = send_now(
+    emit(
         sandbox,
         &app,
         if following { "follow" } else { "unfollow" },
-        &event,
-        at_ms,
-    );
-    Ok(Json(json!({
-        "app_id": app.app_id,
-        "user_id": user_id,
-        "following": follower.following,
-        "phone": follower.phone,
-        "webhook_queued": queued,
-        "event": event,
-    })))
+        |at_ms| webhooks::follow_event(&app, &user_id, following, at_ms),
+        json!({
+            "user_id": user_id,
+            "following": follower.following,
+            "phone": follower.phone,
+        }),
+    )
 }
 
 /// `POST /_sandbox/users/{id}/text[?app_id=]` `{"text": "tra cuu ABC"}`: the user writes
@@ -485,16 +498,13 @@ pub async fn user_text(
         .ok_or_else(|| f.error("text", "`text` is required"))?;
     let msg_id = new_msg_id();
     sandbox.interacted(&app, &user_id);
-    let at_ms = sandbox.clock.now_ms();
-    let event = webhooks::user_text_event(&app, &user_id, &text, &msg_id, at_ms);
-    let queued = send_now(&sandbox, &app, "user_send_text", &event, at_ms);
-    Ok(Json(json!({
-        "app_id": app.app_id,
-        "user_id": user_id,
-        "msg_id": msg_id,
-        "webhook_queued": queued,
-        "event": event,
-    })))
+    emit(
+        &sandbox,
+        &app,
+        "user_send_text",
+        |at_ms| webhooks::user_text_event(&app, &user_id, &text, &msg_id, at_ms),
+        json!({"user_id": user_id, "msg_id": msg_id}),
+    )
 }
 
 /// `POST /_sandbox/users/{id}/submit_info[?app_id=]` `{"phone": "0903…", "name": "…",
@@ -528,15 +538,13 @@ pub async fn submit_info(
     }
     info.insert("phone".to_owned(), Value::String(phone.clone()));
     sandbox.share_phone(&app, &user_id, phone);
-    let at_ms = sandbox.clock.now_ms();
-    let event = webhooks::submit_info_event(&app, &user_id, &Value::Object(info), at_ms);
-    let queued = send_now(&sandbox, &app, "user_submit_info", &event, at_ms);
-    Ok(Json(json!({
-        "app_id": app.app_id,
-        "user_id": user_id,
-        "webhook_queued": queued,
-        "event": event,
-    })))
+    emit(
+        &sandbox,
+        &app,
+        "user_submit_info",
+        |at_ms| webhooks::submit_info_event(&app, &user_id, &Value::Object(info), at_ms),
+        json!({"user_id": user_id}),
+    )
 }
 
 /// The recorded message `msg_id` and the app that sent it, for a citizen's answer to it.
@@ -597,16 +605,13 @@ pub async fn feedback(
     };
     let user_id = answering_user(&sandbox, &app, &message, &f)?;
     sandbox.interacted(&app, &user_id);
-    let at_ms = sandbox.clock.now_ms();
-    let event = webhooks::feedback_event(&app, &message, &user_id, &feedback, at_ms);
-    let queued = send_now(&sandbox, &app, "user_feedback", &event, at_ms);
-    Ok(Json(json!({
-        "app_id": app.app_id,
-        "msg_id": msg_id,
-        "user_id": user_id,
-        "webhook_queued": queued,
-        "event": event,
-    })))
+    emit(
+        &sandbox,
+        &app,
+        "user_feedback",
+        |at_ms| webhooks::feedback_event(&app, &message, &user_id, &feedback, at_ms),
+        json!({"msg_id": msg_id, "user_id": user_id}),
+    )
 }
 
 /// `POST /_sandbox/messages/{msg_id}/click` `{"user_id": "…", "title": "…",
@@ -640,14 +645,11 @@ pub async fn click(
         "payload": f.str("payload")?.unwrap_or_default(),
     });
     sandbox.interacted(&app, &user_id);
-    let at_ms = sandbox.clock.now_ms();
-    let event = webhooks::click_event(&app, &message, &user_id, &button, at_ms);
-    let queued = send_now(&sandbox, &app, "user_click_response_button", &event, at_ms);
-    Ok(Json(json!({
-        "app_id": app.app_id,
-        "msg_id": msg_id,
-        "user_id": user_id,
-        "webhook_queued": queued,
-        "event": event,
-    })))
+    emit(
+        &sandbox,
+        &app,
+        "user_click_response_button",
+        |at_ms| webhooks::click_event(&app, &message, &user_id, &button, at_ms),
+        json!({"msg_id": msg_id, "user_id": user_id}),
+    )
 }
