@@ -75,12 +75,9 @@ async fn a_deferred_delivery_resent_by_an_admin_goes_out_now() {
         "{body}"
     );
     app.delivery_with_status(&id, "sent").await;
-    let sent = eventually(PATIENCE, || async {
-        let m = app.messages_for(&id).await;
-        (!m.is_empty()).then_some(m)
-    })
-    .await
-    .expect("the resent delivery reached the sandbox");
+    let sent = app
+        .wait_messages_for(&id, "the resent delivery reached the sandbox")
+        .await;
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0]["phone"], PHONE);
     assert!(history(&app, &id)
@@ -144,11 +141,8 @@ async fn a_cancelled_delivery_whose_request_comes_again_is_still_not_sent() {
     app.publish(&later).await;
 
     // Assert: a request published after it went out, so the first was handled.
-    eventually(PATIENCE, || async {
-        (!app.messages_for(&later.notification_id).await.is_empty()).then_some(())
-    })
-    .await
-    .expect("the later request is sent");
+    app.wait_messages_for(&later.notification_id, "the later request is sent")
+        .await;
     assert!(
         app.messages_for(&id).await.is_empty(),
         "the cancelled delivery stays unsent"
@@ -375,12 +369,9 @@ async fn a_failed_delivery_resent_by_an_admin_replays_its_dead_letter_and_goes_o
         "{body}"
     );
     app.delivery_with_status(&id, "sent").await;
-    let sent = eventually(PATIENCE, || async {
-        let m = app.messages_for(&id).await;
-        (!m.is_empty()).then_some(m)
-    })
-    .await
-    .expect("the replayed delivery reached the sandbox");
+    let sent = app
+        .wait_messages_for(&id, "the replayed delivery reached the sandbox")
+        .await;
     assert_eq!(sent.len(), 1);
     let (again, _) = post(&app, &format!("/v1/deliveries/{id}/resend"), "demo-admin").await;
     assert_eq!(again, 409, "a sent delivery is not resent");

@@ -135,15 +135,7 @@ async fn a_failed_delivery_is_stored_as_a_dead_letter_its_tenant_alone_can_list(
         403,
         "a source token is not an admin token, and the caller is told so"
     );
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     // Counted (by any amount: every test of this binary shares the registry).
     assert!(
         metrics.contains(r#"loa_notifier_dead_letters_total{reason="zalo_-108",tenant="demo"} "#),

@@ -26,17 +26,6 @@ async fn sandbox_post(app: &TestApp, path: &str, body: Value) -> Value {
     r.json().await.expect("sandbox answers JSON")
 }
 
-async fn sandbox_stats(app: &TestApp) -> Value {
-    app.http
-        .get(format!("{}/_sandbox/stats", app.sandbox_url))
-        .send()
-        .await
-        .expect("sandbox answers")
-        .json()
-        .await
-        .expect("sandbox answers JSON")
-}
-
 /// Moves the notifier's and the sandbox's clocks to `at`.
 async fn set_clocks(app: &TestApp, at: DateTime<Utc>) {
     sandbox_post(app, "/_sandbox/clock", json!({"now": at.to_rfc3339()})).await;
@@ -244,7 +233,7 @@ async fn a_recipient_error_on_the_oa_falls_back_to_zns_once_and_records_the_chan
     assert_eq!(messages.len(), 1);
     assert_eq!(messages[0]["channel"], "zns");
     assert_eq!(messages[0]["phone"], PHONE);
-    assert_eq!(sandbox_stats(&app).await["refused"], json!({"-213": 1}));
+    assert_eq!(app.sandbox_stats().await["refused"], json!({"-213": 1}));
     // Both attempts are in the delivery's history: the channel that failed, then the send.
     assert_eq!(history(&app, &request).await, ["channel_failed", "sent"]);
     let views = loa_notifier::deliveries::views_for(
@@ -307,7 +296,7 @@ async fn a_recipient_refused_on_both_channels_fails_without_a_retry() {
     let reason = app.dead_letters().await[0].0.clone().unwrap();
     assert!(reason.starts_with("zalo error -118"), "{reason}");
     assert_eq!(
-        sandbox_stats(&app).await["refused"],
+        app.sandbox_stats().await["refused"],
         json!({"-213": 1, "-118": 1})
     );
 }
@@ -339,7 +328,7 @@ async fn a_night_ban_defers_the_message_to_0605_vietnam_time_without_spinning() 
     app.wait_until_settled().await;
     tokio::time::sleep(Duration::from_millis(600)).await; // six scheduler rounds
     assert_eq!(row(&app, &request.notification_id).await.0, "deferred");
-    assert_eq!(sandbox_stats(&app).await["refused"]["-133"], 1);
+    assert_eq!(app.sandbox_stats().await["refused"]["-133"], 1);
 
     // Act: the morning comes.
     set_clocks(&app, morning).await;
@@ -371,7 +360,7 @@ async fn a_request_is_not_sent_before_its_not_before() {
         not_before.map(|t| t.timestamp_millis()),
         Some(later.timestamp_millis())
     );
-    assert_eq!(sandbox_stats(&app).await["accepted"], 0);
+    assert_eq!(app.sandbox_stats().await["accepted"], 0);
 
     // Act
     app.clock.set_now(later + ChronoDuration::seconds(1));
@@ -431,14 +420,14 @@ async fn a_spent_quota_defers_broadcasts_first_then_everything_until_the_next_qu
     .expect("two case updates sent, one deferred");
 
     // Act 3: once the day is known to be spent, a case update waits without a call.
-    let calls_before = sandbox_stats(&app).await;
+    let calls_before = app.sandbox_stats().await;
     let last = receipt_request("HS-E030");
     app.publish(&last).await;
     app.delivery_with_status(&last.notification_id, "deferred")
         .await;
 
     // Assert: nothing failed; every deferral waits for 00:05 of the next quota day.
-    let calls_after = sandbox_stats(&app).await;
+    let calls_after = app.sandbox_stats().await;
     assert_eq!(calls_before["accepted"], calls_after["accepted"]);
     assert_eq!(calls_before["refused"], calls_after["refused"]);
     let next_day = loa_notifier::zalo::errors::next_quota_day(app.clock.now());
@@ -505,31 +494,14 @@ async fn an_operator_error_pauses_the_tenant_holds_its_messages_and_a_resume_rel
         .await;
     app.delivery_with_status(&elsewhere.notification_id, "sent")
         .await;
-    let stats = sandbox_stats(&app).await;
+    let stats = app.sandbox_stats().await;
     assert_eq!(stats["refused"], json!({"-115": 1}));
     assert_eq!(stats["accepted"], 1);
-    let pause: Value = app
-        .http
-        .get(format!("{}/v1/pause", app.address))
-        .bearer_auth("demo-admin")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let pause = app.pause_state().await;
     assert_eq!(pause["paused"], true);
     assert_eq!(pause["error_code"], -115);
     assert_eq!(pause["held"], 2);
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(metrics.contains("loa_notifier_tenant_paused{tenant=\"demo\"}"));
     assert!(metrics.contains("loa_notifier_retries_total{"));
 
@@ -585,23 +557,15 @@ async fn a_refused_refresh_token_pauses_the_tenant_instead_of_failing_its_messag
         .delivery_with_status(&request.notification_id, "held")
         .await;
     assert!(error.unwrap().contains("-14014"));
-    let pause: Value = app
-        .http
-        .get(format!("{}/v1/pause", app.address))
-        .bearer_auth("demo-admin")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let pause = app.pause_state().await;
     assert_eq!(pause["paused"], true);
     assert!(app.take_dead_letters().await.is_empty());
 }
 
-#[tokio::test]
-async fn an_ambiguous_send_without_a_receipt_is_resent_after_its_recheck() {
-    // Arrange: Zalo takes the message but its answer never comes in time.
+/// A notifier whose Zalo calls time out after 1 s and that rechecks an ambiguous send
+/// after 2 s, and a sandbox that takes the next ZNS but never answers it in time: the
+/// start of both ambiguous-send tests.
+async fn spawn_app_with_an_unanswered_send() -> TestApp {
     let app = spawn_app_configured(
         |_| {},
         |s| {
@@ -612,6 +576,13 @@ async fn an_ambiguous_send_without_a_receipt_is_resent_after_its_recheck() {
     .await;
     app.inject_fault(json!({"api": "zns", "hang_rate": 1.0, "count": 1}))
         .await;
+    app
+}
+
+#[tokio::test]
+async fn an_ambiguous_send_without_a_receipt_is_resent_after_its_recheck() {
+    // Arrange: Zalo takes the message but its answer never comes in time.
+    let app = spawn_app_with_an_unanswered_send().await;
     let request = receipt_request("HS-E050");
 
     // Act
@@ -633,22 +604,13 @@ async fn an_ambiguous_send_without_a_receipt_is_resent_after_its_recheck() {
 #[tokio::test]
 async fn an_ambiguous_send_whose_receipt_arrives_is_not_sent_again() {
     // Arrange: as above, and Zalo's receipts reach the notifier's webhook.
-    let app = spawn_app_configured(
-        |_| {},
-        |s| {
-            s.http_timeout_ms = 1_000;
-            s.ambiguous_recheck_secs = 2;
-        },
-    )
-    .await;
+    let app = spawn_app_with_an_unanswered_send().await;
     sandbox_post(
         &app,
         "/_sandbox/webhook",
         json!({"url": format!("{}/zalo/webhook", app.address)}),
     )
     .await;
-    app.inject_fault(json!({"api": "zns", "hang_rate": 1.0, "count": 1}))
-        .await;
     let request = receipt_request("HS-E051");
 
     // Act
@@ -690,11 +652,11 @@ async fn a_hung_zalo_call_holds_up_its_own_batch_only_while_the_lane_goes_on() {
         .await;
     let hung = receipt_request("HS-E060");
     app.publish(&hung).await;
-    eventually(PATIENCE, || async {
-        (!app.messages_for(&hung.notification_id).await.is_empty()).then_some(())
-    })
-    .await
-    .expect("the first call reaches Zalo and hangs");
+    app.wait_messages_for(
+        &hung.notification_id,
+        "the first call reaches Zalo and hangs",
+    )
+    .await;
 
     // Act: ten batches' worth of other requests.
     let others: Vec<NotificationRequest> = (0..40)
@@ -720,38 +682,44 @@ async fn a_hung_zalo_call_holds_up_its_own_batch_only_while_the_lane_goes_on() {
     }
 }
 
-/// The two messages the tracker plans for one dossier reaching status 10.
-fn status_10(dossier_code: &str) -> [NotificationRequest; 2] {
-    [
-        request_for("demo", dossier_code, NotificationKind::ResultReturned),
-        request_for("demo", dossier_code, NotificationKind::RatingRequest),
-    ]
+/// Publishes the two messages the tracker plans for one dossier reaching status 10
+/// (the result, then the rating request), waits until the result is sent and the
+/// rating request has `rating_status`, and returns the rating request's recorded
+/// reason: the status-10 tests differ only in the tenant, the citizen and the outcome.
+async fn run_status_10(app: &TestApp, dossier_code: &str, rating_status: &str) -> Option<String> {
+    let result = request_for("demo", dossier_code, NotificationKind::ResultReturned);
+    let rating = request_for("demo", dossier_code, NotificationKind::RatingRequest);
+    app.publish(&result).await;
+    app.publish(&rating).await;
+    app.delivery_with_status(&result.notification_id, "sent")
+        .await;
+    let (_, _, _, reason, _) = app
+        .delivery_with_status(&rating.notification_id, rating_status)
+        .await;
+    reason
+}
+
+/// The ZNS messages the sandbox has taken so far.
+async fn zns_sent(app: &TestApp) -> Vec<Value> {
+    app.sandbox_messages()
+        .await
+        .into_iter()
+        .filter(|m| m["channel"] == "zns")
+        .collect()
 }
 
 #[tokio::test]
 async fn a_citizen_reached_only_by_zns_costs_one_zns_at_status_10_without_a_zns_rating_template() {
     // Arrange: the tenant's rating template is not a type-5 (rating) one.
     let app = spawn_app_with(|tenants| tenants[0].zalo.zns_rating_template = false).await;
-    let [result, rating] = status_10("HS-E10-A");
 
     // Act
-    app.publish(&result).await;
-    app.publish(&rating).await;
+    let reason = run_status_10(&app, "HS-E10-A", "skipped").await;
 
     // Assert: the result's ZNS went; the rating request's was not sent, and why.
-    app.delivery_with_status(&result.notification_id, "sent")
-        .await;
-    let (_, _, _, reason, _) = app
-        .delivery_with_status(&rating.notification_id, "skipped")
-        .await;
     assert_eq!(reason.as_deref(), Some("rating_in_result_message"));
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let zns: Vec<Value> = app
-        .sandbox_messages()
-        .await
-        .into_iter()
-        .filter(|m| m["channel"] == "zns")
-        .collect();
+    let zns = zns_sent(&app).await;
     assert_eq!(zns.len(), 1, "{zns:#?}");
     assert_eq!(
         zns[0]["template_id"],
@@ -764,24 +732,12 @@ async fn a_citizen_reached_only_by_zns_costs_one_zns_at_status_10_without_a_zns_
 async fn a_tenant_with_a_zns_rating_template_sends_the_rating_request_as_its_own_zns() {
     // Arrange: the demo tenant's rating template is a type-5 one.
     let app = spawn_app_with(|tenants| tenants[0].zalo.zns_rating_template = true).await;
-    let [result, rating] = status_10("HS-E10-B");
 
     // Act
-    app.publish(&result).await;
-    app.publish(&rating).await;
+    run_status_10(&app, "HS-E10-B", "sent").await;
 
     // Assert
-    app.delivery_with_status(&result.notification_id, "sent")
-        .await;
-    app.delivery_with_status(&rating.notification_id, "sent")
-        .await;
-    let zns = app
-        .sandbox_messages()
-        .await
-        .into_iter()
-        .filter(|m| m["channel"] == "zns")
-        .count();
-    assert_eq!(zns, 2);
+    assert_eq!(zns_sent(&app).await.len(), 2);
 }
 
 #[tokio::test]
@@ -789,17 +745,11 @@ async fn a_follower_gets_both_status_10_messages_on_the_oa_and_no_zns() {
     // Arrange: no ZNS rating template, but the citizen follows the OA (free).
     let app = spawn_app_with(|tenants| tenants[0].zalo.zns_rating_template = false).await;
     follows_with_phone(&app, "8000000000000000010").await;
-    let [result, rating] = status_10("HS-E10-C");
 
     // Act
-    app.publish(&result).await;
-    app.publish(&rating).await;
+    run_status_10(&app, "HS-E10-C", "sent").await;
 
     // Assert
-    app.delivery_with_status(&result.notification_id, "sent")
-        .await;
-    app.delivery_with_status(&rating.notification_id, "sent")
-        .await;
     let channels: Vec<Value> = app
         .sandbox_messages()
         .await

@@ -247,6 +247,45 @@ impl TestApp {
             .expect("the broker confirms");
     }
 
+    /// The sandbox's counters (`GET /_sandbox/stats`): calls accepted and refused,
+    /// webhooks sent and failed.
+    pub async fn sandbox_stats(&self) -> Value {
+        self.http
+            .get(format!("{}/_sandbox/stats", self.sandbox_url))
+            .send()
+            .await
+            .expect("sandbox answers")
+            .json()
+            .await
+            .expect("sandbox answers JSON")
+    }
+
+    /// The notifier's Prometheus text, as a scraper reads it.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.address))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
+    /// The demo tenant's pause state (`GET /v1/pause` as its admin), which the tests
+    /// of operator errors read after each fault.
+    pub async fn pause_state(&self) -> Value {
+        self.http
+            .get(format!("{}/v1/pause", self.address))
+            .bearer_auth("demo-admin")
+            .send()
+            .await
+            .expect("pause state")
+            .json()
+            .await
+            .expect("pause state JSON")
+    }
+
     /// Every message the sandbox accepted.
     pub async fn sandbox_messages(&self) -> Vec<Value> {
         let body: Value = self
@@ -275,6 +314,17 @@ impl TestApp {
             .into_iter()
             .filter(|m| m["tracking_id"] == tracking_id)
             .collect()
+    }
+
+    /// Waits until the sandbox took at least one message carrying `tracking_id`, and
+    /// returns them; `what` says in the failure what was awaited.
+    pub async fn wait_messages_for(&self, tracking_id: &str, what: &str) -> Vec<Value> {
+        eventually(PATIENCE, || async {
+            let messages = self.messages_for(tracking_id).await;
+            (!messages.is_empty()).then_some(messages)
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e}"))
     }
 
     /// Injects a sandbox fault.

@@ -23,15 +23,7 @@ async fn health_readiness_and_metrics_answer() {
         .send()
         .await
         .unwrap();
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
 
     // Assert
     assert_eq!(health.status(), 200);

@@ -159,15 +159,7 @@ async fn lookups(app: &TestApp) -> Vec<String> {
 }
 
 async fn metric(app: &TestApp, kind: &str) -> Option<f64> {
-    let text = app
-        .http
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     text.lines()
         .find(|l| {
             l.starts_with("loa_notifier_personal_data_erased_total{")

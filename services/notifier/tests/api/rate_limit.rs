@@ -19,17 +19,6 @@ async fn sandbox_limits(app: &TestApp, limits: Value) {
     assert!(r.status().is_success());
 }
 
-async fn sandbox_stats(app: &TestApp) -> Value {
-    app.http
-        .get(format!("{}/_sandbox/stats", app.sandbox_url))
-        .send()
-        .await
-        .expect("sandbox answers")
-        .json()
-        .await
-        .expect("sandbox answers JSON")
-}
-
 async fn count_sent(app: &TestApp, requests: &[NotificationRequest]) -> i64 {
     let ids: Vec<&str> = requests
         .iter()
@@ -89,7 +78,7 @@ async fn two_notifiers_sharing_a_tenant_never_exceed_its_zalo_rate_limit_and_use
     })
     .await
     .expect("every request is sent");
-    let stats = sandbox_stats(&app).await;
+    let stats = app.sandbox_stats().await;
     assert_eq!(stats["refused"], json!({}), "no -32: {stats}");
     assert_eq!(stats["accepted"], 300);
     let peak = stats["peak_rate_per_second"].as_u64().unwrap();
@@ -137,7 +126,7 @@ async fn a_rate_limit_refusal_slows_the_tenant_down_and_never_loops_hot() {
     })
     .await
     .expect("every request is sent");
-    let stats = sandbox_stats(&app).await;
+    let stats = app.sandbox_stats().await;
     let refused = stats["refused"]["-32"].as_u64().unwrap_or(0);
     assert!(refused > 0, "the test needs Zalo to refuse: {stats}");
     assert!(refused < 150, "{refused} refusals for 30 messages: {stats}");

@@ -234,15 +234,7 @@ async fn after_a_key_rotation_every_token_is_resealed_and_the_old_key_is_no_long
 
 /// `loa_notifier_token_refresh_failures_total{tenant="demo",class="needs_operator"}`.
 async fn needs_operator_refresh_failures(app: &crate::helpers::TestApp) -> u64 {
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     metrics
         .lines()
         .find(|l| {
@@ -279,16 +271,7 @@ async fn a_token_answer_without_tokens_pauses_the_tenant_instead_of_being_retrie
             .is_some_and(|e| e.contains("without an access token")),
         "{error:?}"
     );
-    let pause: serde_json::Value = app
-        .http
-        .get(format!("{}/v1/pause", app.address))
-        .bearer_auth("demo-admin")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let pause = app.pause_state().await;
     assert_eq!(pause["paused"], true);
     assert!(needs_operator_refresh_failures(&app).await > failures_before);
     assert!(app.messages_for(&request.notification_id).await.is_empty());

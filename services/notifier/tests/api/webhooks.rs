@@ -274,15 +274,7 @@ async fn a_forged_or_missing_signature_is_refused_with_401_and_has_no_effect() {
         count(&app, "SELECT count(*) FROM notifier.webhook_events").await,
         0
     );
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(metrics
         .lines()
         .any(|l| l.starts_with("loa_notifier_webhooks_total")
