@@ -12,6 +12,15 @@
 //! statements whatever the batch's size, and says which were new. Lines of one batch
 //! must not share a phone or a user id ([`Batch::push`] refuses the second, to be
 //! written in the next batch), so each statement touches a row at most once.
+//!
+//! A batch commits without waiting for its WAL to reach the disk
+//! (`synchronous_commit = off`), and an import ends with [`make_durable`]: a commit that
+//! waits for the WAL to be flushed up to its own commit record, and so for every batch
+//! committed before it (the WAL is one sequence, flushed in order). Each batch's own
+//! flush was most of an import's time on a busy disk; the import only answers once the
+//! last flush is done, so a `200` still means every line is on disk, and a crash before
+//! it loses at most batches the client was never told about, and re-imports
+//! (an import is idempotent).
 
 use super::audience::ImportLine;
 use anyhow::Context;
@@ -24,6 +33,21 @@ pub(crate) struct Batch {
     lines: Vec<ImportLine>,
     phones: HashSet<String>,
     users: HashSet<String>,
+    /// Lines naming both a phone and a user id (they join rows: [`join_phones`]).
+    joining: usize,
+}
+
+/// How a batch's statements find the rows they write, which says which batches may be
+/// written at the same time on two connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Keyed {
+    /// Every line names a phone and no user id: rows are found by phone alone.
+    Phone,
+    /// Every line names a user id and no phone: rows are found by user id alone.
+    User,
+    /// Lines by phone and lines by user id, or lines joining both: one citizen's row
+    /// can be found by either, so another batch may reach it by its other key.
+    Both,
 }
 
 impl Batch {
@@ -38,10 +62,38 @@ impl Batch {
         if clash {
             return Err(line);
         }
+        if line.phone.is_some() && line.zalo_user_id.is_some() {
+            self.joining += 1;
+        }
         self.phones.extend(line.phone.clone());
         self.users.extend(line.zalo_user_id.clone());
         self.lines.push(line);
         Ok(())
+    }
+
+    fn keyed(&self) -> Keyed {
+        match (self.phones.is_empty(), self.users.is_empty(), self.joining) {
+            (false, true, _) => Keyed::Phone,
+            (true, false, _) => Keyed::User,
+            _ => Keyed::Both,
+        }
+    }
+
+    /// Whether this batch may be written while `other` is (on another connection):
+    /// only when no row can be written by both, so neither waits for the other's row
+    /// locks (or deadlocks with it) and the order of their commits cannot change what
+    /// is stored. That holds when both find their rows by the same single key and
+    /// share no value of it: a citizen's row has one phone and one user id, so two
+    /// batches by phone with no phone in common never reach the same row. A batch
+    /// reaching rows by both keys (or one by phone beside one by user id) could meet
+    /// the other's row through its other key: it waits, as does a batch naming a
+    /// citizen the other names (the later line must win).
+    pub(crate) fn may_run_beside(&self, other: &Batch) -> bool {
+        let keyed = self.keyed();
+        keyed != Keyed::Both
+            && keyed == other.keyed()
+            && self.phones.is_disjoint(&other.phones)
+            && self.users.is_disjoint(&other.users)
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -62,7 +114,8 @@ pub(crate) struct Written {
     pub(crate) updated: u64,
 }
 
-/// Writes one batch of import lines for `tenant` in one transaction.
+/// Writes one batch of import lines for `tenant` in one transaction, committed
+/// without waiting for the disk: the import calls [`make_durable`] before it answers.
 pub(crate) async fn import_batch(
     pool: &Pool,
     tenant: &str,
@@ -90,13 +143,13 @@ pub(crate) async fn import_batch(
         .transaction()
         .await
         .context("Failed to begin an import transaction")?;
+    // The import's last step, `make_durable`, waits for this commit to reach the disk.
+    tx.batch_execute("SET LOCAL synchronous_commit = off")
+        .await
+        .context("Failed to begin an import transaction")?;
     // Only a line naming both a phone and a user id can join rows (every statement
     // of `join_phones` reads those lines alone): a phone-only import skips them.
-    if batch
-        .lines
-        .iter()
-        .any(|l| l.phone.is_some() && l.zalo_user_id.is_some())
-    {
+    if batch.joining > 0 {
         join_phones(&tx, tenant, &phones, &users).await?;
     }
     // Then every line is one upsert: by user id when it has one, else by phone.
@@ -159,6 +212,30 @@ pub(crate) async fn import_batch(
         .await
         .context("Failed to commit an import batch")?;
     Ok(written)
+}
+
+/// Waits until every import batch committed so far is on disk: one transaction
+/// that takes a transaction id (so its commit writes a commit record) and commits
+/// synchronously. PostgreSQL flushes the WAL up to that record before the commit
+/// returns, and the WAL is flushed in order, so every commit that returned before this
+/// one began (the batches, asynchronous, on any connection) is flushed too. Call it
+/// once every batch has committed, before answering.
+pub(crate) async fn make_durable(pool: &Pool) -> anyhow::Result<()> {
+    let mut client = pool
+        .get()
+        .await
+        .context("Failed to get a PostgreSQL connection")?;
+    let tx = client
+        .transaction()
+        .await
+        .context("Failed to begin the import's last commit")?;
+    tx.batch_execute("SET LOCAL synchronous_commit = on; SELECT txid_current()")
+        .await
+        .context("Failed to take a transaction id for the import's last commit")?;
+    tx.commit()
+        .await
+        .context("Failed to flush the imported subscribers to disk")?;
+    Ok(())
 }
 
 /// Makes room for lines naming a phone and a user id (`phones[i]` with `users[i]`):

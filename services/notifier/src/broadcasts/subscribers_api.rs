@@ -2,7 +2,8 @@
 //!
 //! - `POST /v1/subscribers/import`: `application/x-ndjson` or `text/csv` (see
 //!   [`super::audience`]), read as it streams in: lines are parsed one at a time and
-//!   written in batches of [`BATCH_LINES`], so memory stays flat whatever the size. It
+//!   written in batches of [`BATCH_LINES`], up to [`IN_FLIGHT`] at a time, so memory
+//!   stays flat whatever the size. It
 //!   answers `200 {"imported", "updated", "rejected": [{"line", "field", "message"}],
 //!   "rejected_total"}`; the list names the first [`MAX_LISTED`] bad lines. A bad line
 //!   never stops the import; a bad CSV header (nothing is written then) is a `422`.
@@ -39,9 +40,12 @@ use loa_platform::{
 };
 use serde::Serialize;
 use serde_json::Value;
+use std::{collections::VecDeque, sync::Arc};
 
 /// Lines written per transaction.
 pub(crate) const BATCH_LINES: usize = 10_000;
+/// Batches written at the same time, on as many connections (see [`Importer`]).
+pub(crate) const IN_FLIGHT: usize = 2;
 /// Bad lines listed in an import's answer (all are counted).
 pub(crate) const MAX_LISTED: usize = 1_000;
 
@@ -76,9 +80,13 @@ pub(crate) struct ImportResult {
     rejected_total: u64,
 }
 
-/// Reads an import body's lines as they arrive and writes them in batches. One batch
-/// is written while the next is read: the transactions stay in the lines' order (a
-/// batch starts once the one before committed), and memory is two batches.
+/// Reads an import body's lines as they arrive and writes them in batches, up to
+/// [`IN_FLIGHT`] at a time on as many connections while the next is read: PostgreSQL's
+/// work on one batch (its upserts and five indexes) keeps one core busy, so a second
+/// batch uses the other. Two batches are written at the same time only when no row
+/// can be written by both ([`Batch::may_run_beside`]); otherwise the later one waits
+/// for the earlier one to commit, so a later line for the same citizen still wins.
+/// Memory is `IN_FLIGHT + 1` batches.
 struct Importer<'a> {
     pool: &'a Pool,
     tenant: &'a str,
@@ -86,9 +94,18 @@ struct Importer<'a> {
     format: Option<Format>,
     line: usize,
     batch: Batch,
-    /// The batch being written.
-    writing: Option<tokio::task::JoinHandle<anyhow::Result<subscribers::Written>>>,
+    /// The batches being written, oldest first.
+    writing: VecDeque<Writing>,
+    /// Whether a batch was committed (asynchronously): the import then ends with
+    /// [`subscribers::make_durable`].
+    wrote: bool,
     result: ImportResult,
+}
+
+/// A batch being written, and its lines (to tell whether the next may run beside it).
+struct Writing {
+    batch: Arc<Batch>,
+    task: tokio::task::JoinHandle<anyhow::Result<subscribers::Written>>,
 }
 
 impl Importer<'_> {
@@ -146,30 +163,53 @@ impl Importer<'_> {
         ));
     }
 
-    /// Waits for the batch being written, then starts writing the current one.
+    /// Starts writing the current batch, once a connection's turn is free and every
+    /// batch it may not run beside has committed.
     async fn flush(&mut self) -> Result<(), ApiError> {
-        self.written().await?;
-        let batch = std::mem::take(&mut self.batch);
+        let batch = Arc::new(std::mem::take(&mut self.batch));
         if batch.is_empty() {
             return Ok(());
         }
-        let (pool, tenant) = (self.pool.clone(), self.tenant.to_owned());
-        self.writing = Some(tokio::spawn(async move {
-            subscribers::import_batch(&pool, &tenant, &batch).await
-        }));
+        while self.writing.len() >= IN_FLIGHT
+            || self.writing.iter().any(|w| !batch.may_run_beside(&w.batch))
+        {
+            self.oldest_written().await?;
+        }
+        let (pool, tenant, lines) = (self.pool.clone(), self.tenant.to_owned(), batch.clone());
+        self.writing.push_back(Writing {
+            batch,
+            task: tokio::spawn(
+                async move { subscribers::import_batch(&pool, &tenant, &lines).await },
+            ),
+        });
+        self.wrote = true;
         Ok(())
     }
 
-    /// Waits for the batch being written (if any) and counts it.
-    async fn written(&mut self) -> Result<(), ApiError> {
-        let Some(writing) = self.writing.take() else {
+    /// Waits for the oldest batch being written (if any) and counts it.
+    async fn oldest_written(&mut self) -> Result<(), ApiError> {
+        let Some(writing) = self.writing.pop_front() else {
             return Ok(());
         };
         let written = writing
+            .task
             .await
             .map_err(|e| anyhow::anyhow!("an import batch's writer failed: {e}"))??;
         self.result.imported += written.imported;
         self.result.updated += written.updated;
+        Ok(())
+    }
+
+    /// Writes what is left, waits for every batch, then for the disk: the answer
+    /// follows this, so a `200` means every line is durable.
+    async fn finish(&mut self) -> Result<(), ApiError> {
+        self.flush().await?;
+        while !self.writing.is_empty() {
+            self.oldest_written().await?;
+        }
+        if self.wrote {
+            subscribers::make_durable(self.pool).await?;
+        }
         Ok(())
     }
 }
@@ -234,7 +274,8 @@ pub(crate) async fn import(
         format: (!csv).then_some(Format::Ndjson),
         line: 0,
         batch: Batch::default(),
-        writing: None,
+        writing: VecDeque::new(),
+        wrote: false,
         result: ImportResult::default(),
     };
     let mut stream = body.into_data_stream();
@@ -296,8 +337,7 @@ pub(crate) async fn import(
         )
         .with_field("header"));
     }
-    importer.flush().await?;
-    importer.written().await?;
+    importer.finish().await?;
     let result = importer.result;
     tracing::info!(
         tenant = %tenant.id,

@@ -464,3 +464,127 @@ async fn a_nul_character_in_a_searched_tag_or_an_imported_name_is_refused_by_its
         "{search}"
     );
 }
+
+/// Lines the notifier writes in one transaction (`BATCH_LINES` in the import's code):
+/// the tests below span batches with it.
+const BATCH: usize = 10_000;
+
+#[tokio::test]
+async fn a_citizen_named_again_in_a_later_batch_ends_with_the_later_line_s_values_by_either_key() {
+    // Arrange: a citizen known by phone and user id. The import names them by phone at
+    // the end of a batch of phones, then by user id at the start of the next batch
+    // (user ids only: written beside the first, it could update their row first and
+    // be overwritten); and it names another citizen by phone in a batch, then again
+    // in a later batch of phones.
+    let app = spawn_app().await;
+    import(
+        &app,
+        "demo-admin",
+        "application/x-ndjson",
+        r#"{"phone": "0900000001", "zalo_user_id": "7100000000000000001", "tags": ["ward:a"]}"#,
+    )
+    .await;
+    let mut body = String::new();
+    body.push_str("{\"phone\": \"0900000002\", \"tags\": [\"ward:x\"]}\n");
+    for i in 1..BATCH - 1 {
+        body.push_str(&format!(
+            "{{\"phone\": \"091{i:07}\", \"tags\": [\"ward:x\"]}}\n"
+        ));
+    }
+    body.push_str("{\"phone\": \"0900000001\", \"tags\": [\"ward:x\"]}\n");
+    body.push_str("{\"zalo_user_id\": \"7100000000000000001\", \"tags\": [\"ward:y\"]}\n");
+    for i in 1..BATCH {
+        body.push_str(&format!(
+            "{{\"zalo_user_id\": \"72{i:017}\", \"tags\": [\"ward:y\"]}}\n"
+        ));
+    }
+    body.push_str("{\"phone\": \"0900000002\", \"tags\": [\"ward:y\"]}\n");
+
+    // Act
+    let (status, answer) = import(&app, "demo-admin", "application/x-ndjson", &body).await;
+
+    // Assert: both citizens hold their last line's tags, each in one row.
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        (answer["imported"].as_u64(), answer["updated"].as_u64()),
+        (Some(2 * BATCH as u64 - 2), Some(3)),
+        "{answer}"
+    );
+    let client = app.pool.get().await.unwrap();
+    let rows: Vec<(Option<String>, Option<String>, Vec<String>)> = client
+        .query(
+            "SELECT phone, zalo_user_id, tags FROM notifier.subscribers
+              WHERE tenant = 'demo' AND (phone IN ('84900000001', '84900000002')
+                                         OR zalo_user_id = '7100000000000000001')
+              ORDER BY phone",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (
+                Some("84900000001".into()),
+                Some("7100000000000000001".into()),
+                vec!["ward:y".into()]
+            ),
+            (Some("84900000002".into()), None, vec!["ward:y".into()]),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn an_import_answered_200_has_every_batch_s_commit_flushed_to_disk() {
+    // Arrange: the batches commit without waiting for the disk; the import must wait
+    // once, at its end, before it answers. pg_walinspect reads the WAL that is on disk.
+    let app = spawn_app().await;
+    let client = app.pool.get().await.unwrap();
+    client
+        .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
+        .await
+        .unwrap();
+    let start: String = client
+        .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let body: String = (0..2 * BATCH + 1)
+        .map(|i| format!("{{\"phone\": \"091{i:07}\", \"announcements\": true}}\n"))
+        .collect();
+
+    // Act
+    let (status, answer) = import(&app, "demo-admin", "application/x-ndjson", &body).await;
+    let flushed: String = client
+        .query_one("SELECT pg_current_wal_flush_lsn()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+
+    // Assert: the commit record of every transaction that wrote the rows (three
+    // batches) was in the WAL on disk when the answer came.
+    assert_eq!(status, 200, "{answer}");
+    let row = client
+        .query_one(
+            "WITH writers AS (
+                 SELECT DISTINCT xmin AS xid FROM notifier.subscribers WHERE tenant = 'demo'
+             )
+             SELECT (SELECT count(*) FROM writers),
+                    (SELECT count(DISTINCT w.xid)
+                       FROM pg_get_wal_records_info($1::text::pg_lsn, $2::text::pg_lsn) r
+                       JOIN writers w ON w.xid = r.xid
+                      WHERE r.resource_manager = 'Transaction' AND r.record_type = 'COMMIT')",
+            &[&start, &flushed],
+        )
+        .await
+        .unwrap();
+    let (writers, flushed_commits): (i64, i64) = (row.get(0), row.get(1));
+    assert_eq!(writers, 3, "one transaction a batch");
+    assert_eq!(
+        flushed_commits, writers,
+        "every batch's commit was flushed (WAL on disk up to {flushed}) before the answer"
+    );
+}
