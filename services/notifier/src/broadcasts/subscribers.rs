@@ -214,12 +214,18 @@ pub(crate) async fn import_batch(
     Ok(written)
 }
 
-/// Waits until every import batch committed so far is on disk: one transaction
-/// that takes a transaction id (so its commit writes a commit record) and commits
-/// synchronously. PostgreSQL flushes the WAL up to that record before the commit
-/// returns, and the WAL is flushed in order, so every commit that returned before this
-/// one began (the batches, asynchronous, on any connection) is flushed too. Call it
-/// once every batch has committed, before answering.
+/// Waits until every import batch committed so far is on disk: one transaction that
+/// writes a WAL record of its own and commits synchronously. PostgreSQL flushes the
+/// WAL up to that commit record before the commit returns, and the WAL is flushed in
+/// order, so every commit that returned before this one began (the batches,
+/// asynchronous, on any connection) is flushed too. Call it once every batch has
+/// committed, before answering.
+///
+/// The record is a transactional logical message (`pg_logical_emit_message`, allowed
+/// to any role, harmless at any `wal_level`): a transaction that only took a
+/// transaction id (`txid_current()`) writes no WAL before its commit record, and
+/// PostgreSQL commits such a transaction asynchronously whatever
+/// `synchronous_commit` says, so it would flush nothing.
 pub(crate) async fn make_durable(pool: &Pool) -> anyhow::Result<()> {
     let mut client = pool
         .get()
@@ -229,9 +235,12 @@ pub(crate) async fn make_durable(pool: &Pool) -> anyhow::Result<()> {
         .transaction()
         .await
         .context("Failed to begin the import's last commit")?;
-    tx.batch_execute("SET LOCAL synchronous_commit = on; SELECT txid_current()")
-        .await
-        .context("Failed to take a transaction id for the import's last commit")?;
+    tx.batch_execute(
+        "SET LOCAL synchronous_commit = on;
+         SELECT pg_logical_emit_message(true, 'loa.import', 'durable')",
+    )
+    .await
+    .context("Failed to write the import's last commit")?;
     tx.commit()
         .await
         .context("Failed to flush the imported subscribers to disk")?;

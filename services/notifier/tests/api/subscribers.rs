@@ -570,12 +570,13 @@ async fn an_import_answered_200_has_every_batch_s_commit_flushed_to_disk() {
     let row = client
         .query_one(
             "WITH writers AS (
-                 SELECT DISTINCT xmin AS xid FROM notifier.subscribers WHERE tenant = 'demo'
+                 SELECT DISTINCT xmin::text::bigint AS xid FROM notifier.subscribers
+                  WHERE tenant = 'demo'
              )
              SELECT (SELECT count(*) FROM writers),
                     (SELECT count(DISTINCT w.xid)
                        FROM pg_get_wal_records_info($1::text::pg_lsn, $2::text::pg_lsn) r
-                       JOIN writers w ON w.xid = r.xid
+                       JOIN writers w ON w.xid = r.xid::text::bigint
                       WHERE r.resource_manager = 'Transaction' AND r.record_type = 'COMMIT')",
             &[&start, &flushed],
         )
