@@ -5,7 +5,7 @@
 
 use super::{section_page, text};
 use crate::{
-    backend::{segment, BackendError, Service},
+    backend::{segment, Service},
     html::{self, Section},
     reasons,
     web::{AppState, PageError, SignedIn},
@@ -56,17 +56,7 @@ pub async fn search(
             &params,
         )
         .await;
-    let (found, error) = match answer {
-        Ok(found) => (found, None),
-        Err(BackendError::Refused { message, field, .. }) => (
-            Value::Null,
-            Some(format!(
-                "Điều kiện tìm kiếm không hợp lệ{}: {message}",
-                field.map(|f| format!(" ({f})")).unwrap_or_default()
-            )),
-        ),
-        Err(e) => return Err(e.into()),
-    };
+    let (found, error) = super::searched(answer)?;
     let dossiers = found["dossiers"].as_array().cloned().unwrap_or_default();
     let next = found["next"].as_str();
     let next_link = next.map(|cursor| {

@@ -20,7 +20,7 @@ pub mod zalo;
 
 use crate::{
     audit::{self, Action},
-    backend::Service,
+    backend::{BackendError, Service},
     html::{self, Frame, Section},
     web::{page_response, see_other, AppState, FormData, PageError, SignedIn},
 };
@@ -222,4 +222,21 @@ pub(crate) fn section_page(
         StatusCode::OK,
         html::page(title, Some(&frame(signed_in, &tenant_name, section)), body),
     )
+}
+
+/// A search page's answer from a service: what it found, or nothing and, in
+/// Vietnamese, why it refused the filters (shown above the form the official fixes);
+/// any other failure is the page's.
+fn searched(answer: Result<Value, BackendError>) -> Result<(Value, Option<String>), PageError> {
+    match answer {
+        Ok(found) => Ok((found, None)),
+        Err(BackendError::Refused { message, field, .. }) => Ok((
+            Value::Null,
+            Some(format!(
+                "Điều kiện tìm kiếm không hợp lệ{}: {message}",
+                field.map(|f| format!(" ({f})")).unwrap_or_default()
+            )),
+        )),
+        Err(e) => Err(e.into()),
+    }
 }

@@ -55,17 +55,7 @@ pub async fn list(
             &params,
         )
         .await;
-    let (page, error) = match answer {
-        Ok(page) => (page, None),
-        Err(BackendError::Refused { message, field, .. }) => (
-            Value::Null,
-            Some(format!(
-                "Điều kiện tìm kiếm không hợp lệ{}: {message}",
-                field.map(|f| format!(" ({f})")).unwrap_or_default()
-            )),
-        ),
-        Err(e) => return Err(e.into()),
-    };
+    let (page, error) = super::searched(answer)?;
     let subscribers = page["subscribers"].as_array().cloned().unwrap_or_default();
     let can_act = signed_in.account().can_act();
     let csrf = &signed_in.session.csrf_token;
