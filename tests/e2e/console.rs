@@ -5,124 +5,17 @@
 
 use crate::{
     helpers::{receipt_event, status_event, TestSystem},
+    helpers_console::{
+        add_user, db, eventually_first, first_column, id_in_url, sign_in, signed_in_browser, WAIT,
+    },
     helpers_webdriver::Browser,
 };
-use loa::console::ConsoleCommand;
 use loa_platform::{
     amqp::{topology, OutgoingMessage, Publisher},
     testing::eventually,
 };
 use serde_json::json;
 use std::time::Duration;
-
-const WAIT: Duration = Duration::from_secs(20);
-
-/// Creates an account the way `loa console add-user` does.
-pub(crate) async fn add_user(
-    sys: &TestSystem,
-    tenant: &str,
-    username: &str,
-    role: &str,
-    password: &str,
-) {
-    let settings = crate::helpers::test_settings(&sys.env);
-    loa::console::run(
-        ConsoleCommand::AddUser {
-            tenant: tenant.into(),
-            username: username.into(),
-            display_name: format!("Cán bộ {username}"),
-            role: role.into(),
-            password: Some(password.into()),
-        },
-        &settings,
-    )
-    .await
-    .expect("the account is created");
-}
-
-/// Signs in through the form (the answer is the overview, or the form with an error).
-pub(crate) async fn sign_in(
-    browser: &Browser,
-    sys: &TestSystem,
-    tenant: Option<&str>,
-    username: &str,
-    password: &str,
-) {
-    browser.goto(&format!("{}/admin/", sys.console)).await;
-    assert!(
-        browser.url().await.ends_with("/admin/sign-in"),
-        "{}",
-        browser.url().await
-    );
-    if let Some(tenant) = tenant {
-        browser
-            .check(&format!("select[name=tenant] option[value={tenant}]"))
-            .await;
-    }
-    browser.fill("#username", username).await;
-    browser.fill("#password", password).await;
-    browser.click("button[type=submit]").await;
-    // The answer is the overview (signed in) or the form again with an error.
-    eventually(WAIT, || async {
-        let signed_in = browser.url().await.ends_with("/admin/overview");
-        (signed_in || !browser.find_all(".notice.error").await.is_empty()).then_some(())
-    })
-    .await
-    .expect("the sign-in was answered");
-}
-
-/// Signs in over plain HTTP (the form's CSRF cookie and field, as a browser sends
-/// them) and returns the session cookie's value, or `None` when refused.
-pub(crate) async fn http_sign_in(
-    sys: &TestSystem,
-    tenant: &str,
-    username: &str,
-    password: &str,
-) -> Option<String> {
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let cookie = |response: &reqwest::Response, name: &str| {
-        response
-            .headers()
-            .get_all("set-cookie")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find_map(|v| v.strip_prefix(&format!("{name}=")))
-            .and_then(|v| v.split(';').next())
-            .filter(|v| !v.is_empty())
-            .map(str::to_owned)
-    };
-    let form = client
-        .get(format!("{}/admin/sign-in", sys.console))
-        .send()
-        .await
-        .unwrap();
-    let csrf = cookie(&form, "loa_console_signin").expect("a sign-in cookie");
-    let answer = client
-        .post(format!("{}/admin/sign-in", sys.console))
-        .header("Cookie", format!("loa_console_signin={csrf}"))
-        .form(&[
-            ("tenant", tenant),
-            ("username", username),
-            ("password", password),
-            ("csrf", &csrf),
-        ])
-        .send()
-        .await
-        .unwrap();
-    cookie(&answer, "loa_console_session")
-}
-
-/// A connection to the system's database.
-pub(crate) async fn db(sys: &TestSystem) -> deadpool_postgres::Object {
-    loa_platform::db::pool(&sys.env.database_url, 1)
-        .unwrap()
-        .get()
-        .await
-        .unwrap()
-}
 
 /// Posts a dossier event through intake and waits until the tracker has it.
 async fn post_dossier(sys: &TestSystem, token: &str, event: serde_json::Value, admin: &str) {
@@ -174,18 +67,13 @@ async fn an_admin_signs_in_finds_a_dossier_by_phone_opens_it_and_replays_a_dead_
         .await
         .unwrap();
     let client = db(&sys).await;
-    let dead_letter: i64 = eventually(WAIT, || async {
-        client
-            .query_opt(
-                "SELECT id FROM notifier.dead_letters WHERE tenant = 'demo'",
-                &[],
-            )
-            .await
-            .ok()?
-            .map(|r| r.get(0))
-    })
-    .await
-    .expect("the dead letter is stored");
+    let dead_letter: i64 = eventually_first(
+        &client,
+        "SELECT id FROM notifier.dead_letters WHERE tenant = 'demo'",
+        &[],
+        "the dead letter is stored",
+    )
+    .await;
     client
         .execute(
             "INSERT INTO notifier.citizen_messages (tenant, zalo_user_id, kind, dossier_code, msg_id, received_at, forwarded_at)
@@ -238,29 +126,21 @@ async fn an_admin_signs_in_finds_a_dossier_by_phone_opens_it_and_replays_a_dead_
         .await
         .unwrap();
     let reply_id = loa_contracts::citizen::chat_reply_id("demo", wrote["msg_id"].as_str().unwrap());
-    eventually(WAIT, || async {
-        client
-            .query_opt(
-                "SELECT 1 FROM notifier.deliveries WHERE notification_id = $1 AND status = 'sent'",
-                &[&reply_id],
-            )
-            .await
-            .ok()?
-    })
-    .await
-    .expect("the first text of the day is answered");
+    eventually_first::<i32>(
+        &client,
+        "SELECT 1 FROM notifier.deliveries WHERE notification_id = $1 AND status = 'sent'",
+        &[&reply_id],
+        "the first text of the day is answered",
+    )
+    .await;
     assert!(write("Cảm ơn cán bộ").await.unwrap().status().is_success());
-    eventually(WAIT, || async {
-        client
-            .query_opt(
-                "SELECT 1 FROM notifier.citizen_messages WHERE outcome = 'answered_today'",
-                &[],
-            )
-            .await
-            .ok()?
-    })
-    .await
-    .expect("the second text is kept");
+    eventually_first::<i32>(
+        &client,
+        "SELECT 1 FROM notifier.citizen_messages WHERE outcome = 'answered_today'",
+        &[],
+        "the second text is kept",
+    )
+    .await;
     let browser = Browser::start().await;
 
     // Act + Assert, page by page.
@@ -456,16 +336,11 @@ async fn an_admin_signs_in_finds_a_dossier_by_phone_opens_it_and_replays_a_dead_
         browser.url().await.ends_with("/admin/sign-in"),
         "signed out"
     );
-    let actions: Vec<String> = client
-        .query(
-            "SELECT action FROM console.audit_log WHERE tenant = 'demo' ORDER BY id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let actions: Vec<String> = first_column(
+        &client,
+        "SELECT action FROM console.audit_log WHERE tenant = 'demo' ORDER BY id",
+    )
+    .await;
     assert_eq!(
         actions,
         [
@@ -539,13 +414,8 @@ async fn wrong_passwords_lock_the_account_and_a_form_without_its_csrf_token_chan
     assert_eq!(status, (403, 403));
     assert!(page.contains("Phiên làm việc không hợp lệ"), "{page}");
     let client = db(&sys).await;
-    let actions: Vec<String> = client
-        .query("SELECT action FROM console.audit_log ORDER BY id", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let actions: Vec<String> =
+        first_column(&client, "SELECT action FROM console.audit_log ORDER BY id").await;
     assert_eq!(
         actions,
         [
@@ -582,8 +452,7 @@ async fn an_admin_of_one_tenant_sees_nothing_of_another_and_a_viewer_cannot_act(
         )
         .await
         .unwrap();
-    let browser = Browser::start().await;
-    sign_in(&browser, &sys, Some("demo"), "xem", "chỉ-xem-thôi").await;
+    let browser = signed_in_browser(&sys, "demo", "xem", "chỉ-xem-thôi").await;
 
     // Act
     browser
@@ -680,8 +549,7 @@ async fn an_admin_reauthorises_the_zalo_oa_and_sending_goes_on_with_the_new_refr
             .get::<_, String>(0)
     };
     let before = stored().await;
-    let browser = Browser::start().await;
-    sign_in(&browser, &sys, Some("demo"), "tuan", "mật-khẩu-của-Tuấn").await;
+    let browser = signed_in_browser(&sys, "demo", "tuan", "mật-khẩu-của-Tuấn").await;
 
     // Act: start the consent, approve it on the (sandbox's) Zalo page, come back.
     browser.click("#reauthorize").await;
@@ -822,8 +690,7 @@ async fn an_admin_imports_citizens_opts_one_out_composes_a_broadcast_with_a_prev
     }
     lines.push("12,,ward:phu-thuy,true".to_owned());
     std::fs::write(&csv, lines.join("\n") + "\n").unwrap();
-    let browser = Browser::start().await;
-    sign_in(&browser, &sys, Some("demo"), "hoa", "mật-khẩu-của-Hoa").await;
+    let browser = signed_in_browser(&sys, "demo", "hoa", "mật-khẩu-của-Hoa").await;
 
     // Act + Assert: the import, page by page.
     browser
@@ -941,24 +808,15 @@ async fn an_admin_imports_citizens_opts_one_out_composes_a_broadcast_with_a_prev
     // Start it, and watch the page move on its own.
     browser.click("#create").await;
     assert!(browser.text().await.contains("Đã tạo thông báo."));
-    let id = browser
-        .url()
-        .await
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .split('?')
-        .next()
-        .unwrap()
-        .to_owned();
-    let first = eventually(Duration::from_secs(30), || async {
+    let id = id_in_url(&browser).await;
+    let first = eventually(WAIT, || async {
         let sent = number(&browser.text_of("#count-sent").await);
         (sent > 0).then_some(sent)
     })
     .await
     .expect("sending starts");
     browser.screenshot("25-broadcast-running").await;
-    eventually(Duration::from_secs(30), || async {
+    eventually(WAIT, || async {
         (number(&browser.text_of("#count-sent").await) > first).then_some(())
     })
     .await
@@ -968,7 +826,7 @@ async fn an_admin_imports_citizens_opts_one_out_composes_a_broadcast_with_a_prev
     assert_eq!(browser.text_of("#broadcast-state").await, "Tạm dừng");
     browser.screenshot("26-broadcast-paused").await;
     // What was in flight lands (however loaded the machine); then nothing more.
-    let at_pause = eventually(Duration::from_secs(30), || async {
+    let at_pause = eventually(WAIT, || async {
         let before: usize = announcements(&sys).await.values().sum();
         tokio::time::sleep(Duration::from_secs(2)).await;
         let after: usize = announcements(&sys).await.values().sum();
@@ -982,8 +840,7 @@ async fn an_admin_imports_citizens_opts_one_out_composes_a_broadcast_with_a_prev
     assert!(later < 199, "paused before the end ({later} sent)");
 
     // Another tenant's admin cannot open it; a viewer sees it but cannot act.
-    let other = Browser::start().await;
-    sign_in(&other, &sys, Some("other"), "tuan", "mật-khẩu-của-Tuấn").await;
+    let other = signed_in_browser(&sys, "other", "tuan", "mật-khẩu-của-Tuấn").await;
     other
         .goto(&format!("{}/admin/broadcasts/{id}", sys.console))
         .await;
@@ -993,8 +850,7 @@ async fn an_admin_imports_citizens_opts_one_out_composes_a_broadcast_with_a_prev
         .await;
     assert_eq!(number(&other.text_of("#reachable-total").await), 0);
     other.quit().await;
-    let viewer = Browser::start().await;
-    sign_in(&viewer, &sys, Some("demo"), "xem", "chỉ-xem-thôi").await;
+    let viewer = signed_in_browser(&sys, "demo", "xem", "chỉ-xem-thôi").await;
     viewer
         .goto(&format!("{}/admin/broadcasts/{id}", sys.console))
         .await;

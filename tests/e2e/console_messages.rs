@@ -3,15 +3,12 @@
 //! Screenshots under `target/console-screenshots/messages-*.png`.
 
 use crate::{
-    console::{add_user, db, sign_in},
     helpers::{receipt_event, TestSystem},
+    helpers_console::{add_user, db, signed_in_browser, WAIT},
     helpers_webdriver::Browser,
 };
 use loa_platform::testing::eventually;
 use serde_json::{json, Value};
-use std::time::Duration;
-
-const WAIT: Duration = Duration::from_secs(30);
 
 /// Makes the sandbox answer `error_code` to the next ZNS request for `phone`.
 async fn zalo_refuses_once(sys: &TestSystem, phone: &str, error_code: i64) {
@@ -56,15 +53,16 @@ fn accepted_for<'a>(messages: &'a [Value], id: &str) -> Vec<&'a Value> {
     messages.iter().filter(|m| m["tracking_id"] == id).collect()
 }
 
-/// The lines of the text of `css` (a table's one-line rows) holding every one of
-/// `words`.
-async fn rows_with(browser: &Browser, css: &str, words: &[&str]) -> usize {
-    browser
-        .text_of(css)
-        .await
+/// Asserts that exactly one line of the text of `css` (a table's one-line rows) holds
+/// every one of `words`, showing the table when not: each row the test looks for is
+/// expected once.
+async fn assert_one_row_with(browser: &Browser, css: &str, words: &[&str]) {
+    let text = browser.text_of(css).await;
+    let rows = text
         .lines()
         .filter(|row| words.iter().all(|w| row.contains(w)))
-        .count()
+        .count();
+    assert_eq!(rows, 1, "{words:?} once in {css}: {text}");
 }
 
 #[tokio::test]
@@ -80,8 +78,7 @@ async fn an_admin_resends_a_failed_message_and_cancels_a_held_one_and_the_citize
     let failed = receipt_until(&sys, "RESEND-0001", "0903 111 222", "failed").await;
     zalo_refuses_once(&sys, held_phone, -115).await;
     let held = receipt_until(&sys, "CANCEL-0001", "0903 333 444", "held").await;
-    let browser = Browser::start().await;
-    sign_in(&browser, &sys, Some("demo"), "mai", "mật-khẩu-của-Mai").await;
+    let browser = signed_in_browser(&sys, "demo", "mai", "mật-khẩu-của-Mai").await;
 
     // Act + Assert: the failed tab offers a resend; the held tab a cancel.
     browser
@@ -95,20 +92,15 @@ async fn an_admin_resends_a_failed_message_and_cancels_a_held_one_and_the_citize
     );
     assert_eq!(browser.find_all(&resend).await.len(), 1, "with its button");
     // Zalo's -108 in Vietnamese, Zalo's own words kept in small print for support.
-    assert_eq!(
-        rows_with(
-            &browser,
-            "#deliveries",
-            &[
-                "RESEND-0001",
-                "Số điện thoại không hợp lệ hoặc không dùng Zalo."
-            ]
-        )
-        .await,
-        1,
-        "the failed receipt's reason in Vietnamese: {}",
-        browser.text_of("#deliveries").await
-    );
+    assert_one_row_with(
+        &browser,
+        "#deliveries",
+        &[
+            "RESEND-0001",
+            "Số điện thoại không hợp lệ hoặc không dùng Zalo.",
+        ],
+    )
+    .await;
     assert!(
         browser
             .text_of("#deliveries small.raw-reason")
@@ -152,17 +144,13 @@ async fn an_admin_resends_a_failed_message_and_cancels_a_held_one_and_the_citize
         browser.text().await
     );
     assert!(browser.find_all(&cancel).await.is_empty(), "cancelled once");
-    assert_eq!(
-        rows_with(
-            &browser,
-            "#deliveries",
-            &["CANCEL-0001", "Cán bộ đã huỷ tin nhắn này."]
-        )
-        .await,
-        1,
-        "the cancellation's reason in Vietnamese: {}",
-        browser.text_of("#deliveries").await
-    );
+    // The cancellation's reason in Vietnamese.
+    assert_one_row_with(
+        &browser,
+        "#deliveries",
+        &["CANCEL-0001", "Cán bộ đã huỷ tin nhắn này."],
+    )
+    .await;
     browser.screenshot("messages-03-cancelled").await;
 
     // Resume the tenant: what it still holds is released, the cancelled one is not.
@@ -241,39 +229,24 @@ async fn an_admin_resends_a_failed_message_and_cancels_a_held_one_and_the_citize
     // The audit page shows both actions (and the resume) by the admin: her display
     // name, with her username in small print.
     browser.click("nav.sections a[href='/admin/audit']").await;
-    assert_eq!(
-        rows_with(
-            &browser,
-            "#audit",
-            &["Cán bộ mai (mai)", "Gửi lại tin nhắn", &failed]
-        )
-        .await,
-        1,
-        "{}",
-        browser.text().await
-    );
-    assert_eq!(
-        rows_with(
-            &browser,
-            "#audit",
-            &["Cán bộ mai (mai)", "Huỷ tin nhắn", &held]
-        )
-        .await,
-        1,
-        "{}",
-        browser.text().await
-    );
-    assert_eq!(
-        rows_with(
-            &browser,
-            "#audit",
-            &["Cán bộ mai (mai)", "Tiếp tục gửi tin"]
-        )
-        .await,
-        1,
-        "{}",
-        browser.text().await
-    );
+    assert_one_row_with(
+        &browser,
+        "#audit",
+        &["Cán bộ mai (mai)", "Gửi lại tin nhắn", &failed],
+    )
+    .await;
+    assert_one_row_with(
+        &browser,
+        "#audit",
+        &["Cán bộ mai (mai)", "Huỷ tin nhắn", &held],
+    )
+    .await;
+    assert_one_row_with(
+        &browser,
+        "#audit",
+        &["Cán bộ mai (mai)", "Tiếp tục gửi tin"],
+    )
+    .await;
     browser.screenshot("messages-06-audit").await;
 
     // The citizens: the resent receipt exactly once, the cancelled one never.

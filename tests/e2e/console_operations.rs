@@ -3,15 +3,12 @@
 //! and cancelled (issue 11).
 
 use crate::{
-    console::{add_user, db, http_sign_in, sign_in},
     helpers::{receipt_event, test_settings, TestSystem},
-    helpers_webdriver::Browser,
+    helpers_console::{
+        add_user, db, eventually_first, first_column, http_sign_in, id_in_url, signed_in_browser,
+    },
 };
-use loa_platform::testing::eventually;
 use serde_json::json;
-use std::time::Duration;
-
-const WAIT: Duration = Duration::from_secs(30);
 
 #[tokio::test]
 async fn the_demo_account_signs_in_in_development_mode_and_is_removed_once_the_console_runs_outside_it(
@@ -85,22 +82,16 @@ async fn a_tenant_paused_by_a_revoked_zalo_token_is_explained_in_vietnamese_and_
         202
     );
     let client = db(&sys).await;
-    let stored_reason: String = eventually(WAIT, || async {
-        client
-            .query_opt(
-                "SELECT reason FROM notifier.tenant_pauses WHERE tenant = 'demo' AND paused",
-                &[],
-            )
-            .await
-            .ok()?
-            .map(|r| r.get(0))
-    })
-    .await
-    .expect("the tenant is paused");
-    let browser = Browser::start().await;
+    let stored_reason: String = eventually_first(
+        &client,
+        "SELECT reason FROM notifier.tenant_pauses WHERE tenant = 'demo' AND paused",
+        &[],
+        "the tenant is paused",
+    )
+    .await;
 
     // Act: the overview while paused; then Zalo answers again and the admin resumes.
-    sign_in(&browser, &sys, Some("demo"), "hoa", "mật-khẩu-của-Hoa").await;
+    let browser = signed_in_browser(&sys, "demo", "hoa", "mật-khẩu-của-Hoa").await;
     let paused = browser.text().await;
     let small_print = browser.text_of("#pause .raw-reason").await;
     browser.screenshot("operations-01-paused").await;
@@ -130,16 +121,11 @@ async fn a_tenant_paused_by_a_revoked_zalo_token_is_explained_in_vietnamese_and_
     );
     assert!(resumed.contains("Đang gửi bình thường"), "{resumed}");
     assert!(!resumed.contains("Đang tạm dừng gửi tin"), "{resumed}");
-    let audited: Vec<String> = client
-        .query(
-            "SELECT actor FROM console.audit_log WHERE action = 'tenant_resume' AND tenant = 'demo'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let audited: Vec<String> = first_column(
+        &client,
+        "SELECT actor FROM console.audit_log WHERE action = 'tenant_resume' AND tenant = 'demo'",
+    )
+    .await;
     assert_eq!(audited, ["hoa"]);
     browser.quit().await;
     sys.stop().await;
@@ -154,8 +140,7 @@ async fn an_admin_schedules_a_broadcast_in_vietnam_time_sees_it_scheduled_and_ca
     let day = (chrono::Utc::now().with_timezone(&vietnam) + chrono::Duration::days(3)).date_naive();
     let picked = format!("{}T08:30", day.format("%Y-%m-%d"));
     let shown = format!("{} 08:30", day.format("%d/%m/%Y"));
-    let browser = Browser::start().await;
-    sign_in(&browser, &sys, Some("demo"), "hoa", "mật-khẩu-của-Hoa").await;
+    let browser = signed_in_browser(&sys, "demo", "hoa", "mật-khẩu-của-Hoa").await;
 
     // Act: compose with the start time, then open the list, then cancel.
     browser
@@ -180,16 +165,7 @@ async fn an_admin_schedules_a_broadcast_in_vietnam_time_sees_it_scheduled_and_ca
     browser.click("#create").await;
     let created = browser.text().await;
     let state = browser.text_of("#broadcast-state").await;
-    let id = browser
-        .url()
-        .await
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .split('?')
-        .next()
-        .unwrap()
-        .to_owned();
+    let id = id_in_url(&browser).await;
     browser
         .screenshot("operations-04-broadcast-scheduled")
         .await;

@@ -3,8 +3,8 @@
 //! console over the real tracker and notifier (issue 11).
 
 use crate::{
-    console::{add_user, http_sign_in},
     helpers::TestSystem,
+    helpers_console::{add_user, http_sign_in},
 };
 use loa_tracker::{search, testing};
 use serde_json::Value;

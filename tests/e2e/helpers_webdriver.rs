@@ -127,31 +127,29 @@ impl Browser {
             .await;
     }
 
-    /// The current URL.
-    pub async fn url(&self) -> String {
-        self.call(reqwest::Method::GET, "/url", None)
+    /// The string a GET of the session's `path` answers (empty when it is not one):
+    /// the URL, the title and the source are read so.
+    async fn get_string(&self, path: &str) -> String {
+        self.call(reqwest::Method::GET, path, None)
             .await
             .as_str()
             .unwrap_or_default()
             .to_owned()
+    }
+
+    /// The current URL.
+    pub async fn url(&self) -> String {
+        self.get_string("/url").await
     }
 
     /// The page's title.
     pub async fn title(&self) -> String {
-        self.call(reqwest::Method::GET, "/title", None)
-            .await
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
+        self.get_string("/title").await
     }
 
     /// The page's HTML as the browser holds it.
     pub async fn source(&self) -> String {
-        self.call(reqwest::Method::GET, "/source", None)
-            .await
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
+        self.get_string("/source").await
     }
 
     /// The visible text of the page's body (once the page a click led to has

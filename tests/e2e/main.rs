@@ -4,6 +4,7 @@
 
 mod helpers;
 mod helpers_browser;
+mod helpers_console;
 mod helpers_process;
 mod helpers_webdriver;
 
