@@ -210,3 +210,40 @@ async fn an_admin_schedules_a_broadcast_in_vietnam_time_sees_it_scheduled_and_ca
     browser.quit().await;
     sys.stop().await;
 }
+
+#[tokio::test]
+async fn a_search_the_services_refuse_says_why_in_vietnamese_naming_the_filter() {
+    // Arrange: an admin signed in over HTTP.
+    let sys = TestSystem::start().await;
+    add_user(&sys, "demo", "lan", "admin", "mật-khẩu-của-Lan").await;
+    let session = http_sign_in(&sys, "demo", "lan", "mật-khẩu-của-Lan")
+        .await
+        .expect("signed in");
+    let page = |path: &str| {
+        sys.client
+            .get(format!("{}{path}", sys.console))
+            .header("cookie", format!("loa_console_session={session}"))
+            .send()
+    };
+
+    // Act: a day the tracker cannot read; a page cursor the notifier cannot read.
+    let dossiers = page("/admin/dossiers?from=04/12/2026").await.unwrap();
+    let dossiers_status = dossiers.status();
+    let dossiers = dossiers.text().await.unwrap();
+    let subscribers = page("/admin/subscribers?after_id=tiếp").await.unwrap();
+    let subscribers_status = subscribers.status();
+    let subscribers = subscribers.text().await.unwrap();
+
+    // Assert: the page is shown with the refusal above the form, not an error page.
+    assert_eq!(dossiers_status, 200, "{dossiers}");
+    assert!(
+        dossiers.contains("Điều kiện tìm kiếm không hợp lệ (from): "),
+        "{dossiers}"
+    );
+    assert_eq!(subscribers_status, 200, "{subscribers}");
+    assert!(
+        subscribers.contains("Điều kiện tìm kiếm không hợp lệ (after_id): "),
+        "{subscribers}"
+    );
+    sys.stop().await;
+}
