@@ -701,6 +701,21 @@ pub(crate) async fn show(
     Ok(Json(view(broadcast, counts.get(&id))))
 }
 
+/// How pause, resume and cancel refuse an admin besides the credential checks: the
+/// three transitions answer alike, so their documents share these.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+enum TransitionRefusals {
+    /// No such broadcast for this tenant
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+    /// The broadcast's state does not allow it (`invalid_state`)
+    #[response(status = 409)]
+    InvalidState(ErrorBody),
+}
+
+/// Applies `action` to the tenant's broadcast `id` and answers its view: the one body
+/// of the pause, resume and cancel handlers, which differ only in their documents.
 async fn act(
     state: BroadcastsState,
     headers: HeaderMap,
@@ -730,8 +745,7 @@ async fn act(
     params(("id" = String, Path, description = "The broadcast's id")),
     responses(
         (status = 200, body = BroadcastView, description = "Holds a running or scheduled broadcast"),
-        (status = 404, body = ErrorBody, description = "No such broadcast for this tenant"),
-        (status = 409, body = ErrorBody, description = "The broadcast's state does not allow it (`invalid_state`)"),
+        TransitionRefusals,
         AdminRefusals,
     ))]
 pub(crate) async fn pause(
@@ -748,8 +762,7 @@ pub(crate) async fn pause(
     params(("id" = String, Path, description = "The broadcast's id")),
     responses(
         (status = 200, body = BroadcastView, description = "Lets a paused broadcast go on"),
-        (status = 404, body = ErrorBody, description = "No such broadcast for this tenant"),
-        (status = 409, body = ErrorBody, description = "The broadcast's state does not allow it (`invalid_state`)"),
+        TransitionRefusals,
         AdminRefusals,
     ))]
 pub(crate) async fn resume(
@@ -766,8 +779,7 @@ pub(crate) async fn resume(
     params(("id" = String, Path, description = "The broadcast's id")),
     responses(
         (status = 200, body = BroadcastView, description = "Stops a broadcast for good"),
-        (status = 404, body = ErrorBody, description = "No such broadcast for this tenant"),
-        (status = 409, body = ErrorBody, description = "The broadcast's state does not allow it (`invalid_state`)"),
+        TransitionRefusals,
         AdminRefusals,
     ))]
 pub(crate) async fn cancel(
