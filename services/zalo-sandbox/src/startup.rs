@@ -67,7 +67,75 @@ impl Application {
 
     /// Serves until `cancel` fires: hung and delayed answers are cut short, requests in
     /// flight finish, webhook POSTs in flight finish, webhooks not yet due are dropped.
+    ///
+    /// The sandbox runs on a thread and runtime of its own, whatever runtime calls
+    /// this. Zalo counts a request against its rate limit when the request reaches
+    /// it, and the sandbox can only count it when a handler runs: on the caller's
+    /// runtime (the notifier's, in its tests and when every service runs in one
+    /// process), a request sent on time waited for whatever that runtime was doing,
+    /// and requests sent evenly while it stalled were counted together when it
+    /// resumed, a burst Zalo never saw (-32 to a notifier within its rate). On its
+    /// own thread a handler runs when its request arrives, as far as the machine's
+    /// CPUs allow.
     pub async fn run_until_stopped(self, cancel: CancellationToken) -> anyhow::Result<()> {
+        let listener = self
+            .listener
+            .into_std()
+            .context("Failed to move the sandbox's listener to its own runtime")?;
+        let Self {
+            port,
+            router,
+            sandbox,
+            webhook_rx,
+            client,
+            ..
+        } = self;
+        // Stopping the caller's task (its runtime ending, say) stops the thread too.
+        let cancel = cancel.child_token();
+        let _stop_with_caller = cancel.clone().drop_guard();
+        let (done, finished) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("zalo-sandbox".to_owned())
+            .spawn(move || {
+                let served = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .context("Failed to start the sandbox's runtime")
+                    .and_then(|runtime| {
+                        runtime.block_on(async move {
+                            let listener = TcpListener::from_std(listener)
+                                .context("Failed to register the sandbox's listener")?;
+                            let parts = Parts {
+                                port,
+                                router,
+                                sandbox,
+                                webhook_rx,
+                                client,
+                            };
+                            parts.serve(listener, cancel).await
+                        })
+                    });
+                let _ = done.send(served);
+            })
+            .context("Failed to start the sandbox's thread")?;
+        finished
+            .await
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the sandbox's thread ended abnormally")))
+    }
+}
+
+/// What serving needs, on the sandbox's own thread.
+struct Parts {
+    port: u16,
+    router: Router,
+    sandbox: Arc<Sandbox>,
+    webhook_rx: mpsc::Receiver<WebhookJob>,
+    client: reqwest::Client,
+}
+
+impl Parts {
+    /// [`Application::run_until_stopped`], on the runtime of the sandbox's thread.
+    async fn serve(self, listener: TcpListener, cancel: CancellationToken) -> anyhow::Result<()> {
         let stop = self.sandbox.stop.clone();
         let link = {
             let stop = stop.clone();
@@ -90,8 +158,7 @@ impl Application {
         );
         // A test double: the default limits.
         let http = loa_platform::http::HttpSettings::default();
-        let served =
-            loa_platform::http::serve(self.listener, self.router, stop.clone(), &http).await;
+        let served = loa_platform::http::serve(listener, self.router, stop.clone(), &http).await;
         stop.cancel();
         link.abort();
         if let Err(e) = dispatcher.await {

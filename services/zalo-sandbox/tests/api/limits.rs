@@ -2,7 +2,8 @@ use crate::helpers::{spawn_app, PHONE};
 use chrono::Utc;
 use futures_util::future::join_all;
 use loa_contracts::NotificationKind;
-use serde_json::json;
+use serde_json::{json, Value};
+use std::time::Duration;
 
 #[tokio::test]
 async fn sends_beyond_the_configured_rate_answer_minus_32_and_the_peak_is_reported() {
@@ -194,4 +195,54 @@ async fn promotions_are_refused_beyond_their_share_of_the_day_and_a_citizen_s_mo
     assert_eq!(bad.status(), 422);
     let body: serde_json::Value = bad.json().await.unwrap();
     assert_eq!(body["error"]["field"], "promotion_share", "{body}");
+}
+
+#[tokio::test]
+async fn requests_sent_within_the_rate_are_counted_as_they_arrive_while_the_host_runtime_is_stalled(
+) {
+    // Arrange: 10 a second, burst 2. A client on its own thread sends one request
+    // every 200 ms (half the rate: each one finds the bucket refilled), as Loa's
+    // notifier would from another machine.
+    let app = spawn_app().await;
+    let token = app.access_token().await;
+    app.control_ok(
+        "limits",
+        json!({"api": "zns", "rate_per_second": 10, "burst": 2}),
+    )
+    .await;
+    let body = app.zns_body(PHONE, "paced");
+    let url = format!("{}/message/template", app.base);
+    let client = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let http = reqwest::Client::new();
+            let started = tokio::time::Instant::now();
+            let mut sends = tokio::task::JoinSet::new();
+            for k in 0..5 {
+                tokio::time::sleep_until(started + Duration::from_millis(200) * k).await;
+                let request = http
+                    .post(&url)
+                    .header("access_token", &token)
+                    .json(&body)
+                    .send();
+                sends.spawn(async move { request.await.unwrap().json::<Value>().await.unwrap() });
+            }
+            sends.join_all().await
+        })
+    });
+
+    // Act: the runtime that started the sandbox (this test's only thread) is stalled
+    // meanwhile, as a starved CPU or a long poll of its host stalls it.
+    std::thread::sleep(Duration::from_millis(1_200));
+    let answers = tokio::task::spawn_blocking(move || client.join().unwrap())
+        .await
+        .unwrap();
+
+    // Assert: Zalo counts a request when it arrives, not when its host gets to it.
+    let errors: Vec<&Value> = answers.iter().map(|a| &a["error"]).collect();
+    assert_eq!(errors, vec![&json!(0); 5]);
+    assert_eq!(app.stats().await["refused"], json!({}));
 }
