@@ -4,20 +4,12 @@
 use crate::helpers::{receipt_request, spawn_app_configured, TestApp, PATIENCE};
 use loa_notifier::engine::tier_queue;
 use loa_platform::testing::eventually;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::time::{Duration, Instant};
 
 /// How many times the sandbox refused a ZNS send with `code`.
 async fn refused(app: &TestApp, code: i64) -> u64 {
-    let stats: Value = app
-        .http
-        .get(format!("{}/_sandbox/stats", app.sandbox_url))
-        .send()
-        .await
-        .expect("sandbox answers")
-        .json()
-        .await
-        .expect("sandbox answers JSON");
+    let stats = app.sandbox_stats().await;
     stats["refused"][code.to_string()].as_u64().unwrap_or(0)
 }
 
