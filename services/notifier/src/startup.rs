@@ -113,6 +113,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "phones linked by a citizen's answer to a ZNS",
         sql: include_str!("migrations/0017_zns_interaction_links.sql"),
     },
+    Migration {
+        version: 20,
+        name: "broadcast progress counted per statement",
+        sql: include_str!("migrations/0020_broadcast_counts_per_statement.sql"),
+    },
 ];
 
 /// Applies the notifier's migrations. Idempotent; safe with replicas starting at once.
