@@ -86,6 +86,20 @@ async fn lookup(app: &TestApp, msg_id: &str, user: &str, forwarded: bool) {
         .unwrap();
 }
 
+/// A chat lookup over the per-user limit: kept, never forwarded.
+async fn limited_lookup(app: &TestApp, msg_id: &str, user: &str) {
+    let client = app.pool.get().await.unwrap();
+    client
+        .execute(
+            "INSERT INTO notifier.citizen_messages
+                    (tenant, zalo_user_id, kind, dossier_code, msg_id, received_at, outcome)
+             VALUES ('demo', $1, 'lookup', 'HS-PD', $2, now(), 'rate_limited')",
+            &[&user, &msg_id],
+        )
+        .await
+        .unwrap();
+}
+
 /// A citizen's other text to the OA, answered (its reply published) or not (the
 /// user had been answered that day already).
 async fn text(app: &TestApp, msg_id: &str, user: &str, body: &str, answered: bool) {
@@ -184,14 +198,10 @@ async fn past_its_retention_a_parked_request_is_given_up_a_dead_letter_masked_an
     let recent_letter = dead_letter(&app, "demo", &dead_event("dl-new", PHONE)).await;
     lookup(&app, "m-old", "7000000000000000042", true).await;
     lookup(&app, "m-old-unforwarded", "7000000000000000042", false).await;
-    // Over the per-user limit: kept, never forwarded.
-    lookup(&app, "m-old-limited", "7000000000000000042", false).await;
-    age(
-        &app,
-        "UPDATE notifier.citizen_messages SET outcome = 'rate_limited' WHERE msg_id = $1",
-        &"m-old-limited",
-    )
-    .await;
+    // Over the per-user limit: kept, never forwarded. Written rate-limited in one
+    // statement: a lookup first written `forward` could be forwarded by the relay
+    // before a second statement marked it.
+    limited_lookup(&app, "m-old-limited", "7000000000000000042").await;
     lookup(&app, "m-new", "7000000000000000042", true).await;
     age(
         &app,
