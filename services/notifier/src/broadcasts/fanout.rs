@@ -6,23 +6,40 @@
 //!    skipped, `ended`), and completes the expanded ones whose every message is sent,
 //!    failed or skipped; samples each running broadcast's rate (for its ETA);
 //! 2. takes one broadcast that is due (`start_at` passed) and not fully expanded, on a
-//!    lease (`runner_owner`, `runner_until`, renewed with every chunk; `FOR UPDATE SKIP
-//!    LOCKED`: replicas share broadcasts, never one broadcast), and expands it: the
+//!    lease (`runner_owner`, `runner_until`, renewed with every checkpoint; `FOR UPDATE
+//!    SKIP LOCKED`: replicas share broadcasts, never one broadcast), and expands it: the
 //!    audience by keyset pages of `chunk` subscribers (`id > cursor ORDER BY id`, an
 //!    index range scan whatever the audience's size), each page published with
 //!    publisher confirms, `pack` recipients to a `notification_batch.v1` message (as
 //!    the tracker's relay packs case updates: the broker's work and the sender's
-//!    deliveries are per message), then the checkpoint (`cursor`, `queued`) written. A process
-//!    killed between a confirm and its checkpoint republishes that page once more;
-//!    each message's notification id is derived from (tenant, broadcast, subscriber),
-//!    so the sender's claim sends each recipient once whatever was republished.
+//!    deliveries are per message), then the checkpoint (`cursor`, `queued`) written.
 //!
-//! Memory is one page whatever the audience. The fan-out stays at most a few seconds
-//! of the tenant's rate ahead of the sender (messages published but not yet taken),
-//! so the broadcast lane's queue stays short, and an audience that opts out or a
-//! broadcast that is paused meanwhile has little in flight. With no rate limit
-//! configured it publishes as fast as the broker confirms. It expands nothing in the
-//! tenant's quiet hours (the sender's gate holds what is already queued).
+//! **Pipelined.** A page's confirms are awaited in a task of their own while the next
+//! page is read, built and published: at most [`IN_FLIGHT`] pages are published and
+//! not yet checkpointed. Pages are checkpointed in their order, each only once it and
+//! every page before it are confirmed (the confirmed ones together, one statement), so
+//! the checkpoint never passes a page the broker has not stored.
+//!
+//! **Exactly once, and why the checkpoint need not wait for the disk.** A process
+//! killed between a confirm and its checkpoint republishes those pages (at most
+//! [`IN_FLIGHT`]) once more; each message's notification id is derived from (tenant,
+//! broadcast, subscriber), so the sender's claim sends each recipient once whatever
+//! was republished. For the same reason the checkpoint is committed asynchronously
+//! (`synchronous_commit = off` for its transaction alone; a commit waits 11–64 ms for
+//! the disk on a busy host, once a page): a killed notifier loses nothing (the commit
+//! is in PostgreSQL's WAL buffers, written within a fraction of a second); only a
+//! PostgreSQL crash may lose the last checkpoints, and then the fan-out restarts from
+//! an older cursor: it republishes pages whose recipients the sender's claims (written
+//! with a synchronous commit) already know, and `queued` counts them once again from
+//! the older value, so it ends equal to the audience.
+//!
+//! Memory is [`IN_FLIGHT`] pages whatever the audience. The fan-out stays at most a
+//! few seconds of the tenant's rate ahead of the sender (messages published, confirmed
+//! or not, but not yet taken), so the broadcast lane's queue stays short, and an
+//! audience that opts out or a broadcast that is paused meanwhile has little in
+//! flight. With no rate limit configured it publishes as fast as the broker confirms.
+//! It expands nothing in the tenant's quiet hours (the sender's gate holds what is
+//! already queued).
 
 use super::{
     store::{self, Broadcast},
@@ -37,11 +54,15 @@ use loa_contracts::{
     NotificationKind, NotificationRequest, Recipient,
 };
 use loa_platform::{
-    amqp::{consumer::H_TENANT, topology, OutgoingMessage, Publisher},
+    amqp::{consumer::H_TENANT, topology, OutgoingMessage, PublishError, Publisher},
     LiveTenants,
 };
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
-use tokio::time::Instant;
+use std::{
+    collections::{BTreeMap, VecDeque},
+    sync::Arc,
+    time::Duration,
+};
+use tokio::{task::JoinHandle, time::Instant};
 use tokio_util::sync::CancellationToken;
 
 /// How long a fan-out lease lasts without renewal.
@@ -53,6 +74,10 @@ const SLICE: Duration = Duration::from_secs(5);
 /// Sends per second of a tenant's rate for each recipient packed in a message (see
 /// [`pack_for`]).
 const PACK_RATE: f64 = 200.0;
+/// Pages published and not yet checkpointed, at most: the fan-out reads and
+/// publishes the next page while the broker confirms the ones before (memory: this
+/// many pages' messages).
+const IN_FLIGHT: usize = 3;
 /// Who a message greets when the audience does not know their name (`{name}`).
 pub(crate) const NO_NAME: &str = "Quý công dân";
 
@@ -232,6 +257,12 @@ impl Fanout {
 
     /// Expands `broadcast` from its checkpoint for up to one slice. Returns whether
     /// the round may take another broadcast (this one is done, or waits).
+    ///
+    /// Pipelined: page N's confirms are awaited (in a task of their own) while page
+    /// N+1 is read, built and published, with at most [`IN_FLIGHT`] pages published
+    /// and not yet checkpointed; pages are checkpointed in order, each once every
+    /// page before it and itself are confirmed (several confirmed pages in one
+    /// checkpoint).
     async fn expand(
         &self,
         broadcast: &Broadcast,
@@ -270,33 +301,36 @@ impl Fanout {
         };
         let pack = pack_for(self.pack, rate);
         let started = Instant::now();
-        let mut cursor = broadcast.cursor;
-        let mut queued = broadcast.queued;
         let chunk = i64::try_from(self.chunk.max(1)).unwrap_or(1000);
+        // One connection for the slice: the page's statement is prepared once.
+        let client = self
+            .pool
+            .get()
+            .await
+            .context("Failed to get a PostgreSQL connection")?;
+        let page = client
+            .prepare(&page_sql)
+            .await
+            .context("Failed to prepare the audience's page")?;
+        let mut flight = Flight::new(broadcast.cursor, broadcast.queued);
         while !cancel.is_cancelled() && started.elapsed() < SLICE {
             if let Some(limit) = ahead_limit {
                 let taken = self.taken(&broadcast.id).await?;
-                if queued - taken >= limit {
+                if flight.published - taken >= limit {
                     // The sender has enough; look again next round.
-                    return Ok(true);
+                    return self.settle(broadcast, &mut flight, 0).await.map(|_| true);
                 }
             }
-            let client = self
-                .pool
-                .get()
-                .await
-                .context("Failed to get a PostgreSQL connection")?;
             let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-                vec![&broadcast.tenant, &cursor, &chunk];
+                vec![&broadcast.tenant, &flight.read, &chunk];
             for t in &tags {
                 params.push(t);
             }
             let rows = client
-                .query(&page_sql, &params)
+                .query(&page, &params)
                 .await
                 .context("Failed to read a page of the audience")?;
-            drop(client);
-            let last = rows.last().map(|r| r.get::<_, i64>(0));
+            let last = rows.last().map_or(flight.read, |r| r.get::<_, i64>(0));
             let requests: Vec<NotificationRequest> = rows
                 .iter()
                 .map(|r| {
@@ -309,31 +343,76 @@ impl Fanout {
                     )
                 })
                 .collect();
+            drop(rows);
             let n = requests.len() as i64;
             let messages = pack_messages(&broadcast.tenant, requests, pack);
-            if !messages.is_empty() {
-                self.publisher
-                    .publish_all(&messages)
-                    .await
-                    .context("Failed to publish a page of a broadcast")?;
-            }
+            let publisher = self.publisher.clone();
+            let confirms = tokio::spawn(async move {
+                if messages.is_empty() {
+                    return Ok(());
+                }
+                publisher.publish_all(&messages).await
+            });
             let done = n < chunk;
-            if !self
-                .checkpoint(&broadcast.id, last.unwrap_or(cursor), n, done)
-                .await?
-            {
+            flight.push(Page {
+                confirms,
+                cursor: last,
+                n,
+                done,
+            });
+            let keep = if done { 0 } else { IN_FLIGHT - 1 };
+            match self.settle(broadcast, &mut flight, keep).await? {
+                Settled::Running => {}
                 // Paused, cancelled or taken over meanwhile.
-                return Ok(true);
-            }
-            metrics::broadcast_recipients(&broadcast.tenant, "queued", n as u64);
-            cursor = last.unwrap_or(cursor);
-            queued += n;
-            if done {
-                tracing::info!(broadcast = %broadcast.id, tenant = %broadcast.tenant, queued, "Broadcast expanded.");
-                return Ok(true);
+                Settled::Stopped => return Ok(true),
+                Settled::Expanded => {
+                    tracing::info!(broadcast = %broadcast.id, tenant = %broadcast.tenant, queued = flight.queued, "Broadcast expanded.");
+                    return Ok(true);
+                }
             }
         }
+        self.settle(broadcast, &mut flight, 0).await?;
         Ok(false)
+    }
+
+    /// Awaits the confirms of the oldest pages in flight until at most `keep` are
+    /// left, and checkpoints the confirmed ones (together, with one statement).
+    async fn settle(
+        &self,
+        broadcast: &Broadcast,
+        flight: &mut Flight,
+        keep: usize,
+    ) -> anyhow::Result<Settled> {
+        let mut confirmed: Option<(i64, i64, bool)> = None;
+        loop {
+            let len = flight.pages.len();
+            let Some(front) = flight.pages.front_mut() else {
+                break;
+            };
+            if len <= keep && !front.confirms.is_finished() {
+                break;
+            }
+            (&mut front.confirms)
+                .await
+                .context("A broadcast page's publish task failed")?
+                .context("Failed to publish a page of a broadcast")?;
+            let page = flight.pages.pop_front().expect("the front page");
+            let n = confirmed.map_or(0, |(_, n, _)| n) + page.n;
+            confirmed = Some((page.cursor, n, page.done));
+        }
+        let Some((cursor, n, done)) = confirmed else {
+            return Ok(Settled::Running);
+        };
+        if !self.checkpoint(&broadcast.id, cursor, n, done).await? {
+            return Ok(Settled::Stopped);
+        }
+        metrics::broadcast_recipients(&broadcast.tenant, "queued", n as u64);
+        flight.queued += n;
+        Ok(if done {
+            Settled::Expanded
+        } else {
+            Settled::Running
+        })
     }
 
     /// Messages of the broadcast the sender has claimed so far.
@@ -353,7 +432,8 @@ impl Fanout {
         Ok(row.get(0))
     }
 
-    /// Writes the checkpoint after a confirmed page; `done`: the audience is
+    /// Writes the checkpoint after confirmed pages, committed asynchronously (see
+    /// the module docs); `done`: the audience is
     /// exhausted (the audience becomes the number published). False when the
     /// broadcast is no longer this process's to expand.
     async fn checkpoint(&self, id: &str, cursor: i64, n: i64, done: bool) -> anyhow::Result<bool> {
@@ -362,6 +442,8 @@ impl Fanout {
             .get()
             .await
             .context("Failed to get a PostgreSQL connection")?;
+        // `synchronous_commit` off for this transaction alone (see the module docs):
+        // `set_config(…, true)` lasts until its end, and the commit reads it.
         let updated = client
             .execute(
                 "UPDATE notifier.broadcasts
@@ -369,6 +451,7 @@ impl Fanout {
                         expanded_at = CASE WHEN $4 THEN now() END,
                         audience = CASE WHEN $4 THEN queued + $3 ELSE audience END,
                         runner_until = now() + make_interval(secs => $6), updated_at = now()
+                   FROM (SELECT set_config('synchronous_commit', 'off', true)) AS asynchronous
                   WHERE id = $1 AND runner_owner = $5 AND state = 'running'",
                 &[&id, &cursor, &n, &done, &self.owner, &LEASE.as_secs_f64()],
             )
@@ -376,6 +459,57 @@ impl Fanout {
             .context("Failed to write a broadcast's checkpoint")?;
         Ok(updated == 1)
     }
+}
+
+/// A page published and waiting for its confirms.
+struct Page {
+    /// The publish, confirms awaited.
+    confirms: JoinHandle<Result<(), PublishError>>,
+    /// Its last subscriber id (the checkpoint's cursor once it is confirmed).
+    cursor: i64,
+    /// Its recipients.
+    n: i64,
+    /// Whether it was the audience's last page.
+    done: bool,
+}
+
+/// Where one expansion stands: what is checkpointed, what is read, what is in flight.
+struct Flight {
+    /// The cursor the next page is read from (the last page read).
+    read: i64,
+    /// Recipients checkpointed.
+    queued: i64,
+    /// Recipients published, confirmed or not (the lead over the sender counts them).
+    published: i64,
+    /// Pages published and not yet checkpointed, oldest first.
+    pages: VecDeque<Page>,
+}
+
+impl Flight {
+    fn new(cursor: i64, queued: i64) -> Self {
+        Self {
+            read: cursor,
+            queued,
+            published: queued,
+            pages: VecDeque::with_capacity(IN_FLIGHT),
+        }
+    }
+
+    fn push(&mut self, page: Page) {
+        self.read = page.cursor;
+        self.published += page.n;
+        self.pages.push_back(page);
+    }
+}
+
+/// What a checkpoint found.
+enum Settled {
+    /// The broadcast goes on.
+    Running,
+    /// It is no longer this process's to expand (paused, cancelled, taken over).
+    Stopped,
+    /// Its last page is checkpointed.
+    Expanded,
 }
 
 /// Recipients per message for a tenant sending `rate` messages a second: `pack`, but

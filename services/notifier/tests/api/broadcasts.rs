@@ -3,7 +3,7 @@
 //! notifier's clock, the monthly cap, case updates overtaking a broadcast, tenants
 //! kept apart.
 
-use crate::helpers::{receipt_request, spawn_app, spawn_app_with, TestApp};
+use crate::helpers::{receipt_request, spawn_app, spawn_app_configured, spawn_app_with, TestApp};
 use chrono::{DateTime, Duration as Days, Utc};
 use loa_platform::tenants::QuietHours;
 use loa_platform::testing::eventually;
@@ -162,6 +162,43 @@ async fn a_broadcast_reaches_each_opted_in_subscriber_of_its_tags_once_and_compl
     assert!(one.to_string().contains("Kính gửi Công dân 3"), "{one}");
     let (_, list) = get(&app, "/v1/broadcasts", "demo-admin").await;
     assert_eq!(list["broadcasts"][0]["id"], id.as_str());
+}
+
+// The fan-out publishes the next pages while the broker confirms the ones before and
+// checkpoints them in order: with pages of 7 over 200 subscribers (some outside the
+// audience), many pages are in flight at once and the last one is short.
+#[tokio::test]
+async fn a_broadcast_expanded_in_small_pipelined_pages_queues_and_sends_each_of_its_audience_once()
+{
+    // Arrange: 200 in ward a, 30 in ward b, pages of 7 subscribers.
+    let app = spawn_app_configured(
+        |tenants| tenants[0].broadcasts.quiet_hours = QuietHours::NONE,
+        |settings| settings.broadcast_chunk = 7,
+    )
+    .await;
+    let mut lines = citizens(0, 100, &["ward:a"]);
+    lines.extend(citizens(100, 30, &["ward:b"]));
+    lines.extend(citizens(130, 100, &["ward:a"]));
+    import(&app, "demo-admin", &lines).await;
+
+    // Act
+    let id = create(&app, &announcement(json!({"tags": "ward:a"}))).await;
+    let done = until_state(&app, &id, "completed").await;
+
+    // Assert: the 200 of ward a, each once, counted once.
+    let sends = sends_by_phone(&app).await;
+    let expected: HashMap<String, usize> =
+        (0..100).chain(130..230).map(|i| (phone(i), 1)).collect();
+    assert_eq!(sends, expected);
+    assert_eq!(
+        (
+            done["audience"].as_i64(),
+            done["queued"].as_i64(),
+            done["sent"].as_i64()
+        ),
+        (Some(200), Some(200), Some(200)),
+        "{done}"
+    );
 }
 
 #[tokio::test]
