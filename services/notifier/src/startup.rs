@@ -114,9 +114,14 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("migrations/0017_zns_interaction_links.sql"),
     },
     Migration {
-        version: 20,
+        version: 18,
+        name: "partial unique subscriber keys",
+        sql: include_str!("migrations/0018_partial_unique_subscriber_keys.sql"),
+    },
+    Migration {
+        version: 19,
         name: "broadcast progress counted per statement",
-        sql: include_str!("migrations/0020_broadcast_counts_per_statement.sql"),
+        sql: include_str!("migrations/0019_broadcast_counts_per_statement.sql"),
     },
 ];
 

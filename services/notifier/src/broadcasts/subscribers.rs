@@ -175,14 +175,18 @@ pub(crate) async fn import_batch(
     for (sql, lines) in [
         (
             upsert(
-                "(tenant, zalo_user_id)",
+                "(tenant, zalo_user_id) WHERE zalo_user_id IS NOT NULL",
                 "phone = coalesce(EXCLUDED.phone, s.phone),",
                 "l.uid IS NOT NULL",
             ),
             with_user,
         ),
         (
-            upsert("(tenant, phone)", "", "l.uid IS NULL"),
+            upsert(
+                "(tenant, phone) WHERE phone IS NOT NULL",
+                "",
+                "l.uid IS NULL",
+            ),
             batch.len() - with_user,
         ),
     ] {
@@ -327,8 +331,16 @@ impl Citizen {
     /// The unique key naming the citizen's row, and the phone and user id to bind.
     fn key(&self) -> (&'static str, Option<&str>, Option<&str>) {
         match self {
-            Self::Phone(p) => ("(tenant, phone)", Some(p.as_str()), None),
-            Self::ZaloUser(u) => ("(tenant, zalo_user_id)", None, Some(u.as_str())),
+            Self::Phone(p) => (
+                "(tenant, phone) WHERE phone IS NOT NULL",
+                Some(p.as_str()),
+                None,
+            ),
+            Self::ZaloUser(u) => (
+                "(tenant, zalo_user_id) WHERE zalo_user_id IS NOT NULL",
+                None,
+                Some(u.as_str()),
+            ),
         }
     }
 }

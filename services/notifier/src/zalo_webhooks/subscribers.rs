@@ -31,7 +31,7 @@ pub(crate) async fn set_following<C: GenericClient>(
         .execute(
             "INSERT INTO notifier.subscribers AS s (tenant, zalo_user_id, phone, following, updated_at)
              VALUES ($1, $2, NULL, $3, $4)
-             ON CONFLICT (tenant, zalo_user_id) DO UPDATE
+             ON CONFLICT (tenant, zalo_user_id) WHERE zalo_user_id IS NOT NULL DO UPDATE
                 SET following = EXCLUDED.following, updated_at = EXCLUDED.updated_at
               WHERE s.updated_at <= EXCLUDED.updated_at",
             &[&tenant, &zalo_user_id, &following, &at],
@@ -85,7 +85,7 @@ pub(crate) async fn set_phone<C: GenericClient>(
             "INSERT INTO notifier.subscribers
                     (tenant, zalo_user_id, phone, following, updated_at, phone_source)
              VALUES ($1, $2, $3, false, $4, $5)
-             ON CONFLICT (tenant, zalo_user_id) DO UPDATE
+             ON CONFLICT (tenant, zalo_user_id) WHERE zalo_user_id IS NOT NULL DO UPDATE
                 SET phone = EXCLUDED.phone, phone_source = EXCLUDED.phone_source",
             &[
                 &tenant,
