@@ -12,14 +12,18 @@
 --
 -- PostgreSQL allows no column list on an UPDATE trigger with transition tables, so
 -- the update trigger fires for every UPDATE of `deliveries` and finds the rows whose
--- key changed by joining the old and new rows on the primary key; a statement that
--- touches no broadcast delivery writes nothing.
+-- key changed by joining the old and new rows on the primary key. A statement that
+-- touches no broadcast delivery (a case update's claim, result or dispatch mark)
+-- returns after one look at its new rows.
 DROP TRIGGER deliveries_count_broadcast_insert ON notifier.deliveries;
 DROP TRIGGER deliveries_count_broadcast_update ON notifier.deliveries;
 DROP FUNCTION notifier.count_broadcast_delivery();
 
 CREATE FUNCTION notifier.count_broadcast_inserts() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    IF NOT EXISTS (SELECT FROM inserted WHERE broadcast_id IS NOT NULL) THEN
+        RETURN NULL;  -- case updates: nothing to count
+    END IF;
     INSERT INTO notifier.broadcast_counts AS c (broadcast_id, key, shard, n)
     SELECT r.broadcast_id,
            notifier.broadcast_count_key(r.status, r.last_error_code, r.last_error),
@@ -34,6 +38,9 @@ $$;
 
 CREATE FUNCTION notifier.count_broadcast_updates() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    IF NOT EXISTS (SELECT FROM after_rows WHERE broadcast_id IS NOT NULL) THEN
+        RETURN NULL;  -- case updates: nothing to count
+    END IF;
     INSERT INTO notifier.broadcast_counts AS c (broadcast_id, key, shard, n)
     SELECT ch.broadcast_id, v.key, pg_backend_pid(), sum(v.delta)
       FROM (SELECT a.broadcast_id,
